@@ -1,0 +1,86 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"time"
+)
+
+// config is parkd's configuration, read from the environment; every setting has
+// a default that works on a developer's machine.
+type config struct {
+	Env          string
+	DatabaseURL  string
+	RedisURL     string
+	HTTPAddr     string
+	JWTSecret    string
+	DBMaxConns   int
+	Concurrency  int
+	TaskCheck    time.Duration
+	DelayedCheck time.Duration
+	StartupWait  time.Duration
+}
+
+const devJWTSecret = "parkd-DEVELOPMENT-ONLY-secret-do-not-use-in-production"
+
+func loadConfig() (config, error) {
+	c := config{
+		Env:         env("PARKD_ENV", "development"),
+		DatabaseURL: env("PARKD_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/parkd?sslmode=disable"),
+		RedisURL:    env("PARKD_REDIS_URL", "redis://127.0.0.1:6379/0"),
+		HTTPAddr:    env("PARKD_HTTP_ADDR", ":8080"),
+		JWTSecret:   env("PARKD_JWT_SECRET", devJWTSecret),
+	}
+	var err error
+	if c.DBMaxConns, err = envInt("PARKD_DB_MAX_CONNS", 25); err != nil {
+		return c, err
+	}
+	if c.Concurrency, err = envInt("PARKD_WORKER_CONCURRENCY", 20); err != nil {
+		return c, err
+	}
+	if c.TaskCheck, err = envDuration("PARKD_TASK_CHECK_INTERVAL", 10*time.Millisecond); err != nil {
+		return c, err
+	}
+	if c.DelayedCheck, err = envDuration("PARKD_DELAYED_TASK_CHECK_INTERVAL", 500*time.Millisecond); err != nil {
+		return c, err
+	}
+	if c.StartupWait, err = envDuration("PARKD_STARTUP_WAIT", 60*time.Second); err != nil {
+		return c, err
+	}
+	if c.Env == "production" && c.JWTSecret == devJWTSecret {
+		return c, fmt.Errorf("PARKD_JWT_SECRET is the development default, refused with PARKD_ENV=production")
+	}
+	return c, nil
+}
+
+func env(name, def string) string {
+	if v, ok := os.LookupEnv(name); ok && v != "" {
+		return v
+	}
+	return def
+}
+
+func envInt(name string, def int) (int, error) {
+	v := env(name, "")
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("%s=%q: want a positive integer", name, v)
+	}
+	return n, nil
+}
+
+func envDuration(name string, def time.Duration) (time.Duration, error) {
+	v := env(name, "")
+	if v == "" {
+		return def, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("%s=%q: want a positive duration such as 500ms", name, v)
+	}
+	return d, nil
+}

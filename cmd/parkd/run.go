@@ -1,0 +1,202 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/parkd/parkd/intake"
+	"github.com/parkd/parkd/jobs"
+	"github.com/parkd/parkd/repo"
+	"github.com/parkd/parkd/worker"
+)
+
+type roles struct{ intake, worker, scheduler, migrate bool }
+
+// deps are the connections every role shares.
+type deps struct {
+	store  *repo.Store
+	redis  redis.UniversalClient
+	redisO asynq.RedisConnOpt
+	client *asynq.Client
+}
+
+func (d *deps) close() {
+	if d.client != nil {
+		d.client.Close()
+	}
+	if d.redis != nil {
+		d.redis.Close()
+	}
+	if d.store != nil {
+		d.store.Close()
+	}
+}
+
+// connect opens Postgres and Redis and waits for both, saying what it waits for
+// instead of crashing in a loop while a dependency starts.
+func connect(ctx context.Context, cfg config, log *slog.Logger, needRedis bool) (*deps, error) {
+	d := &deps{}
+	var err error
+	if d.store, err = repo.Open(cfg.DatabaseURL, repo.PoolConfig{MaxConns: cfg.DBMaxConns}); err != nil {
+		return nil, err
+	}
+	if err := waitFor(ctx, log, "postgres", redactURL(cfg.DatabaseURL), cfg.StartupWait, d.store.Ping); err != nil {
+		d.close()
+		return nil, err
+	}
+	if !needRedis {
+		return d, nil
+	}
+	if d.redisO, err = asynq.ParseRedisURI(cfg.RedisURL); err != nil {
+		d.close()
+		return nil, fmt.Errorf("PARKD_REDIS_URL: %w", err)
+	}
+	rc, ok := d.redisO.MakeRedisClient().(redis.UniversalClient)
+	if !ok {
+		d.close()
+		return nil, errors.New("PARKD_REDIS_URL: not a go-redis client")
+	}
+	d.redis = rc
+	if err := waitFor(ctx, log, "redis", redactURL(cfg.RedisURL), cfg.StartupWait, func(ctx context.Context) error {
+		return d.redis.Ping(ctx).Err()
+	}); err != nil {
+		d.close()
+		return nil, err
+	}
+	d.client = asynq.NewClientFromRedisClient(d.redis)
+	return d, nil
+}
+
+func waitFor(ctx context.Context, log *slog.Logger, name, where string, limit time.Duration, ping func(context.Context) error) error {
+	deadline := time.Now().Add(limit)
+	for wait := 250 * time.Millisecond; ; wait = min(wait*2, 5*time.Second) {
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		err := ping(pctx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("%s at %s did not answer within %s: %w", name, where, limit, err)
+		}
+		log.Warn("waiting for "+name, "at", where, "err", err.Error())
+		select {
+		case <-ctx.Done():
+		case <-time.After(wait):
+		}
+	}
+}
+
+func migrateCmd(ctx context.Context, cfg config, log *slog.Logger) error {
+	d, err := connect(ctx, cfg, log, false)
+	if err != nil {
+		return err
+	}
+	defer d.close()
+	applied, err := d.store.Migrate(ctx)
+	if err != nil {
+		return err
+	}
+	log.Info("schema up to date", "applied", applied)
+	return nil
+}
+
+// run starts the chosen roles and stops them in order on SIGTERM/SIGINT: first
+// the HTTP intake (no new requests), then the scheduler, then the worker, which
+// lets running tasks finish within its shutdown timeout.
+func run(ctx context.Context, cfg config, log *slog.Logger, r roles) error {
+	d, err := connect(ctx, cfg, log, true)
+	if err != nil {
+		return err
+	}
+	defer d.close()
+	if r.migrate {
+		if _, err := d.store.Migrate(ctx); err != nil {
+			return err
+		}
+	}
+	h := &worker.Handlers{Store: d.store, Client: d.client, Redis: d.redis, Log: log}
+
+	var srv *asynq.Server
+	relayDone := make(chan struct{})
+	relayCtx, stopRelay := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopRelay()
+	if r.worker {
+		srv = worker.NewServer(d.redisO, worker.Config{
+			Concurrency: cfg.Concurrency, TaskCheckInterval: cfg.TaskCheck, DelayedTaskCheckInterval: cfg.DelayedCheck,
+		}, log)
+		if err := srv.Start(h.Mux()); err != nil {
+			return fmt.Errorf("start worker: %w", err)
+		}
+		relay := &worker.Relay{Store: d.store, Client: d.client, Log: log.With("component", "outbox")}
+		go func() { defer close(relayDone); relay.Run(relayCtx) }()
+		log.Info("worker started", "concurrency", cfg.Concurrency, "queues", jobs.Queues())
+	} else {
+		close(relayDone)
+	}
+
+	var sched *asynq.Scheduler
+	if r.scheduler {
+		sched = asynq.NewScheduler(d.redisO, &asynq.SchedulerOpts{
+			Logger:   worker.AsynqLogger(log),
+			LogLevel: asynq.WarnLevel,
+			PostEnqueueFunc: func(info *asynq.TaskInfo, err error) {
+				// Another scheduler got there first: that is how several
+				// schedulers share one periodic task.
+				if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+					log.Warn("periodic enqueue failed", "err", err)
+				}
+			},
+		})
+		if _, err := sched.Register("* * * * *", jobs.NewSessionReconcile()); err != nil {
+			return fmt.Errorf("register reconcile: %w", err)
+		}
+		if err := sched.Start(); err != nil {
+			return fmt.Errorf("start scheduler: %w", err)
+		}
+		log.Info("scheduler started", "reconcile", "every minute")
+	}
+
+	var httpSrv *http.Server
+	httpErr := make(chan error, 1)
+	if r.intake {
+		handler := intake.Health(map[string]intake.Pinger{
+			"postgres": d.store,
+			"redis":    intake.PingFunc(func(ctx context.Context) error { return d.redis.Ping(ctx).Err() }),
+		})
+		httpSrv = &http.Server{Addr: cfg.HTTPAddr, Handler: handler, ReadHeaderTimeout: 5 * time.Second}
+		go func() { httpErr <- httpSrv.ListenAndServe() }()
+		log.Info("intake listening", "addr", cfg.HTTPAddr)
+	}
+
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case err := <-httpErr:
+		if !errors.Is(err, http.ErrServerClosed) {
+			log.Error("http server", "err", err)
+		}
+	}
+	if httpSrv != nil {
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_ = httpSrv.Shutdown(sctx)
+		cancel()
+	}
+	if sched != nil {
+		sched.Shutdown()
+	}
+	if srv != nil {
+		srv.Shutdown()
+	}
+	stopRelay()
+	<-relayDone
+	log.Info("stopped")
+	return nil
+}

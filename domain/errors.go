@@ -1,0 +1,57 @@
+package domain
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Code is the stable, machine-readable name of a rule rejection. Codes are part of
+// the outside contract: they appear in request outcomes and HTTP 422 answers.
+type Code string
+
+// Rejection codes of DOMAIN.md.
+const (
+	CodeNotRegistered          Code = "not_registered"
+	CodeAddressNotInZone       Code = "address_not_in_zone"
+	CodePermitExistsForAddress Code = "permit_exists_for_address"
+	CodeAnnualPurchaseLimit    Code = "annual_purchase_limit"
+	CodeAnnualUsageLimit       Code = "annual_usage_limit"
+	CodePermitNotActive        Code = "permit_not_active"
+	CodeNotFound               Code = "not_found"
+	CodeInvalidPlate           Code = "invalid_plate"
+	CodeStartTooFarAhead       Code = "start_too_far_ahead"
+	CodeStartInPast            Code = "start_in_past"
+	CodeInvalidEnd             Code = "invalid_end"
+	CodeNotValidOnDay          Code = "not_valid_on_day"
+	CodeInsufficientBalance    Code = "insufficient_balance"
+	CodePlateAlreadyParked     Code = "plate_already_parked"
+	CodeInvalidStopTime        Code = "invalid_stop_time"
+	// CodeInvalidTopup rejects a top-up whose hours are not a positive whole number
+	// or whose payment reference is missing.
+	CodeInvalidTopup Code = "invalid_topup"
+	// CodeInvalidZone rejects a zone definition that does not make sense.
+	CodeInvalidZone Code = "invalid_zone"
+)
+
+// RuleError is a rejection by a rule of the domain. It is final: retrying the same
+// request gives the same answer, so workers record it as the outcome and never retry.
+type RuleError struct {
+	Code    Code
+	Message string
+}
+
+func (e *RuleError) Error() string { return string(e.Code) + ": " + e.Message }
+
+// Reject builds a RuleError with a formatted message.
+func Reject(code Code, format string, args ...any) *RuleError {
+	return &RuleError{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// AsRule reports whether err is (or wraps) a RuleError and returns it.
+func AsRule(err error) (*RuleError, bool) {
+	var re *RuleError
+	if errors.As(err, &re) {
+		return re, true
+	}
+	return nil, false
+}

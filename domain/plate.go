@@ -1,0 +1,49 @@
+package domain
+
+import "strings"
+
+// MaxPlateLen is the longest plate accepted after normalisation.
+const MaxPlateLen = 8
+
+// NormalizePlate upper-cases a licence plate and removes dashes and spaces. The
+// result must be 1–8 ASCII letters or digits; anything else (accented letters,
+// punctuation, an empty or over-long plate) is rejected with invalid_plate.
+func NormalizePlate(raw string) (string, error) {
+	var b strings.Builder
+	b.Grow(len(raw))
+	for _, r := range raw {
+		switch {
+		case r == '-' || r == ' ':
+			continue
+		case r >= 'a' && r <= 'z':
+			b.WriteRune(r - 'a' + 'A')
+		case (r >= 'A' && r <= 'Z') || (r >= '0' && r <= '9'):
+			b.WriteRune(r)
+		default:
+			return "", Reject(CodeInvalidPlate, "plate %q may hold only letters A-Z, digits, dashes and spaces", truncate(raw, 40))
+		}
+		if b.Len() > MaxPlateLen {
+			return "", Reject(CodeInvalidPlate, "plate %q is longer than %d letters and digits", truncate(raw, 40), MaxPlateLen)
+		}
+	}
+	if b.Len() == 0 {
+		return "", Reject(CodeInvalidPlate, "plate is empty")
+	}
+	return b.String(), nil
+}
+
+// MaskPlate hides all but the last two characters of a plate, for logs and
+// operator screens that must not show who parked where.
+func MaskPlate(plate string) string {
+	if len(plate) <= 2 {
+		return strings.Repeat("*", len(plate))
+	}
+	return strings.Repeat("*", len(plate)-2) + plate[len(plate)-2:]
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}

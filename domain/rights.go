@@ -1,0 +1,62 @@
+package domain
+
+import (
+	"fmt"
+	"time"
+)
+
+// PlaceKind is the kind of parking place enforcement is looking at.
+type PlaceKind string
+
+// Kinds of place (DOMAIN.md).
+const (
+	PlacePermitHolder PlaceKind = "permit_holder"
+	PlacePaid         PlaceKind = "paid"
+	PlaceShortStay    PlaceKind = "short_stay"
+	PlaceCarFree      PlaceKind = "car_free"
+)
+
+// ParsePlaceKind checks a place kind.
+func ParsePlaceKind(s string) (PlaceKind, error) {
+	switch k := PlaceKind(s); k {
+	case PlacePermitHolder, PlacePaid, PlaceShortStay, PlaceCarFree:
+		return k, nil
+	}
+	return "", fmt.Errorf("place %q is not one of permit_holder, paid, short_stay, car_free", truncate(s, 40))
+}
+
+// Reasons of an enforcement answer.
+const (
+	ReasonSession       = "active_session"
+	ReasonNoRightNeeded = "no_right_needed"
+	ReasonNotValidHere  = "permit_not_valid_at_place"
+	ReasonNotValidOnDay = "permit_not_valid_on_day"
+	ReasonNoSession     = "no_session"
+)
+
+// Right is the enforcement answer.
+type Right struct {
+	Valid  bool
+	Reason string
+}
+
+// CheckRight answers "may this plate park here, now?" for a place of kind in zone
+// z at instant at, given whether an open session of this zone covers at. Only
+// sessions of this zone count: a permit is valid only in its own zone.
+func CheckRight(z *Zone, kind PlaceKind, at time.Time, covered bool) Right {
+	switch kind {
+	case PlaceShortStay, PlaceCarFree:
+		return Right{Reason: ReasonNotValidHere}
+	case PlacePaid:
+		if !z.InPaidRegime(at) {
+			return Right{Valid: true, Reason: ReasonNoRightNeeded}
+		}
+	}
+	if !z.ValidOn(at) {
+		return Right{Reason: ReasonNotValidOnDay}
+	}
+	if covered {
+		return Right{Valid: true, Reason: ReasonSession}
+	}
+	return Right{Reason: ReasonNoSession}
+}

@@ -1,0 +1,268 @@
+package domain
+
+import (
+	"fmt"
+	"time"
+)
+
+// Session statuses as the outside world sees them. Postgres stores only whether a
+// session is open, stopped or cancelled; planned versus active follows from the
+// clock, so no job has to flip it and no reader ever sees it stale.
+const (
+	StatusPlanned   = "planned"
+	StatusActive    = "active"
+	StatusStopped   = "stopped"
+	StatusCancelled = "cancelled"
+)
+
+// State is what Postgres stores of a session's life.
+type State string
+
+// Stored session states.
+const (
+	StateOpen      State = "open"
+	StateStopped   State = "stopped"
+	StateCancelled State = "cancelled"
+)
+
+// Tolerances of DOMAIN.md.
+const (
+	// PastTolerance is how far before the request's receipt a start or stop may lie.
+	PastTolerance = 5 * time.Minute
+)
+
+// Notice codes carried in a session's answer.
+const (
+	NoticePastPaidHours   = "runs_past_paid_hours"
+	NoticeCutByBalance    = "end_cut_by_balance"
+	NoticeCutByUsageCap   = "end_cut_by_usage_limit"
+	NoticeCutInvalidDay   = "end_cut_at_invalid_day"
+	NoticeShortenedByStop = "end_moved_by_stop"
+)
+
+// Notice tells the app something about a session that is not an error.
+type Notice struct {
+	Code    string    `json:"code"`
+	Message string    `json:"message"`
+	At      time.Time `json:"at"`
+}
+
+// StatusAt derives the outside status of a session at now.
+func StatusAt(state State, start, now time.Time) string {
+	switch state {
+	case StateStopped:
+		return StatusStopped
+	case StateCancelled:
+		return StatusCancelled
+	}
+	if now.Before(start) {
+		return StatusPlanned
+	}
+	return StatusActive
+}
+
+// Minutes is the number of started minutes in d: parking is charged per started
+// minute, and d is elapsed real time, so a session across a DST change is charged
+// for the minutes that really passed.
+func Minutes(d time.Duration) int {
+	if d <= 0 {
+		return 0
+	}
+	return int((d + time.Minute - 1) / time.Minute)
+}
+
+// PermitState is what the rules need to know of a permit's current year.
+type PermitState struct {
+	Active           bool
+	BalanceMinutes   int
+	PurchasedMinutes int
+	UsedMinutes      int // charged in the current permit year
+	ReservedMinutes  int // reserved by open sessions
+}
+
+// UsageLeft is how many minutes the usage cap still allows this permit year.
+func (p PermitState) UsageLeft(z *Zone) int {
+	return z.AnnualUsageLimitHours*60 - p.UsedMinutes - p.ReservedMinutes
+}
+
+// StartRequest is a session start as the worker receives it. ReceivedAt is the
+// instant the request was received upstream, never the instant a worker ran it: a
+// backed-up queue must not shift anyone's parking right.
+type StartRequest struct {
+	Plate      string
+	StartAt    *time.Time
+	EndAt      *time.Time
+	ReceivedAt time.Time
+}
+
+// SessionPlan is an accepted start: what to store and reserve.
+type SessionPlan struct {
+	Plate           string
+	StartAt         time.Time
+	PlannedEndAt    time.Time
+	ReservedMinutes int
+	Notices         []Notice
+}
+
+// PlanSession applies every start rule of DOMAIN.md to a request on a permit in a
+// zone and returns the session to store, or the RuleError of the first rule broken.
+func PlanSession(z *Zone, p PermitState, req StartRequest) (SessionPlan, error) {
+	if !p.Active {
+		return SessionPlan{}, Reject(CodePermitNotActive, "the permit has ended")
+	}
+	plate, err := NormalizePlate(req.Plate)
+	if err != nil {
+		return SessionPlan{}, err
+	}
+	start := req.ReceivedAt
+	if req.StartAt != nil {
+		start = *req.StartAt
+	}
+	if start.Before(req.ReceivedAt.Add(-PastTolerance)) {
+		return SessionPlan{}, Reject(CodeStartInPast, "start_at %s is more than 5 minutes before the request was received", rfc(start))
+	}
+	if start.After(req.ReceivedAt.AddDate(0, 0, z.MaxPlanAheadDays)) {
+		return SessionPlan{}, Reject(CodeStartTooFarAhead, "start_at %s is more than %d days ahead", rfc(start), z.MaxPlanAheadDays)
+	}
+	if !z.ValidOn(start) {
+		return SessionPlan{}, Reject(CodeNotValidOnDay, "the visitor permit of zone %s is not valid on %s", z.Code, start.In(z.Location).Weekday())
+	}
+	maxEnd := start.Add(time.Duration(z.MaxSessionMinutes) * time.Minute)
+	end := maxEnd
+	if req.EndAt != nil {
+		end = *req.EndAt
+		if !end.After(start) {
+			return SessionPlan{}, Reject(CodeInvalidEnd, "end_at %s is not after start_at %s", rfc(end), rfc(start))
+		}
+		if end.After(maxEnd) {
+			return SessionPlan{}, Reject(CodeInvalidEnd, "end_at %s is more than %d minutes after start_at %s", rfc(end), z.MaxSessionMinutes, rfc(start))
+		}
+	}
+	var notices []Notice
+	if cut, ok := z.FirstInvalidDayStart(start, end); ok {
+		end = cut
+		notices = append(notices, Notice{Code: NoticeCutInvalidDay, At: cut,
+			Message: fmt.Sprintf("ends at %s: the permit is not valid on %s", rfc(cut), cut.In(z.Location).Weekday())})
+	}
+	minutes := Minutes(end.Sub(start))
+	if p.BalanceMinutes < 1 {
+		return SessionPlan{}, Reject(CodeInsufficientBalance, "the balance is %d minutes", p.BalanceMinutes)
+	}
+	if minutes > p.BalanceMinutes {
+		minutes, end = p.BalanceMinutes, start.Add(time.Duration(p.BalanceMinutes)*time.Minute)
+		notices = append(notices, Notice{Code: NoticeCutByBalance, At: end,
+			Message: fmt.Sprintf("ends at %s: the balance covers %d minutes", rfc(end), minutes)})
+	}
+	left := p.UsageLeft(z)
+	if left < 1 {
+		return SessionPlan{}, Reject(CodeAnnualUsageLimit, "the %d hours of this permit year are used or reserved", z.AnnualUsageLimitHours)
+	}
+	if minutes > left {
+		minutes, end = left, start.Add(time.Duration(left)*time.Minute)
+		notices = append(notices, Notice{Code: NoticeCutByUsageCap, At: end,
+			Message: fmt.Sprintf("ends at %s: %d minutes are left under the annual usage limit", rfc(end), left)})
+	}
+	if e, ok := z.PaidHoursEndWithin(start, end); ok {
+		notices = append(notices, Notice{Code: NoticePastPaidHours, At: e,
+			Message: fmt.Sprintf("paid hours end at %s; stop then to save %d minutes", rfc(e), Minutes(end.Sub(e)))})
+	}
+	return SessionPlan{Plate: plate, StartAt: start, PlannedEndAt: end, ReservedMinutes: minutes, Notices: notices}, nil
+}
+
+// SessionState is what the stop rules need to know of a stored session.
+type SessionState struct {
+	State           State
+	StartAt         time.Time
+	PlannedEndAt    time.Time
+	ReservedMinutes int
+}
+
+// StopKind says what a stop does to a session.
+type StopKind int
+
+// What a stop can do.
+const (
+	StopNothing StopKind = iota // already stopped or cancelled: answer it as it is
+	StopCancel                  // a planned session stopped before its start
+	StopSettle                  // stopped now (or at its planned end): charge and release
+	StopShorten                 // a stop in the future: move the planned end, release the rest now
+	StopNotDue                  // an auto-stop that came early: the session runs on
+)
+
+// StopPlan is the outcome of the stop rules: the new end, the charge and what goes
+// back to the balance. For StopSettle and StopCancel, Release is the whole remaining
+// reservation and Charge the charged minutes (balance change = Release - Charge).
+// For StopShorten, Release is the part of the reservation given back now and
+// NewReserved what stays reserved until the new end.
+type StopPlan struct {
+	Kind        StopKind
+	EndAt       time.Time
+	Charge      int
+	Release     int
+	NewReserved int
+}
+
+// StopRequest is a stop as the worker receives it: At is the instant the visitor
+// left (nil means the instant the request was received).
+type StopRequest struct {
+	At         *time.Time
+	ReceivedAt time.Time
+}
+
+// PlanStop applies the stop rules of DOMAIN.md; now is the worker's clock, used only
+// to tell a stop in the future (which shortens) from one in the past (which settles).
+func PlanStop(s SessionState, req StopRequest, now time.Time) (StopPlan, error) {
+	if s.State != StateOpen {
+		return StopPlan{Kind: StopNothing}, nil
+	}
+	at := req.ReceivedAt
+	if req.At != nil {
+		at = *req.At
+	}
+	if at.Before(req.ReceivedAt.Add(-PastTolerance)) {
+		return StopPlan{}, Reject(CodeInvalidStopTime, "at %s is more than 5 minutes before the request was received", rfc(at))
+	}
+	plannedAtReceipt := req.ReceivedAt.Before(s.StartAt)
+	if !at.After(s.StartAt) {
+		if plannedAtReceipt {
+			return StopPlan{Kind: StopCancel, EndAt: s.StartAt, Release: s.ReservedMinutes}, nil
+		}
+		if at.Before(s.StartAt) {
+			return StopPlan{}, Reject(CodeInvalidStopTime, "at %s is before the session's start %s", rfc(at), rfc(s.StartAt))
+		}
+	}
+	if !at.Before(s.PlannedEndAt) {
+		return settleAt(s, s.PlannedEndAt), nil
+	}
+	if at.After(now) {
+		keep := Minutes(at.Sub(s.StartAt))
+		return StopPlan{Kind: StopShorten, EndAt: at, Release: s.ReservedMinutes - keep, NewReserved: keep}, nil
+	}
+	return settleAt(s, at), nil
+}
+
+// PlanAutoStop settles a session at its planned end, and never charges for the
+// auto-stop's own lateness. An auto-stop that arrives before the planned end (the
+// end was moved, or clocks disagree) leaves the session running.
+func PlanAutoStop(s SessionState, now time.Time) StopPlan {
+	if s.State != StateOpen {
+		return StopPlan{Kind: StopNothing}
+	}
+	if now.Before(s.PlannedEndAt) {
+		return StopPlan{Kind: StopNotDue}
+	}
+	return settleAt(s, s.PlannedEndAt)
+}
+
+func settleAt(s SessionState, end time.Time) StopPlan {
+	charge := min(Minutes(end.Sub(s.StartAt)), s.ReservedMinutes)
+	return StopPlan{Kind: StopSettle, EndAt: end, Charge: charge, Release: s.ReservedMinutes}
+}
+
+// Overlaps reports whether two sessions' intervals [start, end) share an instant:
+// one plate may have only one open session at a time in a zone.
+func Overlaps(aStart, aEnd, bStart, bEnd time.Time) bool {
+	return aStart.Before(bEnd) && bStart.Before(aEnd)
+}
+
+func rfc(t time.Time) string { return t.UTC().Format(time.RFC3339) }

@@ -1,0 +1,308 @@
+package domain
+
+import (
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+)
+
+// ZoneSpec is a zone as an operator writes it (CONTRACT.md, PUT /v1/admin/zones/{code}).
+// Zero values mean "the default"; Compile fills them in and checks the whole.
+type ZoneSpec struct {
+	Name                     string       `json:"name"`
+	TimeZone                 string       `json:"time_zone,omitempty"`
+	TariffCentsPerHour       int64        `json:"tariff_cents_per_hour"`
+	PaidHours                []PaidWindow `json:"paid_hours,omitempty"`
+	InvalidWeekdays          []string     `json:"invalid_weekdays,omitempty"`
+	MaxSessionMinutes        int          `json:"max_session_minutes,omitempty"`
+	MaxPlanAheadDays         int          `json:"max_plan_ahead_days,omitempty"`
+	AnnualPurchaseLimitHours int          `json:"annual_purchase_limit_hours,omitempty"`
+	AnnualUsageLimitHours    int          `json:"annual_usage_limit_hours,omitempty"`
+	YearStarts               string       `json:"year_starts,omitempty"`
+}
+
+// PaidWindow is one line of a weekly paid-parking regime: on Days, from From to To
+// local time ("HH:MM", To may be "24:00"). A window never crosses midnight; a
+// regime running past midnight is written as two windows.
+type PaidWindow struct {
+	Days []string `json:"days"`
+	From string   `json:"from"`
+	To   string   `json:"to"`
+}
+
+// Defaults of a zone (DOMAIN.md, CONTRACT.md).
+const (
+	DefaultTimeZone                 = "Europe/Amsterdam"
+	DefaultMaxSessionMinutes        = 180
+	DefaultMaxPlanAheadDays         = 7
+	DefaultAnnualPurchaseLimitHours = 500
+	DefaultAnnualUsageLimitHours    = 500
+	DefaultYearStarts               = "01-01"
+)
+
+// DefaultPaidHours is the regime a zone gets when its spec names none:
+// Mon–Sat 09:00–21:00, Sun 12:00–17:00.
+func DefaultPaidHours() []PaidWindow {
+	return []PaidWindow{
+		{Days: []string{"mon", "tue", "wed", "thu", "fri", "sat"}, From: "09:00", To: "21:00"},
+		{Days: []string{"sun"}, From: "12:00", To: "17:00"},
+	}
+}
+
+var (
+	zoneCodeRE = regexp.MustCompile(`^[A-Z0-9_]{1,32}$`)
+	weekdays   = map[string]time.Weekday{
+		"sun": time.Sunday, "mon": time.Monday, "tue": time.Tuesday, "wed": time.Wednesday,
+		"thu": time.Thursday, "fri": time.Friday, "sat": time.Saturday,
+	}
+)
+
+// ValidZoneCode reports whether code has the form [A-Z0-9_]{1,32}.
+func ValidZoneCode(code string) bool { return zoneCodeRE.MatchString(code) }
+
+// Zone is a compiled, validated zone: the form every rule works with.
+type Zone struct {
+	Code                     string
+	Name                     string
+	Location                 *time.Location
+	TariffCentsPerHour       int64
+	windows                  []window
+	invalid                  [7]bool
+	MaxSessionMinutes        int
+	MaxPlanAheadDays         int
+	AnnualPurchaseLimitHours int
+	AnnualUsageLimitHours    int
+	YearStarts               MonthDay
+	Spec                     ZoneSpec // normalised, with defaults filled in
+}
+
+type window struct {
+	day      time.Weekday
+	from, to int // minutes after local midnight, to may be 1440
+}
+
+// MonthDay is the anniversary of a permit year.
+type MonthDay struct {
+	Month time.Month
+	Day   int
+}
+
+// ParseMonthDay reads "MM-DD". 29 February is refused: a permit year must start on
+// a day every year has.
+func ParseMonthDay(s string) (MonthDay, error) {
+	var m, d int
+	if len(s) != 5 || s[2] != '-' {
+		return MonthDay{}, fmt.Errorf("year_starts %q is not MM-DD", s)
+	}
+	if _, err := fmt.Sscanf(s, "%02d-%02d", &m, &d); err != nil {
+		return MonthDay{}, fmt.Errorf("year_starts %q is not MM-DD", s)
+	}
+	if m < 1 || m > 12 || d < 1 || d > daysIn(time.Month(m)) || (m == 2 && d == 29) {
+		return MonthDay{}, fmt.Errorf("year_starts %q is not a day every year has", s)
+	}
+	return MonthDay{Month: time.Month(m), Day: d}, nil
+}
+
+func (md MonthDay) String() string { return fmt.Sprintf("%02d-%02d", int(md.Month), md.Day) }
+
+func daysIn(m time.Month) int {
+	return time.Date(2001, m+1, 0, 0, 0, 0, 0, time.UTC).Day()
+}
+
+func parseClock(s string, allow24 bool) (int, bool) {
+	if len(s) != 5 || s[2] != ':' {
+		return 0, false
+	}
+	var h, m int
+	if _, err := fmt.Sscanf(s, "%02d:%02d", &h, &m); err != nil {
+		return 0, false
+	}
+	if m < 0 || m > 59 || h < 0 || h > 24 || (h == 24 && (m != 0 || !allow24)) {
+		return 0, false
+	}
+	return h*60 + m, true
+}
+
+// CompileZone checks a zone spec, fills in its defaults and returns the zone the
+// rules work with. Every problem is an invalid_zone rejection naming the field.
+func CompileZone(code string, spec ZoneSpec) (*Zone, error) {
+	bad := func(format string, args ...any) (*Zone, error) {
+		return nil, Reject(CodeInvalidZone, format, args...)
+	}
+	if !ValidZoneCode(code) {
+		return bad("zone code %q must be 1-32 of A-Z, 0-9 and _", truncate(code, 40))
+	}
+	spec.Name = strings.TrimSpace(spec.Name)
+	if spec.Name == "" || len(spec.Name) > 200 {
+		return bad("name must be 1-200 characters")
+	}
+	if spec.TimeZone == "" {
+		spec.TimeZone = DefaultTimeZone
+	}
+	loc, err := time.LoadLocation(spec.TimeZone)
+	if err != nil || spec.TimeZone == "Local" {
+		return bad("time_zone %q is not an IANA time zone", truncate(spec.TimeZone, 60))
+	}
+	if spec.TariffCentsPerHour <= 0 || spec.TariffCentsPerHour > 100_000 {
+		return bad("tariff_cents_per_hour must be between 1 and 100000")
+	}
+	if spec.PaidHours == nil {
+		spec.PaidHours = DefaultPaidHours()
+	}
+	z := &Zone{Code: code, Name: spec.Name, Location: loc, TariffCentsPerHour: spec.TariffCentsPerHour}
+	for i, w := range spec.PaidHours {
+		from, ok1 := parseClock(w.From, false)
+		to, ok2 := parseClock(w.To, true)
+		if !ok1 || !ok2 {
+			return bad("paid_hours[%d]: from and to must be HH:MM (to may be 24:00)", i)
+		}
+		if from >= to {
+			return bad("paid_hours[%d]: from %s must be before to %s", i, w.From, w.To)
+		}
+		if len(w.Days) == 0 {
+			return bad("paid_hours[%d]: days must name at least one weekday", i)
+		}
+		for _, d := range w.Days {
+			wd, ok := weekdays[d]
+			if !ok {
+				return bad("paid_hours[%d]: day %q is not one of mon..sun", i, truncate(d, 20))
+			}
+			z.windows = append(z.windows, window{day: wd, from: from, to: to})
+		}
+	}
+	if spec.InvalidWeekdays == nil {
+		spec.InvalidWeekdays = []string{}
+	}
+	for _, d := range spec.InvalidWeekdays {
+		wd, ok := weekdays[d]
+		if !ok {
+			return bad("invalid_weekdays: %q is not one of mon..sun", truncate(d, 20))
+		}
+		z.invalid[wd] = true
+	}
+	if spec.MaxSessionMinutes == 0 {
+		spec.MaxSessionMinutes = DefaultMaxSessionMinutes
+	}
+	if spec.MaxSessionMinutes < 1 || spec.MaxSessionMinutes > 24*60 {
+		return bad("max_session_minutes must be between 1 and 1440")
+	}
+	if spec.MaxPlanAheadDays == 0 {
+		spec.MaxPlanAheadDays = DefaultMaxPlanAheadDays
+	}
+	if spec.MaxPlanAheadDays < 1 || spec.MaxPlanAheadDays > 366 {
+		return bad("max_plan_ahead_days must be between 1 and 366")
+	}
+	if spec.AnnualPurchaseLimitHours == 0 {
+		spec.AnnualPurchaseLimitHours = DefaultAnnualPurchaseLimitHours
+	}
+	if spec.AnnualUsageLimitHours == 0 {
+		spec.AnnualUsageLimitHours = DefaultAnnualUsageLimitHours
+	}
+	if spec.AnnualPurchaseLimitHours < 1 || spec.AnnualPurchaseLimitHours > 8784 {
+		return bad("annual_purchase_limit_hours must be between 1 and 8784")
+	}
+	if spec.AnnualUsageLimitHours < 1 || spec.AnnualUsageLimitHours > 8784 {
+		return bad("annual_usage_limit_hours must be between 1 and 8784")
+	}
+	if spec.YearStarts == "" {
+		spec.YearStarts = DefaultYearStarts
+	}
+	md, err := ParseMonthDay(spec.YearStarts)
+	if err != nil {
+		return bad("%v", err)
+	}
+	z.MaxSessionMinutes = spec.MaxSessionMinutes
+	z.MaxPlanAheadDays = spec.MaxPlanAheadDays
+	z.AnnualPurchaseLimitHours = spec.AnnualPurchaseLimitHours
+	z.AnnualUsageLimitHours = spec.AnnualUsageLimitHours
+	z.YearStarts = md
+	z.Spec = spec
+	return z, nil
+}
+
+// ValidOn reports whether the visitor permit is valid on the local day of t.
+func (z *Zone) ValidOn(t time.Time) bool {
+	return !z.invalid[t.In(z.Location).Weekday()]
+}
+
+// InPaidRegime reports whether t lies inside the zone's paid-parking regime.
+func (z *Zone) InPaidRegime(t time.Time) bool {
+	lt := t.In(z.Location)
+	mins := lt.Hour()*60 + lt.Minute()
+	return slices.ContainsFunc(z.windows, func(w window) bool {
+		return w.day == lt.Weekday() && mins >= w.from && mins < w.to
+	})
+}
+
+// localMidnight returns the start of the local day d days after t's local day.
+// time.Date normalises day overflow, and no zone in use switches DST at midnight.
+func (z *Zone) localMidnight(t time.Time, d int) time.Time {
+	lt := t.In(z.Location)
+	return time.Date(lt.Year(), lt.Month(), lt.Day()+d, 0, 0, 0, 0, z.Location)
+}
+
+// localClock returns the instant at minute m after the local midnight of day d.
+// The minute is counted on the wall clock (09:00 is 09:00 on a DST day too); a
+// wall time that does not exist on a spring-forward day is moved past the gap.
+func (z *Zone) localClock(day time.Time, m int) time.Time {
+	return time.Date(day.Year(), day.Month(), day.Day(), m/60, m%60, 0, 0, z.Location)
+}
+
+// FirstInvalidDayStart returns the start of the first local day after start's day
+// and before end on which the permit is not valid, if any.
+func (z *Zone) FirstInvalidDayStart(start, end time.Time) (time.Time, bool) {
+	for d := 1; ; d++ {
+		mid := z.localMidnight(start, d)
+		if !mid.Before(end) {
+			return time.Time{}, false
+		}
+		if !z.ValidOn(mid) {
+			return mid, true
+		}
+	}
+}
+
+// PaidHoursEndWithin returns the first instant strictly between start and end at
+// which the paid regime ends (and does not carry straight on into another window).
+func (z *Zone) PaidHoursEndWithin(start, end time.Time) (time.Time, bool) {
+	for d := 0; ; d++ {
+		day := z.localMidnight(start, d)
+		if !day.Before(end) {
+			return time.Time{}, false
+		}
+		var first time.Time
+		for _, w := range z.windows {
+			if w.day != day.Weekday() {
+				continue
+			}
+			e := z.localClock(day, w.to)
+			if !e.After(start) || !e.Before(end) || z.InPaidRegime(e) {
+				continue
+			}
+			if first.IsZero() || e.Before(first) {
+				first = e
+			}
+		}
+		if !first.IsZero() {
+			return first, true
+		}
+	}
+}
+
+// PermitYear returns the permit year [start, end) of the zone that contains t: it
+// starts at local midnight on the anniversary.
+func (z *Zone) PermitYear(t time.Time) (start, end time.Time) {
+	lt := t.In(z.Location)
+	y := lt.Year()
+	start = time.Date(y, z.YearStarts.Month, z.YearStarts.Day, 0, 0, 0, 0, z.Location)
+	if t.Before(start) {
+		start = time.Date(y-1, z.YearStarts.Month, z.YearStarts.Day, 0, 0, 0, 0, z.Location)
+	}
+	end = start.AddDate(1, 0, 0)
+	return start, end
+}
+
+// TopupCents is what buying hours costs at the zone's tariff.
+func (z *Zone) TopupCents(hours int) int64 { return int64(hours) * z.TariffCentsPerHour }

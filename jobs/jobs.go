@@ -1,0 +1,322 @@
+package jobs
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/hibiken/asynq"
+)
+
+// Task types (CONTRACT.md).
+const (
+	TypeSessionStart     = "session:start"
+	TypeSessionStop      = "session:stop"
+	TypeSessionAutoStop  = "session:autostop"
+	TypePermitIssue      = "permit:issue"
+	TypePermitTopup      = "permit:topup"
+	TypePermitEnd        = "permit:end"
+	TypePermitRollover   = "permit:rollover"
+	TypeSessionReconcile = "session:reconcile"
+)
+
+// Queues and their weights: sessions first, permits next, maintenance last.
+const (
+	QueueCritical    = "critical"
+	QueueDefault     = "default"
+	QueueMaintenance = "maintenance"
+)
+
+// Queues maps each queue to its priority weight for the asynq server.
+func Queues() map[string]int {
+	return map[string]int{QueueCritical: 6, QueueDefault: 3, QueueMaintenance: 1}
+}
+
+// Retry and timeout policy. Requests retry on infrastructure errors (a rule
+// rejection is an outcome, never retried) with capped exponential backoff, about
+// an hour in all before asynq archives the task for an operator to look at.
+const (
+	RequestMaxRetry    = 20
+	RequestTimeout     = 30 * time.Second
+	AutoStopMaxRetry   = 25
+	MaintenanceTimeout = 10 * time.Minute
+)
+
+var requestIDRE = regexp.MustCompile(`^[A-Za-z0-9_.:-]{1,64}$`)
+
+// ValidRequestID reports whether id is 1–64 characters of [A-Za-z0-9_.:-].
+func ValidRequestID(id string) bool { return requestIDRE.MatchString(id) }
+
+// Request is implemented by every payload that carries a caller's request ID.
+type Request interface {
+	// ID is the caller's request ID.
+	ID() string
+	// Fingerprint identifies what the request asks, whatever its ID and the
+	// instant it was received: the same ID with another fingerprint is an
+	// idempotency conflict.
+	Fingerprint() string
+}
+
+// SessionStart asks for a visitor session on a permit. StartAt nil means the
+// instant the request was received (ReceivedAt); EndAt nil means the longest
+// session allowed.
+type SessionStart struct {
+	RequestID  string     `json:"request_id"`
+	PermitID   string     `json:"permit_id"`
+	Plate      string     `json:"plate"`
+	StartAt    *time.Time `json:"start_at,omitempty"`
+	EndAt      *time.Time `json:"end_at,omitempty"`
+	ReceivedAt time.Time  `json:"received_at,omitzero"`
+}
+
+// SessionStop asks to stop (or, before its start, cancel) a session. At nil
+// means the instant the request was received.
+type SessionStop struct {
+	RequestID  string     `json:"request_id"`
+	SessionID  string     `json:"session_id"`
+	At         *time.Time `json:"at,omitempty"`
+	ReceivedAt time.Time  `json:"received_at,omitzero"`
+}
+
+// SessionAutoStop settles a session at its planned end. The worker enqueues it.
+type SessionAutoStop struct {
+	SessionID string `json:"session_id"`
+}
+
+// PermitIssue asks for a visitor permit for a resident at an address.
+type PermitIssue struct {
+	RequestID  string    `json:"request_id"`
+	ResidentID string    `json:"resident_id"`
+	AddressID  string    `json:"address_id"`
+	ReceivedAt time.Time `json:"received_at,omitzero"`
+}
+
+// PermitTopup buys whole hours on a permit; payment happened upstream.
+type PermitTopup struct {
+	RequestID  string    `json:"request_id"`
+	PermitID   string    `json:"permit_id"`
+	Hours      int       `json:"hours"`
+	PaymentRef string    `json:"payment_ref"`
+	ReceivedAt time.Time `json:"received_at,omitzero"`
+}
+
+// PermitEnd ends a permit (moved house, on request, expiry).
+type PermitEnd struct {
+	RequestID  string     `json:"request_id"`
+	PermitID   string     `json:"permit_id"`
+	At         *time.Time `json:"at,omitempty"`
+	Reason     string     `json:"reason"`
+	ReceivedAt time.Time  `json:"received_at,omitzero"`
+}
+
+// PermitRollover starts new permit years for every permit whose year ended by Day.
+type PermitRollover struct {
+	Day string `json:"day"` // YYYY-MM-DD
+}
+
+// ID implements Request.
+func (p SessionStart) ID() string { return p.RequestID }
+
+// ID implements Request.
+func (p SessionStop) ID() string { return p.RequestID }
+
+// ID implements Request.
+func (p PermitIssue) ID() string { return p.RequestID }
+
+// ID implements Request.
+func (p PermitTopup) ID() string { return p.RequestID }
+
+// ID implements Request.
+func (p PermitEnd) ID() string { return p.RequestID }
+
+// Fingerprint implements Request.
+func (p SessionStart) Fingerprint() string {
+	return fingerprint(TypeSessionStart, p.PermitID, p.Plate, timeOrEmpty(p.StartAt), timeOrEmpty(p.EndAt))
+}
+
+// Fingerprint implements Request.
+func (p SessionStop) Fingerprint() string {
+	return fingerprint(TypeSessionStop, p.SessionID, timeOrEmpty(p.At))
+}
+
+// Fingerprint implements Request.
+func (p PermitIssue) Fingerprint() string {
+	return fingerprint(TypePermitIssue, p.ResidentID, p.AddressID)
+}
+
+// Fingerprint implements Request.
+func (p PermitTopup) Fingerprint() string {
+	return fingerprint(TypePermitTopup, p.PermitID, fmt.Sprint(p.Hours), p.PaymentRef)
+}
+
+// Fingerprint implements Request.
+func (p PermitEnd) Fingerprint() string {
+	return fingerprint(TypePermitEnd, p.PermitID, timeOrEmpty(p.At), p.Reason)
+}
+
+func fingerprint(parts ...string) string {
+	h := sha256.New()
+	for _, p := range parts {
+		fmt.Fprintf(h, "%d:%s;", len(p), p)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+func timeOrEmpty(t *time.Time) string {
+	if t == nil {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339Nano)
+}
+
+// now is the clock that stamps ReceivedAt; tests replace it.
+var now = time.Now
+
+func stamp(t *time.Time) {
+	if t.IsZero() {
+		*t = now()
+	}
+	*t = t.UTC()
+}
+
+func checkRequestID(id string) error {
+	if !ValidRequestID(id) {
+		return fmt.Errorf("jobs: request_id %q must be 1-64 characters of A-Z a-z 0-9 _ . : -", truncate(id, 80))
+	}
+	return nil
+}
+
+func checkNonEmpty(field, v string) error {
+	if strings.TrimSpace(v) == "" {
+		return fmt.Errorf("jobs: %s is required", field)
+	}
+	if len(v) > 64 {
+		return fmt.Errorf("jobs: %s is longer than 64 characters", field)
+	}
+	return nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+func requestTask(typ, queue, requestID string, payload any) (*asynq.Task, error) {
+	b, err := json.Marshal(payload)
+	if err != nil {
+		return nil, fmt.Errorf("jobs: encode %s: %w", typ, err)
+	}
+	return asynq.NewTask(typ, b,
+		asynq.Queue(queue), asynq.TaskID(requestID),
+		asynq.MaxRetry(RequestMaxRetry), asynq.Timeout(RequestTimeout),
+	), nil
+}
+
+// NewSessionStart builds a session:start task, stamping ReceivedAt with the
+// current instant when it is zero.
+func NewSessionStart(p SessionStart) (*asynq.Task, error) {
+	if err := checkRequestID(p.RequestID); err != nil {
+		return nil, err
+	}
+	if err := checkNonEmpty("permit_id", p.PermitID); err != nil {
+		return nil, err
+	}
+	stamp(&p.ReceivedAt)
+	return requestTask(TypeSessionStart, QueueCritical, p.RequestID, p)
+}
+
+// NewSessionStop builds a session:stop task, stamping ReceivedAt.
+func NewSessionStop(p SessionStop) (*asynq.Task, error) {
+	if err := checkRequestID(p.RequestID); err != nil {
+		return nil, err
+	}
+	if err := checkNonEmpty("session_id", p.SessionID); err != nil {
+		return nil, err
+	}
+	stamp(&p.ReceivedAt)
+	return requestTask(TypeSessionStop, QueueCritical, p.RequestID, p)
+}
+
+// NewPermitIssue builds a permit:issue task, stamping ReceivedAt.
+func NewPermitIssue(p PermitIssue) (*asynq.Task, error) {
+	if err := checkRequestID(p.RequestID); err != nil {
+		return nil, err
+	}
+	if err := checkNonEmpty("resident_id", p.ResidentID); err != nil {
+		return nil, err
+	}
+	if err := checkNonEmpty("address_id", p.AddressID); err != nil {
+		return nil, err
+	}
+	stamp(&p.ReceivedAt)
+	return requestTask(TypePermitIssue, QueueDefault, p.RequestID, p)
+}
+
+// NewPermitTopup builds a permit:topup task, stamping ReceivedAt.
+func NewPermitTopup(p PermitTopup) (*asynq.Task, error) {
+	if err := checkRequestID(p.RequestID); err != nil {
+		return nil, err
+	}
+	if err := checkNonEmpty("permit_id", p.PermitID); err != nil {
+		return nil, err
+	}
+	stamp(&p.ReceivedAt)
+	return requestTask(TypePermitTopup, QueueDefault, p.RequestID, p)
+}
+
+// NewPermitEnd builds a permit:end task, stamping ReceivedAt.
+func NewPermitEnd(p PermitEnd) (*asynq.Task, error) {
+	if err := checkRequestID(p.RequestID); err != nil {
+		return nil, err
+	}
+	if err := checkNonEmpty("permit_id", p.PermitID); err != nil {
+		return nil, err
+	}
+	stamp(&p.ReceivedAt)
+	return requestTask(TypePermitEnd, QueueDefault, p.RequestID, p)
+}
+
+// AutoStopTaskID is deterministic per session and planned end, so that however
+// often the auto-stop is handed to Redis (outbox relay, reconciler after Redis
+// lost its data) it is queued once; a moved end gets a new ID.
+func AutoStopTaskID(sessionID string, plannedEnd time.Time) string {
+	return fmt.Sprintf("autostop:%s:%d", sessionID, plannedEnd.Unix())
+}
+
+// AutoStopPayload encodes a session:autostop payload.
+func AutoStopPayload(sessionID string) []byte {
+	b, _ := json.Marshal(SessionAutoStop{SessionID: sessionID}) // cannot fail: a string field
+	return b
+}
+
+// NewSessionAutoStop builds the auto-stop of a session, due at its planned end.
+func NewSessionAutoStop(sessionID string, plannedEnd time.Time) *asynq.Task {
+	return asynq.NewTask(TypeSessionAutoStop, AutoStopPayload(sessionID),
+		asynq.Queue(QueueCritical), asynq.TaskID(AutoStopTaskID(sessionID, plannedEnd)),
+		asynq.ProcessAt(plannedEnd), asynq.MaxRetry(AutoStopMaxRetry), asynq.Timeout(RequestTimeout))
+}
+
+// NewSessionReconcile builds the periodic reconciliation. Its fixed task ID, kept
+// for a while after it ran, makes several schedulers enqueue it once a minute.
+func NewSessionReconcile() *asynq.Task {
+	return asynq.NewTask(TypeSessionReconcile, nil,
+		asynq.Queue(QueueMaintenance), asynq.TaskID(TypeSessionReconcile),
+		asynq.MaxRetry(0), asynq.Timeout(MaintenanceTimeout), asynq.Retention(30*time.Second))
+}
+
+// Rebuild turns a task recorded in the outbox back into an asynq task with the
+// policy of its type.
+func Rebuild(typ, taskID, queue string, payload []byte, processAt time.Time) *asynq.Task {
+	maxRetry := RequestMaxRetry
+	if typ == TypeSessionAutoStop {
+		maxRetry = AutoStopMaxRetry
+	}
+	return asynq.NewTask(typ, payload, asynq.Queue(queue), asynq.TaskID(taskID),
+		asynq.ProcessAt(processAt), asynq.MaxRetry(maxRetry), asynq.Timeout(RequestTimeout))
+}

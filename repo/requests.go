@@ -1,0 +1,72 @@
+package repo
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/uptrace/bun"
+)
+
+// RequestChannel is the LISTEN/NOTIFY channel on which every finished request ID
+// is announced, so that waiting HTTP intakes wake at once instead of polling.
+const RequestChannel = "parkd_request_done"
+
+// ClaimRequest records a request as pending, or locks the row it already has, and
+// returns it. Inside the caller's transaction this serialises two deliveries of the
+// same request: the second waits for the first to commit and then sees its outcome.
+func ClaimRequest(ctx context.Context, tx bun.IDB, id, typ, bodyHash string, subject *string) (*Request, error) {
+	r := &Request{RequestID: id, Type: typ, BodyHash: bodyHash, Status: RequestPending, Subject: subject}
+	if _, err := tx.NewInsert().Model(r).
+		Column("request_id", "type", "body_hash", "status", "subject").
+		On("CONFLICT (request_id) DO NOTHING").Exec(ctx); err != nil {
+		return nil, fmt.Errorf("claim request %s: %w", id, err)
+	}
+	got := new(Request)
+	if err := tx.NewSelect().Model(got).Where("request_id = ?", id).For("UPDATE").Scan(ctx); err != nil {
+		return nil, fmt.Errorf("lock request %s: %w", id, err)
+	}
+	return got, nil
+}
+
+// GetRequest reads a request's outcome.
+func GetRequest(ctx context.Context, db bun.IDB, id string) (*Request, error) {
+	r := new(Request)
+	if err := db.NewSelect().Model(r).Where("request_id = ?", id).Scan(ctx); err != nil {
+		return nil, notFound(err, "request "+id)
+	}
+	return r, nil
+}
+
+// RuleOutcome is the error of a rejected request as it is stored and shown.
+type RuleOutcome struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// FinishRequest stores a request's outcome and announces it on RequestChannel; the
+// notification is delivered when (and only if) the transaction commits.
+func FinishRequest(ctx context.Context, tx bun.IDB, id, status string, rejection *RuleOutcome, result any) error {
+	var errJSON, resJSON json.RawMessage
+	var err error
+	if rejection != nil {
+		if errJSON, err = json.Marshal(rejection); err != nil {
+			return err
+		}
+	}
+	if result != nil {
+		if resJSON, err = json.Marshal(result); err != nil {
+			return err
+		}
+	}
+	if _, err := tx.NewUpdate().Model((*Request)(nil)).
+		Set("status = ?", status).Set("error = ?", errJSON).Set("result = ?", resJSON).
+		Set("updated_at = now()").
+		Where("request_id = ?", id).Exec(ctx); err != nil {
+		return fmt.Errorf("finish request %s: %w", id, err)
+	}
+	if _, err := tx.ExecContext(ctx, "SELECT pg_notify(?, ?)", RequestChannel, id); err != nil {
+		return fmt.Errorf("notify request %s: %w", id, err)
+	}
+	return nil
+}

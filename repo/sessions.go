@@ -1,0 +1,170 @@
+package repo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/uptrace/bun"
+
+	"github.com/parkd/parkd/domain"
+)
+
+// ErrPlateParked is returned when a new session's interval overlaps an open
+// session of the same plate in the same zone (the exclusion constraint).
+var ErrPlateParked = errors.New("repo: plate already has an open session in this zone")
+
+// GetSession reads a session without locking it.
+func GetSession(ctx context.Context, db bun.IDB, id int64) (*Session, error) {
+	s := new(Session)
+	if err := db.NewSelect().Model(s).Where("id = ?", id).Scan(ctx); err != nil {
+		return nil, notFound(err, fmt.Sprintf("session %d", id))
+	}
+	return s, nil
+}
+
+// LockSessionAndPermit locks a session and its permit, permit first: the same
+// order every writer uses.
+func LockSessionAndPermit(ctx context.Context, tx bun.IDB, sessionID int64) (*Session, *Permit, error) {
+	var permitID int64
+	if err := tx.NewSelect().Model((*Session)(nil)).Column("permit_id").
+		Where("id = ?", sessionID).Scan(ctx, &permitID); err != nil {
+		return nil, nil, notFound(err, fmt.Sprintf("session %d", sessionID))
+	}
+	p, err := LockPermit(ctx, tx, permitID)
+	if err != nil {
+		return nil, nil, err
+	}
+	s := new(Session)
+	if err := tx.NewSelect().Model(s).Where("id = ?", sessionID).For("UPDATE").Scan(ctx); err != nil {
+		return nil, nil, notFound(err, fmt.Sprintf("session %d", sessionID))
+	}
+	return s, p, nil
+}
+
+// ApplyStart stores a planned session on the locked permit p and reserves its
+// minutes. An overlap with another open session of the plate in the zone is
+// ErrPlateParked, and then nothing of it is written: the insert runs under a
+// savepoint, so the caller's transaction can still record the rejection.
+func ApplyStart(ctx context.Context, tx bun.Tx, p *Permit, plan domain.SessionPlan, requestID string, at time.Time) (*Session, error) {
+	s := &Session{
+		PermitID: p.ID, Zone: p.Zone, Plate: plan.Plate, State: domain.StateOpen,
+		StartAt: plan.StartAt, PlannedEndAt: plan.PlannedEndAt, ReservedMinutes: plan.ReservedMinutes,
+		Notices: plan.Notices, RequestID: requestID,
+	}
+	if s.Notices == nil {
+		s.Notices = []domain.Notice{}
+	}
+	if _, err := tx.ExecContext(ctx, "SAVEPOINT start_session"); err != nil {
+		return nil, fmt.Errorf("savepoint: %w", err)
+	}
+	if _, err := tx.NewInsert().Model(s).ExcludeColumn("created_at").Returning("*").Exec(ctx); err != nil {
+		if pgCode(err) == "23P01" { // exclusion_violation
+			if _, rbErr := tx.ExecContext(ctx, "ROLLBACK TO SAVEPOINT start_session"); rbErr != nil {
+				return nil, fmt.Errorf("rollback to savepoint: %w", rbErr)
+			}
+			return nil, ErrPlateParked
+		}
+		return nil, fmt.Errorf("insert session: %w", err)
+	}
+	sid := s.ID
+	e := &LedgerEntry{PermitID: p.ID, Kind: LedgerReserve, Minutes: -plan.ReservedMinutes, SessionID: &sid, RequestID: &requestID, At: at}
+	if _, err := tx.NewInsert().Model(e).Exec(ctx); err != nil {
+		return nil, fmt.Errorf("book reservation: %w", err)
+	}
+	if err := tx.NewUpdate().Model(p).
+		Set("balance_minutes = balance_minutes - ?", plan.ReservedMinutes).
+		Set("reserved_minutes = reserved_minutes + ?", plan.ReservedMinutes).
+		WherePK().Returning("*").Scan(ctx); err != nil {
+		return nil, fmt.Errorf("reserve on permit %d: %w", p.ID, err)
+	}
+	return s, nil
+}
+
+// ApplyStop writes a stop decision on a locked session and its locked permit, in
+// the caller's transaction: for a settlement or cancellation the session's end and
+// charge, the release of the whole reservation and the charge as ledger entries,
+// and the permit's balance and usage; for a shortening the new planned end and the
+// partial release. requestID is nil for auto-stops and reconciliations.
+func ApplyStop(ctx context.Context, tx bun.IDB, p *Permit, s *Session, plan domain.StopPlan, requestID *string, at time.Time) error {
+	sid := s.ID
+	switch plan.Kind {
+	case domain.StopSettle, domain.StopCancel:
+		state := domain.StateStopped
+		if plan.Kind == domain.StopCancel {
+			state = domain.StateCancelled
+		}
+		res, err := tx.NewUpdate().Model(s).
+			Set("state = ?", state).Set("end_at = ?", plan.EndAt).Set("charged_minutes = ?", plan.Charge).
+			Set("settled_at = ?", at).
+			WherePK().Where("state = ?", domain.StateOpen).Returning("*").Exec(ctx)
+		if err != nil {
+			return fmt.Errorf("settle session %d: %w", s.ID, err)
+		}
+		if n, _ := res.RowsAffected(); n != 1 {
+			return fmt.Errorf("settle session %d: it was not open", s.ID)
+		}
+		entries := []LedgerEntry{
+			{PermitID: p.ID, Kind: LedgerRelease, Minutes: plan.Release, SessionID: &sid, RequestID: requestID, At: at},
+			{PermitID: p.ID, Kind: LedgerCharge, Minutes: -plan.Charge, SessionID: &sid, RequestID: requestID, At: at},
+		}
+		if _, err := tx.NewInsert().Model(&entries).Exec(ctx); err != nil {
+			return fmt.Errorf("book settlement of session %d: %w", s.ID, err)
+		}
+		if err := tx.NewUpdate().Model(p).
+			Set("balance_minutes = balance_minutes + ?", plan.Release-plan.Charge).
+			Set("reserved_minutes = reserved_minutes - ?", plan.Release).
+			Set("used_minutes = used_minutes + ?", plan.Charge).
+			WherePK().Returning("*").Scan(ctx); err != nil {
+			return fmt.Errorf("settle on permit %d: %w", p.ID, err)
+		}
+	case domain.StopShorten:
+		s.Notices = append(s.Notices, domain.Notice{Code: domain.NoticeShortenedByStop, At: plan.EndAt,
+			Message: "the planned end was moved earlier by a stop"})
+		if _, err := tx.NewUpdate().Model(s).
+			Set("planned_end_at = ?", plan.EndAt).Set("reserved_minutes = ?", plan.NewReserved).
+			Set("notices = ?", s.Notices).
+			WherePK().Where("state = ?", domain.StateOpen).Returning("*").Exec(ctx); err != nil {
+			return fmt.Errorf("shorten session %d: %w", s.ID, err)
+		}
+		if plan.Release > 0 {
+			e := &LedgerEntry{PermitID: p.ID, Kind: LedgerRelease, Minutes: plan.Release, SessionID: &sid, RequestID: requestID, At: at}
+			if _, err := tx.NewInsert().Model(e).Exec(ctx); err != nil {
+				return fmt.Errorf("book release of session %d: %w", s.ID, err)
+			}
+			if err := tx.NewUpdate().Model(p).
+				Set("balance_minutes = balance_minutes + ?", plan.Release).
+				Set("reserved_minutes = reserved_minutes - ?", plan.Release).
+				WherePK().Returning("*").Scan(ctx); err != nil {
+				return fmt.Errorf("release on permit %d: %w", p.ID, err)
+			}
+		}
+	}
+	return nil
+}
+
+// OverdueSessions returns open sessions whose planned end is at or before
+// before, oldest first: the ones an auto-stop should already have settled.
+func OverdueSessions(ctx context.Context, db bun.IDB, before time.Time, limit int) ([]int64, error) {
+	var ids []int64
+	err := db.NewSelect().Model((*Session)(nil)).Column("id").
+		Where("state = ?", domain.StateOpen).Where("planned_end_at <= ?", before).
+		OrderExpr("planned_end_at").Limit(int64(limit)).Scan(ctx, &ids)
+	if err != nil {
+		return nil, fmt.Errorf("overdue sessions: %w", err)
+	}
+	return ids, nil
+}
+
+// OpenSessionEnds pages through the open sessions by ID, after the given ID.
+func OpenSessionEnds(ctx context.Context, db bun.IDB, afterID int64, limit int) ([]Session, error) {
+	var rows []Session
+	err := db.NewSelect().Model(&rows).Column("id", "planned_end_at").
+		Where("state = ?", domain.StateOpen).Where("id > ?", afterID).
+		OrderExpr("id").Limit(int64(limit)).Scan(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("open sessions: %w", err)
+	}
+	return rows, nil
+}

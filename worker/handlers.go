@@ -1,0 +1,368 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+	"github.com/uptrace/bun"
+
+	"github.com/parkd/parkd/domain"
+	"github.com/parkd/parkd/jobs"
+	"github.com/parkd/parkd/repo"
+)
+
+// Handlers applies tasks to Postgres.
+type Handlers struct {
+	Store  *repo.Store
+	Client *asynq.Client         // hands outbox tasks to Redis right after commit
+	Redis  redis.UniversalClient // for the reconciler's check that Redis kept its data
+	Log    *slog.Logger
+	Now    func() time.Time
+}
+
+func (h *Handlers) now() time.Time {
+	if h.Now != nil {
+		return h.Now().UTC()
+	}
+	return time.Now().UTC()
+}
+
+// Mux routes every task type parkd handles.
+func (h *Handlers) Mux() *asynq.ServeMux {
+	mux := asynq.NewServeMux()
+	mux.Use(h.logging)
+	mux.HandleFunc(jobs.TypeSessionStart, h.SessionStart)
+	mux.HandleFunc(jobs.TypeSessionStop, h.SessionStop)
+	mux.HandleFunc(jobs.TypeSessionAutoStop, h.SessionAutoStop)
+	mux.HandleFunc(jobs.TypePermitIssue, h.PermitIssue)
+	mux.HandleFunc(jobs.TypePermitTopup, h.PermitTopup)
+	mux.HandleFunc(jobs.TypeSessionReconcile, h.SessionReconcile)
+	return mux
+}
+
+type logKey struct{}
+
+func (h *Handlers) logging(next asynq.Handler) asynq.Handler {
+	return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
+		id, _ := asynq.GetTaskID(ctx)
+		l := h.Log.With("task_id", id, "task_type", t.Type())
+		ctx = context.WithValue(ctx, logKey{}, l)
+		err := next.ProcessTask(ctx, t)
+		if err != nil && !errors.Is(err, asynq.SkipRetry) {
+			l.Warn("task failed, will retry", "err", err)
+		}
+		return err
+	})
+}
+
+func logger(ctx context.Context) *slog.Logger {
+	if l, ok := ctx.Value(logKey{}).(*slog.Logger); ok {
+		return l
+	}
+	return slog.Default()
+}
+
+// decode reads a payload; a payload that cannot be read will never be read, so it
+// is not retried.
+func decode(t *asynq.Task, v any) error {
+	if err := json.Unmarshal(t.Payload(), v); err != nil {
+		return fmt.Errorf("%s payload: %v: %w", t.Type(), err, asynq.SkipRetry)
+	}
+	return nil
+}
+
+// decision is what a request's transaction decided: the result to record and the
+// follow-up tasks to hand to Redis once it commits.
+type decision struct {
+	result any
+	outbox []*repo.OutboxTask
+}
+
+// apply runs one request exactly once: it claims the request ID in Postgres, runs
+// decide under the same transaction, and records the outcome. A second delivery
+// (a retry after a crash between commit and acknowledgement, or a duplicate
+// enqueue) finds the outcome recorded and changes nothing. A rule rejection is the
+// outcome; any other error rolls everything back and asynq retries.
+func (h *Handlers) apply(ctx context.Context, typ string, req jobs.Request,
+	decide func(ctx context.Context, tx bun.Tx) (decision, error)) error {
+	if !jobs.ValidRequestID(req.ID()) {
+		return fmt.Errorf("%s: request_id %q is not 1-64 of [A-Za-z0-9_.:-]: %w", typ, req.ID(), asynq.SkipRetry)
+	}
+	log := logger(ctx).With("request_id", req.ID())
+	var d decision
+	err := h.Store.InTx(ctx, func(ctx context.Context, tx bun.Tx) error {
+		d = decision{}
+		r, err := repo.ClaimRequest(ctx, tx, req.ID(), typ, req.Fingerprint(), nil)
+		if err != nil {
+			return err
+		}
+		if r.Type != typ || r.BodyHash != req.Fingerprint() {
+			log.Warn("request ID reused for a different request: ignored", "recorded_type", r.Type)
+			return nil
+		}
+		if r.Status != repo.RequestPending {
+			log.Info("request already " + r.Status + ": nothing to do")
+			return nil
+		}
+		d, err = decide(ctx, tx)
+		if rule, ok := domain.AsRule(err); ok {
+			log.Info("request rejected", "code", rule.Code, "reason", rule.Message)
+			d = decision{}
+			return repo.FinishRequest(ctx, tx, req.ID(), repo.RequestRejected,
+				&repo.RuleOutcome{Code: string(rule.Code), Message: rule.Message}, nil)
+		}
+		if err != nil {
+			return err
+		}
+		if err := repo.AddOutbox(ctx, tx, d.outbox...); err != nil {
+			return err
+		}
+		return repo.FinishRequest(ctx, tx, req.ID(), repo.RequestApplied, nil, d.result)
+	})
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", typ, req.ID(), err)
+	}
+	h.handOver(ctx, d.outbox)
+	return nil
+}
+
+// handOver enqueues freshly committed outbox tasks and forgets them. It is the
+// fast path: whatever fails here the relay retries from the outbox.
+func (h *Handlers) handOver(ctx context.Context, rows []*repo.OutboxTask) {
+	if len(rows) == 0 || h.Client == nil {
+		return
+	}
+	var done []int64
+	for _, r := range rows {
+		if err := enqueueOutbox(ctx, h.Client, r); err != nil {
+			logger(ctx).Warn("outbox hand-over failed; the relay will retry", "task_id", r.TaskID, "err", err)
+			continue
+		}
+		done = append(done, r.ID)
+	}
+	if err := repo.DeleteOutbox(context.WithoutCancel(ctx), h.Store.DB, done...); err != nil {
+		logger(ctx).Warn("outbox cleanup failed; the relay will re-enqueue (harmless)", "err", err)
+	}
+}
+
+func enqueueOutbox(ctx context.Context, c *asynq.Client, r *repo.OutboxTask) error {
+	t := jobs.Rebuild(r.TaskType, r.TaskID, r.Queue, r.Payload, r.ProcessAt)
+	if _, err := c.EnqueueContext(ctx, t); err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+		return err
+	}
+	return nil
+}
+
+func autoStopOutbox(s *repo.Session) *repo.OutboxTask {
+	sid := repo.FormatID(s.ID)
+	return &repo.OutboxTask{
+		TaskType: jobs.TypeSessionAutoStop, TaskID: jobs.AutoStopTaskID(sid, s.PlannedEndAt),
+		Queue: jobs.QueueCritical, Payload: jobs.AutoStopPayload(sid), ProcessAt: s.PlannedEndAt,
+	}
+}
+
+func receivedAt(t time.Time, now time.Time) time.Time {
+	if t.IsZero() {
+		// A payload enqueued without the jobs constructors carries no receipt
+		// instant; the worker's clock is the best left.
+		return now
+	}
+	return t.UTC()
+}
+
+func notFoundRule(err error, what, id string) error {
+	if errors.Is(err, repo.ErrNotFound) {
+		return domain.Reject(domain.CodeNotFound, "%s %s not found", what, id)
+	}
+	return err
+}
+
+// lockPermit locks the permit a request names; an ID that names no permit is not_found.
+func lockPermit(ctx context.Context, tx bun.Tx, id string) (*repo.Permit, error) {
+	pid, ok := repo.ParseID(id)
+	if !ok {
+		return nil, domain.Reject(domain.CodeNotFound, "permit %q not found", id)
+	}
+	p, err := repo.LockPermit(ctx, tx, pid)
+	return p, notFoundRule(err, "permit", id)
+}
+
+// SessionStart handles session:start.
+func (h *Handlers) SessionStart(ctx context.Context, t *asynq.Task) error {
+	var p jobs.SessionStart
+	if err := decode(t, &p); err != nil {
+		return err
+	}
+	return h.apply(ctx, jobs.TypeSessionStart, p, func(ctx context.Context, tx bun.Tx) (decision, error) {
+		now := h.now()
+		permit, err := lockPermit(ctx, tx, p.PermitID)
+		if err != nil {
+			return decision{}, err
+		}
+		zone, err := h.Store.Zone(ctx, tx, permit.Zone)
+		if err != nil {
+			return decision{}, err
+		}
+		plan, err := domain.PlanSession(zone, permit.State(), domain.StartRequest{
+			Plate: p.Plate, StartAt: p.StartAt, EndAt: p.EndAt, ReceivedAt: receivedAt(p.ReceivedAt, now),
+		})
+		if err != nil {
+			return decision{}, err
+		}
+		s, err := repo.ApplyStart(ctx, tx, permit, plan, p.RequestID, now)
+		if errors.Is(err, repo.ErrPlateParked) {
+			return decision{}, domain.Reject(domain.CodePlateAlreadyParked,
+				"plate %s already has a session in zone %s that overlaps this one", plan.Plate, permit.Zone)
+		}
+		if err != nil {
+			return decision{}, err
+		}
+		return decision{result: s.View(now), outbox: []*repo.OutboxTask{autoStopOutbox(s)}}, nil
+	})
+}
+
+// SessionStop handles session:stop.
+func (h *Handlers) SessionStop(ctx context.Context, t *asynq.Task) error {
+	var p jobs.SessionStop
+	if err := decode(t, &p); err != nil {
+		return err
+	}
+	return h.apply(ctx, jobs.TypeSessionStop, p, func(ctx context.Context, tx bun.Tx) (decision, error) {
+		now := h.now()
+		sid, ok := repo.ParseID(p.SessionID)
+		if !ok {
+			return decision{}, domain.Reject(domain.CodeNotFound, "session %q not found", p.SessionID)
+		}
+		s, permit, err := repo.LockSessionAndPermit(ctx, tx, sid)
+		if err != nil {
+			return decision{}, notFoundRule(err, "session", p.SessionID)
+		}
+		plan, err := domain.PlanStop(s.DomainState(), domain.StopRequest{At: p.At, ReceivedAt: receivedAt(p.ReceivedAt, now)}, now)
+		if err != nil {
+			return decision{}, err
+		}
+		rid := p.RequestID
+		if err := repo.ApplyStop(ctx, tx, permit, s, plan, &rid, now); err != nil {
+			return decision{}, err
+		}
+		d := decision{result: s.View(now)}
+		if plan.Kind == domain.StopShorten {
+			d.outbox = append(d.outbox, autoStopOutbox(s))
+		}
+		return d, nil
+	})
+}
+
+// SessionAutoStop handles session:autostop: the session is settled at its planned
+// end, however late the task runs.
+func (h *Handlers) SessionAutoStop(ctx context.Context, t *asynq.Task) error {
+	var p jobs.SessionAutoStop
+	if err := decode(t, &p); err != nil {
+		return err
+	}
+	sid, ok := repo.ParseID(p.SessionID)
+	if !ok {
+		return fmt.Errorf("session:autostop: session_id %q: %w", p.SessionID, asynq.SkipRetry)
+	}
+	_, err := h.autoStop(ctx, sid)
+	if errors.Is(err, repo.ErrNotFound) {
+		return fmt.Errorf("session:autostop: %w: %w", err, asynq.SkipRetry)
+	}
+	return err
+}
+
+// autoStop settles one session at its planned end if it is due, and reports
+// whether it did.
+func (h *Handlers) autoStop(ctx context.Context, sessionID int64) (bool, error) {
+	var plan domain.StopPlan
+	var follow []*repo.OutboxTask
+	err := h.Store.InTx(ctx, func(ctx context.Context, tx bun.Tx) error {
+		follow = nil
+		now := h.now()
+		s, permit, err := repo.LockSessionAndPermit(ctx, tx, sessionID)
+		if err != nil {
+			return err
+		}
+		plan = domain.PlanAutoStop(s.DomainState(), now)
+		switch plan.Kind {
+		case domain.StopNotDue:
+			// Early (clocks, or a copy of an older plan): make sure the auto-stop for
+			// the current planned end is queued.
+			follow = []*repo.OutboxTask{autoStopOutbox(s)}
+			return repo.AddOutbox(ctx, tx, follow...)
+		case domain.StopSettle:
+			logger(ctx).Info("auto-stopped", "session_id", s.ID, "planned_end_at", s.PlannedEndAt,
+				"lateness", now.Sub(s.PlannedEndAt).String(), "charged_minutes", plan.Charge)
+			return repo.ApplyStop(ctx, tx, permit, s, plan, nil, now)
+		}
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("auto-stop session %d: %w", sessionID, err)
+	}
+	h.handOver(ctx, follow)
+	return plan.Kind == domain.StopSettle, nil
+}
+
+// PermitIssue handles permit:issue.
+func (h *Handlers) PermitIssue(ctx context.Context, t *asynq.Task) error {
+	var p jobs.PermitIssue
+	if err := decode(t, &p); err != nil {
+		return err
+	}
+	return h.apply(ctx, jobs.TypePermitIssue, p, func(ctx context.Context, tx bun.Tx) (decision, error) {
+		now := h.now()
+		facts, err := repo.GatherIssueFacts(ctx, tx, p.ResidentID, p.AddressID)
+		if err != nil {
+			return decision{}, err
+		}
+		if err := domain.CheckIssue(facts); err != nil {
+			return decision{}, err
+		}
+		zone, err := h.Store.Zone(ctx, tx, facts.AddressZone)
+		if err != nil {
+			return decision{}, err
+		}
+		permit, err := repo.InsertPermit(ctx, tx, zone, p.ResidentID, p.AddressID, p.RequestID, receivedAt(p.ReceivedAt, now))
+		if err != nil {
+			return decision{}, err
+		}
+		return decision{result: permit.View()}, nil
+	})
+}
+
+// PermitTopup handles permit:topup.
+func (h *Handlers) PermitTopup(ctx context.Context, t *asynq.Task) error {
+	var p jobs.PermitTopup
+	if err := decode(t, &p); err != nil {
+		return err
+	}
+	return h.apply(ctx, jobs.TypePermitTopup, p, func(ctx context.Context, tx bun.Tx) (decision, error) {
+		permit, err := lockPermit(ctx, tx, p.PermitID)
+		if err != nil {
+			return decision{}, err
+		}
+		// The same payment booked twice (under two request IDs) is one top-up.
+		if dup, err := repo.TopupExists(ctx, tx, permit.ID, p.PaymentRef); err != nil || dup {
+			return decision{result: permit.View()}, err
+		}
+		zone, err := h.Store.Zone(ctx, tx, permit.Zone)
+		if err != nil {
+			return decision{}, err
+		}
+		top, err := domain.PlanTopup(zone, permit.State(), p.Hours, p.PaymentRef)
+		if err != nil {
+			return decision{}, err
+		}
+		if err := repo.ApplyTopup(ctx, tx, permit, top, p.PaymentRef, p.RequestID, h.now()); err != nil {
+			return decision{}, err
+		}
+		return decision{result: permit.View()}, nil
+	})
+}

@@ -1,0 +1,112 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/parkd/parkd/jobs"
+	"github.com/parkd/parkd/repo"
+)
+
+// ReconcileGrace is how long past its planned end a session may stay open before
+// the reconciler settles it itself: long enough for the normal auto-stop (due
+// within about a second) to win, short enough that Redis losing a task costs at
+// most a minute and a bit of lateness. The charge is the same either way.
+const ReconcileGrace = 15 * time.Second
+
+// EpochKey is a key parkd keeps in Redis to notice when Redis lost its data
+// (FLUSHALL, a restart without persistence, a failover to an empty replica):
+// scheduled auto-stops live only in Redis, so then they must all be queued again.
+const EpochKey = "parkd:epoch"
+
+// ReconcileReport says what one reconciliation did.
+type ReconcileReport struct {
+	Settled    int // overdue sessions settled by the reconciler
+	Requeued   int // auto-stops queued again because Redis had lost its data
+	RedisEmpty bool
+}
+
+// SessionReconcile handles session:reconcile.
+func (h *Handlers) SessionReconcile(ctx context.Context, _ *asynq.Task) error {
+	rep, err := h.Reconcile(ctx)
+	if rep.Settled > 0 || rep.Requeued > 0 {
+		logger(ctx).Warn("reconciler repaired", "settled", rep.Settled, "requeued", rep.Requeued, "redis_lost_data", rep.RedisEmpty)
+	}
+	return err
+}
+
+// Reconcile settles every open session past its planned end (plus the grace),
+// and, when Redis has lost its data, queues every open session's auto-stop again.
+// Both are idempotent: several reconcilers may run at once.
+func (h *Handlers) Reconcile(ctx context.Context) (ReconcileReport, error) {
+	var rep ReconcileReport
+	if h.Redis != nil && h.Client != nil {
+		n, lost, err := h.requeueIfRedisLost(ctx)
+		rep.Requeued, rep.RedisEmpty = n, lost
+		if err != nil {
+			return rep, err
+		}
+	}
+	for {
+		ids, err := repo.OverdueSessions(ctx, h.Store.DB, h.now().Add(-ReconcileGrace), 500)
+		if err != nil {
+			return rep, err
+		}
+		for _, id := range ids {
+			settled, err := h.autoStop(ctx, id)
+			if err != nil {
+				return rep, err
+			}
+			if settled {
+				rep.Settled++
+			}
+		}
+		if len(ids) < 500 {
+			return rep, nil
+		}
+	}
+}
+
+func (h *Handlers) requeueIfRedisLost(ctx context.Context) (int, bool, error) {
+	err := h.Redis.Get(ctx, EpochKey).Err()
+	if err == nil {
+		return 0, false, nil
+	}
+	if !errors.Is(err, redis.Nil) {
+		return 0, false, fmt.Errorf("read %s: %w", EpochKey, err)
+	}
+	// Redis has no epoch: it is new or lost its data. Queue every open session's
+	// auto-stop (deterministic task IDs make repeats harmless), then set the epoch.
+	// Dying half-way leaves the epoch unset, so the next run starts over.
+	n := 0
+	var after int64
+	for {
+		rows, err := repo.OpenSessionEnds(ctx, h.Store.DB, after, 1000)
+		if err != nil {
+			return n, true, err
+		}
+		for i := range rows {
+			sid := repo.FormatID(rows[i].ID)
+			_, err := h.Client.EnqueueContext(ctx, jobs.NewSessionAutoStop(sid, rows[i].PlannedEndAt))
+			if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+				return n, true, fmt.Errorf("requeue auto-stop of session %s: %w", sid, err)
+			}
+			if err == nil {
+				n++
+			}
+			after = rows[i].ID
+		}
+		if len(rows) < 1000 {
+			break
+		}
+	}
+	if err := h.Redis.Set(ctx, EpochKey, h.now().Format(time.RFC3339Nano), 0).Err(); err != nil {
+		return n, true, fmt.Errorf("set %s: %w", EpochKey, err)
+	}
+	return n, true, nil
+}

@@ -1,0 +1,87 @@
+package worker
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/parkd/parkd/jobs"
+)
+
+// Config tunes the asynq server.
+type Config struct {
+	Concurrency int
+	// TaskCheckInterval is how long an idle worker sleeps before looking at its
+	// queues again; it bounds the latency of a lone request on an idle system.
+	TaskCheckInterval time.Duration
+	// DelayedTaskCheckInterval is how often due scheduled tasks (auto-stops) and
+	// retries are moved to their queues: the bulk of an auto-stop's lateness.
+	DelayedTaskCheckInterval time.Duration
+	ShutdownTimeout          time.Duration
+}
+
+// Defaults for Config.
+const (
+	DefaultConcurrency              = 20
+	DefaultTaskCheckInterval        = 10 * time.Millisecond
+	DefaultDelayedTaskCheckInterval = 500 * time.Millisecond
+	DefaultShutdownTimeout          = 20 * time.Second
+)
+
+// NewServer builds the asynq server for parkd's queues.
+func NewServer(redisOpt asynq.RedisConnOpt, cfg Config, log *slog.Logger) *asynq.Server {
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = DefaultConcurrency
+	}
+	if cfg.TaskCheckInterval <= 0 {
+		cfg.TaskCheckInterval = DefaultTaskCheckInterval
+	}
+	if cfg.DelayedTaskCheckInterval <= 0 {
+		cfg.DelayedTaskCheckInterval = DefaultDelayedTaskCheckInterval
+	}
+	if cfg.ShutdownTimeout <= 0 {
+		cfg.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	return asynq.NewServer(redisOpt, asynq.Config{
+		Concurrency:              cfg.Concurrency,
+		Queues:                   jobs.Queues(),
+		TaskCheckInterval:        cfg.TaskCheckInterval,
+		DelayedTaskCheckInterval: cfg.DelayedTaskCheckInterval,
+		ShutdownTimeout:          cfg.ShutdownTimeout,
+		RetryDelayFunc:           RetryDelay,
+		Logger:                   asynqLogger{log.With("component", "asynq")},
+		ErrorHandler: asynq.ErrorHandlerFunc(func(ctx context.Context, t *asynq.Task, err error) {
+			retried, _ := asynq.GetRetryCount(ctx)
+			maxRetry, _ := asynq.GetMaxRetry(ctx)
+			if retried >= maxRetry {
+				id, _ := asynq.GetTaskID(ctx)
+				log.Error("task archived after its last retry", "task_id", id, "task_type", t.Type(), "err", err)
+			}
+		}),
+	})
+}
+
+// RetryDelay backs off exponentially from one second, capped at five minutes,
+// with jitter so that a crowd of tasks failed by one outage does not return at once.
+func RetryDelay(n int, _ error, _ *asynq.Task) time.Duration {
+	d := time.Second << min(n, 9)
+	d = min(d, 5*time.Minute)
+	return d/2 + rand.N(d/2+1)
+}
+
+// asynqLogger sends asynq's own log lines to slog.
+type asynqLogger struct{ l *slog.Logger }
+
+func (a asynqLogger) Debug(args ...any) { a.l.Debug(fmt.Sprint(args...)) }
+func (a asynqLogger) Info(args ...any)  { a.l.Info(fmt.Sprint(args...)) }
+func (a asynqLogger) Warn(args ...any)  { a.l.Warn(fmt.Sprint(args...)) }
+func (a asynqLogger) Error(args ...any) { a.l.Error(fmt.Sprint(args...)) }
+func (a asynqLogger) Fatal(args ...any) { a.l.Error(fmt.Sprint(args...)); os.Exit(1) }
+
+// AsynqLogger returns an asynq.Logger that writes to l.
+func AsynqLogger(l *slog.Logger) asynq.Logger { return asynqLogger{l.With("component", "asynq")} }
