@@ -1,6 +1,9 @@
 package domain
 
-import "strings"
+import (
+	"strings"
+	"unicode/utf8"
+)
 
 // MaxPlateLen is the longest plate accepted after normalisation.
 const MaxPlateLen = 8
@@ -41,9 +44,14 @@ func MaskPlate(plate string) string {
 	return strings.Repeat("*", len(plate)-2) + plate[len(plate)-2:]
 }
 
+// truncate shortens s to at most n bytes for an error message, without cutting
+// a UTF-8 character in half.
 func truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
 	}
 	return s[:n] + "…"
 }

@@ -121,7 +121,9 @@ func PlanSession(z *Zone, p PermitState, req StartRequest) (SessionPlan, error) 
 	if start.Before(req.ReceivedAt.Add(-PastTolerance)) {
 		return SessionPlan{}, Reject(CodeStartInPast, "start_at %s is more than 5 minutes before the request was received", rfc(start))
 	}
-	if start.After(req.ReceivedAt.AddDate(0, 0, z.MaxPlanAheadDays)) {
+	// Days are counted on the zone's calendar, so a DST change in between does not
+	// move the limit by an hour depending on how the caller wrote the instant.
+	if start.After(req.ReceivedAt.In(z.Location).AddDate(0, 0, z.MaxPlanAheadDays)) {
 		return SessionPlan{}, Reject(CodeStartTooFarAhead, "start_at %s is more than %d days ahead", rfc(start), z.MaxPlanAheadDays)
 	}
 	if !z.ValidOn(start) {
@@ -232,6 +234,11 @@ func PlanStop(s SessionState, req StopRequest, now time.Time) (StopPlan, error) 
 		}
 	}
 	if !at.Before(s.PlannedEndAt) {
+		if s.PlannedEndAt.After(now) {
+			// Nothing to shorten: the session runs to its planned end, where the
+			// auto-stop settles it.
+			return StopPlan{Kind: StopNothing}, nil
+		}
 		return settleAt(s, s.PlannedEndAt), nil
 	}
 	if at.After(now) {
@@ -241,14 +248,21 @@ func PlanStop(s SessionState, req StopRequest, now time.Time) (StopPlan, error) 
 	return settleAt(s, at), nil
 }
 
+// AutoStopEarliness is how early an auto-stop may settle a session. Redis keeps a
+// scheduled task's time in whole seconds, so an auto-stop can run up to a second
+// before the planned end; settling it then changes nothing that matters: the
+// charge is still exactly up to the planned end, and the session's end_at (which
+// enforcement reads) is still the planned end.
+const AutoStopEarliness = time.Second
+
 // PlanAutoStop settles a session at its planned end, and never charges for the
-// auto-stop's own lateness. An auto-stop that arrives before the planned end (the
-// end was moved, or clocks disagree) leaves the session running.
+// auto-stop's own lateness. An auto-stop that arrives more than
+// AutoStopEarliness before the planned end leaves the session running.
 func PlanAutoStop(s SessionState, now time.Time) StopPlan {
 	if s.State != StateOpen {
 		return StopPlan{Kind: StopNothing}
 	}
-	if now.Before(s.PlannedEndAt) {
+	if now.Before(s.PlannedEndAt.Add(-AutoStopEarliness)) {
 		return StopPlan{Kind: StopNotDue}
 	}
 	return settleAt(s, s.PlannedEndAt)

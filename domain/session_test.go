@@ -462,8 +462,11 @@ func TestStopAtBounds(t *testing.T) {
 			at: ptr(june(wed, 10, 58)), received: r, kind: domain.StopSettle, end: june(wed, 10, 57), charge: 237, release: 237},
 		{name: "at exactly the planned end", s: s, at: ptr(june(wed, 13, 0)), received: june(wed, 13, 1),
 			kind: domain.StopSettle, end: june(wed, 13, 0), charge: 180, release: 180},
-		{name: "at in the future beyond the planned end: charged to the planned end", s: s, at: ptr(june(wed, 14, 0)),
-			received: r, kind: domain.StopSettle, end: june(wed, 13, 0), charge: 180, release: 180},
+		// Nothing to shorten: the session keeps running and its auto-stop settles it.
+		{name: "at in the future beyond a future planned end: runs on", s: s, at: ptr(june(wed, 14, 0)),
+			received: r, kind: domain.StopNothing},
+		{name: "at in the future beyond a past planned end: settled at the planned end", s: sessionAt(june(wed, 7, 0), june(wed, 10, 0)),
+			at: ptr(june(wed, 12, 0)), received: r, kind: domain.StopSettle, end: june(wed, 10, 0), charge: 180, release: 180},
 	})
 }
 
@@ -539,7 +542,10 @@ func TestAutoStopChargesUpToPlannedEnd(t *testing.T) {
 		{"10 minutes late", s, june(wed, 13, 10), domain.StopSettle, june(wed, 13, 0), 180, 180},
 		{"a day late", s, june(thu, 13, 0), domain.StopSettle, june(wed, 13, 0), 180, 180},
 		{"a minute early: not due", s, june(wed, 12, 59), domain.StopNotDue, time.Time{}, 0, 0},
-		{"a nanosecond early: not due", s, june(wed, 13, 0).Add(-time.Nanosecond), domain.StopNotDue, time.Time{}, 0, 0},
+		{"just over a second early: not due", s, june(wed, 13, 0).Add(-domain.AutoStopEarliness - time.Nanosecond), domain.StopNotDue, time.Time{}, 0, 0},
+		// Redis schedules in whole seconds: a task up to a second early settles, at the planned end.
+		{"exactly a second early: settled at the planned end", s, june(wed, 13, 0).Add(-domain.AutoStopEarliness), domain.StopSettle, june(wed, 13, 0), 180, 180},
+		{"half a second early: settled at the planned end", s, june(wed, 13, 0).Add(-500 * time.Millisecond), domain.StopSettle, june(wed, 13, 0), 180, 180},
 		{"balance-cut session", sessionAt(june(wed, 10, 0), june(wed, 11, 0)), june(wed, 11, 7),
 			domain.StopSettle, june(wed, 11, 0), 60, 60},
 		{"sub-minute session charges its started minute", sessionAt(june(wed, 10, 0), local(2025, time.June, wed, 10, 0, 30)),

@@ -51,6 +51,10 @@ func DefaultPaidHours() []PaidWindow {
 	}
 }
 
+// DefaultInvalidWeekdays is what a zone gets when its spec names no
+// invalid_weekdays at all (CONTRACT.md's example, the centre's Saturday).
+func DefaultInvalidWeekdays() []string { return []string{"sat"} }
+
 var (
 	zoneCodeRE = regexp.MustCompile(`^[A-Z0-9_]{1,32}$`)
 	weekdays   = map[string]time.Weekday{
@@ -92,12 +96,10 @@ type MonthDay struct {
 // ParseMonthDay reads "MM-DD". 29 February is refused: a permit year must start on
 // a day every year has.
 func ParseMonthDay(s string) (MonthDay, error) {
-	var m, d int
-	if len(s) != 5 || s[2] != '-' {
-		return MonthDay{}, fmt.Errorf("year_starts %q is not MM-DD", s)
-	}
-	if _, err := fmt.Sscanf(s, "%02d-%02d", &m, &d); err != nil {
-		return MonthDay{}, fmt.Errorf("year_starts %q is not MM-DD", s)
+	m, ok1 := twoDigits(s, 0)
+	d, ok2 := twoDigits(s, 3)
+	if len(s) != 5 || s[2] != '-' || !ok1 || !ok2 {
+		return MonthDay{}, fmt.Errorf("year_starts %q is not MM-DD", truncate(s, 20))
 	}
 	if m < 1 || m > 12 || d < 1 || d > daysIn(time.Month(m)) || (m == 2 && d == 29) {
 		return MonthDay{}, fmt.Errorf("year_starts %q is not a day every year has", s)
@@ -111,12 +113,18 @@ func daysIn(m time.Month) int {
 	return time.Date(2001, m+1, 0, 0, 0, 0, 0, time.UTC).Day()
 }
 
-func parseClock(s string, allow24 bool) (int, bool) {
-	if len(s) != 5 || s[2] != ':' {
+// twoDigits reads two ASCII digits at s[i:i+2]; signs and spaces are not digits.
+func twoDigits(s string, i int) (int, bool) {
+	if len(s) < i+2 || s[i] < '0' || s[i] > '9' || s[i+1] < '0' || s[i+1] > '9' {
 		return 0, false
 	}
-	var h, m int
-	if _, err := fmt.Sscanf(s, "%02d:%02d", &h, &m); err != nil {
+	return int(s[i]-'0')*10 + int(s[i+1]-'0'), true
+}
+
+func parseClock(s string, allow24 bool) (int, bool) {
+	h, ok1 := twoDigits(s, 0)
+	m, ok2 := twoDigits(s, 3)
+	if len(s) != 5 || s[2] != ':' || !ok1 || !ok2 {
 		return 0, false
 	}
 	if m < 0 || m > 59 || h < 0 || h > 24 || (h == 24 && (m != 0 || !allow24)) {
@@ -173,7 +181,9 @@ func CompileZone(code string, spec ZoneSpec) (*Zone, error) {
 		}
 	}
 	if spec.InvalidWeekdays == nil {
-		spec.InvalidWeekdays = []string{}
+		// CONTRACT.md: every field but name and tariff has the default shown, and
+		// the example shows Saturday. A zone valid every day says so with [].
+		spec.InvalidWeekdays = DefaultInvalidWeekdays()
 	}
 	for _, d := range spec.InvalidWeekdays {
 		wd, ok := weekdays[d]

@@ -59,6 +59,11 @@ func TestZoneSpecValidation(t *testing.T) {
 		{name: "window clock without leading zero", edit: window([]string{"mon"}, "9:00", "21:00"), bad: true},
 		{name: "window clock with dot", edit: window([]string{"mon"}, "09.00", "21:00"), bad: true},
 		{name: "window clock empty", edit: window([]string{"mon"}, "", "21:00"), bad: true},
+		// HH:MM means two digits, a colon and two digits: no signs, no spaces.
+		{name: "window clock with plus sign", edit: window([]string{"mon"}, "+9:00", "21:00"), bad: true},
+		{name: "window clock with leading space", edit: window([]string{"mon"}, " 9:00", "21:00"), bad: true},
+		{name: "window clock with signed minutes", edit: window([]string{"mon"}, "09:+5", "21:00"), bad: true},
+		{name: "window clock negative zero hour", edit: window([]string{"mon"}, "-0:30", "21:00"), bad: true},
 		{name: "window without days", edit: window(nil, "09:00", "21:00"), bad: true},
 		{name: "window day capitalised", edit: window([]string{"Mon"}, "09:00", "21:00"), bad: true},
 		{name: "window day spelled out", edit: window([]string{"monday"}, "09:00", "21:00"), bad: true},
@@ -94,6 +99,9 @@ func TestZoneSpecValidation(t *testing.T) {
 		{name: "year starts without dash", edit: func(s *domain.ZoneSpec) { s.YearStarts = "0401" }, bad: true},
 		{name: "year starts with slash", edit: func(s *domain.ZoneSpec) { s.YearStarts = "04/01" }, bad: true},
 		{name: "year starts letters", edit: func(s *domain.ZoneSpec) { s.YearStarts = "ap-01" }, bad: true},
+		{name: "year starts with leading space", edit: func(s *domain.ZoneSpec) { s.YearStarts = " 4-01" }, bad: true},
+		{name: "year starts with plus sign", edit: func(s *domain.ZoneSpec) { s.YearStarts = "+4-01" }, bad: true},
+		{name: "year starts with signed day", edit: func(s *domain.ZoneSpec) { s.YearStarts = "04-+1" }, bad: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -108,7 +116,7 @@ func TestZoneSpecValidation(t *testing.T) {
 			z, err := domain.CompileZone(code, spec)
 			if tt.bad {
 				wantCode(t, err, domain.CodeInvalidZone)
-				if z != nil {
+				if err != nil && z != nil {
 					t.Errorf("CompileZone returned a zone along with its error")
 				}
 				if err != nil && len(err.Error()) > 300 {
@@ -193,6 +201,8 @@ func TestParseMonthDay(t *testing.T) {
 		{in: "", bad: true},
 		{in: "1-1", bad: true},
 		{in: "01-01-2025", bad: true},
+		{in: " 1-01", bad: true},
+		{in: "+1-01", bad: true},
 	}
 	for _, tt := range tests {
 		got, err := domain.ParseMonthDay(tt.in)

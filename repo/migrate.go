@@ -2,7 +2,9 @@ package repo
 
 import (
 	"context"
+	"crypto/sha256"
 	"embed"
+	"encoding/hex"
 	"fmt"
 	"io/fs"
 
@@ -53,4 +55,23 @@ func (s *Store) Migrate(ctx context.Context) ([]string, error) {
 		applied = append(applied, mg.Name)
 	}
 	return applied, nil
+}
+
+// SchemaFingerprint identifies the set of embedded migrations, so that test
+// templates built from an older schema are never reused.
+func SchemaFingerprint() string {
+	h := sha256.New()
+	_ = fs.WalkDir(sqlMigrations, ".", func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := sqlMigrations.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(h, "%s:%d:", path, len(b))
+		h.Write(b)
+		return nil
+	})
+	return hex.EncodeToString(h.Sum(nil))[:12]
 }

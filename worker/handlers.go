@@ -24,13 +24,27 @@ type Handlers struct {
 	Redis  redis.UniversalClient // for the reconciler's check that Redis kept its data
 	Log    *slog.Logger
 	Now    func() time.Time
+	// ReconcileGrace overrides the default ReconcileGrace (tests set it small).
+	ReconcileGrace time.Duration
 }
 
+// now is the worker's clock, at Postgres's precision (microseconds), so that an
+// instant written and read back compares equal.
 func (h *Handlers) now() time.Time {
 	if h.Now != nil {
-		return h.Now().UTC()
+		return instant(h.Now())
 	}
-	return time.Now().UTC()
+	return instant(time.Now())
+}
+
+func instant(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
+
+func instantPtr(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	u := instant(*t)
+	return &u
 }
 
 // Mux routes every task type parkd handles.
@@ -61,9 +75,14 @@ func (h *Handlers) logging(next asynq.Handler) asynq.Handler {
 	})
 }
 
-func logger(ctx context.Context) *slog.Logger {
+// logger is the task's logger (with its task ID), or the handlers' own when a
+// handler is called directly (the seed command, tests).
+func (h *Handlers) logger(ctx context.Context) *slog.Logger {
 	if l, ok := ctx.Value(logKey{}).(*slog.Logger); ok {
 		return l
+	}
+	if h.Log != nil {
+		return h.Log
 	}
 	return slog.Default()
 }
@@ -94,7 +113,7 @@ func (h *Handlers) apply(ctx context.Context, typ string, req jobs.Request,
 	if !jobs.ValidRequestID(req.ID()) {
 		return fmt.Errorf("%s: request_id %q is not 1-64 of [A-Za-z0-9_.:-]: %w", typ, req.ID(), asynq.SkipRetry)
 	}
-	log := logger(ctx).With("request_id", req.ID())
+	log := h.logger(ctx).With("request_id", req.ID())
 	var d decision
 	err := h.Store.InTx(ctx, func(ctx context.Context, tx bun.Tx) error {
 		d = decision{}
@@ -141,13 +160,13 @@ func (h *Handlers) handOver(ctx context.Context, rows []*repo.OutboxTask) {
 	var done []int64
 	for _, r := range rows {
 		if err := enqueueOutbox(ctx, h.Client, r); err != nil {
-			logger(ctx).Warn("outbox hand-over failed; the relay will retry", "task_id", r.TaskID, "err", err)
+			h.logger(ctx).Warn("outbox hand-over failed; the relay will retry", "task_id", r.TaskID, "err", err)
 			continue
 		}
 		done = append(done, r.ID)
 	}
 	if err := repo.DeleteOutbox(context.WithoutCancel(ctx), h.Store.DB, done...); err != nil {
-		logger(ctx).Warn("outbox cleanup failed; the relay will re-enqueue (harmless)", "err", err)
+		h.logger(ctx).Warn("outbox cleanup failed; the relay will re-enqueue (harmless)", "err", err)
 	}
 }
 
@@ -173,7 +192,7 @@ func receivedAt(t time.Time, now time.Time) time.Time {
 		// instant; the worker's clock is the best left.
 		return now
 	}
-	return t.UTC()
+	return instant(t)
 }
 
 func notFoundRule(err error, what, id string) error {
@@ -210,7 +229,7 @@ func (h *Handlers) SessionStart(ctx context.Context, t *asynq.Task) error {
 			return decision{}, err
 		}
 		plan, err := domain.PlanSession(zone, permit.State(), domain.StartRequest{
-			Plate: p.Plate, StartAt: p.StartAt, EndAt: p.EndAt, ReceivedAt: receivedAt(p.ReceivedAt, now),
+			Plate: p.Plate, StartAt: instantPtr(p.StartAt), EndAt: instantPtr(p.EndAt), ReceivedAt: receivedAt(p.ReceivedAt, now),
 		})
 		if err != nil {
 			return decision{}, err
@@ -243,7 +262,7 @@ func (h *Handlers) SessionStop(ctx context.Context, t *asynq.Task) error {
 		if err != nil {
 			return decision{}, notFoundRule(err, "session", p.SessionID)
 		}
-		plan, err := domain.PlanStop(s.DomainState(), domain.StopRequest{At: p.At, ReceivedAt: receivedAt(p.ReceivedAt, now)}, now)
+		plan, err := domain.PlanStop(s.DomainState(), domain.StopRequest{At: instantPtr(p.At), ReceivedAt: receivedAt(p.ReceivedAt, now)}, now)
 		if err != nil {
 			return decision{}, err
 		}
@@ -277,13 +296,13 @@ func (h *Handlers) SessionAutoStop(ctx context.Context, t *asynq.Task) error {
 	return err
 }
 
+var errNotDue = errors.New("auto-stop came before the planned end")
+
 // autoStop settles one session at its planned end if it is due, and reports
 // whether it did.
 func (h *Handlers) autoStop(ctx context.Context, sessionID int64) (bool, error) {
 	var plan domain.StopPlan
-	var follow []*repo.OutboxTask
 	err := h.Store.InTx(ctx, func(ctx context.Context, tx bun.Tx) error {
-		follow = nil
 		now := h.now()
 		s, permit, err := repo.LockSessionAndPermit(ctx, tx, sessionID)
 		if err != nil {
@@ -292,12 +311,10 @@ func (h *Handlers) autoStop(ctx context.Context, sessionID int64) (bool, error) 
 		plan = domain.PlanAutoStop(s.DomainState(), now)
 		switch plan.Kind {
 		case domain.StopNotDue:
-			// Early (clocks, or a copy of an older plan): make sure the auto-stop for
-			// the current planned end is queued.
-			follow = []*repo.OutboxTask{autoStopOutbox(s)}
-			return repo.AddOutbox(ctx, tx, follow...)
+			// Early (clocks disagree): fail, and asynq retries it within a second or so.
+			return fmt.Errorf("%w: planned end %s", errNotDue, s.PlannedEndAt.Format(time.RFC3339Nano))
 		case domain.StopSettle:
-			logger(ctx).Info("auto-stopped", "session_id", s.ID, "planned_end_at", s.PlannedEndAt,
+			h.logger(ctx).Info("auto-stopped", "session_id", s.ID, "planned_end_at", s.PlannedEndAt,
 				"lateness", now.Sub(s.PlannedEndAt).String(), "charged_minutes", plan.Charge)
 			return repo.ApplyStop(ctx, tx, permit, s, plan, nil, now)
 		}
@@ -306,7 +323,6 @@ func (h *Handlers) autoStop(ctx context.Context, sessionID int64) (bool, error) 
 	if err != nil {
 		return false, fmt.Errorf("auto-stop session %d: %w", sessionID, err)
 	}
-	h.handOver(ctx, follow)
 	return plan.Kind == domain.StopSettle, nil
 }
 

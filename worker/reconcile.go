@@ -35,7 +35,7 @@ type ReconcileReport struct {
 func (h *Handlers) SessionReconcile(ctx context.Context, _ *asynq.Task) error {
 	rep, err := h.Reconcile(ctx)
 	if rep.Settled > 0 || rep.Requeued > 0 {
-		logger(ctx).Warn("reconciler repaired", "settled", rep.Settled, "requeued", rep.Requeued, "redis_lost_data", rep.RedisEmpty)
+		h.logger(ctx).Warn("reconciler repaired", "settled", rep.Settled, "requeued", rep.Requeued, "redis_lost_data", rep.RedisEmpty)
 	}
 	return err
 }
@@ -52,8 +52,12 @@ func (h *Handlers) Reconcile(ctx context.Context) (ReconcileReport, error) {
 			return rep, err
 		}
 	}
+	grace := h.ReconcileGrace
+	if grace == 0 {
+		grace = ReconcileGrace
+	}
 	for {
-		ids, err := repo.OverdueSessions(ctx, h.Store.DB, h.now().Add(-ReconcileGrace), 500)
+		ids, err := repo.OverdueSessions(ctx, h.Store.DB, h.now().Add(-grace), 500)
 		if err != nil {
 			return rep, err
 		}

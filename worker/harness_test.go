@@ -1,0 +1,247 @@
+package worker_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/parkd/parkd/domain"
+	"github.com/parkd/parkd/jobs"
+	"github.com/parkd/parkd/repo"
+	"github.com/parkd/parkd/repo/repotest"
+	"github.com/parkd/parkd/worker"
+)
+
+// harness is one integration test's world: its own Postgres database, its own
+// Redis index, and (when started) a real asynq server running parkd's handlers.
+type harness struct {
+	t         *testing.T
+	ctx       context.Context
+	store     *repo.Store
+	rdb       *redis.Client
+	redisOpt  asynq.RedisClientOpt
+	client    *asynq.Client
+	inspector *asynq.Inspector
+	h         *worker.Handlers
+	srv       *asynq.Server
+}
+
+var seq atomic.Int64
+
+func rid(prefix string) string {
+	return fmt.Sprintf("%s-%d-%d", prefix, time.Now().UnixNano(), seq.Add(1))
+}
+
+func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func setup(t *testing.T) *harness {
+	t.Helper()
+	store, _ := repotest.NewDB(t)
+	rdb, idx := repotest.NewRedis(t)
+	opt := asynq.RedisClientOpt{Addr: repotest.RedisAddr(), DB: idx}
+	e := &harness{t: t, ctx: context.Background(), store: store, rdb: rdb, redisOpt: opt,
+		client: asynq.NewClient(opt), inspector: asynq.NewInspector(opt)}
+	t.Cleanup(func() { e.client.Close(); e.inspector.Close() })
+	e.h = &worker.Handlers{Store: store, Client: e.client, Redis: rdb, Log: quietLog()}
+	// A zone with no invalid weekday, so that tests pass on any day of the week.
+	z, err := domain.CompileZone("TEST", domain.ZoneSpec{Name: "Test", TimeZone: "Europe/Amsterdam", TariffCentsPerHour: 210, InvalidWeekdays: []string{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := repo.PutZone(e.ctx, store.DB, z); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// start runs a real asynq server with parkd's handlers against the test Redis.
+func (e *harness) start() {
+	e.t.Helper()
+	e.srv = worker.NewServer(e.redisOpt, worker.Config{
+		Concurrency: 10, TaskCheckInterval: 10 * time.Millisecond,
+		DelayedTaskCheckInterval: 200 * time.Millisecond, ShutdownTimeout: 5 * time.Second,
+	}, quietLog())
+	if err := e.srv.Start(e.h.Mux()); err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(e.srv.Shutdown)
+}
+
+// permit issues a permit at a fresh address of the TEST zone and buys hours on it.
+func (e *harness) permit(hours int) string {
+	e.t.Helper()
+	addr, resident := rid("A"), rid("R")
+	zone := "TEST"
+	if err := repo.PutAddress(e.ctx, e.store.DB, &repo.Address{ID: addr, Zone: &zone}); err != nil {
+		e.t.Fatal(err)
+	}
+	if _, err := repo.PutRegistration(e.ctx, e.store.DB, &repo.Registration{ResidentID: resident, AddressID: addr}); err != nil {
+		e.t.Fatal(err)
+	}
+	task, err := jobs.NewPermitIssue(jobs.PermitIssue{RequestID: rid("issue"), ResidentID: resident, AddressID: addr})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	var pv repo.PermitView
+	e.run(task, e.h.PermitIssue, &pv)
+	if hours > 0 {
+		task, err := jobs.NewPermitTopup(jobs.PermitTopup{RequestID: rid("topup"), PermitID: pv.ID, Hours: hours, PaymentRef: rid("pay")})
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		e.run(task, e.h.PermitTopup, &pv)
+	}
+	return pv.ID
+}
+
+// run calls a handler directly (no Redis) and decodes the applied result.
+func (e *harness) run(task *asynq.Task, fn func(context.Context, *asynq.Task) error, into any) *repo.Request {
+	e.t.Helper()
+	if err := fn(e.ctx, task); err != nil {
+		e.t.Fatalf("%s: %v", task.Type(), err)
+	}
+	var p struct {
+		RequestID string `json:"request_id"`
+	}
+	_ = json.Unmarshal(task.Payload(), &p)
+	return e.outcome(p.RequestID, into)
+}
+
+func (e *harness) outcome(requestID string, into any) *repo.Request {
+	e.t.Helper()
+	r, err := repo.GetRequest(e.ctx, e.store.DB, requestID)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if into != nil && r.Status == repo.RequestApplied {
+		if err := json.Unmarshal(r.Result, into); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+	return r
+}
+
+// enqueue hands a task to the real queue.
+func (e *harness) enqueue(task *asynq.Task) {
+	e.t.Helper()
+	if _, err := e.client.Enqueue(task); err != nil {
+		e.t.Fatalf("enqueue %s: %v", task.Type(), err)
+	}
+}
+
+// await waits for a request's outcome to be recorded.
+func (e *harness) await(requestID string, into any) *repo.Request {
+	e.t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		r, err := repo.GetRequest(e.ctx, e.store.DB, requestID)
+		if err == nil && r.Status != repo.RequestPending {
+			return e.outcome(requestID, into)
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("request %s: no outcome after 15s (last: %v %v)", requestID, r, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (e *harness) startTask(permitID, plate string, startAt, endAt *time.Time) (*asynq.Task, string) {
+	e.t.Helper()
+	id := rid("start")
+	task, err := jobs.NewSessionStart(jobs.SessionStart{RequestID: id, PermitID: permitID, Plate: plate, StartAt: startAt, EndAt: endAt})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return task, id
+}
+
+func (e *harness) stopTask(sessionID string, at *time.Time) (*asynq.Task, string) {
+	e.t.Helper()
+	id := rid("stop")
+	task, err := jobs.NewSessionStop(jobs.SessionStop{RequestID: id, SessionID: sessionID, At: at})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return task, id
+}
+
+func (e *harness) session(id string) *repo.Session {
+	e.t.Helper()
+	n, _ := repo.ParseID(id)
+	s, err := repo.GetSession(e.ctx, e.store.DB, n)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return s
+}
+
+func (e *harness) permitRow(id string) *repo.Permit {
+	e.t.Helper()
+	n, _ := repo.ParseID(id)
+	p, err := repo.GetPermit(e.ctx, e.store.DB, n)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return p
+}
+
+// awaitSettled waits until a session is no longer open.
+func (e *harness) awaitSettled(id string, limit time.Duration) *repo.Session {
+	e.t.Helper()
+	deadline := time.Now().Add(limit)
+	for {
+		s := e.session(id)
+		if s.State != domain.StateOpen {
+			return s
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("session %s still open after %s (planned end %s)", id, limit, s.PlannedEndAt)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// checkInvariants asserts the ledger invariant for every permit: its balance is
+// the sum of its ledger and not negative, and its reservations are its open
+// sessions'.
+func (e *harness) checkInvariants() {
+	e.t.Helper()
+	bad, err := repo.LedgerMismatches(e.ctx, e.store.DB)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if len(bad) > 0 {
+		e.t.Errorf("balance != sum(ledger) for %+v", bad)
+	}
+	res, err := repo.ReservationMismatches(e.ctx, e.store.DB)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if len(res) > 0 {
+		e.t.Errorf("reserved_minutes != open sessions' reservations for permits %v", res)
+	}
+}
+
+func (e *harness) ledgerKinds(permitID string) map[string]int {
+	e.t.Helper()
+	n, _ := repo.ParseID(permitID)
+	var rows []repo.LedgerEntry
+	if err := e.store.DB.NewSelect().Model(&rows).Where("permit_id = ?", n).Scan(e.ctx); err != nil {
+		e.t.Fatal(err)
+	}
+	out := map[string]int{}
+	for _, r := range rows {
+		out[r.Kind]++
+	}
+	return out
+}
+
+func ptr[T any](v T) *T { return &v }

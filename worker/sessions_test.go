@@ -1,0 +1,465 @@
+package worker_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/parkd/parkd/domain"
+	"github.com/parkd/parkd/jobs"
+	"github.com/parkd/parkd/repo"
+	"github.com/parkd/parkd/worker"
+)
+
+func TestStartThenStopEarlyRefunds(t *testing.T) {
+	e := setup(t)
+	e.start()
+	pid := e.permit(10) // 600 minutes
+	task, id := e.startTask(pid, "ab-12-cd", nil, nil)
+	e.enqueue(task)
+	var s repo.SessionView
+	if r := e.await(id, &s); r.Status != repo.RequestApplied {
+		t.Fatalf("start: %s %s", r.Status, r.Error)
+	}
+	if s.Plate != "AB12CD" || s.Status != domain.StatusActive || s.ReservedMinutes != 180 {
+		t.Fatalf("started session = %+v", s)
+	}
+	if got := e.permitRow(pid).BalanceMinutes; got != 420 {
+		t.Fatalf("balance after reserve = %d, want 420", got)
+	}
+	stop, sid := e.stopTask(s.ID, nil)
+	e.enqueue(stop)
+	var st repo.SessionView
+	if r := e.await(sid, &st); r.Status != repo.RequestApplied {
+		t.Fatalf("stop: %s %s", r.Status, r.Error)
+	}
+	if st.Status != domain.StatusStopped || st.ChargedMinutes == nil || *st.ChargedMinutes != 1 {
+		t.Fatalf("stopped session = %+v", st)
+	}
+	p := e.permitRow(pid)
+	if p.BalanceMinutes != 599 || p.UsedMinutes != 1 || p.ReservedMinutes != 0 {
+		t.Fatalf("permit after stop: balance %d used %d reserved %d, want 599 1 0", p.BalanceMinutes, p.UsedMinutes, p.ReservedMinutes)
+	}
+	// Stopping again is not an error: the settled session, unchanged.
+	again, aid := e.stopTask(s.ID, nil)
+	e.enqueue(again)
+	var st2 repo.SessionView
+	if r := e.await(aid, &st2); r.Status != repo.RequestApplied || *st2.ChargedMinutes != 1 || !st2.EndAt.Equal(*st.EndAt) {
+		t.Fatalf("second stop: %s %+v", r.Status, st2)
+	}
+	if k := e.ledgerKinds(pid); k["reserve"] != 1 || k["release"] != 1 || k["charge"] != 1 {
+		t.Fatalf("ledger kinds = %v", k)
+	}
+	e.checkInvariants()
+}
+
+func TestStartThenAutoStop(t *testing.T) {
+	e := setup(t)
+	e.start()
+	pid := e.permit(1)
+	end := time.Now().Add(2 * time.Second)
+	task, id := e.startTask(pid, "AUTO1", nil, &end)
+	e.enqueue(task)
+	var s repo.SessionView
+	if r := e.await(id, &s); r.Status != repo.RequestApplied {
+		t.Fatalf("start: %s %s", r.Status, r.Error)
+	}
+	if s.ReservedMinutes != 1 {
+		t.Fatalf("reserved = %d, want 1 (a started minute)", s.ReservedMinutes)
+	}
+	settled := e.awaitSettled(s.ID, 10*time.Second)
+	if settled.State != domain.StateStopped || *settled.ChargedMinutes != 1 || !settled.EndAt.Equal(settled.PlannedEndAt) {
+		t.Fatalf("auto-stopped session = %+v", settled)
+	}
+	late := settled.SettledAt.Sub(settled.PlannedEndAt)
+	t.Logf("auto-stop lateness: %s", late)
+	if late > 5*time.Second {
+		t.Errorf("auto-stop lateness %s, want about a second", late)
+	}
+	if n, _ := repo.OutboxBacklog(e.ctx, e.store.DB); n != 0 {
+		t.Errorf("outbox backlog = %d after hand-over, want 0", n)
+	}
+	if b := e.permitRow(pid).BalanceMinutes; b != 59 {
+		t.Fatalf("balance = %d, want 59", b)
+	}
+	e.checkInvariants()
+}
+
+func TestPlannedSessionCancelledBeforeStart(t *testing.T) {
+	e := setup(t)
+	e.start()
+	pid := e.permit(5)
+	start := time.Now().Add(time.Hour).Truncate(time.Second)
+	task, id := e.startTask(pid, "PLAN1", &start, nil)
+	e.enqueue(task)
+	var s repo.SessionView
+	if r := e.await(id, &s); r.Status != repo.RequestApplied || s.Status != domain.StatusPlanned {
+		t.Fatalf("start: %s %+v", r.Status, s)
+	}
+	stop, sid := e.stopTask(s.ID, nil)
+	e.enqueue(stop)
+	var st repo.SessionView
+	if r := e.await(sid, &st); r.Status != repo.RequestApplied {
+		t.Fatalf("stop: %s %s", r.Status, r.Error)
+	}
+	if st.Status != domain.StatusCancelled || *st.ChargedMinutes != 0 {
+		t.Fatalf("cancelled session = %+v", st)
+	}
+	if p := e.permitRow(pid); p.BalanceMinutes != 300 || p.UsedMinutes != 0 {
+		t.Fatalf("permit after cancel: balance %d used %d", p.BalanceMinutes, p.UsedMinutes)
+	}
+	e.checkInvariants()
+}
+
+func TestFutureStopShortensAndAutoStopFollows(t *testing.T) {
+	e := setup(t)
+	e.start()
+	pid := e.permit(5)
+	task, id := e.startTask(pid, "SHORT1", nil, nil)
+	var s repo.SessionView
+	e.enqueue(task)
+	e.await(id, &s)
+	at := time.Now().Add(2 * time.Second).Truncate(time.Microsecond)
+	stop, sid := e.stopTask(s.ID, &at)
+	e.enqueue(stop)
+	var st repo.SessionView
+	if r := e.await(sid, &st); r.Status != repo.RequestApplied {
+		t.Fatalf("stop: %s %s", r.Status, r.Error)
+	}
+	if st.Status != domain.StatusActive || st.ReservedMinutes != 1 || !st.PlannedEndAt.Equal(at.UTC()) {
+		t.Fatalf("shortened session = %+v (want planned end %s, 1 minute reserved)", st, at.UTC())
+	}
+	if b := e.permitRow(pid).BalanceMinutes; b != 299 {
+		t.Fatalf("balance after shortening = %d, want 299 (179 released now)", b)
+	}
+	done := e.awaitSettled(s.ID, 10*time.Second)
+	if *done.ChargedMinutes != 1 || !done.EndAt.Equal(at.UTC()) {
+		t.Fatalf("settled = %+v", done)
+	}
+	e.checkInvariants()
+}
+
+func TestRuleRejectionIsOutcomeNotRetry(t *testing.T) {
+	e := setup(t)
+	e.start()
+	pid := e.permit(1)
+	for _, tc := range []struct {
+		plate, permit string
+		code          domain.Code
+	}{
+		{"ÄB-12", pid, domain.CodeInvalidPlate},
+		{"DROP TABLE", pid, domain.CodeInvalidPlate},
+		{"AB12CD", "999999", domain.CodeNotFound},
+		{"AB12CD", "not-a-number", domain.CodeNotFound},
+	} {
+		task, id := e.startTask(tc.permit, tc.plate, nil, nil)
+		e.enqueue(task)
+		r := e.await(id, nil)
+		var out repo.RuleOutcome
+		_ = json.Unmarshal(r.Error, &out)
+		if r.Status != repo.RequestRejected || out.Code != string(tc.code) || out.Message == "" {
+			t.Errorf("%q on %s: %s %s, want rejected %s", tc.plate, tc.permit, r.Status, r.Error, tc.code)
+		}
+	}
+	time.Sleep(300 * time.Millisecond)
+	info, err := e.inspector.GetQueueInfo(jobs.QueueCritical)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Retry != 0 || info.Archived != 0 {
+		t.Errorf("critical queue: %d retrying, %d archived; a rejection must not be retried", info.Retry, info.Archived)
+	}
+	if p := e.permitRow(pid); p.BalanceMinutes != 60 {
+		t.Errorf("balance changed by rejected requests: %d", p.BalanceMinutes)
+	}
+	e.checkInvariants()
+}
+
+// A task delivered twice (a duplicate enqueue after completion, or a retry after
+// the process was killed between commit and acknowledgement) has one effect.
+func TestDuplicateDeliveryHasOneEffect(t *testing.T) {
+	e := setup(t)
+	e.start()
+	pid := e.permit(10)
+	task, id := e.startTask(pid, "DUP1", nil, nil)
+	// Delivered once through the queue...
+	e.enqueue(task)
+	var first repo.SessionView
+	e.await(id, &first)
+	// ...then again, as a redelivery would: straight to the handler, and through
+	// Redis again once the first task is gone.
+	if err := e.h.SessionStart(e.ctx, task); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.client.Enqueue(task); err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	var again repo.SessionView
+	e.outcome(id, &again)
+	if again.ID != first.ID {
+		t.Fatalf("outcome changed: %s then %s", first.ID, again.ID)
+	}
+	n, err := e.store.DB.NewSelect().Model((*repo.Session)(nil)).Count(e.ctx)
+	if err != nil || n != 1 {
+		t.Fatalf("sessions = %d (%v), want 1", n, err)
+	}
+	if k := e.ledgerKinds(pid); k["reserve"] != 1 {
+		t.Fatalf("reserve entries = %d, want 1", k["reserve"])
+	}
+	// The same for a stop.
+	stop, sid := e.stopTask(first.ID, nil)
+	for range 3 {
+		if err := e.h.SessionStop(e.ctx, stop); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.await(sid, nil)
+	if k := e.ledgerKinds(pid); k["release"] != 1 || k["charge"] != 1 {
+		t.Fatalf("ledger after triple stop = %v", k)
+	}
+	e.checkInvariants()
+}
+
+// Two starts on one permit at once that together need more than its balance: the
+// permit row lock serialises them; the second is cut to what is left.
+func TestConcurrentStartsNeverOverdrawBalance(t *testing.T) {
+	e := setup(t)
+	e.start()
+	pid := e.permit(4) // 240 minutes; two 3-hour starts need 360
+	ids := make([]string, 2)
+	for i, plate := range []string{"CONC1", "CONC2"} {
+		var task *asynq.Task
+		task, ids[i] = e.startTask(pid, plate, nil, nil)
+		e.enqueue(task)
+	}
+	total := 0
+	for _, id := range ids {
+		var s repo.SessionView
+		r := e.await(id, &s)
+		if r.Status == repo.RequestApplied {
+			total += s.ReservedMinutes
+		} else {
+			var out repo.RuleOutcome
+			_ = json.Unmarshal(r.Error, &out)
+			if out.Code != string(domain.CodeInsufficientBalance) {
+				t.Fatalf("unexpected rejection %s", r.Error)
+			}
+		}
+	}
+	if total != 240 {
+		t.Fatalf("reserved in all = %d, want the whole balance 240", total)
+	}
+	if b := e.permitRow(pid).BalanceMinutes; b != 0 {
+		t.Fatalf("balance = %d, want 0", b)
+	}
+	// Many at once, directly on the handlers: the balance never goes negative.
+	pid2 := e.permit(5)
+	var wg sync.WaitGroup
+	for i := range 12 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			task, _ := e.startTask(pid2, "MANY"+string(rune('A'+i)), nil, nil)
+			if err := e.h.SessionStart(context.Background(), task); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	p := e.permitRow(pid2)
+	if p.BalanceMinutes != 0 || p.ReservedMinutes != 300 {
+		t.Fatalf("permit 2: balance %d reserved %d, want 0 and 300", p.BalanceMinutes, p.ReservedMinutes)
+	}
+	e.checkInvariants()
+}
+
+// One plate, two permits, overlapping times: one wins, the other is
+// plate_already_parked — also when they race (the exclusion constraint decides).
+func TestSamePlateOnTwoPermits(t *testing.T) {
+	e := setup(t)
+	e.start()
+	p1, p2 := e.permit(5), e.permit(5)
+	var wg sync.WaitGroup
+	ids := make([]string, 2)
+	for i, pid := range []string{p1, p2} {
+		var task *asynq.Task
+		task, ids[i] = e.startTask(pid, "SAME-1", nil, nil)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := e.h.SessionStart(context.Background(), task); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	applied, rejected := 0, 0
+	for _, id := range ids {
+		r := e.outcome(id, nil)
+		var out repo.RuleOutcome
+		_ = json.Unmarshal(r.Error, &out)
+		switch {
+		case r.Status == repo.RequestApplied:
+			applied++
+		case out.Code == string(domain.CodePlateAlreadyParked):
+			rejected++
+		default:
+			t.Fatalf("outcome %s %s", r.Status, r.Error)
+		}
+	}
+	if applied != 1 || rejected != 1 {
+		t.Fatalf("applied %d rejected %d, want 1 and 1", applied, rejected)
+	}
+	// A later, non-overlapping session of the same plate is fine.
+	later := time.Now().Add(4 * time.Hour)
+	task, id := e.startTask(p2, "SAME1", &later, nil)
+	e.enqueue(task)
+	if r := e.await(id, nil); r.Status != repo.RequestApplied {
+		t.Fatalf("later session: %s %s", r.Status, r.Error)
+	}
+	e.checkInvariants()
+}
+
+// Redis loses everything mid-session: the reconciler still settles every session,
+// charged only up to its planned end, and queues again the auto-stops still to come.
+func TestRedisFlushedMidSessionThenReconciled(t *testing.T) {
+	e := setup(t)
+	e.start()
+	e.h.ReconcileGrace = time.Nanosecond
+	pid := e.permit(5)
+	soon := time.Now().Add(1500 * time.Millisecond)
+	later := time.Now().Add(4 * time.Second)
+	var overdue, pending repo.SessionView
+	for _, c := range []struct {
+		plate string
+		end   *time.Time
+		into  *repo.SessionView
+	}{{"FLUSH1", &soon, &overdue}, {"FLUSH2", &later, &pending}} {
+		task, id := e.startTask(pid, c.plate, nil, c.end)
+		e.enqueue(task)
+		if r := e.await(id, c.into); r.Status != repo.RequestApplied {
+			t.Fatalf("start: %s", r.Error)
+		}
+	}
+	// Everything in Redis is gone: scheduled auto-stops, the epoch, the queues.
+	e.srv.Shutdown()
+	if err := e.rdb.FlushDB(e.ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Until(soon) + 200*time.Millisecond)
+	if s := e.session(overdue.ID); s.State != domain.StateOpen {
+		t.Fatalf("session settled without Redis or reconciler: %+v", s)
+	}
+	rep, err := e.h.Reconcile(e.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.RedisEmpty || rep.Settled != 1 || rep.Requeued < 1 {
+		t.Fatalf("reconcile report = %+v, want Redis seen empty, 1 settled, >=1 requeued", rep)
+	}
+	s := e.session(overdue.ID)
+	if s.State != domain.StateStopped || !s.EndAt.Equal(s.PlannedEndAt) || *s.ChargedMinutes != 1 {
+		t.Fatalf("reconciled session = %+v, want stopped at its planned end, 1 minute", s)
+	}
+	// The other session's auto-stop was queued again: a new worker settles it on time.
+	e.start()
+	done := e.awaitSettled(pending.ID, 10*time.Second)
+	if !done.EndAt.Equal(done.PlannedEndAt) || done.SettledAt.Sub(done.PlannedEndAt) > 3*time.Second {
+		t.Fatalf("requeued auto-stop: %+v", done)
+	}
+	// A second reconciliation finds nothing to do.
+	rep, err = e.h.Reconcile(e.ctx)
+	if err != nil || rep.Settled != 0 || rep.Requeued != 0 || rep.RedisEmpty {
+		t.Fatalf("second reconcile = %+v %v, want nothing done", rep, err)
+	}
+	e.checkInvariants()
+}
+
+// The outbox relay hands over what the fast path did not (the process died
+// between commit and enqueue).
+func TestOutboxRelayHandsOverLeftovers(t *testing.T) {
+	e := setup(t)
+	pid := e.permit(5)
+	// Start without a Redis client: the auto-stop stays in the outbox.
+	e.h.Client = nil
+	task, id := e.startTask(pid, "RELAY1", nil, nil)
+	var s repo.SessionView
+	e.run(task, e.h.SessionStart, &s)
+	if r := e.outcome(id, nil); r.Status != repo.RequestApplied {
+		t.Fatal(r.Error)
+	}
+	if n, _ := repo.OutboxBacklog(e.ctx, e.store.DB); n != 1 {
+		t.Fatalf("outbox backlog = %d, want 1", n)
+	}
+	relay := &worker.Relay{Store: e.store, Client: e.client, Log: quietLog(), MinAge: time.Nanosecond}
+	n, err := relay.RunOnce(e.ctx)
+	if err != nil || n != 1 {
+		t.Fatalf("relay: %d %v", n, err)
+	}
+	if n, _ := repo.OutboxBacklog(e.ctx, e.store.DB); n != 0 {
+		t.Fatalf("outbox backlog after relay = %d", n)
+	}
+	info, err := e.inspector.GetTaskInfo(jobs.QueueCritical, jobs.AutoStopTaskID(s.ID, s.PlannedEndAt))
+	if err != nil {
+		t.Fatalf("auto-stop not in Redis: %v", err)
+	}
+	// Redis keeps the due time in whole seconds.
+	if info.State != asynq.TaskStateScheduled || !info.NextProcessAt.Equal(s.PlannedEndAt.Truncate(time.Second)) {
+		t.Fatalf("auto-stop task = %s at %s, want scheduled at %s", info.State, info.NextProcessAt, s.PlannedEndAt)
+	}
+	// Relaying the same row twice (two relays, or a crash before delete) is harmless.
+	_ = repo.AddOutbox(e.ctx, e.store.DB, &repo.OutboxTask{TaskType: jobs.TypeSessionAutoStop,
+		TaskID: jobs.AutoStopTaskID(s.ID, s.PlannedEndAt), Queue: jobs.QueueCritical,
+		Payload: jobs.AutoStopPayload(s.ID), ProcessAt: s.PlannedEndAt})
+	if n, err := relay.RunOnce(e.ctx); err != nil || n != 1 {
+		t.Fatalf("second relay: %d %v", n, err)
+	}
+	e.checkInvariants()
+}
+
+func TestTopupAndIssueThroughQueue(t *testing.T) {
+	e := setup(t)
+	e.start()
+	pid := e.permit(0)
+	pay := rid("pay")
+	mk := func(hours int, ref string) (*asynq.Task, string) {
+		id := rid("topup")
+		task, err := jobs.NewPermitTopup(jobs.PermitTopup{RequestID: id, PermitID: pid, Hours: hours, PaymentRef: ref})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return task, id
+	}
+	task, id := mk(3, pay)
+	e.enqueue(task)
+	var pv repo.PermitView
+	if r := e.await(id, &pv); r.Status != repo.RequestApplied || pv.BalanceMinutes != 180 || pv.Year.PurchasedMinutes != 180 {
+		t.Fatalf("topup: %s %+v", r.Status, pv)
+	}
+	// The same payment reference under another request ID is the same top-up.
+	task, id = mk(3, pay)
+	e.enqueue(task)
+	if r := e.await(id, &pv); r.Status != repo.RequestApplied || pv.BalanceMinutes != 180 {
+		t.Fatalf("repeated payment: %s %+v", r.Status, pv)
+	}
+	// Crossing the annual purchase limit is refused whole.
+	task, id = mk(498, rid("pay"))
+	e.enqueue(task)
+	r := e.await(id, nil)
+	var out repo.RuleOutcome
+	_ = json.Unmarshal(r.Error, &out)
+	if r.Status != repo.RequestRejected || out.Code != string(domain.CodeAnnualPurchaseLimit) {
+		t.Fatalf("over the limit: %s %s", r.Status, r.Error)
+	}
+	var cents int64
+	if err := e.store.DB.NewSelect().Model((*repo.LedgerEntry)(nil)).ColumnExpr("sum(cents)").Where("kind = 'topup'").Scan(e.ctx, &cents); err != nil || cents != 3*210 {
+		t.Fatalf("cents booked = %d (%v), want 630", cents, err)
+	}
+	e.checkInvariants()
+}
