@@ -8,8 +8,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	_ "github.com/jackc/pgx/v5/stdlib" // the pgx driver under database/sql
+	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/uptrace/bun"
 	"github.com/uptrace/bun/dialect/pgdialect"
 
@@ -41,10 +42,16 @@ type cachedZone struct {
 // Open connects to Postgres through pgx's database/sql driver and bun's Postgres
 // dialect. It does not wait for the server: call Ping for that.
 func Open(url string, pool PoolConfig) (*Store, error) {
-	sqldb, err := sql.Open("pgx", url)
+	cc, err := pgx.ParseConfig(url)
 	if err != nil {
-		return nil, fmt.Errorf("open postgres: %w", err)
+		return nil, fmt.Errorf("PARKD_DATABASE_URL: %w", err)
 	}
+	// bun renders every argument into the SQL text itself, so each statement is
+	// new text: pgx's default (prepare and cache each statement) would parse,
+	// describe, evict and DEALLOCATE on almost every query (measured: a third of
+	// the worker's CPU). The simple protocol sends the text once, one round trip.
+	cc.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
+	sqldb := stdlib.OpenDB(*cc)
 	if pool.MaxConns <= 0 {
 		pool.MaxConns = 25
 	}

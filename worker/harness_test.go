@@ -23,7 +23,7 @@ import (
 // harness is one integration test's world: its own Postgres database, its own
 // Redis index, and (when started) a real asynq server running parkd's handlers.
 type harness struct {
-	t         *testing.T
+	t         testing.TB
 	ctx       context.Context
 	store     *repo.Store
 	rdb       *redis.Client
@@ -42,7 +42,7 @@ func rid(prefix string) string {
 
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-func setup(t *testing.T) *harness {
+func setup(t testing.TB) *harness {
 	t.Helper()
 	store, _ := repotest.NewDB(t)
 	rdb, idx := repotest.NewRedis(t)

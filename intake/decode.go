@@ -1,0 +1,165 @@
+package intake
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// MaxBodyBytes bounds a request body (CONTRACT.md: larger is 400).
+const MaxBodyBytes = 64 << 10
+
+// decodeJSON reads r's body, at most MaxBodyBytes, into v.
+func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
+	return decodeBody(http.MaxBytesReader(w, r.Body, MaxBodyBytes), v)
+}
+
+// decodeBody reads exactly one JSON object into v, refusing unknown fields. Every
+// error it returns is a 400 naming the field at fault ("body" when the fault is
+// the body as a whole).
+func decodeBody(body io.Reader, v any) error {
+	dec := json.NewDecoder(body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return jsonError(err)
+	}
+	// Whatever follows the object is a mistake (two objects, stray text), and
+	// reading it is also how an oversize body that happens to start with a
+	// complete object is caught.
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return jsonError(err)
+		}
+		return badRequest("body", "must hold one JSON object and nothing after it")
+	}
+	return nil
+}
+
+// jsonError turns a decoding error of encoding/json into a 400 naming the field.
+func jsonError(err error) error {
+	var (
+		mbe *http.MaxBytesError
+		se  *json.SyntaxError
+		te  *json.UnmarshalTypeError
+	)
+	switch {
+	case errors.As(err, &mbe):
+		return badRequest("body", "larger than %d KiB", MaxBodyBytes>>10)
+	case errors.Is(err, io.EOF):
+		return badRequest("body", "empty; want a JSON object")
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return badRequest("body", "malformed JSON: it ends too early")
+	case errors.As(err, &se):
+		return badRequest("body", "malformed JSON at byte %d", se.Offset)
+	case errors.As(err, &te):
+		field := te.Field
+		if field == "" {
+			return badRequest("body", "want a JSON object, got %s", jsonKind(te.Value))
+		}
+		return badRequest(field, "want %s, got %s", goKind(te.Type.Kind().String()), jsonKind(te.Value))
+	}
+	if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+		if u, err := strconv.Unquote(name); err == nil {
+			name = u
+		}
+		return badRequest(name, "unknown field")
+	}
+	return badRequest("body", "malformed JSON")
+}
+
+// jsonKind names what a JSON value was, as encoding/json reports it ("number
+// 3.5", "string"...), without echoing long input back.
+func jsonKind(v string) string {
+	if len(v) > 40 {
+		v = v[:40] + "…"
+	}
+	return "JSON " + v
+}
+
+// goKind names the JSON a Go kind wants.
+func goKind(k string) string {
+	switch k {
+	case "int", "int8", "int16", "int32", "int64", "uint", "uint8", "uint16", "uint32", "uint64":
+		return "an integer"
+	case "float32", "float64":
+		return "a number"
+	case "string":
+		return "a string"
+	case "bool":
+		return "true or false"
+	case "slice", "array":
+		return "an array"
+	case "struct", "map":
+		return "an object"
+	case "ptr":
+		return "a value"
+	}
+	return "another type"
+}
+
+// text checks a string field: encoding/json quietly replaces bytes that are not
+// UTF-8 (and lone surrogate escapes) by U+FFFD, so U+FFFD after decoding means
+// the client sent something that is not text. No identifier, plate or reason of
+// parkd ever contains U+FFFD.
+func text(field, s string) error {
+	if strings.ContainsRune(s, utf8.RuneError) || !utf8.ValidString(s) {
+		return badRequest(field, "not valid UTF-8 text")
+	}
+	return nil
+}
+
+// required checks a required string field: present and valid text.
+func required(field string, s *string) (string, error) {
+	if s == nil {
+		return "", badRequest(field, "is required")
+	}
+	return *s, text(field, *s)
+}
+
+// optionalText checks an optional string field.
+func optionalText(field string, s *string) error {
+	if s == nil {
+		return nil
+	}
+	return text(field, *s)
+}
+
+// identifier checks an ID a client names in a body (resident, address): 1–64
+// characters, the bound the jobs constructors and the schema apply.
+func identifier(field string, s *string) (string, error) {
+	v, err := required(field, s)
+	if err != nil {
+		return "", err
+	}
+	if strings.TrimSpace(v) == "" || len(v) > 64 {
+		return "", badRequest(field, "must be 1-64 characters")
+	}
+	return v, nil
+}
+
+// instant parses an optional RFC 3339 instant, at Postgres's precision
+// (microseconds) so that what is stored and what was fingerprinted agree.
+func instant(field string, s *string) (*time.Time, error) {
+	if s == nil {
+		return nil, nil
+	}
+	t, err := parseInstant(*s)
+	if err != nil {
+		return nil, badRequest(field, "want an RFC 3339 instant such as 2026-03-01T14:00:00+01:00")
+	}
+	return &t, nil
+}
+
+func parseInstant(s string) (time.Time, error) {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}, err
+	}
+	return t.UTC().Truncate(time.Microsecond), nil
+}

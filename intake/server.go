@@ -1,0 +1,218 @@
+package intake
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+	"slices"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
+	"golang.org/x/time/rate"
+
+	"github.com/parkd/parkd/repo"
+)
+
+// Defaults of a Server.
+const (
+	// DefaultWait is how long a write waits for its outcome when ?wait= is absent.
+	DefaultWait = 2 * time.Second
+	// MaxWait is the longest ?wait= accepted.
+	MaxWait = 10 * time.Second
+	// DependencyTimeout bounds every single Postgres or Redis call, so that a dead
+	// dependency costs a client a prompt 503, never a hang.
+	DependencyTimeout = 2 * time.Second
+	// DefaultRate and DefaultBurst are each subject's token bucket: generous for a
+	// person or an app, a brake on a runaway client.
+	DefaultRate  = 50
+	DefaultBurst = 100
+)
+
+// Server is the HTTP intake. Build it with its fields set, then serve Handler().
+type Server struct {
+	Store  *repo.Store
+	Client *asynq.Client         // enqueues requests
+	Redis  redis.UniversalClient // checked by /readyz
+	Secret []byte                // HS256 key of bearer tokens
+	Log    *slog.Logger
+	Now    func() time.Time // the clock; time.Now when nil
+	// Listener wakes waiting writes when their outcome is committed. Without one
+	// (or while it is disconnected) waiting writes poll every 200 ms.
+	Listener *Listener
+	// RateLimit and RateBurst size each subject's token bucket (DefaultRate and
+	// DefaultBurst when zero; a negative RateLimit turns limiting off).
+	RateLimit rate.Limit
+	RateBurst int
+
+	limiter *limiter
+}
+
+// now is the intake's clock at Postgres's precision (microseconds), so that an
+// instant stamped here and read back compares equal.
+func (s *Server) now() time.Time {
+	n := time.Now
+	if s.Now != nil {
+		n = s.Now
+	}
+	return n().UTC().Truncate(time.Microsecond)
+}
+
+type logKey struct{}
+
+func (s *Server) logger(r *http.Request) *slog.Logger {
+	if l, ok := r.Context().Value(logKey{}).(*slog.Logger); ok {
+		return l
+	}
+	if s.Log != nil {
+		return s.Log
+	}
+	return slog.Default()
+}
+
+// Handler serves every endpoint of CONTRACT.md, /healthz, /readyz, /metrics and
+// the OpenAPI document at /v1/openapi.yaml.
+func (s *Server) Handler() http.Handler {
+	if s.Log == nil {
+		s.Log = slog.Default()
+	}
+	rl, burst := s.RateLimit, s.RateBurst
+	if rl == 0 {
+		rl = DefaultRate
+	}
+	if burst <= 0 {
+		burst = DefaultBurst
+	}
+	if rl > 0 {
+		s.limiter = newLimiter(rl, burst)
+	}
+
+	mux := http.NewServeMux()
+	health := Health(map[string]Pinger{
+		"postgres": PingFunc(func(ctx context.Context) error { return s.Store.Ping(ctx) }),
+		"redis":    PingFunc(func(ctx context.Context) error { return s.Redis.Ping(ctx).Err() }),
+	})
+	mux.Handle("GET /healthz", health)
+	mux.Handle("GET /readyz", health)
+	mux.Handle("GET /metrics", promhttp.Handler())
+	mux.HandleFunc("GET /v1/openapi.yaml", serveOpenAPI)
+
+	resident, eloket := []string{RoleResident}, []string{RoleResident, RoleEloket}
+	mux.Handle("POST /v1/permits/{permit_id}/sessions", s.api(resident, s.startSession))
+	mux.Handle("POST /v1/sessions/{session_id}/stop", s.api(resident, s.stopSession))
+	mux.Handle("GET /v1/sessions/{session_id}", s.api(resident, s.getSession))
+	mux.Handle("GET /v1/permits/{permit_id}/sessions", s.api(resident, s.listSessions))
+	mux.Handle("GET /v1/permits/{permit_id}", s.api(eloket, s.getPermit))
+	mux.Handle("POST /v1/permits/{permit_id}/topups", s.api(resident, s.topup))
+	mux.Handle("GET /v1/permits/{permit_id}/ledger", s.api(eloket, s.ledger))
+	mux.Handle("GET /v1/permits/{permit_id}/statements", s.api(eloket, s.statements))
+	mux.Handle("POST /v1/permits", s.api([]string{RoleEloket}, s.issuePermit))
+	mux.Handle("POST /v1/permits/{permit_id}/end", s.api([]string{RoleEloket}, s.endPermit))
+	mux.Handle("GET /v1/rights", s.api([]string{RoleEnforcement}, s.rights))
+	// Every role may read its own requests' outcomes; the handler checks whose.
+	mux.Handle("GET /v1/requests/{request_id}", s.api([]string{RoleResident, RoleEloket, RoleEnforcement, RoleOperator}, s.getRequest))
+	mux.Handle("PUT /v1/admin/zones/{code}", s.api([]string{RoleOperator}, s.putZone))
+	mux.Handle("POST /v1/admin/addresses", s.api([]string{RoleOperator}, s.putAddress))
+	mux.Handle("POST /v1/admin/registrations", s.api([]string{RoleOperator}, s.putRegistration))
+
+	return s.recoverer(s.withLog(s.route(mux)))
+}
+
+// route answers what the mux has no route for in the contract's error shape (the
+// mux itself answers in plain text) and keeps its 405 with the Allow header.
+func (s *Server) route(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h, pattern := mux.Handler(r)
+		if pattern != "" {
+			mux.ServeHTTP(w, r) // ServeHTTP, not h: it sets the path values
+			return
+		}
+		rec := &headerRecorder{header: http.Header{}}
+		h.ServeHTTP(rec, r)
+		switch rec.status {
+		case http.StatusMethodNotAllowed:
+			w.Header().Set("Allow", rec.header.Get("Allow"))
+			s.writeError(w, r, &apiError{Status: http.StatusMethodNotAllowed, Code: CodeMethodNotAllowed,
+				Message: r.Method + " is not allowed here; allowed: " + rec.header.Get("Allow")})
+		case http.StatusNotFound:
+			s.writeError(w, r, errNotFound("no such endpoint: %s %s", r.Method, r.URL.Path))
+		default: // a redirect to the canonical path
+			mux.ServeHTTP(w, r)
+		}
+	})
+}
+
+// headerRecorder captures what the mux would answer for an unrouted request.
+type headerRecorder struct {
+	header http.Header
+	status int
+}
+
+func (h *headerRecorder) Header() http.Header         { return h.header }
+func (h *headerRecorder) Write(b []byte) (int, error) { return len(b), nil }
+func (h *headerRecorder) WriteHeader(status int)      { h.status = status }
+
+// withLog gives each request a logger carrying its request ID (the
+// Idempotency-Key when there is one).
+func (s *Server) withLog(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		l := s.Log.With("method", r.Method, "path", r.URL.Path)
+		if k := r.Header.Get("Idempotency-Key"); k != "" && len(k) <= 64 {
+			l = l.With("request_id", k)
+		}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), logKey{}, l)))
+	})
+}
+
+// recoverer turns a panic into a 500 with a generic message and a log line with
+// the stack: the client never sees a stack trace.
+func (s *Server) recoverer(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				s.logger(r).Error("panic serving request", "panic", v, "stack", string(debug.Stack()))
+				writeJSON(w, http.StatusInternalServerError, errorBody{Error: errorDetail{
+					Code: CodeInternal, Message: "internal error; it has been logged"}})
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+// handlerFunc is an endpoint: it answers success itself and returns any error
+// for writeError.
+type handlerFunc func(w http.ResponseWriter, r *http.Request, p *principal) error
+
+// api authenticates, checks the role, applies the subject's rate limit and runs h.
+func (s *Server) api(roles []string, h handlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p, err := s.authenticate(r)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		r = r.WithContext(context.WithValue(r.Context(), logKey{}, s.logger(r).With("subject", p.subject())))
+		if !slices.Contains(roles, p.Role) {
+			s.writeError(w, r, errForbidden("role "+p.Role+" may not use this endpoint"))
+			return
+		}
+		if s.limiter != nil && !s.limiter.allow(p.subject(), time.Now()) {
+			s.writeError(w, r, &apiError{Status: http.StatusTooManyRequests, Code: CodeRateLimited,
+				Message: "too many requests; slow down"})
+			return
+		}
+		if err := h(w, r, p); err != nil {
+			s.writeError(w, r, err)
+		}
+	})
+}
+
+// dbCtx bounds one Postgres or Redis call.
+func dbCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, DependencyTimeout)
+}

@@ -1,0 +1,49 @@
+package jobs_test
+
+import (
+	"fmt"
+	"log"
+	"time"
+
+	"github.com/parkd/parkd/jobs"
+)
+
+// An upstream app starts a visitor session by enqueueing session:start. The
+// request ID is the app's own: enqueueing it twice has one effect, and the
+// outcome is readable at GET /v1/requests/{request_id}.
+func ExampleNewSessionStart() {
+	end := time.Date(2026, 11, 24, 15, 0, 0, 0, time.UTC)
+	task, err := jobs.NewSessionStart(jobs.SessionStart{
+		RequestID: "portal-7731:start",
+		PermitID:  "17",
+		Plate:     "ab-12-cd",
+		EndAt:     &end, // nil: the longest session the zone allows
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(task.Type())
+
+	// With a real Redis:
+	//
+	//	client := asynq.NewClient(asynq.RedisClientOpt{Addr: "127.0.0.1:6379"})
+	//	defer client.Close()
+	//	if _, err := client.Enqueue(task); err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+	//		log.Fatal(err)
+	//	}
+
+	// Output: session:start
+}
+
+// A request ID must be 1-64 characters of [A-Za-z0-9_.:-]; the constructor says
+// so before anything reaches Redis.
+func ExampleNewSessionStop() {
+	_, err := jobs.NewSessionStop(jobs.SessionStop{RequestID: "stop me please!", SessionID: "5"})
+	fmt.Println(err)
+
+	task, _ := jobs.NewSessionStop(jobs.SessionStop{RequestID: "portal-7731:stop", SessionID: "5"})
+	fmt.Println(task.Type())
+	// Output:
+	// jobs: request_id "stop me please!" must be 1-64 characters of A-Z a-z 0-9 _ . : -
+	// session:stop
+}

@@ -1,0 +1,221 @@
+package repo
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/uptrace/bun"
+
+	"github.com/parkd/parkd/domain"
+)
+
+// This file holds what the HTTP intake reads and the bookkeeping it does on the
+// requests table before a request reaches the queue. Every query here is a single
+// indexed statement: the intake answers from Postgres directly, without locks.
+
+// RegisterRequest records a request the intake is about to enqueue as pending,
+// owned by subject (who asked, "role:sub"), unless its ID is already known. It
+// returns the row as it now stands and whether this call created it. The caller
+// compares type, fingerprint and subject: the same ID for another request is an
+// idempotency conflict, and an ID already finished is answered from its outcome.
+//
+// The row exists before the task does, so that GET /v1/requests/{id} knows the
+// request (and whose it is) from the moment it was accepted, and the worker's
+// ClaimRequest finds it and keeps its subject.
+func RegisterRequest(ctx context.Context, db bun.IDB, id, typ, bodyHash, subject string) (*Request, bool, error) {
+	var rows []Request
+	err := db.NewRaw(`
+		INSERT INTO requests (request_id, type, body_hash, status, subject)
+		VALUES (?, ?, ?, ?, ?)
+		ON CONFLICT (request_id) DO NOTHING
+		RETURNING *`, id, typ, bodyHash, RequestPending, subject).Scan(ctx, &rows)
+	if err != nil {
+		return nil, false, fmt.Errorf("register request %s: %w", id, err)
+	}
+	if len(rows) == 1 {
+		return &rows[0], true, nil
+	}
+	r, err := GetRequest(ctx, db, id)
+	if err != nil {
+		return nil, false, err
+	}
+	return r, false, nil
+}
+
+// AdoptRequest gives a request that has no subject (enqueued through package jobs
+// directly, or re-created by the worker after the intake forgot it) to subject,
+// provided it is the same request. It reports whether the request is now
+// subject's.
+func AdoptRequest(ctx context.Context, db bun.IDB, id, typ, bodyHash, subject string) (bool, error) {
+	res, err := db.NewUpdate().Model((*Request)(nil)).Set("subject = ?", subject).
+		Where("request_id = ? AND type = ? AND body_hash = ? AND subject IS NULL", id, typ, bodyHash).Exec(ctx)
+	if err != nil {
+		return false, fmt.Errorf("adopt request %s: %w", id, err)
+	}
+	n, _ := res.RowsAffected()
+	return n == 1, nil
+}
+
+// ForgetPendingRequest deletes a request the intake registered but could not hand
+// to the queue, so that no pending request is left that nothing will ever finish.
+// Only a still-pending row of the same subject goes: if the task did reach Redis
+// after all and a worker already finished it, its outcome stays.
+func ForgetPendingRequest(ctx context.Context, db bun.IDB, id, subject string) error {
+	if _, err := db.NewDelete().Model((*Request)(nil)).
+		Where("request_id = ? AND status = ? AND subject = ?", id, RequestPending, subject).Exec(ctx); err != nil {
+		return fmt.Errorf("forget request %s: %w", id, err)
+	}
+	return nil
+}
+
+// MaxListedSessions bounds a permit's session list: the newest this many.
+const MaxListedSessions = 1000
+
+// PermitSessions lists a permit's sessions, newest start first, optionally only
+// those with one outside status (planned, active, stopped, cancelled) as seen at
+// now. Planned versus active is not stored: it follows from start_at and now.
+func PermitSessions(ctx context.Context, db bun.IDB, permitID int64, status string, now time.Time) ([]Session, error) {
+	var rows []Session
+	q := db.NewSelect().Model(&rows).Where("permit_id = ?", permitID)
+	switch status {
+	case "":
+	case domain.StatusPlanned:
+		q = q.Where("state = ? AND start_at > ?", domain.StateOpen, now)
+	case domain.StatusActive:
+		q = q.Where("state = ? AND start_at <= ?", domain.StateOpen, now)
+	case domain.StatusStopped:
+		q = q.Where("state = ?", domain.StateStopped)
+	case domain.StatusCancelled:
+		q = q.Where("state = ?", domain.StateCancelled)
+	default:
+		return nil, fmt.Errorf("sessions of permit %d: unknown status %q", permitID, status)
+	}
+	if err := q.OrderExpr("start_at DESC, id DESC").Limit(MaxListedSessions).Scan(ctx); err != nil {
+		return nil, fmt.Errorf("sessions of permit %d: %w", permitID, err)
+	}
+	return rows, nil
+}
+
+// LedgerPage returns up to limit ledger entries of a permit, newest first, with
+// IDs below before (0: from the newest). The ID orders entries as they were
+// booked, which is also the order of their instants within one permit (every
+// booking happens under the permit's lock).
+func LedgerPage(ctx context.Context, db bun.IDB, permitID, before int64, limit int) ([]LedgerEntry, error) {
+	var rows []LedgerEntry
+	q := db.NewSelect().Model(&rows).Where("permit_id = ?", permitID)
+	if before > 0 {
+		q = q.Where("id < ?", before)
+	}
+	if err := q.OrderExpr("id DESC").Limit(limit).Scan(ctx); err != nil {
+		return nil, fmt.Errorf("ledger of permit %d: %w", permitID, err)
+	}
+	return rows, nil
+}
+
+// LedgerEntryView is a ledger entry as the contract shows it.
+type LedgerEntryView struct {
+	ID         string    `json:"id"`
+	Kind       string    `json:"kind"`
+	Minutes    int       `json:"minutes"`
+	Cents      *int64    `json:"cents,omitempty"`
+	SessionID  *string   `json:"session_id,omitempty"`
+	RequestID  *string   `json:"request_id,omitempty"`
+	PaymentRef *string   `json:"payment_ref,omitempty"`
+	At         time.Time `json:"at"`
+}
+
+// View renders the entry for answers.
+func (e *LedgerEntry) View() LedgerEntryView {
+	v := LedgerEntryView{ID: FormatID(e.ID), Kind: e.Kind, Minutes: e.Minutes, Cents: e.Cents,
+		RequestID: e.RequestID, PaymentRef: e.PaymentRef, At: e.At.UTC()}
+	if e.SessionID != nil {
+		s := FormatID(*e.SessionID)
+		v.SessionID = &s
+	}
+	return v
+}
+
+// AnnualStatement is a closed permit year (a row of permit_years) as the
+// contract shows it.
+type AnnualStatement struct {
+	YearStartsAt       time.Time `bun:"year_starts_at" json:"year_starts_at"`
+	YearEndsAt         time.Time `bun:"year_ends_at" json:"year_ends_at"`
+	PurchasedMinutes   int       `bun:"purchased_minutes" json:"purchased_minutes"`
+	UsedMinutes        int       `bun:"used_minutes" json:"used_minutes"`
+	CarriedOverMinutes int       `bun:"carried_over_minutes" json:"carried_over_minutes"`
+}
+
+// PermitStatements lists a permit's closed years, newest first.
+func PermitStatements(ctx context.Context, db bun.IDB, permitID int64) ([]AnnualStatement, error) {
+	var rows []AnnualStatement
+	err := db.NewRaw(`
+		SELECT year_starts_at, year_ends_at, purchased_minutes, used_minutes, carried_over_minutes
+		FROM permit_years WHERE permit_id = ? ORDER BY year_starts_at DESC`, permitID).Scan(ctx, &rows)
+	if err != nil {
+		return nil, fmt.Errorf("statements of permit %d: %w", permitID, err)
+	}
+	for i := range rows {
+		rows[i].YearStartsAt = rows[i].YearStartsAt.UTC()
+		rows[i].YearEndsAt = rows[i].YearEndsAt.UTC()
+	}
+	return rows, nil
+}
+
+// MaxSessionSpan is the longest any session can last (CompileZone allows at most
+// 1440 minutes). It bounds the rights lookup to one day of a plate's history.
+const MaxSessionSpan = 24 * time.Hour
+
+// CoveringSession finds the session of plate in zone that covers instant at: not
+// cancelled, started at or before at, and ending (its settled end, or else its
+// planned end) after it. It is one range scan of the sessions_rights index
+// (plate, zone, start_at DESC) over at most a day of the plate's sessions.
+func CoveringSession(ctx context.Context, db bun.IDB, plate, zone string, at time.Time) (int64, bool, error) {
+	var ids []int64
+	err := db.NewRaw(`
+		SELECT id FROM sessions
+		WHERE plate = ? AND zone = ? AND state <> 'cancelled'
+		  AND start_at <= ? AND start_at > ?
+		  AND coalesce(end_at, planned_end_at) > ?
+		ORDER BY start_at DESC
+		LIMIT 1`, plate, zone, at, at.Add(-MaxSessionSpan), at).Scan(ctx, &ids)
+	if err != nil {
+		return 0, false, fmt.Errorf("rights of %s in %s: %w", domain.MaskPlate(plate), zone, err)
+	}
+	if len(ids) == 0 {
+		return 0, false, nil
+	}
+	return ids[0], true, nil
+}
+
+// IsUnavailable reports whether err means Postgres could not be reached or did
+// not answer in time (as opposed to a query it refused), so that callers can
+// answer "try again later" instead of "our bug".
+func IsUnavailable(err error) bool {
+	if err == nil {
+		return false
+	}
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, driver.ErrBadConn) ||
+		errors.Is(err, sql.ErrConnDone) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, net.ErrClosed) || pgconn.Timeout(err) {
+		return true
+	}
+	var ce *pgconn.ConnectError
+	var ne net.Error
+	if errors.As(err, &ce) || errors.As(err, &ne) {
+		return true
+	}
+	switch code := pgCode(err); {
+	case len(code) == 5 && (code[:2] == "08" || code[:2] == "53"): // connection exception, insufficient resources
+		return true
+	case code == "57P01" || code == "57P02" || code == "57P03": // shutting down, cannot connect now
+		return true
+	}
+	return false
+}

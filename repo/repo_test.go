@@ -1,0 +1,136 @@
+package repo_test
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/parkd/parkd/domain"
+	"github.com/parkd/parkd/repo"
+	"github.com/parkd/parkd/repo/repotest"
+)
+
+// Two processes migrating one empty database at once: both succeed, the schema
+// is applied once, and every migration is marked applied.
+func TestConcurrentMigrate(t *testing.T) {
+	ctx := context.Background()
+	admin, err := sql.Open("pgx", repotest.AdminURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	name := fmt.Sprintf("parkd_migtest_%d", time.Now().UnixNano())
+	if _, err := admin.ExecContext(ctx, "CREATE DATABASE "+name); err != nil {
+		t.Fatal(err)
+	}
+	defer admin.ExecContext(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)") //nolint:errcheck
+	url := repotest.AdminURL()
+	url = url[:len(url)-len("/postgres?sslmode=disable")] + "/" + name + "?sslmode=disable"
+
+	var wg sync.WaitGroup
+	errs := make([]error, 3)
+	applied := make([][]string, 3)
+	for i := range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			st, err := repo.Open(url, repo.PoolConfig{MaxConns: 3})
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			defer st.Close()
+			applied[i], errs[i] = st.Migrate(ctx)
+		}()
+	}
+	wg.Wait()
+	total := 0
+	for i := range 3 {
+		if errs[i] != nil {
+			t.Fatalf("migrator %d: %v", i, errs[i])
+		}
+		total += len(applied[i])
+	}
+	st, err := repo.Open(url, repo.PoolConfig{MaxConns: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	var marked int
+	if err := st.DB.NewRaw("SELECT count(*) FROM bun_migrations").Scan(ctx, &marked); err != nil {
+		t.Fatal(err)
+	}
+	if total != marked || marked == 0 {
+		t.Fatalf("applied %d in all, %d marked: each migration must be applied exactly once", total, marked)
+	}
+	again, err := st.Migrate(ctx)
+	if err != nil || len(again) != 0 {
+		t.Fatalf("re-migrate: %v %v", again, err)
+	}
+}
+
+// The invariants the database itself carries, whatever code writes to it.
+func TestSchemaConstraints(t *testing.T) {
+	ctx := context.Background()
+	st, _ := repotest.NewDB(t)
+	z, err := domain.CompileZone("CZ", domain.ZoneSpec{Name: "C", TariffCentsPerHour: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := repo.PutZone(ctx, st.DB, z); err != nil {
+		t.Fatal(err)
+	}
+	zone := "CZ"
+	if err := repo.PutAddress(ctx, st.DB, &repo.Address{ID: "A1", Zone: &zone}); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 6, 10, 10, 0, 0, 0, time.UTC)
+	p, err := repo.InsertPermit(ctx, st.DB, z, "R1", "A1", "req-1", now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exec := func(q string, args ...any) error {
+		_, err := st.DB.ExecContext(ctx, q, args...)
+		return err
+	}
+	cases := []struct {
+		name string
+		err  error
+	}{
+		{"negative balance", exec("UPDATE permits SET balance_minutes = -1 WHERE id = ?", p.ID)},
+		{"second active permit for an address", func() error {
+			_, err := repo.InsertPermit(ctx, st.DB, z, "R2", "A1", "req-2", now)
+			return err
+		}()},
+		{"request ID applied twice", exec("INSERT INTO requests (request_id, type, body_hash, status) VALUES ('x', 't', 'h', 'pending'), ('x', 't', 'h', 'pending')")},
+		{"request ID of a bad form", exec("INSERT INTO requests (request_id, type, body_hash, status) VALUES ('a b', 't', 'h', 'pending')")},
+		{"plate not normalised", exec("INSERT INTO sessions (permit_id, zone, plate, state, start_at, planned_end_at, reserved_minutes, request_id) VALUES (?, 'CZ', 'ab-12', 'open', ?, ?, 10, 'r')", p.ID, now, now.Add(10*time.Minute))},
+		{"open session with a charge", exec("INSERT INTO sessions (permit_id, zone, plate, state, start_at, planned_end_at, reserved_minutes, charged_minutes, request_id) VALUES (?, 'CZ', 'AB12', 'open', ?, ?, 10, 3, 'r')", p.ID, now, now.Add(10*time.Minute))},
+		{"ledger reserve with a positive sign", exec("INSERT INTO ledger (permit_id, kind, minutes, at) VALUES (?, 'reserve', 5, now())", p.ID)},
+	}
+	for _, c := range cases {
+		if c.err == nil {
+			t.Errorf("%s: accepted, want a constraint violation", c.name)
+		}
+	}
+	// One settlement per session, and one plate parked once per zone.
+	if err := exec("INSERT INTO sessions (permit_id, zone, plate, state, start_at, planned_end_at, reserved_minutes, request_id) VALUES (?, 'CZ', 'AB12', 'open', ?, ?, 10, 'r')", p.ID, now, now.Add(10*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if err := exec("INSERT INTO sessions (permit_id, zone, plate, state, start_at, planned_end_at, reserved_minutes, request_id) VALUES (?, 'CZ', 'AB12', 'open', ?, ?, 10, 'r2')", p.ID, now.Add(5*time.Minute), now.Add(20*time.Minute)); err == nil {
+		t.Error("overlapping open sessions of one plate in one zone: accepted")
+	}
+	var sid int64
+	if err := st.DB.NewRaw("SELECT id FROM sessions LIMIT 1").Scan(ctx, &sid); err != nil {
+		t.Fatal(err)
+	}
+	if err := exec("INSERT INTO ledger (permit_id, kind, minutes, session_id, at) VALUES (?, 'charge', -1, ?, now())", p.ID, sid); err != nil {
+		t.Fatal(err)
+	}
+	if err := exec("INSERT INTO ledger (permit_id, kind, minutes, session_id, at) VALUES (?, 'charge', -1, ?, now())", p.ID, sid); err == nil {
+		t.Error("second charge (settlement) of one session: accepted")
+	}
+}
