@@ -3,6 +3,7 @@ package repo
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/uptrace/bun"
 )
@@ -44,4 +45,95 @@ func ReservationMismatches(ctx context.Context, db bun.IDB) ([]int64, error) {
 		return nil, fmt.Errorf("reservation check: %w", err)
 	}
 	return out, nil
+}
+
+// Finding is one violation found by an audit check, with the IDs involved.
+type Finding struct {
+	Check  string
+	Detail string
+}
+
+// AuditCheck is one named consistency check over the database.
+type AuditCheck struct {
+	Name  string
+	Query string // returns one text column per violation, describing it with its IDs
+}
+
+// AuditChecks are the invariants `parkd check` verifies. Each query returns
+// nothing when its invariant holds. grace is how long past its planned end a
+// session may still be open (the auto-stop and reconciler need a moment).
+func AuditChecks(grace time.Duration) []AuditCheck {
+	g := fmt.Sprintf("%d milliseconds", grace.Milliseconds())
+	return []AuditCheck{
+		{"balance equals the sum of the ledger and is not negative", `
+			SELECT format('permit %s: balance %s, ledger sum %s', p.id, p.balance_minutes, coalesce(l.total, 0))
+			FROM permits p
+			LEFT JOIN (SELECT permit_id, sum(minutes) AS total FROM ledger GROUP BY permit_id) l ON l.permit_id = p.id
+			WHERE p.balance_minutes <> coalesce(l.total, 0) OR p.balance_minutes < 0`},
+		{"reserved minutes equal the open sessions' reservations", `
+			SELECT format('permit %s: reserved %s, open sessions %s', p.id, p.reserved_minutes, coalesce(s.total, 0))
+			FROM permits p
+			LEFT JOIN (SELECT permit_id, sum(reserved_minutes) AS total FROM sessions WHERE state = 'open' GROUP BY permit_id) s
+			       ON s.permit_id = p.id
+			WHERE p.reserved_minutes <> coalesce(s.total, 0)`},
+		{"no session open past its planned end plus the grace", `
+			SELECT format('session %s (permit %s): open, planned end %s', id, permit_id, planned_end_at)
+			FROM sessions WHERE state = 'open' AND planned_end_at < now() - '` + g + `'::interval`},
+		{"no session charged past its planned end", `
+			SELECT format('session %s: end %s after planned end %s, or charged %s > reserved %s',
+			              id, end_at, planned_end_at, charged_minutes, reserved_minutes)
+			FROM sessions
+			WHERE end_at > planned_end_at OR charged_minutes > reserved_minutes
+			   OR charged_minutes > ceil(extract(epoch FROM planned_end_at - start_at) / 60)`},
+		{"every settled session settled exactly once", `
+			SELECT format('session %s (%s): %s charge entries, %s reserve entries', s.id, s.state, coalesce(c.n, 0), coalesce(r.n, 0))
+			FROM sessions s
+			LEFT JOIN (SELECT session_id, count(*) AS n FROM ledger WHERE kind = 'charge' GROUP BY 1) c ON c.session_id = s.id
+			LEFT JOIN (SELECT session_id, count(*) AS n FROM ledger WHERE kind = 'reserve' GROUP BY 1) r ON r.session_id = s.id
+			WHERE coalesce(r.n, 0) <> 1 OR coalesce(c.n, 0) <> CASE WHEN s.state = 'open' THEN 0 ELSE 1 END`},
+		{"every session's ledger nets to its charge", `
+			SELECT format('session %s: ledger nets %s, charged %s', s.id, l.net, s.charged_minutes)
+			FROM sessions s JOIN (SELECT session_id, sum(minutes) AS net FROM ledger GROUP BY 1) l ON l.session_id = s.id
+			WHERE s.state <> 'open' AND l.net <> -s.charged_minutes`},
+		{"every applied start made exactly one session, every rejected one none", `
+			SELECT format('request %s (%s): %s sessions', r.request_id, r.status, count(s.id))
+			FROM requests r LEFT JOIN sessions s ON s.request_id = r.request_id
+			WHERE r.type = 'session:start' AND r.status <> 'pending'
+			GROUP BY r.request_id, r.status
+			HAVING count(s.id) <> CASE WHEN r.status = 'applied' THEN 1 ELSE 0 END`},
+		{"every applied issue made exactly one permit, every rejected one none", `
+			SELECT format('request %s (%s): %s permits', r.request_id, r.status, count(p.id))
+			FROM requests r LEFT JOIN permits p ON p.request_id = r.request_id
+			WHERE r.type = 'permit:issue' AND r.status <> 'pending'
+			GROUP BY r.request_id, r.status
+			HAVING count(p.id) <> CASE WHEN r.status = 'applied' THEN 1 ELSE 0 END`},
+		{"every top-up booked at most once, and only by an applied request", `
+			SELECT format('request %s (%s): %s top-up entries', r.request_id, r.status, count(l.id))
+			FROM requests r LEFT JOIN ledger l ON l.request_id = r.request_id AND l.kind = 'topup'
+			WHERE r.type = 'permit:topup' AND r.status <> 'pending'
+			GROUP BY r.request_id, r.status
+			HAVING count(l.id) > CASE WHEN r.status = 'applied' THEN 1 ELSE 0 END`},
+		{"no ledger entry from a rejected request", `
+			SELECT format('ledger %s (%s) from rejected request %s', l.id, l.kind, l.request_id)
+			FROM ledger l JOIN requests r ON r.request_id = l.request_id
+			WHERE r.status = 'rejected'`},
+	}
+}
+
+// Audit runs every check and returns the violations (at most limit per check)
+// and the names of the checks run.
+func Audit(ctx context.Context, db bun.IDB, grace time.Duration, limit int) ([]string, []Finding, error) {
+	var names []string
+	var out []Finding
+	for _, c := range AuditChecks(grace) {
+		names = append(names, c.Name)
+		var rows []string
+		if err := db.NewRaw(c.Query+fmt.Sprintf(" LIMIT %d", limit)).Scan(ctx, &rows); err != nil {
+			return names, out, fmt.Errorf("check %q: %w", c.Name, err)
+		}
+		for _, r := range rows {
+			out = append(out, Finding{Check: c.Name, Detail: r})
+		}
+	}
+	return names, out, nil
 }

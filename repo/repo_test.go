@@ -134,3 +134,55 @@ func TestSchemaConstraints(t *testing.T) {
 		t.Error("second charge (settlement) of one session: accepted")
 	}
 }
+
+// The audit of `parkd check` finds a corrupted balance, an overdue open session,
+// and a start request applied without its session; and nothing on a clean database.
+func TestAuditFindsViolations(t *testing.T) {
+	ctx := context.Background()
+	st, _ := repotest.NewDB(t)
+	if _, findings, err := repo.Audit(ctx, st.DB, time.Minute, 10); err != nil || len(findings) != 0 {
+		t.Fatalf("clean database: %v %v", findings, err)
+	}
+	z, _ := domain.CompileZone("AZ", domain.ZoneSpec{Name: "A", TariffCentsPerHour: 100})
+	if err := repo.PutZone(ctx, st.DB, z); err != nil {
+		t.Fatal(err)
+	}
+	zone := "AZ"
+	if err := repo.PutAddress(ctx, st.DB, &repo.Address{ID: "AA", Zone: &zone}); err != nil {
+		t.Fatal(err)
+	}
+	p, err := repo.InsertPermit(ctx, st.DB, z, "R", "AA", "req-p", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	past := time.Now().Add(-time.Hour)
+	for _, q := range []string{
+		fmt.Sprintf("UPDATE permits SET balance_minutes = 7 WHERE id = %d", p.ID),
+		fmt.Sprintf("INSERT INTO sessions (permit_id, zone, plate, state, start_at, planned_end_at, reserved_minutes, request_id) VALUES (%d, 'AZ', 'X1', 'open', '%s', '%s', 10, 'req-s')",
+			p.ID, past.Format(time.RFC3339), past.Add(10*time.Minute).Format(time.RFC3339)),
+		"INSERT INTO requests (request_id, type, body_hash, status) VALUES ('req-lost', 'session:start', 'h', 'applied')",
+	} {
+		if _, err := st.DB.ExecContext(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, findings, err := repo.Audit(ctx, st.DB, time.Minute, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	for _, f := range findings {
+		got[f.Check] = true
+	}
+	for _, want := range []string{
+		"balance equals the sum of the ledger and is not negative",
+		"reserved minutes equal the open sessions' reservations",
+		"no session open past its planned end plus the grace",
+		"every settled session settled exactly once",
+		"every applied start made exactly one session, every rejected one none",
+	} {
+		if !got[want] {
+			t.Errorf("audit did not report %q; findings: %v", want, findings)
+		}
+	}
+}

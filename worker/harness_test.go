@@ -228,6 +228,15 @@ func (e *harness) checkInvariants() {
 	if len(res) > 0 {
 		e.t.Errorf("reserved_minutes != open sessions' reservations for permits %v", res)
 	}
+	// And the whole audit of `parkd check` (sessions may legitimately still be
+	// open past their end for a moment in a test, hence the long grace).
+	_, findings, err := repo.Audit(e.ctx, e.store.DB, time.Hour, 20)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for _, f := range findings {
+		e.t.Errorf("audit: %s: %s", f.Check, f.Detail)
+	}
 }
 
 func (e *harness) ledgerKinds(permitID string) map[string]int {
