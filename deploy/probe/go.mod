@@ -1,0 +1,3 @@
+module github.com/parkd/parkd/deploy/probe
+
+go 1.24
