@@ -1,6 +1,7 @@
 package intake
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"io"
@@ -14,28 +15,52 @@ import (
 // MaxBodyBytes bounds a request body (CONTRACT.md: larger is 400).
 const MaxBodyBytes = 64 << 10
 
-// decodeJSON reads r's body, at most MaxBodyBytes, into v.
+// readBody reads r's body, at most MaxBodyBytes.
+func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, jsonError(err)
+		}
+		return nil, badRequest("body", "could not be read")
+	}
+	return b, nil
+}
+
+// decodeJSON reads r's body, one JSON object of at most MaxBodyBytes, into v.
 func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
-	return decodeBody(http.MaxBytesReader(w, r.Body, MaxBodyBytes), v)
+	b, err := readBody(w, r)
+	if err != nil {
+		return err
+	}
+	return decodeBody(b, v)
+}
+
+// decodeOptionalJSON is decodeJSON for a body whose fields are all optional: no
+// body at all means the empty object.
+func decodeOptionalJSON(w http.ResponseWriter, r *http.Request, v any) error {
+	b, err := readBody(w, r)
+	if err != nil {
+		return err
+	}
+	if len(bytes.TrimSpace(b)) == 0 {
+		return nil
+	}
+	return decodeBody(b, v)
 }
 
 // decodeBody reads exactly one JSON object into v, refusing unknown fields. Every
 // error it returns is a 400 naming the field at fault ("body" when the fault is
 // the body as a whole).
-func decodeBody(body io.Reader, v any) error {
-	dec := json.NewDecoder(body)
+func decodeBody(b []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return jsonError(err)
 	}
-	// Whatever follows the object is a mistake (two objects, stray text), and
-	// reading it is also how an oversize body that happens to start with a
-	// complete object is caught.
+	// Whatever follows the object is a mistake: two objects, stray text.
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return jsonError(err)
-		}
 		return badRequest("body", "must hold one JSON object and nothing after it")
 	}
 	return nil
@@ -67,6 +92,9 @@ func jsonError(err error) error {
 	if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
 		if u, err := strconv.Unquote(name); err == nil {
 			name = u
+		}
+		if name == "" || len(name) > 64 {
+			return badRequest("body", "unknown field %q", truncate(name, 64))
 		}
 		return badRequest(name, "unknown field")
 	}

@@ -44,7 +44,7 @@ type Server struct {
 	Listener *Listener
 	// RateLimit and RateBurst size each subject's token bucket (DefaultRate and
 	// DefaultBurst when zero; a negative RateLimit turns limiting off).
-	RateLimit rate.Limit
+	RateLimit float64 // requests per second
 	RateBurst int
 
 	limiter *limiter
@@ -78,7 +78,7 @@ func (s *Server) Handler() http.Handler {
 	if s.Log == nil {
 		s.Log = slog.Default()
 	}
-	rl, burst := s.RateLimit, s.RateBurst
+	rl, burst := rate.Limit(s.RateLimit), s.RateBurst
 	if rl == 0 {
 		rl = DefaultRate
 	}

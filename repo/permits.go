@@ -61,15 +61,23 @@ func GatherIssueFacts(ctx context.Context, tx bun.IDB, residentID, addressID str
 }
 
 // InsertPermit issues a permit with an empty balance in the permit year that
-// contains now.
+// contains now. An address with an active permit already is ErrPermitExists, and
+// then the caller's transaction is still usable (to record the rejection): the
+// unique index is met with ON CONFLICT DO NOTHING rather than a failed statement.
 func InsertPermit(ctx context.Context, tx bun.IDB, z *domain.Zone, residentID, addressID, requestID string, now time.Time) (*Permit, error) {
 	ys, ye := z.PermitYear(now)
 	p := &Permit{
 		ResidentID: residentID, AddressID: addressID, Zone: z.Code, Status: domain.PermitActive,
 		YearStartsAt: ys, YearEndsAt: ye, IssuedAt: now, RequestID: &requestID,
 	}
-	if _, err := tx.NewInsert().Model(p).Returning("*").Exec(ctx); err != nil {
+	res, err := tx.NewInsert().Model(p).
+		On("CONFLICT (address_id) WHERE status = 'active' DO NOTHING").
+		Returning("*").Exec(ctx)
+	if err != nil {
 		return nil, fmt.Errorf("insert permit: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return nil, fmt.Errorf("insert permit at %s: %w", addressID, ErrPermitExists)
 	}
 	return p, nil
 }

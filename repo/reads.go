@@ -113,7 +113,7 @@ func LedgerPage(ctx context.Context, db bun.IDB, permitID, before int64, limit i
 	if before > 0 {
 		q = q.Where("id < ?", before)
 	}
-	if err := q.OrderExpr("id DESC").Limit(limit).Scan(ctx); err != nil {
+	if err := q.OrderExpr("id DESC").Limit(int64(limit)).Scan(ctx); err != nil {
 		return nil, fmt.Errorf("ledger of permit %d: %w", permitID, err)
 	}
 	return rows, nil
@@ -172,19 +172,60 @@ func PermitStatements(ctx context.Context, db bun.IDB, permitID int64) ([]Annual
 // 1440 minutes). It bounds the rights lookup to one day of a plate's history.
 const MaxSessionSpan = 24 * time.Hour
 
+// coveringSQL finds the newest session of a plate in a zone that covers an
+// instant; arguments: plate, zone, at, at - MaxSessionSpan, at.
+const coveringSQL = `
+	SELECT id FROM sessions
+	WHERE plate = ? AND zone = ? AND state <> 'cancelled'
+	  AND start_at <= ? AND start_at > ?
+	  AND coalesce(end_at, planned_end_at) > ?
+	ORDER BY start_at DESC
+	LIMIT 1`
+
+func rightsQuery(plate, code string, at time.Time) (string, []any) {
+	return `SELECT z.updated_at, (` + coveringSQL + `) AS session_id FROM zones z WHERE z.code = ?`,
+		[]any{plate, code, at, at.Add(-MaxSessionSpan), at, code}
+}
+
+// RightsLookup answers in one round trip what an enforcement question needs
+// from Postgres: the zone (compiled, from the cache unless the zone changed) and
+// the session of plate in it that covers at, if any. A zone that does not
+// exist is ErrNotFound.
+func (s *Store) RightsLookup(ctx context.Context, db bun.IDB, plate, code string, at time.Time) (*domain.Zone, int64, bool, error) {
+	var rows []struct {
+		UpdatedAt time.Time `bun:"updated_at"`
+		SessionID *int64    `bun:"session_id"`
+	}
+	q, args := rightsQuery(plate, code, at)
+	err := db.NewRaw(q, args...).Scan(ctx, &rows)
+	if err != nil {
+		return nil, 0, false, fmt.Errorf("rights of %s in %s: %w", domain.MaskPlate(plate), code, err)
+	}
+	if len(rows) == 0 {
+		return nil, 0, false, fmt.Errorf("zone %s: %w", code, ErrNotFound)
+	}
+	s.zoneMu.Lock()
+	c, ok := s.zones[code]
+	s.zoneMu.Unlock()
+	z := c.zone
+	if !ok || !c.updatedAt.Equal(rows[0].UpdatedAt) {
+		if z, err = s.Zone(ctx, db, code); err != nil {
+			return nil, 0, false, err
+		}
+	}
+	if rows[0].SessionID == nil {
+		return z, 0, false, nil
+	}
+	return z, *rows[0].SessionID, true, nil
+}
+
 // CoveringSession finds the session of plate in zone that covers instant at: not
 // cancelled, started at or before at, and ending (its settled end, or else its
 // planned end) after it. It is one range scan of the sessions_rights index
 // (plate, zone, start_at DESC) over at most a day of the plate's sessions.
 func CoveringSession(ctx context.Context, db bun.IDB, plate, zone string, at time.Time) (int64, bool, error) {
 	var ids []int64
-	err := db.NewRaw(`
-		SELECT id FROM sessions
-		WHERE plate = ? AND zone = ? AND state <> 'cancelled'
-		  AND start_at <= ? AND start_at > ?
-		  AND coalesce(end_at, planned_end_at) > ?
-		ORDER BY start_at DESC
-		LIMIT 1`, plate, zone, at, at.Add(-MaxSessionSpan), at).Scan(ctx, &ids)
+	err := db.NewRaw(coveringSQL, plate, zone, at, at.Add(-MaxSessionSpan), at).Scan(ctx, &ids)
 	if err != nil {
 		return 0, false, fmt.Errorf("rights of %s in %s: %w", domain.MaskPlate(plate), zone, err)
 	}

@@ -56,6 +56,8 @@ func (h *Handlers) Mux() *asynq.ServeMux {
 	mux.HandleFunc(jobs.TypeSessionAutoStop, h.SessionAutoStop)
 	mux.HandleFunc(jobs.TypePermitIssue, h.PermitIssue)
 	mux.HandleFunc(jobs.TypePermitTopup, h.PermitTopup)
+	mux.HandleFunc(jobs.TypePermitEnd, h.PermitEnd)
+	mux.HandleFunc(jobs.TypePermitRollover, h.PermitRollover)
 	mux.HandleFunc(jobs.TypeSessionReconcile, h.SessionReconcile)
 	return mux
 }
@@ -224,6 +226,9 @@ func (h *Handlers) SessionStart(ctx context.Context, t *asynq.Task) error {
 		if err != nil {
 			return decision{}, err
 		}
+		if err := h.currentYear(ctx, tx, permit, now); err != nil {
+			return decision{}, err
+		}
 		zone, err := h.Store.Zone(ctx, tx, permit.Zone)
 		if err != nil {
 			return decision{}, err
@@ -264,6 +269,9 @@ func (h *Handlers) SessionStop(ctx context.Context, t *asynq.Task) error {
 		}
 		plan, err := domain.PlanStop(s.DomainState(), domain.StopRequest{At: instantPtr(p.At), ReceivedAt: receivedAt(p.ReceivedAt, now)}, now)
 		if err != nil {
+			return decision{}, err
+		}
+		if err := h.currentYear(ctx, tx, permit, chargeInstant(plan, now)); err != nil {
 			return decision{}, err
 		}
 		rid := p.RequestID
@@ -314,6 +322,9 @@ func (h *Handlers) autoStop(ctx context.Context, sessionID int64) (bool, error) 
 			// Early (clocks disagree): fail, and asynq retries it within a second or so.
 			return fmt.Errorf("%w: planned end %s", errNotDue, s.PlannedEndAt.Format(time.RFC3339Nano))
 		case domain.StopSettle:
+			if err := h.currentYear(ctx, tx, permit, chargeInstant(plan, now)); err != nil {
+				return err
+			}
 			h.logger(ctx).Info("auto-stopped", "session_id", s.ID, "planned_end_at", s.PlannedEndAt,
 				"lateness", now.Sub(s.PlannedEndAt).String(), "charged_minutes", plan.Charge)
 			return repo.ApplyStop(ctx, tx, permit, s, plan, nil, now)
@@ -346,6 +357,9 @@ func (h *Handlers) PermitIssue(ctx context.Context, t *asynq.Task) error {
 			return decision{}, err
 		}
 		permit, err := repo.InsertPermit(ctx, tx, zone, p.ResidentID, p.AddressID, p.RequestID, receivedAt(p.ReceivedAt, now))
+		if errors.Is(err, repo.ErrPermitExists) {
+			return decision{}, domain.Reject(domain.CodePermitExistsForAddress, "the address already has an active visitor permit")
+		}
 		if err != nil {
 			return decision{}, err
 		}
@@ -362,6 +376,9 @@ func (h *Handlers) PermitTopup(ctx context.Context, t *asynq.Task) error {
 	return h.apply(ctx, jobs.TypePermitTopup, p, func(ctx context.Context, tx bun.Tx) (decision, error) {
 		permit, err := lockPermit(ctx, tx, p.PermitID)
 		if err != nil {
+			return decision{}, err
+		}
+		if err := h.currentYear(ctx, tx, permit, h.now()); err != nil {
 			return decision{}, err
 		}
 		// The same payment booked twice (under two request IDs) is one top-up.

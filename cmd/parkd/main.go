@@ -17,14 +17,21 @@ usage: parkd <command> [flags]
 
 commands:
   serve       every role in one process (intake + worker + scheduler)
+  intake      the HTTP API: validates, enqueues, waits briefly for the outcome
   worker      the asynq worker: applies the rules, settles into Postgres
-  scheduler   periodic tasks (reconciliation every minute)
+  scheduler   periodic tasks (reconciliation every minute, permit-year rollover hourly at :05)
   migrate     bring the database schema up to date
+  check       audit Postgres: ledgers, reservations, settlements, request effects (exit 1 on a violation)
   seed FILE   load a municipality (zones, addresses, registrations, permits) from JSON
+  import registrations FILE.csv
+              load a BRP extract (CSV with a header naming resident_id,address_id);
+              idempotent; lists rejected rows by line, exit 0 once the file is read
+  token       mint a bearer token: --role R --sub S [--permits 1,2] [--ttl 24h]
 
 configuration (environment): PARKD_DATABASE_URL, PARKD_REDIS_URL, PARKD_HTTP_ADDR,
 PARKD_JWT_SECRET, PARKD_ENV, PARKD_DB_MAX_CONNS, PARKD_WORKER_CONCURRENCY,
-PARKD_TASK_CHECK_INTERVAL, PARKD_DELAYED_TASK_CHECK_INTERVAL, PARKD_STARTUP_WAIT
+PARKD_TASK_CHECK_INTERVAL, PARKD_DELAYED_TASK_CHECK_INTERVAL, PARKD_STARTUP_WAIT,
+PARKD_RATE_LIMIT, PARKD_RATE_BURST (intake: requests per second and burst per token subject)
 `
 
 func main() {
@@ -46,14 +53,22 @@ func main() {
 	switch cmd {
 	case "serve":
 		err = run(ctx, cfg, log, roles{intake: true, worker: true, scheduler: true, migrate: true})
+	case "intake":
+		err = run(ctx, cfg, log, roles{intake: true})
+	case "token":
+		err = tokenCmd(cfg, args, os.Stdout)
 	case "worker":
 		err = run(ctx, cfg, log, roles{worker: true})
 	case "scheduler":
 		err = run(ctx, cfg, log, roles{scheduler: true})
 	case "migrate":
 		err = migrateCmd(ctx, cfg, log)
+	case "check":
+		err = checkCmd(ctx, cfg, log, args, os.Stdout)
 	case "seed":
 		err = seedCmd(ctx, cfg, log, args)
+	case "import":
+		err = importCmd(ctx, cfg, log, args)
 	default:
 		fmt.Fprintf(os.Stderr, "parkd: unknown command %q\n\n%s", cmd, usage)
 		os.Exit(2)

@@ -161,17 +161,41 @@ func run(ctx context.Context, cfg config, log *slog.Logger, r roles) error {
 		if err := sched.Start(); err != nil {
 			return fmt.Errorf("start scheduler: %w", err)
 		}
-		log.Info("scheduler started", "reconcile", "every minute")
+		// The rollover needs a task ID per period, which a fixed Scheduler entry
+		// cannot give: its own PeriodicTaskManager renews the entry each period.
+		rollover, err := worker.NewRolloverScheduler(d.redisO, worker.RolloverSchedule{}, log)
+		if err != nil {
+			return fmt.Errorf("register rollover: %w", err)
+		}
+		if err := rollover.Start(); err != nil {
+			return fmt.Errorf("start rollover scheduler: %w", err)
+		}
+		defer rollover.Shutdown()
+		log.Info("scheduler started", "reconcile", "every minute", "rollover", jobs.RolloverCronspec+" (UTC)")
 	}
 
 	var httpSrv *http.Server
 	httpErr := make(chan error, 1)
 	if r.intake {
-		handler := intake.Health(map[string]intake.Pinger{
-			"postgres": d.store,
-			"redis":    intake.PingFunc(func(ctx context.Context) error { return d.redis.Ping(ctx).Err() }),
-		})
-		httpSrv = &http.Server{Addr: cfg.HTTPAddr, Handler: handler, ReadHeaderTimeout: 5 * time.Second}
+		rateLimit, err := envInt("PARKD_RATE_LIMIT", intake.DefaultRate)
+		if err != nil {
+			return err
+		}
+		rateBurst, err := envInt("PARKD_RATE_BURST", intake.DefaultBurst)
+		if err != nil {
+			return err
+		}
+		// The listener outlives the HTTP server's graceful shutdown, so that
+		// requests still waiting for their outcome are woken, not left to poll.
+		listenCtx, stopListen := context.WithCancel(context.WithoutCancel(ctx))
+		defer stopListen()
+		listener := intake.NewListener(cfg.DatabaseURL, log)
+		go listener.Run(listenCtx)
+		api := &intake.Server{Store: d.store, Client: d.client, Redis: d.redis, Secret: []byte(cfg.JWTSecret),
+			Log: log.With("component", "intake"), Listener: listener,
+			RateLimit: float64(rateLimit), RateBurst: rateBurst}
+		httpSrv = &http.Server{Addr: cfg.HTTPAddr, Handler: api.Handler(), ReadHeaderTimeout: 5 * time.Second,
+			ReadTimeout: 30 * time.Second, WriteTimeout: intake.MaxWait + 20*time.Second, IdleTimeout: 2 * time.Minute}
 		go func() { httpErr <- httpSrv.ListenAndServe() }()
 		log.Info("intake listening", "addr", cfg.HTTPAddr)
 	}

@@ -153,9 +153,23 @@ const (
 )
 
 var (
-	redisMu  sync.Mutex
-	redisIdx = -1
+	redisMu    sync.Mutex
+	redisIdx   = -1
+	redisToken string
 )
+
+// The claim on an index is short-lived and renewed while the test process runs,
+// so an index is free again seconds after its process exits, however it exits.
+const claimTTL = 20 * time.Second
+
+func holdClaim(idx int, token string) {
+	c := redis.NewClient(&redis.Options{Addr: RedisAddr(), DB: idx})
+	for range time.Tick(claimTTL / 4) {
+		redisMu.Lock()
+		c.Set(context.Background(), claimKey, token, claimTTL)
+		redisMu.Unlock()
+	}
+}
 
 // NewRedis returns a client on a Redis database index of this test process's own,
 // flushed for this test. Indexes 1–15 are tried; one is taken only when it is
@@ -176,8 +190,9 @@ func NewRedis(t testing.TB) (*redis.Client, int) {
 				t.Fatalf("redis at %s: %v", RedisAddr(), err)
 			}
 			owned := c.Exists(ctx, ownedKey).Val() == 1
-			if (n == 0 || owned) && c.SetNX(ctx, claimKey, token, 15*time.Minute).Val() {
-				redisIdx = i
+			if (n == 0 || owned) && c.SetNX(ctx, claimKey, token, claimTTL).Val() {
+				redisIdx, redisToken = i, token
+				go holdClaim(i, token)
 			}
 			c.Close()
 		}
@@ -186,12 +201,11 @@ func NewRedis(t testing.TB) (*redis.Client, int) {
 		}
 	}
 	c := redis.NewClient(&redis.Options{Addr: RedisAddr(), DB: redisIdx})
-	token := c.Get(ctx, claimKey).Val()
 	if err := c.FlushDB(ctx).Err(); err != nil {
 		t.Fatal(err)
 	}
 	c.Set(ctx, ownedKey, "1", 0)
-	c.Set(ctx, claimKey, token, 15*time.Minute)
+	c.Set(ctx, claimKey, redisToken, claimTTL)
 	t.Cleanup(func() { c.Close() })
 	return c, redisIdx
 }

@@ -1,0 +1,30 @@
+package intake
+
+import (
+	"errors"
+	"time"
+)
+
+// DecodeStart exposes the session start's form decoding to the fuzz test.
+func DecodeStart(b []byte) (plate string, startAt, endAt *time.Time, err error) {
+	f, err := decodeStart(b)
+	return f.Plate, f.StartAt, f.EndAt, err
+}
+
+// ErrorOf maps an error as writeError would: status, code and field.
+func ErrorOf(err error) (status int, code, field string) {
+	ae := toAPIError(err)
+	return ae.Status, ae.Code, ae.Field
+}
+
+// IsAPIError reports whether err is already an answer (not an unexpected fault).
+func IsAPIError(err error) bool {
+	var ae *apiError
+	return errors.As(err, &ae)
+}
+
+// Subscribe exposes the listener's waiter registration.
+func (l *Listener) Subscribe(id string) (<-chan struct{}, func()) { return l.subscribe(id) }
+
+// Waiting exposes how many request IDs have waiters.
+func (l *Listener) Waiting() int { return l.waiting() }

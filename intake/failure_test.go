@@ -1,0 +1,260 @@
+package intake_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/parkd/parkd/intake"
+	"github.com/parkd/parkd/repo"
+)
+
+// TestUnavailableIsAPrompt503 points the intake at a Postgres and a Redis that
+// are not there: every endpoint that needs them answers 503 unavailable within
+// a few seconds, never hangs, never 500.
+func TestUnavailableIsAPrompt503(t *testing.T) {
+	store, err := repo.Open("postgres://postgres@"+closedAddr(t)+"/parkd?sslmode=disable&connect_timeout=2", repo.PoolConfig{MaxConns: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	rdb := redis.NewClient(&redis.Options{Addr: closedAddr(t)})
+	defer rdb.Close()
+	client := asynq.NewClientFromRedisClient(rdb)
+	listener := intake.NewListener("postgres://postgres@"+closedAddr(t)+"/parkd?sslmode=disable", quietLog())
+	lctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	go listener.Run(lctx)
+
+	secret := []byte("k")
+	api := &intake.Server{Store: store, Client: client, Redis: rdb, Secret: secret, Log: quietLog(), Listener: listener, RateLimit: -1}
+	srv := httptest.NewServer(api.Handler())
+	defer srv.Close()
+	e := &env{t: t, secret: secret, srv: srv, hc: &http.Client{Transport: &validating{t: t, next: http.DefaultTransport}}}
+	res, el, enf := e.token(intake.RoleResident, "r", "1"), e.token(intake.RoleEloket, "el"), e.token(intake.RoleEnforcement, "scan")
+	op := e.token(intake.RoleOperator, "op")
+
+	calls := []struct {
+		method, path, token string
+		body                any
+	}{
+		{"POST", "/v1/permits/1/sessions", res, map[string]any{"plate": "AB12CD"}},
+		{"POST", "/v1/permits/1/topups", res, map[string]any{"hours": 1, "payment_ref": "p"}},
+		{"POST", "/v1/sessions/1/stop", res, nil},
+		{"GET", "/v1/sessions/1", res, nil},
+		{"GET", "/v1/permits/1/sessions", res, nil},
+		{"GET", "/v1/permits/1", el, nil},
+		{"GET", "/v1/permits/1/ledger", el, nil},
+		{"GET", "/v1/permits/1/statements", el, nil},
+		{"POST", "/v1/permits", el, map[string]any{"resident_id": "r", "address_id": "a"}},
+		{"POST", "/v1/permits/1/end", el, map[string]any{"reason": "moved"}},
+		{"GET", "/v1/rights?plate=AB12CD&zone=TEST&place=permit_holder", enf, nil},
+		{"GET", "/v1/requests/abc", op, nil},
+		{"PUT", "/v1/admin/zones/TEST", op, map[string]any{"name": "T", "tariff_cents_per_hour": 1}},
+		{"POST", "/v1/admin/addresses", op, map[string]any{"address_id": "a", "zone": "TEST"}},
+		{"POST", "/v1/admin/registrations", op, map[string]any{"resident_id": "r", "address_id": "a"}},
+	}
+	for _, c := range calls {
+		t0 := time.Now()
+		r := e.do(c.method, c.path, c.token, c.body)
+		if d := time.Since(t0); d > 3*time.Second {
+			t.Errorf("%s %s took %s", c.method, c.path, d)
+		}
+		wantError(t, r, http.StatusServiceUnavailable, intake.CodeUnavailable)
+	}
+	t0 := time.Now()
+	ready := e.do("GET", "/readyz", "", nil)
+	if ready.Status != http.StatusServiceUnavailable || !strings.Contains(string(ready.Body), `"ready":false`) || time.Since(t0) > 3*time.Second {
+		t.Fatalf("readyz with nothing up: %s after %s", ready, time.Since(t0))
+	}
+	e.mustDo("GET", "/healthz", "", nil, http.StatusOK, nil)
+	if listener.Connected() {
+		t.Fatal("listener says connected to a closed port")
+	}
+}
+
+// TestRedisDownLeavesNothingHalfWritten: Postgres is up, Redis is not. The
+// request is refused with 503, and no trace of it remains: no pending request
+// that nothing would ever finish, and a retry under the same key starts afresh.
+func TestRedisDownLeavesNothingHalfWritten(t *testing.T) {
+	e := setup(t, options{})
+	r := e.resident(2)
+
+	dead := redis.NewClient(&redis.Options{Addr: closedAddr(t)})
+	defer dead.Close()
+	broken := &intake.Server{Store: e.store, Client: asynq.NewClientFromRedisClient(dead), Redis: dead,
+		Secret: e.secret, Log: quietLog(), Listener: e.listener, RateLimit: -1}
+	srv := httptest.NewServer(broken.Handler())
+	defer srv.Close()
+	b := &env{t: t, secret: e.secret, srv: srv, hc: e.hc}
+
+	key := uid("redis-down")
+	t0 := time.Now()
+	wantError(t, b.do("POST", "/v1/permits/"+r.permit+"/sessions", r.token, map[string]any{"plate": "HALF1"}, "Idempotency-Key", key),
+		http.StatusServiceUnavailable, intake.CodeUnavailable)
+	if d := time.Since(t0); d > 3*time.Second {
+		t.Fatalf("503 took %s", d)
+	}
+	if _, err := repo.GetRequest(e.ctx, e.store.DB, key); !errors.Is(err, repo.ErrNotFound) {
+		t.Fatalf("request row after a failed enqueue: %v (want none)", err)
+	}
+	if ready := b.do("GET", "/readyz", "", nil); ready.Status != http.StatusServiceUnavailable {
+		t.Fatalf("readyz with Redis down: %s", ready)
+	}
+	// The same key, once Redis is back (the healthy intake): applied once.
+	e.startSession(r, "HALF1", nil) // a fresh key: proves the plate was not parked
+	var list struct{ Sessions []repo.SessionView }
+	e.mustDo("GET", "/v1/permits/"+r.permit+"/sessions", r.token, nil, http.StatusOK, &list)
+	if len(list.Sessions) != 1 {
+		t.Fatalf("sessions = %d, want 1", len(list.Sessions))
+	}
+}
+
+// TestRetryEnqueuesAStrandedPendingRequest: a request registered as pending
+// whose task never reached Redis (the intake died, or could not clean up) is
+// enqueued by the client's retry under the same key.
+func TestRetryEnqueuesAStrandedPendingRequest(t *testing.T) {
+	e := setup(t, options{})
+	r := e.resident(2)
+	key := uid("stranded")
+	body := map[string]any{"plate": "STRAND1"}
+	// What the first attempt left: the pending row, and no task.
+	if _, _, err := repo.RegisterRequest(e.ctx, e.store.DB, key, "session:start", fingerprintOf(t, r.permit, "STRAND1"), "resident:"+r.id); err != nil {
+		t.Fatal(err)
+	}
+	var s repo.SessionView
+	e.mustDo("POST", "/v1/permits/"+r.permit+"/sessions?wait=10s", r.token, body, http.StatusCreated, &s, "Idempotency-Key", key)
+	if s.Plate != "STRAND1" {
+		t.Fatalf("session = %+v", s)
+	}
+}
+
+// TestWaitWithoutListenerPolls: with the listener unable to connect, waiting
+// writes still get their outcome (by polling), not a 202.
+func TestWaitWithoutListenerPolls(t *testing.T) {
+	e := setup(t, options{listenerDSN: "postgres://postgres@" + closedAddr(t) + "/x?sslmode=disable"})
+	r := e.resident(2)
+	t0 := time.Now()
+	s := e.startSession(r, "POLL1", nil)
+	if s.Plate != "POLL1" || time.Since(t0) > 3*time.Second {
+		t.Fatalf("start without notifications: %+v after %s", s, time.Since(t0))
+	}
+	if e.listener.Connected() {
+		t.Fatal("listener connected to a closed port")
+	}
+}
+
+// TestListenerWakesWaiters: a NOTIFY on the request channel wakes exactly the
+// waiters of that request ID, promptly, and waiters clean up after themselves.
+func TestListenerWakesWaiters(t *testing.T) {
+	e := setup(t, options{noWorker: true})
+	l := e.listener
+	a, cancelA := l.Subscribe("req-a")
+	b, cancelB := l.Subscribe("req-b")
+	if _, err := e.store.DB.ExecContext(e.ctx, "SELECT pg_notify(?, ?)", repo.RequestChannel, "req-a"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-a:
+	case <-time.After(2 * time.Second):
+		t.Fatal("waiter of req-a not woken within 2s")
+	}
+	select {
+	case <-b:
+		t.Fatal("waiter of req-b woken by req-a's notification")
+	case <-time.After(100 * time.Millisecond):
+	}
+	cancelA()
+	cancelB()
+	if n := l.Waiting(); n != 0 {
+		t.Fatalf("%d request IDs still have waiters after cancel", n)
+	}
+}
+
+// TestListenerReconnects: when the listening connection is killed, the listener
+// reconnects, and waiters are woken on the way down and up so none is stranded.
+func TestListenerReconnects(t *testing.T) {
+	e := setup(t, options{noWorker: true})
+	l := e.listener
+	w, cancel := l.Subscribe("req-x")
+	defer cancel()
+	if _, err := e.store.DB.ExecContext(e.ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+		WHERE datname = current_database() AND query LIKE 'LISTEN%' AND pid <> pg_backend_pid()`); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-w:
+	case <-time.After(10 * time.Second):
+		t.Fatal("waiter not woken when the listener lost its connection")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !l.Connected() && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !l.Connected() {
+		t.Fatal("listener did not reconnect within 10s")
+	}
+	for len(w) > 0 { // drain the reconnect's wake-up
+		<-w
+	}
+	if _, err := e.store.DB.ExecContext(e.ctx, "SELECT pg_notify(?, ?)", repo.RequestChannel, "req-x"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-w:
+	case <-time.After(2 * time.Second):
+		t.Fatal("no notification after the reconnect")
+	}
+}
+
+// FuzzDecodeStart: whatever the body, decoding never panics, and every error is
+// a 400 bad_request that names a field; what it accepts is valid text.
+func FuzzDecodeStart(f *testing.F) {
+	for _, s := range []string{
+		`{"plate":"AB-12-CD"}`, `{"plate":"AB12CD","start_at":"2026-03-01T14:00:00+01:00","end_at":"2026-03-01T15:00:00Z"}`,
+		`{"plate":12}`, `{"plate":"x","colour":1}`, `{"plate":"\udc00"}`, "{\"plate\":\"\xff\"}", `[]`, `null`, ``,
+		`{"plate":"A","start_at":"2026-02-30T00:00:00Z"}`, `{"plate":"A"} {}`, `{"plate":null}`, `{"start_at":{}}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		plate, startAt, endAt, err := intake.DecodeStart(body)
+		if err != nil {
+			if !intake.IsAPIError(err) {
+				t.Fatalf("error is not an answer: %v", err)
+			}
+			status, code, field := intake.ErrorOf(err)
+			if status != http.StatusBadRequest || code != intake.CodeBadRequest || field == "" {
+				t.Fatalf("error %v maps to %d %s field %q", err, status, code, field)
+			}
+			if !strings.Contains(err.Error(), field) {
+				t.Fatalf("message %q does not name field %q", err, field)
+			}
+			return
+		}
+		if !utf8.ValidString(plate) || strings.ContainsRune(plate, utf8.RuneError) {
+			t.Fatalf("accepted plate %q is not clean text", plate)
+		}
+		for _, ts := range []*time.Time{startAt, endAt} {
+			if ts != nil && (ts.Location() != time.UTC || ts.Nanosecond()%1000 != 0) {
+				t.Fatalf("accepted instant %v is not UTC microseconds", ts)
+			}
+		}
+	})
+}
+
+// quietRedis keeps go-redis's own dial-failure lines out of the test output of
+// the tests that point it at a closed port on purpose.
+type quietRedis struct{}
+
+func (quietRedis) Printf(context.Context, string, ...any) {}
+
+func init() { redis.SetLogger(quietRedis{}) }

@@ -1,0 +1,219 @@
+package intake
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+
+	"github.com/parkd/parkd/domain"
+	"github.com/parkd/parkd/jobs"
+	"github.com/parkd/parkd/repo"
+)
+
+// Reads come straight from Postgres: each is one or two primary-key or index
+// lookups, under DependencyTimeout.
+
+// permitFor reads the permit named in the path, if p may see it: a resident only
+// the permits in its token (403 otherwise, whether or not the permit exists, so
+// that nobody learns which IDs exist), the E-loket any.
+func (s *Server) permitFor(r *http.Request, p *principal) (*repo.Permit, error) {
+	raw := r.PathValue("permit_id")
+	if p.Role == RoleResident && !p.holds(raw) {
+		return nil, errForbidden("permit " + raw + " is not in your token")
+	}
+	id, ok := repo.ParseID(raw)
+	if !ok {
+		return nil, errNotFound("permit %s not found", raw)
+	}
+	ctx, cancel := dbCtx(r.Context())
+	defer cancel()
+	pm, err := repo.GetPermit(ctx, s.Store.DB, id)
+	if errors.Is(err, repo.ErrNotFound) {
+		return nil, errNotFound("permit %s not found", raw)
+	}
+	return pm, err
+}
+
+// sessionFor reads the session named in the path, if p may see it. A session
+// that does not exist is 404 for everyone; one on a permit that is not in a
+// resident's token is 403.
+func (s *Server) sessionFor(r *http.Request, p *principal) (*repo.Session, error) {
+	raw := r.PathValue("session_id")
+	id, ok := repo.ParseID(raw)
+	if !ok {
+		return nil, errNotFound("session %s not found", raw)
+	}
+	ctx, cancel := dbCtx(r.Context())
+	defer cancel()
+	sess, err := repo.GetSession(ctx, s.Store.DB, id)
+	if errors.Is(err, repo.ErrNotFound) {
+		return nil, errNotFound("session %s not found", raw)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if !p.holds(repo.FormatID(sess.PermitID)) {
+		return nil, errForbidden("session " + raw + " is not on a permit in your token")
+	}
+	return sess, nil
+}
+
+// getSession: GET /v1/sessions/{session_id} (resident).
+func (s *Server) getSession(w http.ResponseWriter, r *http.Request, p *principal) error {
+	sess, err := s.sessionFor(r, p)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, sess.View(s.now()))
+	return nil
+}
+
+// listSessions: GET /v1/permits/{permit_id}/sessions?status= (resident).
+func (s *Server) listSessions(w http.ResponseWriter, r *http.Request, p *principal) error {
+	status := r.URL.Query().Get("status")
+	switch status {
+	case "", domain.StatusPlanned, domain.StatusActive, domain.StatusStopped, domain.StatusCancelled:
+	default:
+		return badRequest("status", "must be one of planned, active, stopped, cancelled")
+	}
+	pm, err := s.permitFor(r, p)
+	if err != nil {
+		return err
+	}
+	now := s.now()
+	ctx, cancel := dbCtx(r.Context())
+	defer cancel()
+	rows, err := repo.PermitSessions(ctx, s.Store.DB, pm.ID, status, now)
+	if err != nil {
+		return err
+	}
+	out := make([]repo.SessionView, len(rows))
+	for i := range rows {
+		out[i] = rows[i].View(now)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"sessions": out})
+	return nil
+}
+
+// getPermit: GET /v1/permits/{permit_id} (resident, eloket).
+func (s *Server) getPermit(w http.ResponseWriter, r *http.Request, p *principal) error {
+	pm, err := s.permitFor(r, p)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, pm.View())
+	return nil
+}
+
+// Ledger page sizes.
+const (
+	DefaultLedgerLimit = 50
+	MaxLedgerLimit     = 500
+)
+
+// ledger: GET /v1/permits/{permit_id}/ledger?limit=&before= (resident, eloket),
+// newest first. next is the before= of the following page, absent on the last.
+func (s *Server) ledger(w http.ResponseWriter, r *http.Request, p *principal) error {
+	q := r.URL.Query()
+	limit := DefaultLedgerLimit
+	if q.Has("limit") {
+		n, err := strconv.Atoi(q.Get("limit"))
+		if err != nil || n < 1 || n > MaxLedgerLimit {
+			return badRequest("limit", "must be a whole number from 1 to %d", MaxLedgerLimit)
+		}
+		limit = n
+	}
+	var before int64
+	if q.Has("before") {
+		id, ok := repo.ParseID(q.Get("before"))
+		if !ok {
+			return badRequest("before", "must be a ledger entry ID (the next of a previous page)")
+		}
+		before = id
+	}
+	pm, err := s.permitFor(r, p)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := dbCtx(r.Context())
+	defer cancel()
+	rows, err := repo.LedgerPage(ctx, s.Store.DB, pm.ID, before, limit+1) // one more says whether there is a next page
+	if err != nil {
+		return err
+	}
+	type page struct {
+		Entries []repo.LedgerEntryView `json:"entries"`
+		Next    string                 `json:"next,omitempty"`
+	}
+	var out page
+	if len(rows) > limit {
+		rows = rows[:limit]
+		out.Next = repo.FormatID(rows[limit-1].ID)
+	}
+	out.Entries = make([]repo.LedgerEntryView, len(rows))
+	for i := range rows {
+		out.Entries[i] = rows[i].View()
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// statements: GET /v1/permits/{permit_id}/statements (resident, eloket).
+func (s *Server) statements(w http.ResponseWriter, r *http.Request, p *principal) error {
+	pm, err := s.permitFor(r, p)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := dbCtx(r.Context())
+	defer cancel()
+	rows, err := repo.PermitStatements(ctx, s.Store.DB, pm.ID)
+	if err != nil {
+		return err
+	}
+	if rows == nil {
+		rows = []repo.AnnualStatement{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"statements": rows})
+	return nil
+}
+
+// outcomeBody is a request's outcome (CONTRACT.md).
+type outcomeBody struct {
+	RequestID string          `json:"request_id"`
+	Type      string          `json:"type"`
+	Status    string          `json:"status"`
+	Error     json.RawMessage `json:"error,omitempty"`
+	Result    json.RawMessage `json:"result,omitempty"`
+}
+
+// getRequest: GET /v1/requests/{request_id}: the requester's, or any for an
+// operator (who steers the queues and must see what is stuck).
+func (s *Server) getRequest(w http.ResponseWriter, r *http.Request, p *principal) error {
+	id := r.PathValue("request_id")
+	if !jobs.ValidRequestID(id) {
+		return errNotFound("request %s not found", truncate(id, 64))
+	}
+	ctx, cancel := dbCtx(r.Context())
+	defer cancel()
+	rec, err := repo.GetRequest(ctx, s.Store.DB, id)
+	if errors.Is(err, repo.ErrNotFound) {
+		return errNotFound("request %s not found", id)
+	}
+	if err != nil {
+		return err
+	}
+	if p.Role != RoleOperator && (rec.Subject == nil || *rec.Subject != p.subject()) {
+		return errForbidden("request " + id + " was not made by you")
+	}
+	writeJSON(w, http.StatusOK, outcomeBody{RequestID: rec.RequestID, Type: rec.Type, Status: rec.Status,
+		Error: rec.Error, Result: rec.Result})
+	return nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}

@@ -1,0 +1,416 @@
+package intake
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/parkd/parkd/domain"
+	"github.com/parkd/parkd/jobs"
+	"github.com/parkd/parkd/repo"
+)
+
+// Writes go through the queue. The life of one write:
+//
+//  1. The form is checked here (JSON, types, sizes, text, instants): a bad form
+//     is a 400 and nothing is written anywhere.
+//  2. The request is registered in Postgres as pending, with its type, its
+//     fingerprint and who asked (RegisterRequest). An ID already known answers
+//     for itself: another request under it is 409 idempotency_conflict, a
+//     finished one is answered from its recorded outcome without enqueuing.
+//  3. The task is enqueued under the request ID as its asynq task ID, so a
+//     repeat finds the task already there (ErrTaskIDConflict, harmless). A
+//     still-pending request is enqueued again on every repeat: if an earlier
+//     attempt registered it but never reached Redis, the repeat repairs that.
+//  4. If Redis refuses the task, the pending row this attempt created is
+//     deleted and the client gets 503: nothing of the request remains, and a
+//     retry under the same key starts afresh. (Should the task have reached
+//     Redis despite the error, the worker re-creates the row when it runs it,
+//     and a retry under the same key adopts that row; the change is still
+//     applied once, by the worker's claim on the request ID.)
+//  5. The outcome is awaited up to ?wait= (see Listener) and answered: 201/200
+//     with the result, 422 with the rule's code, or 202 pending.
+
+// writeParams reads what every write takes besides its body: the request ID
+// (Idempotency-Key, or a fresh one) and ?wait=.
+func writeParams(r *http.Request) (string, time.Duration, error) {
+	wait, err := parseWait(r)
+	if err != nil {
+		return "", 0, err
+	}
+	id := r.Header.Get("Idempotency-Key")
+	if id == "" {
+		return newRequestID(), wait, nil
+	}
+	if !jobs.ValidRequestID(id) {
+		return "", 0, badRequest("Idempotency-Key", "must be 1-64 characters of A-Z a-z 0-9 _ . : -")
+	}
+	return id, wait, nil
+}
+
+func newRequestID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b) // never fails (crypto/rand)
+	return "req_" + hex.EncodeToString(b)
+}
+
+// parseWait reads ?wait=: a Go duration ("1500ms", "2s") or a number of seconds
+// ("0", "2.5"), from 0 to MaxWait.
+func parseWait(r *http.Request) (time.Duration, error) {
+	q := r.URL.Query()
+	if !q.Has("wait") {
+		return DefaultWait, nil
+	}
+	v := q.Get("wait")
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		f, ferr := strconv.ParseFloat(v, 64)
+		if ferr != nil || math.IsNaN(f) || math.IsInf(f, 0) || f > MaxWait.Seconds() {
+			return 0, badRequest("wait", "want a duration such as 2s or a number of seconds, at most %s", MaxWait)
+		}
+		d = time.Duration(f * float64(time.Second))
+	}
+	if d < 0 || d > MaxWait {
+		return 0, badRequest("wait", "must be between 0 and %s", MaxWait)
+	}
+	return d, nil
+}
+
+// submission is a write ready for the queue.
+type submission struct {
+	typ    string
+	req    jobs.Request
+	build  func() (*asynq.Task, error)
+	status int // the status of an applied outcome: 201 for what it creates, else 200
+	wait   time.Duration
+}
+
+// submit registers, enqueues and awaits a write, and answers it.
+func (s *Server) submit(w http.ResponseWriter, r *http.Request, p *principal, sub submission) error {
+	id, fp, subject := sub.req.ID(), sub.req.Fingerprint(), p.subject()
+	// Subscribe before the status is first read (by RegisterRequest): an
+	// outcome committed at any moment after that read wakes this request, so
+	// none is missed and no re-read is needed before the first wake-up.
+	var wake <-chan struct{}
+	if s.Listener != nil {
+		ch, unsubscribe := s.Listener.subscribe(id)
+		defer unsubscribe()
+		wake = ch
+	}
+	ctx, cancel := dbCtx(r.Context())
+	rec, created, err := repo.RegisterRequest(ctx, s.Store.DB, id, sub.typ, fp, subject)
+	cancel()
+	if err != nil {
+		return err
+	}
+	conflict := &apiError{Status: http.StatusConflict, Code: CodeIdempotencyConflict,
+		Message: fmt.Sprintf("request ID %s was already used for a different request", id)}
+	if rec.Type != sub.typ || rec.BodyHash != fp {
+		return conflict
+	}
+	if rec.Subject == nil {
+		ctx, cancel := dbCtx(r.Context())
+		ok, err := repo.AdoptRequest(ctx, s.Store.DB, id, sub.typ, fp, subject)
+		cancel()
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return conflict
+		}
+	} else if *rec.Subject != subject {
+		return conflict
+	}
+	if rec.Status != repo.RequestPending {
+		return s.answer(w, rec, sub.status)
+	}
+
+	task, err := sub.build()
+	if err != nil {
+		// The form was checked above, so this is a bug; leave nothing behind.
+		s.forget(r, created, id, subject)
+		return fmt.Errorf("build %s task: %w", sub.typ, err)
+	}
+	ctx, cancel = dbCtx(r.Context())
+	_, err = s.Client.EnqueueContext(ctx, task)
+	cancel()
+	if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+		s.forget(r, created, id, subject)
+		return errUnavailable("the queue", err)
+	}
+
+	rec, err = s.await(r.Context(), rec, wake, sub.wait)
+	if err != nil {
+		// The request is queued and will be applied; only reading its outcome
+		// failed. Say so, rather than inviting a retry with a 503.
+		s.logger(r).Warn("reading the outcome failed; answering pending", "err", err)
+		rec = &repo.Request{RequestID: id, Status: repo.RequestPending}
+	}
+	return s.answer(w, rec, sub.status)
+}
+
+// forget deletes the pending row this attempt created when its task could not be
+// enqueued. Postgres may be what failed; then the row stays pending and the
+// client's retry under the same key enqueues it (step 3 above).
+func (s *Server) forget(r *http.Request, created bool, id, subject string) {
+	if !created {
+		return
+	}
+	ctx, cancel := dbCtx(context.WithoutCancel(r.Context()))
+	defer cancel()
+	if err := repo.ForgetPendingRequest(ctx, s.Store.DB, id, subject); err != nil {
+		s.logger(r).Error("could not forget a request that was not enqueued; a retry with the same key will enqueue it",
+			"err", err)
+	}
+}
+
+// await waits up to wait for the outcome of rec, a request known to be pending,
+// and returns the request as it then stands. wake is the listener's channel for
+// the request (nil without a listener); while the listener is down (or there is
+// none) it polls.
+func (s *Server) await(ctx context.Context, rec *repo.Request, wake <-chan struct{}, wait time.Duration) (*repo.Request, error) {
+	if wait <= 0 {
+		return rec, nil
+	}
+	deadline := time.NewTimer(wait)
+	defer deadline.Stop()
+	for last := false; !last; {
+		var poll <-chan time.Time
+		if s.Listener == nil || !s.Listener.Connected() {
+			interval := 200 * time.Millisecond
+			if s.Listener != nil {
+				interval = s.Listener.PollInterval
+			}
+			poll = time.After(interval)
+		}
+		select {
+		case <-wake:
+		case <-poll:
+		case <-deadline.C:
+			last = true // one more look: the outcome may have just missed the timer
+		case <-ctx.Done():
+			return rec, nil
+		}
+		rctx, cancel := dbCtx(ctx)
+		got, err := repo.GetRequest(rctx, s.Store.DB, rec.RequestID)
+		cancel()
+		if err != nil {
+			return nil, err
+		}
+		if rec = got; rec.Status != repo.RequestPending {
+			break
+		}
+	}
+	return rec, nil
+}
+
+// answer writes a request's outcome: the result with status ok when applied, the
+// rule's error when rejected, 202 with where to look when still pending.
+func (s *Server) answer(w http.ResponseWriter, rec *repo.Request, ok int) error {
+	switch rec.Status {
+	case repo.RequestApplied:
+		w.Header().Set("X-Request-Id", rec.RequestID)
+		// jsonb stores the result with spaces; answer it compact, like every
+		// other answer.
+		var body bytes.Buffer
+		if err := json.Compact(&body, rec.Result); err != nil || body.Len() == 0 {
+			return fmt.Errorf("request %s: recorded result %q: %w", rec.RequestID, rec.Result, err)
+		}
+		writeRaw(w, ok, body.Bytes())
+		return nil
+	case repo.RequestRejected:
+		var ro repo.RuleOutcome
+		if err := json.Unmarshal(rec.Error, &ro); err != nil {
+			return fmt.Errorf("request %s: recorded error: %w", rec.RequestID, err)
+		}
+		w.Header().Set("X-Request-Id", rec.RequestID)
+		return &domain.RuleError{Code: domain.Code(ro.Code), Message: ro.Message}
+	}
+	w.Header().Set("Location", "/v1/requests/"+rec.RequestID)
+	writeJSON(w, http.StatusAccepted, pendingBody{RequestID: rec.RequestID, Status: repo.RequestPending})
+	return nil
+}
+
+type pendingBody struct {
+	RequestID string `json:"request_id"`
+	Status    string `json:"status"`
+}
+
+func writeRaw(w http.ResponseWriter, status int, body []byte) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+	_, _ = w.Write([]byte("\n"))
+}
+
+// startSession: POST /v1/permits/{permit_id}/sessions (resident).
+func (s *Server) startSession(w http.ResponseWriter, r *http.Request, p *principal) error {
+	permitID := r.PathValue("permit_id")
+	if !p.holds(permitID) {
+		return errForbidden("permit " + permitID + " is not in your token")
+	}
+	id, wait, err := writeParams(r)
+	if err != nil {
+		return err
+	}
+	b, err := readBody(w, r)
+	if err != nil {
+		return err
+	}
+	f, err := decodeStart(b)
+	if err != nil {
+		return err
+	}
+	pl := jobs.SessionStart{RequestID: id, PermitID: permitID, Plate: f.Plate, StartAt: f.StartAt, EndAt: f.EndAt, ReceivedAt: s.now()}
+	return s.submit(w, r, p, submission{typ: jobs.TypeSessionStart, req: pl, status: http.StatusCreated, wait: wait,
+		build: func() (*asynq.Task, error) { return jobs.NewSessionStart(pl) }})
+}
+
+// startForm is a session start's body, checked for form (the rules are the
+// worker's: an odd plate is its invalid_plate, not a 400).
+type startForm struct {
+	Plate          string
+	StartAt, EndAt *time.Time
+}
+
+func decodeStart(b []byte) (startForm, error) {
+	var f struct {
+		Plate   *string `json:"plate"`
+		StartAt *string `json:"start_at"`
+		EndAt   *string `json:"end_at"`
+	}
+	var out startForm
+	if err := decodeBody(b, &f); err != nil {
+		return out, err
+	}
+	var err error
+	if out.Plate, err = required("plate", f.Plate); err != nil {
+		return out, err
+	}
+	if out.StartAt, err = instant("start_at", f.StartAt); err != nil {
+		return out, err
+	}
+	if out.EndAt, err = instant("end_at", f.EndAt); err != nil {
+		return out, err
+	}
+	return out, nil
+}
+
+// stopSession: POST /v1/sessions/{session_id}/stop (resident). The session is
+// read first: whose it is decides 403, and one that does not exist is 404.
+func (s *Server) stopSession(w http.ResponseWriter, r *http.Request, p *principal) error {
+	sess, err := s.sessionFor(r, p)
+	if err != nil {
+		return err
+	}
+	id, wait, err := writeParams(r)
+	if err != nil {
+		return err
+	}
+	var f struct {
+		At *string `json:"at"`
+	}
+	if err := decodeOptionalJSON(w, r, &f); err != nil {
+		return err
+	}
+	at, err := instant("at", f.At)
+	if err != nil {
+		return err
+	}
+	pl := jobs.SessionStop{RequestID: id, SessionID: repo.FormatID(sess.ID), At: at, ReceivedAt: s.now()}
+	return s.submit(w, r, p, submission{typ: jobs.TypeSessionStop, req: pl, status: http.StatusOK, wait: wait,
+		build: func() (*asynq.Task, error) { return jobs.NewSessionStop(pl) }})
+}
+
+// topup: POST /v1/permits/{permit_id}/topups (resident).
+func (s *Server) topup(w http.ResponseWriter, r *http.Request, p *principal) error {
+	permitID := r.PathValue("permit_id")
+	if !p.holds(permitID) {
+		return errForbidden("permit " + permitID + " is not in your token")
+	}
+	id, wait, err := writeParams(r)
+	if err != nil {
+		return err
+	}
+	var f struct {
+		Hours      *int    `json:"hours"`
+		PaymentRef *string `json:"payment_ref"`
+	}
+	if err := decodeJSON(w, r, &f); err != nil {
+		return err
+	}
+	if f.Hours == nil {
+		return badRequest("hours", "is required")
+	}
+	ref, err := required("payment_ref", f.PaymentRef)
+	if err != nil {
+		return err
+	}
+	pl := jobs.PermitTopup{RequestID: id, PermitID: permitID, Hours: *f.Hours, PaymentRef: ref, ReceivedAt: s.now()}
+	return s.submit(w, r, p, submission{typ: jobs.TypePermitTopup, req: pl, status: http.StatusCreated, wait: wait,
+		build: func() (*asynq.Task, error) { return jobs.NewPermitTopup(pl) }})
+}
+
+// issuePermit: POST /v1/permits (eloket).
+func (s *Server) issuePermit(w http.ResponseWriter, r *http.Request, p *principal) error {
+	id, wait, err := writeParams(r)
+	if err != nil {
+		return err
+	}
+	var f struct {
+		ResidentID *string `json:"resident_id"`
+		AddressID  *string `json:"address_id"`
+	}
+	if err := decodeJSON(w, r, &f); err != nil {
+		return err
+	}
+	resident, err := identifier("resident_id", f.ResidentID)
+	if err != nil {
+		return err
+	}
+	address, err := identifier("address_id", f.AddressID)
+	if err != nil {
+		return err
+	}
+	pl := jobs.PermitIssue{RequestID: id, ResidentID: resident, AddressID: address, ReceivedAt: s.now()}
+	return s.submit(w, r, p, submission{typ: jobs.TypePermitIssue, req: pl, status: http.StatusCreated, wait: wait,
+		build: func() (*asynq.Task, error) { return jobs.NewPermitIssue(pl) }})
+}
+
+// endPermit: POST /v1/permits/{permit_id}/end (eloket). An empty or over-long
+// reason is the rule invalid_end_reason's to refuse (422), like every rule.
+func (s *Server) endPermit(w http.ResponseWriter, r *http.Request, p *principal) error {
+	permitID := r.PathValue("permit_id")
+	id, wait, err := writeParams(r)
+	if err != nil {
+		return err
+	}
+	var f struct {
+		At     *string `json:"at"`
+		Reason *string `json:"reason"`
+	}
+	if err := decodeJSON(w, r, &f); err != nil {
+		return err
+	}
+	at, err := instant("at", f.At)
+	if err != nil {
+		return err
+	}
+	reason, err := required("reason", f.Reason)
+	if err != nil {
+		return err
+	}
+	pl := jobs.PermitEnd{RequestID: id, PermitID: permitID, At: at, Reason: reason, ReceivedAt: s.now()}
+	return s.submit(w, r, p, submission{typ: jobs.TypePermitEnd, req: pl, status: http.StatusOK, wait: wait,
+		build: func() (*asynq.Task, error) { return jobs.NewPermitEnd(pl) }})
+}

@@ -1,0 +1,323 @@
+package repo_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/uptrace/bun"
+
+	"github.com/parkd/parkd/domain"
+	"github.com/parkd/parkd/repo"
+	"github.com/parkd/parkd/repo/repotest"
+)
+
+// rolloverWorld is a test database with zones and permits made straight in the repo.
+type rolloverWorld struct {
+	t     *testing.T
+	ctx   context.Context
+	store *repo.Store
+	zones map[string]*domain.Zone
+	n     int
+}
+
+func newRolloverWorld(t *testing.T) *rolloverWorld {
+	st, _ := repotest.NewDB(t)
+	return &rolloverWorld{t: t, ctx: context.Background(), store: st, zones: map[string]*domain.Zone{}}
+}
+
+func (w *rolloverWorld) zone(code, tz, yearStarts string) *domain.Zone {
+	w.t.Helper()
+	z, err := domain.CompileZone(code, domain.ZoneSpec{Name: code, TimeZone: tz, TariffCentsPerHour: 100, YearStarts: yearStarts})
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	if err := repo.PutZone(w.ctx, w.store.DB, z); err != nil {
+		w.t.Fatal(err)
+	}
+	w.zones[code] = z
+	return z
+}
+
+// permit issues a permit in zone at the instant issued, with balance minutes
+// bought (a top-up entry, so the ledger invariant holds).
+func (w *rolloverWorld) permit(code string, issued time.Time, balance int) *repo.Permit {
+	w.t.Helper()
+	w.n++
+	addr := fmt.Sprintf("A%d", w.n)
+	if err := repo.PutAddress(w.ctx, w.store.DB, &repo.Address{ID: addr, Zone: &code}); err != nil {
+		w.t.Fatal(err)
+	}
+	p, err := repo.InsertPermit(w.ctx, w.store.DB, w.zones[code], fmt.Sprintf("R%d", w.n), addr, fmt.Sprintf("issue-%d", w.n), issued)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	if balance > 0 {
+		if err := repo.ApplyTopup(w.ctx, w.store.DB, p, domain.Topup{Minutes: balance, Cents: int64(balance)}, fmt.Sprintf("pay-%d", w.n), fmt.Sprintf("topup-%d", w.n), issued); err != nil {
+			w.t.Fatal(err)
+		}
+	}
+	return p
+}
+
+func (w *rolloverWorld) reload(p *repo.Permit) *repo.Permit {
+	w.t.Helper()
+	got, err := repo.GetPermit(w.ctx, w.store.DB, p.ID)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return got
+}
+
+func (w *rolloverWorld) statements(p *repo.Permit) []repo.AnnualStatement {
+	w.t.Helper()
+	st, err := repo.PermitStatements(w.ctx, w.store.DB, p.ID)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return st
+}
+
+func (w *rolloverWorld) checkLedger() {
+	w.t.Helper()
+	bad, err := repo.LedgerMismatches(w.ctx, w.store.DB)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	if len(bad) > 0 {
+		w.t.Fatalf("balance != sum(ledger): %+v", bad)
+	}
+}
+
+// The SQL's time-zone arithmetic is the domain's: every year of every zone ends
+// at local midnight on the anniversary, in summer and winter time, in zones east
+// and west of UTC and south of the equator (where DST runs the other way).
+func TestRolloverSQLMatchesDomainAcrossTimeZones(t *testing.T) {
+	w := newRolloverWorld(t)
+	issued := time.Date(2026, time.February, 10, 12, 0, 0, 0, time.UTC)
+	var ps []*repo.Permit
+	for i, z := range []struct{ code, tz, starts string }{
+		{"AMS", "Europe/Amsterdam", "01-01"},
+		{"AMS_APR", "Europe/Amsterdam", "04-01"},
+		{"AMS_MAR", "Europe/Amsterdam", "03-29"}, // on or next to the DST change some years
+		{"NYC", "America/New_York", "03-13"},     // EST one year, EDT the next
+		{"AKL", "Pacific/Auckland", "10-01"},
+		{"KOL", "Asia/Kolkata", "07-01"}, // half-hour offset
+		{"UTC", "UTC", "12-31"},
+	} {
+		w.zone(z.code, z.tz, z.starts)
+		ps = append(ps, w.permit(z.code, issued, 60*(i+1)))
+	}
+	now := time.Date(2034, time.June, 1, 0, 0, 0, 0, time.UTC)
+	res, err := repo.RollOver(w.ctx, w.store.DB, now, 3)
+	if err != nil || res.Left != 0 {
+		t.Fatalf("rollover: %+v %v", res, err)
+	}
+	total := 0
+	for _, p := range ps {
+		z := w.zones[p.Zone]
+		st := w.statements(p)
+		if want := domain.YearsDue(z.Location, p.YearEndsAt, now); len(st) != want {
+			t.Fatalf("zone %s: %d statements, want %d", p.Zone, len(st), want)
+		}
+		total += len(st)
+		// Oldest first, each year the domain's roll of the one before.
+		y := domain.YearState{StartsAt: p.YearStartsAt, EndsAt: p.YearEndsAt, BalanceMinutes: p.BalanceMinutes, PurchasedMinutes: p.PurchasedMinutes}
+		for i := len(st) - 1; i >= 0; i-- {
+			want, next := domain.RollYear(z.Location, y)
+			got := st[i]
+			if !got.YearStartsAt.Equal(want.YearStartsAt) || !got.YearEndsAt.Equal(want.YearEndsAt) ||
+				got.PurchasedMinutes != want.PurchasedMinutes || got.UsedMinutes != want.UsedMinutes || got.CarriedOverMinutes != want.CarriedOverMinutes {
+				t.Fatalf("zone %s year %d: %+v, want %+v", p.Zone, len(st)-i, got, want)
+			}
+			if lt := got.YearEndsAt.In(z.Location); lt.Hour() != 0 || lt.Minute() != 0 || lt.Format("01-02") != z.YearStarts.String() {
+				t.Fatalf("zone %s: a year ends at %s local, not midnight on %s", p.Zone, lt, z.YearStarts)
+			}
+			y = next
+		}
+		a := w.reload(p)
+		if !a.YearStartsAt.Equal(y.StartsAt) || !a.YearEndsAt.Equal(y.EndsAt) || a.PurchasedMinutes != 0 || a.BalanceMinutes != p.BalanceMinutes {
+			t.Fatalf("zone %s current year [%s, %s) bought %d, want [%s, %s)", p.Zone, a.YearStartsAt, a.YearEndsAt, a.PurchasedMinutes, y.StartsAt, y.EndsAt)
+		}
+		if !a.YearEndsAt.After(now) || a.YearStartsAt.After(now) {
+			t.Fatalf("zone %s: current year [%s, %s) does not contain %s", p.Zone, a.YearStartsAt, a.YearEndsAt, now)
+		}
+	}
+	if res.Years != total {
+		t.Fatalf("reported %d years closed, %d statements written", res.Years, total)
+	}
+	w.checkLedger()
+}
+
+// Batches: a small batch still closes every missed year of every permit, each
+// once; a second run does nothing; a permit locked by another transaction is
+// skipped (never waited for) and reported, and rolled by the next run.
+func TestRolloverBatchesSkipLockedAndRunsAgain(t *testing.T) {
+	w := newRolloverWorld(t)
+	z := w.zone("AMS", "Europe/Amsterdam", "01-01")
+	issued := time.Date(2026, time.March, 1, 12, 0, 0, 0, z.Location)
+	var ps []*repo.Permit
+	for i := range 11 {
+		ps = append(ps, w.permit("AMS", issued, i*10))
+	}
+	// One permit lies a year ahead of the others (issued a year later).
+	ahead := w.permit("AMS", issued.AddDate(1, 0, 0), 5)
+	now := time.Date(2029, time.January, 1, 0, 5, 0, 0, z.Location) // 2027, 2028 and 2029 ended
+
+	// Hold one permit's lock, as a request on it would.
+	tx, err := w.store.DB.BeginTx(w.ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := repo.LockPermit(w.ctx, tx, ps[4].ID); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	res, err := repo.RollOver(w.ctx, w.store.DB, now, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Years != 10*3+2 || res.Left != 1 {
+		t.Fatalf("with one permit locked: %+v, want 32 years closed and 1 left", res)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("rollover waited %s for a locked permit", d)
+	}
+	if st := w.statements(ps[4]); len(st) != 0 {
+		t.Fatalf("the locked permit was rolled: %+v", st)
+	}
+	if err := tx.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	res, err = repo.RollOver(w.ctx, w.store.DB, now, 4)
+	if err != nil || res.Years != 3 || res.Left != 0 {
+		t.Fatalf("next run: %+v %v, want the 3 years of the permit that was locked", res, err)
+	}
+	for i, p := range ps {
+		if st := w.statements(p); len(st) != 3 || st[0].CarriedOverMinutes != i*10 || st[2].PurchasedMinutes != i*10 || st[0].PurchasedMinutes != 0 {
+			t.Fatalf("permit %d statements %+v", i, st)
+		}
+	}
+	if st := w.statements(ahead); len(st) != 2 {
+		t.Fatalf("permit issued a year later: %d statements, want 2", len(st))
+	}
+	if res, err := repo.RollOver(w.ctx, w.store.DB, now, 4); err != nil || res.Years != 0 || res.Statements != 1 {
+		t.Fatalf("third run: %+v %v, want one statement that finds nothing", res, err)
+	}
+	w.checkLedger()
+}
+
+// Rolling one permit on use (a request that locked it) writes the statement the
+// nightly rollover would, and the nightly rollover then finds nothing to do.
+func TestRollPermitYearsIsTheRolloversStatement(t *testing.T) {
+	w := newRolloverWorld(t)
+	z := w.zone("AMS", "Europe/Amsterdam", "01-01")
+	p := w.permit("AMS", time.Date(2026, time.May, 1, 0, 0, 0, 0, z.Location), 90)
+	q := w.permit("AMS", time.Date(2026, time.May, 1, 0, 0, 0, 0, z.Location), 90)
+	now := time.Date(2028, time.January, 1, 0, 0, 0, 0, z.Location) // exactly at the end of 2027
+	err := w.store.InTx(w.ctx, func(ctx context.Context, tx bun.Tx) error {
+		locked, err := repo.LockPermit(ctx, tx, p.ID)
+		if err != nil {
+			return err
+		}
+		n, err := repo.RollPermitYears(ctx, tx, locked, now)
+		if err == nil && (n != 2 || !locked.YearStartsAt.Equal(now)) {
+			err = fmt.Errorf("rolled %d years to [%s, %s), want 2 to a year starting %s", n, locked.YearStartsAt, locked.YearEndsAt, now)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := repo.RollOver(w.ctx, w.store.DB, now, 10)
+	if err != nil || res.Years != 2 {
+		t.Fatalf("nightly run: %+v %v, want only the other permit's 2 years", res, err)
+	}
+	a, b := w.statements(p), w.statements(q)
+	if len(a) != 2 || len(b) != 2 {
+		t.Fatalf("statements %d and %d, want 2 each", len(a), len(b))
+	}
+	for i := range a {
+		if !a[i].YearStartsAt.Equal(b[i].YearStartsAt) || !a[i].YearEndsAt.Equal(b[i].YearEndsAt) ||
+			a[i].PurchasedMinutes != b[i].PurchasedMinutes || a[i].CarriedOverMinutes != b[i].CarriedOverMinutes {
+			t.Fatalf("on use %+v, nightly %+v", a[i], b[i])
+		}
+	}
+	w.checkLedger()
+}
+
+// The unique index on one active permit per address is a rejection, not a failed
+// transaction: two inserts that both passed their checks (had the address lock
+// not serialised them) give one permit, and the loser's transaction can still
+// record its outcome.
+func TestInsertPermitUniqueIndexIsARejection(t *testing.T) {
+	w := newRolloverWorld(t)
+	z := w.zone("AMS", "Europe/Amsterdam", "01-01")
+	zone := "AMS"
+	if err := repo.PutAddress(w.ctx, w.store.DB, &repo.Address{ID: "ADDR", Zone: &zone}); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, time.June, 1, 12, 0, 0, 0, time.UTC)
+	first, err := w.store.DB.BeginTx(w.ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Rollback() //nolint:errcheck // committed below
+	if _, err := repo.InsertPermit(w.ctx, first, z, "R1", "ADDR", "r1", now); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		done <- w.store.InTx(w.ctx, func(ctx context.Context, tx bun.Tx) error {
+			_, err := repo.InsertPermit(ctx, tx, z, "R2", "ADDR", "r2", now)
+			if !errors.Is(err, repo.ErrPermitExists) {
+				return fmt.Errorf("second insert: %v, want ErrPermitExists", err)
+			}
+			// The transaction is still usable.
+			_, err = repo.ClaimRequest(ctx, tx, "r2", "permit:issue", "h", nil)
+			return err
+		})
+	}()
+	time.Sleep(200 * time.Millisecond) // the second insert waits on the first's index entry
+	if err := first.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	n, err := w.store.DB.NewSelect().Model((*repo.Permit)(nil)).Where("address_id = 'ADDR'").Count(w.ctx)
+	if err != nil || n != 1 {
+		t.Fatalf("%d permits (%v), want 1", n, err)
+	}
+	if _, err := repo.GetRequest(w.ctx, w.store.DB, "r2"); err != nil {
+		t.Fatalf("the loser's transaction did not commit: %v", err)
+	}
+}
+
+func TestLoadRegistrations(t *testing.T) {
+	w := newRolloverWorld(t)
+	w.zone("AMS", "Europe/Amsterdam", "01-01")
+	zone := "AMS"
+	for _, a := range []string{"A1", "A2"} {
+		if err := repo.PutAddress(w.ctx, w.store.DB, &repo.Address{ID: a, Zone: &zone}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rows := []repo.Registration{{ResidentID: "R1", AddressID: "A1"}, {ResidentID: "R2", AddressID: "NOPE"}, {ResidentID: "R2", AddressID: "A2"}}
+	got, err := repo.LoadRegistrations(w.ctx, w.store.DB, rows)
+	want := []repo.RegistrationOutcome{repo.RegistrationNew, repo.RegistrationUnknownAddress, repo.RegistrationNew}
+	if err != nil || fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("first load: %v %v, want %v", got, err, want)
+	}
+	got, err = repo.LoadRegistrations(w.ctx, w.store.DB, append(rows, repo.Registration{ResidentID: "R3", AddressID: "A1"}))
+	want = []repo.RegistrationOutcome{repo.RegistrationExisting, repo.RegistrationUnknownAddress, repo.RegistrationExisting, repo.RegistrationNew}
+	if err != nil || fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("second load: %v %v, want %v", got, err, want)
+	}
+	n, err := w.store.DB.NewSelect().Model((*repo.Registration)(nil)).Count(w.ctx)
+	if err != nil || n != 3 {
+		t.Fatalf("%d registrations (%v), want 3", n, err)
+	}
+}

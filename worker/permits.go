@@ -1,0 +1,98 @@
+package worker
+
+import (
+	"context"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/uptrace/bun"
+
+	"github.com/parkd/parkd/domain"
+	"github.com/parkd/parkd/jobs"
+	"github.com/parkd/parkd/repo"
+)
+
+// PermitEnd handles permit:end: every open session of the permit is settled as of
+// the end instant (stopped and charged up to it, or cancelled when it starts at or
+// after it), the balance left is written off with one expire entry, and the permit
+// is ended; all in one transaction with the permit locked, so no session can start
+// or top-up land in between. Ending an ended permit answers it as it is.
+func (h *Handlers) PermitEnd(ctx context.Context, t *asynq.Task) error {
+	var p jobs.PermitEnd
+	if err := decode(t, &p); err != nil {
+		return err
+	}
+	return h.apply(ctx, jobs.TypePermitEnd, p, func(ctx context.Context, tx bun.Tx) (decision, error) {
+		now := h.now()
+		permit, err := lockPermit(ctx, tx, p.PermitID)
+		if err != nil {
+			return decision{}, err
+		}
+		plan, err := domain.PlanEnd(permit.State(), permit.IssuedAt, domain.EndRequest{
+			At: instantPtr(p.At), Reason: p.Reason, ReceivedAt: receivedAt(p.ReceivedAt, now),
+		})
+		if err != nil {
+			return decision{}, err
+		}
+		if plan.AlreadyEnded {
+			return decision{result: permit.View()}, nil
+		}
+		// A year that ended before the permit does still gets its statement: the
+		// nightly rollover only looks at active permits.
+		if err := h.currentYear(ctx, tx, permit, earlier(plan.At, now)); err != nil {
+			return decision{}, err
+		}
+		sessions, err := repo.LockOpenSessions(ctx, tx, permit.ID)
+		if err != nil {
+			return decision{}, err
+		}
+		rid := p.RequestID
+		for _, s := range sessions {
+			// Their auto-stops stay queued and find the session settled: a no-op.
+			if err := repo.ApplyStop(ctx, tx, permit, s, domain.StopAtPermitEnd(s.DomainState(), plan.At), &rid, now); err != nil {
+				return decision{}, err
+			}
+		}
+		if err := repo.EndPermit(ctx, tx, permit, plan, rid, now); err != nil {
+			return decision{}, err
+		}
+		h.logger(ctx).Info("permit ended", "permit_id", permit.ID, "at", plan.At, "reason", plan.Reason,
+			"sessions_settled", len(sessions))
+		return decision{result: permit.View()}, nil
+	})
+}
+
+// currentYear closes the permit's years that ended at or before at, before a
+// request applies a year's limits or counters to it: a top-up or session start
+// just after the anniversary counts in the new year, however late the nightly
+// rollover runs. The statement written is the nightly rollover's own, so
+// whichever comes first writes it and the other finds nothing to do.
+func (h *Handlers) currentYear(ctx context.Context, tx bun.Tx, p *repo.Permit, at time.Time) error {
+	if p.Status != domain.PermitActive || p.YearEndsAt.After(at) {
+		return nil
+	}
+	n, err := repo.RollPermitYears(ctx, tx, p, at)
+	if n > 0 {
+		h.logger(ctx).Info("permit year rolled over on use", "permit_id", p.ID, "years", n)
+	}
+	return err
+}
+
+// chargeInstant is the instant whose permit year a stop's charge counts in: the
+// session's end, so that a session ending just before midnight on the
+// anniversary is charged in the year it was used in, however late its auto-stop
+// runs (as long as the nightly rollover, five minutes later, has not closed the
+// year already). Never later than now.
+func chargeInstant(plan domain.StopPlan, now time.Time) time.Time {
+	if plan.EndAt.IsZero() {
+		return now
+	}
+	return earlier(plan.EndAt, now)
+}
+
+func earlier(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
