@@ -302,13 +302,20 @@ func NewSessionAutoStop(sessionID string, plannedEnd time.Time) *asynq.Task {
 		asynq.ProcessAt(plannedEnd), asynq.MaxRetry(AutoStopMaxRetry), asynq.Timeout(RequestTimeout))
 }
 
-// NewSessionReconcile builds the periodic reconciliation. Its fixed task ID, kept
-// for a while after it ran, makes several schedulers enqueue it once a minute.
+// NewSessionReconcile builds the periodic reconciliation. Several schedulers
+// enqueue it every minute; a uniqueness lock shorter than the minute makes that
+// one task per minute. (A fixed task ID would do the same until one run failed:
+// archived, it would keep the ID and block every later minute. The lock expires
+// on its own, so a failed run blocks nothing past its minute.)
 func NewSessionReconcile() *asynq.Task {
 	return asynq.NewTask(TypeSessionReconcile, nil,
-		asynq.Queue(QueueMaintenance), asynq.TaskID(TypeSessionReconcile),
-		asynq.MaxRetry(0), asynq.Timeout(MaintenanceTimeout), asynq.Retention(30*time.Second))
+		asynq.Queue(QueueMaintenance), asynq.Unique(ReconcileUniqueFor),
+		asynq.MaxRetry(0), asynq.Timeout(MaintenanceTimeout))
 }
+
+// ReconcileUniqueFor is how long an enqueued reconciliation keeps others from
+// being enqueued: less than the minute between runs.
+const ReconcileUniqueFor = 50 * time.Second
 
 // Rebuild turns a task recorded in the outbox back into an asynq task with the
 // policy of its type.

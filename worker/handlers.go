@@ -26,6 +26,8 @@ type Handlers struct {
 	Now    func() time.Time
 	// ReconcileGrace overrides the default ReconcileGrace (tests set it small).
 	ReconcileGrace time.Duration
+	// Observer is told what happened, for metrics; nil observes nothing.
+	Observer Observer
 }
 
 // now is the worker's clock, at Postgres's precision (microseconds), so that an
@@ -101,8 +103,9 @@ func decode(t *asynq.Task, v any) error {
 // decision is what a request's transaction decided: the result to record and the
 // follow-up tasks to hand to Redis once it commits.
 type decision struct {
-	result any
-	outbox []*repo.OutboxTask
+	result  any
+	outbox  []*repo.OutboxTask
+	settled []string // sessions settled, by how (for the Observer)
 }
 
 // apply runs one request exactly once: it claims the request ID in Postgres, runs
@@ -117,8 +120,10 @@ func (h *Handlers) apply(ctx context.Context, typ string, req jobs.Request,
 	}
 	log := h.logger(ctx).With("request_id", req.ID())
 	var d decision
+	var outcome, code string
+	began := time.Now()
 	err := h.Store.InTx(ctx, func(ctx context.Context, tx bun.Tx) error {
-		d = decision{}
+		d, outcome, code = decision{}, OutcomeDuplicate, ""
 		r, err := repo.ClaimRequest(ctx, tx, req.ID(), typ, req.Fingerprint(), nil)
 		if err != nil {
 			return err
@@ -134,7 +139,7 @@ func (h *Handlers) apply(ctx context.Context, typ string, req jobs.Request,
 		d, err = decide(ctx, tx)
 		if rule, ok := domain.AsRule(err); ok {
 			log.Info("request rejected", "code", rule.Code, "reason", rule.Message)
-			d = decision{}
+			d, outcome, code = decision{}, OutcomeRejected, string(rule.Code)
 			return repo.FinishRequest(ctx, tx, req.ID(), repo.RequestRejected,
 				&repo.RuleOutcome{Code: string(rule.Code), Message: rule.Message}, nil)
 		}
@@ -144,10 +149,15 @@ func (h *Handlers) apply(ctx context.Context, typ string, req jobs.Request,
 		if err := repo.AddOutbox(ctx, tx, d.outbox...); err != nil {
 			return err
 		}
+		outcome = OutcomeApplied
 		return repo.FinishRequest(ctx, tx, req.ID(), repo.RequestApplied, nil, d.result)
 	})
 	if err != nil {
 		return fmt.Errorf("%s %s: %w", typ, req.ID(), err)
+	}
+	h.observer().RequestDone(typ, outcome, code, time.Since(began))
+	for _, how := range d.settled {
+		h.observer().SessionSettled(how, 0)
 	}
 	h.handOver(ctx, d.outbox)
 	return nil
@@ -279,8 +289,13 @@ func (h *Handlers) SessionStop(ctx context.Context, t *asynq.Task) error {
 			return decision{}, err
 		}
 		d := decision{result: s.View(now)}
-		if plan.Kind == domain.StopShorten {
+		switch plan.Kind {
+		case domain.StopShorten:
 			d.outbox = append(d.outbox, autoStopOutbox(s))
+		case domain.StopSettle:
+			d.settled = []string{SettledStop}
+		case domain.StopCancel:
+			d.settled = []string{SettledCancel}
 		}
 		return d, nil
 	})
@@ -297,7 +312,7 @@ func (h *Handlers) SessionAutoStop(ctx context.Context, t *asynq.Task) error {
 	if !ok {
 		return fmt.Errorf("session:autostop: session_id %q: %w", p.SessionID, asynq.SkipRetry)
 	}
-	_, err := h.autoStop(ctx, sid)
+	_, err := h.autoStop(ctx, sid, SettledAutoStop)
 	if errors.Is(err, repo.ErrNotFound) {
 		return fmt.Errorf("session:autostop: %w: %w", err, asynq.SkipRetry)
 	}
@@ -307,9 +322,10 @@ func (h *Handlers) SessionAutoStop(ctx context.Context, t *asynq.Task) error {
 var errNotDue = errors.New("auto-stop came before the planned end")
 
 // autoStop settles one session at its planned end if it is due, and reports
-// whether it did.
-func (h *Handlers) autoStop(ctx context.Context, sessionID int64) (bool, error) {
+// whether it did; how says who settled it (the auto-stop task or the reconciler).
+func (h *Handlers) autoStop(ctx context.Context, sessionID int64, how string) (bool, error) {
 	var plan domain.StopPlan
+	var lateness time.Duration
 	err := h.Store.InTx(ctx, func(ctx context.Context, tx bun.Tx) error {
 		now := h.now()
 		s, permit, err := repo.LockSessionAndPermit(ctx, tx, sessionID)
@@ -325,14 +341,18 @@ func (h *Handlers) autoStop(ctx context.Context, sessionID int64) (bool, error) 
 			if err := h.currentYear(ctx, tx, permit, chargeInstant(plan, now)); err != nil {
 				return err
 			}
+			lateness = now.Sub(s.PlannedEndAt)
 			h.logger(ctx).Info("auto-stopped", "session_id", s.ID, "planned_end_at", s.PlannedEndAt,
-				"lateness", now.Sub(s.PlannedEndAt).String(), "charged_minutes", plan.Charge)
+				"lateness", lateness.String(), "charged_minutes", plan.Charge, "by", how)
 			return repo.ApplyStop(ctx, tx, permit, s, plan, nil, now)
 		}
 		return nil
 	})
 	if err != nil {
 		return false, fmt.Errorf("auto-stop session %d: %w", sessionID, err)
+	}
+	if plan.Kind == domain.StopSettle {
+		h.observer().SessionSettled(how, lateness)
 	}
 	return plan.Kind == domain.StopSettle, nil
 }

@@ -58,7 +58,11 @@ func (h *Handlers) PermitEnd(ctx context.Context, t *asynq.Task) error {
 		}
 		h.logger(ctx).Info("permit ended", "permit_id", permit.ID, "at", plan.At, "reason", plan.Reason,
 			"sessions_settled", len(sessions))
-		return decision{result: permit.View()}, nil
+		settled := make([]string, len(sessions))
+		for i := range settled {
+			settled[i] = SettledPermitEnd
+		}
+		return decision{result: permit.View(), settled: settled}, nil
 	})
 }
 

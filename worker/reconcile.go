@@ -34,6 +34,7 @@ type ReconcileReport struct {
 // SessionReconcile handles session:reconcile.
 func (h *Handlers) SessionReconcile(ctx context.Context, _ *asynq.Task) error {
 	rep, err := h.Reconcile(ctx)
+	h.observer().Reconciled(rep.Settled, rep.Requeued)
 	if rep.Settled > 0 || rep.Requeued > 0 {
 		h.logger(ctx).Warn("reconciler repaired", "settled", rep.Settled, "requeued", rep.Requeued, "redis_lost_data", rep.RedisEmpty)
 	}
@@ -62,7 +63,7 @@ func (h *Handlers) Reconcile(ctx context.Context) (ReconcileReport, error) {
 			return rep, err
 		}
 		for _, id := range ids {
-			settled, err := h.autoStop(ctx, id)
+			settled, err := h.autoStop(ctx, id, SettledReconciled)
 			if err != nil {
 				return rep, err
 			}

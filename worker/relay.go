@@ -15,6 +15,7 @@ import (
 // (the process died in between, or Redis was unreachable). It is a small loop;
 // several relays may run at once (rows are claimed with SKIP LOCKED).
 type Relay struct {
+	Observer Observer // nil observes nothing
 	Store    *repo.Store
 	Client   *asynq.Client
 	Log      *slog.Logger
@@ -72,6 +73,9 @@ func (r *Relay) Run(ctx context.Context) {
 			r.Log.Warn("outbox relay", "err", err)
 		} else if n > 0 {
 			r.Log.Info("outbox relayed", "tasks", n)
+			if r.Observer != nil {
+				r.Observer.OutboxRelayed(n)
+			}
 		}
 	}
 }

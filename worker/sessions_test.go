@@ -463,3 +463,37 @@ func TestTopupAndIssueThroughQueue(t *testing.T) {
 	}
 	e.checkInvariants()
 }
+
+// Several schedulers enqueue the reconciliation each minute: it is queued once;
+// and a reconciliation that failed blocks nothing past its uniqueness window.
+func TestReconcileEnqueuedOncePerMinute(t *testing.T) {
+	e := setup(t)
+	queued := 0
+	for range 3 {
+		_, err := e.client.Enqueue(jobs.NewSessionReconcile())
+		switch {
+		case err == nil:
+			queued++
+		case !errors.Is(err, asynq.ErrDuplicateTask):
+			t.Fatal(err)
+		}
+	}
+	if queued != 1 {
+		t.Fatalf("queued %d reconciliations, want 1", queued)
+	}
+	info, err := e.inspector.GetQueueInfo(jobs.QueueMaintenance)
+	if err != nil || info.Pending != 1 {
+		t.Fatalf("maintenance queue: %+v %v", info, err)
+	}
+	// Once it ran, the next minute's enqueue is accepted again.
+	e.start()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := e.client.Enqueue(jobs.NewSessionReconcile()); err == nil {
+			break
+		} else if !errors.Is(err, asynq.ErrDuplicateTask) || time.Now().After(deadline) {
+			t.Fatalf("enqueue after the run: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

@@ -150,7 +150,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger, r roles) error {
 			PostEnqueueFunc: func(info *asynq.TaskInfo, err error) {
 				// Another scheduler got there first: that is how several
 				// schedulers share one periodic task.
-				if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+				if err != nil && !errors.Is(err, asynq.ErrDuplicateTask) {
 					log.Warn("periodic enqueue failed", "err", err)
 				}
 			},

@@ -1,0 +1,46 @@
+package worker
+
+import "time"
+
+// Observer is told what the worker did, for metrics. Handlers call it after the
+// transaction committed, so it only ever counts what really happened. The
+// Prometheus implementation lives apart (package metrics), like asynq's own.
+type Observer interface {
+	// RequestDone: a request of type typ was applied or rejected (code set), or
+	// found already done ("duplicate"); took is the time of its transaction.
+	RequestDone(typ, outcome, code string, took time.Duration)
+	// SessionSettled: a session was stopped, auto-stopped, cancelled or settled by
+	// the reconciler; lateness is settlement minus planned end for auto-stops.
+	SessionSettled(how string, lateness time.Duration)
+	// Reconciled: what one reconciliation repaired.
+	Reconciled(settled, requeued int)
+	// OutboxRelayed: tasks the relay handed to Redis.
+	OutboxRelayed(n int)
+}
+
+// Outcomes and settlement kinds passed to an Observer.
+const (
+	OutcomeApplied   = "applied"
+	OutcomeRejected  = "rejected"
+	OutcomeDuplicate = "duplicate"
+
+	SettledStop       = "stopped"
+	SettledCancel     = "cancelled"
+	SettledAutoStop   = "autostopped"
+	SettledReconciled = "reconciled"
+	SettledPermitEnd  = "permit_end"
+)
+
+type nopObserver struct{}
+
+func (nopObserver) RequestDone(string, string, string, time.Duration) {}
+func (nopObserver) SessionSettled(string, time.Duration)              {}
+func (nopObserver) Reconciled(int, int)                               {}
+func (nopObserver) OutboxRelayed(int)                                 {}
+
+func (h *Handlers) observer() Observer {
+	if h.Observer != nil {
+		return h.Observer
+	}
+	return nopObserver{}
+}
