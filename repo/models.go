@@ -76,6 +76,10 @@ type Permit struct {
 	EndedAt          *time.Time `bun:"ended_at"`
 	EndReason        *string    `bun:"end_reason"`
 	RequestID        *string    `bun:"request_id"`
+
+	// ZoneUpdatedAt is the version of the permit's zone, read with the permit by
+	// LockPermit (zero when read otherwise).
+	ZoneUpdatedAt time.Time `bun:"zone_updated_at,scanonly"`
 }
 
 // State is what the domain rules need of the permit.

@@ -26,7 +26,11 @@ func GetPermit(ctx context.Context, db bun.IDB, id int64) (*Permit, error) {
 // never deadlock.
 func LockPermit(ctx context.Context, tx bun.IDB, id int64) (*Permit, error) {
 	p := new(Permit)
-	if err := tx.NewSelect().Model(p).Where("id = ?", id).For("UPDATE").Scan(ctx); err != nil {
+	// The zone's version comes along, so that Store.ZoneOf needs no query of its
+	// own while the compiled zone in its cache is current.
+	if err := tx.NewSelect().Model(p).ColumnExpr("permit.*").
+		ColumnExpr("(SELECT updated_at FROM zones WHERE code = permit.zone) AS zone_updated_at").
+		Where("permit.id = ?", id).For("UPDATE OF permit").Scan(ctx); err != nil {
 		return nil, notFound(err, fmt.Sprintf("permit %d", id))
 	}
 	return p, nil

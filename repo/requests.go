@@ -16,11 +16,17 @@ const RequestChannel = "parkd_request_done"
 // returns it. Inside the caller's transaction this serialises two deliveries of the
 // same request: the second waits for the first to commit and then sees its outcome.
 func ClaimRequest(ctx context.Context, tx bun.IDB, id, typ, bodyHash string, subject *string) (*Request, error) {
+	// The common case, a new request, is one statement: the inserted row is ours
+	// (locked by the insert itself) and comes back with RETURNING.
 	r := &Request{RequestID: id, Type: typ, BodyHash: bodyHash, Status: RequestPending, Subject: subject}
-	if _, err := tx.NewInsert().Model(r).
+	res, err := tx.NewInsert().Model(r).
 		Column("request_id", "type", "body_hash", "status", "subject").
-		On("CONFLICT (request_id) DO NOTHING").Exec(ctx); err != nil {
+		On("CONFLICT (request_id) DO NOTHING").Returning("*").Exec(ctx)
+	if err != nil {
 		return nil, fmt.Errorf("claim request %s: %w", id, err)
+	}
+	if n, _ := res.RowsAffected(); n == 1 {
+		return r, nil
 	}
 	got := new(Request)
 	if err := tx.NewSelect().Model(got).Where("request_id = ?", id).For("UPDATE").Scan(ctx); err != nil {
@@ -59,14 +65,14 @@ func FinishRequest(ctx context.Context, tx bun.IDB, id, status string, rejection
 			return err
 		}
 	}
-	if _, err := tx.NewUpdate().Model((*Request)(nil)).
-		Set("status = ?", status).Set("error = ?", errJSON).Set("result = ?", resJSON).
-		Set("updated_at = now()").
-		Where("request_id = ?", id).Exec(ctx); err != nil {
+	// One round trip: the update, and the notification of the row it changed.
+	if _, err := tx.NewRaw(`
+		WITH done AS (
+			UPDATE requests SET status = ?, error = ?, result = ?, updated_at = now()
+			WHERE request_id = ? RETURNING request_id)
+		SELECT pg_notify(?, request_id) FROM done`,
+		status, errJSON, resJSON, id, RequestChannel).Exec(ctx); err != nil {
 		return fmt.Errorf("finish request %s: %w", id, err)
-	}
-	if _, err := tx.ExecContext(ctx, "SELECT pg_notify(?, ?)", RequestChannel, id); err != nil {
-		return fmt.Errorf("notify request %s: %w", id, err)
 	}
 	return nil
 }

@@ -24,23 +24,39 @@ func GetSession(ctx context.Context, db bun.IDB, id int64) (*Session, error) {
 	return s, nil
 }
 
-// LockSessionAndPermit locks a session and its permit, permit first: the same
-// order every writer uses.
+// LockSessionAndPermit locks a session's permit and reads the session. Every
+// write to a session happens under its permit's lock (taken first, by every
+// writer, so they never deadlock), so the session needs no lock of its own.
 func LockSessionAndPermit(ctx context.Context, tx bun.IDB, sessionID int64) (*Session, *Permit, error) {
-	var permitID int64
-	if err := tx.NewSelect().Model((*Session)(nil)).Column("permit_id").
-		Where("id = ?", sessionID).Scan(ctx, &permitID); err != nil {
+	p := new(Permit)
+	if err := tx.NewSelect().Model(p).ColumnExpr("permit.*").
+		ColumnExpr("(SELECT updated_at FROM zones WHERE code = permit.zone) AS zone_updated_at").
+		Where("permit.id = (SELECT permit_id FROM sessions WHERE id = ?)", sessionID).
+		For("UPDATE OF permit").Scan(ctx); err != nil {
 		return nil, nil, notFound(err, fmt.Sprintf("session %d", sessionID))
 	}
-	p, err := LockPermit(ctx, tx, permitID)
-	if err != nil {
-		return nil, nil, err
-	}
 	s := new(Session)
-	if err := tx.NewSelect().Model(s).Where("id = ?", sessionID).For("UPDATE").Scan(ctx); err != nil {
+	if err := tx.NewSelect().Model(s).Where("id = ?", sessionID).Scan(ctx); err != nil {
 		return nil, nil, notFound(err, fmt.Sprintf("session %d", sessionID))
 	}
 	return s, p, nil
+}
+
+// bookOnPermit inserts ledger entries and applies the matching change to the
+// locked permit p in one statement, refreshing p. set is the SET list of the
+// permit update (counters besides the balance), args its arguments.
+func bookOnPermit(ctx context.Context, tx bun.IDB, p *Permit, entries []LedgerEntry, set string, args ...any) error {
+	delta := 0
+	for _, e := range entries {
+		delta += e.Minutes
+	}
+	ins := tx.NewInsert().Model(&entries)
+	q := tx.NewUpdate().With("booked", ins).Model(p).
+		Set("balance_minutes = balance_minutes + ?", delta)
+	if set != "" {
+		q = q.Set(set, args...)
+	}
+	return q.WherePK().Returning("*").Scan(ctx)
 }
 
 // ApplyStart stores a planned session on the locked permit p and reserves its
@@ -56,27 +72,20 @@ func ApplyStart(ctx context.Context, tx bun.Tx, p *Permit, plan domain.SessionPl
 	if s.Notices == nil {
 		s.Notices = []domain.Notice{}
 	}
-	if _, err := tx.ExecContext(ctx, "SAVEPOINT start_session"); err != nil {
-		return nil, fmt.Errorf("savepoint: %w", err)
-	}
-	if _, err := tx.NewInsert().Model(s).ExcludeColumn("created_at").Returning("*").Exec(ctx); err != nil {
-		if pgCode(err) == "23P01" { // exclusion_violation
-			if _, rbErr := tx.ExecContext(ctx, "ROLLBACK TO SAVEPOINT start_session"); rbErr != nil {
-				return nil, fmt.Errorf("rollback to savepoint: %w", rbErr)
-			}
-			return nil, ErrPlateParked
-		}
+	// The only constraint an insert of a fresh session can meet is the plate's
+	// exclusion constraint: DO NOTHING turns that into "no row", leaving the
+	// transaction usable to record the rejection (no savepoint round trip).
+	res, err := tx.NewInsert().Model(s).ExcludeColumn("created_at").
+		On("CONFLICT DO NOTHING").Returning("*").Exec(ctx)
+	if err != nil {
 		return nil, fmt.Errorf("insert session: %w", err)
 	}
-	sid := s.ID
-	e := &LedgerEntry{PermitID: p.ID, Kind: LedgerReserve, Minutes: -plan.ReservedMinutes, SessionID: &sid, RequestID: &requestID, At: at}
-	if _, err := tx.NewInsert().Model(e).Exec(ctx); err != nil {
-		return nil, fmt.Errorf("book reservation: %w", err)
+	if n, _ := res.RowsAffected(); n == 0 {
+		return nil, ErrPlateParked
 	}
-	if err := tx.NewUpdate().Model(p).
-		Set("balance_minutes = balance_minutes - ?", plan.ReservedMinutes).
-		Set("reserved_minutes = reserved_minutes + ?", plan.ReservedMinutes).
-		WherePK().Returning("*").Scan(ctx); err != nil {
+	sid := s.ID
+	e := []LedgerEntry{{PermitID: p.ID, Kind: LedgerReserve, Minutes: -plan.ReservedMinutes, SessionID: &sid, RequestID: &requestID, At: at}}
+	if err := bookOnPermit(ctx, tx, p, e, "reserved_minutes = reserved_minutes + ?", plan.ReservedMinutes); err != nil {
 		return nil, fmt.Errorf("reserve on permit %d: %w", p.ID, err)
 	}
 	return s, nil
@@ -109,15 +118,9 @@ func ApplyStop(ctx context.Context, tx bun.IDB, p *Permit, s *Session, plan doma
 			{PermitID: p.ID, Kind: LedgerRelease, Minutes: plan.Release, SessionID: &sid, RequestID: requestID, At: at},
 			{PermitID: p.ID, Kind: LedgerCharge, Minutes: -plan.Charge, SessionID: &sid, RequestID: requestID, At: at},
 		}
-		if _, err := tx.NewInsert().Model(&entries).Exec(ctx); err != nil {
-			return fmt.Errorf("book settlement of session %d: %w", s.ID, err)
-		}
-		if err := tx.NewUpdate().Model(p).
-			Set("balance_minutes = balance_minutes + ?", plan.Release-plan.Charge).
-			Set("reserved_minutes = reserved_minutes - ?", plan.Release).
-			Set("used_minutes = used_minutes + ?", plan.Charge).
-			WherePK().Returning("*").Scan(ctx); err != nil {
-			return fmt.Errorf("settle on permit %d: %w", p.ID, err)
+		if err := bookOnPermit(ctx, tx, p, entries,
+			"reserved_minutes = reserved_minutes - ?, used_minutes = used_minutes + ?", plan.Release, plan.Charge); err != nil {
+			return fmt.Errorf("settle session %d on permit %d: %w", s.ID, p.ID, err)
 		}
 	case domain.StopShorten:
 		s.Notices = append(s.Notices, domain.Notice{Code: domain.NoticeShortenedByStop, At: plan.EndAt,
@@ -129,15 +132,9 @@ func ApplyStop(ctx context.Context, tx bun.IDB, p *Permit, s *Session, plan doma
 			return fmt.Errorf("shorten session %d: %w", s.ID, err)
 		}
 		if plan.Release > 0 {
-			e := &LedgerEntry{PermitID: p.ID, Kind: LedgerRelease, Minutes: plan.Release, SessionID: &sid, RequestID: requestID, At: at}
-			if _, err := tx.NewInsert().Model(e).Exec(ctx); err != nil {
-				return fmt.Errorf("book release of session %d: %w", s.ID, err)
-			}
-			if err := tx.NewUpdate().Model(p).
-				Set("balance_minutes = balance_minutes + ?", plan.Release).
-				Set("reserved_minutes = reserved_minutes - ?", plan.Release).
-				WherePK().Returning("*").Scan(ctx); err != nil {
-				return fmt.Errorf("release on permit %d: %w", p.ID, err)
+			e := []LedgerEntry{{PermitID: p.ID, Kind: LedgerRelease, Minutes: plan.Release, SessionID: &sid, RequestID: requestID, At: at}}
+			if err := bookOnPermit(ctx, tx, p, e, "reserved_minutes = reserved_minutes - ?", plan.Release); err != nil {
+				return fmt.Errorf("release of session %d on permit %d: %w", s.ID, p.ID, err)
 			}
 		}
 	}

@@ -58,3 +58,17 @@ func (s *Store) Zone(ctx context.Context, db bun.IDB, code string) (*domain.Zone
 	s.zoneMu.Unlock()
 	return z, nil
 }
+
+// ZoneOf returns the compiled zone of a permit read by LockPermit, without a
+// query when the cached zone has the version read with the permit.
+func (s *Store) ZoneOf(ctx context.Context, db bun.IDB, p *Permit) (*domain.Zone, error) {
+	if !p.ZoneUpdatedAt.IsZero() {
+		s.zoneMu.Lock()
+		c, ok := s.zones[p.Zone]
+		s.zoneMu.Unlock()
+		if ok && c.updatedAt.Equal(p.ZoneUpdatedAt) {
+			return c.zone, nil
+		}
+	}
+	return s.Zone(ctx, db, p.Zone)
+}

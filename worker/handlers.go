@@ -239,7 +239,7 @@ func (h *Handlers) SessionStart(ctx context.Context, t *asynq.Task) error {
 		if err := h.currentYear(ctx, tx, permit, now); err != nil {
 			return decision{}, err
 		}
-		zone, err := h.Store.Zone(ctx, tx, permit.Zone)
+		zone, err := h.Store.ZoneOf(ctx, tx, permit)
 		if err != nil {
 			return decision{}, err
 		}
