@@ -30,12 +30,16 @@ test: services
 run: db build
 	$(BIN) migrate
 	$(BIN) seed $(DEMO)
-	@echo
-	@echo "parkd is starting:"
-	@echo "  API       $(API_URL)"
-	@echo "  asynqmon  $(API_URL)/monitor/"
-	@echo "  try       curl -s localhost:$(HTTP_PORT)/healthz"
-	@echo
+	@token=$$($(BIN) token --role resident --sub RES-3 --permits 2 --ttl 168h 2>/dev/null); \
+	ops=$$($(BIN) token --role operator --sub ops --ttl 168h 2>/dev/null); \
+	echo; \
+	echo "parkd is starting (Ctrl-C stops it):"; \
+	echo "  API       $(API_URL)   (OpenAPI: $(API_URL)/v1/openapi.yaml)"; \
+	echo "  asynqmon  $(API_URL)/monitor/   (operator token: $$ops)"; \
+	echo "  try       curl -s -H 'Authorization: Bearer $$token' $(API_URL)/v1/permits/2"; \
+	echo "  park      curl -s -H 'Authorization: Bearer $$token' -d '{\"plate\":\"AB-12-CD\"}' $(API_URL)/v1/permits/2/sessions"; \
+	echo "  tokens    $(BIN) token --role resident|eloket|enforcement|operator --sub NAME [--permits 1,2]"; \
+	echo
 	exec $(BIN) serve
 
 bench: services
