@@ -24,7 +24,7 @@ func DeleteOutbox(ctx context.Context, db bun.IDB, ids ...int64) error {
 	if len(ids) == 0 {
 		return nil
 	}
-	if _, err := db.NewDelete().Model((*OutboxTask)(nil)).Where("id IN (?)", bun.In(ids)).Exec(ctx); err != nil {
+	if _, err := db.NewDelete().Model((*OutboxTask)(nil)).Where("id IN (?)", bun.List(ids)).Exec(ctx); err != nil {
 		return fmt.Errorf("outbox delete: %w", err)
 	}
 	return nil
