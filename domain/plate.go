@@ -23,10 +23,12 @@ func NormalizePlate(raw string) (string, error) {
 		case (r >= 'A' && r <= 'Z') || (r >= '0' && r <= '9'):
 			b.WriteRune(r)
 		default:
-			return "", Reject(CodeInvalidPlate, "plate %q may hold only letters A-Z, digits, dashes and spaces", truncate(raw, 40))
+			// The message is logged and kept with the outcome: it names the
+			// offending character, never the plate.
+			return "", Reject(CodeInvalidPlate, "plate may hold only letters A-Z, digits, dashes and spaces, not %q", r)
 		}
 		if b.Len() > MaxPlateLen {
-			return "", Reject(CodeInvalidPlate, "plate %q is longer than %d letters and digits", truncate(raw, 40), MaxPlateLen)
+			return "", Reject(CodeInvalidPlate, "plate is longer than %d letters and digits", MaxPlateLen)
 		}
 	}
 	if b.Len() == 0 {

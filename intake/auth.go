@@ -66,6 +66,7 @@ type principal struct {
 	Role    string
 	Sub     string
 	permits []string
+	expires time.Time
 }
 
 // subject identifies the principal in the requests table: role and sub, so that
@@ -77,9 +78,7 @@ func (p *principal) holds(permitID string) bool {
 	return p.Role == RoleResident && slices.Contains(p.permits, permitID)
 }
 
-// authenticate verifies the bearer token of r. Only HS256 is accepted (never
-// "none", never an asymmetric algorithm keyed with the shared secret), and the
-// token must carry an expiry.
+// authenticate verifies the bearer token of r (see verifyToken).
 func (s *Server) authenticate(r *http.Request) (*principal, error) {
 	h := r.Header.Get("Authorization")
 	scheme, tok, ok := strings.Cut(h, " ")
@@ -89,13 +88,20 @@ func (s *Server) authenticate(r *http.Request) (*principal, error) {
 	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(tok) == "" {
 		return nil, errUnauthenticated("the Authorization header must be 'Bearer <token>'")
 	}
+	return verifyToken(s.Secret, strings.TrimSpace(tok), s.now)
+}
+
+// verifyToken checks a token however it came (bearer header, monitor cookie).
+// Only HS256 is accepted (never "none", never an asymmetric algorithm keyed
+// with the shared secret), and the token must carry an expiry.
+func verifyToken(secret []byte, tok string, now func() time.Time) (*principal, error) {
 	var c Claims
-	_, err := jwt.ParseWithClaims(strings.TrimSpace(tok), &c, func(*jwt.Token) (any, error) { return s.Secret, nil },
+	_, err := jwt.ParseWithClaims(tok, &c, func(*jwt.Token) (any, error) { return secret, nil },
 		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
 		jwt.WithExpirationRequired(),
 		jwt.WithIssuedAt(),
 		jwt.WithLeeway(leeway),
-		jwt.WithTimeFunc(s.now),
+		jwt.WithTimeFunc(now),
 	)
 	switch {
 	case errors.Is(err, jwt.ErrTokenExpired):
@@ -107,5 +113,5 @@ func (s *Server) authenticate(r *http.Request) (*principal, error) {
 	case strings.TrimSpace(c.Subject) == "":
 		return nil, errUnauthenticated("the token has no sub")
 	}
-	return &principal{Role: c.Role, Sub: c.Subject, permits: c.Permits}, nil
+	return &principal{Role: c.Role, Sub: c.Subject, permits: c.Permits, expires: c.ExpiresAt.Time}, nil
 }

@@ -7,4 +7,10 @@
 // carry the caller's role; writes are registered as pending requests, enqueued
 // under their request ID and awaited through a Listener on Postgres
 // LISTEN/NOTIFY; every error becomes an answer in one place (writeError).
+//
+// Every port parkd listens on also serves /healthz, /readyz and /metrics, and
+// may carry the Monitor (asynqmon behind operator sign-in) under /monitor/;
+// OpsHandler is such a port without the API (`parkd monitor`, a worker's
+// metrics). Each request is labelled with its route, the mux pattern, for the
+// logs and for an Observer (package metrics).
 package intake

@@ -49,6 +49,7 @@ type env struct {
 	secret    []byte
 	zone      string
 	taskCheck time.Duration
+	log       *slog.Logger
 }
 
 type options struct {
@@ -57,6 +58,7 @@ type options struct {
 	rate        float64
 	burst       int
 	taskCheck   time.Duration // the worker's TaskCheckInterval; 10 ms (parkd's default) when zero
+	log         *slog.Logger  // the intake's and the worker's log; discarded when nil
 }
 
 var seq atomic.Int64
@@ -76,7 +78,11 @@ func setup(t testing.TB, o options) *env {
 	e := &env{t: t, ctx: context.Background(), store: store, dsn: dsn, rdb: rdb, redisOpt: opt,
 		client: asynq.NewClient(opt), secret: []byte("test-secret-" + uid("k")), zone: "TEST"}
 	t.Cleanup(func() { e.client.Close() })
-	e.handlers = &worker.Handlers{Store: store, Client: e.client, Redis: rdb, Log: quietLog()}
+	e.log = o.log
+	if e.log == nil {
+		e.log = quietLog()
+	}
+	e.handlers = &worker.Handlers{Store: store, Client: e.client, Redis: rdb, Log: e.log}
 
 	if o.listenerDSN != "-" {
 		ldsn := o.listenerDSN
@@ -100,7 +106,7 @@ func setup(t testing.TB, o options) *env {
 	if rate == 0 {
 		rate = -1 // tests fire fast; the limiter has a test of its own
 	}
-	e.api = &intake.Server{Store: store, Client: e.client, Redis: rdb, Secret: e.secret, Log: quietLog(),
+	e.api = &intake.Server{Store: store, Client: e.client, Redis: rdb, Secret: e.secret, Log: e.log,
 		Listener: e.listener, RateLimit: rate, RateBurst: o.burst}
 	e.srv = httptest.NewServer(e.api.Handler())
 	t.Cleanup(e.srv.Close)
@@ -125,7 +131,7 @@ func (e *env) start() {
 	e.worker = worker.NewServer(e.redisOpt, worker.Config{
 		Concurrency: 10, TaskCheckInterval: e.taskCheck,
 		DelayedTaskCheckInterval: 200 * time.Millisecond, ShutdownTimeout: 5 * time.Second,
-	}, quietLog())
+	}, e.log)
 	if err := e.worker.Start(e.handlers.Mux()); err != nil {
 		e.t.Fatal(err)
 	}

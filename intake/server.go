@@ -13,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/time/rate"
 
+	"github.com/parkd/parkd/jobs"
 	"github.com/parkd/parkd/repo"
 )
 
@@ -46,6 +47,12 @@ type Server struct {
 	// DefaultBurst when zero; a negative RateLimit turns limiting off).
 	RateLimit float64 // requests per second
 	RateBurst int
+	// Observer is told how each HTTP request went (package metrics); nil observes nothing.
+	Observer Observer
+	// Metrics serves GET /metrics (package metrics); Prometheus' default registry when nil.
+	Metrics http.Handler
+	// Monitor, when set, is served under /monitor/: asynqmon behind operator login.
+	Monitor *Monitor
 
 	limiter *limiter
 }
@@ -60,7 +67,10 @@ func (s *Server) now() time.Time {
 	return n().UTC().Truncate(time.Microsecond)
 }
 
-type logKey struct{}
+type (
+	logKey       struct{}
+	requestIDKey struct{}
+)
 
 func (s *Server) logger(r *http.Request) *slog.Logger {
 	if l, ok := r.Context().Value(logKey{}).(*slog.Logger); ok {
@@ -72,8 +82,8 @@ func (s *Server) logger(r *http.Request) *slog.Logger {
 	return slog.Default()
 }
 
-// Handler serves every endpoint of CONTRACT.md, /healthz, /readyz, /metrics and
-// the OpenAPI document at /v1/openapi.yaml.
+// Handler serves every endpoint of CONTRACT.md, /healthz, /readyz, /metrics,
+// the OpenAPI document at /v1/openapi.yaml and, when set, the Monitor.
 func (s *Server) Handler() http.Handler {
 	if s.Log == nil {
 		s.Log = slog.Default()
@@ -90,13 +100,7 @@ func (s *Server) Handler() http.Handler {
 	}
 
 	mux := http.NewServeMux()
-	health := Health(map[string]Pinger{
-		"postgres": PingFunc(func(ctx context.Context) error { return s.Store.Ping(ctx) }),
-		"redis":    PingFunc(func(ctx context.Context) error { return s.Redis.Ping(ctx).Err() }),
-	})
-	mux.Handle("GET /healthz", health)
-	mux.Handle("GET /readyz", health)
-	mux.Handle("GET /metrics", promhttp.Handler())
+	s.ops(mux)
 	mux.HandleFunc("GET /v1/openapi.yaml", serveOpenAPI)
 
 	resident, eloket := []string{RoleResident}, []string{RoleResident, RoleEloket}
@@ -117,7 +121,45 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("POST /v1/admin/addresses", s.api([]string{RoleOperator}, s.putAddress))
 	mux.Handle("POST /v1/admin/registrations", s.api([]string{RoleOperator}, s.putRegistration))
 
-	return s.recoverer(s.withLog(s.route(mux)))
+	return s.wrap(mux)
+}
+
+// OpsHandler serves a role that has no API: /healthz, /readyz, /metrics and,
+// when set, the Monitor (the root redirects to it).
+func (s *Server) OpsHandler() http.Handler {
+	if s.Log == nil {
+		s.Log = slog.Default()
+	}
+	mux := http.NewServeMux()
+	s.ops(mux)
+	if s.Monitor != nil {
+		mux.Handle("GET /{$}", http.RedirectHandler(MonitorPath+"/", http.StatusFound))
+	}
+	return s.wrap(mux)
+}
+
+// ops registers what every parkd HTTP port serves.
+func (s *Server) ops(mux *http.ServeMux) {
+	health := Health(map[string]Pinger{
+		"postgres": PingFunc(func(ctx context.Context) error { return s.Store.Ping(ctx) }),
+		"redis":    PingFunc(func(ctx context.Context) error { return s.Redis.Ping(ctx).Err() }),
+	})
+	mux.Handle("GET /healthz", health)
+	mux.Handle("GET /readyz", health)
+	metrics := s.Metrics
+	if metrics == nil {
+		metrics = promhttp.Handler()
+	}
+	mux.Handle("GET /metrics", metrics)
+	if s.Monitor != nil {
+		mux.Handle(MonitorPath+"/", s.Monitor.Handler())
+	}
+}
+
+// wrap gives every request its route label and metrics, its logger and a
+// recoverer, and answers unrouted requests in the contract's error shape.
+func (s *Server) wrap(mux *http.ServeMux) http.Handler {
+	return s.instrument(mux, s.recoverer(s.withLog(s.route(mux))))
 }
 
 // route answers what the mux has no route for in the contract's error shape (the
@@ -154,15 +196,19 @@ func (h *headerRecorder) Header() http.Header         { return h.header }
 func (h *headerRecorder) Write(b []byte) (int, error) { return len(b), nil }
 func (h *headerRecorder) WriteHeader(status int)      { h.status = status }
 
-// withLog gives each request a logger carrying its request ID (the
-// Idempotency-Key when there is one).
+// withLog gives each request its request ID (the Idempotency-Key when there is
+// a valid one, else a fresh one, which a write then uses) and a logger carrying
+// it and the route.
 func (s *Server) withLog(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		l := s.Log.With("method", r.Method, "path", r.URL.Path)
-		if k := r.Header.Get("Idempotency-Key"); k != "" && len(k) <= 64 {
-			l = l.With("request_id", k)
+		id := r.Header.Get("Idempotency-Key")
+		if !jobs.ValidRequestID(id) {
+			id = newRequestID()
 		}
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), logKey{}, l)))
+		route, _ := r.Context().Value(routeKey{}).(string)
+		l := s.Log.With("request_id", id, "method", r.Method, "route", route, "path", r.URL.Path)
+		ctx := context.WithValue(context.WithValue(r.Context(), logKey{}, l), requestIDKey{}, id)
+		next.ServeHTTP(w, r.WithContext(ctx))
 	})
 }
 

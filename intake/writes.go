@@ -50,6 +50,10 @@ func writeParams(r *http.Request) (string, time.Duration, error) {
 	}
 	id := r.Header.Get("Idempotency-Key")
 	if id == "" {
+		// The one withLog chose, so that the log lines carry it.
+		if id, ok := r.Context().Value(requestIDKey{}).(string); ok {
+			return id, wait, nil
+		}
 		return newRequestID(), wait, nil
 	}
 	if !jobs.ValidRequestID(id) {
@@ -148,6 +152,7 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, p *principal, su
 		s.forget(r, created, id, subject)
 		return errUnavailable("the queue", err)
 	}
+	s.logger(r).Debug("request enqueued", "task_type", sub.typ, "wait", sub.wait.String())
 
 	rec, err = s.await(r.Context(), rec, wake, sub.wait)
 	if err != nil {

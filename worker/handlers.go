@@ -252,7 +252,7 @@ func (h *Handlers) SessionStart(ctx context.Context, t *asynq.Task) error {
 		s, err := repo.ApplyStart(ctx, tx, permit, plan, p.RequestID, now)
 		if errors.Is(err, repo.ErrPlateParked) {
 			return decision{}, domain.Reject(domain.CodePlateAlreadyParked,
-				"plate %s already has a session in zone %s that overlaps this one", plan.Plate, permit.Zone)
+				"plate %s already has a session in zone %s that overlaps this one", domain.MaskPlate(plan.Plate), permit.Zone)
 		}
 		if err != nil {
 			return decision{}, err

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"log/slog"
 	"os"
 	"strconv"
 	"time"
@@ -20,6 +21,15 @@ type config struct {
 	TaskCheck    time.Duration
 	DelayedCheck time.Duration
 	StartupWait  time.Duration
+	// DBConnMaxLifetime closes pooled connections older than this (0: never), so
+	// that a Postgres failover or a PgBouncer restart is followed promptly.
+	DBConnMaxLifetime time.Duration
+	// MonitorReadOnly is asynqmon's view-only mode.
+	MonitorReadOnly bool
+	// MetricsAddr is where a role without an HTTP port (worker, scheduler)
+	// serves /metrics, /healthz and /readyz; "" for nowhere.
+	MetricsAddr string
+	LogLevel    slog.Level
 }
 
 const devJWTSecret = "parkd-DEVELOPMENT-ONLY-secret-do-not-use-in-production"
@@ -31,6 +41,7 @@ func loadConfig() (config, error) {
 		RedisURL:    env("PARKD_REDIS_URL", "redis://127.0.0.1:6379/0"),
 		HTTPAddr:    env("PARKD_HTTP_ADDR", ":8080"),
 		JWTSecret:   env("PARKD_JWT_SECRET", devJWTSecret),
+		MetricsAddr: env("PARKD_METRICS_ADDR", ""),
 	}
 	var err error
 	if c.DBMaxConns, err = envInt("PARKD_DB_MAX_CONNS", 25); err != nil {
@@ -47,6 +58,17 @@ func loadConfig() (config, error) {
 	}
 	if c.StartupWait, err = envDuration("PARKD_STARTUP_WAIT", 60*time.Second); err != nil {
 		return c, err
+	}
+	if c.DBConnMaxLifetime, err = envDuration("PARKD_DB_CONN_MAX_LIFETIME", 0); err != nil {
+		return c, err
+	}
+	if v := env("PARKD_MONITOR_READONLY", "false"); v != "" {
+		if c.MonitorReadOnly, err = strconv.ParseBool(v); err != nil {
+			return c, fmt.Errorf("PARKD_MONITOR_READONLY=%q: want true or false", v)
+		}
+	}
+	if err := c.LogLevel.UnmarshalText([]byte(env("PARKD_LOG_LEVEL", "info"))); err != nil {
+		return c, fmt.Errorf("PARKD_LOG_LEVEL: want debug, info, warn or error: %w", err)
 	}
 	if c.Env == "production" && c.JWTSecret == devJWTSecret {
 		return c, fmt.Errorf("PARKD_JWT_SECRET is the development default, refused with PARKD_ENV=production")

@@ -9,6 +9,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/redis/go-redis/v9"
 )
 
 const usage = `parkd: digital visitor parking permits
@@ -16,10 +18,12 @@ const usage = `parkd: digital visitor parking permits
 usage: parkd <command> [flags]
 
 commands:
-  serve       every role in one process (intake + worker + scheduler)
+  serve       every role in one process (intake + worker + scheduler + monitor at /monitor/)
   intake      the HTTP API: validates, enqueues, waits briefly for the outcome
   worker      the asynq worker: applies the rules, settles into Postgres
   scheduler   periodic tasks (reconciliation every minute, permit-year rollover hourly at :05)
+  monitor     asynqmon at /monitor/ behind operator sign-in, with /healthz, /readyz, /metrics
+              (asynq's queue metrics) on PARKD_HTTP_ADDR
   migrate     bring the database schema up to date
   check       audit Postgres: ledgers, reservations, settlements, request effects (exit 1 on a violation)
   seed FILE   load a municipality (zones, addresses, registrations, permits) from JSON
@@ -31,7 +35,10 @@ commands:
 configuration (environment): PARKD_DATABASE_URL, PARKD_REDIS_URL, PARKD_HTTP_ADDR,
 PARKD_JWT_SECRET, PARKD_ENV, PARKD_DB_MAX_CONNS, PARKD_WORKER_CONCURRENCY,
 PARKD_TASK_CHECK_INTERVAL, PARKD_DELAYED_TASK_CHECK_INTERVAL, PARKD_STARTUP_WAIT,
-PARKD_RATE_LIMIT, PARKD_RATE_BURST (intake: requests per second and burst per token subject)
+PARKD_RATE_LIMIT, PARKD_RATE_BURST (intake: requests per second and burst per token subject),
+PARKD_DB_CONN_MAX_LIFETIME, PARKD_MONITOR_READONLY (true: asynqmon view-only),
+PARKD_METRICS_ADDR (worker, scheduler: where to serve /metrics, /healthz, /readyz),
+PARKD_LOG_LEVEL (debug, info, warn, error)
 `
 
 func main() {
@@ -45,14 +52,15 @@ func main() {
 		os.Exit(2)
 	}
 	log := newLogger(cfg)
-	slog.SetDefault(log)
+	slog.SetDefault(log) // the standard log package's lines too (asynq's x/metrics)
+	redis.SetLogger(redisLog{log.With("component", "redis")})
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
 	cmd, args := os.Args[1], os.Args[2:]
 	switch cmd {
 	case "serve":
-		err = run(ctx, cfg, log, roles{intake: true, worker: true, scheduler: true, migrate: true})
+		err = run(ctx, cfg, log, roles{intake: true, worker: true, scheduler: true, monitor: true, migrate: true})
 	case "intake":
 		err = run(ctx, cfg, log, roles{intake: true})
 	case "token":
@@ -61,6 +69,8 @@ func main() {
 		err = run(ctx, cfg, log, roles{worker: true})
 	case "scheduler":
 		err = run(ctx, cfg, log, roles{scheduler: true})
+	case "monitor":
+		err = run(ctx, cfg, log, roles{monitor: true})
 	case "migrate":
 		err = migrateCmd(ctx, cfg, log)
 	case "check":
@@ -80,8 +90,9 @@ func main() {
 }
 
 func newLogger(cfg config) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
 	if cfg.Env == "production" {
-		return slog.New(slog.NewJSONHandler(os.Stderr, nil))
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
 	}
-	return slog.New(slog.NewTextHandler(os.Stderr, nil))
+	return slog.New(slog.NewTextHandler(os.Stderr, opts))
 }

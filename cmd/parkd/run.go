@@ -13,11 +13,12 @@ import (
 
 	"github.com/parkd/parkd/intake"
 	"github.com/parkd/parkd/jobs"
+	"github.com/parkd/parkd/metrics"
 	"github.com/parkd/parkd/repo"
 	"github.com/parkd/parkd/worker"
 )
 
-type roles struct{ intake, worker, scheduler, migrate bool }
+type roles struct{ intake, worker, scheduler, monitor, migrate bool }
 
 // deps are the connections every role shares.
 type deps struct {
@@ -44,7 +45,7 @@ func (d *deps) close() {
 func connect(ctx context.Context, cfg config, log *slog.Logger, needRedis bool) (*deps, error) {
 	d := &deps{}
 	var err error
-	if d.store, err = repo.Open(cfg.DatabaseURL, repo.PoolConfig{MaxConns: cfg.DBMaxConns}); err != nil {
+	if d.store, err = repo.Open(cfg.DatabaseURL, repo.PoolConfig{MaxConns: cfg.DBMaxConns, ConnMaxLifetime: cfg.DBConnMaxLifetime}); err != nil {
 		return nil, err
 	}
 	if err := waitFor(ctx, log, "postgres", redactURL(cfg.DatabaseURL), cfg.StartupWait, d.store.Ping); err != nil {
@@ -54,7 +55,7 @@ func connect(ctx context.Context, cfg config, log *slog.Logger, needRedis bool) 
 	if !needRedis {
 		return d, nil
 	}
-	if d.redisO, err = asynq.ParseRedisURI(cfg.RedisURL); err != nil {
+	if d.redisO, err = parseRedisURL(cfg.RedisURL); err != nil {
 		d.close()
 		return nil, fmt.Errorf("PARKD_REDIS_URL: %w", err)
 	}
@@ -89,7 +90,7 @@ func waitFor(ctx context.Context, log *slog.Logger, name, where string, limit ti
 		log.Warn("waiting for "+name, "at", where, "err", err.Error())
 		select {
 		case <-ctx.Done():
-		case <-time.After(wait):
+		case <-time.After(min(wait, max(time.Until(deadline), time.Millisecond))): // the last try at the deadline
 		}
 	}
 }
@@ -122,7 +123,14 @@ func run(ctx context.Context, cfg config, log *slog.Logger, r roles) error {
 			return err
 		}
 	}
-	h := &worker.Handlers{Store: d.store, Client: d.client, Redis: d.redis, Log: log}
+	m := metrics.New()
+	if r.worker || r.monitor {
+		m.WatchOutbox(d.store)
+	}
+	if r.monitor {
+		m.WatchQueues(asynq.NewInspectorFromRedisClient(d.redis))
+	}
+	h := &worker.Handlers{Store: d.store, Client: d.client, Redis: d.redis, Log: log, Observer: m}
 
 	var srv *asynq.Server
 	relayDone := make(chan struct{})
@@ -135,7 +143,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger, r roles) error {
 		if err := srv.Start(h.Mux()); err != nil {
 			return fmt.Errorf("start worker: %w", err)
 		}
-		relay := &worker.Relay{Store: d.store, Client: d.client, Log: log.With("component", "outbox")}
+		relay := &worker.Relay{Store: d.store, Client: d.client, Log: log.With("component", "outbox"), Observer: m}
 		go func() { defer close(relayDone); relay.Run(relayCtx) }()
 		log.Info("worker started", "concurrency", cfg.Concurrency, "queues", jobs.Queues())
 	} else {
@@ -174,8 +182,28 @@ func run(ctx context.Context, cfg config, log *slog.Logger, r roles) error {
 		log.Info("scheduler started", "reconcile", "every minute", "rollover", jobs.RolloverCronspec+" (UTC)")
 	}
 
+	// One HTTP port per process: the intake's (with the monitor under /monitor/
+	// in `serve`), the monitor's, or a worker's or scheduler's for metrics.
 	var httpSrv *http.Server
 	httpErr := make(chan error, 1)
+	ops := &intake.Server{Store: d.store, Redis: d.redis, Log: log.With("component", "http"), Observer: m, Metrics: m.Handler()}
+	if r.monitor {
+		mon := intake.NewMonitor(intake.MonitorConfig{Redis: d.redisO, Secret: []byte(cfg.JWTSecret),
+			ReadOnly: cfg.MonitorReadOnly, Log: log.With("component", "monitor")})
+		defer mon.Close()
+		ops.Monitor = mon
+		log.Info("monitor at "+intake.MonitorPath+"/", "read_only", cfg.MonitorReadOnly)
+	}
+	if !r.intake && (r.monitor || cfg.MetricsAddr != "") {
+		addr := cfg.HTTPAddr
+		if !r.monitor {
+			addr = cfg.MetricsAddr
+		}
+		httpSrv = &http.Server{Addr: addr, Handler: ops.OpsHandler(), ReadHeaderTimeout: 5 * time.Second,
+			ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
+		go func() { httpErr <- httpSrv.ListenAndServe() }()
+		log.Info("http listening", "addr", addr, "serves", "/healthz /readyz /metrics")
+	}
 	if r.intake {
 		rateLimit, err := envInt("PARKD_RATE_LIMIT", intake.DefaultRate)
 		if err != nil {
@@ -193,20 +221,22 @@ func run(ctx context.Context, cfg config, log *slog.Logger, r roles) error {
 		go listener.Run(listenCtx)
 		api := &intake.Server{Store: d.store, Client: d.client, Redis: d.redis, Secret: []byte(cfg.JWTSecret),
 			Log: log.With("component", "intake"), Listener: listener,
-			RateLimit: float64(rateLimit), RateBurst: rateBurst}
+			RateLimit: float64(rateLimit), RateBurst: rateBurst,
+			Observer: m, Metrics: m.Handler(), Monitor: ops.Monitor}
 		httpSrv = &http.Server{Addr: cfg.HTTPAddr, Handler: api.Handler(), ReadHeaderTimeout: 5 * time.Second,
 			ReadTimeout: 30 * time.Second, WriteTimeout: intake.MaxWait + 20*time.Second, IdleTimeout: 2 * time.Minute}
 		go func() { httpErr <- httpSrv.ListenAndServe() }()
 		log.Info("intake listening", "addr", cfg.HTTPAddr)
 	}
 
+	var failed error
 	select {
 	case <-ctx.Done():
 		log.Info("shutting down")
 	case err := <-httpErr:
-		if !errors.Is(err, http.ErrServerClosed) {
-			log.Error("http server", "err", err)
-		}
+		// Cannot listen (address in use): stop the other roles too and exit
+		// non-zero, so that the supervisor sees it.
+		failed = fmt.Errorf("http server: %w", err)
 	}
 	if httpSrv != nil {
 		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -222,5 +252,5 @@ func run(ctx context.Context, cfg config, log *slog.Logger, r roles) error {
 	stopRelay()
 	<-relayDone
 	log.Info("stopped")
-	return nil
+	return failed
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"regexp"
 	"sort"
 
 	"github.com/parkd/parkd/domain"
@@ -128,11 +129,15 @@ func seedCmd(ctx context.Context, cfg config, log *slog.Logger, args []string) e
 	return nil
 }
 
+// redactURL hides the credentials of a connection URL for a log line: the user
+// information and a password= parameter (libpq's, and redis-cluster's).
 func redactURL(u string) string {
 	if i := bytes.IndexByte([]byte(u), '@'); i > 0 {
 		if j := bytes.Index([]byte(u), []byte("://")); j > 0 && j < i {
-			return u[:j+3] + "…@" + u[i+1:]
+			u = u[:j+3] + "…@" + u[i+1:]
 		}
 	}
-	return u
+	return passwordParam.ReplaceAllString(u, "${1}password=…")
 }
+
+var passwordParam = regexp.MustCompile(`([?&])password=[^&#]*`)
