@@ -351,5 +351,3 @@ func closedAddr(t testing.TB) string {
 	srv.Close()
 	return addr
 }
-
-func ptr[T any](v T) *T { return &v }

@@ -15,7 +15,6 @@ import (
 
 	"github.com/hibiken/asynq"
 
-	"github.com/parkd/parkd/domain"
 	"github.com/parkd/parkd/jobs"
 	"github.com/parkd/parkd/repo"
 	"github.com/parkd/parkd/repo/repotest"
@@ -76,33 +75,7 @@ func TestWorkerKilledUnderLoadLosesNothing(t *testing.T) {
 	defer client.Close()
 	h := &worker.Handlers{Store: store, Client: client, Redis: rdb, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 
-	z, err := domain.CompileZone("CHAOS", domain.ZoneSpec{Name: "Chaos", TariffCentsPerHour: 100, InvalidWeekdays: []string{}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := repo.PutZone(ctx, store.DB, z); err != nil {
-		t.Fatal(err)
-	}
-	zone := "CHAOS"
-	permits := make([]string, 40)
-	for i := range permits {
-		addr, res := fmt.Sprintf("CA%d", i), fmt.Sprintf("CR%d", i)
-		if err := repo.PutAddress(ctx, store.DB, &repo.Address{ID: addr, Zone: &zone}); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := repo.PutRegistration(ctx, store.DB, &repo.Registration{ResidentID: res, AddressID: addr}); err != nil {
-			t.Fatal(err)
-		}
-		task, _ := jobs.NewPermitIssue(jobs.PermitIssue{RequestID: "issue-" + addr, ResidentID: res, AddressID: addr})
-		if err := h.PermitIssue(ctx, task); err != nil {
-			t.Fatal(err)
-		}
-		permits[i] = repo.FormatID(int64(i + 1))
-		task, _ = jobs.NewPermitTopup(jobs.PermitTopup{RequestID: "topup-" + addr, PermitID: permits[i], Hours: 3, PaymentRef: "pay-" + addr})
-		if err := h.PermitTopup(ctx, task); err != nil {
-			t.Fatal(err)
-		}
-	}
+	permits := seedPermits(t, ctx, store, h, "CHAOS", 40, 3)
 
 	env := []string{
 		"PARKD_DATABASE_URL=" + dsn,

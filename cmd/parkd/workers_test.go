@@ -154,33 +154,7 @@ func newWorld(t *testing.T, n, hours int) *world {
 	w.env = []string{"PARKD_DATABASE_URL=" + dsn, "PARKD_REDIS_URL=" + w.redisURL, "PARKD_STARTUP_WAIT=10s"}
 
 	h := &worker.Handlers{Store: store, Client: w.client, Redis: rdb, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
-	z, err := domain.CompileZone("OPS", domain.ZoneSpec{Name: "Ops", TariffCentsPerHour: 100, InvalidWeekdays: []string{}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := repo.PutZone(ctx, store.DB, z); err != nil {
-		t.Fatal(err)
-	}
-	zone := "OPS"
-	for i := range n {
-		addr, res := fmt.Sprintf("OA%d", i), fmt.Sprintf("OR%d", i)
-		if err := repo.PutAddress(ctx, store.DB, &repo.Address{ID: addr, Zone: &zone}); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := repo.PutRegistration(ctx, store.DB, &repo.Registration{ResidentID: res, AddressID: addr}); err != nil {
-			t.Fatal(err)
-		}
-		task, _ := jobs.NewPermitIssue(jobs.PermitIssue{RequestID: "issue-" + addr, ResidentID: res, AddressID: addr})
-		if err := h.PermitIssue(ctx, task); err != nil {
-			t.Fatal(err)
-		}
-		id := repo.FormatID(int64(i + 1))
-		task, _ = jobs.NewPermitTopup(jobs.PermitTopup{RequestID: "topup-" + addr, PermitID: id, Hours: hours, PaymentRef: "pay-" + addr})
-		if err := h.PermitTopup(ctx, task); err != nil {
-			t.Fatal(err)
-		}
-		w.permits = append(w.permits, id)
-	}
+	w.permits = seedPermits(t, ctx, store, h, "OPS", n, hours)
 	return w
 }
 
@@ -337,4 +311,38 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// seedPermits creates zone code (valid every day) with n addresses, a resident
+// registered at each, and a permit with hours bought on each, through the
+// worker's own handlers; it returns the permit IDs (1..n on a fresh database).
+func seedPermits(t *testing.T, ctx context.Context, store *repo.Store, h *worker.Handlers, code string, n, hours int) []string {
+	t.Helper()
+	z, err := domain.CompileZone(code, domain.ZoneSpec{Name: code, TariffCentsPerHour: 100, InvalidWeekdays: []string{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := repo.PutZone(ctx, store.DB, z); err != nil {
+		t.Fatal(err)
+	}
+	permits := make([]string, n)
+	for i := range n {
+		addr, res := fmt.Sprintf("%sA%d", code[:1], i), fmt.Sprintf("%sR%d", code[:1], i)
+		if err := repo.PutAddress(ctx, store.DB, &repo.Address{ID: addr, Zone: &code}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := repo.PutRegistration(ctx, store.DB, &repo.Registration{ResidentID: res, AddressID: addr}); err != nil {
+			t.Fatal(err)
+		}
+		task, _ := jobs.NewPermitIssue(jobs.PermitIssue{RequestID: "issue-" + addr, ResidentID: res, AddressID: addr})
+		if err := h.PermitIssue(ctx, task); err != nil {
+			t.Fatal(err)
+		}
+		permits[i] = repo.FormatID(int64(i + 1))
+		task, _ = jobs.NewPermitTopup(jobs.PermitTopup{RequestID: "topup-" + addr, PermitID: permits[i], Hours: hours, PaymentRef: "pay-" + addr})
+		if err := h.PermitTopup(ctx, task); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return permits
 }
