@@ -405,7 +405,7 @@ func (h *Handlers) PermitTopup(ctx context.Context, t *asynq.Task) error {
 		if dup, err := repo.TopupExists(ctx, tx, permit.ID, p.PaymentRef); err != nil || dup {
 			return decision{result: permit.View()}, err
 		}
-		zone, err := h.Store.Zone(ctx, tx, permit.Zone)
+		zone, err := h.Store.ZoneOf(ctx, tx, permit)
 		if err != nil {
 			return decision{}, err
 		}
