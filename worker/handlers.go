@@ -28,6 +28,18 @@ type Handlers struct {
 	ReconcileGrace time.Duration
 	// Observer is told what happened, for metrics; nil observes nothing.
 	Observer Observer
+	// Coalescer, when set, lets requests handled at the same time share one
+	// transaction (and one commit); nil gives each its own.
+	Coalescer *repo.Coalescer
+}
+
+// inTx runs fn in a transaction: a shared one through the Coalescer when there
+// is one. fn may run twice (see repo.Coalescer), so it must start from scratch.
+func (h *Handlers) inTx(ctx context.Context, fn func(ctx context.Context, tx bun.Tx) error) error {
+	if h.Coalescer != nil {
+		return h.Coalescer.Do(ctx, fn)
+	}
+	return h.Store.InTx(ctx, fn)
 }
 
 // now is the worker's clock, at Postgres's precision (microseconds), so that an
@@ -122,7 +134,7 @@ func (h *Handlers) apply(ctx context.Context, typ string, req jobs.Request,
 	var d decision
 	var outcome, code string
 	began := time.Now()
-	err := h.Store.InTx(ctx, func(ctx context.Context, tx bun.Tx) error {
+	err := h.inTx(ctx, func(ctx context.Context, tx bun.Tx) error {
 		d, outcome, code = decision{}, OutcomeDuplicate, ""
 		r, err := repo.ClaimRequest(ctx, tx, req.ID(), typ, req.Fingerprint(), nil)
 		if err != nil {
@@ -177,7 +189,13 @@ func (h *Handlers) handOver(ctx context.Context, rows []*repo.OutboxTask) {
 		}
 		done = append(done, r.ID)
 	}
-	if err := repo.DeleteOutbox(context.WithoutCancel(ctx), h.Store.DB, done...); err != nil {
+	if len(done) == 0 {
+		return
+	}
+	err := h.inTx(context.WithoutCancel(ctx), func(ctx context.Context, tx bun.Tx) error {
+		return repo.DeleteOutbox(ctx, tx, done...)
+	})
+	if err != nil {
 		h.logger(ctx).Warn("outbox cleanup failed; the relay will re-enqueue (harmless)", "err", err)
 	}
 }
@@ -326,7 +344,8 @@ var errNotDue = errors.New("auto-stop came before the planned end")
 func (h *Handlers) autoStop(ctx context.Context, sessionID int64, how string) (bool, error) {
 	var plan domain.StopPlan
 	var lateness time.Duration
-	err := h.Store.InTx(ctx, func(ctx context.Context, tx bun.Tx) error {
+	err := h.inTx(ctx, func(ctx context.Context, tx bun.Tx) error {
+		plan, lateness = domain.StopPlan{}, 0
 		now := h.now()
 		s, permit, err := repo.LockSessionAndPermit(ctx, tx, sessionID)
 		if err != nil {

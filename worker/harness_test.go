@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -50,7 +51,14 @@ func setup(t testing.TB) *harness {
 	e := &harness{t: t, ctx: context.Background(), store: store, rdb: rdb, redisOpt: opt,
 		client: asynq.NewClient(opt), inspector: asynq.NewInspector(opt)}
 	t.Cleanup(func() { e.client.Close(); e.inspector.Close() })
-	e.h = &worker.Handlers{Store: store, Client: e.client, Redis: rdb, Log: quietLog()}
+	// Every test goes through the Coalescer, as parkd's worker does: concurrent
+	// requests share transactions (PARKD_TEST_NO_COALESCE=1 gives each its own).
+	var co *repo.Coalescer
+	if os.Getenv("PARKD_TEST_NO_COALESCE") != "1" {
+		co = repo.NewCoalescer(store.DB, repo.CoalescerConfig{})
+		t.Cleanup(co.Close)
+	}
+	e.h = &worker.Handlers{Store: store, Client: e.client, Redis: rdb, Log: quietLog(), Coalescer: co}
 	// A zone with no invalid weekday, so that tests pass on any day of the week.
 	z, err := domain.CompileZone("TEST", domain.ZoneSpec{Name: "Test", TimeZone: "Europe/Amsterdam", TariffCentsPerHour: 210, InvalidWeekdays: []string{}})
 	if err != nil {

@@ -11,16 +11,20 @@ import (
 // config is parkd's configuration, read from the environment; every setting has
 // a default that works on a developer's machine.
 type config struct {
-	Env          string
-	DatabaseURL  string
-	RedisURL     string
-	HTTPAddr     string
-	JWTSecret    string
-	DBMaxConns   int
-	Concurrency  int
-	TaskCheck    time.Duration
-	DelayedCheck time.Duration
-	StartupWait  time.Duration
+	Env         string
+	DatabaseURL string
+	RedisURL    string
+	HTTPAddr    string
+	JWTSecret   string
+	DBMaxConns  int
+	Concurrency int
+	// SettleBatch caps how many requests share one transaction (1: each its
+	// own); SettleCommitters is how many such transactions run at once.
+	SettleBatch      int
+	SettleCommitters int
+	TaskCheck        time.Duration
+	DelayedCheck     time.Duration
+	StartupWait      time.Duration
 	// DBConnMaxLifetime closes pooled connections older than this (0: never), so
 	// that a Postgres failover or a PgBouncer restart is followed promptly.
 	DBConnMaxLifetime time.Duration
@@ -48,6 +52,12 @@ func loadConfig() (config, error) {
 		return c, err
 	}
 	if c.Concurrency, err = envInt("PARKD_WORKER_CONCURRENCY", 20); err != nil {
+		return c, err
+	}
+	if c.SettleBatch, err = envInt("PARKD_SETTLE_BATCH", 64); err != nil {
+		return c, err
+	}
+	if c.SettleCommitters, err = envInt("PARKD_SETTLE_COMMITTERS", 2); err != nil {
 		return c, err
 	}
 	if c.TaskCheck, err = envDuration("PARKD_TASK_CHECK_INTERVAL", 10*time.Millisecond); err != nil {

@@ -137,6 +137,13 @@ func run(ctx context.Context, cfg config, log *slog.Logger, r roles) error {
 	relayCtx, stopRelay := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopRelay()
 	if r.worker {
+		if cfg.SettleBatch > 1 {
+			// Closed after srv.Shutdown (defers run last first): the handlers
+			// finishing their last tasks still need it.
+			co := repo.NewCoalescer(d.store.DB, repo.CoalescerConfig{MaxBatch: cfg.SettleBatch, Committers: cfg.SettleCommitters})
+			defer co.Close()
+			h.Coalescer = co
+		}
 		srv = worker.NewServer(d.redisO, worker.Config{
 			Concurrency: cfg.Concurrency, TaskCheckInterval: cfg.TaskCheck, DelayedTaskCheckInterval: cfg.DelayedCheck,
 		}, log)
@@ -145,7 +152,8 @@ func run(ctx context.Context, cfg config, log *slog.Logger, r roles) error {
 		}
 		relay := &worker.Relay{Store: d.store, Client: d.client, Log: log.With("component", "outbox"), Observer: m}
 		go func() { defer close(relayDone); relay.Run(relayCtx) }()
-		log.Info("worker started", "concurrency", cfg.Concurrency, "queues", jobs.Queues())
+		log.Info("worker started", "concurrency", cfg.Concurrency, "queues", jobs.Queues(),
+			"settle_batch", cfg.SettleBatch, "settle_committers", cfg.SettleCommitters)
 	} else {
 		close(relayDone)
 	}

@@ -1,0 +1,248 @@
+package repo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/uptrace/bun"
+)
+
+// Coalescer runs units of work that arrive at the same time in one shared
+// transaction: one BEGIN, one COMMIT and one WAL flush for the lot instead of one
+// each. Under load the commit, not the statements, is what a settlement waits
+// for; a unit that arrives while a batch is committing joins the next one, so a
+// lone unit on an idle system runs at once and batches grow only with the load.
+//
+// No guarantee is weakened: a unit's writes commit with the batch or not at all.
+// If any unit of a batch returns an error (or panics), the whole transaction is
+// rolled back and every unit of it is run again alone, in its own transaction,
+// so one failing unit costs the others only time; a unit must therefore be safe
+// to run twice, which the request claim makes every parkd unit. A failed COMMIT
+// fails every unit of the batch, and their tasks are retried like any other
+// failure (the request claim turns a retry of what did commit into a no-op).
+type Coalescer struct {
+	db      *bun.DB
+	max     int
+	timeout time.Duration
+	units   chan *unit
+	wg      sync.WaitGroup
+	closed  chan struct{}
+	once    sync.Once
+
+	// Batches and Units count what ran, for tests and metrics.
+	Batches, Units, Fallbacks atomic.Int64
+}
+
+// CoalescerConfig sizes a Coalescer.
+type CoalescerConfig struct {
+	// MaxBatch caps the units in one transaction (default 64): a bigger batch
+	// holds its row locks longer and makes a rollback costlier.
+	MaxBatch int
+	// Committers is how many batches run at once, each on its own connection
+	// (default 2): while one waits for its COMMIT to be flushed, another fills.
+	Committers int
+	// Timeout bounds one batch's transaction (default 30s).
+	Timeout time.Duration
+}
+
+const (
+	unitWaiting int32 = iota
+	unitTaken
+	unitAbandoned
+)
+
+type unit struct {
+	ctx   context.Context
+	fn    func(ctx context.Context, tx bun.Tx) error
+	state atomic.Int32
+	done  chan error
+}
+
+// NewCoalescer starts cfg.Committers committers over db; Close stops them.
+func NewCoalescer(db *bun.DB, cfg CoalescerConfig) *Coalescer {
+	if cfg.MaxBatch <= 0 {
+		cfg.MaxBatch = 64
+	}
+	if cfg.Committers <= 0 {
+		cfg.Committers = 2
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 30 * time.Second
+	}
+	c := &Coalescer{db: db, max: cfg.MaxBatch, timeout: cfg.Timeout,
+		units: make(chan *unit, cfg.MaxBatch*cfg.Committers), closed: make(chan struct{})}
+	for range cfg.Committers {
+		c.wg.Add(1)
+		go c.commit()
+	}
+	return c
+}
+
+// ErrCoalescerClosed is returned by Do after Close.
+var ErrCoalescerClosed = errors.New("repo: coalescer closed")
+
+// Do runs fn in a transaction shared with whatever else is waiting, and returns
+// once that transaction has committed (nil) or fn's work was rolled back (the
+// error). If ctx ends before fn has started, fn never runs; once it has started,
+// Do waits for the outcome, which is then known for certain.
+func (c *Coalescer) Do(ctx context.Context, fn func(ctx context.Context, tx bun.Tx) error) error {
+	u := &unit{ctx: ctx, fn: fn, done: make(chan error, 1)}
+	select {
+	case <-c.closed:
+		return ErrCoalescerClosed
+	default:
+	}
+	select {
+	case c.units <- u:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-c.closed:
+		return ErrCoalescerClosed
+	}
+	select {
+	case err := <-u.done:
+		return err
+	case <-ctx.Done():
+		if u.state.CompareAndSwap(unitWaiting, unitAbandoned) {
+			return ctx.Err()
+		}
+		return <-u.done
+	}
+}
+
+// Close stops taking units, lets the committers finish what they hold, and waits.
+func (c *Coalescer) Close() {
+	c.once.Do(func() { close(c.closed) })
+	c.wg.Wait()
+}
+
+func (c *Coalescer) commit() {
+	defer c.wg.Done()
+	batch := make([]*unit, 0, c.max)
+	for {
+		batch = batch[:0]
+		select {
+		case u := <-c.units:
+			batch = c.take(batch, u)
+		case <-c.closed:
+			// Units already queued still get an answer.
+			for {
+				select {
+				case u := <-c.units:
+					if u.state.CompareAndSwap(unitWaiting, unitTaken) {
+						u.done <- ErrCoalescerClosed
+					}
+				default:
+					return
+				}
+			}
+		}
+	fill:
+		for len(batch) < c.max {
+			select {
+			case u := <-c.units:
+				batch = c.take(batch, u)
+			default:
+				break fill
+			}
+		}
+		if len(batch) > 0 {
+			c.run(batch)
+		}
+	}
+}
+
+// take adds u to the batch unless its caller has already given up on it.
+func (c *Coalescer) take(batch []*unit, u *unit) []*unit {
+	if u.state.CompareAndSwap(unitWaiting, unitTaken) {
+		return append(batch, u)
+	}
+	return batch
+}
+
+func (c *Coalescer) run(batch []*unit) {
+	c.Batches.Add(1)
+	c.Units.Add(int64(len(batch)))
+	if len(batch) == 1 {
+		batch[0].done <- c.alone(batch[0])
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+	defer cancel()
+	tx, err := c.db.BeginTx(ctx, nil)
+	if err != nil {
+		for _, u := range batch {
+			u.done <- fmt.Errorf("begin shared transaction: %w", err)
+		}
+		return
+	}
+	failed := false
+	for _, u := range batch {
+		if err := call(unitCtx(ctx, u), tx, u.fn); err != nil {
+			failed = true
+			break
+		}
+	}
+	if failed {
+		_ = tx.Rollback()
+		// Someone's unit failed: give each its own transaction, so only the
+		// failing one fails.
+		c.Fallbacks.Add(1)
+		for _, u := range batch {
+			u.done <- c.alone(u)
+		}
+		return
+	}
+	if err := tx.Commit(); err != nil {
+		err = fmt.Errorf("commit shared transaction of %d units: %w", len(batch), err)
+		for _, u := range batch {
+			u.done <- err
+		}
+		return
+	}
+	for _, u := range batch {
+		u.done <- nil
+	}
+}
+
+// alone runs one unit in its own transaction.
+func (c *Coalescer) alone(u *unit) error {
+	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+	defer cancel()
+	return c.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		return call(unitCtx(ctx, u), tx, u.fn)
+	})
+}
+
+// unitCtx carries the unit's values (its logger, its task ID) but the batch's
+// deadline: the transaction is shared, so no single caller may cancel it.
+func unitCtx(batch context.Context, u *unit) context.Context {
+	return mergedValues{Context: batch, values: u.ctx}
+}
+
+type mergedValues struct {
+	context.Context
+	values context.Context
+}
+
+func (m mergedValues) Value(key any) any {
+	if v := m.values.Value(key); v != nil {
+		return v
+	}
+	return m.Context.Value(key)
+}
+
+// call runs fn, turning a panic into an error so that one bad unit cannot take
+// the committer (and every other unit's answer) down with it.
+func call(ctx context.Context, tx bun.Tx, fn func(ctx context.Context, tx bun.Tx) error) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("panic in transaction unit: %v", p)
+		}
+	}()
+	return fn(ctx, tx)
+}

@@ -1,0 +1,196 @@
+package repo_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/uptrace/bun"
+
+	"github.com/parkd/parkd/repo"
+	"github.com/parkd/parkd/repo/repotest"
+)
+
+// coalesceSetup gives a database with a scratch table and a Coalescer over it.
+func coalesceSetup(t *testing.T, cfg repo.CoalescerConfig) (*repo.Store, *repo.Coalescer) {
+	t.Helper()
+	st, _ := repotest.NewDB(t)
+	if _, err := st.DB.ExecContext(context.Background(), "CREATE TABLE scratch (k text PRIMARY KEY)"); err != nil {
+		t.Fatal(err)
+	}
+	c := repo.NewCoalescer(st.DB, cfg)
+	t.Cleanup(c.Close)
+	return st, c
+}
+
+func insertKey(k string) func(ctx context.Context, tx bun.Tx) error {
+	return func(ctx context.Context, tx bun.Tx) error {
+		_, err := tx.ExecContext(ctx, "INSERT INTO scratch (k) VALUES (?)", k)
+		return err
+	}
+}
+
+func keys(t *testing.T, st *repo.Store) map[string]bool {
+	t.Helper()
+	var ks []string
+	if err := st.DB.NewRaw("SELECT k FROM scratch").Scan(context.Background(), &ks); err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]bool{}
+	for _, k := range ks {
+		out[k] = true
+	}
+	return out
+}
+
+// Units that fail, in every way a unit can, never take the others' work down
+// with them, and leave nothing of their own behind.
+func TestCoalescerUnitOutcomes(t *testing.T) {
+	boom := errors.New("boom")
+	cases := []struct {
+		name    string
+		fn      func(k string) func(ctx context.Context, tx bun.Tx) error
+		wantErr bool
+	}{
+		{"succeeds", insertKey, false},
+		{"returns an error after writing", func(k string) func(context.Context, bun.Tx) error {
+			return func(ctx context.Context, tx bun.Tx) error {
+				if err := insertKey(k)(ctx, tx); err != nil {
+					return err
+				}
+				return boom
+			}
+		}, true},
+		{"breaks the transaction with bad SQL", func(k string) func(context.Context, bun.Tx) error {
+			return func(ctx context.Context, tx bun.Tx) error {
+				if err := insertKey(k)(ctx, tx); err != nil {
+					return err
+				}
+				_, err := tx.ExecContext(ctx, "SELECT no_such_column FROM scratch")
+				return err
+			}
+		}, true},
+		{"panics after writing", func(k string) func(context.Context, bun.Tx) error {
+			return func(ctx context.Context, tx bun.Tx) error {
+				if err := insertKey(k)(ctx, tx); err != nil {
+					return err
+				}
+				panic("unit panicked")
+			}
+		}, true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			st, co := coalesceSetup(t, repo.CoalescerConfig{MaxBatch: 64, Committers: 1})
+			// Forty healthy units around the one under test, queued up behind
+			// a unit that holds the only committer, so that they all share the
+			// next transaction with it.
+			release := hold(t, co)
+			var wg sync.WaitGroup
+			errs := make([]error, 41)
+			for i := range 41 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					fn := insertKey(fmt.Sprintf("k%d", i))
+					if i == 20 {
+						fn = c.fn("subject")
+					}
+					errs[i] = co.Do(context.Background(), fn)
+				}()
+			}
+			time.Sleep(100 * time.Millisecond)
+			close(release)
+			wg.Wait()
+			got := keys(t, st)
+			for i, err := range errs {
+				if i == 20 {
+					continue
+				}
+				if err != nil || !got[fmt.Sprintf("k%d", i)] {
+					t.Errorf("healthy unit %d: err %v, written %v", i, err, got[fmt.Sprintf("k%d", i)])
+				}
+			}
+			if c.wantErr {
+				if errs[20] == nil || got["subject"] {
+					t.Errorf("failing unit: err %v, its write kept %v; want an error and nothing kept", errs[20], got["subject"])
+				}
+			} else if errs[20] != nil || !got["subject"] {
+				t.Errorf("unit: err %v, written %v", errs[20], got["subject"])
+			}
+			if c.wantErr && co.Fallbacks.Load() != 1 {
+				t.Errorf("%d fallbacks, want the one shared transaction to have fallen back", co.Fallbacks.Load())
+			}
+		})
+	}
+}
+
+// hold occupies a one-committer Coalescer with a unit that waits for the
+// returned channel to close.
+func hold(t *testing.T, co *repo.Coalescer) chan struct{} {
+	release := make(chan struct{})
+	go func() {
+		if err := co.Do(context.Background(), func(ctx context.Context, tx bun.Tx) error {
+			<-release
+			return insertKey("first")(ctx, tx)
+		}); err != nil {
+			t.Error(err)
+		}
+	}()
+	for co.Units.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	return release
+}
+
+// Under concurrent load the units really do share transactions.
+func TestCoalescerBatches(t *testing.T) {
+	st, co := coalesceSetup(t, repo.CoalescerConfig{MaxBatch: 64, Committers: 1})
+	release := hold(t, co)
+	var wg sync.WaitGroup
+	for i := range 50 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := co.Do(context.Background(), insertKey(fmt.Sprint(i))); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	time.Sleep(100 * time.Millisecond)
+	close(release)
+	wg.Wait()
+	if n := len(keys(t, st)); n != 51 {
+		t.Fatalf("%d rows, want 51", n)
+	}
+	if b := co.Batches.Load(); b != 2 {
+		t.Errorf("51 units in %d transactions, want 2 (the held one, then the other 50 together)", b)
+	}
+}
+
+// A caller that gives up before its unit is taken is told so, and its unit
+// never runs; after Close, nothing runs.
+func TestCoalescerAbandonAndClose(t *testing.T) {
+	st, co := coalesceSetup(t, repo.CoalescerConfig{MaxBatch: 4, Committers: 1})
+	release := hold(t, co)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := co.Do(ctx, insertKey("late")); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("abandoned unit: %v, want the deadline", err)
+	}
+	close(release)
+	// The committer is free again: the abandoned unit must not have run.
+	if err := co.Do(context.Background(), insertKey("next")); err != nil {
+		t.Fatal(err)
+	}
+	if got := keys(t, st); got["late"] || !got["next"] {
+		t.Fatalf("rows %v: the abandoned unit ran, or the next did not", got)
+	}
+	co.Close()
+	if err := co.Do(context.Background(), insertKey("after")); !errors.Is(err, repo.ErrCoalescerClosed) {
+		t.Fatalf("after Close: %v", err)
+	}
+}
