@@ -51,8 +51,10 @@ type RuleOutcome struct {
 }
 
 // FinishRequest stores a request's outcome and announces it on RequestChannel; the
-// notification is delivered when (and only if) the transaction commits.
-func FinishRequest(ctx context.Context, tx bun.IDB, id, status string, rejection *RuleOutcome, result any) error {
+// notification is delivered when (and only if) the transaction commits. Outbox
+// tasks given are recorded by the same statement (their IDs filled in), saving
+// the round trip of AddOutbox.
+func FinishRequest(ctx context.Context, tx bun.IDB, id, status string, rejection *RuleOutcome, result any, outbox ...*OutboxTask) error {
 	var errJSON, resJSON json.RawMessage
 	var err error
 	if rejection != nil {
@@ -65,14 +67,43 @@ func FinishRequest(ctx context.Context, tx bun.IDB, id, status string, rejection
 			return err
 		}
 	}
-	// One round trip: the update, and the notification of the row it changed.
-	if _, err := tx.NewRaw(`
-		WITH done AS (
+	if len(outbox) == 0 {
+		// One round trip: the update, and the notification of the row it changed.
+		if _, err := tx.NewRaw(`
+			WITH done AS (
+				UPDATE requests SET status = ?, error = ?, result = ?, updated_at = now()
+				WHERE request_id = ? RETURNING request_id)
+			SELECT pg_notify(?, request_id) FROM done`,
+			status, errJSON, resJSON, id, RequestChannel).Exec(ctx); err != nil {
+			return fmt.Errorf("finish request %s: %w", id, err)
+		}
+		return nil
+	}
+	ins := tx.NewInsert().Model(&outbox).ExcludeColumn("created_at").Returning("id, task_id")
+	var rows []struct {
+		ID       int64  `bun:"id"`
+		TaskID   string `bun:"task_id"`
+		Notified int    `bun:"notified"`
+	}
+	if err := tx.NewRaw(`
+		WITH o AS (?),
+		done AS (
 			UPDATE requests SET status = ?, error = ?, result = ?, updated_at = now()
-			WHERE request_id = ? RETURNING request_id)
-		SELECT pg_notify(?, request_id) FROM done`,
-		status, errJSON, resJSON, id, RequestChannel).Exec(ctx); err != nil {
-		return fmt.Errorf("finish request %s: %w", id, err)
+			WHERE request_id = ? RETURNING request_id),
+		notified AS (SELECT pg_notify(?, request_id) FROM done)
+		SELECT o.id, o.task_id, (SELECT count(*) FROM notified) AS notified FROM o`,
+		ins, status, errJSON, resJSON, id, RequestChannel).Scan(ctx, &rows); err != nil {
+		return fmt.Errorf("finish request %s with its outbox: %w", id, err)
+	}
+	if len(rows) != len(outbox) || rows[0].Notified != 1 {
+		return fmt.Errorf("finish request %s: %d of %d outbox rows written, %d notified", id, len(rows), len(outbox), rows[0].Notified)
+	}
+	byTask := map[string]int64{}
+	for _, r := range rows {
+		byTask[r.TaskID] = r.ID
+	}
+	for _, t := range outbox {
+		t.ID = byTask[t.TaskID]
 	}
 	return nil
 }

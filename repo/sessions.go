@@ -46,6 +46,14 @@ func LockSessionAndPermit(ctx context.Context, tx bun.IDB, sessionID int64) (*Se
 // locked permit p in one statement, refreshing p. set is the SET list of the
 // permit update (counters besides the balance), args its arguments.
 func bookOnPermit(ctx context.Context, tx bun.IDB, p *Permit, entries []LedgerEntry, set string, args ...any) error {
+	return bookAfter(ctx, tx, p, nil, entries, set, args...)
+}
+
+// bookAfter is bookOnPermit with a session update in the same statement (one
+// round trip instead of two): the permit changes only if the session update
+// changed a row, and otherwise bookAfter returns ErrNotFound and the caller's
+// transaction, ledger entries included, must be rolled back.
+func bookAfter(ctx context.Context, tx bun.IDB, p *Permit, session *bun.UpdateQuery, entries []LedgerEntry, set string, args ...any) error {
 	delta := 0
 	for _, e := range entries {
 		delta += e.Minutes
@@ -53,10 +61,16 @@ func bookOnPermit(ctx context.Context, tx bun.IDB, p *Permit, entries []LedgerEn
 	ins := tx.NewInsert().Model(&entries)
 	q := tx.NewUpdate().With("booked", ins).Model(p).
 		Set("balance_minutes = balance_minutes + ?", delta)
+	if session != nil {
+		q = q.With("changed", session.Returning("id")).Where("EXISTS (SELECT 1 FROM changed)")
+	}
 	if set != "" {
 		q = q.Set(set, args...)
 	}
-	return q.WherePK().Returning("*").Scan(ctx)
+	if err := q.WherePK().Returning("*").Scan(ctx); err != nil {
+		return notFound(err, fmt.Sprintf("open session on permit %d", p.ID))
+	}
+	return nil
 }
 
 // ApplyStart stores a planned session on the locked permit p and reserves its
@@ -104,24 +118,24 @@ func ApplyStop(ctx context.Context, tx bun.IDB, p *Permit, s *Session, plan doma
 		if plan.Kind == domain.StopCancel {
 			state = domain.StateCancelled
 		}
-		res, err := tx.NewUpdate().Model(s).
+		// The session, its ledger entries and the permit in one statement.
+		settle := tx.NewUpdate().Model((*Session)(nil)).
 			Set("state = ?", state).Set("end_at = ?", plan.EndAt).Set("charged_minutes = ?", plan.Charge).
 			Set("settled_at = ?", at).
-			WherePK().Where("state = ?", domain.StateOpen).Returning("*").Exec(ctx)
-		if err != nil {
-			return fmt.Errorf("settle session %d: %w", s.ID, err)
-		}
-		if n, _ := res.RowsAffected(); n != 1 {
-			return fmt.Errorf("settle session %d: it was not open", s.ID)
-		}
+			Where("id = ?", s.ID).Where("state = ?", domain.StateOpen)
 		entries := []LedgerEntry{
 			{PermitID: p.ID, Kind: LedgerRelease, Minutes: plan.Release, SessionID: &sid, RequestID: requestID, At: at},
 			{PermitID: p.ID, Kind: LedgerCharge, Minutes: -plan.Charge, SessionID: &sid, RequestID: requestID, At: at},
 		}
-		if err := bookOnPermit(ctx, tx, p, entries,
+		if err := bookAfter(ctx, tx, p, settle, entries,
 			"reserved_minutes = reserved_minutes - ?, used_minutes = used_minutes + ?", plan.Release, plan.Charge); err != nil {
+			if errors.Is(err, ErrNotFound) {
+				return fmt.Errorf("settle session %d: it was not open", s.ID)
+			}
 			return fmt.Errorf("settle session %d on permit %d: %w", s.ID, p.ID, err)
 		}
+		end, charged, settledAt := plan.EndAt, plan.Charge, at
+		s.State, s.EndAt, s.ChargedMinutes, s.SettledAt = state, &end, &charged, &settledAt
 	case domain.StopShorten:
 		s.Notices = append(s.Notices, domain.Notice{Code: domain.NoticeShortenedByStop, At: plan.EndAt,
 			Message: "the planned end was moved earlier by a stop"})

@@ -158,11 +158,8 @@ func (h *Handlers) apply(ctx context.Context, typ string, req jobs.Request,
 		if err != nil {
 			return err
 		}
-		if err := repo.AddOutbox(ctx, tx, d.outbox...); err != nil {
-			return err
-		}
 		outcome = OutcomeApplied
-		return repo.FinishRequest(ctx, tx, req.ID(), repo.RequestApplied, nil, d.result)
+		return repo.FinishRequest(ctx, tx, req.ID(), repo.RequestApplied, nil, d.result, d.outbox...)
 	})
 	if err != nil {
 		return fmt.Errorf("%s %s: %w", typ, req.ID(), err)
