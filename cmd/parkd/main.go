@@ -31,9 +31,12 @@ commands:
               load a BRP extract (CSV with a header naming resident_id,address_id);
               idempotent; lists rejected rows by line, exit 0 once the file is read
   token       mint a bearer token: --role R --sub S [--permits 1,2] [--ttl 24h]
+  bench       load generator: starts parkd on a fresh database (or drives --target URL) and
+              reports pairs/s, latencies, auto-stop lateness, pgbench TPC-B, memory (bench -h)
 
 configuration (environment): PARKD_DATABASE_URL, PARKD_REDIS_URL, PARKD_HTTP_ADDR,
 PARKD_JWT_SECRET, PARKD_ENV, PARKD_DB_MAX_CONNS, PARKD_WORKER_CONCURRENCY,
+PARKD_SETTLE_BATCH, PARKD_SETTLE_COMMITTERS (requests per shared settlement transaction, and such transactions at once),
 PARKD_TASK_CHECK_INTERVAL, PARKD_DELAYED_TASK_CHECK_INTERVAL, PARKD_STARTUP_WAIT,
 PARKD_RATE_LIMIT, PARKD_RATE_BURST (intake: requests per second and burst per token subject),
 PARKD_DB_CONN_MAX_LIFETIME, PARKD_MONITOR_READONLY (true: asynqmon view-only),
@@ -79,6 +82,8 @@ func main() {
 		err = seedCmd(ctx, cfg, log, args)
 	case "import":
 		err = importCmd(ctx, cfg, log, args)
+	case "bench":
+		err = benchCmd(ctx, cfg, args, os.Stdout, os.Stderr)
 	default:
 		fmt.Fprintf(os.Stderr, "parkd: unknown command %q\n\n%s", cmd, usage)
 		os.Exit(2)

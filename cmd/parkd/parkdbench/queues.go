@@ -1,0 +1,65 @@
+package parkdbench
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"slices"
+
+	"github.com/hibiken/asynq"
+)
+
+// QueueState is one asynq queue after the load.
+type QueueState struct {
+	Name        string `json:"name"`
+	Size        int    `json:"size"`
+	Pending     int    `json:"pending"`
+	Active      int    `json:"active"`
+	Scheduled   int    `json:"scheduled"`
+	Retry       int    `json:"retry"`
+	Archived    int    `json:"archived"`
+	MemoryBytes int64  `json:"memory_bytes"` // asynq's sampled estimate
+	Failed      int    `json:"failed_total"`
+}
+
+// RedisState is what the load left in Redis, next to the sessions still
+// open: scheduled tasks that outlive their session cost Redis memory for as
+// long as they wait.
+type RedisState struct {
+	Queues       []QueueState `json:"queues"`
+	OpenSessions int          `json:"open_sessions"`
+}
+
+// readRedisState reads the asynq queues of redisURL and counts the open
+// sessions in dsn.
+func readRedisState(ctx context.Context, redisURL, dsn string) (RedisState, error) {
+	var st RedisState
+	opt, err := asynq.ParseRedisURI(redisURL)
+	if err != nil {
+		return st, fmt.Errorf("redis state: %w", err)
+	}
+	insp := asynq.NewInspector(opt)
+	defer insp.Close()
+	names, err := insp.Queues()
+	if err != nil {
+		return st, fmt.Errorf("redis state: list queues: %w", err)
+	}
+	slices.Sort(names)
+	for _, n := range names {
+		q, err := insp.GetQueueInfo(n)
+		if err != nil {
+			return st, fmt.Errorf("redis state: queue %s: %w", n, err)
+		}
+		st.Queues = append(st.Queues, QueueState{Name: n, Size: q.Size, Pending: q.Pending, Active: q.Active,
+			Scheduled: q.Scheduled, Retry: q.Retry, Archived: q.Archived, MemoryBytes: q.MemoryUsage, Failed: q.FailedTotal})
+	}
+	db, err := sql.Open("pgx", dsn)
+	if err != nil {
+		return st, fmt.Errorf("redis state: %w", err)
+	}
+	defer db.Close()
+	if err := db.QueryRowContext(ctx, "SELECT count(*) FROM sessions WHERE state = 'open'").Scan(&st.OpenSessions); err != nil {
+		return st, fmt.Errorf("redis state: count open sessions: %w", err)
+	}
+	return st, nil
+}
