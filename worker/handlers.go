@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -31,6 +32,9 @@ type Handlers struct {
 	// Coalescer, when set, lets requests handled at the same time share one
 	// transaction (and one commit); nil gives each its own.
 	Coalescer *repo.Coalescer
+
+	inspectorOnce sync.Once
+	inspector     *asynq.Inspector
 }
 
 // inTx runs fn in a transaction: a shared one through the Coalescer when there
@@ -118,6 +122,9 @@ type decision struct {
 	result  any
 	outbox  []*repo.OutboxTask
 	settled []string // sessions settled, by how (for the Observer)
+	// obsolete are scheduled tasks (critical queue) that the request made
+	// pointless: a stopped session's auto-stop.
+	obsolete []string
 }
 
 // apply runs one request exactly once: it claims the request ID in Postgres, runs
@@ -169,7 +176,30 @@ func (h *Handlers) apply(ctx context.Context, typ string, req jobs.Request,
 		h.observer().SessionSettled(how, 0)
 	}
 	h.handOver(ctx, d.outbox)
+	h.forget(ctx, d.obsolete, d.outbox)
 	return nil
+}
+
+// forget deletes scheduled tasks that can no longer do anything. Without it a
+// stopped session's auto-stop would wait in Redis until the session's planned
+// end (hours, at hundreds of sessions a second) only to find nothing to do. A
+// failure costs nothing but that: the task runs and finds the session settled.
+func (h *Handlers) forget(ctx context.Context, taskIDs []string, keep []*repo.OutboxTask) {
+	if len(taskIDs) == 0 || h.Redis == nil {
+		return
+	}
+	h.inspectorOnce.Do(func() { h.inspector = asynq.NewInspectorFromRedisClient(h.Redis) })
+next:
+	for _, id := range taskIDs {
+		for _, k := range keep {
+			if k.TaskID == id { // a shortening by less than a second: the same ID, still wanted
+				continue next
+			}
+		}
+		if err := h.inspector.DeleteTask(jobs.QueueCritical, id); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {
+			h.logger(ctx).Debug("obsolete task not deleted; it will run and find nothing to do", "task_id", id, "err", err)
+		}
+	}
 }
 
 // handOver enqueues freshly committed outbox tasks and forgets them. It is the
@@ -300,10 +330,13 @@ func (h *Handlers) SessionStop(ctx context.Context, t *asynq.Task) error {
 			return decision{}, err
 		}
 		rid := p.RequestID
+		// The auto-stop scheduled for the planned end so far is obsolete after
+		// any stop: settled, cancelled, or shortened (which schedules its own).
+		obsolete := jobs.AutoStopTaskID(repo.FormatID(s.ID), s.PlannedEndAt)
 		if err := repo.ApplyStop(ctx, tx, permit, s, plan, &rid, now); err != nil {
 			return decision{}, err
 		}
-		d := decision{result: s.View(now)}
+		d := decision{result: s.View(now), obsolete: []string{obsolete}}
 		switch plan.Kind {
 		case domain.StopShorten:
 			d.outbox = append(d.outbox, autoStopOutbox(s))

@@ -3,6 +3,7 @@ package worker_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -262,3 +263,23 @@ func (e *harness) ledgerKinds(permitID string) map[string]int {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// awaitTask waits until the task with this ID is (or is no longer) in the
+// critical queue.
+func (e *harness) awaitTask(id string, present bool) {
+	e.t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, err := e.inspector.GetTaskInfo(jobs.QueueCritical, id)
+		if err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {
+			e.t.Fatal(err)
+		}
+		if (err == nil) == present {
+			return
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("task %s: present = %v after 5s, want %v", id, err == nil, present)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

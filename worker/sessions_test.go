@@ -32,6 +32,8 @@ func TestStartThenStopEarlyRefunds(t *testing.T) {
 	if got := e.permitRow(pid).BalanceMinutes; got != 420 {
 		t.Fatalf("balance after reserve = %d, want 420", got)
 	}
+	autoStop := jobs.AutoStopTaskID(s.ID, s.PlannedEndAt)
+	e.awaitTask(autoStop, true)
 	stop, sid := e.stopTask(s.ID, nil)
 	e.enqueue(stop)
 	var st repo.SessionView
@@ -41,6 +43,8 @@ func TestStartThenStopEarlyRefunds(t *testing.T) {
 	if st.Status != domain.StatusStopped || st.ChargedMinutes == nil || *st.ChargedMinutes != 1 {
 		t.Fatalf("stopped session = %+v", st)
 	}
+	// Its auto-stop, three hours ahead, is no longer waiting in Redis.
+	e.awaitTask(autoStop, false)
 	p := e.permitRow(pid)
 	if p.BalanceMinutes != 599 || p.UsedMinutes != 1 || p.ReservedMinutes != 0 {
 		t.Fatalf("permit after stop: balance %d used %d reserved %d, want 599 1 0", p.BalanceMinutes, p.UsedMinutes, p.ReservedMinutes)
@@ -137,6 +141,8 @@ func TestFutureStopShortensAndAutoStopFollows(t *testing.T) {
 	if b := e.permitRow(pid).BalanceMinutes; b != 299 {
 		t.Fatalf("balance after shortening = %d, want 299 (179 released now)", b)
 	}
+	// The auto-stop for the old planned end is gone; the new one waits.
+	e.awaitTask(jobs.AutoStopTaskID(s.ID, s.PlannedEndAt), false)
 	done := e.awaitSettled(s.ID, 10*time.Second)
 	if *done.ChargedMinutes != 1 || !done.EndAt.Equal(at.UTC()) {
 		t.Fatalf("settled = %+v", done)
