@@ -2,6 +2,8 @@ package repo
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"encoding/json"
 	"fmt"
 
@@ -16,8 +18,25 @@ const RequestChannel = "parkd_request_done"
 // returns it. Inside the caller's transaction this serialises two deliveries of the
 // same request: the second waits for the first to commit and then sees its outcome.
 func ClaimRequest(ctx context.Context, tx bun.IDB, id, typ, bodyHash string, subject *string) (*Request, error) {
-	// The common case, a new request, is one statement: the inserted row is ours
-	// (locked by the insert itself) and comes back with RETURNING.
+	// A request that came through the HTTP intake already has its row (the
+	// intake records it before enqueueing), so the lock comes first: one
+	// statement on that path. A task enqueued directly by an upstream app has
+	// none yet: the insert makes it, and the inserted row is ours (locked by the
+	// insert itself).
+	lock := func() (*Request, error) {
+		got := new(Request)
+		err := tx.NewSelect().Model(got).Where("request_id = ?", id).For("UPDATE").Scan(ctx)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("lock request %s: %w", id, err)
+		}
+		return got, nil
+	}
+	if got, err := lock(); got != nil || err != nil {
+		return got, err
+	}
 	r := &Request{RequestID: id, Type: typ, BodyHash: bodyHash, Status: RequestPending, Subject: subject}
 	res, err := tx.NewInsert().Model(r).
 		Column("request_id", "type", "body_hash", "status", "subject").
@@ -28,11 +47,12 @@ func ClaimRequest(ctx context.Context, tx bun.IDB, id, typ, bodyHash string, sub
 	if n, _ := res.RowsAffected(); n == 1 {
 		return r, nil
 	}
-	got := new(Request)
-	if err := tx.NewSelect().Model(got).Where("request_id = ?", id).For("UPDATE").Scan(ctx); err != nil {
-		return nil, fmt.Errorf("lock request %s: %w", id, err)
+	// Inserted by someone else since the first look: lock theirs.
+	got, err := lock()
+	if err == nil && got == nil {
+		err = fmt.Errorf("lock request %s: vanished after a conflicting insert", id)
 	}
-	return got, nil
+	return got, err
 }
 
 // GetRequest reads a request's outcome.

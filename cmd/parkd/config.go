@@ -33,7 +33,10 @@ type config struct {
 	// MetricsAddr is where a role without an HTTP port (worker, scheduler)
 	// serves /metrics, /healthz and /readyz; "" for nowhere.
 	MetricsAddr string
-	LogLevel    slog.Level
+	// PprofAddr is where to serve net/http/pprof ("" for nowhere): a
+	// loopback address, as profiles show internals.
+	PprofAddr string
+	LogLevel  slog.Level
 }
 
 const devJWTSecret = "parkd-DEVELOPMENT-ONLY-secret-do-not-use-in-production"
@@ -46,6 +49,7 @@ func loadConfig() (config, error) {
 		HTTPAddr:    env("PARKD_HTTP_ADDR", ":8080"),
 		JWTSecret:   env("PARKD_JWT_SECRET", devJWTSecret),
 		MetricsAddr: env("PARKD_METRICS_ADDR", ""),
+		PprofAddr:   env("PARKD_PPROF_ADDR", ""),
 	}
 	var err error
 	if c.DBMaxConns, err = envInt("PARKD_DB_MAX_CONNS", 25); err != nil {

@@ -123,6 +123,9 @@ func run(ctx context.Context, cfg config, log *slog.Logger, r roles) error {
 			return err
 		}
 	}
+	if cfg.PprofAddr != "" {
+		servePprof(cfg.PprofAddr, log)
+	}
 	m := metrics.New()
 	if r.worker || r.monitor {
 		m.WatchOutbox(d.store)
