@@ -48,7 +48,28 @@ type Listener struct {
 	upCh      chan struct{} // closed while connected (tests wait on it)
 }
 
-type waiter struct{ ch chan struct{} }
+type waiter struct {
+	ch      chan struct{}
+	outcome *repo.Request // the outcome, when a notification carried it (under mu)
+}
+
+// subscription is a waiter's handle: C receives a value when the request may
+// have an outcome (or the listener changed state); Outcome is that outcome
+// when the notification carried it; Close must be called when done.
+type subscription struct {
+	C     <-chan struct{}
+	l     *Listener
+	w     *waiter
+	Close func()
+}
+
+// Outcome returns the finished request a notification carried, or nil (then
+// the outcome has to be read from Postgres).
+func (s *subscription) Outcome() *repo.Request {
+	s.l.mu.Lock()
+	defer s.l.mu.Unlock()
+	return s.w.outcome
+}
 
 // NewListener returns a listener on the Postgres at dsn. Call Run to start it.
 func NewListener(dsn string, log *slog.Logger) *Listener {
@@ -160,10 +181,8 @@ func (l *Listener) Up() <-chan struct{} {
 	return l.upCh
 }
 
-// subscribe registers interest in a request ID. The channel receives a value
-// when the request may have an outcome (or the listener changed state); cancel
-// must be called when done.
-func (l *Listener) subscribe(id string) (<-chan struct{}, func()) {
+// subscribe registers interest in a request ID.
+func (l *Listener) subscribe(id string) *subscription {
 	w := &waiter{ch: make(chan struct{}, 1)}
 	l.mu.Lock()
 	set := l.waiters[id]
@@ -173,20 +192,26 @@ func (l *Listener) subscribe(id string) (<-chan struct{}, func()) {
 	}
 	set[w] = struct{}{}
 	l.mu.Unlock()
-	return w.ch, func() {
+	return &subscription{C: w.ch, l: l, w: w, Close: func() {
 		l.mu.Lock()
 		delete(set, w)
 		if cur, ok := l.waiters[id]; ok && len(cur) == 0 {
 			delete(l.waiters, id)
 		}
 		l.mu.Unlock()
-	}
+	}}
 }
 
-func (l *Listener) wake(id string) {
+// wake relays one notification to the waiters of its request, with the
+// outcome when the payload carries it.
+func (l *Listener) wake(payload string) {
+	id, outcome := repo.ParseRequestNotice(payload)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for w := range l.waiters[id] {
+		if outcome != nil {
+			w.outcome = outcome
+		}
 		signal(w.ch)
 	}
 }

@@ -105,11 +105,10 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, p *principal, su
 	// Subscribe before the status is first read (by RegisterRequest): an
 	// outcome committed at any moment after that read wakes this request, so
 	// none is missed and no re-read is needed before the first wake-up.
-	var wake <-chan struct{}
+	var watch *subscription
 	if s.Listener != nil {
-		ch, unsubscribe := s.Listener.subscribe(id)
-		defer unsubscribe()
-		wake = ch
+		watch = s.Listener.subscribe(id)
+		defer watch.Close()
 	}
 	ctx, cancel := dbCtx(r.Context())
 	rec, created, err := repo.RegisterRequest(ctx, s.Store.DB, id, sub.typ, fp, subject)
@@ -154,7 +153,7 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, p *principal, su
 	}
 	s.logger(r).Debug("request enqueued", "task_type", sub.typ, "wait", sub.wait.String())
 
-	rec, err = s.await(r.Context(), rec, wake, sub.wait)
+	rec, err = s.await(r.Context(), rec, watch, sub.wait)
 	if err != nil {
 		// The request is queued and will be applied; only reading its outcome
 		// failed. Say so, rather than inviting a retry with a 503.
@@ -180,12 +179,17 @@ func (s *Server) forget(r *http.Request, created bool, id, subject string) {
 }
 
 // await waits up to wait for the outcome of rec, a request known to be pending,
-// and returns the request as it then stands. wake is the listener's channel for
-// the request (nil without a listener); while the listener is down (or there is
-// none) it polls.
-func (s *Server) await(ctx context.Context, rec *repo.Request, wake <-chan struct{}, wait time.Duration) (*repo.Request, error) {
+// and returns the request as it then stands. watch is the listener's
+// subscription to the request (nil without a listener); a notification that
+// carries the outcome is the answer, one that does not is a cue to read it;
+// while the listener is down (or there is none) it polls.
+func (s *Server) await(ctx context.Context, rec *repo.Request, watch *subscription, wait time.Duration) (*repo.Request, error) {
 	if wait <= 0 {
 		return rec, nil
+	}
+	var wake <-chan struct{}
+	if watch != nil {
+		wake = watch.C
 	}
 	deadline := time.NewTimer(wait)
 	defer deadline.Stop()
@@ -200,6 +204,9 @@ func (s *Server) await(ctx context.Context, rec *repo.Request, wake <-chan struc
 		}
 		select {
 		case <-wake:
+			if got := watch.Outcome(); got != nil && got.Status != repo.RequestPending {
+				return got, nil
+			}
 		case <-poll:
 		case <-deadline.C:
 			last = true // one more look: the outcome may have just missed the timer

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/uptrace/bun"
 )
@@ -70,6 +71,42 @@ type RuleOutcome struct {
 	Message string `json:"message"`
 }
 
+// noticeSQL is the payload announced on RequestChannel for a finished request
+// (a row of done): the outcome itself as JSON, so that a waiting intake can
+// answer without reading it back; or, when that would pass NOTIFY's 8000-byte
+// limit, only the request ID. ParseRequestNotice reads both.
+const noticeSQL = `(SELECT CASE WHEN octet_length(n) < 7900 THEN n ELSE request_id END
+	FROM (SELECT json_build_object('request_id', request_id, 'status', status, 'error', error, 'result', result)::text AS n) j)`
+
+// RequestNotice is the payload of a notification on RequestChannel.
+type RequestNotice struct {
+	RequestID string          `json:"request_id"`
+	Status    string          `json:"status"`
+	Error     json.RawMessage `json:"error"`
+	Result    json.RawMessage `json:"result"`
+}
+
+// ParseRequestNotice reads a notification's payload: the request ID, and the
+// finished request's outcome when the payload carries it (nil otherwise).
+func ParseRequestNotice(payload string) (string, *Request) {
+	if !strings.HasPrefix(payload, "{") {
+		return payload, nil
+	}
+	var n RequestNotice
+	if err := json.Unmarshal([]byte(payload), &n); err != nil || n.RequestID == "" {
+		return payload, nil
+	}
+	r := &Request{RequestID: n.RequestID, Status: n.Status}
+	// JSON null is what SQL NULL became: absent, as a read from the table gives.
+	if string(n.Error) != "null" {
+		r.Error = n.Error
+	}
+	if string(n.Result) != "null" {
+		r.Result = n.Result
+	}
+	return n.RequestID, r
+}
+
 // FinishRequest stores a request's outcome and announces it on RequestChannel; the
 // notification is delivered when (and only if) the transaction commits. Outbox
 // tasks given are recorded by the same statement (their IDs filled in), saving
@@ -92,8 +129,8 @@ func FinishRequest(ctx context.Context, tx bun.IDB, id, status string, rejection
 		if _, err := tx.NewRaw(`
 			WITH done AS (
 				UPDATE requests SET status = ?, error = ?, result = ?, updated_at = now()
-				WHERE request_id = ? RETURNING request_id)
-			SELECT pg_notify(?, request_id) FROM done`,
+				WHERE request_id = ? RETURNING request_id, status, error, result)
+			SELECT pg_notify(?, `+noticeSQL+`) FROM done`,
 			status, errJSON, resJSON, id, RequestChannel).Exec(ctx); err != nil {
 			return fmt.Errorf("finish request %s: %w", id, err)
 		}
@@ -109,8 +146,8 @@ func FinishRequest(ctx context.Context, tx bun.IDB, id, status string, rejection
 		WITH o AS (?),
 		done AS (
 			UPDATE requests SET status = ?, error = ?, result = ?, updated_at = now()
-			WHERE request_id = ? RETURNING request_id),
-		notified AS (SELECT pg_notify(?, request_id) FROM done)
+			WHERE request_id = ? RETURNING request_id, status, error, result),
+		notified AS (SELECT pg_notify(?, `+noticeSQL+`) FROM done)
 		SELECT o.id, o.task_id, (SELECT count(*) FROM notified) AS notified FROM o`,
 		ins, status, errJSON, resJSON, id, RequestChannel).Scan(ctx, &rows); err != nil {
 		return fmt.Errorf("finish request %s with its outbox: %w", id, err)
