@@ -43,7 +43,7 @@ type CoalescerConfig struct {
 	// holds its row locks longer and makes a rollback costlier.
 	MaxBatch int
 	// Committers is how many batches run at once, each on its own connection
-	// (default 2): while one waits for its COMMIT to be flushed, another fills.
+	// (default 4): while one waits for its COMMIT to be flushed, others fill.
 	Committers int
 	// Timeout bounds one batch's transaction (default 30s).
 	Timeout time.Duration
@@ -68,7 +68,7 @@ func NewCoalescer(db *bun.DB, cfg CoalescerConfig) *Coalescer {
 		cfg.MaxBatch = 64
 	}
 	if cfg.Committers <= 0 {
-		cfg.Committers = 2
+		cfg.Committers = 4
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 30 * time.Second

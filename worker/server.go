@@ -27,7 +27,7 @@ type Config struct {
 
 // Defaults for Config.
 const (
-	DefaultConcurrency              = 20
+	DefaultConcurrency              = 64
 	DefaultTaskCheckInterval        = 10 * time.Millisecond
 	DefaultDelayedTaskCheckInterval = 500 * time.Millisecond
 	DefaultShutdownTimeout          = 20 * time.Second

@@ -55,13 +55,13 @@ func loadConfig() (config, error) {
 	if c.DBMaxConns, err = envInt("PARKD_DB_MAX_CONNS", 25); err != nil {
 		return c, err
 	}
-	if c.Concurrency, err = envInt("PARKD_WORKER_CONCURRENCY", 20); err != nil {
+	if c.Concurrency, err = envInt("PARKD_WORKER_CONCURRENCY", 64); err != nil {
 		return c, err
 	}
 	if c.SettleBatch, err = envInt("PARKD_SETTLE_BATCH", 64); err != nil {
 		return c, err
 	}
-	if c.SettleCommitters, err = envInt("PARKD_SETTLE_COMMITTERS", 2); err != nil {
+	if c.SettleCommitters, err = envInt("PARKD_SETTLE_COMMITTERS", 4); err != nil {
 		return c, err
 	}
 	if c.TaskCheck, err = envDuration("PARKD_TASK_CHECK_INTERVAL", 10*time.Millisecond); err != nil {
