@@ -113,6 +113,12 @@ func AuditChecks(grace time.Duration) []AuditCheck {
 			WHERE r.type = 'permit:topup' AND r.status <> 'pending'
 			GROUP BY r.request_id, r.status
 			HAVING count(l.id) > CASE WHEN r.status = 'applied' THEN 1 ELSE 0 END`},
+		{"every stop settled at most one session, once", `
+			SELECT format('request %s (%s): %s charge entries on %s sessions', r.request_id, r.status, count(l.id), count(DISTINCT l.session_id))
+			FROM requests r JOIN ledger l ON l.request_id = r.request_id AND l.kind = 'charge'
+			WHERE r.type = 'session:stop'
+			GROUP BY r.request_id, r.status
+			HAVING count(l.id) > 1 OR r.status <> 'applied'`},
 		{"no ledger entry from a rejected request", `
 			SELECT format('ledger %s (%s) from rejected request %s', l.id, l.kind, l.request_id)
 			FROM ledger l JOIN requests r ON r.request_id = l.request_id

@@ -161,6 +161,12 @@ func TestAuditFindsViolations(t *testing.T) {
 		fmt.Sprintf("INSERT INTO sessions (permit_id, zone, plate, state, start_at, planned_end_at, reserved_minutes, request_id) VALUES (%d, 'AZ', 'X1', 'open', '%s', '%s', 10, 'req-s')",
 			p.ID, past.Format(time.RFC3339), past.Add(10*time.Minute).Format(time.RFC3339)),
 		"INSERT INTO requests (request_id, type, body_hash, status) VALUES ('req-lost', 'session:start', 'h', 'applied')",
+		// One stop request that charged two sessions (the schema allows one
+		// charge per session, not one per request).
+		fmt.Sprintf("INSERT INTO sessions (permit_id, zone, plate, state, start_at, planned_end_at, end_at, reserved_minutes, charged_minutes, settled_at, request_id) VALUES (%d, 'AZ', 'X2', 'stopped', '%s', '%s', '%s', 10, 1, now(), 'req-s2')",
+			p.ID, past.Format(time.RFC3339), past.Add(10*time.Minute).Format(time.RFC3339), past.Add(time.Minute).Format(time.RFC3339)),
+		"INSERT INTO requests (request_id, type, body_hash, status) VALUES ('req-stop', 'session:stop', 'h', 'applied')",
+		fmt.Sprintf("INSERT INTO ledger (permit_id, kind, minutes, session_id, request_id, at) SELECT %d, 'charge', -1, id, 'req-stop', now() FROM sessions WHERE request_id IN ('req-s', 'req-s2')", p.ID),
 	} {
 		if _, err := st.DB.ExecContext(ctx, q); err != nil {
 			t.Fatal(err)
@@ -180,6 +186,7 @@ func TestAuditFindsViolations(t *testing.T) {
 		"no session open past its planned end plus the grace",
 		"every settled session settled exactly once",
 		"every applied start made exactly one session, every rejected one none",
+		"every stop settled at most one session, once",
 	} {
 		if !got[want] {
 			t.Errorf("audit did not report %q; findings: %v", want, findings)
