@@ -2,8 +2,10 @@ package repo
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,6 +20,11 @@ import (
 // lone unit on an idle system runs at once and batches grow only with the load.
 //
 // No guarantee is weakened: a unit's writes commit with the batch or not at all.
+// Nor does sharing add deadlocks: a shared transaction never waits for a permit
+// another transaction holds (LockPermit and LockSessionAndPermit skip it and
+// say ErrBusy), so it never holds one permit while waiting for another; the
+// busy unit runs alone after the batch commits, waiting its turn like any
+// transaction of one unit.
 // If any unit of a batch returns an error (or panics), the whole transaction is
 // rolled back and every unit of it is run again alone, in its own transaction,
 // so one failing unit costs the others only time; a unit must therefore be safe
@@ -33,8 +40,9 @@ type Coalescer struct {
 	closed  chan struct{}
 	once    sync.Once
 
-	// Batches and Units count what ran, for tests and metrics.
-	Batches, Units, Fallbacks atomic.Int64
+	// Batches, Units, Fallbacks and Deferred count what ran, for tests and
+	// metrics: Deferred are units that found their permit busy.
+	Batches, Units, Fallbacks, Deferred atomic.Int64
 }
 
 // CoalescerConfig sizes a Coalescer.
@@ -181,8 +189,16 @@ func (c *Coalescer) run(batch []*unit) {
 		return
 	}
 	failed := false
+	var deferred []*unit
 	for _, u := range batch {
-		if err := call(unitCtx(ctx, u), tx, u.fn); err != nil {
+		err := call(sharedCtx(ctx, u), tx, u.fn)
+		if errors.Is(err, ErrBusy) {
+			// It has written nothing that matters (at most its request row,
+			// as pending); it runs again alone, after the commit.
+			deferred = append(deferred, u)
+			continue
+		}
+		if err != nil {
 			failed = true
 			break
 		}
@@ -205,7 +221,13 @@ func (c *Coalescer) run(batch []*unit) {
 		return
 	}
 	for _, u := range batch {
-		u.done <- nil
+		if !slices.Contains(deferred, u) {
+			u.done <- nil
+		}
+	}
+	c.Deferred.Add(int64(len(deferred)))
+	for _, u := range deferred {
+		u.done <- c.alone(u)
 	}
 }
 
@@ -222,6 +244,49 @@ func (c *Coalescer) alone(u *unit) error {
 // deadline: the transaction is shared, so no single caller may cancel it.
 func unitCtx(batch context.Context, u *unit) context.Context {
 	return mergedValues{Context: batch, values: u.ctx}
+}
+
+type sharedKey struct{}
+
+// sharedCtx is unitCtx for a unit in a transaction shared with others.
+func sharedCtx(batch context.Context, u *unit) context.Context {
+	return context.WithValue(unitCtx(batch, u), sharedKey{}, true)
+}
+
+// ErrBusy is returned by a lock taken in a shared transaction when another
+// transaction holds the row: waiting could deadlock (see Coalescer).
+var ErrBusy = errors.New("repo: row locked by another transaction")
+
+// shared reports whether ctx is a unit's in a shared transaction, whose locks
+// must not wait.
+func shared(ctx context.Context) bool {
+	v, _ := ctx.Value(sharedKey{}).(bool)
+	return v
+}
+
+// lockClause is the FOR clause of a permit lock: SKIP LOCKED in a shared
+// transaction, so that a held row reads as absent instead of being waited for.
+func lockClause(ctx context.Context) string {
+	if shared(ctx) {
+		return "UPDATE OF permit SKIP LOCKED"
+	}
+	return "UPDATE OF permit"
+}
+
+// busyOrMissing tells a row skipped because it is locked (ErrBusy) from one
+// that does not exist (err, unchanged), after a lock found nothing.
+func busyOrMissing(ctx context.Context, db bun.IDB, err error, table string, id int64) error {
+	if !shared(ctx) || !errors.Is(err, sql.ErrNoRows) {
+		return err
+	}
+	exists, xerr := db.NewSelect().TableExpr(table).Where("id = ?", id).Exists(ctx)
+	if xerr != nil {
+		return xerr
+	}
+	if exists {
+		return ErrBusy
+	}
+	return err
 }
 
 type mergedValues struct {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/uptrace/bun"
 
+	"github.com/parkd/parkd/domain"
 	"github.com/parkd/parkd/repo"
 	"github.com/parkd/parkd/repo/repotest"
 )
@@ -192,5 +193,88 @@ func TestCoalescerAbandonAndClose(t *testing.T) {
 	co.Close()
 	if err := co.Do(context.Background(), insertKey("after")); !errors.Is(err, repo.ErrCoalescerClosed) {
 		t.Fatalf("after Close: %v", err)
+	}
+}
+
+// A unit in a shared transaction that needs a permit another transaction holds
+// does not wait for it (two shared transactions waiting for each other's
+// permits would deadlock): the others commit at once, and it runs alone once
+// the batch is done, waiting its turn there.
+func TestCoalescerDefersBusyPermit(t *testing.T) {
+	ctx := context.Background()
+	st, co := coalesceSetup(t, repo.CoalescerConfig{MaxBatch: 64, Committers: 1})
+	z, err := domain.CompileZone("BZ", domain.ZoneSpec{Name: "B", TariffCentsPerHour: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := repo.PutZone(ctx, st.DB, z); err != nil {
+		t.Fatal(err)
+	}
+	zone := "BZ"
+	if err := repo.PutAddress(ctx, st.DB, &repo.Address{ID: "BA", Zone: &zone}); err != nil {
+		t.Fatal(err)
+	}
+	p, err := repo.InsertPermit(ctx, st.DB, z, "R", "BA", "req-p", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Another transaction holds the permit.
+	holder, err := st.DB.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Rollback() //nolint:errcheck
+	if _, err := repo.LockPermit(ctx, holder, p.ID); err != nil {
+		t.Fatal(err)
+	}
+
+	release := hold(t, co)
+	busyDone := make(chan error, 1)
+	go func() {
+		busyDone <- co.Do(ctx, func(ctx context.Context, tx bun.Tx) error {
+			if _, err := repo.LockPermit(ctx, tx, p.ID); err != nil {
+				return err
+			}
+			return insertKey("busy")(ctx, tx)
+		})
+	}()
+	var wg sync.WaitGroup
+	for i := range 5 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := co.Do(ctx, insertKey(fmt.Sprint(i))); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	time.Sleep(100 * time.Millisecond)
+	close(release)
+	wg.Wait() // the healthy units commit while the permit is still held
+	if got := keys(t, st); len(got) != 6 || got["busy"] {
+		t.Fatalf("rows %v while the permit is held: want the 5 healthy units and the first, not the busy one", got)
+	}
+	select {
+	case err := <-busyDone:
+		t.Fatalf("the busy unit finished while its permit was held: %v", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	if err := holder.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-busyDone; err != nil {
+		t.Fatalf("busy unit, run alone after the release: %v", err)
+	}
+	if !keys(t, st)["busy"] || co.Deferred.Load() != 1 || co.Fallbacks.Load() != 0 {
+		t.Fatalf("busy unit written %v, deferred %d, fallbacks %d; want written, 1, 0",
+			keys(t, st)["busy"], co.Deferred.Load(), co.Fallbacks.Load())
+	}
+	// A permit that does not exist is still not found, busy or not.
+	err = co.Do(ctx, func(ctx context.Context, tx bun.Tx) error {
+		_, err := repo.LockPermit(ctx, tx, 999999)
+		return err
+	})
+	if !errors.Is(err, repo.ErrNotFound) {
+		t.Fatalf("missing permit: %v, want ErrNotFound", err)
 	}
 }

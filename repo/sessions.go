@@ -32,7 +32,10 @@ func LockSessionAndPermit(ctx context.Context, tx bun.IDB, sessionID int64) (*Se
 	if err := tx.NewSelect().Model(p).ColumnExpr("permit.*").
 		ColumnExpr("(SELECT updated_at FROM zones WHERE code = permit.zone) AS zone_updated_at").
 		Where("permit.id = (SELECT permit_id FROM sessions WHERE id = ?)", sessionID).
-		For("UPDATE OF permit").Scan(ctx); err != nil {
+		For(lockClause(ctx)).Scan(ctx); err != nil {
+		if err = busyOrMissing(ctx, tx, err, "sessions", sessionID); errors.Is(err, ErrBusy) {
+			return nil, nil, err
+		}
 		return nil, nil, notFound(err, fmt.Sprintf("session %d", sessionID))
 	}
 	s := new(Session)
