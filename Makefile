@@ -10,7 +10,7 @@ HTTP_PORT := $(lastword $(subst :, ,$(HTTP_ADDR)))
 API_URL := http://localhost:$(HTTP_PORT)
 
 .DEFAULT_GOAL := build
-.PHONY: services db build test run bench fmt vet clean
+.PHONY: services db build test run bench chaos fmt vet clean
 
 # Postgres and Redis reachable (started or installed if needed).
 services:
@@ -44,6 +44,12 @@ run: db build
 
 bench: services
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./...
+
+# Faults under load (about 6-8 minutes): parkd's split topology on a private Postgres and Redis
+# of its own (the shared servers are not touched), a worker SIGKILLed, Redis flushed, Postgres
+# restarted and killed; exit 1 if parkd check or any of the run's checks fails.
+chaos: build
+	$(BIN) chaos
 
 fmt:
 	$(GO) fmt ./...
