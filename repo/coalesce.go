@@ -38,6 +38,7 @@ type Coalescer struct {
 	units   chan *unit
 	wg      sync.WaitGroup
 	closed  chan struct{}
+	stopped chan struct{} // closed once every committer has returned
 	once    sync.Once
 
 	// Batches, Units, Fallbacks and Deferred count what ran, for tests and
@@ -82,7 +83,7 @@ func NewCoalescer(db *bun.DB, cfg CoalescerConfig) *Coalescer {
 		cfg.Timeout = 30 * time.Second
 	}
 	c := &Coalescer{db: db, max: cfg.MaxBatch, timeout: cfg.Timeout,
-		units: make(chan *unit, cfg.MaxBatch*cfg.Committers), closed: make(chan struct{})}
+		units: make(chan *unit, cfg.MaxBatch*cfg.Committers), closed: make(chan struct{}), stopped: make(chan struct{})}
 	for range cfg.Committers {
 		c.wg.Add(1)
 		go c.commit()
@@ -119,12 +120,23 @@ func (c *Coalescer) Do(ctx context.Context, fn func(ctx context.Context, tx bun.
 			return ctx.Err()
 		}
 		return <-u.done
+	case <-c.stopped:
+		// Queued just as the last committer drained the queue and left: no
+		// one will take it now.
+		if u.state.CompareAndSwap(unitWaiting, unitAbandoned) {
+			return ErrCoalescerClosed
+		}
+		return <-u.done
 	}
 }
 
 // Close stops taking units, lets the committers finish what they hold, and waits.
 func (c *Coalescer) Close() {
-	c.once.Do(func() { close(c.closed) })
+	c.once.Do(func() {
+		close(c.closed)
+		c.wg.Wait()
+		close(c.stopped)
+	})
 	c.wg.Wait()
 }
 
