@@ -285,20 +285,21 @@ func lockClause(ctx context.Context) string {
 	return "UPDATE OF permit"
 }
 
-// busyOrMissing tells a row skipped because it is locked (ErrBusy) from one
-// that does not exist (err, unchanged), after a lock found nothing.
-func busyOrMissing(ctx context.Context, db bun.IDB, err error, table string, id int64) error {
-	if !shared(ctx) || !errors.Is(err, sql.ErrNoRows) {
-		return err
+// lockFailed explains a permit lock that found no row: in a shared
+// transaction the row may exist but be locked by another (ErrBusy); otherwise
+// what is missing is not found (ErrNotFound, naming what). table and id name
+// the row whose existence decides.
+func lockFailed(ctx context.Context, db bun.IDB, err error, table string, id int64, what string) error {
+	if shared(ctx) && errors.Is(err, sql.ErrNoRows) {
+		exists, xerr := db.NewSelect().TableExpr(table).Where("id = ?", id).Exists(ctx)
+		if xerr != nil {
+			return xerr
+		}
+		if exists {
+			return ErrBusy
+		}
 	}
-	exists, xerr := db.NewSelect().TableExpr(table).Where("id = ?", id).Exists(ctx)
-	if xerr != nil {
-		return xerr
-	}
-	if exists {
-		return ErrBusy
-	}
-	return err
+	return notFound(err, what)
 }
 
 type mergedValues struct {

@@ -31,10 +31,7 @@ func LockPermit(ctx context.Context, tx bun.IDB, id int64) (*Permit, error) {
 	if err := tx.NewSelect().Model(p).ColumnExpr("permit.*").
 		ColumnExpr("(SELECT updated_at FROM zones WHERE code = permit.zone) AS zone_updated_at").
 		Where("permit.id = ?", id).For(lockClause(ctx)).Scan(ctx); err != nil {
-		if err = busyOrMissing(ctx, tx, err, "permits", id); errors.Is(err, ErrBusy) {
-			return nil, err
-		}
-		return nil, notFound(err, fmt.Sprintf("permit %d", id))
+		return nil, lockFailed(ctx, tx, err, "permits", id, fmt.Sprintf("permit %d", id))
 	}
 	return p, nil
 }

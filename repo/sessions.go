@@ -33,10 +33,7 @@ func LockSessionAndPermit(ctx context.Context, tx bun.IDB, sessionID int64) (*Se
 		ColumnExpr("(SELECT updated_at FROM zones WHERE code = permit.zone) AS zone_updated_at").
 		Where("permit.id = (SELECT permit_id FROM sessions WHERE id = ?)", sessionID).
 		For(lockClause(ctx)).Scan(ctx); err != nil {
-		if err = busyOrMissing(ctx, tx, err, "sessions", sessionID); errors.Is(err, ErrBusy) {
-			return nil, nil, err
-		}
-		return nil, nil, notFound(err, fmt.Sprintf("session %d", sessionID))
+		return nil, nil, lockFailed(ctx, tx, err, "sessions", sessionID, fmt.Sprintf("session %d", sessionID))
 	}
 	s := new(Session)
 	if err := tx.NewSelect().Model(s).Where("id = ?", sessionID).Scan(ctx); err != nil {
@@ -71,7 +68,11 @@ func bookAfter(ctx context.Context, tx bun.IDB, p *Permit, session *bun.UpdateQu
 		q = q.Set(set, args...)
 	}
 	if err := q.WherePK().Returning("*").Scan(ctx); err != nil {
-		return notFound(err, fmt.Sprintf("open session on permit %d", p.ID))
+		what := fmt.Sprintf("permit %d", p.ID)
+		if session != nil {
+			what = "open session on " + what
+		}
+		return notFound(err, what)
 	}
 	return nil
 }
