@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -38,11 +37,7 @@ func TestBenchSmoke(t *testing.T) {
 	o.Lone, o.LonePause = 3, 50*time.Millisecond
 	o.RightsRate, o.RightsDuration, o.RightsParked, o.RightsPool, o.ScanCars = 200, 2*time.Second, 10, 16, 4
 	o.Phases = []string{parkdbench.PhaseIdle, parkdbench.PhaseMax, parkdbench.PhaseHalf, parkdbench.PhaseRights, parkdbench.PhaseCheck}
-	o.Command = func(args ...string) *exec.Cmd {
-		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), "PARKD_TEST_RUN_MAIN=1", "PARKD_TEST_ARGS="+strings.Join(args, " "))
-		return cmd
-	}
+	o.Command = selfCommand
 	var out strings.Builder
 	o.Out = &out
 	if testing.Verbose() {

@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"os"
-	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -27,11 +25,7 @@ func TestChaosShort(t *testing.T) {
 	}
 	o := parkdbench.ShortChaosOptions()
 	o.Dir = t.TempDir()
-	o.Command = func(args ...string) *exec.Cmd {
-		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), "PARKD_TEST_RUN_MAIN=1", "PARKD_TEST_ARGS="+strings.Join(args, " "))
-		return cmd
-	}
+	o.Command = selfCommand
 	var out strings.Builder
 	o.Out = &out
 	childLog := &syncWriter{}

@@ -33,6 +33,14 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
+// selfCommand is a command that runs this test binary as `parkd args...`
+// (see TestMain).
+func selfCommand(args ...string) *exec.Cmd {
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "PARKD_TEST_RUN_MAIN=1", "PARKD_TEST_ARGS="+strings.Join(args, " "))
+	return cmd
+}
+
 type proc struct {
 	t   *testing.T
 	cmd *exec.Cmd
@@ -40,8 +48,8 @@ type proc struct {
 
 func startParkd(t *testing.T, env []string, args ...string) *proc {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), append(env, "PARKD_TEST_RUN_MAIN=1", "PARKD_TEST_ARGS="+strings.Join(args, " "))...)
+	cmd := selfCommand(args...)
+	cmd.Env = append(cmd.Env, env...)
 	if testing.Verbose() {
 		cmd.Stderr = os.Stderr
 	}

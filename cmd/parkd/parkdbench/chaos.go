@@ -589,19 +589,14 @@ func (c *chaosRun) fault(ctx context.Context, i int, f Fault) FaultResult {
 // activeTasks is the IDs of the tasks active in Redis now, in every queue.
 func (c *chaosRun) activeTasks() map[string]bool {
 	out := map[string]bool{}
-	opt, err := asynq.ParseRedisURI(c.rd.URL())
-	if err != nil {
-		return out
-	}
-	insp := asynq.NewInspector(opt)
-	defer insp.Close()
-	queues, _ := insp.Queues()
-	for _, q := range queues {
+	// Best effort: what could not be read is reported as nothing.
+	_ = eachQueue(c.rd.URL(), func(insp *asynq.Inspector, q string) error {
 		tasks, _ := insp.ListActiveTasks(q, asynq.PageSize(1000))
 		for _, t := range tasks {
 			out[t.ID] = true
 		}
-	}
+		return nil
+	})
 	return out
 }
 
@@ -609,20 +604,14 @@ func (c *chaosRun) activeTasks() map[string]bool {
 // often it was tried and its last error.
 func (c *chaosRun) archivedTasks() map[string][]string {
 	out := map[string][]string{}
-	opt, err := asynq.ParseRedisURI(c.rd.URL())
-	if err != nil {
-		return out
-	}
-	insp := asynq.NewInspector(opt)
-	defer insp.Close()
-	queues, _ := insp.Queues()
-	for _, q := range queues {
+	_ = eachQueue(c.rd.URL(), func(insp *asynq.Inspector, q string) error {
 		tasks, _ := insp.ListArchivedTasks(q, asynq.PageSize(10))
 		for _, t := range tasks {
 			out[q] = append(out[q], fmt.Sprintf("%s %s (tried %d of %d, last failed %s: %s)",
 				t.Type, t.ID, t.Retried, t.MaxRetry, t.LastFailedAt.UTC().Format(utcSecond), t.LastErr))
 		}
-	}
+		return nil
+	})
 	return out
 }
 

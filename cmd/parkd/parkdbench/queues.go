@@ -34,24 +34,17 @@ type RedisState struct {
 // sessions in dsn.
 func readRedisState(ctx context.Context, redisURL, dsn string) (RedisState, error) {
 	var st RedisState
-	opt, err := asynq.ParseRedisURI(redisURL)
-	if err != nil {
-		return st, fmt.Errorf("redis state: %w", err)
-	}
-	insp := asynq.NewInspector(opt)
-	defer insp.Close()
-	names, err := insp.Queues()
-	if err != nil {
-		return st, fmt.Errorf("redis state: list queues: %w", err)
-	}
-	slices.Sort(names)
-	for _, n := range names {
+	err := eachQueue(redisURL, func(insp *asynq.Inspector, n string) error {
 		q, err := insp.GetQueueInfo(n)
 		if err != nil {
-			return st, fmt.Errorf("redis state: queue %s: %w", n, err)
+			return fmt.Errorf("queue %s: %w", n, err)
 		}
 		st.Queues = append(st.Queues, QueueState{Name: n, Size: q.Size, Pending: q.Pending, Active: q.Active,
 			Scheduled: q.Scheduled, Retry: q.Retry, Archived: q.Archived, MemoryBytes: q.MemoryUsage, Failed: q.FailedTotal})
+		return nil
+	})
+	if err != nil {
+		return st, fmt.Errorf("redis state: %w", err)
 	}
 	db, err := sql.Open("pgx", dsn)
 	if err != nil {
@@ -62,4 +55,26 @@ func readRedisState(ctx context.Context, redisURL, dsn string) (RedisState, erro
 		return st, fmt.Errorf("redis state: count open sessions: %w", err)
 	}
 	return st, nil
+}
+
+// eachQueue calls fn with an inspector of the asynq queues at redisURL for each
+// queue, in name order, until fn fails.
+func eachQueue(redisURL string, fn func(insp *asynq.Inspector, queue string) error) error {
+	opt, err := asynq.ParseRedisURI(redisURL)
+	if err != nil {
+		return err
+	}
+	insp := asynq.NewInspector(opt)
+	defer insp.Close()
+	names, err := insp.Queues()
+	if err != nil {
+		return fmt.Errorf("list queues: %w", err)
+	}
+	slices.Sort(names)
+	for _, n := range names {
+		if err := fn(insp, n); err != nil {
+			return err
+		}
+	}
+	return nil
 }
