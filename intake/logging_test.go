@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/parkd/parkd/jobs"
 )
 
 // lineLog keeps every JSON log line, at every level.
@@ -74,7 +76,7 @@ func TestLogsCarryIDsAndNoPlates(t *testing.T) {
 			}
 			enqueued[str(l["request_id"])] = true
 		case "request rejected":
-			if str(l["task_id"]) == "" || l["task_id"] != l["request_id"] {
+			if str(l["task_id"]) == "" || l["task_id"] != jobs.RequestTaskID(str(l["request_id"])) {
 				t.Errorf("worker line without its task and request ID: %v", l)
 			}
 			rejected[str(l["request_id"])] = true

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"runtime/debug"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -54,7 +55,9 @@ type Server struct {
 	// Monitor, when set, is served under /monitor/: asynqmon behind operator login.
 	Monitor *Monitor
 
-	limiter *limiter
+	limiter       *limiter
+	inspectorOnce sync.Once
+	insp          *asynq.Inspector
 }
 
 // now is the intake's clock at Postgres's precision (microseconds), so that an

@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math"
 	"net/http"
@@ -28,10 +27,14 @@ import (
 //     fingerprint and who asked (RegisterRequest). An ID already known answers
 //     for itself: another request under it is 409 idempotency_conflict, a
 //     finished one is answered from its recorded outcome without enqueuing.
-//  3. The task is enqueued under the request ID as its asynq task ID, so a
-//     repeat finds the task already there (ErrTaskIDConflict, harmless). A
-//     still-pending request is enqueued again on every repeat: if an earlier
-//     attempt registered it but never reached Redis, the repeat repairs that.
+//  3. The task is submitted (jobs.Submit) under its request's task ID
+//     (jobs.RequestTaskID: the request ID in a namespace no task of parkd's
+//     own can take). A still-pending request is submitted again on every
+//     repeat: if an earlier attempt registered it but never reached Redis, the
+//     repeat repairs that; if its task is still there, Submit looks at it: one
+//     waiting, running or retrying is awaited, an archived one (retries spent,
+//     or archived by an operator: nothing would ever run it) is run again, and
+//     for one that has finished the recorded outcome is read and answered.
 //  4. If Redis refuses the task, the pending row this attempt created is
 //     deleted and the client gets 503: nothing of the request remains, and a
 //     retry under the same key starts afresh. (Should the task have reached
@@ -144,14 +147,35 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, p *principal, su
 		s.forget(r, created, id, subject)
 		return fmt.Errorf("build %s task: %w", sub.typ, err)
 	}
-	ctx, cancel = dbCtx(r.Context())
-	_, err = s.Client.EnqueueContext(ctx, task)
-	cancel()
-	if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
-		s.forget(r, created, id, subject)
-		return errUnavailable("the queue", err)
+	for tries := 1; ; tries++ {
+		ctx, cancel = dbCtx(r.Context())
+		st, err := jobs.Submit(ctx, s.Client, s.inspector(), task, id)
+		cancel()
+		if err != nil {
+			s.forget(r, created, id, subject)
+			return errUnavailable("the queue", err)
+		}
+		log := s.logger(r).With("task_type", sub.typ, "task", st.String())
+		if st == jobs.Rerun {
+			log.Info("request's task was archived: queued again", "wait", sub.wait.String())
+		} else {
+			log.Debug("request enqueued", "wait", sub.wait.String())
+		}
+		if st != jobs.Finished || tries == maxSubmits {
+			break
+		}
+		// Its task has run: the outcome is recorded, unless what ran under
+		// this ID was not this request (then the next round queues it).
+		ctx, cancel = dbCtx(r.Context())
+		rec, err = repo.GetRequest(ctx, s.Store.DB, id)
+		cancel()
+		if err != nil {
+			return err
+		}
+		if rec.Status != repo.RequestPending {
+			return s.answer(w, rec, sub.status)
+		}
 	}
-	s.logger(r).Debug("request enqueued", "task_type", sub.typ, "wait", sub.wait.String())
 
 	rec, err = s.await(r.Context(), rec, watch, sub.wait)
 	if err != nil {
@@ -161,6 +185,17 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, p *principal, su
 		rec = &repo.Request{RequestID: id, Status: repo.RequestPending}
 	}
 	return s.answer(w, rec, sub.status)
+}
+
+// maxSubmits bounds the rounds of submit: a task that finished between a
+// conflicting enqueue and the look at it makes a second round, and only a
+// race with another request under the same ID could make a third.
+const maxSubmits = 3
+
+// inspector looks at the request tasks that hold a task ID (jobs.Submit).
+func (s *Server) inspector() *asynq.Inspector {
+	s.inspectorOnce.Do(func() { s.insp = asynq.NewInspectorFromRedisClient(s.Redis) })
+	return s.insp
 }
 
 // forget deletes the pending row this attempt created when its task could not be

@@ -6,7 +6,13 @@
 //		RequestID: "app-42:start:7", PermitID: "17", Plate: "AB-12-CD",
 //	})
 //	if err != nil { ... }
-//	_, err = client.Enqueue(task) // asynq.ErrTaskIDConflict: already enqueued
+//	_, err = jobs.Submit(ctx, client, inspector, task, "app-42:start:7")
+//
+// A request's task ID is its request ID in a namespace of its own
+// (RequestTaskID: "request:app-42:start:7"), so that no request ID can collide
+// with a task parkd makes itself. Submit, not a bare client.Enqueue, is how to
+// send one: a task ID already taken may belong to an archived task, which
+// nothing runs again unless someone does, and Submit does.
 //
 // The outcome of every request lands in Postgres, readable at
 // GET /v1/requests/{request_id}.

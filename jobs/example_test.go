@@ -22,17 +22,20 @@ func ExampleNewSessionStart() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	fmt.Println(task.Type())
+	fmt.Println(task.Type(), jobs.RequestTaskID("portal-7731:start"))
 
-	// With a real Redis:
+	// With a real Redis: Submit enqueues it, or, when a task holds its ID
+	// already, looks at that task (and runs it again if it was archived).
 	//
-	//	client := asynq.NewClient(asynq.RedisClientOpt{Addr: "127.0.0.1:6379"})
+	//	opt := asynq.RedisClientOpt{Addr: "127.0.0.1:6379"}
+	//	client, inspector := asynq.NewClient(opt), asynq.NewInspector(opt)
 	//	defer client.Close()
-	//	if _, err := client.Enqueue(task); err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
-	//		log.Fatal(err)
+	//	defer inspector.Close()
+	//	if _, err := jobs.Submit(ctx, client, inspector, task, "portal-7731:start"); err != nil {
+	//		log.Fatal(err) // Redis refused: submitting again is safe
 	//	}
 
-	// Output: session:start
+	// Output: session:start request:portal-7731:start
 }
 
 // A request ID must be 1-64 characters of [A-Za-z0-9_.:-]; the constructor says

@@ -207,13 +207,41 @@ func truncate(s string, n int) string {
 	return s[:n] + "…"
 }
 
-func requestTask(typ, queue, requestID string, payload any) (*asynq.Task, error) {
+// RequestTaskPrefix starts the asynq task ID of every request. A request ID is
+// the caller's free choice, and parkd names its own tasks too (AutoStopTaskID's
+// "autostop:…", RolloverTaskID's "permit:rollover:…"; the reconciliation gets
+// a random UUID): without a namespace of their own a caller could pick an ID
+// that a task of parkd holds, and have the request refused as "already queued"
+// and never applied. No task of parkd's own has an ID starting with this.
+const RequestTaskPrefix = "request:"
+
+// RequestTaskID is the asynq task ID of the request with the caller's request
+// ID requestID: RequestTaskPrefix + requestID.
+func RequestTaskID(requestID string) string { return RequestTaskPrefix + requestID }
+
+// RequestQueue is the queue of a request task type, and false for a type that
+// is no request.
+func RequestQueue(typ string) (string, bool) {
+	switch typ {
+	case TypeSessionStart, TypeSessionStop:
+		return QueueCritical, true
+	case TypePermitIssue, TypePermitTopup, TypePermitEnd:
+		return QueueDefault, true
+	}
+	return "", false
+}
+
+func requestTask(typ, requestID string, payload any) (*asynq.Task, error) {
+	queue, ok := RequestQueue(typ)
+	if !ok {
+		return nil, fmt.Errorf("jobs: %s is not a request type", typ)
+	}
 	b, err := json.Marshal(payload)
 	if err != nil {
 		return nil, fmt.Errorf("jobs: encode %s: %w", typ, err)
 	}
 	return asynq.NewTask(typ, b,
-		asynq.Queue(queue), asynq.TaskID(requestID),
+		asynq.Queue(queue), asynq.TaskID(RequestTaskID(requestID)),
 		asynq.MaxRetry(RequestMaxRetry), asynq.Timeout(RequestTimeout),
 	), nil
 }
@@ -228,7 +256,7 @@ func NewSessionStart(p SessionStart) (*asynq.Task, error) {
 		return nil, err
 	}
 	stamp(&p.ReceivedAt)
-	return requestTask(TypeSessionStart, QueueCritical, p.RequestID, p)
+	return requestTask(TypeSessionStart, p.RequestID, p)
 }
 
 // NewSessionStop builds a session:stop task, stamping ReceivedAt.
@@ -240,7 +268,7 @@ func NewSessionStop(p SessionStop) (*asynq.Task, error) {
 		return nil, err
 	}
 	stamp(&p.ReceivedAt)
-	return requestTask(TypeSessionStop, QueueCritical, p.RequestID, p)
+	return requestTask(TypeSessionStop, p.RequestID, p)
 }
 
 // NewPermitIssue builds a permit:issue task, stamping ReceivedAt.
@@ -255,7 +283,7 @@ func NewPermitIssue(p PermitIssue) (*asynq.Task, error) {
 		return nil, err
 	}
 	stamp(&p.ReceivedAt)
-	return requestTask(TypePermitIssue, QueueDefault, p.RequestID, p)
+	return requestTask(TypePermitIssue, p.RequestID, p)
 }
 
 // NewPermitTopup builds a permit:topup task, stamping ReceivedAt.
@@ -267,7 +295,7 @@ func NewPermitTopup(p PermitTopup) (*asynq.Task, error) {
 		return nil, err
 	}
 	stamp(&p.ReceivedAt)
-	return requestTask(TypePermitTopup, QueueDefault, p.RequestID, p)
+	return requestTask(TypePermitTopup, p.RequestID, p)
 }
 
 // NewPermitEnd builds a permit:end task, stamping ReceivedAt.
@@ -279,7 +307,7 @@ func NewPermitEnd(p PermitEnd) (*asynq.Task, error) {
 		return nil, err
 	}
 	stamp(&p.ReceivedAt)
-	return requestTask(TypePermitEnd, QueueDefault, p.RequestID, p)
+	return requestTask(TypePermitEnd, p.RequestID, p)
 }
 
 // AutoStopTaskID is deterministic per session and planned end, so that however

@@ -166,7 +166,7 @@ func TestServeDrainsOnSIGTERM(t *testing.T) {
 	}
 	done, queued := 0, 0
 	for _, id := range ids {
-		info, err := insp.GetTaskInfo(jobs.QueueCritical, id)
+		info, err := insp.GetTaskInfo(jobs.QueueCritical, jobs.RequestTaskID(id))
 		switch st := outcome[id]; {
 		case errors.Is(err, asynq.ErrTaskNotFound): // taken and acknowledged
 			if st == "" || st == repo.RequestPending {

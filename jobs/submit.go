@@ -1,0 +1,102 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/hibiken/asynq"
+)
+
+// Submitted says where a request's task stands after Submit.
+type Submitted int
+
+const (
+	// Enqueued: the task was queued now.
+	Enqueued Submitted = iota
+	// Queued: the request's task was already there, waiting (pending or
+	// scheduled), running, or waiting for a retry: its outcome is coming.
+	Queued
+	// Rerun: the request's task was archived (its retries spent, or archived by
+	// an operator), where nothing ever runs it; it has been queued again.
+	Rerun
+	// Finished: the request's task has run and is gone (or kept as completed):
+	// its outcome is recorded, read it (GET /v1/requests/{request_id}). Should it
+	// still be pending, the task that ran was another request under the same
+	// ID, and submitting again queues this one.
+	Finished
+)
+
+func (s Submitted) String() string {
+	switch s {
+	case Enqueued:
+		return "enqueued"
+	case Queued:
+		return "queued"
+	case Rerun:
+		return "rerun"
+	case Finished:
+		return "finished"
+	}
+	return fmt.Sprintf("Submitted(%d)", int(s))
+}
+
+// Submit enqueues a request task built by one of this package's constructors
+// (NewSessionStart…), whose request ID is requestID. A request ID already
+// taken (asynq.ErrTaskIDConflict) is not taken to mean "queued, all is well":
+// the task holding it is looked at with the Inspector, because an archived
+// task never runs again by itself and a request answered "queued" for it would
+// stay pending forever. An archived task is run again (the request is
+// idempotent, so that is always safe); one that is waiting, running or
+// retrying is left to finish; one that has finished is reported as such.
+//
+// The error is Redis's (unreachable, or refusing): the task may or may not be
+// queued, and submitting again is safe.
+func Submit(ctx context.Context, c *asynq.Client, in *asynq.Inspector, task *asynq.Task, requestID string) (Submitted, error) {
+	queue, ok := RequestQueue(task.Type())
+	if !ok {
+		return 0, fmt.Errorf("jobs: submit %s: not a request type", task.Type())
+	}
+	id := RequestTaskID(requestID)
+	_, err := c.EnqueueContext(ctx, task)
+	if err == nil {
+		return Enqueued, nil
+	}
+	if !errors.Is(err, asynq.ErrTaskIDConflict) {
+		return 0, fmt.Errorf("jobs: enqueue %s %s: %w", task.Type(), id, err)
+	}
+	state, err := taskState(in, queue, id)
+	if err != nil || state != asynq.TaskStateArchived {
+		return submitted(state), err
+	}
+	if err := in.RunTask(queue, id); err != nil {
+		// Run by someone else (an operator, another intake) or finished since
+		// the look: whatever it is now says what to do.
+		if state, serr := taskState(in, queue, id); serr == nil && state != asynq.TaskStateArchived {
+			return submitted(state), nil
+		}
+		return 0, fmt.Errorf("jobs: run archived task %s again: %w", id, err)
+	}
+	return Rerun, nil
+}
+
+// taskState is the state of the task id in queue; TaskStateCompleted for one
+// that is gone (it ran and was deleted: asynq keeps no finished task unless
+// told to).
+func taskState(in *asynq.Inspector, queue, id string) (asynq.TaskState, error) {
+	info, err := in.GetTaskInfo(queue, id)
+	switch {
+	case errors.Is(err, asynq.ErrTaskNotFound), errors.Is(err, asynq.ErrQueueNotFound):
+		return asynq.TaskStateCompleted, nil
+	case err != nil:
+		return 0, fmt.Errorf("jobs: look at task %s: %w", id, err)
+	}
+	return info.State, nil
+}
+
+func submitted(state asynq.TaskState) Submitted {
+	if state == asynq.TaskStateCompleted {
+		return Finished
+	}
+	return Queued
+}
