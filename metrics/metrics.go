@@ -118,6 +118,39 @@ func (m *Metrics) WatchOutbox(store *repo.Store) {
 	}))
 }
 
+// WatchRequests adds parkd_requests_pending and
+// parkd_requests_pending_oldest_age_seconds, read from Postgres at each scrape
+// (one indexed query for both). Register it where WatchOutbox is.
+func (m *Metrics) WatchRequests(store *repo.Store) {
+	m.reg.MustRegister(&pendingCollector{store: store})
+}
+
+var (
+	pendingDesc = prometheus.NewDesc("parkd_requests_pending",
+		"Requests accepted whose outcome is not recorded yet; NaN when Postgres did not answer.", nil, nil)
+	pendingAgeDesc = prometheus.NewDesc("parkd_requests_pending_oldest_age_seconds",
+		"Age of the oldest pending request (0 when none is): minutes mean a request that nothing will run, or an outage; NaN when Postgres did not answer.", nil, nil)
+)
+
+// pendingCollector reads both pending gauges with one query per scrape.
+type pendingCollector struct{ store *repo.Store }
+
+func (c *pendingCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- pendingDesc
+	ch <- pendingAgeDesc
+}
+
+func (c *pendingCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), BacklogTimeout)
+	defer cancel()
+	n, age := math.NaN(), math.NaN()
+	if st, err := repo.PendingRequests(ctx, c.store.DB); err == nil {
+		n, age = float64(st.Count), st.Oldest.Seconds()
+	}
+	ch <- prometheus.MustNewConstMetric(pendingDesc, prometheus.GaugeValue, n)
+	ch <- prometheus.MustNewConstMetric(pendingAgeDesc, prometheus.GaugeValue, age)
+}
+
 // WatchQueues adds asynq's queue metrics (asynq_queue_size,
 // asynq_queue_latency_seconds, asynq_tasks_enqueued_total{state}, ...), read
 // from Redis at each scrape. They describe the whole system, not this process:

@@ -170,6 +170,38 @@ func TestOutboxBacklogGauge(t *testing.T) {
 	}
 }
 
+// The pending requests are counted, and the oldest aged, in Postgres at each
+// scrape: a request whose task nothing will run shows as a growing age; when
+// Postgres does not answer both are NaN.
+func TestPendingRequestGauges(t *testing.T) {
+	store, _ := repotest.NewDB(t)
+	m := metrics.New()
+	m.WatchRequests(store)
+	if n, age := value(t, m, "parkd_requests_pending"), value(t, m, "parkd_requests_pending_oldest_age_seconds"); n != 0 || age != 0 {
+		t.Fatalf("none pending: %v, oldest %v", n, age)
+	}
+	ctx := context.Background()
+	for _, q := range []string{
+		"INSERT INTO requests (request_id, type, body_hash, status, created_at) VALUES ('stuck', 'session:start', 'h', 'pending', now() - interval '10 minutes')",
+		"INSERT INTO requests (request_id, type, body_hash, status) VALUES ('fresh', 'session:stop', 'h', 'pending')",
+		"INSERT INTO requests (request_id, type, body_hash, status, result, created_at) VALUES ('done', 'session:stop', 'h', 'applied', '{}', now() - interval '1 day')",
+	} {
+		if _, err := store.DB.ExecContext(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := value(t, m, "parkd_requests_pending"); n != 2 {
+		t.Fatalf("pending: %v, want 2", n)
+	}
+	if age := value(t, m, "parkd_requests_pending_oldest_age_seconds"); age < 600 || age > 660 {
+		t.Fatalf("oldest pending: %vs, want about 600", age)
+	}
+	store.Close()
+	if n, age := value(t, m, "parkd_requests_pending"), value(t, m, "parkd_requests_pending_oldest_age_seconds"); !math.IsNaN(n) || !math.IsNaN(age) {
+		t.Fatalf("Postgres gone: %v, %v; want NaN", n, age)
+	}
+}
+
 // asynq's queue metrics, from Redis.
 func TestQueueMetrics(t *testing.T) {
 	rdb, idx := repotest.NewRedis(t)

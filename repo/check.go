@@ -61,7 +61,8 @@ type AuditCheck struct {
 
 // AuditChecks are the invariants `parkd check` verifies. Each query returns
 // nothing when its invariant holds. grace is how long past its planned end a
-// session may still be open (the auto-stop and reconciler need a moment).
+// session may still be open (the auto-stop and reconciler need a moment); a
+// request may be pending for PendingRequestLimit.
 func AuditChecks(grace time.Duration) []AuditCheck {
 	g := fmt.Sprintf("%d milliseconds", grace.Milliseconds())
 	return []AuditCheck{
@@ -119,6 +120,11 @@ func AuditChecks(grace time.Duration) []AuditCheck {
 			WHERE r.type = 'session:stop'
 			GROUP BY r.request_id, r.status
 			HAVING count(l.id) > 1 OR r.status <> 'applied'`},
+		{"no request pending longer than " + PendingRequestLimit.String(), `
+			SELECT format('request %s (%s): pending since %s', request_id, type, created_at)
+			FROM requests
+			WHERE status = 'pending' AND created_at < now() - '` + fmt.Sprintf("%d seconds", int(PendingRequestLimit.Seconds())) + `'::interval
+			ORDER BY created_at`},
 		{"no ledger entry from a rejected request", `
 			SELECT format('ledger %s (%s) from rejected request %s', l.id, l.kind, l.request_id)
 			FROM ledger l JOIN requests r ON r.request_id = l.request_id

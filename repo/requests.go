@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/uptrace/bun"
 )
@@ -163,4 +164,32 @@ func FinishRequest(ctx context.Context, tx bun.IDB, id, status string, rejection
 		t.ID = byTask[t.TaskID]
 	}
 	return nil
+}
+
+// PendingRequestLimit is how long a request may stay pending before `parkd
+// check` reports it. A request waits for a worker for milliseconds, and for
+// its retries (up to about an hour) only while something is down: minutes of
+// pending mean a task that nothing will run (archived, lost with Redis's data,
+// never enqueued) or an outage worth a look.
+const PendingRequestLimit = 5 * time.Minute
+
+// PendingStats is how many requests are pending and how long the oldest has.
+type PendingStats struct {
+	Count  int64
+	Oldest time.Duration // zero when none is pending
+}
+
+// PendingRequests counts the pending requests and ages the oldest, on
+// Postgres's clock (the one that stamped them).
+func PendingRequests(ctx context.Context, db bun.IDB) (PendingStats, error) {
+	var row struct {
+		Count  int64   `bun:"n"`
+		Oldest float64 `bun:"oldest"`
+	}
+	err := db.NewRaw(`SELECT count(*) AS n, coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8 AS oldest
+		FROM requests WHERE status = ?`, RequestPending).Scan(ctx, &row)
+	if err != nil {
+		return PendingStats{}, fmt.Errorf("pending requests: %w", err)
+	}
+	return PendingStats{Count: row.Count, Oldest: time.Duration(row.Oldest * float64(time.Second))}, nil
 }

@@ -129,6 +129,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger, r roles) error {
 	m := metrics.New()
 	if r.worker || r.monitor {
 		m.WatchOutbox(d.store)
+		m.WatchRequests(d.store)
 	}
 	if r.monitor {
 		m.WatchQueues(asynq.NewInspectorFromRedisClient(d.redis))
