@@ -33,6 +33,13 @@ const (
 	CodeInvalidZone Code = "invalid_zone"
 )
 
+// CodeRequestFailed ends a request that no rule of DOMAIN.md rejects but that
+// can never be applied all the same (the database refuses what it would write,
+// whatever the number of tries). It is recorded like a rejection, so that the
+// requester reads a final outcome (422) instead of waiting on a request that
+// is retried forever; the operators find it in the log.
+const CodeRequestFailed Code = "request_failed"
+
 // RuleError is a rejection by a rule of the domain. It is final: retrying the same
 // request gives the same answer, so workers record it as the outcome and never retry.
 type RuleError struct {

@@ -108,6 +108,11 @@ func ParseRequestNotice(payload string) (string, *Request) {
 	return n.RequestID, r
 }
 
+// ErrUnrecordable is returned by FinishRequest for a result that cannot be
+// encoded as JSON (an instant outside years 0-9999): the same result never
+// can be, so the request must end some other way than by a retry.
+var ErrUnrecordable = errors.New("repo: the outcome cannot be encoded")
+
 // FinishRequest stores a request's outcome and announces it on RequestChannel; the
 // notification is delivered when (and only if) the transaction commits. Outbox
 // tasks given are recorded by the same statement (their IDs filled in), saving
@@ -122,7 +127,7 @@ func FinishRequest(ctx context.Context, tx bun.IDB, id, status string, rejection
 	}
 	if result != nil {
 		if resJSON, err = json.Marshal(result); err != nil {
-			return err
+			return fmt.Errorf("finish request %s: %w: %w", id, ErrUnrecordable, err)
 		}
 	}
 	if len(outbox) == 0 {

@@ -160,12 +160,16 @@ func ApplyStop(ctx context.Context, tx bun.IDB, p *Permit, s *Session, plan doma
 }
 
 // OverdueSessions returns open sessions whose planned end is at or before
-// before, oldest first: the ones an auto-stop should already have settled.
-func OverdueSessions(ctx context.Context, db bun.IDB, before time.Time, limit int) ([]int64, error) {
+// before, oldest first: the ones an auto-stop should already have settled;
+// but those in skip (the ones the caller failed to settle for good).
+func OverdueSessions(ctx context.Context, db bun.IDB, before time.Time, skip []int64, limit int) ([]int64, error) {
 	var ids []int64
-	err := db.NewSelect().Model((*Session)(nil)).Column("id").
-		Where("state = ?", domain.StateOpen).Where("planned_end_at <= ?", before).
-		OrderExpr("planned_end_at").Limit(int64(limit)).Scan(ctx, &ids)
+	q := db.NewSelect().Model((*Session)(nil)).Column("id").
+		Where("state = ?", domain.StateOpen).Where("planned_end_at <= ?", before)
+	if len(skip) > 0 {
+		q = q.Where("id NOT IN (?)", bun.In(skip))
+	}
+	err := q.OrderExpr("planned_end_at").Limit(int64(limit)).Scan(ctx, &ids)
 	if err != nil {
 		return nil, fmt.Errorf("overdue sessions: %w", err)
 	}

@@ -68,7 +68,7 @@ func instantPtr(t *time.Time) *time.Time {
 // Mux routes every task type parkd handles.
 func (h *Handlers) Mux() *asynq.ServeMux {
 	mux := asynq.NewServeMux()
-	mux.Use(h.logging)
+	mux.Use(h.frame)
 	mux.HandleFunc(jobs.TypeSessionStart, h.SessionStart)
 	mux.HandleFunc(jobs.TypeSessionStop, h.SessionStop)
 	mux.HandleFunc(jobs.TypeSessionAutoStop, h.SessionAutoStop)
@@ -82,12 +82,22 @@ func (h *Handlers) Mux() *asynq.ServeMux {
 
 type logKey struct{}
 
-func (h *Handlers) logging(next asynq.Handler) asynq.Handler {
+// frame runs every task: it gives the task its logger and stops the retries of
+// a failure that no retry can cure. A request ends such a failure itself, as a
+// recorded outcome (apply); for the others (auto-stop, rollover,
+// reconciliation, which have no requester to tell) the task is archived at
+// once with an error in the log, where operators look, instead of being retried
+// for an hour to the same refusal.
+func (h *Handlers) frame(next asynq.Handler) asynq.Handler {
 	return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
 		id, _ := asynq.GetTaskID(ctx)
 		l := h.Log.With("task_id", id, "task_type", t.Type())
 		ctx = context.WithValue(ctx, logKey{}, l)
 		err := next.ProcessTask(ctx, t)
+		if _, final := finalFailure(ctx, err); final {
+			l.Error("task failed for good: archived, not retried", "err", err)
+			return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
+		}
 		if err != nil && !errors.Is(err, asynq.SkipRetry) {
 			l.Warn("task failed, will retry", "err", err)
 		}
@@ -127,13 +137,21 @@ type decision struct {
 	obsolete []string
 }
 
-// apply runs one request exactly once: it claims the request ID in Postgres, runs
-// decide under the same transaction, and records the outcome. A second delivery
-// (a retry after a crash between commit and acknowledgement, or a duplicate
-// enqueue) finds the outcome recorded and changes nothing. A rule rejection is the
-// outcome; any other error rolls everything back and asynq retries.
-func (h *Handlers) apply(ctx context.Context, typ string, req jobs.Request,
+// apply is the one frame every request runs in (session:start, session:stop,
+// permit:issue, permit:topup, permit:end): it reads the task's payload into req
+// (a pointer to the request's payload type, which decide reads), claims the
+// request ID in Postgres, runs decide under the same transaction, and records
+// the outcome. A second delivery (a retry after a crash between commit and
+// acknowledgement, or a duplicate enqueue) finds the outcome recorded and
+// changes nothing. A rule rejection is the outcome; so is a write the database
+// refuses for good (see fail); any other error rolls everything back and asynq
+// retries.
+func (h *Handlers) apply(ctx context.Context, t *asynq.Task, req jobs.Request,
 	decide func(ctx context.Context, tx bun.Tx) (decision, error)) error {
+	typ := t.Type()
+	if err := decode(t, req); err != nil {
+		return err
+	}
 	if !jobs.ValidRequestID(req.ID()) {
 		return fmt.Errorf("%s: request_id %q is not 1-64 of [A-Za-z0-9_.:-]: %w", typ, req.ID(), asynq.SkipRetry)
 	}
@@ -168,6 +186,9 @@ func (h *Handlers) apply(ctx context.Context, typ string, req jobs.Request,
 		outcome = OutcomeApplied
 		return repo.FinishRequest(ctx, tx, req.ID(), repo.RequestApplied, nil, d.result, d.outbox...)
 	})
+	if msg, ok := finalFailure(ctx, err); ok {
+		return h.fail(ctx, typ, req, msg, err, began)
+	}
 	if err != nil {
 		return fmt.Errorf("%s %s: %w", typ, req.ID(), err)
 	}
@@ -177,6 +198,66 @@ func (h *Handlers) apply(ctx context.Context, typ string, req jobs.Request,
 	}
 	h.handOver(ctx, d.outbox)
 	h.forget(ctx, d.obsolete, d.outbox)
+	return nil
+}
+
+// ConflictTries is how many times a request meets a unique or exclusion
+// violation before it is taken as final: such a refusal can be a concurrent
+// writer's doing, which the next attempt sees and takes another path around.
+const ConflictTries = 3
+
+// finalFailure reports whether err is one that trying again cannot cure, and
+// says what it is in words fit for the requester and operators (never a value,
+// which may be a plate): the database refusing the write for good
+// (repo.Refusal), or an outcome that cannot be written down. Outside a task
+// (the seed command, tests) a conflict counts as final at once.
+func finalFailure(ctx context.Context, err error) (string, bool) {
+	if err == nil || errors.Is(err, asynq.SkipRetry) {
+		return "", false
+	}
+	if errors.Is(err, repo.ErrUnrecordable) {
+		return "the outcome of this request cannot be recorded (a value in it cannot be written down); sending it again will not help", true
+	}
+	ref, ok := repo.AsRefusal(err)
+	if !ok {
+		return "", false
+	}
+	if ref.Conflict() {
+		if retried, inTask := asynq.GetRetryCount(ctx); inTask && retried+1 < ConflictTries {
+			return "", false
+		}
+	}
+	return ref.Message(), true
+}
+
+// fail ends a request that can never be applied: the transaction that tried it
+// was rolled back whole (nothing of it is written), and a fresh one records the
+// request as rejected with domain.CodeRequestFailed, so that the client reads
+// an outcome (422) instead of a 202 that stays pending through every retry.
+// Only a failure to record that is retried.
+func (h *Handlers) fail(ctx context.Context, typ string, req jobs.Request, msg string, cause error, began time.Time) error {
+	log := h.logger(ctx).With("request_id", req.ID())
+	recorded := false
+	err := h.inTx(ctx, func(ctx context.Context, tx bun.Tx) error {
+		recorded = false
+		r, err := repo.ClaimRequest(ctx, tx, req.ID(), typ, req.Fingerprint(), nil)
+		if err != nil {
+			return err
+		}
+		if r.Type != typ || r.BodyHash != req.Fingerprint() || r.Status != repo.RequestPending {
+			return nil // another request's, or decided meanwhile: not ours to end
+		}
+		recorded = true
+		return repo.FinishRequest(ctx, tx, req.ID(), repo.RequestRejected,
+			&repo.RuleOutcome{Code: string(domain.CodeRequestFailed), Message: msg}, nil)
+	})
+	if err != nil {
+		return fmt.Errorf("%s %s: record that it failed for good (%w): %w", typ, req.ID(), cause, err)
+	}
+	if recorded {
+		log.Error("request failed for good: recorded as rejected, not retried", "code", domain.CodeRequestFailed, "err", cause)
+		h.observer().RequestDone(typ, OutcomeRejected, string(domain.CodeRequestFailed), time.Since(began))
+	}
 	return nil
 }
 
@@ -272,10 +353,7 @@ func lockPermit(ctx context.Context, tx bun.Tx, id string) (*repo.Permit, error)
 // SessionStart handles session:start.
 func (h *Handlers) SessionStart(ctx context.Context, t *asynq.Task) error {
 	var p jobs.SessionStart
-	if err := decode(t, &p); err != nil {
-		return err
-	}
-	return h.apply(ctx, jobs.TypeSessionStart, p, func(ctx context.Context, tx bun.Tx) (decision, error) {
+	return h.apply(ctx, t, &p, func(ctx context.Context, tx bun.Tx) (decision, error) {
 		now := h.now()
 		permit, err := lockPermit(ctx, tx, p.PermitID)
 		if err != nil {
@@ -309,10 +387,7 @@ func (h *Handlers) SessionStart(ctx context.Context, t *asynq.Task) error {
 // SessionStop handles session:stop.
 func (h *Handlers) SessionStop(ctx context.Context, t *asynq.Task) error {
 	var p jobs.SessionStop
-	if err := decode(t, &p); err != nil {
-		return err
-	}
-	return h.apply(ctx, jobs.TypeSessionStop, p, func(ctx context.Context, tx bun.Tx) (decision, error) {
+	return h.apply(ctx, t, &p, func(ctx context.Context, tx bun.Tx) (decision, error) {
 		now := h.now()
 		sid, ok := repo.ParseID(p.SessionID)
 		if !ok {
@@ -409,10 +484,7 @@ func (h *Handlers) autoStop(ctx context.Context, sessionID int64, how string) (b
 // PermitIssue handles permit:issue.
 func (h *Handlers) PermitIssue(ctx context.Context, t *asynq.Task) error {
 	var p jobs.PermitIssue
-	if err := decode(t, &p); err != nil {
-		return err
-	}
-	return h.apply(ctx, jobs.TypePermitIssue, p, func(ctx context.Context, tx bun.Tx) (decision, error) {
+	return h.apply(ctx, t, &p, func(ctx context.Context, tx bun.Tx) (decision, error) {
 		now := h.now()
 		facts, err := repo.GatherIssueFacts(ctx, tx, p.ResidentID, p.AddressID)
 		if err != nil {
@@ -439,10 +511,7 @@ func (h *Handlers) PermitIssue(ctx context.Context, t *asynq.Task) error {
 // PermitTopup handles permit:topup.
 func (h *Handlers) PermitTopup(ctx context.Context, t *asynq.Task) error {
 	var p jobs.PermitTopup
-	if err := decode(t, &p); err != nil {
-		return err
-	}
-	return h.apply(ctx, jobs.TypePermitTopup, p, func(ctx context.Context, tx bun.Tx) (decision, error) {
+	return h.apply(ctx, t, &p, func(ctx context.Context, tx bun.Tx) (decision, error) {
 		permit, err := lockPermit(ctx, tx, p.PermitID)
 		if err != nil {
 			return decision{}, err

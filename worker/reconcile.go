@@ -28,6 +28,7 @@ const EpochKey = "parkd:epoch"
 type ReconcileReport struct {
 	Settled    int // overdue sessions settled by the reconciler
 	Requeued   int // auto-stops queued again because Redis had lost its data
+	Failed     int // overdue sessions the database refused to settle, for good
 	RedisEmpty bool
 }
 
@@ -35,8 +36,9 @@ type ReconcileReport struct {
 func (h *Handlers) SessionReconcile(ctx context.Context, _ *asynq.Task) error {
 	rep, err := h.Reconcile(ctx)
 	h.observer().Reconciled(rep.Settled, rep.Requeued)
-	if rep.Settled > 0 || rep.Requeued > 0 {
-		h.logger(ctx).Warn("reconciler repaired", "settled", rep.Settled, "requeued", rep.Requeued, "redis_lost_data", rep.RedisEmpty)
+	if rep.Settled > 0 || rep.Requeued > 0 || rep.Failed > 0 {
+		h.logger(ctx).Warn("reconciler repaired", "settled", rep.Settled, "requeued", rep.Requeued, "failed", rep.Failed,
+			"redis_lost_data", rep.RedisEmpty)
 	}
 	return err
 }
@@ -57,13 +59,23 @@ func (h *Handlers) Reconcile(ctx context.Context) (ReconcileReport, error) {
 	if grace == 0 {
 		grace = ReconcileGrace
 	}
+	var failed []int64
 	for {
-		ids, err := repo.OverdueSessions(ctx, h.Store.DB, h.now().Add(-grace), 500)
+		ids, err := repo.OverdueSessions(ctx, h.Store.DB, h.now().Add(-grace), failed, 500)
 		if err != nil {
 			return rep, err
 		}
 		for _, id := range ids {
 			settled, err := h.autoStop(ctx, id, SettledReconciled)
+			if _, final := finalFailure(ctx, err); final {
+				// A session the database refuses to settle must not keep
+				// every session behind it open: it stays open for an
+				// operator (`parkd check` lists it) and the others go on.
+				h.logger(ctx).Error("overdue session cannot be settled: left open", "session_id", id, "err", err)
+				failed = append(failed, id)
+				rep.Failed++
+				continue
+			}
 			if err != nil {
 				return rep, err
 			}
