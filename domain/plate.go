@@ -46,6 +46,26 @@ func MaskPlate(plate string) string {
 	return strings.Repeat("*", len(plate)-2) + plate[len(plate)-2:]
 }
 
+// MaskPlatesIn masks, with MaskPlate, every occurrence in text of the plates
+// given, as sent and as normalised: a message kept with a request's outcome or
+// written to the log never shows a plate in full, however a rule worded it.
+// Plates of one or two characters are left alone: masking them would blot
+// every such letter out of the text, and they identify nobody.
+func MaskPlatesIn(text string, plates ...string) string {
+	for _, raw := range plates {
+		forms := []string{raw}
+		if n, err := NormalizePlate(raw); err == nil && n != raw {
+			forms = append(forms, n)
+		}
+		for _, f := range forms {
+			if len(strings.TrimSpace(f)) > 2 {
+				text = strings.ReplaceAll(text, f, MaskPlate(f))
+			}
+		}
+	}
+	return text
+}
+
 // truncate shortens s to at most n bytes for an error message, without cutting
 // a UTF-8 character in half.
 func truncate(s string, n int) string {

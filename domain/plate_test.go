@@ -86,3 +86,25 @@ func TestMaskPlate(t *testing.T) {
 		}
 	}
 }
+
+// A message kept with a request's outcome or logged never shows the request's
+// plate in full, as sent or as normalised, whatever a rule's wording.
+func TestMaskPlatesIn(t *testing.T) {
+	tests := []struct {
+		text   string
+		plates []string
+		want   string
+	}{
+		{"plate AB12CD already parked", []string{"ab-12-cd"}, "plate ****CD already parked"},
+		{`plate "ab-12-cd" is odd`, []string{"ab-12-cd"}, `plate "******cd" is odd`},
+		{"AB12CD and AB12CD", []string{"AB12CD"}, "****CD and ****CD"},
+		{"plate ****CD already parked", []string{"AB12CD"}, "plate ****CD already parked"}, // masked already
+		{"A is too short", []string{"A"}, "A is too short"},                                // one or two characters identify nobody
+		{"no plate here", nil, "no plate here"},
+	}
+	for _, tt := range tests {
+		if got := domain.MaskPlatesIn(tt.text, tt.plates...); got != tt.want {
+			t.Errorf("MaskPlatesIn(%q, %q) = %q, want %q", tt.text, tt.plates, got, tt.want)
+		}
+	}
+}

@@ -3,6 +3,7 @@ package intake
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"html/template"
 	"log/slog"
@@ -256,28 +257,44 @@ func wantsHTML(r *http.Request) bool {
 }
 
 // MaskedJSON shows a task's payload or result as indented JSON with every
-// "plate" masked (domain.MaskPlate): operators need to see what a task is,
-// not who parked where. What is not JSON is not shown.
+// plate masked (maskPlates): operators need to see what a task is, not who
+// parked where. What is not JSON is not shown.
 func MaskedJSON(_ string, b []byte) string {
 	if len(bytes.TrimSpace(b)) == 0 {
 		return ""
 	}
+	out, err := maskedJSON(b, "  ")
+	if err != nil {
+		return fmt.Sprintf("(%d bytes, not JSON: not shown)", len(b))
+	}
+	return string(out)
+}
+
+// maskedJSON is JSON document b with every plate masked (maskPlates), indented
+// by indent ("" for compact), or an error when b is not one JSON document.
+func maskedJSON(b []byte, indent string) ([]byte, error) {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
 	var v any
-	if err := dec.Decode(&v); err != nil || dec.More() {
-		return fmt.Sprintf("(%d bytes, not JSON: not shown)", len(b))
+	if err := dec.Decode(&v); err != nil {
+		return nil, err
+	}
+	if dec.More() {
+		return nil, errors.New("more than one JSON value")
 	}
 	var out bytes.Buffer
 	enc := json.NewEncoder(&out)
 	enc.SetEscapeHTML(false)
-	enc.SetIndent("", "  ")
+	enc.SetIndent("", indent)
 	if err := enc.Encode(maskPlates(v)); err != nil {
-		return fmt.Sprintf("(%d bytes, not shown: %v)", len(b), err)
+		return nil, err
 	}
-	return strings.TrimSuffix(out.String(), "\n")
+	return bytes.TrimSuffix(out.Bytes(), []byte("\n")), nil
 }
 
+// maskPlates masks the value of every "plate" key, at any depth, with
+// domain.MaskPlate: the one masking of everything operators read (the console,
+// request outcomes) and of the logs.
 func maskPlates(v any) any {
 	switch t := v.(type) {
 	case map[string]any:

@@ -3,6 +3,7 @@ package intake
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 
@@ -203,12 +204,31 @@ func (s *Server) getRequest(w http.ResponseWriter, r *http.Request, p *principal
 	if err != nil {
 		return err
 	}
-	if p.Role != RoleOperator && (rec.Subject == nil || *rec.Subject != p.subject()) {
+	mine := rec.Subject != nil && *rec.Subject == p.subject()
+	if p.Role != RoleOperator && !mine {
 		return errForbidden("request " + id + " was not made by you")
 	}
-	writeJSON(w, http.StatusOK, outcomeBody{RequestID: rec.RequestID, Type: rec.Type, Status: rec.Status,
-		Error: rec.Error, Result: rec.Result})
+	out := outcomeBody{RequestID: rec.RequestID, Type: rec.Type, Status: rec.Status, Error: rec.Error, Result: rec.Result}
+	if p.Role == RoleOperator || !mine {
+		// Operators see what a request did, not who parked where (CONTRACT.md):
+		// plates masked as the console and the logs show them.
+		if out.Result, err = masked(rec.Result); err != nil {
+			return fmt.Errorf("request %s: recorded result: %w", id, err)
+		}
+		if out.Error, err = masked(rec.Error); err != nil {
+			return fmt.Errorf("request %s: recorded error: %w", id, err)
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
 	return nil
+}
+
+// masked is a recorded JSON document with its plates masked; nil stays nil.
+func masked(b json.RawMessage) (json.RawMessage, error) {
+	if len(b) == 0 {
+		return b, nil
+	}
+	return maskedJSON(b, "")
 }
 
 func truncate(s string, n int) string {

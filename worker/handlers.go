@@ -175,10 +175,13 @@ func (h *Handlers) apply(ctx context.Context, t *asynq.Task, req jobs.Request,
 		}
 		d, err = decide(ctx, tx)
 		if rule, ok := domain.AsRule(err); ok {
-			log.Info("request rejected", "code", rule.Code, "reason", rule.Message)
+			// The message is kept, shown to operators and logged: whatever a
+			// rule said, the plate the request names shows masked.
+			msg := domain.MaskPlatesIn(rule.Message, platesOf(req)...)
+			log.Info("request rejected", "code", rule.Code, "reason", msg)
 			d, outcome, code = decision{}, OutcomeRejected, string(rule.Code)
 			return repo.FinishRequest(ctx, tx, req.ID(), repo.RequestRejected,
-				&repo.RuleOutcome{Code: string(rule.Code), Message: rule.Message}, nil)
+				&repo.RuleOutcome{Code: string(rule.Code), Message: msg}, nil)
 		}
 		if err != nil {
 			return err
@@ -198,6 +201,14 @@ func (h *Handlers) apply(ctx context.Context, t *asynq.Task, req jobs.Request,
 	}
 	h.handOver(ctx, d.outbox)
 	h.forget(ctx, d.obsolete, d.outbox)
+	return nil
+}
+
+// platesOf are the plates a request names.
+func platesOf(req jobs.Request) []string {
+	if p, ok := req.(*jobs.SessionStart); ok {
+		return []string{p.Plate}
+	}
 	return nil
 }
 
