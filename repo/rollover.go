@@ -90,6 +90,9 @@ type RolloverResult struct {
 	Years      int // permit years closed (annual statements written)
 	Statements int // statements (batches) run
 	Left       int // permits still due, every one locked by another transaction
+	// Refused are the permits whose year the database refuses to close for
+	// good (see Refusal): left as they are, for an operator.
+	Refused []int64
 }
 
 // lockedRetries bounds how often RollOver waits for permits that other
@@ -121,6 +124,9 @@ func RollOver(ctx context.Context, db bun.IDB, now time.Time, batch int) (Rollov
 			n, err = RollOverBatch(ctx, tx, now, batch)
 			return err
 		})
+		if _, refused := AsRefusal(err); refused {
+			return rollOneByOne(ctx, db, now, r, err)
+		}
 		if err != nil {
 			return r, err
 		}
@@ -140,6 +146,55 @@ func RollOver(ctx context.Context, db bun.IDB, now time.Time, batch int) (Rollov
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// rollOneByOne finishes a rollover whose batch statement the database refused
+// for good (cause): a permit whose year can never be closed would fail every
+// batch it is in, and with it every other permit's rollover. The permits still
+// due are rolled one per transaction; those refused are left as they are, in
+// r.Refused, and the error (wrapping the refusal) names them.
+func rollOneByOne(ctx context.Context, db bun.IDB, now time.Time, r RolloverResult, cause error) (RolloverResult, error) {
+	for {
+		var ids []int64
+		q := db.NewSelect().Model((*Permit)(nil)).Column("id").
+			Where("status = ? AND year_ends_at <= ?", domain.PermitActive, now)
+		if len(r.Refused) > 0 {
+			q = q.Where("id NOT IN (?)", bun.In(r.Refused))
+		}
+		if err := q.OrderExpr("year_ends_at").Limit(RolloverBatch).Scan(ctx, &ids); err != nil {
+			return r, fmt.Errorf("permits due for rollover: %w", err)
+		}
+		progress := false
+		for _, id := range ids {
+			var n int64
+			err := db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+				res, err := tx.NewRaw(fmt.Sprintf(rollSQL, "AND p.id = ?2"), now, 1, id).Exec(ctx)
+				if err != nil {
+					return err
+				}
+				n, err = res.RowsAffected()
+				return err
+			})
+			if _, refused := AsRefusal(err); refused {
+				r.Refused, cause, progress = append(r.Refused, id), err, true
+				continue
+			}
+			if err != nil {
+				return r, fmt.Errorf("roll over permit %d: %w", id, err)
+			}
+			r.Statements++
+			r.Years += int(n)
+			progress = progress || n > 0
+		}
+		if !progress { // none left but those other transactions hold
+			r.Left = len(ids)
+			break
+		}
+	}
+	if len(r.Refused) > 0 {
+		return r, fmt.Errorf("roll over permit years: the years of permits %v refused: %w", r.Refused, cause)
+	}
+	return r, nil
 }
 
 // maxYearsBehind bounds RollPermitYears: no permit is older than parkd.

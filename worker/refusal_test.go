@@ -265,3 +265,28 @@ func TestReconcilerGoesPastASessionItCannotSettle(t *testing.T) {
 		t.Fatalf("good %s, refused %s; want stopped and open", e.session(g.ID).State, e.session(b.ID).State)
 	}
 }
+
+// The rollover goes on past a permit whose year the database refuses to close:
+// the others get their new year, the refused one is left as it is and named,
+// and the task is archived at once (not retried) for an operator to see.
+// Before, the one permit failed every batch it was in, every hour.
+func TestRolloverGoesPastAPermitItCannotRoll(t *testing.T) {
+	e := setup(t)
+	good, bad := e.permit(1), e.permit(1)
+	bid, _ := repo.ParseID(bad)
+	e.exec("ALTER TABLE permit_years ADD CONSTRAINT refuse CHECK (permit_id <> ?)", bid)
+	later := time.Now().Add(400 * 24 * time.Hour)
+	e.h.Now = func() time.Time { return later }
+	badYear := e.permitRow(bad).YearEndsAt
+	res, err := e.h.Rollover(e.ctx)
+	if _, refused := repo.AsRefusal(err); !refused || fmt.Sprint(res.Refused) != fmt.Sprint([]int64{bid}) {
+		t.Fatalf("rollover: %+v, %v; want permit %d refused", res, err, bid)
+	}
+	if !e.permitRow(good).YearEndsAt.After(later) || !e.permitRow(bad).YearEndsAt.Equal(badYear) {
+		t.Fatalf("good permit's year ends %s (want after %s), refused one's %s (want %s)",
+			e.permitRow(good).YearEndsAt, later, e.permitRow(bad).YearEndsAt, badYear)
+	}
+	if err := e.h.Mux().ProcessTask(e.ctx, jobs.NewPermitRollover(later)); !errors.Is(err, asynq.SkipRetry) {
+		t.Fatalf("the rollover task: %v, want archived at once", err)
+	}
+}
