@@ -149,7 +149,7 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, p *principal, su
 	}
 	for tries := 1; ; tries++ {
 		ctx, cancel = dbCtx(r.Context())
-		st, err := jobs.Submit(ctx, s.Client, s.inspector(), task, id)
+		st, err := jobs.Submit(ctx, s.Client, s.inspector(), task)
 		cancel()
 		if err != nil {
 			s.forget(r, created, id, subject)

@@ -6,7 +6,7 @@
 //		RequestID: "app-42:start:7", PermitID: "17", Plate: "AB-12-CD",
 //	})
 //	if err != nil { ... }
-//	_, err = jobs.Submit(ctx, client, inspector, task, "app-42:start:7")
+//	_, err = jobs.Submit(ctx, client, inspector, task)
 //
 // A request's task ID is its request ID in a namespace of its own
 // (RequestTaskID: "request:app-42:start:7"), so that no request ID can collide

@@ -31,7 +31,7 @@ func ExampleNewSessionStart() {
 	//	client, inspector := asynq.NewClient(opt), asynq.NewInspector(opt)
 	//	defer client.Close()
 	//	defer inspector.Close()
-	//	if _, err := jobs.Submit(ctx, client, inspector, task, "portal-7731:start"); err != nil {
+	//	if _, err := jobs.Submit(ctx, client, inspector, task); err != nil {
 	//		log.Fatal(err) // Redis refused: submitting again is safe
 	//	}
 

@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -42,7 +43,7 @@ func (s Submitted) String() string {
 }
 
 // Submit enqueues a request task built by one of this package's constructors
-// (NewSessionStart…), whose request ID is requestID. A request ID already
+// (NewSessionStart…), under its request's task ID. A request ID already
 // taken (asynq.ErrTaskIDConflict) is not taken to mean "queued, all is well":
 // the task holding it is looked at with the Inspector, because an archived
 // task never runs again by itself and a request answered "queued" for it would
@@ -52,12 +53,18 @@ func (s Submitted) String() string {
 //
 // The error is Redis's (unreachable, or refusing): the task may or may not be
 // queued, and submitting again is safe.
-func Submit(ctx context.Context, c *asynq.Client, in *asynq.Inspector, task *asynq.Task, requestID string) (Submitted, error) {
+func Submit(ctx context.Context, c *asynq.Client, in *asynq.Inspector, task *asynq.Task) (Submitted, error) {
 	queue, ok := RequestQueue(task.Type())
 	if !ok {
 		return 0, fmt.Errorf("jobs: submit %s: not a request type", task.Type())
 	}
-	id := RequestTaskID(requestID)
+	var p struct {
+		RequestID string `json:"request_id"`
+	}
+	if err := json.Unmarshal(task.Payload(), &p); err != nil || !ValidRequestID(p.RequestID) {
+		return 0, fmt.Errorf("jobs: submit %s: the payload has no valid request_id", task.Type())
+	}
+	id := RequestTaskID(p.RequestID)
 	_, err := c.EnqueueContext(ctx, task)
 	if err == nil {
 		return Enqueued, nil

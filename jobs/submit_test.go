@@ -91,7 +91,7 @@ func TestSubmitBesideAnAutoStopOfTheSameName(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := jobs.Submit(context.Background(), c, in, task, id)
+	got, err := jobs.Submit(context.Background(), c, in, task)
 	if err != nil || got != jobs.Enqueued {
 		t.Fatalf("Submit = %v, %v; want enqueued", got, err)
 	}
@@ -125,7 +125,7 @@ func TestSubmitLooksAtTheTaskThatHoldsTheID(t *testing.T) {
 	}
 	submit := func(id string, want jobs.Submitted) {
 		t.Helper()
-		got, err := jobs.Submit(ctx, c, in, task(id), id)
+		got, err := jobs.Submit(ctx, c, in, task(id))
 		if err != nil || got != want {
 			t.Fatalf("%s: Submit = %v, %v; want %v", id, got, err, want)
 		}
@@ -161,7 +161,7 @@ func TestSubmitLooksAtTheTaskThatHoldsTheID(t *testing.T) {
 	}
 	submit("d", jobs.Enqueued)
 
-	if _, err := jobs.Submit(ctx, c, in, jobs.NewSessionReconcile(), "x"); err == nil {
+	if _, err := jobs.Submit(ctx, c, in, jobs.NewSessionReconcile()); err == nil {
 		t.Fatal("Submit took a task that is no request")
 	}
 }
