@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/redis/go-redis/v9"
@@ -44,17 +45,25 @@ PARKD_TASK_CHECK_INTERVAL, PARKD_DELAYED_TASK_CHECK_INTERVAL, PARKD_STARTUP_WAIT
 PARKD_RATE_LIMIT, PARKD_RATE_BURST (intake: requests per second and burst per token subject),
 PARKD_DB_CONN_MAX_LIFETIME, PARKD_MONITOR_READONLY (true: asynqmon view-only),
 PARKD_METRICS_ADDR (worker, scheduler: where to serve /metrics, /healthz, /readyz),
-PARKD_LOG_LEVEL (debug, info, warn, error)
+PARKD_PPROF_ADDR (a loopback HOST:PORT for Go's profiler), PARKD_LOG_LEVEL (debug, info, warn, error).
+PARKD_ENV is development (the default) or production, nothing else; production needs
+PARKD_JWT_SECRET of at least 32 bytes. An invalid value stops every command before it starts.
 `
 
 func main() {
-	if len(os.Args) < 2 || os.Args[1] == "-h" || os.Args[1] == "--help" || os.Args[1] == "help" {
+	if len(os.Args) < 2 {
 		fmt.Fprint(os.Stderr, usage)
 		os.Exit(2)
 	}
+	if wantsUsage(os.Args[1], os.Args[2:]) {
+		fmt.Fprint(os.Stdout, usage)
+		return
+	}
+	// Before anything else: no command connects anywhere, or signs anything,
+	// with a configuration it would misread.
 	cfg, err := loadConfig()
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "parkd: configuration:", err)
+		fmt.Fprintf(os.Stderr, "parkd: configuration (nothing started):\n%s\n", indent(err.Error()))
 		os.Exit(2)
 	}
 	log := newLogger(cfg)
@@ -106,3 +115,27 @@ func newLogger(cfg config) *slog.Logger {
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, opts))
 }
+
+// wantsUsage says whether the command line asks for usage (help, -h, --help),
+// which needs no configuration: it must work where the configuration is wrong,
+// and start nothing. bench and chaos print their own flags.
+func wantsUsage(cmd string, args []string) bool {
+	help := func(a string) bool { return a == "help" || a == "-h" || a == "-help" || a == "--help" }
+	if help(cmd) {
+		return true
+	}
+	if cmd == "bench" || cmd == "chaos" {
+		return false
+	}
+	for _, a := range args {
+		if a == "--" {
+			break
+		}
+		if a != "help" && help(a) {
+			return true
+		}
+	}
+	return false
+}
+
+func indent(s string) string { return "  " + strings.ReplaceAll(s, "\n", "\n  ") }
