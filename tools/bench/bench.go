@@ -1,20 +1,20 @@
-package parkdbench
+package bench
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"runtime"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/parkd/parkd/tools/cluster"
+	"github.com/parkd/parkd/tools/load"
 )
 
 // Phases, in the order they run.
@@ -30,22 +30,6 @@ const (
 
 // AllPhases is every phase, the default.
 var AllPhases = []string{PhaseIdle, PhaseMax, PhaseHalf, PhaseRights, PhaseAutostop, PhaseCheck, PhasePgbench}
-
-// ParsePhases reads a comma-separated list of phases.
-func ParsePhases(s string) ([]string, error) {
-	var out []string
-	for p := range strings.SplitSeq(s, ",") {
-		p = strings.TrimSpace(p)
-		if p == "" {
-			continue
-		}
-		if !slices.Contains(AllPhases, p) {
-			return nil, fmt.Errorf("unknown phase %q (phases: %s)", p, strings.Join(AllPhases, ","))
-		}
-		out = append(out, p)
-	}
-	return out, nil
-}
 
 // Options configure a bench run. DefaultOptions gives the figures' settings.
 type Options struct {
@@ -86,8 +70,9 @@ type Options struct {
 	Seed             uint64
 	RSSInterval      time.Duration
 
-	// Command builds a parkd command (self-contained); the running executable when nil.
-	Command func(args ...string) *exec.Cmd
+	// Parkd is the parkd executable to run (self-contained): a binary of
+	// its own, as in production.
+	Parkd string
 	// Out receives the report; ChildLog the parkd processes' log lines (nil: discarded).
 	Out      io.Writer
 	ChildLog io.Writer
@@ -155,6 +140,9 @@ func (o *Options) check() error {
 	if o.Split && o.Workers < 1 {
 		errs = append(errs, errors.New("--workers must be at least 1 with --topology split"))
 	}
+	if o.Target == "" && o.Parkd == "" {
+		errs = append(errs, errors.New("--parkd: the parkd executable is required unless --target is given"))
+	}
 	if o.Target != "" && o.JWTSecret == "" {
 		errs = append(errs, errors.New("--jwt-secret is required with --target"))
 	}
@@ -163,39 +151,33 @@ func (o *Options) check() error {
 
 // Results are everything a run measured; --json writes them.
 type Results struct {
-	StartedAt    time.Time           `json:"started_at"`
-	Mode         string              `json:"mode"` // self-contained or target
-	Target       string              `json:"target,omitempty"`
-	Topology     string              `json:"topology,omitempty"`
-	Permits      int                 `json:"permits"`
-	Concurrency  int                 `json:"concurrency"`
-	PhaseSeconds float64             `json:"phase_seconds"`
-	Seed         uint64              `json:"seed"`
-	CPUs         int                 `json:"cpus"`
-	LoadStart    string              `json:"loadavg_start"`
-	LoadEnd      string              `json:"loadavg_end"`
-	SetupSeconds float64             `json:"setup_seconds"`
-	Idle         *IdleResult         `json:"idle,omitempty"`
-	Max          *LoadResult         `json:"max,omitempty"`
-	Half         *LoadResult         `json:"half,omitempty"`
-	Rights       *RightsResult       `json:"rights,omitempty"`
-	Autostop     *AutostopResult     `json:"autostop,omitempty"`
-	Check        *CheckResult        `json:"check,omitempty"`
-	Redis        *RedisState         `json:"redis,omitempty"` // self-contained: the queues after the load
-	Pgbench      *PgbenchResult      `json:"pgbench,omitempty"`
-	PairsPerTPCB float64             `json:"pairs_per_tpcb,omitempty"` // max phase pairs/s ÷ TPC-B tps
-	RSS          *RSSResult          `json:"rss,omitempty"`
-	Logs         map[string]LogCount `json:"logs,omitempty"`
-	Crashed      []string            `json:"crashed,omitempty"`
-	Skipped      []string            `json:"skipped,omitempty"`
-	Problems     []string            `json:"problems"`
-	TotalSeconds float64             `json:"total_seconds"`
-}
-
-// CheckResult is `parkd check` run on the bench's database after the load.
-type CheckResult struct {
-	OK     bool   `json:"ok"`
-	Output string `json:"output"`
+	StartedAt    time.Time                   `json:"started_at"`
+	Mode         string                      `json:"mode"` // self-contained or target
+	Target       string                      `json:"target,omitempty"`
+	Topology     string                      `json:"topology,omitempty"`
+	Permits      int                         `json:"permits"`
+	Concurrency  int                         `json:"concurrency"`
+	PhaseSeconds float64                     `json:"phase_seconds"`
+	Seed         uint64                      `json:"seed"`
+	CPUs         int                         `json:"cpus"`
+	LoadStart    string                      `json:"loadavg_start"`
+	LoadEnd      string                      `json:"loadavg_end"`
+	SetupSeconds float64                     `json:"setup_seconds"`
+	Idle         *IdleResult                 `json:"idle,omitempty"`
+	Max          *LoadResult                 `json:"max,omitempty"`
+	Half         *LoadResult                 `json:"half,omitempty"`
+	Rights       *RightsResult               `json:"rights,omitempty"`
+	Autostop     *AutostopResult             `json:"autostop,omitempty"`
+	Check        *cluster.CheckResult        `json:"check,omitempty"`
+	Redis        *load.RedisState            `json:"redis,omitempty"` // self-contained: the queues after the load
+	Pgbench      *PgbenchResult              `json:"pgbench,omitempty"`
+	PairsPerTPCB float64                     `json:"pairs_per_tpcb,omitempty"` // max phase pairs/s ÷ TPC-B tps
+	RSS          *RSSResult                  `json:"rss,omitempty"`
+	Logs         map[string]cluster.LogCount `json:"logs,omitempty"`
+	Crashed      []string                    `json:"crashed,omitempty"`
+	Skipped      []string                    `json:"skipped,omitempty"`
+	Problems     []string                    `json:"problems"`
+	TotalSeconds float64                     `json:"total_seconds"`
 }
 
 // Run runs the bench and writes its report to o.Out as it goes. It returns an
@@ -210,7 +192,7 @@ func Run(ctx context.Context, o Options) (_ *Results, err error) {
 	}
 	t0 := time.Now()
 	res := &Results{StartedAt: t0.UTC(), Permits: o.Permits, Concurrency: o.Concurrency,
-		PhaseSeconds: o.Duration.Seconds(), Seed: o.Seed, CPUs: runtime.NumCPU(), LoadStart: loadAvg()}
+		PhaseSeconds: o.Duration.Seconds(), Seed: o.Seed, CPUs: runtime.NumCPU(), LoadStart: load.LoadAvg()}
 	pr := &printer{w: o.Out}
 	if o.Target != "" {
 		res.Mode, res.Target = "target", o.Target
@@ -223,7 +205,7 @@ func Run(ctx context.Context, o Options) (_ *Results, err error) {
 	pr.header(res, o)
 
 	// Self-contained: a database and Redis index of the bench's own, and parkd.
-	var cl *Cluster
+	var cl *cluster.Cluster
 	stopped := false
 	stopCluster := func() {
 		if cl == nil || stopped {
@@ -238,7 +220,7 @@ func Run(ctx context.Context, o Options) (_ *Results, err error) {
 	}
 	base, dbURL := o.Target, o.DatabaseURL
 	if o.Target == "" {
-		if dbURL, err = recreateDB(ctx, o.DatabaseURL, o.DBName); err != nil {
+		if dbURL, err = load.RecreateDB(ctx, o.DatabaseURL, o.DBName); err != nil {
 			return nil, err
 		}
 		pr.linef("database  %s created afresh (dropped first if it existed)", redact(dbURL))
@@ -247,8 +229,8 @@ func Run(ctx context.Context, o Options) (_ *Results, err error) {
 			return nil, err
 		}
 		pr.linef("redis     FLUSHDB of index %d at %s (the bench's index: everything in it is gone)", idx, redact(o.RedisURL))
-		o.JWTSecret = randomSecret()
-		cl = &Cluster{Command: o.Command, Split: o.Split, Workers: o.Workers, Schedulers: o.Schedulers, Log: o.ChildLog,
+		o.JWTSecret = load.RandomSecret()
+		cl = &cluster.Cluster{Parkd: o.Parkd, Split: o.Split, Workers: o.Workers, Schedulers: o.Schedulers, Log: o.ChildLog,
 			Env: []string{
 				"PARKD_DATABASE_URL=" + dbURL,
 				"PARKD_REDIS_URL=" + o.RedisURL,
@@ -265,21 +247,21 @@ func Run(ctx context.Context, o Options) (_ *Results, err error) {
 		}
 		defer stopCluster()
 		base = cl.URL()
-		pr.linef("parkd     %s ready in %.1fs at %s", describeProcs(cl), time.Since(ts).Seconds(), base)
+		pr.linef("parkd     %s ready in %.1fs at %s", cl.Describe(), time.Since(ts).Seconds(), base)
 	} else if err := checkReady(ctx, base); err != nil {
 		return nil, err
 	}
 
 	// Memory of the parkd processes, sampled through the whole run.
-	sampler := &RSSSampler{Interval: o.RSSInterval, Procs: func() []ProcRef { return FindParkd(os.Getpid()) }}
+	sampler := &RSSSampler{Interval: o.RSSInterval, Procs: func() []cluster.ProcRef { return FindParkd(os.Getpid()) }}
 	switch {
 	case cl != nil:
 		sampler.Procs = cl.PIDs
 	case len(o.PIDs) > 0:
-		sampler.Procs = func() []ProcRef {
-			refs := make([]ProcRef, len(o.PIDs))
+		sampler.Procs = func() []cluster.ProcRef {
+			refs := make([]cluster.ProcRef, len(o.PIDs))
 			for i, pid := range o.PIDs {
-				refs[i] = ProcRef{Name: procName(pid), PID: pid}
+				refs[i] = cluster.ProcRef{Name: procName(pid), PID: pid}
 			}
 			return refs
 		}
@@ -289,12 +271,12 @@ func Run(ctx context.Context, o Options) (_ *Results, err error) {
 	go func() { defer close(samplerDone); sampler.Run(sctx) }()
 	defer func() { stopSampler(); <-samplerDone }()
 
-	a := newAPI(base, max(o.RightsPool, o.HalfPool, 4*o.Concurrency, 64)+16)
-	defer a.close()
+	a := load.NewClient(base, max(o.RightsPool, o.HalfPool, 4*o.Concurrency, 64)+16)
+	defer a.Close()
 	run := fmt.Sprintf("%d", t0.Unix())
-	tk := tokens{secret: []byte(o.JWTSecret), ttl: 24 * time.Hour}
+	tk := load.Tokens{Secret: []byte(o.JWTSecret), TTL: 24 * time.Hour}
 	ts := time.Now()
-	w, err := setup(ctx, a, tk, setupConfig{Run: run, Permits: o.Permits, TopupHours: o.TopupHours,
+	w, err := load.Setup(ctx, a, tk, load.SetupConfig{Run: run, Permits: o.Permits, TopupHours: o.TopupHours,
 		Concurrency: o.SetupConcurrency, ScanCars: o.ScanCars})
 	if err != nil {
 		return nil, fmt.Errorf("setup: %w", err)
@@ -303,7 +285,7 @@ func Run(ctx context.Context, o Options) (_ *Results, err error) {
 	pr.linef("setup     zone %s, %d permits (address, registration, permit, top-up of %d h each) in %.1fs",
 		w.Zone, o.Permits, o.TopupHours, res.SetupSeconds)
 
-	d := &driver{api: a, w: w, run: run, plates: NewPlateGen(shapeParked, o.Seed), never: NewPlateGen(shapeNeverParked, o.Seed)}
+	d := &driver{api: a, w: w, run: run, plates: load.NewPlateGen(load.ShapeParked, o.Seed), never: load.NewPlateGen(load.ShapeNeverParked, o.Seed)}
 	if o.has(PhaseAutostop) {
 		d.autostopEvery = o.AutostopEvery
 	}
@@ -359,13 +341,13 @@ func Run(ctx context.Context, o Options) (_ *Results, err error) {
 			// operator's call (`parkd check`).
 			res.Skipped = append(res.Skipped, "check: only in self-contained mode")
 		} else {
-			out, err := cl.Run(ctx, "check", "--grace", "2m")
-			res.Check = &CheckResult{OK: err == nil, Output: strings.TrimSpace(string(out))}
+			r := cl.Check(ctx, 2*time.Minute)
+			res.Check = &r
 			pr.check(*res.Check)
 		}
 	}
 	if cl != nil && ctx.Err() == nil {
-		if st, err := readRedisState(ctx, o.RedisURL, dbURL); err != nil {
+		if st, err := load.ReadRedisState(ctx, o.RedisURL, dbURL); err != nil {
 			res.Problems = append(res.Problems, err.Error())
 		} else {
 			res.Redis = &st
@@ -398,14 +380,14 @@ func Run(ctx context.Context, o Options) (_ *Results, err error) {
 		stopCluster()
 		res.Logs = cl.LogCounts() // after the stop: shutdown lines count too
 	}
-	res.LoadEnd = loadAvg()
+	res.LoadEnd = load.LoadAvg()
 	res.TotalSeconds = time.Since(t0).Seconds()
 	res.Problems = append(res.Problems, problems(res)...)
 	if ctx.Err() != nil {
 		res.Problems = append(res.Problems, "interrupted: the figures cover only what ran")
 	}
 	if o.DropDB && o.Target == "" {
-		if err := dropDB(context.WithoutCancel(ctx), o.DatabaseURL, o.DBName); err != nil {
+		if err := load.DropDB(context.WithoutCancel(ctx), o.DatabaseURL, o.DBName); err != nil {
 			res.Problems = append(res.Problems, err.Error())
 		}
 	}
@@ -414,11 +396,11 @@ func Run(ctx context.Context, o Options) (_ *Results, err error) {
 }
 
 func pgbenchPhase(ctx context.Context, o Options) (PgbenchResult, error) {
-	dsn, err := recreateDB(ctx, o.DatabaseURL, o.PgbenchDBName)
+	dsn, err := load.RecreateDB(ctx, o.DatabaseURL, o.PgbenchDBName)
 	if err != nil {
 		return PgbenchResult{}, fmt.Errorf("pgbench: %w", err)
 	}
-	defer func() { _ = dropDB(context.WithoutCancel(ctx), o.DatabaseURL, o.PgbenchDBName) }()
+	defer func() { _ = load.DropDB(context.WithoutCancel(ctx), o.DatabaseURL, o.PgbenchDBName) }()
 	return runPgbench(ctx, dsn, o.PgbenchScale, o.PgbenchClients, o.PgbenchSeconds)
 }
 
@@ -448,34 +430,6 @@ func checkReady(ctx context.Context, base string) error {
 		return fmt.Errorf("target %s: /readyz answered %s", base, res.Status)
 	}
 	return nil
-}
-
-func randomSecret() string {
-	b := make([]byte, 32)
-	_, _ = rand.Read(b) // never fails (crypto/rand)
-	return hex.EncodeToString(b)
-}
-
-// loadAvg is the machine's 1, 5 and 15 minute load average: figures measured
-// on a busy machine say so.
-func loadAvg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return ""
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return ""
-	}
-	return strings.Join(f[:3], " ")
-}
-
-func describeProcs(cl *Cluster) string {
-	var parts []string
-	for _, p := range cl.Procs() {
-		parts = append(parts, fmt.Sprintf("%s (pid %d)", p.Name(), p.PID()))
-	}
-	return strings.Join(parts, ", ")
 }
 
 // redact hides a password in a URL.

@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"context"
@@ -9,14 +9,16 @@ import (
 	"testing"
 	"time"
 
-	"github.com/parkd/parkd/cmd/parkd/parkdbench"
 	"github.com/parkd/parkd/repo/repotest"
+	"github.com/parkd/parkd/tools/internal/parkdtest"
 )
 
-// TestBenchSmoke runs `parkd bench` self-contained end to end with tiny sizes:
-// a fresh database, this test's own Redis index, a real parkd serve (this test
-// binary running main(), see TestMain), setup through the HTTP API, the load
-// phases and the audit. Auto-stop (minutes of waiting) and pgbench are left out.
+func TestMain(m *testing.M) { parkdtest.Main(m) }
+
+// TestBenchSmoke runs the bench self-contained end to end with tiny sizes: a
+// fresh database, this test's own Redis index, a real parkd serve (the binary
+// parkdtest builds), setup through the HTTP API, the load phases and the
+// audit. Auto-stop (minutes of waiting) and pgbench are left out.
 func TestBenchSmoke(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts parkd and loads it for about 20 s")
@@ -26,7 +28,7 @@ func TestBenchSmoke(t *testing.T) {
 	// again afterwards so that it stays reusable by later test processes.
 	t.Cleanup(func() { repotest.NewRedis(t) })
 
-	o := parkdbench.DefaultOptions()
+	o := DefaultOptions()
 	o.DatabaseURL = repotest.AdminURL()
 	o.DBName = fmt.Sprintf("parkd_benchtest_%08x", rand.Uint32())
 	o.DropDB = true
@@ -36,8 +38,8 @@ func TestBenchSmoke(t *testing.T) {
 	o.Duration = 3 * time.Second
 	o.Lone, o.LonePause = 3, 50*time.Millisecond
 	o.RightsRate, o.RightsDuration, o.RightsParked, o.RightsPool, o.ScanCars = 200, 2*time.Second, 10, 16, 4
-	o.Phases = []string{parkdbench.PhaseIdle, parkdbench.PhaseMax, parkdbench.PhaseHalf, parkdbench.PhaseRights, parkdbench.PhaseCheck}
-	o.Command = selfCommand
+	o.Phases = []string{PhaseIdle, PhaseMax, PhaseHalf, PhaseRights, PhaseCheck}
+	o.Parkd = parkdtest.Binary(t)
 	var out strings.Builder
 	o.Out = &out
 	if testing.Verbose() {
@@ -45,7 +47,7 @@ func TestBenchSmoke(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	res, err := parkdbench.Run(ctx, o)
+	res, err := Run(ctx, o)
 	t.Logf("bench output:\n%s", out.String())
 	if err != nil {
 		t.Fatal(err)
@@ -56,7 +58,7 @@ func TestBenchSmoke(t *testing.T) {
 	if res.Idle == nil || res.Idle.Start.OK != 3 || res.Rights == nil || res.Rights.Checks.OK == 0 {
 		t.Fatalf("idle %+v rights %+v", res.Idle, res.Rights)
 	}
-	for name, op := range map[string]parkdbench.OpResult{
+	for name, op := range map[string]OpResult{
 		"idle start": res.Idle.Start, "idle stop": res.Idle.Stop,
 		"max start": res.Max.Start, "max stop": res.Max.Stop,
 		"half start": res.Half.Start, "half stop": res.Half.Stop,

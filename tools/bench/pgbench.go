@@ -1,4 +1,4 @@
-package parkdbench
+package bench
 
 import (
 	"bytes"
@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/parkd/parkd/tools/cluster"
 )
 
 // PgbenchResult is the machine's TPC-B rate, the yardstick for pairs/s: a
@@ -75,7 +77,7 @@ func runPgbench(ctx context.Context, dsn string, scale, clients, seconds int) (P
 	t0 := time.Now()
 	// libpq takes a connection URI where pgbench expects a database name.
 	if out, err := exec.CommandContext(ctx, bin, "-i", "-s", strconv.Itoa(scale), "-q", dsn).CombinedOutput(); err != nil {
-		return res, fmt.Errorf("pgbench -i: %w: %s", err, tailLines(string(out), 5))
+		return res, fmt.Errorf("pgbench -i: %w: %s", err, cluster.TailLines(string(out), 5))
 	}
 	res.InitSec = time.Since(t0).Seconds()
 	var stdout, stderr bytes.Buffer
@@ -83,16 +85,10 @@ func runPgbench(ctx context.Context, dsn string, scale, clients, seconds int) (P
 		"-T", strconv.Itoa(seconds), "-n", dsn)
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
-		return res, fmt.Errorf("pgbench: %w: %s", err, tailLines(stderr.String(), 5))
+		return res, fmt.Errorf("pgbench: %w: %s", err, cluster.TailLines(stderr.String(), 5))
 	}
 	if res.TPS, err = parsePgbenchTPS(stdout.String()); err != nil {
 		return res, err
 	}
 	return res, nil
-}
-
-// tailLines is the last n lines of s, for error messages.
-func tailLines(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }

@@ -1,4 +1,4 @@
-package parkdbench
+package bench
 
 import "testing"
 

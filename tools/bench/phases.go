@@ -1,4 +1,4 @@
-package parkdbench
+package bench
 
 import (
 	"context"
@@ -10,16 +10,18 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/parkd/parkd/tools/load"
 )
 
 // driver runs sessions for the phases: it owns the plate generator, the
 // request ID sequence and the list of sessions left to their auto-stop.
 type driver struct {
-	api    *api
-	w      *world
+	api    *load.Client
+	w      *load.World
 	run    string
-	plates *PlateGen
-	never  *PlateGen // plates no session is ever started for
+	plates *load.PlateGen
+	never  *load.PlateGen // plates no session is ever started for
 	seq    atomic.Int64
 
 	// AutostopEvery: 1 in this many starts has an end_at and is not stopped
@@ -55,30 +57,30 @@ func startBody(plate string, autostop bool, now time.Time, k int64) map[string]a
 // start starts a session for r and records its latency from t0 (the instant
 // the start was due) in st. It returns the session's ID, or "" when the start
 // failed or was rejected (counted in st).
-func (d *driver) start(ctx context.Context, r resident, plate string, autostop bool, n int64, t0 time.Time, st *OpStats) string {
-	o, err := d.api.write(ctx, http.MethodPost, "/v1/permits/"+url.PathEscape(r.PermitID)+"/sessions",
+func (d *driver) start(ctx context.Context, r load.Resident, plate string, autostop bool, n int64, t0 time.Time, st *OpStats) string {
+	o, err := d.api.Write(ctx, http.MethodPost, "/v1/permits/"+url.PathEscape(r.PermitID)+"/sessions",
 		r.Token, d.key("s"), startBody(plate, autostop, time.Now(), n/int64(max(d.autostopEvery, 1))), 30*time.Second)
 	return d.settle(o, err, t0, st, autostop)
 }
 
 // stop stops a session, timed from t0.
-func (d *driver) stop(ctx context.Context, r resident, sessionID string, t0 time.Time, st *OpStats) bool {
-	o, err := d.api.write(ctx, http.MethodPost, "/v1/sessions/"+url.PathEscape(sessionID)+"/stop",
+func (d *driver) stop(ctx context.Context, r load.Resident, sessionID string, t0 time.Time, st *OpStats) bool {
+	o, err := d.api.Write(ctx, http.MethodPost, "/v1/sessions/"+url.PathEscape(sessionID)+"/stop",
 		r.Token, d.key("x"), map[string]any{}, 30*time.Second)
 	return d.settle(o, err, t0, st, false) != ""
 }
 
 // settle records how a write went. A pending answer's latency runs until its
 // outcome was read back: that is how long the app waited for it.
-func (d *driver) settle(o outcome, err error, t0 time.Time, st *OpStats, autostop bool) string {
-	if err != nil && failureKind(err) == "cancelled" {
+func (d *driver) settle(o load.Outcome, err error, t0 time.Time, st *OpStats, autostop bool) string {
+	if err != nil && load.FailureKind(err) == "cancelled" {
 		return "" // the bench is being interrupted: not parkd's failure
 	}
 	if o.Pending {
 		st.pending.Add(1)
 	}
 	if err != nil {
-		st.Fail(failureKind(err))
+		st.Fail(load.FailureKind(err))
 		return ""
 	}
 	if !o.Applied {
@@ -86,7 +88,7 @@ func (d *driver) settle(o outcome, err error, t0 time.Time, st *OpStats, autosto
 		return ""
 	}
 	st.Lat.Record(time.Since(t0))
-	id, err := idOf(o.Result)
+	id, err := load.IDOf(o.Result)
 	if err != nil {
 		st.Fail("bad result")
 		return ""
@@ -109,11 +111,6 @@ func (d *driver) autostopIDs() []int64 {
 	return append([]int64(nil), d.autostops...)
 }
 
-// errorPause keeps a virtual user whose request failed from spinning: a
-// closed loop would otherwise turn a failing server into a flood of fast
-// errors and count them as its throughput.
-const errorPause = 20 * time.Millisecond
-
 // IdleResult is the latency of starts and stops sent one at a time on an
 // otherwise idle system.
 type IdleResult struct {
@@ -128,12 +125,12 @@ type IdleResult struct {
 func (d *driver) runIdle(ctx context.Context, n int, pause time.Duration) IdleResult {
 	start, stop := NewOpStats(), NewOpStats()
 	for i := range n {
-		if !sleepCtx(ctx, pause) {
+		if !load.SleepCtx(ctx, pause) {
 			break
 		}
 		r := d.w.Residents[i%len(d.w.Residents)]
 		id := d.start(ctx, r, d.plates.Next(), false, 0, time.Now(), start)
-		if id == "" || !sleepCtx(ctx, pause) {
+		if id == "" || !load.SleepCtx(ctx, pause) {
 			continue
 		}
 		d.stop(ctx, r, id, time.Now(), stop)
@@ -156,27 +153,16 @@ type LoadResult struct {
 	Stop         OpResult `json:"stop"`
 	// Open loop: how long arrivals waited for a free virtual user; large
 	// values mean the bench, not parkd, was short of hands.
-	DispatchDelay *Latency `json:"dispatch_delay,omitempty"`
-}
-
-// partition deals the residents out to n users, each its own disjoint share, so
-// that no two users ever touch one permit.
-func partition(rs []resident, n int) [][]resident {
-	n = max(1, min(n, len(rs)))
-	out := make([][]resident, n)
-	for i, r := range rs {
-		out[i%n] = append(out[i%n], r)
-	}
-	return out
+	DispatchDelay *load.Latency `json:"dispatch_delay,omitempty"`
 }
 
 // pair runs one start and, unless it is left to its auto-stop, its stop. It
 // reports whether a pair was completed.
-func (d *driver) pair(ctx context.Context, r resident, n int64, due time.Time, start, stop *OpStats, autostops *atomic.Int64) bool {
+func (d *driver) pair(ctx context.Context, r load.Resident, n int64, due time.Time, start, stop *OpStats, autostops *atomic.Int64) bool {
 	auto := d.isAutostop(n)
 	id := d.start(ctx, r, d.plates.Next(), auto, n, due, start)
 	if id == "" {
-		sleepCtx(ctx, errorPause)
+		load.SleepCtx(ctx, load.ErrorPause)
 		return false
 	}
 	if auto {
@@ -184,7 +170,7 @@ func (d *driver) pair(ctx context.Context, r resident, n int64, due time.Time, s
 		return false
 	}
 	if !d.stop(ctx, r, id, time.Now(), stop) {
-		sleepCtx(ctx, errorPause)
+		load.SleepCtx(ctx, load.ErrorPause)
 		return false
 	}
 	return true
@@ -195,7 +181,7 @@ func (d *driver) pair(ctx context.Context, r resident, n int64, due time.Time, s
 func (d *driver) runMax(ctx context.Context, c int, dur time.Duration) LoadResult {
 	start, stop := NewOpStats(), NewOpStats()
 	var pairs, autostops, n atomic.Int64
-	users := partition(d.w.Residents, c)
+	users := load.Partition(d.w.Residents, c)
 	t0 := time.Now()
 	deadline := t0.Add(dur)
 	var wg sync.WaitGroup
@@ -217,9 +203,9 @@ func (d *driver) runMax(ctx context.Context, c int, dur time.Duration) LoadResul
 // it was due.
 func (d *driver) runHalf(ctx context.Context, rate float64, pool int, dur time.Duration) LoadResult {
 	start, stop := NewOpStats(), NewOpStats()
-	delay := NewRecorder()
+	delay := load.NewRecorder()
 	var pairs, autostops atomic.Int64
-	users := partition(d.w.Residents, pool)
+	users := load.Partition(d.w.Residents, pool)
 	arrivals := make(chan arrival, len(users))
 	t0 := time.Now()
 	go pace(ctx, Schedule{Start: t0, Rate: rate}, dur, arrivals)
@@ -241,7 +227,7 @@ func (d *driver) runHalf(ctx context.Context, rate float64, pool int, dur time.D
 	return loadResult("half", len(users), rate, time.Since(t0), pairs.Load(), autostops.Load(), start, stop, &dd)
 }
 
-func loadResult(phase string, users int, rate float64, elapsed time.Duration, pairs, autostops int64, start, stop *OpStats, delay *Latency) LoadResult {
+func loadResult(phase string, users int, rate float64, elapsed time.Duration, pairs, autostops int64, start, stop *OpStats, delay *load.Latency) LoadResult {
 	s := elapsed.Seconds()
 	return LoadResult{Phase: phase, Concurrency: users, TargetRate: rate, Seconds: s, Pairs: pairs, Autostops: autostops,
 		PairsPerSec: float64(pairs) / s, StartsPerSec: float64(start.OK()) / s, StopsPerSec: float64(stop.OK()) / s,
@@ -250,15 +236,15 @@ func loadResult(phase string, users int, rate float64, elapsed time.Duration, pa
 
 // RightsResult is the enforcement check at a fixed rate.
 type RightsResult struct {
-	TargetRate   float64  `json:"target_per_s"`
-	AchievedRate float64  `json:"achieved_per_s"` // answered per second, from the first due instant to the last answer
-	Seconds      float64  `json:"seconds"`
-	Pool         int      `json:"pool"`
-	ScanCars     int      `json:"scan_cars"`     // enforcement subjects the checks are spread over
-	Parked       int      `json:"parked_plates"` // sessions parked for the phase, whose plates make half the checks
-	Checks       OpResult `json:"checks"`        // wrong answers count as errors
-	Delay        Latency  `json:"dispatch_delay"`
-	ParkErrors   int64    `json:"park_errors,omitempty"`
+	TargetRate   float64      `json:"target_per_s"`
+	AchievedRate float64      `json:"achieved_per_s"` // answered per second, from the first due instant to the last answer
+	Seconds      float64      `json:"seconds"`
+	Pool         int          `json:"pool"`
+	ScanCars     int          `json:"scan_cars"`     // enforcement subjects the checks are spread over
+	Parked       int          `json:"parked_plates"` // sessions parked for the phase, whose plates make half the checks
+	Checks       OpResult     `json:"checks"`        // wrong answers count as errors
+	Delay        load.Latency `json:"dispatch_delay"`
+	ParkErrors   int64        `json:"park_errors,omitempty"`
 }
 
 // runRights parks some sessions, then asks the rights question at rate per
@@ -268,7 +254,7 @@ func (d *driver) runRights(ctx context.Context, rate float64, dur time.Duration,
 	res := RightsResult{TargetRate: rate, Pool: pool, ScanCars: len(d.w.Scan)}
 	// Park one session per resident of the first parkN, concurrently.
 	type parked struct {
-		r     resident
+		r     load.Resident
 		plate string
 		id    string
 	}
@@ -295,7 +281,7 @@ func (d *driver) runRights(ctx context.Context, rate float64, dur time.Duration,
 	res.Parked = len(plates)
 	res.ParkErrors = park.Result().ErrorCount()
 
-	checks, delay := NewOpStats(), NewRecorder()
+	checks, delay := NewOpStats(), load.NewRecorder()
 	arrivals := make(chan arrival, pool)
 	t0 := time.Now()
 	go pace(ctx, Schedule{Start: t0, Rate: rate}, dur, arrivals)
@@ -345,16 +331,16 @@ func (d *driver) runRights(ctx context.Context, rate float64, dur time.Duration,
 // answer is no answer.
 func (d *driver) checkRight(ctx context.Context, token, plate string, want bool, due time.Time, st *OpStats) {
 	q := url.Values{"plate": {plate}, "zone": {d.w.Zone}, "place": {"permit_holder"}}
-	an, err := d.api.do(ctx, http.MethodGet, "/v1/rights?"+q.Encode(), token, "", nil)
+	an, err := d.api.Do(ctx, http.MethodGet, "/v1/rights?"+q.Encode(), token, "", nil)
 	if err != nil {
-		if kind := transportKind(err); kind != "cancelled" {
+		if kind := load.TransportKind(err); kind != "cancelled" {
 			st.Fail(kind)
 		}
 		return
 	}
 	st.Lat.Record(time.Since(due))
 	if an.Status != http.StatusOK {
-		st.Fail(an.errorKind())
+		st.Fail(an.ErrorKind())
 		return
 	}
 	var v struct {
@@ -369,16 +355,4 @@ func (d *driver) checkRight(ctx context.Context, token, plate string, want bool,
 		return
 	}
 	st.ok.Add(1)
-}
-
-// sleepCtx sleeps for d; false when ctx ended first.
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }

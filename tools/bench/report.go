@@ -1,4 +1,4 @@
-package parkdbench
+package bench
 
 import (
 	"fmt"
@@ -6,6 +6,9 @@ import (
 	"maps"
 	"slices"
 	"strings"
+
+	"github.com/parkd/parkd/tools/cluster"
+	"github.com/parkd/parkd/tools/load"
 )
 
 // printer writes the human-readable report: a line per phase as it ends, and
@@ -23,26 +26,6 @@ func (p *printer) header(r *Results, o Options) {
 	}
 	p.linef("parkd bench  (%s, %d permits, concurrency %d, %s per phase, seed %d)", where, r.Permits, r.Concurrency, o.Duration, r.Seed)
 	p.linef("machine   %d CPUs, load average %s at start", r.CPUs, r.LoadStart)
-}
-
-// ms formats milliseconds with the precision that means something at their size.
-func ms(v float64) string {
-	switch {
-	case v < 1:
-		return fmt.Sprintf("%.2fms", v)
-	case v < 10:
-		return fmt.Sprintf("%.1fms", v)
-	case v < 10_000:
-		return fmt.Sprintf("%.0fms", v)
-	}
-	return fmt.Sprintf("%.1fs", v/1000)
-}
-
-func lat(l Latency) string {
-	if l.Count == 0 {
-		return "no samples"
-	}
-	return fmt.Sprintf("p50 %s p90 %s p99 %s max %s", ms(l.P50), ms(l.P90), ms(l.P99), ms(l.Max))
 }
 
 // errs is an OpResult's failures, most frequent first.
@@ -65,13 +48,13 @@ func errs(r OpResult) string {
 }
 
 func opLine(name string, r OpResult) string {
-	return fmt.Sprintf("%-5s %s   %s, 202 pending %d", name, lat(r.Latency), errs(r), r.Pending)
+	return fmt.Sprintf("%-5s %s   %s, 202 pending %d", name, r.Latency.String(), errs(r), r.Pending)
 }
 
 func (p *printer) idle(r IdleResult) {
 	s, t := r.Start.Latency, r.Stop.Latency
 	p.linef("idle      %d lone pairs, one at a time:  start p50 %s max %s   stop p50 %s max %s   (%s / %s)",
-		r.Pairs, ms(s.P50), ms(s.Max), ms(t.P50), ms(t.Max), errs(r.Start), errs(r.Stop))
+		r.Pairs, load.FormatMS(s.P50), load.FormatMS(s.Max), load.FormatMS(t.P50), load.FormatMS(t.Max), errs(r.Start), errs(r.Stop))
 }
 
 func (p *printer) load(r LoadResult) {
@@ -86,14 +69,14 @@ func (p *printer) load(r LoadResult) {
 	p.linef("          %s", opLine("start", r.Start))
 	p.linef("          %s", opLine("stop", r.Stop))
 	if r.DispatchDelay != nil {
-		p.linef("          waiting for a free user (bench-side): p99 %s max %s", ms(r.DispatchDelay.P99), ms(r.DispatchDelay.Max))
+		p.linef("          waiting for a free user (bench-side): p99 %s max %s", load.FormatMS(r.DispatchDelay.P99), load.FormatMS(r.DispatchDelay.Max))
 	}
 }
 
 func (p *printer) rights(r RightsResult) {
 	p.linef("rights    %.0f/s offered, %.1f/s answered   %s   (%d users, %d scan cars; half the plates parked now (%d), half never parked)",
-		r.TargetRate, r.AchievedRate, lat(r.Checks.Latency), r.Pool, r.ScanCars, r.Parked)
-	p.linef("          %s   waiting for a free user (bench-side): p99 %s max %s", errs(r.Checks), ms(r.Delay.P99), ms(r.Delay.Max))
+		r.TargetRate, r.AchievedRate, r.Checks.Latency.String(), r.Pool, r.ScanCars, r.Parked)
+	p.linef("          %s   waiting for a free user (bench-side): p99 %s max %s", errs(r.Checks), load.FormatMS(r.Delay.P99), load.FormatMS(r.Delay.Max))
 }
 
 func (p *printer) autostop(r AutostopResult) {
@@ -106,7 +89,7 @@ func (p *printer) autostop(r AutostopResult) {
 		r.Sessions, r.Settled, r.Unsettled, r.WaitedSec, l.P50, l.P99, l.Max, l.Min, r.Early)
 }
 
-func (p *printer) check(r CheckResult) {
+func (p *printer) check(r cluster.CheckResult) {
 	lines := strings.Split(r.Output, "\n")
 	last := lines[len(lines)-1]
 	if r.OK {
@@ -125,7 +108,7 @@ func (p *printer) pgbench(r PgbenchResult, ratio float64) {
 		r.TPS, r.Clients, r.Threads, r.Seconds, r.Scale, r.InitSec, ratio)
 }
 
-func (p *printer) redis(st RedisState) {
+func (p *printer) redis(st load.RedisState) {
 	var parts []string
 	for _, q := range st.Queues {
 		parts = append(parts, fmt.Sprintf("%s: %d scheduled, %d pending, %d retry, %d archived, ~%s",
@@ -188,12 +171,7 @@ func (p *printer) report(r *Results) {
 		p.memory(*r.RSS)
 	}
 	if len(r.Logs) > 0 {
-		names := slices.Sorted(maps.Keys(r.Logs))
-		parts := make([]string, len(names))
-		for i, n := range names {
-			parts[i] = fmt.Sprintf("%s %d errors, %d warnings", n, r.Logs[n].Error, r.Logs[n].Warn)
-		}
-		p.linef("logs      %s", strings.Join(parts, "; "))
+		p.linef("logs      %s", cluster.SummarizeLogs(r.Logs))
 	}
 	for _, s := range r.Skipped {
 		p.linef("skipped   %s", s)
@@ -209,17 +187,17 @@ func (p *printer) report(r *Results) {
 		p.linef("  %-32s %.1f   vs %s", "start+stop pairs/s (max)", r.Max.PairsPerSec, tps)
 	}
 	if r.Half != nil {
-		p.linef("  %-32s %s   (%.1f arrivals/s offered, %.1f pairs/s done; p50 %s)", "start p99 at half the max rate", ms(r.Half.Start.Latency.P99), r.Half.TargetRate, r.Half.PairsPerSec, ms(r.Half.Start.Latency.P50))
+		p.linef("  %-32s %s   (%.1f arrivals/s offered, %.1f pairs/s done; p50 %s)", "start p99 at half the max rate", load.FormatMS(r.Half.Start.Latency.P99), r.Half.TargetRate, r.Half.PairsPerSec, load.FormatMS(r.Half.Start.Latency.P50))
 	}
 	if r.Idle != nil {
-		p.linef("  %-32s p50 %s max %s   (%d samples)", "lone start on an idle system", ms(r.Idle.Start.Latency.P50), ms(r.Idle.Start.Latency.Max), r.Idle.Start.Latency.Count)
+		p.linef("  %-32s p50 %s max %s   (%d samples)", "lone start on an idle system", load.FormatMS(r.Idle.Start.Latency.P50), load.FormatMS(r.Idle.Start.Latency.Max), r.Idle.Start.Latency.Count)
 	}
 	if r.Autostop != nil && r.Autostop.Settled > 0 {
 		l := r.Autostop.Lateness
 		p.linef("  %-32s p50 %.2fs p99 %.2fs max %.2fs   (%d sessions)", "auto-stop lateness", l.P50, l.P99, l.Max, l.Count)
 	}
 	if r.Rights != nil {
-		p.linef("  %-32s %s   (%.1f/s answered)", fmt.Sprintf("rights check p99 at %.0f/s", r.Rights.TargetRate), ms(r.Rights.Checks.Latency.P99), r.Rights.AchievedRate)
+		p.linef("  %-32s %s   (%.1f/s answered)", fmt.Sprintf("rights check p99 at %.0f/s", r.Rights.TargetRate), load.FormatMS(r.Rights.Checks.Latency.P99), r.Rights.AchievedRate)
 	}
 	if r.RSS != nil {
 		growth := ""
@@ -259,7 +237,7 @@ func problems(r *Results) []string {
 			op(l.Phase, "start", l.Start)
 			op(l.Phase, "stop", l.Stop)
 			if l.DispatchDelay != nil && l.DispatchDelay.P99 > 100 {
-				out = append(out, fmt.Sprintf("%s: arrivals waited for a free bench user (p99 %s): the pool was too small for the rate, and the latencies include that wait", l.Phase, ms(l.DispatchDelay.P99)))
+				out = append(out, fmt.Sprintf("%s: arrivals waited for a free bench user (p99 %s): the pool was too small for the rate, and the latencies include that wait", l.Phase, load.FormatMS(l.DispatchDelay.P99)))
 			}
 		}
 	}

@@ -1,4 +1,4 @@
-package parkdbench
+package bench
 
 import (
 	"bufio"
@@ -13,13 +13,9 @@ import (
 	"strings"
 	"sync"
 	"time"
-)
 
-// ProcRef names a process whose memory is sampled.
-type ProcRef struct {
-	Name string // e.g. "serve", "worker-2"
-	PID  int
-}
+	"github.com/parkd/parkd/tools/cluster"
+)
 
 // procStatus is what is read from /proc/<pid>/status.
 type procStatus struct {
@@ -74,12 +70,12 @@ func readStatus(pid int) (procStatus, error) {
 // FindParkd lists the processes on this machine whose executable is named
 // parkd, except the one with PID exclude (the bench itself). Each is named by
 // its subcommand, e.g. "serve".
-func FindParkd(exclude int) []ProcRef {
+func FindParkd(exclude int) []cluster.ProcRef {
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
 		return nil
 	}
-	var out []ProcRef
+	var out []cluster.ProcRef
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil || pid == exclude {
@@ -89,7 +85,7 @@ func FindParkd(exclude int) []ProcRef {
 		if err != nil || strings.TrimSuffix(filepath.Base(exe), " (deleted)") != "parkd" {
 			continue
 		}
-		out = append(out, ProcRef{Name: procName(pid), PID: pid})
+		out = append(out, cluster.ProcRef{Name: procName(pid), PID: pid})
 	}
 	return out
 }
@@ -111,7 +107,7 @@ func procName(pid int) string {
 // worker has a new PID) at a fixed interval.
 type RSSSampler struct {
 	Interval time.Duration
-	Procs    func() []ProcRef
+	Procs    func() []cluster.ProcRef
 
 	mu      sync.Mutex
 	start   time.Time
@@ -123,7 +119,7 @@ type RSSSampler struct {
 }
 
 type procRSS struct {
-	ref    ProcRef
+	ref    cluster.ProcRef
 	peakKB int64 // largest VmRSS sampled
 	hwmKB  int64 // last VmHWM read
 	lastKB int64

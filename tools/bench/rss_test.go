@@ -1,10 +1,11 @@
-package parkdbench
+package bench
 
 import (
 	"os"
 	"strings"
-	"sync"
 	"testing"
+
+	"github.com/parkd/parkd/tools/cluster"
 )
 
 func TestParseProcStatus(t *testing.T) {
@@ -36,29 +37,14 @@ Threads:	9
 }
 
 func TestSamplerReadsItself(t *testing.T) {
-	s := &RSSSampler{Procs: func() []ProcRef { return []ProcRef{{Name: "self", PID: os.Getpid()}, {Name: "gone", PID: 1 << 30}} }}
+	s := &RSSSampler{Procs: func() []cluster.ProcRef {
+		return []cluster.ProcRef{{Name: "self", PID: os.Getpid()}, {Name: "gone", PID: 1 << 30}}
+	}}
 	s.Sample()
 	s.Sample()
 	r := s.Result()
 	if r.Samples != 2 || len(r.Procs) != 1 || r.Procs[0].Name != "self" || r.Procs[0].PeakKB <= 0 ||
 		r.Procs[0].HWMKB < r.Procs[0].PeakKB || r.PeakTotalKB != r.Procs[0].PeakKB && r.PeakTotalKB < r.Procs[0].LastKB {
 		t.Fatalf("result = %+v", r)
-	}
-}
-
-func TestLineWriterCountsLevels(t *testing.T) {
-	var out strings.Builder
-	w := &lineWriter{prefix: "[worker-1] ", dst: &out, mu: new(sync.Mutex)}
-	_, _ = w.Write([]byte("time=x level=WARN msg=\"slow\"\ntime=x level=ERR"))
-	_, _ = w.Write([]byte("OR msg=boom\n{\"level\":\"WARN\",\"msg\":\"json\"}\nplain\n"))
-	c := w.Counts()
-	if c.Warn != 2 || c.Error != 1 || len(c.Sample) != 3 {
-		t.Fatalf("counts = %+v", c)
-	}
-	if !strings.HasPrefix(out.String(), "[worker-1] time=x level=WARN") || strings.Count(out.String(), "[worker-1] ") != 4 {
-		t.Fatalf("forwarded:\n%s", out.String())
-	}
-	if !strings.HasSuffix(w.Tail(), "plain") {
-		t.Fatalf("tail = %q", w.Tail())
 	}
 }

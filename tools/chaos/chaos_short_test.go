@@ -1,4 +1,4 @@
-package main
+package chaos
 
 import (
 	"context"
@@ -8,12 +8,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/parkd/parkd/cmd/parkd/parkdbench"
+	"github.com/parkd/parkd/tools/internal/parkdtest"
 )
 
-// TestChaosShort is `parkd chaos` in its short form: the split topology with
-// 3 workers and 3 schedulers (this test binary running main(), see TestMain)
-// on a private Postgres and Redis, under load, with a worker SIGKILLed, Redis
+func TestMain(m *testing.M) { parkdtest.Main(m) }
+
+// TestChaosShort is `parkdlab chaos` in its short form: the split topology
+// with 3 workers and 3 schedulers (the parkd binary parkdtest builds) on a
+// private Postgres and Redis, under load, with a worker SIGKILLed, Redis
 // restarted empty and Postgres restarted 15 s apart; after each, parkd must
 // serve again and pass `parkd check`, and at the end every session must be
 // settled within two minutes of its planned end and the database must agree
@@ -23,17 +25,17 @@ func TestChaosShort(t *testing.T) {
 	if testing.Short() {
 		t.Skip("about two and a half minutes of faults under load")
 	}
-	o := parkdbench.ShortChaosOptions()
+	o := ShortOptions()
 	o.Dir = t.TempDir()
-	o.Command = selfCommand
+	o.Parkd = parkdtest.Binary(t)
 	var out strings.Builder
 	o.Out = &out
 	childLog := &syncWriter{}
 	o.ChildLog = childLog
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
-	res, err := parkdbench.RunChaos(ctx, o)
-	if errors.Is(err, parkdbench.ErrChaosUnavailable) {
+	res, err := Run(ctx, o)
+	if errors.Is(err, ErrUnavailable) {
 		t.Skip(err)
 	}
 	t.Logf("parkd chaos (short form):\n%s", out.String())

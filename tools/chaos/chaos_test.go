@@ -1,4 +1,4 @@
-package parkdbench
+package chaos
 
 import (
 	"context"
@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/parkd/parkd/jobs"
+	"github.com/parkd/parkd/tools/load"
 )
 
 // The chaos client sends the same request under the same key through 503,
@@ -43,10 +44,10 @@ func TestChaosSendRetriesSameRequestUntilDefinitive(t *testing.T) {
 		_, _ = w.Write([]byte(a.body))
 	}))
 	defer srv.Close()
-	l := newChaosLoad(newAPI(srv.URL, 4), "t", 1, 0, time.Minute, time.Minute)
+	l := newChaosLoad(load.NewClient(srv.URL, 4), "t", 1, 0, time.Minute, time.Minute)
 	l.minPause, l.maxPause = time.Millisecond, 2*time.Millisecond
 	l.window.Store(2)
-	rq := l.startRequest(resident{PermitID: "7", Token: "tok"}, true, false)
+	rq := l.startRequest(load.Resident{PermitID: "7", Token: "tok"}, true, false)
 	l.send(context.Background(), rq, time.Now().Add(10*time.Second))
 
 	if rq.Answer != answerApplied || rq.Status != 201 || rq.SessionID != "42" || rq.Attempts != 5 {
@@ -84,23 +85,23 @@ func TestChaosSendRejectedAndUnanswered(t *testing.T) {
 		w.WriteHeader(http.StatusAccepted)
 		_, _ = w.Write([]byte(`{"request_id":"k","status":"pending"}`))
 	}))
-	l := newChaosLoad(newAPI(srv.URL, 4), "t", 1, 0, time.Minute, time.Minute)
+	l := newChaosLoad(load.NewClient(srv.URL, 4), "t", 1, 0, time.Minute, time.Minute)
 	l.minPause, l.maxPause = time.Millisecond, 5*time.Millisecond
 	ctx := context.Background()
 
-	rej := l.startRequest(resident{PermitID: "8"}, false, false)
+	rej := l.startRequest(load.Resident{PermitID: "8"}, false, false)
 	l.send(ctx, rej, time.Now().Add(time.Second))
 	if rej.Answer != answerRejected || rej.Status != 422 || rej.Code != "insufficient_balance" || rej.Attempts != 1 {
 		t.Errorf("422: %+v; want rejected at the first attempt", rej)
 	}
-	pend := l.stopRequest(resident{PermitID: "7"}, "99", false)
+	pend := l.stopRequest(load.Resident{PermitID: "7"}, "99", false)
 	l.send(ctx, pend, time.Now().Add(100*time.Millisecond))
 	if pend.Answer != answerNone || pend.Attempts < 2 {
 		t.Errorf("pending forever: %+v; want unanswered after several attempts", pend)
 	}
 
 	srv.Close()
-	gone := l.stopRequest(resident{PermitID: "7"}, "98", false)
+	gone := l.stopRequest(load.Resident{PermitID: "7"}, "98", false)
 	l.send(ctx, gone, time.Now().Add(50*time.Millisecond))
 	if gone.Answer != answerNone || l.retriesTotal()["connection refused"] == 0 {
 		t.Errorf("server gone: %+v, retries %v; want unanswered, retried as connection refused", gone, l.retriesTotal())
@@ -109,19 +110,19 @@ func TestChaosSendRejectedAndUnanswered(t *testing.T) {
 
 func TestRetryCause(t *testing.T) {
 	for _, tc := range []struct {
-		an   answer
+		an   load.Answer
 		err  error
 		want string
 	}{
-		{answer{Status: 200}, nil, ""},
-		{answer{Status: 201}, nil, ""},
-		{answer{Status: 404, Code: "not_found"}, nil, ""},
-		{answer{Status: 409, Code: "idempotency_conflict"}, nil, ""},
-		{answer{Status: 202}, nil, "202 pending"},
-		{answer{Status: 429, Code: "rate_limited"}, nil, "429 rate_limited"},
-		{answer{Status: 502}, nil, "502"},
-		{answer{}, context.DeadlineExceeded, "timeout"},
-		{answer{}, errors.New("weird"), "connection error"},
+		{load.Answer{Status: 200}, nil, ""},
+		{load.Answer{Status: 201}, nil, ""},
+		{load.Answer{Status: 404, Code: "not_found"}, nil, ""},
+		{load.Answer{Status: 409, Code: "idempotency_conflict"}, nil, ""},
+		{load.Answer{Status: 202}, nil, "202 pending"},
+		{load.Answer{Status: 429, Code: "rate_limited"}, nil, "429 rate_limited"},
+		{load.Answer{Status: 502}, nil, "502"},
+		{load.Answer{}, context.DeadlineExceeded, "timeout"},
+		{load.Answer{}, errors.New("weird"), "connection error"},
 	} {
 		if got := retryCause(tc.an, tc.err); got != tc.want {
 			t.Errorf("retryCause(%d, %v) = %q; want %q", tc.an.Status, tc.err, got, tc.want)
@@ -160,7 +161,7 @@ func TestChaosVerdict(t *testing.T) {
 		}
 		return reqs, snap
 	}
-	failed := func(cs []ChaosCheck) map[string][]string {
+	failed := func(cs []Check) map[string][]string {
 		out := map[string][]string{}
 		for _, c := range cs {
 			if !c.OK {
@@ -231,16 +232,6 @@ func TestChaosVerdict(t *testing.T) {
 				t.Errorf("violations %q do not name %s", v, tc.id)
 			}
 		})
-	}
-}
-
-func TestParseFaults(t *testing.T) {
-	fs, err := ParseFaults("kill-worker, postgres-kill,")
-	if err != nil || len(fs) != 2 || fs[0] != FaultKillWorker || fs[1] != FaultPostgresKill {
-		t.Fatalf("ParseFaults = %v, %v", fs, err)
-	}
-	if _, err := ParseFaults("kill-redis"); err == nil || !strings.Contains(err.Error(), "redis-flushed") {
-		t.Errorf("an unknown fault: %v; want an error listing the faults", err)
 	}
 }
 

@@ -1,4 +1,4 @@
-package parkdbench
+package chaos
 
 import (
 	"context"
@@ -11,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/parkd/parkd/tools/load"
 )
 
 // The chaos load behaves as a correct upstream app must under faults: every
@@ -65,9 +67,9 @@ type chaosRequest struct {
 // chaosLoad is the closed-loop load of a chaos run and its record of every
 // request.
 type chaosLoad struct {
-	api           *api
+	api           *load.Client
 	run           string
-	plates        *PlateGen
+	plates        *load.PlateGen
 	autostopEvery int
 	autostopAhead time.Duration
 	deadline      time.Duration // per request, from its first send
@@ -82,18 +84,18 @@ type chaosLoad struct {
 
 	mu      sync.Mutex
 	reqs    []*chaosRequest
-	retries map[int]map[string]int64 // window -> cause -> retries
-	latency map[string]*Recorder     // kind -> time from first send to definitive answer
+	retries map[int]map[string]int64  // window -> cause -> retries
+	latency map[string]*load.Recorder // kind -> time from first send to definitive answer
 }
 
-func newChaosLoad(a *api, run string, seed uint64, autostopEvery int, autostopAhead, deadline time.Duration) *chaosLoad {
-	return &chaosLoad{api: a, run: run, plates: NewPlateGen(shapeParked, seed), autostopEvery: autostopEvery,
+func newChaosLoad(a *load.Client, run string, seed uint64, autostopEvery int, autostopAhead, deadline time.Duration) *chaosLoad {
+	return &chaosLoad{api: a, run: run, plates: load.NewPlateGen(load.ShapeParked, seed), autostopEvery: autostopEvery,
 		autostopAhead: autostopAhead, deadline: deadline, minPause: 200 * time.Millisecond, maxPause: 2 * time.Second,
-		retries: map[int]map[string]int64{}, latency: map[string]*Recorder{kindStart: NewRecorder(), kindStop: NewRecorder()}}
+		retries: map[int]map[string]int64{}, latency: map[string]*load.Recorder{kindStart: load.NewRecorder(), kindStop: load.NewRecorder()}}
 }
 
 // newRequest records a request about to be sent.
-func (l *chaosLoad) newRequest(kind string, r resident, probe bool) *chaosRequest {
+func (l *chaosLoad) newRequest(kind string, r load.Resident, probe bool) *chaosRequest {
 	tag := map[string]string{kindStart: "s", kindStop: "x"}[kind]
 	if probe {
 		tag = "p" + tag
@@ -108,7 +110,7 @@ func (l *chaosLoad) newRequest(kind string, r resident, probe bool) *chaosReques
 
 // startRequest is a start of a session for r: left to its auto-stop
 // (start_at this second, end_at autostopAhead later) or to be stopped.
-func (l *chaosLoad) startRequest(r resident, autostop, probe bool) *chaosRequest {
+func (l *chaosLoad) startRequest(r load.Resident, autostop, probe bool) *chaosRequest {
 	rq := l.newRequest(kindStart, r, probe)
 	rq.path = "/v1/permits/" + url.PathEscape(r.PermitID) + "/sessions"
 	body := map[string]any{"plate": l.plates.Next()}
@@ -123,7 +125,7 @@ func (l *chaosLoad) startRequest(r resident, autostop, probe bool) *chaosRequest
 }
 
 // stopRequest is a stop of session sid of r, at the instant it is received.
-func (l *chaosLoad) stopRequest(r resident, sid string, probe bool) *chaosRequest {
+func (l *chaosLoad) stopRequest(r load.Resident, sid string, probe bool) *chaosRequest {
 	rq := l.newRequest(kindStop, r, probe)
 	rq.path = "/v1/sessions/" + url.PathEscape(sid) + "/stop"
 	rq.SessionID = sid
@@ -140,7 +142,7 @@ func (l *chaosLoad) send(ctx context.Context, rq *chaosRequest, deadline time.Ti
 	pause := l.minPause
 	for {
 		rq.Attempts++
-		an, err := l.api.do(ctx, http.MethodPost, rq.path, rq.token, rq.Key, rq.body)
+		an, err := l.api.Do(ctx, http.MethodPost, rq.path, rq.token, rq.Key, rq.body)
 		if err != nil && ctx.Err() != nil {
 			return // the run is interrupted: the request stays unanswered
 		}
@@ -153,7 +155,7 @@ func (l *chaosLoad) send(ctx context.Context, rq *chaosRequest, deadline time.Ti
 		// Jitter, so that the users a fault stalled together do not come
 		// back in step.
 		wait := pause/2 + rand.N(pause/2+1)
-		if time.Now().Add(wait).After(deadline) || !sleepCtx(ctx, wait) {
+		if time.Now().Add(wait).After(deadline) || !load.SleepCtx(ctx, wait) {
 			return
 		}
 		pause = min(2*pause, l.maxPause)
@@ -162,9 +164,9 @@ func (l *chaosLoad) send(ctx context.Context, rq *chaosRequest, deadline time.Ti
 
 // retryCause names why an answer calls for sending the request again, or ""
 // when it is definitive: 200/201 applied, any other 4xx but 429 rejected.
-func retryCause(an answer, err error) string {
+func retryCause(an load.Answer, err error) string {
 	if err != nil {
-		switch k := transportKind(err); k {
+		switch k := load.TransportKind(err); k {
 		case "transport: timeout":
 			return "timeout"
 		case "transport: connection refused", "transport: connection reset", "transport: connection closed":
@@ -178,19 +180,19 @@ func retryCause(an answer, err error) string {
 	case an.Status == http.StatusAccepted:
 		return "202 pending"
 	case an.Status == http.StatusTooManyRequests, an.Status >= 500:
-		return an.errorKind()
+		return an.ErrorKind()
 	case an.Status >= 400:
 		return ""
 	}
-	return an.errorKind() // 1xx, 204, 3xx: not an answer the contract gives
+	return an.ErrorKind() // 1xx, 204, 3xx: not an answer the contract gives
 }
 
-func (l *chaosLoad) finish(rq *chaosRequest, an answer) {
+func (l *chaosLoad) finish(rq *chaosRequest, an load.Answer) {
 	rq.Answered, rq.Status, rq.Code = time.Now(), an.Status, an.Code
 	if an.Status == http.StatusOK || an.Status == http.StatusCreated {
 		rq.Answer = answerApplied
 		if rq.Kind == kindStart {
-			if id, err := idOf(an.Body); err == nil {
+			if id, err := load.IDOf(an.Body); err == nil {
 				rq.SessionID = id
 			}
 		}
@@ -211,7 +213,7 @@ func (l *chaosLoad) retried(cause string) {
 }
 
 // begin starts one virtual user per share of residents; stop ends them.
-func (l *chaosLoad) begin(ctx context.Context, shares [][]resident) {
+func (l *chaosLoad) begin(ctx context.Context, shares [][]load.Resident) {
 	for _, mine := range shares {
 		l.users.Go(func() { l.user(ctx, mine) })
 	}
@@ -220,7 +222,7 @@ func (l *chaosLoad) begin(ctx context.Context, shares [][]resident) {
 // user is a closed loop over its own permits: a start, then (unless it is
 // left to its auto-stop) the stop of the session it made, sent only once the
 // start was definitively applied.
-func (l *chaosLoad) user(ctx context.Context, mine []resident) {
+func (l *chaosLoad) user(ctx context.Context, mine []load.Resident) {
 	for k := 0; !l.stopping.Load() && ctx.Err() == nil; k++ {
 		r := mine[k%len(mine)]
 		n := l.starts.Add(1) - 1
@@ -230,7 +232,7 @@ func (l *chaosLoad) user(ctx context.Context, mine []resident) {
 		if st.Answer != answerApplied || st.SessionID == "" {
 			// Rejected or unanswered: nothing to stop (the follow-up after
 			// the load resolves an unanswered start).
-			sleepCtx(ctx, errorPause)
+			load.SleepCtx(ctx, load.ErrorPause)
 			continue
 		}
 		if auto {
@@ -239,7 +241,7 @@ func (l *chaosLoad) user(ctx context.Context, mine []resident) {
 		sp := l.stopRequest(r, st.SessionID, false)
 		l.send(ctx, sp, time.Now().Add(l.deadline))
 		if sp.Answer != answerApplied {
-			sleepCtx(ctx, errorPause)
+			load.SleepCtx(ctx, load.ErrorPause)
 		}
 	}
 }
@@ -252,7 +254,7 @@ func (l *chaosLoad) stop() {
 
 // probe is one start and stop through the API, each sent until definitively
 // answered or until deadline: the proof that parkd serves again.
-func (l *chaosLoad) probe(ctx context.Context, r resident, deadline time.Time) error {
+func (l *chaosLoad) probe(ctx context.Context, r load.Resident, deadline time.Time) error {
 	st := l.startRequest(r, false, true)
 	l.send(ctx, st, deadline)
 	switch {
@@ -279,7 +281,7 @@ func (l *chaosLoad) probe(ctx context.Context, r resident, deadline time.Time) e
 // out applied and is not left to its auto-stop is then stopped, as the app
 // would once it learns of the session. It returns how many requests it
 // resolved and how many remain unanswered.
-func (l *chaosLoad) followUp(ctx context.Context, residents map[string]resident, limit time.Duration) (resolved, left int) {
+func (l *chaosLoad) followUp(ctx context.Context, residents map[string]load.Resident, limit time.Duration) (resolved, left int) {
 	deadline := time.Now().Add(limit)
 	var todo []*chaosRequest
 	for _, rq := range l.requests() {

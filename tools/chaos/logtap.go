@@ -1,4 +1,4 @@
-package parkdbench
+package chaos
 
 import (
 	"io"

@@ -1,12 +1,15 @@
-package parkdbench
+package chaos
 
 import (
 	"cmp"
 	"fmt"
+	"io"
 	"maps"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/parkd/parkd/tools/cluster"
 )
 
 // maxViolationsShown bounds the violations printed per check (all are in
@@ -28,7 +31,7 @@ func (c *chaosRun) report() {
 		l.Users, l.Seconds, l.Starts, l.AutostopStarts, l.Stops, l.Probes)
 	p.linef("          answers: %d applied, %s, %d without a definitive answer (%d more answered only in the follow-up)",
 		l.Applied, countsLine("rejected", l.Rejected), l.Unanswered, l.Late)
-	p.linef("          first send to definitive answer: start %s; stop %s", lat(l.StartAnswer), lat(l.StopAnswer))
+	p.linef("          first send to definitive answer: start %s; stop %s", l.StartAnswer.String(), l.StopAnswer.String())
 	p.linef("          retries: %s (%d requests sent more than once, at most %d times)", retriesLine(l.Retries), l.Retried, l.MaxAttempts)
 	if slow := slowest(r.Requests, 5); len(slow) > 0 && slow[0].Answered.Sub(slow[0].Sent) > 10*time.Second {
 		p.linef("          slowest to a definitive answer:")
@@ -87,12 +90,7 @@ func (c *chaosRun) report() {
 	}
 	p.linef("redis     at the end: %s", redisLine)
 	if len(r.Logs) > 0 {
-		names := slices.Sorted(maps.Keys(r.Logs))
-		parts := make([]string, len(names))
-		for i, n := range names {
-			parts[i] = fmt.Sprintf("%s %d errors, %d warnings", n, r.Logs[n].Error, r.Logs[n].Warn)
-		}
-		p.linef("logs      %s", strings.Join(parts, "; "))
+		p.linef("logs      %s", cluster.SummarizeLogs(r.Logs))
 	}
 	if len(r.LogKinds) > 0 {
 		p.linef("parkd's warnings and errors by kind (numbers replaced by N; the first line of each in full)")
@@ -209,4 +207,11 @@ func slowest(reqs []*chaosRequest, n int) []*chaosRequest {
 		return cmp.Compare(b.Answered.Sub(b.Sent), a.Answered.Sub(a.Sent))
 	})
 	return answered[:min(n, len(answered))]
+}
+
+// printer writes the report's lines.
+type printer struct{ w io.Writer }
+
+func (p *printer) linef(format string, args ...any) {
+	fmt.Fprintf(p.w, format+"\n", args...)
 }

@@ -1,27 +1,28 @@
-package parkdbench
+package chaos
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"slices"
 	"strconv"
 	"time"
 
 	"github.com/parkd/parkd/jobs"
+	"github.com/parkd/parkd/repo"
+	"github.com/parkd/parkd/tools/load"
 )
 
-// ChaosCheck is one named check of a chaos run's verdict, with the IDs of
+// Check is one named check of a chaos run's verdict, with the IDs of
 // every violation.
-type ChaosCheck struct {
+type Check struct {
 	Name       string   `json:"name"`
 	OK         bool     `json:"ok"`
 	Note       string   `json:"note,omitempty"` // what was counted, or why it failed
 	Violations []string `json:"violations,omitempty"`
 }
 
-func passIf(name, note string, violations []string) ChaosCheck {
-	return ChaosCheck{Name: name, OK: len(violations) == 0, Note: note, Violations: violations}
+func passIf(name, note string, violations []string) Check {
+	return Check{Name: name, OK: len(violations) == 0, Note: note, Violations: violations}
 }
 
 // dbRequest is a row of requests as the verdict needs it.
@@ -48,45 +49,22 @@ type dbSnapshot struct {
 }
 
 // readSnapshot reads the snapshot the verdict is computed from.
-func readSnapshot(ctx context.Context, db *sql.DB) (dbSnapshot, error) {
+func readSnapshot(ctx context.Context, st *repo.Store) (dbSnapshot, error) {
 	snap := dbSnapshot{Requests: map[string]dbRequest{}}
-	rows, err := db.QueryContext(ctx, `SELECT request_id, type, status, coalesce(error->>'code', '')
-		FROM requests WHERE type = ANY($1)`, []string{jobs.TypeSessionStart, jobs.TypeSessionStop})
+	outcomes, err := repo.RequestOutcomes(ctx, st.DB, jobs.TypeSessionStart, jobs.TypeSessionStop)
 	if err != nil {
-		return snap, fmt.Errorf("read requests: %w", err)
+		return snap, err
 	}
-	for rows.Next() {
-		var id string
-		var r dbRequest
-		if err := rows.Scan(&id, &r.Type, &r.Status, &r.Code); err != nil {
-			rows.Close()
-			return snap, fmt.Errorf("read requests: %w", err)
-		}
-		snap.Requests[id] = r
+	for _, o := range outcomes {
+		snap.Requests[o.RequestID] = dbRequest{Type: o.Type, Status: o.Status, Code: o.Code}
 	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return snap, fmt.Errorf("read requests: %w", err)
-	}
-	rows, err = db.QueryContext(ctx, `SELECT id, request_id, state, planned_end_at, settled_at FROM sessions ORDER BY id`)
+	sessions, err := repo.SessionSettlements(ctx, st.DB)
 	if err != nil {
-		return snap, fmt.Errorf("read sessions: %w", err)
+		return snap, err
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var s dbSession
-		var settled sql.NullTime
-		if err := rows.Scan(&s.ID, &s.RequestID, &s.State, &s.PlannedEnd, &settled); err != nil {
-			return snap, fmt.Errorf("read sessions: %w", err)
-		}
-		if settled.Valid {
-			t := settled.Time
-			s.Settled = &t
-		}
-		snap.Sessions = append(snap.Sessions, s)
-	}
-	if err := rows.Err(); err != nil {
-		return snap, fmt.Errorf("read sessions: %w", err)
+	for _, s := range sessions {
+		snap.Sessions = append(snap.Sessions, dbSession{ID: s.ID, RequestID: s.RequestID, State: string(s.State),
+			PlannedEnd: s.PlannedEndAt, Settled: s.SettledAt})
 	}
 	return snap, nil
 }
@@ -97,8 +75,8 @@ const utcSecond = "2006-01-02T15:04:05Z07:00"
 // a chaos run that need no parkd process, computed from the requests the
 // client sent and a snapshot of the database. grace is how long after its
 // planned end a session may be settled.
-func chaosVerdict(reqs []*chaosRequest, snap dbSnapshot, grace time.Duration) []ChaosCheck {
-	var out []ChaosCheck
+func chaosVerdict(reqs []*chaosRequest, snap dbSnapshot, grace time.Duration) []Check {
+	var out []Check
 
 	// Every session settled, and within grace of its planned end.
 	var open, late []string
@@ -208,7 +186,7 @@ func chaosVerdict(reqs []*chaosRequest, snap dbSnapshot, grace time.Duration) []
 // autostopLateness is settled_at - planned_end_at, in seconds, of every
 // settled session of a start left to its auto-stop, and how many of them
 // settled before their planned end.
-func autostopLateness(reqs []*chaosRequest, snap dbSnapshot) (Spread, int) {
+func autostopLateness(reqs []*chaosRequest, snap dbSnapshot) (load.Spread, int) {
 	auto := map[string]bool{}
 	for _, rq := range reqs {
 		if rq.Kind == kindStart && rq.Autostop {
@@ -227,7 +205,7 @@ func autostopLateness(reqs []*chaosRequest, snap dbSnapshot) (Spread, int) {
 		}
 		late = append(late, d)
 	}
-	return SpreadOf(late), early
+	return load.SpreadOf(late), early
 }
 
 func orNone(s string) string {
@@ -253,8 +231,8 @@ func fmtDur(d time.Duration) string {
 // fell in one window of a chaos run (before the first fault, or from one
 // fault to the next).
 type WindowSpread struct {
-	Window   string `json:"window"`
-	Lateness Spread `json:"lateness_s"`
+	Window   string      `json:"window"`
+	Lateness load.Spread `json:"lateness_s"`
 }
 
 // autostopLatenessByWindow splits the auto-stop lateness by the window the
@@ -283,7 +261,7 @@ func autostopLatenessByWindow(reqs []*chaosRequest, snap dbSnapshot, starts []ti
 	var out []WindowSpread
 	for i, sm := range samples {
 		if len(sm) > 0 {
-			out = append(out, WindowSpread{Window: names[i], Lateness: SpreadOf(sm)})
+			out = append(out, WindowSpread{Window: names[i], Lateness: load.SpreadOf(sm)})
 		}
 	}
 	return out

@@ -1,4 +1,4 @@
-package parkdbench
+package cluster
 
 import (
 	"bytes"
@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -37,11 +39,9 @@ const (
 // PARKD_METRICS_ADDR for a worker or scheduler) so that readiness is checked
 // per process at /readyz.
 type Cluster struct {
-	// Command builds the command that runs parkd with args; the bench's own
-	// executable when nil. Tests point it at a test binary that runs main().
-	// The Cluster appends its environment to the command's Env (or to the
-	// process environment when the command sets none).
-	Command func(args ...string) *exec.Cmd
+	// Parkd is the path of the parkd executable the processes run: the lab
+	// drives parkd as a separate binary, never linked into itself.
+	Parkd string
 	// Env is added to every process's environment: PARKD_DATABASE_URL,
 	// PARKD_REDIS_URL, PARKD_JWT_SECRET and the like. Ports are the Cluster's.
 	Env []string
@@ -56,10 +56,10 @@ type Cluster struct {
 	// when zero).
 	ReadyTimeout time.Duration
 
-	mu    sync.Mutex
-	procs []*Proc
-	api   string // host:port of the intake (serve or intake)
-	logMu sync.Mutex
+	mu     sync.Mutex
+	procs  []*Proc
+	Client string // host:port of the intake (serve or intake)
+	logMu  sync.Mutex
 }
 
 // Proc is one parkd process of a Cluster.
@@ -117,6 +117,20 @@ func (p *Proc) Exited() (bool, error) {
 	}
 }
 
+// Crashed reports whether the current incarnation exited without being told
+// to, and how.
+func (p *Proc) Crashed() (bool, error) {
+	exited, err := p.Exited()
+	return exited && !p.isStopping(), err
+}
+
+// Dismiss marks a crashed process as dealt with: it is not reported as
+// crashed again (unless restarted and crashed anew).
+func (p *Proc) Dismiss() { p.setStopping() }
+
+// Tail is the last lines the process wrote.
+func (p *Proc) Tail() string { return p.out.Tail() }
+
 // wait blocks until the current incarnation has exited.
 func (p *Proc) wait() {
 	p.mu.Lock()
@@ -155,22 +169,10 @@ func (p *Proc) started() bool {
 }
 
 func (c *Cluster) command(args ...string) *exec.Cmd {
-	var cmd *exec.Cmd
-	if c.Command != nil {
-		cmd = c.Command(args...)
-	} else {
-		exe, err := os.Executable()
-		if err != nil {
-			exe = os.Args[0]
-		}
-		cmd = exec.Command(exe, args...)
-	}
-	if cmd.Env == nil {
-		cmd.Env = os.Environ()
-	}
+	cmd := exec.Command(c.Parkd, args...)
 	// Later entries win in os/exec, so the Cluster's settings override any
 	// PARKD_* variable the caller's shell happens to export.
-	cmd.Env = append(cmd.Env, c.Env...)
+	cmd.Env = append(os.Environ(), c.Env...)
 	return cmd
 }
 
@@ -202,7 +204,7 @@ func (c *Cluster) Run(ctx context.Context, args ...string) ([]byte, error) {
 // waits until each answers /readyz. On failure it stops what it started.
 func (c *Cluster) Start(ctx context.Context) error {
 	if out, err := c.Run(ctx, "migrate"); err != nil {
-		return fmt.Errorf("cluster: %w\n%s", err, tailLines(string(out), 10))
+		return fmt.Errorf("cluster: %w\n%s", err, TailLines(string(out), 10))
 	}
 	plan := []struct {
 		role Role
@@ -224,7 +226,7 @@ func (c *Cluster) Start(ctx context.Context) error {
 			}
 			p := &Proc{Role: step.role, Index: i, Addr: addr}
 			if step.role == RoleServe || step.role == RoleIntake {
-				c.api = addr
+				c.Client = addr
 			}
 			c.procs = append(c.procs, p)
 		}
@@ -307,11 +309,36 @@ func (c *Cluster) waitReady(ctx context.Context, p *Proc) error {
 	}
 }
 
+// CheckResult is `parkd check` run on the Cluster's database.
+type CheckResult struct {
+	OK     bool   `json:"ok"`
+	Output string `json:"output"`
+}
+
+// Check runs `parkd check --grace grace` against the Cluster's database.
+func (c *Cluster) Check(ctx context.Context, grace time.Duration) CheckResult {
+	out, err := c.Run(ctx, "check", "--grace", grace.String())
+	r := CheckResult{OK: err == nil, Output: strings.TrimSpace(string(out))}
+	if err != nil && r.Output == "" {
+		r.Output = err.Error()
+	}
+	return r
+}
+
+// Describe names each process with its PID.
+func (c *Cluster) Describe() string {
+	var parts []string
+	for _, p := range c.Procs() {
+		parts = append(parts, fmt.Sprintf("%s (pid %d)", p.Name(), p.PID()))
+	}
+	return strings.Join(parts, ", ")
+}
+
 // URL is the base URL of the HTTP API.
 func (c *Cluster) URL() string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return "http://" + c.api
+	return "http://" + c.Client
 }
 
 // Procs returns the processes of the Cluster.
@@ -332,7 +359,8 @@ func (c *Cluster) PIDs() []ProcRef {
 	return out
 }
 
-func (c *Cluster) find(role Role, i int) (*Proc, error) {
+// Find is process i (1-based) of role.
+func (c *Cluster) Find(role Role, i int) (*Proc, error) {
 	for _, p := range c.Procs() {
 		if p.Role == role && p.Index == i {
 			return p, nil
@@ -344,7 +372,7 @@ func (c *Cluster) find(role Role, i int) (*Proc, error) {
 // Kill SIGKILLs process i (1-based) of role and waits until it is gone: the
 // crash a chaos test wants, with no chance to finish its tasks.
 func (c *Cluster) Kill(role Role, i int) error {
-	p, err := c.find(role, i)
+	p, err := c.Find(role, i)
 	if err != nil {
 		return err
 	}
@@ -357,7 +385,7 @@ func (c *Cluster) Kill(role Role, i int) error {
 // Restart starts process i of role again on the same port, stopping it first
 // (SIGTERM, SIGKILL after 20 s) if it still runs, and waits until it is ready.
 func (c *Cluster) Restart(ctx context.Context, role Role, i int) error {
-	p, err := c.find(role, i)
+	p, err := c.Find(role, i)
 	if err != nil {
 		return err
 	}
@@ -429,7 +457,7 @@ func (c *Cluster) Stop(grace time.Duration) error {
 func (c *Cluster) Crashed() []string {
 	var out []string
 	for _, p := range c.Procs() {
-		if exited, err := p.Exited(); exited && !p.isStopping() {
+		if crashed, err := p.Crashed(); crashed {
 			out = append(out, fmt.Sprintf("%s (%v)", p.Name(), err))
 		}
 	}
@@ -458,11 +486,27 @@ func freeAddr() (string, error) {
 	return l.Addr().String(), nil
 }
 
+// ProcRef names a process, e.g. one whose memory is sampled.
+type ProcRef struct {
+	Name string // e.g. "serve", "worker-2"
+	PID  int
+}
+
 // LogCount is how many warning and error lines a process logged.
 type LogCount struct {
 	Warn   int      `json:"warn"`
 	Error  int      `json:"error"`
 	Sample []string `json:"sample,omitempty"` // the first few of them
+}
+
+// SummarizeLogs is each process's error and warning counts, in name order.
+func SummarizeLogs(logs map[string]LogCount) string {
+	names := slices.Sorted(maps.Keys(logs))
+	parts := make([]string, len(names))
+	for i, n := range names {
+		parts[i] = fmt.Sprintf("%s %d errors, %d warnings", n, logs[n].Error, logs[n].Warn)
+	}
+	return strings.Join(parts, "; ")
 }
 
 // lineWriter splits a child's output into lines, forwards them prefixed, counts
@@ -534,4 +578,10 @@ func (w *lineWriter) Counts() LogCount {
 	c := w.counts
 	c.Sample = append([]string(nil), c.Sample...)
 	return c
+}
+
+// TailLines is the last n lines of a process's output s, for error messages.
+func TailLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }

@@ -1,6 +1,6 @@
 //go:build !linux
 
-package parkdbench
+package cluster
 
 import "os/exec"
 

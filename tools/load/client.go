@@ -1,4 +1,4 @@
-package parkdbench
+package load
 
 import (
 	"bytes"
@@ -16,14 +16,17 @@ import (
 	"time"
 )
 
-// api is a thin client of parkd's HTTP API: just enough to set up a zone and
+// Client is a thin client of parkd's HTTP API: just enough to set up a zone and
 // permits and to drive sessions and rights checks, timing nothing itself.
-type api struct {
+type Client struct {
 	base string
-	hc   *http.Client
+	// HTTP sends the requests; a driver may change its Timeout.
+	HTTP *http.Client
 }
 
-func newAPI(base string, maxConns int) *api {
+// NewClient is a client of the API at base keeping up to maxConns
+// connections open.
+func NewClient(base string, maxConns int) *Client {
 	tr := &http.Transport{
 		// Every virtual user keeps its connection: the bench measures parkd,
 		// not TCP handshakes (except where a phase says otherwise).
@@ -33,29 +36,30 @@ func newAPI(base string, maxConns int) *api {
 		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 	}
 	// A write waits up to 2 s for its outcome; 30 s is a hung server.
-	return &api{base: strings.TrimRight(base, "/"), hc: &http.Client{Transport: tr, Timeout: 30 * time.Second}}
+	return &Client{base: strings.TrimRight(base, "/"), HTTP: &http.Client{Transport: tr, Timeout: 30 * time.Second}}
 }
 
-func (a *api) close() { a.hc.CloseIdleConnections() }
+// Close closes the idle connections.
+func (a *Client) Close() { a.HTTP.CloseIdleConnections() }
 
-// answer is an HTTP answer as the bench needs it.
-type answer struct {
+// Answer is an HTTP answer as the bench needs it.
+type Answer struct {
 	Status int
 	Body   []byte
 	Code   string // the error code of an error answer
 }
 
-// errorKind names an answer that is not a success for the error counts: the
+// ErrorKind names an answer that is not a success for the error counts: the
 // status and the contract's error code ("422 plate_already_parked").
-func (an answer) errorKind() string {
+func (an Answer) ErrorKind() string {
 	if an.Code != "" {
 		return fmt.Sprintf("%d %s", an.Status, an.Code)
 	}
 	return strconv.Itoa(an.Status)
 }
 
-// transportKind names a failure to get any answer, coarsely enough to count.
-func transportKind(err error) string {
+// TransportKind names a failure to get any answer, coarsely enough to count.
+func TransportKind(err error) string {
 	var ne net.Error
 	switch {
 	case errors.Is(err, context.Canceled):
@@ -72,20 +76,20 @@ func transportKind(err error) string {
 	return "transport: " + err.Error()
 }
 
-// do sends one request. body is JSON-encoded unless nil; key is the
+// Do sends one request. body is JSON-encoded unless nil; key is the
 // Idempotency-Key, if any.
-func (a *api) do(ctx context.Context, method, path, token, key string, body any) (answer, error) {
+func (a *Client) Do(ctx context.Context, method, path, token, key string, body any) (Answer, error) {
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
-			return answer{}, fmt.Errorf("encode %s %s: %w", method, path, err)
+			return Answer{}, fmt.Errorf("encode %s %s: %w", method, path, err)
 		}
 		rd = bytes.NewReader(b)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, a.base+path, rd)
 	if err != nil {
-		return answer{}, fmt.Errorf("%s %s: %w", method, path, err)
+		return Answer{}, fmt.Errorf("%s %s: %w", method, path, err)
 	}
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
@@ -96,16 +100,16 @@ func (a *api) do(ctx context.Context, method, path, token, key string, body any)
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	res, err := a.hc.Do(req)
+	res, err := a.HTTP.Do(req)
 	if err != nil {
-		return answer{}, err
+		return Answer{}, err
 	}
 	defer res.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(res.Body, 1<<20))
 	if err != nil {
-		return answer{}, err
+		return Answer{}, err
 	}
-	an := answer{Status: res.StatusCode, Body: b}
+	an := Answer{Status: res.StatusCode, Body: b}
 	if res.StatusCode >= 400 {
 		var e struct {
 			Error struct {
@@ -119,46 +123,46 @@ func (a *api) do(ctx context.Context, method, path, token, key string, body any)
 	return an, nil
 }
 
-// outcome is a write's final answer: applied with its result, or rejected
+// Outcome is a write's final answer: applied with its result, or rejected
 // with the rule's code.
-type outcome struct {
+type Outcome struct {
 	Applied bool
 	Result  json.RawMessage
 	Code    string // the rule's code when rejected
 	Pending bool   // the first answer was 202 and the outcome was read back
 }
 
-// errAnswer is an answer that is neither an outcome nor pending.
-type errAnswer struct{ an answer }
+// ErrAnswer is an answer that is neither an outcome nor pending.
+type ErrAnswer struct{ Answer Answer }
 
-func (e *errAnswer) Error() string {
-	return fmt.Sprintf("%s: %s", e.an.errorKind(), bytes.TrimSpace(e.an.Body))
+func (e *ErrAnswer) Error() string {
+	return fmt.Sprintf("%s: %s", e.Answer.ErrorKind(), bytes.TrimSpace(e.Answer.Body))
 }
 
-// failureKind names err for the error counts.
-func failureKind(err error) string {
-	var ea *errAnswer
+// FailureKind names err for the error counts.
+func FailureKind(err error) string {
+	var ea *ErrAnswer
 	if errors.As(err, &ea) {
-		return ea.an.errorKind()
+		return ea.Answer.ErrorKind()
 	}
-	return transportKind(err)
+	return TransportKind(err)
 }
 
-// write sends a write and returns its outcome. A 202 pending is followed up
+// Write sends a write and returns its outcome. A 202 pending is followed up
 // at GET /v1/requests/{key} until the outcome is there (or maxWait passes), as
 // an upstream app would; a 422 is a rejection, an outcome like any other.
-func (a *api) write(ctx context.Context, method, path, token, key string, body any, maxWait time.Duration) (outcome, error) {
-	an, err := a.do(ctx, method, path, token, key, body)
+func (a *Client) Write(ctx context.Context, method, path, token, key string, body any, maxWait time.Duration) (Outcome, error) {
+	an, err := a.Do(ctx, method, path, token, key, body)
 	if err != nil {
-		return outcome{}, err
+		return Outcome{}, err
 	}
 	switch {
 	case an.Status == http.StatusOK || an.Status == http.StatusCreated:
-		return outcome{Applied: true, Result: an.Body}, nil
+		return Outcome{Applied: true, Result: an.Body}, nil
 	case an.Status == http.StatusUnprocessableEntity:
-		return outcome{Code: an.Code}, nil
+		return Outcome{Code: an.Code}, nil
 	case an.Status != http.StatusAccepted:
-		return outcome{}, &errAnswer{an}
+		return Outcome{}, &ErrAnswer{an}
 	}
 	o, err := a.awaitOutcome(ctx, token, key, maxWait)
 	o.Pending = true
@@ -166,15 +170,15 @@ func (a *api) write(ctx context.Context, method, path, token, key string, body a
 }
 
 // awaitOutcome polls a request's outcome every 50 ms.
-func (a *api) awaitOutcome(ctx context.Context, token, key string, maxWait time.Duration) (outcome, error) {
+func (a *Client) awaitOutcome(ctx context.Context, token, key string, maxWait time.Duration) (Outcome, error) {
 	deadline := time.Now().Add(maxWait)
 	for {
-		an, err := a.do(ctx, http.MethodGet, "/v1/requests/"+url.PathEscape(key), token, "", nil)
+		an, err := a.Do(ctx, http.MethodGet, "/v1/requests/"+url.PathEscape(key), token, "", nil)
 		if err != nil {
-			return outcome{}, err
+			return Outcome{}, err
 		}
 		if an.Status != http.StatusOK {
-			return outcome{}, &errAnswer{an}
+			return Outcome{}, &ErrAnswer{an}
 		}
 		var rec struct {
 			Status string          `json:"status"`
@@ -184,27 +188,27 @@ func (a *api) awaitOutcome(ctx context.Context, token, key string, maxWait time.
 			} `json:"error"`
 		}
 		if err := json.Unmarshal(an.Body, &rec); err != nil {
-			return outcome{}, fmt.Errorf("request %s: decode outcome: %w", key, err)
+			return Outcome{}, fmt.Errorf("request %s: decode outcome: %w", key, err)
 		}
 		switch rec.Status {
 		case "applied":
-			return outcome{Applied: true, Result: rec.Result}, nil
+			return Outcome{Applied: true, Result: rec.Result}, nil
 		case "rejected":
-			return outcome{Code: rec.Error.Code}, nil
+			return Outcome{Code: rec.Error.Code}, nil
 		}
 		if time.Now().After(deadline) {
-			return outcome{}, fmt.Errorf("request %s: still pending after %s", key, maxWait)
+			return Outcome{}, fmt.Errorf("request %s: still pending after %s", key, maxWait)
 		}
 		select {
 		case <-ctx.Done():
-			return outcome{}, ctx.Err()
+			return Outcome{}, ctx.Err()
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
 }
 
-// idOf reads the "id" of a session or permit result.
-func idOf(result json.RawMessage) (string, error) {
+// IDOf reads the "id" of a session or permit result.
+func IDOf(result json.RawMessage) (string, error) {
 	var v struct {
 		ID string `json:"id"`
 	}

@@ -1,4 +1,4 @@
-package parkdbench
+package load
 
 import (
 	"context"
@@ -36,39 +36,39 @@ func TestWriteFollowsPending(t *testing.T) {
 		}
 	}))
 	defer srv.Close()
-	a := newAPI(srv.URL, 4)
+	a := NewClient(srv.URL, 4)
 	ctx := context.Background()
 
-	o, err := a.write(ctx, http.MethodPost, "/v1/permits/7/sessions", "tok", "k1", map[string]string{"plate": "AB-123-C"}, 5*time.Second)
+	o, err := a.Write(ctx, http.MethodPost, "/v1/permits/7/sessions", "tok", "k1", map[string]string{"plate": "AB-123-C"}, 5*time.Second)
 	if err != nil || !o.Applied || !o.Pending || polls.Load() != 3 {
 		t.Fatalf("pending write: %+v, %v after %d polls", o, err, polls.Load())
 	}
-	if id, err := idOf(o.Result); err != nil || id != "42" {
+	if id, err := IDOf(o.Result); err != nil || id != "42" {
 		t.Fatalf("id %q, %v", id, err)
 	}
 
-	o, err = a.write(ctx, http.MethodPost, "/v1/permits/8/sessions", "tok", "k2", map[string]string{}, time.Second)
+	o, err = a.Write(ctx, http.MethodPost, "/v1/permits/8/sessions", "tok", "k2", map[string]string{}, time.Second)
 	if err != nil || o.Applied || o.Code != "plate_already_parked" {
 		t.Fatalf("rejected write: %+v, %v", o, err)
 	}
 
-	_, err = a.write(ctx, http.MethodPost, "/v1/other", "tok", "k3", nil, time.Second)
-	if got := failureKind(err); got != "503 unavailable" {
+	_, err = a.Write(ctx, http.MethodPost, "/v1/other", "tok", "k3", nil, time.Second)
+	if got := FailureKind(err); got != "503 unavailable" {
 		t.Fatalf("failure kind %q (%v)", got, err)
 	}
 	srv.Close()
-	_, err = a.write(ctx, http.MethodPost, "/v1/other", "tok", "k4", nil, time.Second)
-	if got := failureKind(err); got != "transport: connection refused" {
+	_, err = a.Write(ctx, http.MethodPost, "/v1/other", "tok", "k4", nil, time.Second)
+	if got := FailureKind(err); got != "transport: connection refused" {
 		t.Fatalf("failure kind after close %q (%v)", got, err)
 	}
 }
 
 func TestPartitionIsDisjoint(t *testing.T) {
-	rs := make([]resident, 10)
+	rs := make([]Resident, 10)
 	for i := range rs {
 		rs[i].PermitID = string(rune('a' + i))
 	}
-	parts := partition(rs, 4)
+	parts := Partition(rs, 4)
 	seen := map[string]bool{}
 	for _, p := range parts {
 		for _, r := range p {
@@ -81,18 +81,7 @@ func TestPartitionIsDisjoint(t *testing.T) {
 	if len(parts) != 4 || len(seen) != 10 {
 		t.Fatalf("%d users, %d permits", len(parts), len(seen))
 	}
-	if got := len(partition(rs, 50)); got != 10 {
+	if got := len(Partition(rs, 50)); got != 10 {
 		t.Fatalf("more users than permits: %d users", got)
-	}
-}
-
-func TestStartBodyAutostopIsWholeMinutes(t *testing.T) {
-	now := time.Date(2026, 11, 25, 12, 0, 7, 600_000_000, time.UTC)
-	b := startBody("AB-123-C", true, now, 1)
-	if b["start_at"] != "2026-11-25T12:00:07Z" || b["end_at"] != "2026-11-25T12:02:07Z" {
-		t.Fatalf("body %v", b)
-	}
-	if b := startBody("AB-123-C", false, now, 1); len(b) != 1 {
-		t.Fatalf("plain start body %v", b)
 	}
 }

@@ -1,10 +1,10 @@
-package parkdbench
+package load
 
 import (
+	"fmt"
 	"math"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
@@ -98,60 +98,23 @@ func SpreadOf(samples []float64) Spread {
 		P99: Percentile(samples, 99), Max: samples[len(samples)-1]}
 }
 
-// OpStats counts one kind of operation in a phase: its latencies, its successes,
-// how many were answered 202 pending first, and its failures by kind.
-type OpStats struct {
-	Lat     *Recorder
-	ok      atomic.Int64
-	pending atomic.Int64
-
-	mu     sync.Mutex
-	errors map[string]int64
-}
-
-// NewOpStats returns empty stats.
-func NewOpStats() *OpStats { return &OpStats{Lat: NewRecorder(), errors: map[string]int64{}} }
-
-// Fail counts a failure of kind (e.g. "503 unavailable", "transport: timeout").
-func (s *OpStats) Fail(kind string) {
-	s.mu.Lock()
-	s.errors[kind]++
-	s.mu.Unlock()
-}
-
-// Errors returns a copy of the failure counts.
-func (s *OpStats) Errors() map[string]int64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make(map[string]int64, len(s.errors))
-	for k, v := range s.errors {
-		out[k] = v
+// FormatMS formats milliseconds with the precision that means something at their size.
+func FormatMS(v float64) string {
+	switch {
+	case v < 1:
+		return fmt.Sprintf("%.2fms", v)
+	case v < 10:
+		return fmt.Sprintf("%.1fms", v)
+	case v < 10_000:
+		return fmt.Sprintf("%.0fms", v)
 	}
-	return out
+	return fmt.Sprintf("%.1fs", v/1000)
 }
 
-// OK and Pending are the counts of successes and of 202 answers.
-func (s *OpStats) OK() int64      { return s.ok.Load() }
-func (s *OpStats) Pending() int64 { return s.pending.Load() }
-
-// OpResult is an OpStats as reported.
-type OpResult struct {
-	OK      int64            `json:"ok"`
-	Pending int64            `json:"pending_202"`
-	Errors  map[string]int64 `json:"errors,omitempty"`
-	Latency Latency          `json:"latency"`
-}
-
-// Result snapshots the stats.
-func (s *OpStats) Result() OpResult {
-	return OpResult{OK: s.OK(), Pending: s.Pending(), Errors: s.Errors(), Latency: s.Lat.Summary()}
-}
-
-// ErrorCount is the number of failures of every kind.
-func (r OpResult) ErrorCount() int64 {
-	var n int64
-	for _, v := range r.Errors {
-		n += v
+// String is the distribution as the reports print it.
+func (l Latency) String() string {
+	if l.Count == 0 {
+		return "no samples"
 	}
-	return n
+	return fmt.Sprintf("p50 %s p90 %s p99 %s max %s", FormatMS(l.P50), FormatMS(l.P90), FormatMS(l.P99), FormatMS(l.Max))
 }

@@ -1,4 +1,4 @@
-package parkdbench
+package load
 
 import (
 	"math"
@@ -68,26 +68,10 @@ func TestRecorderPercentiles(t *testing.T) {
 	}
 }
 
-func TestOpStatsCounts(t *testing.T) {
-	s := NewOpStats()
-	s.ok.Add(3)
-	s.pending.Add(1)
-	s.Fail("503 unavailable")
-	s.Fail("503 unavailable")
-	s.Fail("transport: timeout")
-	r := s.Result()
-	if r.OK != 3 || r.Pending != 1 || r.ErrorCount() != 3 || r.Errors["503 unavailable"] != 2 {
-		t.Fatalf("result = %+v", r)
-	}
-	if got := errs(r); got != "errors 3 (2× 503 unavailable, 1× transport: timeout)" {
-		t.Fatalf("errs = %q", got)
-	}
-}
-
 func TestMsFormatting(t *testing.T) {
 	for v, want := range map[float64]string{0.734: "0.73ms", 4.61: "4.6ms", 41.4: "41ms", 12345: "12.3s"} {
-		if got := ms(v); got != want {
-			t.Errorf("ms(%v) = %q, want %q", v, got, want)
+		if got := FormatMS(v); got != want {
+			t.Errorf("FormatMS(%v) = %q, want %q", v, got, want)
 		}
 	}
 }

@@ -1,4 +1,4 @@
-package parkdbench
+package load
 
 import (
 	"math/rand/v2"
@@ -10,20 +10,20 @@ import (
 // vowels, no C, M, Q, W, Y), 16 of them.
 const plateLetters = "BDFGHJKLNPRSTVXZ"
 
-// A plateShape is a side code: L for a letter, 9 for a digit, - as written.
-type plateShape string
+// A PlateShape is a side code: L for a letter, 9 for a digit, - as written.
+type PlateShape string
 
 const (
-	// shapeParked (side code 9, "XX-999-X") is used for every session the bench
+	// ShapeParked (side code 9, "XX-999-X") is used for every session the bench
 	// starts.
-	shapeParked plateShape = "LL-999-L"
-	// shapeNeverParked (side code 11, "9-XXX-99") is never started, so a rights
+	ShapeParked PlateShape = "LL-999-L"
+	// ShapeNeverParked (side code 11, "9-XXX-99") is never started, so a rights
 	// check for it must answer not valid.
-	shapeNeverParked plateShape = "9-LLL-99"
+	ShapeNeverParked PlateShape = "9-LLL-99"
 )
 
 // size is the number of distinct plates of the shape.
-func (s plateShape) size() uint64 {
+func (s PlateShape) size() uint64 {
 	n := uint64(1)
 	for _, c := range s {
 		switch c {
@@ -38,7 +38,7 @@ func (s plateShape) size() uint64 {
 
 // plate is the k-th plate of the shape (0 <= k < size), written with dashes as
 // an app would send it.
-func (s plateShape) plate(k uint64) string {
+func (s PlateShape) plate(k uint64) string {
 	out := []byte(s)
 	for i := len(out) - 1; i >= 0; i-- {
 		switch out[i] {
@@ -58,14 +58,14 @@ func (s plateShape) plate(k uint64) string {
 // plate is unique while parked because it is unique, full stop. Safe for
 // concurrent use.
 type PlateGen struct {
-	shape plateShape
+	shape PlateShape
 	n     uint64 // size of the shape
 	a, b  uint64 // k -> (a*k + b) mod n, a bijection because gcd(a, n) = 1
 	next  atomic.Uint64
 }
 
 // NewPlateGen returns a generator for shape, its order drawn from seed.
-func NewPlateGen(shape plateShape, seed uint64) *PlateGen {
+func NewPlateGen(shape PlateShape, seed uint64) *PlateGen {
 	g := &PlateGen{shape: shape, n: shape.size()}
 	r := rand.New(rand.NewPCG(seed, uint64(len(shape))<<32|g.n))
 	for {

@@ -1,4 +1,4 @@
-package parkdbench
+package load
 
 import (
 	"strings"
@@ -8,8 +8,8 @@ import (
 )
 
 func TestPlatesAreValidUniqueAndSeeded(t *testing.T) {
-	g := NewPlateGen(shapeParked, 1)
-	never := NewPlateGen(shapeNeverParked, 1)
+	g := NewPlateGen(ShapeParked, 1)
+	never := NewPlateGen(ShapeNeverParked, 1)
 	seen := map[string]bool{}
 	for range 200_000 {
 		p := g.Next()
@@ -36,7 +36,7 @@ func TestPlatesAreValidUniqueAndSeeded(t *testing.T) {
 		}
 	}
 	// The same seed gives the same sequence; another seed another.
-	a, b, c := NewPlateGen(shapeParked, 7), NewPlateGen(shapeParked, 7), NewPlateGen(shapeParked, 8)
+	a, b, c := NewPlateGen(ShapeParked, 7), NewPlateGen(ShapeParked, 7), NewPlateGen(ShapeParked, 8)
 	same, diff := 0, 0
 	for range 100 {
 		pa, pb, pc := a.Next(), b.Next(), c.Next()
@@ -55,7 +55,7 @@ func TestPlatesAreValidUniqueAndSeeded(t *testing.T) {
 func TestPlateShapeIsABijection(t *testing.T) {
 	// A small check of the whole space: every index of the shape maps to a
 	// distinct plate (the affine map over it is then a bijection as well).
-	s := plateShape("L9")
+	s := PlateShape("L9")
 	if s.size() != 160 {
 		t.Fatalf("size %d", s.size())
 	}

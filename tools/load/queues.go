@@ -1,12 +1,14 @@
-package parkdbench
+package load
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/hibiken/asynq"
+
+	"github.com/parkd/parkd/repo"
 )
 
 // QueueState is one asynq queue after the load.
@@ -30,11 +32,11 @@ type RedisState struct {
 	OpenSessions int          `json:"open_sessions"`
 }
 
-// readRedisState reads the asynq queues of redisURL and counts the open
+// ReadRedisState reads the asynq queues of redisURL and counts the open
 // sessions in dsn.
-func readRedisState(ctx context.Context, redisURL, dsn string) (RedisState, error) {
+func ReadRedisState(ctx context.Context, redisURL, dsn string) (RedisState, error) {
 	var st RedisState
-	err := eachQueue(redisURL, func(insp *asynq.Inspector, n string) error {
+	err := EachQueue(redisURL, func(insp *asynq.Inspector, n string) error {
 		q, err := insp.GetQueueInfo(n)
 		if err != nil {
 			return fmt.Errorf("queue %s: %w", n, err)
@@ -46,20 +48,20 @@ func readRedisState(ctx context.Context, redisURL, dsn string) (RedisState, erro
 	if err != nil {
 		return st, fmt.Errorf("redis state: %w", err)
 	}
-	db, err := sql.Open("pgx", dsn)
+	db, err := repo.Open(dsn, repo.PoolConfig{MaxConns: 1})
 	if err != nil {
 		return st, fmt.Errorf("redis state: %w", err)
 	}
 	defer db.Close()
-	if err := db.QueryRowContext(ctx, "SELECT count(*) FROM sessions WHERE state = 'open'").Scan(&st.OpenSessions); err != nil {
-		return st, fmt.Errorf("redis state: count open sessions: %w", err)
+	if st.OpenSessions, _, err = repo.CountOpenSessions(ctx, db.DB, time.Now()); err != nil {
+		return st, fmt.Errorf("redis state: %w", err)
 	}
 	return st, nil
 }
 
-// eachQueue calls fn with an inspector of the asynq queues at redisURL for each
+// EachQueue calls fn with an inspector of the asynq queues at redisURL for each
 // queue, in name order, until fn fails.
-func eachQueue(redisURL string, fn func(insp *asynq.Inspector, queue string) error) error {
+func EachQueue(redisURL string, fn func(insp *asynq.Inspector, queue string) error) error {
 	opt, err := asynq.ParseRedisURI(redisURL)
 	if err != nil {
 		return err

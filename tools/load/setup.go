@@ -1,7 +1,9 @@
-package parkdbench
+package load
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
@@ -13,31 +15,33 @@ import (
 	"github.com/parkd/parkd/intake"
 )
 
-// resident is one permit holder of the bench: its permit and its own token, so
+// Resident is one permit holder of the bench: its permit and its own token, so
 // that per-subject rate limits apply per resident as they would in life.
-type resident struct {
+type Resident struct {
 	ID       string
 	PermitID string
 	Token    string
 }
 
-// world is what setup made: the zone and its residents.
-type world struct {
+// World is what Setup made: the zone and its residents.
+type World struct {
 	Zone      string
-	Residents []resident
+	Residents []Resident
 	// Scan cars: enforcement tokens of several subjects, as a city has several
 	// scan cars, each under its own rate limit.
 	Scan []string
 }
 
-// tokens mints the bench's bearer tokens in-process, as `parkd token` does.
-type tokens struct {
-	secret []byte
-	ttl    time.Duration
+// Tokens mints the lab's bearer tokens in-process, as `parkd token` does,
+// with parkd's secret.
+type Tokens struct {
+	Secret []byte
+	TTL    time.Duration
 }
 
-func (t tokens) mint(role, sub string, permits ...string) (string, error) {
-	tok, err := intake.MintToken(t.secret, role, sub, permits, time.Now(), t.ttl)
+// Mint is a token of role for subject sub, naming permits.
+func (t Tokens) Mint(role, sub string, permits ...string) (string, error) {
+	tok, err := intake.MintToken(t.Secret, role, sub, permits, time.Now(), t.TTL)
 	if err != nil {
 		return "", fmt.Errorf("mint %s token for %s: %w", role, sub, err)
 	}
@@ -64,8 +68,8 @@ func zoneSpec(run string) map[string]any {
 	}
 }
 
-// setupConfig sizes the setup.
-type setupConfig struct {
+// SetupConfig sizes the setup.
+type SetupConfig struct {
 	Run         string // unique per run: names the zone, addresses, residents, request IDs
 	Permits     int
 	TopupHours  int
@@ -73,28 +77,28 @@ type setupConfig struct {
 	ScanCars    int
 }
 
-// setup creates the zone and, for each permit, an address, a registration, the
+// Setup creates the zone and, for each permit, an address, a registration, the
 // permit and a top-up, all through the HTTP API with bounded concurrency. Each
 // setup worker is an operator and an E-loket subject of its own, so that a
 // target parkd's default rate limit does not throttle the setup; a 429 is
 // retried all the same.
-func setup(ctx context.Context, a *api, tk tokens, cfg setupConfig) (*world, error) {
-	w := &world{Zone: "BENCH_" + cfg.Run, Residents: make([]resident, cfg.Permits)}
-	op, err := tk.mint(intake.RoleOperator, "bench-operator-0")
+func Setup(ctx context.Context, a *Client, tk Tokens, cfg SetupConfig) (*World, error) {
+	w := &World{Zone: "BENCH_" + cfg.Run, Residents: make([]Resident, cfg.Permits)}
+	op, err := tk.Mint(intake.RoleOperator, "bench-operator-0")
 	if err != nil {
 		return nil, err
 	}
-	an, err := retry429(ctx, func() (answer, error) {
-		return a.do(ctx, http.MethodPut, "/v1/admin/zones/"+w.Zone, op, "", zoneSpec(cfg.Run))
+	an, err := retry429(ctx, func() (Answer, error) {
+		return a.Do(ctx, http.MethodPut, "/v1/admin/zones/"+w.Zone, op, "", zoneSpec(cfg.Run))
 	})
 	if err != nil {
 		return nil, fmt.Errorf("put zone %s: %w", w.Zone, err)
 	}
 	if an.Status != http.StatusOK {
-		return nil, fmt.Errorf("put zone %s: %w", w.Zone, &errAnswer{an})
+		return nil, fmt.Errorf("put zone %s: %w", w.Zone, &ErrAnswer{an})
 	}
 	for i := range max(cfg.ScanCars, 1) {
-		t, err := tk.mint(intake.RoleEnforcement, fmt.Sprintf("bench-scan-%s-%d", cfg.Run, i))
+		t, err := tk.Mint(intake.RoleEnforcement, fmt.Sprintf("bench-scan-%s-%d", cfg.Run, i))
 		if err != nil {
 			return nil, err
 		}
@@ -110,8 +114,8 @@ func setup(ctx context.Context, a *api, tk tokens, cfg setupConfig) (*world, err
 	fail := func(err error) { once.Do(func() { firstErr = err; cancel() }) }
 	for s := range max(cfg.Concurrency, 1) {
 		wg.Go(func() {
-			op, err1 := tk.mint(intake.RoleOperator, fmt.Sprintf("bench-operator-%d", s))
-			el, err2 := tk.mint(intake.RoleEloket, fmt.Sprintf("bench-eloket-%d", s))
+			op, err1 := tk.Mint(intake.RoleOperator, fmt.Sprintf("bench-operator-%d", s))
+			el, err2 := tk.Mint(intake.RoleEloket, fmt.Sprintf("bench-eloket-%d", s))
 			if err := errors.Join(err1, err2); err != nil {
 				fail(err)
 				return
@@ -137,9 +141,9 @@ func setup(ctx context.Context, a *api, tk tokens, cfg setupConfig) (*world, err
 	return w, nil
 }
 
-func setupPermit(ctx context.Context, a *api, tk tokens, cfg setupConfig, zone, op, el string, i int) (resident, error) {
+func setupPermit(ctx context.Context, a *Client, tk Tokens, cfg SetupConfig, zone, op, el string, i int) (Resident, error) {
 	addr := fmt.Sprintf("bench-%s-a%d", cfg.Run, i)
-	res := resident{ID: fmt.Sprintf("bench-%s-r%d", cfg.Run, i)}
+	res := Resident{ID: fmt.Sprintf("bench-%s-r%d", cfg.Run, i)}
 	for _, step := range []struct {
 		path string
 		body any
@@ -147,12 +151,12 @@ func setupPermit(ctx context.Context, a *api, tk tokens, cfg setupConfig, zone, 
 		{"/v1/admin/addresses", map[string]any{"address_id": addr, "zone": zone, "postcode": "1011AB", "house_number": fmt.Sprint(i + 1)}},
 		{"/v1/admin/registrations", map[string]any{"resident_id": res.ID, "address_id": addr}},
 	} {
-		an, err := retry429(ctx, func() (answer, error) { return a.do(ctx, http.MethodPost, step.path, op, "", step.body) })
+		an, err := retry429(ctx, func() (Answer, error) { return a.Do(ctx, http.MethodPost, step.path, op, "", step.body) })
 		if err != nil {
 			return res, fmt.Errorf("POST %s: %w", step.path, err)
 		}
 		if an.Status != http.StatusCreated && an.Status != http.StatusOK {
-			return res, fmt.Errorf("POST %s: %w", step.path, &errAnswer{an})
+			return res, fmt.Errorf("POST %s: %w", step.path, &ErrAnswer{an})
 		}
 	}
 	o, err := writeRetry429(ctx, a, "/v1/permits", el, fmt.Sprintf("b%s-issue-%d", cfg.Run, i),
@@ -163,10 +167,10 @@ func setupPermit(ctx context.Context, a *api, tk tokens, cfg setupConfig, zone, 
 	if !o.Applied {
 		return res, fmt.Errorf("issue permit: rejected: %s", o.Code)
 	}
-	if res.PermitID, err = idOf(o.Result); err != nil {
+	if res.PermitID, err = IDOf(o.Result); err != nil {
 		return res, fmt.Errorf("issue permit: %w", err)
 	}
-	if res.Token, err = tk.mint(intake.RoleResident, res.ID, res.PermitID); err != nil {
+	if res.Token, err = tk.Mint(intake.RoleResident, res.ID, res.PermitID); err != nil {
 		return res, err
 	}
 	o, err = writeRetry429(ctx, a, "/v1/permits/"+url.PathEscape(res.PermitID)+"/topups", res.Token,
@@ -182,7 +186,7 @@ func setupPermit(ctx context.Context, a *api, tk tokens, cfg setupConfig, zone, 
 }
 
 // retry429 repeats a request the rate limiter refused, with a growing pause.
-func retry429(ctx context.Context, f func() (answer, error)) (answer, error) {
+func retry429(ctx context.Context, f func() (Answer, error)) (Answer, error) {
 	for pause := 100 * time.Millisecond; ; pause = min(2*pause, 2*time.Second) {
 		an, err := f()
 		if err != nil || an.Status != http.StatusTooManyRequests {
@@ -198,11 +202,11 @@ func retry429(ctx context.Context, f func() (answer, error)) (answer, error) {
 
 // writeRetry429 is a POST write that is retried under the same request ID
 // when rate limited (the ID makes the retry safe).
-func writeRetry429(ctx context.Context, a *api, path, token, key string, body any) (outcome, error) {
+func writeRetry429(ctx context.Context, a *Client, path, token, key string, body any) (Outcome, error) {
 	for pause := 100 * time.Millisecond; ; pause = min(2*pause, 2*time.Second) {
-		o, err := a.write(ctx, http.MethodPost, path, token, key, body, 30*time.Second)
-		var ea *errAnswer
-		if !errors.As(err, &ea) || ea.an.Status != http.StatusTooManyRequests {
+		o, err := a.Write(ctx, http.MethodPost, path, token, key, body, 30*time.Second)
+		var ea *ErrAnswer
+		if !errors.As(err, &ea) || ea.Answer.Status != http.StatusTooManyRequests {
 			return o, err
 		}
 		select {
@@ -211,4 +215,11 @@ func writeRetry429(ctx context.Context, a *api, path, token, key string, body an
 		case <-time.After(pause):
 		}
 	}
+}
+
+// RandomSecret is a fresh JWT secret for the parkd processes of one run.
+func RandomSecret() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b) // never fails (crypto/rand)
+	return hex.EncodeToString(b)
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -10,14 +9,19 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/parkd/parkd/cmd/parkd/parkdbench"
+	"github.com/parkd/parkd/tools/bench"
 )
 
-// benchCmd is `parkd bench`: flags in, parkdbench.Run out.
-func benchCmd(ctx context.Context, cfg config, args []string, stdout, stderr io.Writer) error {
-	o := parkdbench.DefaultOptions()
+const benchSummary = `The load generator: starts parkd serve (or --topology split) on a fresh database and a
+flushed Redis index, or drives a running parkd (--target URL); sets up its own municipality
+through the API and reports start+stop pairs/s, latencies, auto-stop lateness, pgbench TPC-B
+and the memory of the parkd processes.`
+
+// benchCmd is `parkdlab bench`: flags in, bench.Run out.
+func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	o := bench.DefaultOptions()
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	parkd := fs.String("parkd", "", parkdFlagHelp)
 	fs.StringVar(&o.Target, "target", "", "drive a running parkd at this URL (e.g. http://127.0.0.1:8080) instead of starting one")
 	// The URL and the secret default to the environment's, but not as flag
 	// defaults: -h would print them.
@@ -45,23 +49,18 @@ func benchCmd(ctx context.Context, cfg config, args []string, stdout, stderr io.
 	fs.IntVar(&o.PgbenchClients, "pgbench-clients", o.PgbenchClients, "pgbench: clients")
 	fs.IntVar(&o.PgbenchSeconds, "pgbench-seconds", o.PgbenchSeconds, "pgbench: seconds")
 	fs.IntVar(&o.PgbenchScale, "pgbench-scale", o.PgbenchScale, "pgbench: scale of the initialised tables")
-	phases := fs.String("phases", strings.Join(parkdbench.AllPhases, ","), "phases to run")
+	phases := fs.String("phases", joinList(bench.AllPhases), "phases to run")
 	jsonPath := fs.String("json", "", "also write the results as JSON to this file")
 	fs.Uint64Var(&o.Seed, "seed", o.Seed, "seed of the plate sequence")
 	childLog := fs.String("child-log", "-", "self-contained: file for the parkd processes' log lines (- for stderr)")
-	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
-		return nil
-	} else if err != nil {
+	if err := parseFlags(fs, benchSummary, args, stdout, stderr); err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("bench: unexpected arguments %q", fs.Args())
-	}
 	if o.DatabaseURL == "" {
-		o.DatabaseURL = cfg.DatabaseURL
+		o.DatabaseURL = env("PARKD_DATABASE_URL", bench.DefaultOptions().DatabaseURL)
 	}
 	if o.JWTSecret == "" {
-		o.JWTSecret = cfg.JWTSecret
+		o.JWTSecret = env("PARKD_JWT_SECRET", devJWTSecret)
 	}
 	switch *topology {
 	case "serve":
@@ -71,7 +70,12 @@ func benchCmd(ctx context.Context, cfg config, args []string, stdout, stderr io.
 		return fmt.Errorf("bench: --topology %q: want serve or split", *topology)
 	}
 	var err error
-	if o.Phases, err = parkdbench.ParsePhases(*phases); err != nil {
+	if o.Target == "" {
+		if o.Parkd, err = parkdBinary(*parkd); err != nil {
+			return fmt.Errorf("bench: %w", err)
+		}
+	}
+	if o.Phases, err = parseList(*phases, bench.AllPhases, "phase"); err != nil {
 		return fmt.Errorf("bench: --phases: %w", err)
 	}
 	for p := range strings.SplitSeq(*pids, ",") {
@@ -93,14 +97,26 @@ func benchCmd(ctx context.Context, cfg config, args []string, stdout, stderr io.
 		defer f.Close()
 		o.ChildLog = f
 	}
-	res, err := parkdbench.Run(ctx, o)
+	res, err := bench.Run(ctx, o)
 	if err != nil {
 		return fmt.Errorf("bench: %w", err)
 	}
 	if *jsonPath != "" {
-		if err := parkdbench.WriteJSON(*jsonPath, res); err != nil {
+		if err := bench.WriteJSON(*jsonPath, res); err != nil {
 			return fmt.Errorf("bench: --json: %w", err)
 		}
 	}
 	return nil
+}
+
+// devJWTSecret is parkd's development secret (cmd/parkd/config.go), which a
+// parkd started without PARKD_JWT_SECRET verifies tokens with;
+// TestDevSecretIsParkds holds the two together.
+const devJWTSecret = "parkd-DEVELOPMENT-ONLY-secret-do-not-use-in-production"
+
+func env(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
 }

@@ -11,14 +11,20 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/parkd/parkd/cmd/parkd/parkdbench"
+	"github.com/parkd/parkd/tools/chaos"
 )
 
-// chaosCmd is `parkd chaos`: flags in, parkdbench.RunChaos out.
+const chaosSummary = `Faults under load: parkd's split topology (1 intake, 3 workers, 3 schedulers) on a private
+Postgres and Redis it starts itself (never the machine's), a worker SIGKILLed and restarted,
+Redis restarted empty, Postgres restarted and then crashed; parkd check after each, and at
+the end every session settled and every answer the client got matched against the database.
+Exit 1 if any check fails.`
+
+// chaosCmd is `parkdlab chaos`: flags in, chaos.Run out.
 func chaosCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	o := parkdbench.DefaultChaosOptions()
+	o := chaos.DefaultOptions()
 	fs := flag.NewFlagSet("chaos", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	parkd := fs.String("parkd", "", parkdFlagHelp)
 	fs.StringVar(&o.Dir, "dir", "", "directory for the private servers' files and the logs (default: a temporary one, removed when every check passes)")
 	fs.BoolVar(&o.Keep, "keep", false, "keep the temporary directory even when every check passes")
 	fs.IntVar(&o.Workers, "workers", o.Workers, "worker processes")
@@ -31,7 +37,7 @@ func chaosCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.DurationVar(&o.AutostopAhead, "autostop-ahead", o.AutostopAhead, "end_at of the starts left to their auto-stop, from their start (whole minutes)")
 	fs.DurationVar(&o.RequestDeadline, "request-deadline", o.RequestDeadline, "a request is sent again (same key) until definitively answered or this long has passed")
 	fs.DurationVar(&o.FollowUp, "follow-up", o.FollowUp, "after the load, requests still unanswered are sent again for this long")
-	faults := fs.String("faults", faultNames(o.Faults), "faults to inject, in order: kill-worker, redis-flushed, postgres-restart, postgres-kill")
+	faultList := fs.String("faults", joinList(o.Faults), "faults to inject, in order: kill-worker, redis-flushed, postgres-restart, postgres-kill")
 	fs.DurationVar(&o.Warmup, "warmup", o.Warmup, "load before the first fault")
 	fs.DurationVar(&o.Spacing, "spacing", o.Spacing, "from one fault to the next, and after the last until the load stops")
 	fs.DurationVar(&o.WorkerDown, "worker-down", o.WorkerDown, "kill-worker: how long the worker stays dead")
@@ -41,16 +47,14 @@ func chaosCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.Uint64Var(&o.Seed, "seed", o.Seed, "seed of the plate sequence")
 	jsonPath := fs.String("json", "", "also write the results as JSON to this file")
 	childLog := fs.String("child-log", "", "file for the parkd processes' log lines, - for stderr (default: parkd.log in --dir)")
-	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
-		return nil
-	} else if err != nil {
+	if err := parseFlags(fs, chaosSummary, args, stdout, stderr); err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("chaos: unexpected arguments %q", fs.Args())
-	}
 	var err error
-	if o.Faults, err = parkdbench.ParseFaults(*faults); err != nil {
+	if o.Parkd, err = parkdBinary(*parkd); err != nil {
+		return fmt.Errorf("chaos: %w", err)
+	}
+	if o.Faults, err = parseList(*faultList, chaos.AllFaults, "fault"); err != nil {
 		return fmt.Errorf("chaos: --faults: %w", err)
 	}
 	o.Out = stdout
@@ -70,7 +74,7 @@ func chaosCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		defer f.Close()
 		o.ChildLog = f
 	}
-	res, err := parkdbench.RunChaos(ctx, o)
+	res, err := chaos.Run(ctx, o)
 	if res != nil && *jsonPath != "" {
 		b, jerr := json.MarshalIndent(res, "", "  ")
 		if jerr == nil {
@@ -81,17 +85,6 @@ func chaosCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}
 	return err
-}
-
-func faultNames(fs []parkdbench.Fault) string {
-	s := ""
-	for i, f := range fs {
-		if i > 0 {
-			s += ","
-		}
-		s += string(f)
-	}
-	return s
 }
 
 // quietRedis discards go-redis' own messages.
