@@ -32,11 +32,6 @@ commands:
               load a BRP extract (CSV with a header naming resident_id,address_id);
               idempotent; lists rejected rows by line, exit 0 once the file is read
   token       mint a bearer token: --role R --sub S [--permits 1,2] [--ttl 24h]
-  bench       load generator: starts parkd on a fresh database (or drives --target URL) and
-              reports pairs/s, latencies, auto-stop lateness, pgbench TPC-B, memory (bench -h)
-  chaos       faults under load on a private Postgres and Redis: a worker SIGKILLed, Redis
-              flushed, Postgres restarted and killed, 3 workers + 3 schedulers; audits after
-              each and holds the database to every answer (exit 1 if a check fails; chaos -h)
 
 configuration (environment): PARKD_DATABASE_URL, PARKD_REDIS_URL, PARKD_HTTP_ADDR,
 PARKD_JWT_SECRET, PARKD_ENV, PARKD_DB_MAX_CONNS, PARKD_WORKER_CONCURRENCY,
@@ -94,10 +89,6 @@ func main() {
 		err = seedCmd(ctx, cfg, log, args)
 	case "import":
 		err = importCmd(ctx, cfg, log, args)
-	case "bench":
-		err = benchCmd(ctx, cfg, args, os.Stdout, os.Stderr)
-	case "chaos":
-		err = chaosCmd(ctx, args, os.Stdout, os.Stderr)
 	default:
 		fmt.Fprintf(os.Stderr, "parkd: unknown command %q\n\n%s", cmd, usage)
 		os.Exit(2)
