@@ -75,7 +75,11 @@ func (h *Handlers) currentYear(ctx context.Context, tx bun.Tx, p *repo.Permit, a
 	if p.Status != domain.PermitActive || p.YearEndsAt.After(at) {
 		return nil
 	}
-	n, err := repo.RollPermitYears(ctx, tx, p, at)
+	z, err := h.Store.ZoneOf(ctx, tx, p)
+	if err != nil {
+		return err
+	}
+	n, err := repo.RollPermitYears(ctx, tx, z, p, at)
 	if n > 0 {
 		h.logger(ctx).Info("permit year rolled over on use", "permit_id", p.ID, "years", n)
 	}
