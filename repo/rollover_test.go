@@ -188,6 +188,75 @@ func TestRolloverInSantiagoEndsYearsAtTheDaysFirstInstant(t *testing.T) {
 	}
 }
 
+// Zone changes apply forward: the permit year running when an operator changes
+// the zone's year_starts or time_zone keeps its start and end (the statement
+// closes it as it was), and the year that follows runs to an anniversary the
+// zone now has, on the nightly rollover and on use alike.
+func TestRolloverAfterAZoneChangeKeepsTheRunningYear(t *testing.T) {
+	w := newRolloverWorld(t)
+	w.zone("AMS", "Europe/Amsterdam", "01-01")
+	w.zone("TZC", "Europe/Amsterdam", "01-01")
+	issued := time.Date(2026, time.March, 1, 12, 0, 0, 0, time.UTC)
+	p, onUse := w.permit("AMS", issued, 60), w.permit("AMS", issued, 60)
+	q := w.permit("TZC", issued, 60)
+	yearEnd := time.Date(2026, time.December, 31, 23, 0, 0, 0, time.UTC) // 2027-01-01 00:00 CET
+	for _, x := range []*repo.Permit{p, onUse, q} {
+		if !x.YearEndsAt.Equal(yearEnd) {
+			t.Fatalf("issued: year ends %s, want %s", x.YearEndsAt, yearEnd)
+		}
+	}
+	// In June the operator moves AMS's anniversary to 5 September and TZC to New York.
+	w.zone("AMS", "Europe/Amsterdam", "09-05")
+	w.zone("TZC", "America/New_York", "01-01")
+	for _, x := range []*repo.Permit{p, q} {
+		if got := w.reload(x); !got.YearStartsAt.Equal(x.YearStartsAt) || !got.YearEndsAt.Equal(yearEnd) {
+			t.Fatalf("the zone change moved the running year to [%s, %s)", got.YearStartsAt, got.YearEndsAt)
+		}
+	}
+
+	now := yearEnd.Add(5 * time.Minute)
+	err := w.store.InTx(w.ctx, func(ctx context.Context, tx bun.Tx) error {
+		locked, err := repo.LockPermit(ctx, tx, onUse.ID)
+		if err != nil {
+			return err
+		}
+		z, err := w.store.ZoneOf(ctx, tx, locked)
+		if err != nil {
+			return err
+		}
+		_, err = repo.RollPermitYears(ctx, tx, z, locked, now)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res, err := repo.RollOver(w.ctx, w.store.DB, now, 10); err != nil || res.Years != 2 {
+		t.Fatalf("rollover: %+v %v, want 2 years", res, err)
+	}
+	for _, c := range []struct {
+		p    *repo.Permit
+		want time.Time
+	}{
+		// To the first 5 September after the old end: a year of eight months.
+		{p, time.Date(2027, time.September, 4, 22, 0, 0, 0, time.UTC)},
+		{onUse, time.Date(2027, time.September, 4, 22, 0, 0, 0, time.UTC)},
+		// New York's new year nearest to a year on: 2028-01-01 00:00 EST, not
+		// 18:00 New York time (Amsterdam's old midnight carried over).
+		{q, time.Date(2028, time.January, 1, 5, 0, 0, 0, time.UTC)},
+	} {
+		st := w.statements(c.p)
+		if len(st) != 1 || !st[0].YearStartsAt.Equal(c.p.YearStartsAt) || !st[0].YearEndsAt.Equal(yearEnd) {
+			t.Fatalf("permit %d: statements %+v, want the year [%s, %s) as it was", c.p.ID, st, c.p.YearStartsAt, yearEnd)
+		}
+		got := w.reload(c.p)
+		if !got.YearStartsAt.Equal(yearEnd) || !got.YearEndsAt.Equal(c.want) {
+			t.Fatalf("permit %d (%s): new year [%s, %s), want [%s, %s)", c.p.ID, c.p.Zone,
+				got.YearStartsAt.UTC(), got.YearEndsAt.UTC(), yearEnd, c.want)
+		}
+	}
+	w.checkLedger()
+}
+
 // Batches: a small batch still closes every missed year of every permit, each
 // once; a second run does nothing; a permit locked by another transaction is
 // skipped (never waited for) and reported, and rolled by the next run.
