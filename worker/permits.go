@@ -19,7 +19,7 @@ import (
 // or top-up land in between. Ending an ended permit answers it as it is.
 func (h *Handlers) PermitEnd(ctx context.Context, t *asynq.Task) error {
 	var p jobs.PermitEnd
-	if err := decode(t, &p); err != nil {
+	if ok, err := h.decodeRequest(ctx, t, &p); !ok {
 		return err
 	}
 	return h.apply(ctx, jobs.TypePermitEnd, p, func(ctx context.Context, tx bun.Tx) (decision, error) {
