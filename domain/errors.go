@@ -31,6 +31,11 @@ const (
 	CodeInvalidTopup Code = "invalid_topup"
 	// CodeInvalidZone rejects a zone definition that does not make sense.
 	CodeInvalidZone Code = "invalid_zone"
+	// CodeBadRequest rejects a request whose form is wrong rather than one that
+	// breaks a rule, such as an instant outside the years parkd accepts. The HTTP
+	// intake answers it before anything is queued (400); a task enqueued
+	// directly by an upstream app gets it as its recorded outcome.
+	CodeBadRequest Code = "bad_request"
 )
 
 // RuleError is a rejection by a rule of the domain. It is final: retrying the same

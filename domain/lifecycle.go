@@ -115,43 +115,35 @@ type YearState struct {
 	ReservedMinutes  int
 }
 
-// RollYear closes a permit year that has ended and opens the next one: the closed
-// year becomes a statement (bought, used, and the balance carried over); the new
-// year runs from the old end to the same local anniversary a year later in the
-// zone, with purchase and usage counters at zero. The balance carries over whole
-// (it expires only when the permit ends), and so do the reservations of open
-// sessions: their minutes were taken from the balance already, and whatever they
-// are charged when they settle counts in the year they settle in.
+// RollYear closes a permit year of zone z that has ended and opens the next one:
+// the closed year becomes a statement (bought, used, and the balance carried
+// over); the new year runs from the old end to z.NextYearEnd of it, with purchase
+// and usage counters at zero. The balance carries over whole (it expires only
+// when the permit ends), and so do the reservations of open sessions: their
+// minutes were taken from the balance already, and whatever they are charged
+// when they settle counts in the year they settle in.
 //
-// The repo does the same in set-based SQL; this is the rule that SQL must match.
-func RollYear(loc *time.Location, y YearState) (Statement, YearState) {
+// The repo does the same in set-based SQL, with the new ends computed here.
+func RollYear(z *Zone, y YearState) (Statement, YearState) {
 	st := Statement{
 		YearStartsAt: y.StartsAt, YearEndsAt: y.EndsAt,
 		PurchasedMinutes: y.PurchasedMinutes, UsedMinutes: y.UsedMinutes, CarriedOverMinutes: y.BalanceMinutes,
 	}
 	next := YearState{
-		StartsAt: y.EndsAt, EndsAt: NextAnniversary(loc, y.EndsAt),
+		StartsAt: y.EndsAt, EndsAt: z.NextYearEnd(y.EndsAt),
 		BalanceMinutes: y.BalanceMinutes, ReservedMinutes: y.ReservedMinutes,
 	}
 	return st, next
 }
 
-// NextAnniversary is the same local wall-clock instant one year after t in loc:
-// a permit year ends at local midnight on the anniversary, whatever the UTC
-// offset (DST) on either end.
-func NextAnniversary(loc *time.Location, t time.Time) time.Time {
-	lt := t.In(loc)
-	return time.Date(lt.Year()+1, lt.Month(), lt.Day(), lt.Hour(), lt.Minute(), lt.Second(), lt.Nanosecond(), loc)
-}
-
-// YearsDue is how many permit years ending at or before now a permit whose
-// current year ends at end has to close: normally 0 or 1, more when the rollover
-// did not run for years.
-func YearsDue(loc *time.Location, end, now time.Time) int {
+// YearsDue is how many permit years ending at or before now a permit of zone z
+// whose current year ends at end has to close: normally 0 or 1, more when the
+// rollover did not run for years.
+func YearsDue(z *Zone, end, now time.Time) int {
 	n := 0
 	for !end.After(now) {
 		n++
-		end = NextAnniversary(loc, end)
+		end = z.NextYearEnd(end)
 	}
 	return n
 }

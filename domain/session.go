@@ -121,9 +121,7 @@ func PlanSession(z *Zone, p PermitState, req StartRequest) (SessionPlan, error) 
 	if start.Before(req.ReceivedAt.Add(-PastTolerance)) {
 		return SessionPlan{}, Reject(CodeStartInPast, "start_at %s is more than 5 minutes before the request was received", rfc(start))
 	}
-	// Days are counted on the zone's calendar, so a DST change in between does not
-	// move the limit by an hour depending on how the caller wrote the instant.
-	if start.After(req.ReceivedAt.In(z.Location).AddDate(0, 0, z.MaxPlanAheadDays)) {
+	if start.After(z.PlanAheadLimit(req.ReceivedAt)) {
 		return SessionPlan{}, Reject(CodeStartTooFarAhead, "start_at %s is more than %d days ahead", rfc(start), z.MaxPlanAheadDays)
 	}
 	if !z.ValidOn(start) {

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+
+	"github.com/parkd/parkd/domain"
 )
 
 // Task types (CONTRACT.md).
@@ -59,6 +61,11 @@ type Request interface {
 	// instant it was received: the same ID with another fingerprint is an
 	// idempotency conflict.
 	Fingerprint() string
+	// CheckInstants refuses a request naming an instant outside the years
+	// parkd accepts (domain.CheckInstant: a bad_request rejection). The
+	// constructors check it; the worker checks it again, since a payload may
+	// come from anywhere, and records the rejection as the request's outcome.
+	CheckInstants() error
 }
 
 // SessionStart asks for a visitor session on a permit. StartAt nil means the
@@ -158,6 +165,50 @@ func (p PermitEnd) Fingerprint() string {
 	return fingerprint(TypePermitEnd, p.PermitID, timeOrEmpty(p.At), p.Reason)
 }
 
+// CheckInstants implements Request.
+func (p SessionStart) CheckInstants() error {
+	return checkInstants(p.ReceivedAt, field{"start_at", p.StartAt}, field{"end_at", p.EndAt})
+}
+
+// CheckInstants implements Request.
+func (p SessionStop) CheckInstants() error {
+	return checkInstants(p.ReceivedAt, field{"at", p.At})
+}
+
+// CheckInstants implements Request.
+func (p PermitIssue) CheckInstants() error { return checkInstants(p.ReceivedAt) }
+
+// CheckInstants implements Request.
+func (p PermitTopup) CheckInstants() error { return checkInstants(p.ReceivedAt) }
+
+// CheckInstants implements Request.
+func (p PermitEnd) CheckInstants() error {
+	return checkInstants(p.ReceivedAt, field{"at", p.At})
+}
+
+// field is an optional instant of a payload, by its JSON name.
+type field struct {
+	name string
+	t    *time.Time
+}
+
+// checkInstants checks a payload's received_at (zero: not stamped, the worker
+// uses its clock) and its optional instants.
+func checkInstants(receivedAt time.Time, fields ...field) error {
+	if !receivedAt.IsZero() {
+		fields = append(fields, field{"received_at", &receivedAt})
+	}
+	for _, f := range fields {
+		if f.t == nil {
+			continue
+		}
+		if err := domain.CheckInstant(f.name, *f.t); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func fingerprint(parts ...string) string {
 	h := sha256.New()
 	for _, p := range parts {
@@ -207,7 +258,11 @@ func truncate(s string, n int) string {
 	return s[:n] + "…"
 }
 
-func requestTask(typ, queue, requestID string, payload any) (*asynq.Task, error) {
+func requestTask(typ, queue string, payload Request) (*asynq.Task, error) {
+	if err := payload.CheckInstants(); err != nil {
+		return nil, fmt.Errorf("jobs: %s: %w", typ, err)
+	}
+	requestID := payload.ID()
 	b, err := json.Marshal(payload)
 	if err != nil {
 		return nil, fmt.Errorf("jobs: encode %s: %w", typ, err)
@@ -228,7 +283,7 @@ func NewSessionStart(p SessionStart) (*asynq.Task, error) {
 		return nil, err
 	}
 	stamp(&p.ReceivedAt)
-	return requestTask(TypeSessionStart, QueueCritical, p.RequestID, p)
+	return requestTask(TypeSessionStart, QueueCritical, p)
 }
 
 // NewSessionStop builds a session:stop task, stamping ReceivedAt.
@@ -240,7 +295,7 @@ func NewSessionStop(p SessionStop) (*asynq.Task, error) {
 		return nil, err
 	}
 	stamp(&p.ReceivedAt)
-	return requestTask(TypeSessionStop, QueueCritical, p.RequestID, p)
+	return requestTask(TypeSessionStop, QueueCritical, p)
 }
 
 // NewPermitIssue builds a permit:issue task, stamping ReceivedAt.
@@ -255,7 +310,7 @@ func NewPermitIssue(p PermitIssue) (*asynq.Task, error) {
 		return nil, err
 	}
 	stamp(&p.ReceivedAt)
-	return requestTask(TypePermitIssue, QueueDefault, p.RequestID, p)
+	return requestTask(TypePermitIssue, QueueDefault, p)
 }
 
 // NewPermitTopup builds a permit:topup task, stamping ReceivedAt.
@@ -267,7 +322,7 @@ func NewPermitTopup(p PermitTopup) (*asynq.Task, error) {
 		return nil, err
 	}
 	stamp(&p.ReceivedAt)
-	return requestTask(TypePermitTopup, QueueDefault, p.RequestID, p)
+	return requestTask(TypePermitTopup, QueueDefault, p)
 }
 
 // NewPermitEnd builds a permit:end task, stamping ReceivedAt.
@@ -279,7 +334,7 @@ func NewPermitEnd(p PermitEnd) (*asynq.Task, error) {
 		return nil, err
 	}
 	stamp(&p.ReceivedAt)
-	return requestTask(TypePermitEnd, QueueDefault, p.RequestID, p)
+	return requestTask(TypePermitEnd, QueueDefault, p)
 }
 
 // AutoStopTaskID is deterministic per session and planned end, so that however

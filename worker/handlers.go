@@ -2,10 +2,15 @@ package worker
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"reflect"
+	"slices"
 	"sync"
 	"time"
 
@@ -111,10 +116,71 @@ func (h *Handlers) logger(ctx context.Context) *slog.Logger {
 // is not retried.
 func decode(t *asynq.Task, v any) error {
 	if err := json.Unmarshal(t.Payload(), v); err != nil {
-		return fmt.Errorf("%s payload: %v: %w", t.Type(), err, asynq.SkipRetry)
+		return unreadablePayload(t, err)
 	}
 	return nil
 }
+
+func unreadablePayload(t *asynq.Task, err error) error {
+	return fmt.Errorf("%s payload: %v: %w", t.Type(), err, asynq.SkipRetry)
+}
+
+// decodeRequest reads a request task's payload into v and reports whether it
+// could. A payload that cannot be read will never be read, so it is not retried;
+// when its request_id can still be read, the request is recorded as rejected
+// (bad_request, saying why), so that whoever waits for it is answered rather
+// than left pending. decodeRequest returns the error to end the task with:
+// nil once the rejection is recorded.
+func (h *Handlers) decodeRequest(ctx context.Context, t *asynq.Task, v any) (bool, error) {
+	cause := json.Unmarshal(t.Payload(), v)
+	if cause == nil {
+		return true, nil
+	}
+	var named struct {
+		RequestID string `json:"request_id"`
+	}
+	if json.Unmarshal(t.Payload(), &named) != nil || !jobs.ValidRequestID(named.RequestID) {
+		return false, unreadablePayload(t, cause)
+	}
+	sum := sha256.Sum256(t.Payload())
+	req := unreadable{id: named.RequestID, fingerprint: "unreadable:" + hex.EncodeToString(sum[:])}
+	what := t.Type() + " payload"
+	if f := unreadableField(t.Payload(), v); f != "" {
+		what += ": " + f
+	}
+	return false, h.apply(ctx, t.Type(), req, func(context.Context, bun.Tx) (decision, error) {
+		return decision{}, domain.Reject(domain.CodeBadRequest, "%s cannot be read: %v", what, cause)
+	})
+}
+
+// unreadableField names the first field (by JSON name) of payload that v's type
+// cannot read, so that the rejection says which: encoding/json names the field
+// of a type mismatch, but not that of a value its type refused (an instant in
+// year 10000).
+func unreadableField(payload []byte, v any) string {
+	var fields map[string]json.RawMessage
+	if json.Unmarshal(payload, &fields) != nil {
+		return ""
+	}
+	for _, name := range slices.Sorted(maps.Keys(fields)) {
+		one, err := json.Marshal(map[string]json.RawMessage{name: fields[name]})
+		if err != nil {
+			continue
+		}
+		if json.Unmarshal(one, reflect.New(reflect.TypeOf(v).Elem()).Interface()) != nil {
+			return name
+		}
+	}
+	return ""
+}
+
+// unreadable is a request whose payload could not be decoded, known by its
+// request ID and the hash of its payload alone.
+type unreadable struct{ id, fingerprint string }
+
+func (u unreadable) ID() string           { return u.id }
+func (u unreadable) Fingerprint() string  { return u.fingerprint }
+func (u unreadable) CheckInstants() error { return nil }
 
 // decision is what a request's transaction decided: the result to record and the
 // follow-up tasks to hand to Redis once it commits.
@@ -155,7 +221,11 @@ func (h *Handlers) apply(ctx context.Context, typ string, req jobs.Request,
 			log.Info("request already " + r.Status + ": nothing to do")
 			return nil
 		}
-		d, err = decide(ctx, tx)
+		// An instant out of range is refused before any rule looks at it: some
+		// cannot even be stored or written back as JSON.
+		if err = req.CheckInstants(); err == nil {
+			d, err = decide(ctx, tx)
+		}
 		if rule, ok := domain.AsRule(err); ok {
 			log.Info("request rejected", "code", rule.Code, "reason", rule.Message)
 			d, outcome, code = decision{}, OutcomeRejected, string(rule.Code)
@@ -272,7 +342,7 @@ func lockPermit(ctx context.Context, tx bun.Tx, id string) (*repo.Permit, error)
 // SessionStart handles session:start.
 func (h *Handlers) SessionStart(ctx context.Context, t *asynq.Task) error {
 	var p jobs.SessionStart
-	if err := decode(t, &p); err != nil {
+	if ok, err := h.decodeRequest(ctx, t, &p); !ok {
 		return err
 	}
 	return h.apply(ctx, jobs.TypeSessionStart, p, func(ctx context.Context, tx bun.Tx) (decision, error) {
@@ -309,7 +379,7 @@ func (h *Handlers) SessionStart(ctx context.Context, t *asynq.Task) error {
 // SessionStop handles session:stop.
 func (h *Handlers) SessionStop(ctx context.Context, t *asynq.Task) error {
 	var p jobs.SessionStop
-	if err := decode(t, &p); err != nil {
+	if ok, err := h.decodeRequest(ctx, t, &p); !ok {
 		return err
 	}
 	return h.apply(ctx, jobs.TypeSessionStop, p, func(ctx context.Context, tx bun.Tx) (decision, error) {
@@ -409,7 +479,7 @@ func (h *Handlers) autoStop(ctx context.Context, sessionID int64, how string) (b
 // PermitIssue handles permit:issue.
 func (h *Handlers) PermitIssue(ctx context.Context, t *asynq.Task) error {
 	var p jobs.PermitIssue
-	if err := decode(t, &p); err != nil {
+	if ok, err := h.decodeRequest(ctx, t, &p); !ok {
 		return err
 	}
 	return h.apply(ctx, jobs.TypePermitIssue, p, func(ctx context.Context, tx bun.Tx) (decision, error) {
@@ -439,7 +509,7 @@ func (h *Handlers) PermitIssue(ctx context.Context, t *asynq.Task) error {
 // PermitTopup handles permit:topup.
 func (h *Handlers) PermitTopup(ctx context.Context, t *asynq.Task) error {
 	var p jobs.PermitTopup
-	if err := decode(t, &p); err != nil {
+	if ok, err := h.decodeRequest(ctx, t, &p); !ok {
 		return err
 	}
 	return h.apply(ctx, jobs.TypePermitTopup, p, func(ctx context.Context, tx bun.Tx) (decision, error) {

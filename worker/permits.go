@@ -19,7 +19,7 @@ import (
 // or top-up land in between. Ending an ended permit answers it as it is.
 func (h *Handlers) PermitEnd(ctx context.Context, t *asynq.Task) error {
 	var p jobs.PermitEnd
-	if err := decode(t, &p); err != nil {
+	if ok, err := h.decodeRequest(ctx, t, &p); !ok {
 		return err
 	}
 	return h.apply(ctx, jobs.TypePermitEnd, p, func(ctx context.Context, tx bun.Tx) (decision, error) {
@@ -75,7 +75,11 @@ func (h *Handlers) currentYear(ctx context.Context, tx bun.Tx, p *repo.Permit, a
 	if p.Status != domain.PermitActive || p.YearEndsAt.After(at) {
 		return nil
 	}
-	n, err := repo.RollPermitYears(ctx, tx, p, at)
+	z, err := h.Store.ZoneOf(ctx, tx, p)
+	if err != nil {
+		return err
+	}
+	n, err := repo.RollPermitYears(ctx, tx, z, p, at)
 	if n > 0 {
 		h.logger(ctx).Info("permit year rolled over on use", "permit_id", p.ID, "years", n)
 	}
