@@ -27,8 +27,15 @@ const (
 
 // Tolerances of DOMAIN.md.
 const (
-	// PastTolerance is how far before the request's receipt a start or stop may lie.
+	// PastTolerance is how far before the request's receipt a start may lie.
 	PastTolerance = 5 * time.Minute
+
+	// MaxBackdate is how far before the request's receipt an instant may lie
+	// when it ends or shortens a right already granted (a stop's at, a permit
+	// end's at): clock skew between an app and parkd, no more. Enforcement was
+	// told the session was valid up to the receipt; an end further back would
+	// rewrite that answer after the fact and, chained, make parking free.
+	MaxBackdate = 60 * time.Second
 )
 
 // Notice codes carried in a session's answer.
@@ -204,6 +211,16 @@ type StopPlan struct {
 	NewReserved int
 }
 
+// checkBackdate refuses, with code, an instant at that ends or shortens a right
+// already granted and lies more than MaxBackdate before the receipt.
+func checkBackdate(code Code, at, receivedAt time.Time) error {
+	if at.Before(receivedAt.Add(-MaxBackdate)) {
+		return Reject(code, "at %s is more than %d seconds before the request was received (%s)",
+			rfc(at), int(MaxBackdate/time.Second), rfc(receivedAt))
+	}
+	return nil
+}
+
 // StopRequest is a stop as the worker receives it: At is the instant the visitor
 // left (nil means the instant the request was received).
 type StopRequest struct {
@@ -221,8 +238,8 @@ func PlanStop(s SessionState, req StopRequest, now time.Time) (StopPlan, error) 
 	if req.At != nil {
 		at = *req.At
 	}
-	if at.Before(req.ReceivedAt.Add(-PastTolerance)) {
-		return StopPlan{}, Reject(CodeInvalidStopTime, "at %s is more than 5 minutes before the request was received", rfc(at))
+	if err := checkBackdate(CodeInvalidStopTime, at, req.ReceivedAt); err != nil {
+		return StopPlan{}, err
 	}
 	plannedAtReceipt := req.ReceivedAt.Before(s.StartAt)
 	if !at.After(s.StartAt) {

@@ -739,3 +739,57 @@ func TestOpenAPICheckCatchesDrift(t *testing.T) {
 		}
 	}
 }
+
+// A stop or a permit end naming an instant more than 60 seconds before the
+// request was received is 422 and changes nothing: the right enforcement was
+// told of stands.
+func TestBackdatedEndsAreRefused(t *testing.T) {
+	e := setup(t, options{})
+	r := e.resident(10)
+	enf := e.token(intake.RoleEnforcement, "scan-1")
+	start := time.Now().Add(-4 * time.Minute).UTC().Truncate(time.Second)
+	s := e.startSession(r, "BACK-1", map[string]any{"start_at": start.Format(time.RFC3339)})
+	valid := func(at time.Time) bool {
+		t.Helper()
+		var out struct{ Valid bool }
+		e.mustDo("GET", "/v1/rights?plate=BACK1&zone=TEST&place=permit_holder&at="+url.QueryEscape(at.Format(time.RFC3339)), enf, nil, http.StatusOK, &out)
+		return out.Valid
+	}
+	if !valid(start.Add(time.Minute)) {
+		t.Fatal("the session's right is not there")
+	}
+	stopPath := "/v1/sessions/" + s.ID + "/stop?wait=10s"
+	for _, at := range []time.Time{start, time.Now().Add(-90 * time.Second)} {
+		wantError(t, e.do("POST", stopPath, r.token, map[string]any{"at": at.Format(time.RFC3339)}),
+			http.StatusUnprocessableEntity, string(domain.CodeInvalidStopTime))
+	}
+	var got repo.SessionView
+	e.mustDo("GET", "/v1/sessions/"+s.ID, r.token, nil, http.StatusOK, &got)
+	if got.Status != domain.StatusActive || got.ChargedMinutes != nil || !valid(start.Add(time.Minute)) {
+		t.Fatalf("after refused stops: %+v", got)
+	}
+	at := time.Now().Add(-30 * time.Second).UTC().Truncate(time.Second)
+	e.mustDo("POST", stopPath, r.token, map[string]any{"at": at.Format(time.RFC3339)}, http.StatusOK, &got)
+	if got.Status != domain.StatusStopped || !got.EndAt.Equal(at) || *got.ChargedMinutes != domain.Minutes(at.Sub(start)) {
+		t.Fatalf("stop 30 s back: %+v", got)
+	}
+	if !valid(start.Add(time.Minute)) {
+		t.Fatal("the stopped session no longer covers its interval")
+	}
+
+	el := e.token(intake.RoleEloket, "eloket")
+	other := e.resident(2)
+	e.startSession(other, "BACK-2", nil)
+	endPath := "/v1/permits/" + other.permit + "/end?wait=10s"
+	wantError(t, e.do("POST", endPath, el, map[string]any{"reason": "moved", "at": time.Now().Add(-2 * time.Minute).Format(time.RFC3339)}),
+		http.StatusUnprocessableEntity, string(domain.CodeInvalidEndTime))
+	var p repo.PermitView
+	e.mustDo("GET", "/v1/permits/"+other.permit, el, nil, http.StatusOK, &p)
+	if p.Status != domain.PermitActive || p.Year.ReservedMinutes != 120 {
+		t.Fatalf("a refused end changed the permit: %+v", p)
+	}
+	e.mustDo("POST", endPath, el, map[string]any{"reason": "moved"}, http.StatusOK, &p)
+	if p.Status != domain.PermitEnded {
+		t.Fatalf("end now: %+v", p)
+	}
+}

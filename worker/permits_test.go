@@ -454,6 +454,8 @@ func TestEndPermitInstantAndReason(t *testing.T) {
 		code   domain.Code
 	}{
 		{"a move date in the past", p.ID, ptr(now.Add(-6 * time.Minute)), "moved", domain.CodeInvalidEndTime},
+		{"61 seconds back", p.ID, ptr(now.Add(-61 * time.Second)), "moved", domain.CodeInvalidEndTime},
+		{"5 minutes back", p.ID, ptr(now.Add(-5 * time.Minute)), "moved", domain.CodeInvalidEndTime},
 		{"an end date ahead", p.ID, ptr(now.Add(time.Hour)), "moved", domain.CodeInvalidEndTime},
 		{"no reason", p.ID, nil, " ", domain.CodeInvalidEndReason},
 		{"unknown permit", "999999", nil, "moved", domain.CodeNotFound},
@@ -468,11 +470,11 @@ func TestEndPermitInstantAndReason(t *testing.T) {
 	if pr := l.permitRow(p.ID); pr.Status != domain.PermitActive || pr.BalanceMinutes != 300 {
 		t.Fatalf("rejected ends changed the permit: %+v", pr)
 	}
-	// An end 3 minutes back: a session that started after that instant never
-	// ran under the permit and is cancelled, not charged.
+	// An end 50 seconds back (clock skew): a session that started after that
+	// instant never ran under the permit and is cancelled, not charged.
 	l.mustStart(p.ID, "LATE1", nil, nil)
-	l.clk.add(time.Minute)
-	at := now.Add(-2 * time.Minute)
+	l.clk.add(20 * time.Second)
+	at := now.Add(-30 * time.Second)
 	task, _ := l.endTask(p.ID, &at, "moved")
 	var pv repo.PermitView
 	if r := l.run(task, l.h.PermitEnd, &pv); r.Status != repo.RequestApplied || !pv.EndedAt.Equal(at) {

@@ -503,3 +503,58 @@ func TestReconcileEnqueuedOncePerMinute(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// A stop's at may lie at most 60 seconds before the request was received: a
+// session started, parked in for 70 s and then stopped "at its start" is
+// refused (it would be charged nothing, and enforcement, told "valid" a minute
+// ago, would now read "no session"); the session runs on and its right stands.
+func TestStopBackdatedAtMostSixtySeconds(t *testing.T) {
+	t0 := time.Now().UTC().Truncate(time.Second)
+	l := setupLifecycle(t, t0)
+	p := l.newPermit("TEST", 5)
+	s := l.mustStart(p.ID, "BACK1", nil, nil)
+	l.clk.add(70 * time.Second)
+	stop := func(at *time.Time) *repo.Request {
+		t.Helper()
+		task, err := jobs.NewSessionStop(jobs.SessionStop{RequestID: rid("stop"), SessionID: s.ID, At: at, ReceivedAt: l.clk.now()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l.run(task, l.h.SessionStop, nil)
+	}
+	covered := func(at time.Time) bool {
+		t.Helper()
+		_, ok, err := repo.CoveringSession(l.ctx, l.store.DB, "BACK1", "TEST", at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	if !covered(t0.Add(30 * time.Second)) {
+		t.Fatal("the session does not cover its first minute")
+	}
+	for _, at := range []time.Time{s.StartAt, l.clk.now().Add(-61 * time.Second), l.clk.now().Add(-5 * time.Minute)} {
+		wantRejected(t, stop(&at), domain.CodeInvalidStopTime)
+	}
+	if row := l.session(s.ID); row.State != domain.StateOpen || row.ChargedMinutes != nil {
+		t.Fatalf("a refused stop changed the session: %s charged %v", row.State, row.ChargedMinutes)
+	}
+	if !covered(t0.Add(30*time.Second)) || !covered(l.clk.now()) {
+		t.Fatal("a refused stop took back the session's right")
+	}
+	// Clock skew of up to 60 s is allowed: stopped 60 s back, charged the minutes up to it.
+	at := l.clk.now().Add(-60 * time.Second)
+	var sv repo.SessionView
+	task, err := jobs.NewSessionStop(jobs.SessionStop{RequestID: rid("stop"), SessionID: s.ID, At: &at, ReceivedAt: l.clk.now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := l.run(task, l.h.SessionStop, &sv); r.Status != repo.RequestApplied || sv.Status != domain.StatusStopped ||
+		!sv.EndAt.Equal(at) || *sv.ChargedMinutes != 1 {
+		t.Fatalf("stop 60 s back: %s %s %+v", r.Status, r.Error, sv)
+	}
+	if !covered(t0.Add(5*time.Second)) || covered(at.Add(time.Second)) {
+		t.Fatal("the settled session does not cover exactly its interval")
+	}
+	l.checkInvariants()
+}
