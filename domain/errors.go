@@ -26,6 +26,7 @@ const (
 	CodeInsufficientBalance    Code = "insufficient_balance"
 	CodePlateAlreadyParked     Code = "plate_already_parked"
 	CodeInvalidStopTime        Code = "invalid_stop_time"
+	CodeInvalidCountry         Code = "invalid_country"
 	// CodeInvalidTopup rejects a top-up whose hours are not a positive whole number
 	// or whose payment reference is missing.
 	CodeInvalidTopup Code = "invalid_topup"

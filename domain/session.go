@@ -97,6 +97,7 @@ func (p PermitState) UsageLeft(z *Zone) int {
 // backed-up queue must not shift anyone's parking right.
 type StartRequest struct {
 	Plate      string
+	Country    string // ISO 3166-1 alpha-2; "" means DefaultCountry
 	StartAt    *time.Time
 	EndAt      *time.Time
 	ReceivedAt time.Time
@@ -105,6 +106,7 @@ type StartRequest struct {
 // SessionPlan is an accepted start: what to store and reserve.
 type SessionPlan struct {
 	Plate           string
+	Country         string
 	StartAt         time.Time
 	PlannedEndAt    time.Time
 	ReservedMinutes int
@@ -118,6 +120,10 @@ func PlanSession(z *Zone, p PermitState, req StartRequest) (SessionPlan, error) 
 		return SessionPlan{}, Reject(CodePermitNotActive, "the permit has ended")
 	}
 	plate, err := NormalizePlate(req.Plate)
+	if err != nil {
+		return SessionPlan{}, err
+	}
+	country, err := NormalizeCountry(req.Country)
 	if err != nil {
 		return SessionPlan{}, err
 	}
@@ -175,7 +181,7 @@ func PlanSession(z *Zone, p PermitState, req StartRequest) (SessionPlan, error) 
 		notices = append(notices, Notice{Code: NoticePastPaidHours, At: e,
 			Message: fmt.Sprintf("paid hours end at %s; stop then to save %d minutes", rfc(e), Minutes(end.Sub(e)))})
 	}
-	return SessionPlan{Plate: plate, StartAt: start, PlannedEndAt: end, ReservedMinutes: minutes, Notices: notices}, nil
+	return SessionPlan{Plate: plate, Country: country, StartAt: start, PlannedEndAt: end, ReservedMinutes: minutes, Notices: notices}, nil
 }
 
 // SessionState is what the stop rules need to know of a stored session.

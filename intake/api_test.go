@@ -592,8 +592,9 @@ func TestRights(t *testing.T) {
 
 	bad := []struct{ q, field string }{
 		{"zone=TEST&place=paid", "plate"},
-		{"plate=AB-12-CD-EF-GH&zone=TEST&place=paid", "plate"},
-		{"plate=%C3%A9t%C3%A9&zone=TEST&place=paid", "plate"},
+		{"plate=AB-12-CD-EF-GH-IJK&zone=TEST&place=paid", "plate"},
+		{"plate=%D0%90B12&zone=TEST&place=paid", "plate"},
+		{"plate=AB%E2%80%8B12&zone=TEST&place=paid", "plate"},
 		{"plate=AB%FF&zone=TEST&place=paid", "plate"},
 		{"plate=AB12&place=paid", "zone"},
 		{"plate=AB12&zone=TEST&place=garden", "place"},
@@ -792,4 +793,65 @@ func TestBackdatedEndsAreRefused(t *testing.T) {
 	if p.Status != domain.PermitEnded {
 		t.Fatalf("end now: %+v", p)
 	}
+}
+
+// Plates as people type and paste them, with their country: accepted at start,
+// shown with the country in every session answer and outcome, and found by the
+// rights check in any spelling.
+func TestPlatesWithCountryThroughHTTP(t *testing.T) {
+	e := setup(t, options{})
+	r := e.resident(10)
+	enf := e.token(intake.RoleEnforcement, "scan-1")
+	de := e.startSession(r, "GÖ-AB 123", map[string]any{"country": "DE"})
+	if de.Plate != "GOAB123" || de.Country != "DE" {
+		t.Fatalf("German start: %+v", de)
+	}
+	ie := e.startSession(r, "132\u2013WW\u00a0123456", map[string]any{"country": "IE"})
+	if ie.Plate != "132WW123456" || ie.Country != "IE" {
+		t.Fatalf("Irish start: %+v", ie)
+	}
+	nl := e.startSession(r, "xk-12-ab", nil)
+	if nl.Country != domain.DefaultCountry {
+		t.Fatalf("start without a country: %+v", nl)
+	}
+	var list struct{ Sessions []repo.SessionView }
+	e.mustDo("GET", "/v1/permits/"+r.permit+"/sessions", r.token, nil, http.StatusOK, &list)
+	countries := map[string]string{}
+	for _, s := range list.Sessions {
+		countries[s.Plate] = s.Country
+	}
+	if countries["GOAB123"] != "DE" || countries["132WW123456"] != "IE" || countries["XK12AB"] != "NL" {
+		t.Fatalf("session list: %+v", list.Sessions)
+	}
+	for _, q := range []string{"g%C3%B6-ab+123", "GO%CC%88AB123", "132%E2%80%93WW%C2%A0123456", "132.WW.123456"} {
+		var out struct {
+			Valid bool
+			Plate string
+		}
+		e.mustDo("GET", "/v1/rights?zone=TEST&place=permit_holder&plate="+q, enf, nil, http.StatusOK, &out)
+		if !out.Valid {
+			t.Errorf("rights of %s: %+v, want valid", q, out)
+		}
+	}
+	key := uid("country")
+	res := e.do("POST", "/v1/permits/"+r.permit+"/sessions?wait=10s", r.token, map[string]any{"plate": "NEW-1", "country": "xx"},
+		"Idempotency-Key", key)
+	wantError(t, res, http.StatusUnprocessableEntity, string(domain.CodeInvalidCountry))
+	wantError(t, e.do("POST", "/v1/permits/"+r.permit+"/sessions?wait=10s", r.token, map[string]any{"plate": "NEW-1", "country": "NLD"}),
+		http.StatusUnprocessableEntity, string(domain.CodeInvalidCountry))
+	wantError(t, e.do("POST", "/v1/permits/"+r.permit+"/sessions?wait=10s", r.token, map[string]any{"plate": "NEW-1", "country": 31}),
+		http.StatusBadRequest, intake.CodeBadRequest, "country")
+	// Same plate, another country, same zone: the plate is parked already.
+	wantError(t, e.do("POST", "/v1/permits/"+r.permit+"/sessions?wait=10s", r.token, map[string]any{"plate": "GOAB123", "country": "AT"}),
+		http.StatusUnprocessableEntity, string(domain.CodePlateAlreadyParked))
+	// The outcome shows the session as the API does, country included.
+	var out struct{ Result repo.SessionView }
+	stop := e.mustDo("POST", "/v1/sessions/"+de.ID+"/stop", r.token, nil, http.StatusOK, nil)
+	e.mustDo("GET", "/v1/requests/"+stop.Header.Get("X-Request-Id"), r.token, nil, http.StatusOK, &out)
+	if out.Result.Country != "DE" || out.Result.Plate != "GOAB123" {
+		t.Fatalf("stop outcome: %+v", out.Result)
+	}
+	// The same key with another country is another request.
+	wantError(t, e.do("POST", "/v1/permits/"+r.permit+"/sessions?wait=10s", r.token, map[string]any{"plate": "NEW-1", "country": "BE"},
+		"Idempotency-Key", key), http.StatusConflict, intake.CodeIdempotencyConflict)
 }

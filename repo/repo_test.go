@@ -110,18 +110,27 @@ func TestSchemaConstraints(t *testing.T) {
 		{"plate not normalised", exec("INSERT INTO sessions (permit_id, zone, plate, state, start_at, planned_end_at, reserved_minutes, request_id) VALUES (?, 'CZ', 'ab-12', 'open', ?, ?, 10, 'r')", p.ID, now, now.Add(10*time.Minute))},
 		{"open session with a charge", exec("INSERT INTO sessions (permit_id, zone, plate, state, start_at, planned_end_at, reserved_minutes, charged_minutes, request_id) VALUES (?, 'CZ', 'AB12', 'open', ?, ?, 10, 3, 'r')", p.ID, now, now.Add(10*time.Minute))},
 		{"ledger reserve with a positive sign", exec("INSERT INTO ledger (permit_id, kind, minutes, at) VALUES (?, 'reserve', 5, now())", p.ID)},
+		{"plate of 13", exec("INSERT INTO sessions (permit_id, zone, plate, state, start_at, planned_end_at, reserved_minutes, request_id) VALUES (?, 'CZ', 'ABCDEFG123456', 'open', ?, ?, 10, 'r')", p.ID, now, now.Add(10*time.Minute))},
+		{"country in lower case", exec("INSERT INTO sessions (permit_id, zone, plate, country, state, start_at, planned_end_at, reserved_minutes, request_id) VALUES (?, 'CZ', 'CC1', 'nl', 'open', ?, ?, 10, 'r')", p.ID, now, now.Add(10*time.Minute))},
+		{"country of three letters", exec("INSERT INTO sessions (permit_id, zone, plate, country, state, start_at, planned_end_at, reserved_minutes, request_id) VALUES (?, 'CZ', 'CC2', 'NLD', 'open', ?, ?, 10, 'r')", p.ID, now, now.Add(10*time.Minute))},
 	}
 	for _, c := range cases {
 		if c.err == nil {
 			t.Errorf("%s: accepted, want a constraint violation", c.name)
 		}
 	}
-	// One settlement per session, and one plate parked once per zone.
+	// One settlement per session, and one plate parked once per zone, whatever its country.
 	if err := exec("INSERT INTO sessions (permit_id, zone, plate, state, start_at, planned_end_at, reserved_minutes, request_id) VALUES (?, 'CZ', 'AB12', 'open', ?, ?, 10, 'r')", p.ID, now, now.Add(10*time.Minute)); err != nil {
 		t.Fatal(err)
 	}
 	if err := exec("INSERT INTO sessions (permit_id, zone, plate, state, start_at, planned_end_at, reserved_minutes, request_id) VALUES (?, 'CZ', 'AB12', 'open', ?, ?, 10, 'r2')", p.ID, now.Add(5*time.Minute), now.Add(20*time.Minute)); err == nil {
 		t.Error("overlapping open sessions of one plate in one zone: accepted")
+	}
+	if err := exec("INSERT INTO sessions (permit_id, zone, plate, country, state, start_at, planned_end_at, reserved_minutes, request_id) VALUES (?, 'CZ', 'AB12', 'DE', 'open', ?, ?, 10, 'r2')", p.ID, now.Add(5*time.Minute), now.Add(20*time.Minute)); err == nil {
+		t.Error("overlapping open sessions of one plate from two countries in one zone: accepted")
+	}
+	if err := exec("INSERT INTO sessions (permit_id, zone, plate, country, state, start_at, planned_end_at, reserved_minutes, request_id) VALUES (?, 'CZ', '132WW1234567', 'IE', 'open', ?, ?, 10, 'r3')", p.ID, now, now.Add(10*time.Minute)); err != nil {
+		t.Errorf("a plate of 12 with its country: %v", err)
 	}
 	var sid int64
 	if err := st.DB.NewRaw("SELECT id FROM sessions LIMIT 1").Scan(ctx, &sid); err != nil {

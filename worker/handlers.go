@@ -289,7 +289,7 @@ func (h *Handlers) SessionStart(ctx context.Context, t *asynq.Task) error {
 			return decision{}, err
 		}
 		plan, err := domain.PlanSession(zone, permit.State(), domain.StartRequest{
-			Plate: p.Plate, StartAt: instantPtr(p.StartAt), EndAt: instantPtr(p.EndAt), ReceivedAt: receivedAt(p.ReceivedAt, now),
+			Plate: p.Plate, Country: p.Country, StartAt: instantPtr(p.StartAt), EndAt: instantPtr(p.EndAt), ReceivedAt: receivedAt(p.ReceivedAt, now),
 		})
 		if err != nil {
 			return decision{}, err

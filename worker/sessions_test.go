@@ -158,8 +158,10 @@ func TestRuleRejectionIsOutcomeNotRetry(t *testing.T) {
 		plate, permit string
 		code          domain.Code
 	}{
-		{"ÄB-12", pid, domain.CodeInvalidPlate},
-		{"DROP TABLE", pid, domain.CodeInvalidPlate},
+		{"\u0410B-12", pid, domain.CodeInvalidPlate}, // Cyrillic А
+		{"DROP;TABLE", pid, domain.CodeInvalidPlate},
+		{"AB\u200B12", pid, domain.CodeInvalidPlate}, // zero-width space
+		{"ABCDEFG123456", pid, domain.CodeInvalidPlate},
 		{"AB12CD", "999999", domain.CodeNotFound},
 		{"AB12CD", "not-a-number", domain.CodeNotFound},
 	} {
@@ -557,4 +559,57 @@ func TestStopBackdatedAtMostSixtySeconds(t *testing.T) {
 		t.Fatal("the settled session does not cover exactly its interval")
 	}
 	l.checkInvariants()
+}
+
+// Plates as people type and paste them, with their country: a German district
+// code with an umlaut, an Irish plate of 11, a pasted en dash and no-break
+// space, all stored normalised with the country named (NL when none); one
+// plate has one session per zone whatever the country; a country that is not
+// one is invalid_country.
+func TestPlatesOfEuropeWithTheirCountry(t *testing.T) {
+	e := setup(t)
+	e.start()
+	p1, p2 := e.permit(10), e.permit(10)
+	start := func(permitID, plate, country string) (*repo.Request, repo.SessionView) {
+		t.Helper()
+		id := rid("start")
+		task, err := jobs.NewSessionStart(jobs.SessionStart{RequestID: id, PermitID: permitID, Plate: plate, Country: country})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.enqueue(task)
+		var s repo.SessionView
+		return e.await(id, &s), s
+	}
+	for _, c := range []struct{ plate, country, wantPlate, wantCountry string }{
+		{"GÖ-AB 123", "DE", "GOAB123", "DE"},
+		{"132-WW-123456", "IE", "132WW123456", "IE"},
+		{"\u00A0XK–12\u00A0AB\u00A0", "", "XK12AB", "NL"},
+		{"ABCDEF-123456", "BE", "ABCDEF123456", "BE"},
+	} {
+		r, s := start(p1, c.plate, c.country)
+		if r.Status != repo.RequestApplied || s.Plate != c.wantPlate || s.Country != c.wantCountry {
+			t.Fatalf("start %q %q: %s %s %+v, want %s %s", c.plate, c.country, r.Status, r.Error, s, c.wantPlate, c.wantCountry)
+		}
+		if row := e.session(s.ID); row.Plate != c.wantPlate || row.Country != c.wantCountry {
+			t.Fatalf("stored %s %s, want %s %s", row.Plate, row.Country, c.wantPlate, c.wantCountry)
+		}
+	}
+	// The same plate from another country, on another permit, in the same zone.
+	r, _ := start(p2, "go-ab-123", "NL")
+	wantRejected(t, r, domain.CodePlateAlreadyParked)
+	r, _ = start(p2, "132 WW 123456", "GB")
+	wantRejected(t, r, domain.CodePlateAlreadyParked)
+	for _, country := range []string{"nl", "NLD", "ZZ", "EU"} {
+		r, _ = start(p2, "NEW1", country)
+		wantRejected(t, r, domain.CodeInvalidCountry)
+	}
+	for _, plate := range []string{"\u0410B-12", "AB\u200B12", "AB🚗1", "132-WW-12345678"} {
+		r, _ = start(p2, plate, "IE")
+		wantRejected(t, r, domain.CodeInvalidPlate)
+	}
+	if k := e.ledgerKinds(p2); k["reserve"] != 0 {
+		t.Fatalf("rejected starts reserved: %v", k)
+	}
+	e.checkInvariants()
 }
