@@ -795,6 +795,42 @@ func TestBackdatedEndsAreRefused(t *testing.T) {
 	}
 }
 
+// One payment reference, one top-up in the whole system: on another permit or
+// with other hours it is 422 payment_ref_reused (and recorded so); the same
+// permit and hours under a new key is the same top-up, 201 with nothing added.
+func TestPaymentRefUsedOnce(t *testing.T) {
+	e := setup(t, options{})
+	a, b := e.resident(0), e.resident(0)
+	ref := uid("PAY-X")
+	topup := func(r resident, hours int) *resp {
+		t.Helper()
+		return e.do("POST", "/v1/permits/"+r.permit+"/topups?wait=10s", r.token,
+			map[string]any{"hours": hours, "payment_ref": ref}, "Idempotency-Key", uid("topup"))
+	}
+	var p repo.PermitView
+	if res := topup(a, 2); res.Status != http.StatusCreated || json.Unmarshal(res.Body, &p) != nil || p.BalanceMinutes != 120 {
+		t.Fatalf("first top-up: %s", res)
+	}
+	refused := topup(b, 2)
+	wantError(t, refused, http.StatusUnprocessableEntity, string(domain.CodePaymentRefReused))
+	wantError(t, topup(a, 3), http.StatusUnprocessableEntity, string(domain.CodePaymentRefReused))
+	if res := topup(a, 2); res.Status != http.StatusCreated || json.Unmarshal(res.Body, &p) != nil || p.BalanceMinutes != 120 || p.Year.PurchasedMinutes != 120 {
+		t.Fatalf("the same top-up again: %s", res)
+	}
+	e.mustDo("GET", "/v1/permits/"+b.permit, b.token, nil, http.StatusOK, &p)
+	if p.BalanceMinutes != 0 {
+		t.Fatalf("permit b was credited: %+v", p)
+	}
+	var out struct {
+		Status string
+		Error  struct{ Code string }
+	}
+	e.mustDo("GET", "/v1/requests/"+refused.Header.Get("X-Request-Id"), b.token, nil, http.StatusOK, &out)
+	if out.Status != repo.RequestRejected || out.Error.Code != string(domain.CodePaymentRefReused) {
+		t.Fatalf("recorded outcome of the refused top-up: %+v", out)
+	}
+}
+
 // Plates as people type and paste them, with their country: accepted at start,
 // shown with the country in every session answer and outcome, and found by the
 // rights check in any spelling.

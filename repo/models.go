@@ -195,6 +195,10 @@ type LedgerEntry struct {
 	RequestID  *string   `bun:"request_id"`
 	PaymentRef *string   `bun:"payment_ref"`
 	At         time.Time `bun:"at"`
+	// DuplicateOfTopup is set only on top-ups booked before a payment
+	// reference was unique in the whole system, under a reference an earlier
+	// top-up (this one) had used already.
+	DuplicateOfTopup *int64 `bun:"duplicate_of_topup"`
 }
 
 // Ledger kinds.

@@ -447,11 +447,22 @@ func (h *Handlers) PermitTopup(ctx context.Context, t *asynq.Task) error {
 		if err != nil {
 			return decision{}, err
 		}
+		// A payment reference is used once in the whole system. Its lock comes
+		// before anything is written: in a shared transaction a busy one
+		// defers the unit, which must then have written nothing.
+		if err := repo.LockPaymentRef(ctx, tx, p.PaymentRef); err != nil {
+			return decision{}, err
+		}
 		if err := h.currentYear(ctx, tx, permit, h.now()); err != nil {
 			return decision{}, err
 		}
-		// The same payment booked twice (under two request IDs) is one top-up.
-		if dup, err := repo.TopupExists(ctx, tx, permit.ID, p.PaymentRef); err != nil || dup {
+		prior, err := repo.PriorTopup(ctx, tx, permit.ID, p.PaymentRef)
+		if err != nil {
+			return decision{}, err
+		}
+		// The same payment sent again (under another request ID) is the same
+		// top-up: nothing is added, and it is answered as the first was.
+		if repeat, err := domain.CheckPaymentRef(prior, p.Hours); err != nil || repeat {
 			return decision{result: permit.View()}, err
 		}
 		zone, err := h.Store.ZoneOf(ctx, tx, permit)

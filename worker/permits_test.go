@@ -832,3 +832,105 @@ func TestRolloverSchedulersOnThreeHostsEnqueueOncePerPeriod(t *testing.T) {
 		t.Fatalf("%d rollovers ran in two periods, want 2", len(done))
 	}
 }
+
+// A payment reference is used once in the whole system: on another permit, or
+// with other hours on the same one, it is payment_ref_reused (a recorded
+// rejection, nothing booked); the same permit and hours again is the same
+// top-up, answered as the first.
+func TestPaymentRefUsedOnceInTheWholeSystem(t *testing.T) {
+	l := setupLifecycle(t, time.Now())
+	p1, p2 := l.newPermit("TEST", 0), l.newPermit("TEST", 0)
+	ref := rid("PAY-X")
+	topup := func(permitID string, hours int) (*repo.Request, repo.PermitView) {
+		t.Helper()
+		task, _ := l.topupTask(permitID, hours, ref)
+		var pv repo.PermitView
+		return l.run(task, l.h.PermitTopup, &pv), pv
+	}
+	if r, pv := topup(p1.ID, 3); r.Status != repo.RequestApplied || pv.BalanceMinutes != 180 {
+		t.Fatalf("first top-up: %s %s %+v", r.Status, r.Error, pv)
+	}
+	r, _ := topup(p2.ID, 3)
+	wantRejected(t, r, domain.CodePaymentRefReused)
+	r, _ = topup(p1.ID, 4)
+	wantRejected(t, r, domain.CodePaymentRefReused)
+	if r, pv := topup(p1.ID, 3); r.Status != repo.RequestApplied || pv.BalanceMinutes != 180 || pv.Year.PurchasedMinutes != 180 {
+		t.Fatalf("the same top-up again: %s %s %+v, want applied and nothing added", r.Status, r.Error, pv)
+	}
+	// An ended permit repeats its top-up as it was, and refuses another's reference.
+	task, _ := l.endTask(p2.ID, nil, "moved")
+	l.run(task, l.h.PermitEnd, nil)
+	r, _ = topup(p2.ID, 3)
+	wantRejected(t, r, domain.CodePaymentRefReused)
+	for id, want := range map[string]struct{ topups, balance int }{p1.ID: {1, 180}, p2.ID: {0, 0}} {
+		if k := l.ledgerKinds(id); k["topup"] != want.topups {
+			t.Errorf("permit %s: %d top-up entries, want %d", id, k["topup"], want.topups)
+		}
+		if b := l.permitRow(id).BalanceMinutes; b != want.balance {
+			t.Errorf("permit %s: balance %d, want %d", id, b, want.balance)
+		}
+	}
+	l.checkInvariants()
+}
+
+// Permits racing with one payment reference, through the queue (where the
+// Coalescer shares transactions among them) and straight into the handler at
+// the same time: exactly one is credited, every other is payment_ref_reused at
+// once, never a retry or an archived task.
+func TestPaymentRefRaceBetweenPermits(t *testing.T) {
+	l := setupLifecycle(t, time.Now())
+	l.start()
+	permits := make([]repo.PermitView, 6)
+	for i := range permits {
+		permits[i] = l.newPermit("TEST", 0)
+	}
+	for round := range 4 {
+		ref := rid("PAY-RACE")
+		ids := make([]string, len(permits))
+		var wg sync.WaitGroup
+		for i, p := range permits {
+			var task *asynq.Task
+			task, ids[i] = l.topupTask(p.ID, 2, ref)
+			if (i+round)%2 == 0 {
+				l.enqueue(task)
+				continue
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := l.h.PermitTopup(context.Background(), task); err != nil {
+					t.Error(err)
+				}
+			}()
+		}
+		wg.Wait()
+		applied := 0
+		for _, id := range ids {
+			switch r := l.await(id, nil); rejection(t, r) {
+			case "":
+				applied++
+			case string(domain.CodePaymentRefReused):
+			default:
+				t.Fatalf("round %d: top-up %s: %s %s", round, id, r.Status, r.Error)
+			}
+		}
+		if applied != 1 {
+			t.Fatalf("round %d: %d permits credited with one payment, want 1", round, applied)
+		}
+	}
+	total := 0
+	for _, p := range permits {
+		total += l.permitRow(p.ID).BalanceMinutes
+	}
+	if total != 4*120 {
+		t.Fatalf("balances add up to %d minutes, want 4 payments of 120", total)
+	}
+	info, err := l.inspector.GetQueueInfo(jobs.QueueDefault)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Retry != 0 || info.Archived != 0 {
+		t.Fatalf("default queue: %d retrying, %d archived; the race must be decided, not retried", info.Retry, info.Archived)
+	}
+	l.checkInvariants()
+}
