@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -931,6 +932,77 @@ func TestPaymentRefRaceBetweenPermits(t *testing.T) {
 	}
 	if info.Retry != 0 || info.Archived != 0 {
 		t.Fatalf("default queue: %d retrying, %d archived; the race must be decided, not retried", info.Retry, info.Archived)
+	}
+	l.checkInvariants()
+}
+
+// A request ID enqueued again through package jobs with another payload (or as
+// another type) is an idempotency conflict, as over HTTP: nothing of it is
+// applied, the first request's outcome stays, and the task is archived with
+// idempotency_conflict as its error and result instead of passing for a repeat.
+func TestRequestIDReusedThroughJobsIsAConflict(t *testing.T) {
+	l := setupLifecycle(t, time.Now())
+	l.start()
+	p := l.newPermit("TEST", 5)
+	id := rid("jobs-key")
+	first, err := jobs.NewSessionStart(jobs.SessionStart{RequestID: id, PermitID: p.ID, Plate: "KEY1", ReceivedAt: l.clk.now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.enqueue(first)
+	var s repo.SessionView
+	if r := l.await(id, &s); r.Status != repo.RequestApplied {
+		t.Fatalf("first start: %s %s", r.Status, r.Error)
+	}
+	recorded := l.outcome(id, nil)
+	l.awaitQueueEmpty(jobs.QueueCritical)
+	others := []*asynq.Task{}
+	for _, pl := range []jobs.SessionStart{
+		{RequestID: id, PermitID: p.ID, Plate: "KEY2"},                                         // another plate
+		{RequestID: id, PermitID: p.ID, Plate: "KEY1", Country: "DE"},                          // another country
+		{RequestID: id, PermitID: p.ID, Plate: "KEY1", EndAt: ptr(l.clk.now().Add(time.Hour))}, // another end
+	} {
+		pl.ReceivedAt = l.clk.now()
+		task, err := jobs.NewSessionStart(pl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		others = append(others, task)
+	}
+	topup, err := jobs.NewPermitTopup(jobs.PermitTopup{RequestID: id, PermitID: p.ID, Hours: 1, PaymentRef: rid("pay"), ReceivedAt: l.clk.now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	others = append(others, topup)
+	for _, task := range others {
+		info, err := l.client.Enqueue(task)
+		if err != nil {
+			t.Fatalf("enqueue %s again under %s: %v", task.Type(), id, err)
+		}
+		got := l.awaitArchived(info.Queue, id)
+		if !strings.Contains(got.LastErr, "idempotency_conflict") {
+			t.Errorf("%s: archived with %q, want idempotency_conflict", task.Type(), got.LastErr)
+		}
+		var res struct {
+			Status string
+			Error  repo.RuleOutcome
+		}
+		if err := json.Unmarshal(got.Result, &res); err != nil || res.Status != repo.RequestRejected || res.Error.Code != "idempotency_conflict" {
+			t.Errorf("%s: task result %s (%v), want a rejection idempotency_conflict", task.Type(), got.Result, err)
+		}
+		if err := l.inspector.DeleteTask(info.Queue, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if again := l.outcome(id, nil); again.Status != recorded.Status || string(again.Result) != string(recorded.Result) || again.Type != jobs.TypeSessionStart {
+		t.Fatalf("the first request's outcome changed: %s %s", again.Status, again.Result)
+	}
+	n, err := l.store.DB.NewSelect().Model((*repo.Session)(nil)).Count(l.ctx)
+	if err != nil || n != 1 {
+		t.Fatalf("sessions = %d (%v), want the first request's one", n, err)
+	}
+	if pr := l.permitRow(p.ID); pr.BalanceMinutes != 300-180 || pr.PurchasedMinutes != 300 {
+		t.Fatalf("permit: balance %d purchased %d: a conflicting request was applied", pr.BalanceMinutes, pr.PurchasedMinutes)
 	}
 	l.checkInvariants()
 }
