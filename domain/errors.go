@@ -26,6 +26,8 @@ const (
 	CodeInsufficientBalance    Code = "insufficient_balance"
 	CodePlateAlreadyParked     Code = "plate_already_parked"
 	CodeInvalidStopTime        Code = "invalid_stop_time"
+	CodeInvalidCountry         Code = "invalid_country"
+	CodePaymentRefReused       Code = "payment_ref_reused"
 	// CodeInvalidTopup rejects a top-up whose hours are not a positive whole number
 	// or whose payment reference is missing.
 	CodeInvalidTopup Code = "invalid_topup"

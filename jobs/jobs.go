@@ -68,13 +68,14 @@ type Request interface {
 	CheckInstants() error
 }
 
-// SessionStart asks for a visitor session on a permit. StartAt nil means the
-// instant the request was received (ReceivedAt); EndAt nil means the longest
-// session allowed.
+// SessionStart asks for a visitor session on a permit. Country is the plate's
+// (ISO 3166-1 alpha-2, "" for NL). StartAt nil means the instant the request
+// was received (ReceivedAt); EndAt nil means the longest session allowed.
 type SessionStart struct {
 	RequestID  string     `json:"request_id"`
 	PermitID   string     `json:"permit_id"`
 	Plate      string     `json:"plate"`
+	Country    string     `json:"country,omitempty"`
 	StartAt    *time.Time `json:"start_at,omitempty"`
 	EndAt      *time.Time `json:"end_at,omitempty"`
 	ReceivedAt time.Time  `json:"received_at,omitzero"`
@@ -140,9 +141,15 @@ func (p PermitTopup) ID() string { return p.RequestID }
 // ID implements Request.
 func (p PermitEnd) ID() string { return p.RequestID }
 
-// Fingerprint implements Request.
+// Fingerprint implements Request. A country is a part only when it is not
+// the default: no country and NL ask the same, and a start recorded before
+// starts had a country keeps its fingerprint.
 func (p SessionStart) Fingerprint() string {
-	return fingerprint(TypeSessionStart, p.PermitID, p.Plate, timeOrEmpty(p.StartAt), timeOrEmpty(p.EndAt))
+	parts := []string{TypeSessionStart, p.PermitID, p.Plate, timeOrEmpty(p.StartAt), timeOrEmpty(p.EndAt)}
+	if p.Country != "" && p.Country != domain.DefaultCountry {
+		parts = append(parts, p.Country)
+	}
+	return fingerprint(parts...)
 }
 
 // Fingerprint implements Request.

@@ -56,6 +56,15 @@ func TestFingerprintIgnoresReceiptButNotContent(t *testing.T) {
 	if a.Fingerprint() == c.Fingerprint() {
 		t.Fatal("fingerprint ignores the plate")
 	}
+	// The country is part of what a start asks; none and NL ask the same.
+	de, nl := a, a
+	de.Country, nl.Country = "DE", "NL"
+	if a.Fingerprint() == de.Fingerprint() {
+		t.Fatal("fingerprint ignores the country")
+	}
+	if a.Fingerprint() != nl.Fingerprint() {
+		t.Fatal("no country and NL, the default, fingerprint differently")
+	}
 	// Field boundaries matter: ("1","2AB") is not ("12","AB").
 	d1 := SessionStart{PermitID: "1", Plate: "2AB"}
 	d2 := SessionStart{PermitID: "12", Plate: "AB"}

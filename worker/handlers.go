@@ -148,7 +148,7 @@ func (h *Handlers) decodeRequest(ctx context.Context, t *asynq.Task, v any) (boo
 	if f := unreadableField(t.Payload(), v); f != "" {
 		what += ": " + f
 	}
-	return false, h.apply(ctx, t.Type(), req, func(context.Context, bun.Tx) (decision, error) {
+	return false, h.apply(ctx, t, t.Type(), req, func(context.Context, bun.Tx) (decision, error) {
 		return decision{}, domain.Reject(domain.CodeBadRequest, "%s cannot be read: %v", what, cause)
 	})
 }
@@ -196,25 +196,26 @@ type decision struct {
 // apply runs one request exactly once: it claims the request ID in Postgres, runs
 // decide under the same transaction, and records the outcome. A second delivery
 // (a retry after a crash between commit and acknowledgement, or a duplicate
-// enqueue) finds the outcome recorded and changes nothing. A rule rejection is the
+// enqueue) finds the outcome recorded and changes nothing; another request under
+// the same ID is an idempotency conflict (see conflict). A rule rejection is the
 // outcome; any other error rolls everything back and asynq retries.
-func (h *Handlers) apply(ctx context.Context, typ string, req jobs.Request,
+func (h *Handlers) apply(ctx context.Context, t *asynq.Task, typ string, req jobs.Request,
 	decide func(ctx context.Context, tx bun.Tx) (decision, error)) error {
 	if !jobs.ValidRequestID(req.ID()) {
 		return fmt.Errorf("%s: request_id %q is not 1-64 of [A-Za-z0-9_.:-]: %w", typ, req.ID(), asynq.SkipRetry)
 	}
 	log := h.logger(ctx).With("request_id", req.ID())
 	var d decision
-	var outcome, code string
+	var outcome, code, recordedType string
 	began := time.Now()
 	err := h.inTx(ctx, func(ctx context.Context, tx bun.Tx) error {
-		d, outcome, code = decision{}, OutcomeDuplicate, ""
+		d, outcome, code, recordedType = decision{}, OutcomeDuplicate, "", ""
 		r, err := repo.ClaimRequest(ctx, tx, req.ID(), typ, req.Fingerprint(), nil)
 		if err != nil {
 			return err
 		}
 		if r.Type != typ || r.BodyHash != req.Fingerprint() {
-			log.Warn("request ID reused for a different request: ignored", "recorded_type", r.Type)
+			outcome, code, recordedType = OutcomeConflict, CodeIdempotencyConflict, r.Type
 			return nil
 		}
 		if r.Status != repo.RequestPending {
@@ -242,12 +243,43 @@ func (h *Handlers) apply(ctx context.Context, typ string, req jobs.Request,
 		return fmt.Errorf("%s %s: %w", typ, req.ID(), err)
 	}
 	h.observer().RequestDone(typ, outcome, code, time.Since(began))
+	if outcome == OutcomeConflict {
+		return h.conflict(ctx, t, typ, req.ID(), recordedType)
+	}
 	for _, how := range d.settled {
 		h.observer().SessionSettled(how, 0)
 	}
 	h.handOver(ctx, d.outbox)
 	h.forget(ctx, d.obsolete, d.outbox)
 	return nil
+}
+
+// CodeIdempotencyConflict is the answer to a request whose ID was used for a
+// different request (CONTRACT.md: 409 over HTTP).
+const CodeIdempotencyConflict = "idempotency_conflict"
+
+// conflict answers a task whose request ID was already used for a different
+// request (another type, or another payload): the recorded request and its
+// outcome stay as they are, and this one is applied never. The intake answers
+// that 409 before it enqueues anything; a task enqueued directly (package jobs)
+// meets it here. Taking it for a repeat of the first would answer the sender
+// with an outcome of something it did not ask, so the task gets its own answer
+// instead: an idempotency_conflict written as the task's result and its error,
+// and it is archived at once (not retried: it can never succeed), where
+// asynq's Inspector and asynqmon show it.
+func (h *Handlers) conflict(ctx context.Context, t *asynq.Task, typ, id, recordedType string) error {
+	msg := fmt.Sprintf("request ID %s was already used for a different request (%s)", id, recordedType)
+	h.logger(ctx).Warn("request ID reused for a different request: refused", "request_id", id, "recorded_type", recordedType)
+	if w := t.ResultWriter(); w != nil { // nil when the handler is called directly
+		body, _ := json.Marshal(map[string]any{ // cannot fail: strings
+			"request_id": id, "status": repo.RequestRejected,
+			"error": repo.RuleOutcome{Code: CodeIdempotencyConflict, Message: msg},
+		})
+		if _, err := w.Write(body); err != nil {
+			h.logger(ctx).Warn("could not write the conflict as the task's result", "err", err)
+		}
+	}
+	return fmt.Errorf("%s: %s; this %s is not applied: %w", CodeIdempotencyConflict, msg, typ, asynq.SkipRetry)
 }
 
 // forget deletes scheduled tasks that can no longer do anything. Without it a
@@ -345,7 +377,7 @@ func (h *Handlers) SessionStart(ctx context.Context, t *asynq.Task) error {
 	if ok, err := h.decodeRequest(ctx, t, &p); !ok {
 		return err
 	}
-	return h.apply(ctx, jobs.TypeSessionStart, p, func(ctx context.Context, tx bun.Tx) (decision, error) {
+	return h.apply(ctx, t, jobs.TypeSessionStart, p, func(ctx context.Context, tx bun.Tx) (decision, error) {
 		now := h.now()
 		permit, err := lockPermit(ctx, tx, p.PermitID)
 		if err != nil {
@@ -359,7 +391,7 @@ func (h *Handlers) SessionStart(ctx context.Context, t *asynq.Task) error {
 			return decision{}, err
 		}
 		plan, err := domain.PlanSession(zone, permit.State(), domain.StartRequest{
-			Plate: p.Plate, StartAt: instantPtr(p.StartAt), EndAt: instantPtr(p.EndAt), ReceivedAt: receivedAt(p.ReceivedAt, now),
+			Plate: p.Plate, Country: p.Country, StartAt: instantPtr(p.StartAt), EndAt: instantPtr(p.EndAt), ReceivedAt: receivedAt(p.ReceivedAt, now),
 		})
 		if err != nil {
 			return decision{}, err
@@ -382,7 +414,7 @@ func (h *Handlers) SessionStop(ctx context.Context, t *asynq.Task) error {
 	if ok, err := h.decodeRequest(ctx, t, &p); !ok {
 		return err
 	}
-	return h.apply(ctx, jobs.TypeSessionStop, p, func(ctx context.Context, tx bun.Tx) (decision, error) {
+	return h.apply(ctx, t, jobs.TypeSessionStop, p, func(ctx context.Context, tx bun.Tx) (decision, error) {
 		now := h.now()
 		sid, ok := repo.ParseID(p.SessionID)
 		if !ok {
@@ -482,7 +514,7 @@ func (h *Handlers) PermitIssue(ctx context.Context, t *asynq.Task) error {
 	if ok, err := h.decodeRequest(ctx, t, &p); !ok {
 		return err
 	}
-	return h.apply(ctx, jobs.TypePermitIssue, p, func(ctx context.Context, tx bun.Tx) (decision, error) {
+	return h.apply(ctx, t, jobs.TypePermitIssue, p, func(ctx context.Context, tx bun.Tx) (decision, error) {
 		now := h.now()
 		facts, err := repo.GatherIssueFacts(ctx, tx, p.ResidentID, p.AddressID)
 		if err != nil {
@@ -512,16 +544,27 @@ func (h *Handlers) PermitTopup(ctx context.Context, t *asynq.Task) error {
 	if ok, err := h.decodeRequest(ctx, t, &p); !ok {
 		return err
 	}
-	return h.apply(ctx, jobs.TypePermitTopup, p, func(ctx context.Context, tx bun.Tx) (decision, error) {
+	return h.apply(ctx, t, jobs.TypePermitTopup, p, func(ctx context.Context, tx bun.Tx) (decision, error) {
 		permit, err := lockPermit(ctx, tx, p.PermitID)
 		if err != nil {
+			return decision{}, err
+		}
+		// A payment reference is used once in the whole system. Its lock comes
+		// before anything is written: in a shared transaction a busy one
+		// defers the unit, which must then have written nothing.
+		if err := repo.LockPaymentRef(ctx, tx, p.PaymentRef); err != nil {
 			return decision{}, err
 		}
 		if err := h.currentYear(ctx, tx, permit, h.now()); err != nil {
 			return decision{}, err
 		}
-		// The same payment booked twice (under two request IDs) is one top-up.
-		if dup, err := repo.TopupExists(ctx, tx, permit.ID, p.PaymentRef); err != nil || dup {
+		prior, err := repo.PriorTopup(ctx, tx, permit.ID, p.PaymentRef)
+		if err != nil {
+			return decision{}, err
+		}
+		// The same payment sent again (under another request ID) is the same
+		// top-up: nothing is added, and it is answered as the first was.
+		if repeat, err := domain.CheckPaymentRef(prior, p.Hours); err != nil || repeat {
 			return decision{result: permit.View()}, err
 		}
 		zone, err := h.Store.ZoneOf(ctx, tx, permit)

@@ -314,3 +314,35 @@ func (e *harness) autoStopNow(s repo.SessionView) *repo.Session {
 	}
 	return e.session(s.ID)
 }
+
+// awaitQueueEmpty waits until a queue holds no pending or active task.
+func (e *harness) awaitQueueEmpty(queue string) {
+	e.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		info, err := e.inspector.GetQueueInfo(queue)
+		if err == nil && info.Pending == 0 && info.Active == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("queue %s not empty after 10s: %+v %v", queue, info, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// awaitArchived waits until the task with this ID is archived in queue.
+func (e *harness) awaitArchived(queue, id string) *asynq.TaskInfo {
+	e.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		info, err := e.inspector.GetTaskInfo(queue, id)
+		if err == nil && info.State == asynq.TaskStateArchived {
+			return info
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("task %s not archived after 10s: %+v %v", id, info, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

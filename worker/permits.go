@@ -22,7 +22,7 @@ func (h *Handlers) PermitEnd(ctx context.Context, t *asynq.Task) error {
 	if ok, err := h.decodeRequest(ctx, t, &p); !ok {
 		return err
 	}
-	return h.apply(ctx, jobs.TypePermitEnd, p, func(ctx context.Context, tx bun.Tx) (decision, error) {
+	return h.apply(ctx, t, jobs.TypePermitEnd, p, func(ctx context.Context, tx bun.Tx) (decision, error) {
 		now := h.now()
 		permit, err := lockPermit(ctx, tx, p.PermitID)
 		if err != nil {
