@@ -26,11 +26,18 @@ const (
 	CodeInsufficientBalance    Code = "insufficient_balance"
 	CodePlateAlreadyParked     Code = "plate_already_parked"
 	CodeInvalidStopTime        Code = "invalid_stop_time"
+	CodeInvalidCountry         Code = "invalid_country"
+	CodePaymentRefReused       Code = "payment_ref_reused"
 	// CodeInvalidTopup rejects a top-up whose hours are not a positive whole number
 	// or whose payment reference is missing.
 	CodeInvalidTopup Code = "invalid_topup"
 	// CodeInvalidZone rejects a zone definition that does not make sense.
 	CodeInvalidZone Code = "invalid_zone"
+	// CodeBadRequest rejects a request whose form is wrong rather than one that
+	// breaks a rule, such as an instant outside the years parkd accepts. The HTTP
+	// intake answers it before anything is queued (400); a task enqueued
+	// directly by an upstream app gets it as its recorded outcome.
+	CodeBadRequest Code = "bad_request"
 )
 
 // CodeRequestFailed ends a request that no rule of DOMAIN.md rejects but that

@@ -10,25 +10,19 @@ import (
 // rule book says when sessions stop, but not which end instants a request may name.
 const (
 	// CodeInvalidEndTime rejects a permit end whose `at` lies more than
-	// EndTolerance before or after the instant the request was received, or
-	// before the permit was issued.
+	// MaxBackdate before the instant the request was received, more than
+	// EndAheadTolerance after it, or before the permit was issued.
 	CodeInvalidEndTime Code = "invalid_end_time"
 	// CodeInvalidEndReason rejects a permit end without a reason (or with one
 	// longer than MaxEndReasonLen).
 	CodeInvalidEndReason Code = "invalid_end_reason"
 )
 
-// EndTolerance is how far the end instant of a permit may lie from the instant
-// the request was received, either way.
-//
-// Into the past as far as a stop may (PastTolerance), and no further: the end
-// stops sessions at the end instant, and a session that ran (and was shown to
-// enforcement as valid) or was settled long ago cannot be undone. An E-loket that
-// records a move date in the past ends the permit now; the move date is its own
-// record. Into the future only as far as clock skew between the E-loket and parkd
-// reaches: a permit is not held open in a half-ended state, so an end date ahead is
-// kept upstream and sent on the day.
-const EndTolerance = PastTolerance
+// EndAheadTolerance is how far after the request's receipt a permit end may lie:
+// only as far as clock skew between the E-loket and parkd reaches. A permit is not
+// held open in a half-ended state, so an end date ahead is kept upstream and sent
+// on the day.
+const EndAheadTolerance = 5 * time.Minute
 
 // MaxEndReasonLen bounds a permit end's reason.
 const MaxEndReasonLen = 200
@@ -51,6 +45,12 @@ type EndPlan struct {
 // PlanEnd applies the rules of ending a permit issued at issuedAt. An ended
 // permit is answered as it is, whatever the request names: ending twice (an
 // E-loket retrying with a fresh request ID, or a second reason) is not an error.
+//
+// Ending a permit stops its sessions at the end instant, so that instant ends
+// rights already granted: into the past it may lie only as far as a stop's may
+// (MaxBackdate), since a session that ran (and was shown to enforcement as
+// valid) or was settled long ago cannot be undone. An E-loket that records a
+// move date in the past ends the permit now; the move date is its own record.
 func PlanEnd(p PermitState, issuedAt time.Time, req EndRequest) (EndPlan, error) {
 	if !p.Active {
 		return EndPlan{AlreadyEnded: true}, nil
@@ -63,11 +63,12 @@ func PlanEnd(p PermitState, issuedAt time.Time, req EndRequest) (EndPlan, error)
 	if req.At != nil {
 		at = *req.At
 	}
+	if err := checkBackdate(CodeInvalidEndTime, at, req.ReceivedAt); err != nil {
+		return EndPlan{}, err
+	}
 	switch {
-	case at.Before(req.ReceivedAt.Add(-EndTolerance)):
-		return EndPlan{}, Reject(CodeInvalidEndTime, "at %s is more than %s before the request was received", rfc(at), EndTolerance)
-	case at.After(req.ReceivedAt.Add(EndTolerance)):
-		return EndPlan{}, Reject(CodeInvalidEndTime, "at %s is more than %s after the request was received: send the end when it is due", rfc(at), EndTolerance)
+	case at.After(req.ReceivedAt.Add(EndAheadTolerance)):
+		return EndPlan{}, Reject(CodeInvalidEndTime, "at %s is more than %s after the request was received: send the end when it is due", rfc(at), EndAheadTolerance)
 	case at.Before(issuedAt):
 		return EndPlan{}, Reject(CodeInvalidEndTime, "at %s is before the permit was issued (%s)", rfc(at), rfc(issuedAt))
 	}
@@ -115,43 +116,35 @@ type YearState struct {
 	ReservedMinutes  int
 }
 
-// RollYear closes a permit year that has ended and opens the next one: the closed
-// year becomes a statement (bought, used, and the balance carried over); the new
-// year runs from the old end to the same local anniversary a year later in the
-// zone, with purchase and usage counters at zero. The balance carries over whole
-// (it expires only when the permit ends), and so do the reservations of open
-// sessions: their minutes were taken from the balance already, and whatever they
-// are charged when they settle counts in the year they settle in.
+// RollYear closes a permit year of zone z that has ended and opens the next one:
+// the closed year becomes a statement (bought, used, and the balance carried
+// over); the new year runs from the old end to z.NextYearEnd of it, with purchase
+// and usage counters at zero. The balance carries over whole (it expires only
+// when the permit ends), and so do the reservations of open sessions: their
+// minutes were taken from the balance already, and whatever they are charged
+// when they settle counts in the year they settle in.
 //
-// The repo does the same in set-based SQL; this is the rule that SQL must match.
-func RollYear(loc *time.Location, y YearState) (Statement, YearState) {
+// The repo does the same in set-based SQL, with the new ends computed here.
+func RollYear(z *Zone, y YearState) (Statement, YearState) {
 	st := Statement{
 		YearStartsAt: y.StartsAt, YearEndsAt: y.EndsAt,
 		PurchasedMinutes: y.PurchasedMinutes, UsedMinutes: y.UsedMinutes, CarriedOverMinutes: y.BalanceMinutes,
 	}
 	next := YearState{
-		StartsAt: y.EndsAt, EndsAt: NextAnniversary(loc, y.EndsAt),
+		StartsAt: y.EndsAt, EndsAt: z.NextYearEnd(y.EndsAt),
 		BalanceMinutes: y.BalanceMinutes, ReservedMinutes: y.ReservedMinutes,
 	}
 	return st, next
 }
 
-// NextAnniversary is the same local wall-clock instant one year after t in loc:
-// a permit year ends at local midnight on the anniversary, whatever the UTC
-// offset (DST) on either end.
-func NextAnniversary(loc *time.Location, t time.Time) time.Time {
-	lt := t.In(loc)
-	return time.Date(lt.Year()+1, lt.Month(), lt.Day(), lt.Hour(), lt.Minute(), lt.Second(), lt.Nanosecond(), loc)
-}
-
-// YearsDue is how many permit years ending at or before now a permit whose
-// current year ends at end has to close: normally 0 or 1, more when the rollover
-// did not run for years.
-func YearsDue(loc *time.Location, end, now time.Time) int {
+// YearsDue is how many permit years ending at or before now a permit of zone z
+// whose current year ends at end has to close: normally 0 or 1, more when the
+// rollover did not run for years.
+func YearsDue(z *Zone, end, now time.Time) int {
 	n := 0
 	for !end.After(now) {
 		n++
-		end = NextAnniversary(loc, end)
+		end = z.NextYearEnd(end)
 	}
 	return n
 }

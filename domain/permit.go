@@ -34,6 +34,33 @@ func CheckIssue(f IssueFacts) error {
 // MaxPaymentRefLen bounds a top-up's payment reference.
 const MaxPaymentRefLen = 128
 
+// PriorPayment is a top-up already booked under a payment reference, as the
+// payment-reference rule sees it.
+type PriorPayment struct {
+	SamePermit bool // booked on the permit the new top-up names
+	Minutes    int  // the minutes it bought
+}
+
+// CheckPaymentRef applies the rule that a payment reference is used once in the
+// whole system. prior is the top-up already booked under the reference (nil:
+// none). The same reference again for the same permit and hours is the same
+// top-up, a repeat (an upstream app retrying under a new request ID): nothing is
+// added, and the request is answered as the first was. For another permit or
+// other hours it is payment_ref_reused: one payment never buys twice, and a
+// repeat that differs is not silently taken for the first.
+func CheckPaymentRef(prior *PriorPayment, hours int) (repeat bool, err error) {
+	switch {
+	case prior == nil:
+		return false, nil
+	case !prior.SamePermit:
+		return false, Reject(CodePaymentRefReused, "this payment_ref already paid a top-up of another permit")
+	case prior.Minutes != hours*60:
+		return false, Reject(CodePaymentRefReused, "this payment_ref already paid a top-up of %d hours on this permit, not %d",
+			prior.Minutes/60, hours)
+	}
+	return true, nil
+}
+
 // Topup is an accepted top-up.
 type Topup struct {
 	Minutes int

@@ -110,3 +110,34 @@ func TestTopupWholeHoursAndPurchaseLimit(t *testing.T) {
 		t.Errorf("TopupCents(7) = %d, want 1470", got)
 	}
 }
+
+// A payment reference is used once in the whole system: the same permit and
+// hours again is the same top-up; another permit or other hours is
+// payment_ref_reused.
+func TestPaymentRefUsedOnce(t *testing.T) {
+	tests := []struct {
+		name   string
+		prior  *domain.PriorPayment
+		hours  int
+		repeat bool
+		code   domain.Code
+	}{
+		{name: "a new reference", prior: nil, hours: 10},
+		{name: "same permit, same hours: the same top-up", prior: &domain.PriorPayment{SamePermit: true, Minutes: 600}, hours: 10, repeat: true},
+		{name: "same permit, one hour more", prior: &domain.PriorPayment{SamePermit: true, Minutes: 600}, hours: 11, code: domain.CodePaymentRefReused},
+		{name: "same permit, one hour less", prior: &domain.PriorPayment{SamePermit: true, Minutes: 600}, hours: 9, code: domain.CodePaymentRefReused},
+		{name: "another permit, same hours", prior: &domain.PriorPayment{SamePermit: false, Minutes: 600}, hours: 10, code: domain.CodePaymentRefReused},
+		{name: "another permit, other hours", prior: &domain.PriorPayment{SamePermit: false, Minutes: 60}, hours: 10, code: domain.CodePaymentRefReused},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			repeat, err := domain.CheckPaymentRef(tt.prior, tt.hours)
+			if wantCode(t, err, tt.code) && repeat != tt.repeat {
+				t.Errorf("repeat = %v, want %v", repeat, tt.repeat)
+			}
+			if err != nil && repeat {
+				t.Errorf("repeat along with an error")
+			}
+		})
+	}
+}

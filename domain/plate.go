@@ -2,39 +2,96 @@ package domain
 
 import (
 	"strings"
+	"unicode"
 	"unicode/utf8"
+
+	"golang.org/x/text/unicode/norm"
+	"golang.org/x/text/unicode/rangetable"
 )
 
-// MaxPlateLen is the longest plate accepted after normalisation.
-const MaxPlateLen = 8
+// MaxPlateLen is the longest plate accepted after normalisation: Irish plates
+// reach 11 letters and digits (132-WW-123456 is 11), with one to spare.
+const MaxPlateLen = 12
 
-// NormalizePlate upper-cases a licence plate and removes dashes and spaces. The
-// result must be 1–8 ASCII letters or digits; anything else (accented letters,
-// punctuation, an empty or over-long plate) is rejected with invalid_plate.
+// NormalizePlate brings a licence plate to the one form parkd stores, compares
+// and looks up (DOMAIN.md, Start), so that a plate typed with an umlaut, an en
+// dash or a no-break space is the plate a camera reads:
+//
+//   - a Latin letter with diacritics folds to its base letter (Ö→O, Å→A, Ø→O),
+//     as plate-reading cameras read them;
+//   - letters go to upper case;
+//   - every dash, space or dot character is removed, whatever its code point
+//     (en dash, minus sign, no-break space, middle dot…).
+//
+// What is left must be 1–12 of A–Z and 0–9; anything else is invalid_plate: a
+// look-alike letter of another script (Cyrillic А, Greek Α), a full-width
+// letter, an emoji, an invisible character (zero-width space, soft hyphen,
+// joiners), a control character (tab, newline), other punctuation.
+//
+// The decomposition is Unicode's canonical one (golang.org/x/text/unicode/norm,
+// NFD): only canonical equivalents fold, never compatibility look-alikes (ＡＢ,
+// ①, ﬁ), which is what keeps other scripts and symbols out.
 func NormalizePlate(raw string) (string, error) {
+	if !utf8.ValidString(raw) {
+		return "", Reject(CodeInvalidPlate, "plate is not valid UTF-8 text")
+	}
 	var b strings.Builder
-	b.Grow(len(raw))
-	for _, r := range raw {
-		switch {
-		case r == '-' || r == ' ':
+	b.Grow(MaxPlateLen)
+	// latin is whether the last rune kept was a Latin letter, whose
+	// diacritics (the combining marks NFD split off it) are dropped.
+	latin := false
+	for _, r := range norm.NFD.String(raw) {
+		if unicode.Is(unicode.Mn, r) && unicode.Is(unicode.Diacritic, r) && latin {
 			continue
-		case r >= 'a' && r <= 'z':
-			b.WriteRune(r - 'a' + 'A')
-		case (r >= 'A' && r <= 'Z') || (r >= '0' && r <= '9'):
-			b.WriteRune(r)
-		default:
+		}
+		latin = false
+		if isPlateSeparator(r) {
+			continue
+		}
+		if base, ok := strokeBase[r]; ok {
+			r = base
+		}
+		r = unicode.ToUpper(r)
+		if (r < 'A' || r > 'Z') && (r < '0' || r > '9') {
 			// The message is logged and kept with the outcome: it names the
 			// offending character, never the plate.
-			return "", Reject(CodeInvalidPlate, "plate may hold only letters A-Z, digits, dashes and spaces, not %q", r)
+			return "", Reject(CodeInvalidPlate, "plate may hold only Latin letters, digits, dashes, spaces and dots, not %+q", r)
 		}
+		latin = r >= 'A' && r <= 'Z'
+		b.WriteRune(r)
 		if b.Len() > MaxPlateLen {
 			return "", Reject(CodeInvalidPlate, "plate is longer than %d letters and digits", MaxPlateLen)
 		}
 	}
 	if b.Len() == 0 {
-		return "", Reject(CodeInvalidPlate, "plate is empty")
+		return "", Reject(CodeInvalidPlate, "plate has no letters or digits")
 	}
 	return b.String(), nil
+}
+
+// isPlateSeparator reports whether r is a dash, space or dot character. Dashes
+// are Unicode's Dash property (hyphen, en and em dash, minus sign, full-width
+// hyphen…) and spaces its space separators (Zs: space, no-break space, thin and
+// narrow spaces…). Unicode has no property for dots, hence plateDots. Line
+// breaks, tabs and zero-width characters are none of these: they are refused.
+func isPlateSeparator(r rune) bool {
+	return unicode.Is(unicode.Dash, r) || unicode.Is(unicode.Zs, r) || unicode.Is(plateDots, r)
+}
+
+// plateDots are the dot characters people type or paste between the groups of
+// a plate: full stop, middle dot, one-dot leader, hyphenation point, bullet and
+// dot operators, and their full-width and CJK forms.
+var plateDots = rangetable.New('.', '·', '․', '‧', '•', '∙', '⋅', '・', '．', '｡', '･', '。')
+
+// strokeBase folds the Latin letters whose diacritic is a stroke or bar through
+// the letter: Unicode gives them no decomposition (so NFD cannot fold them), yet
+// they are a base letter with a diacritic all the same (Ø is O with a stroke).
+var strokeBase = map[rune]rune{
+	'Ø': 'O', 'ø': 'o',
+	'Ł': 'L', 'ł': 'l',
+	'Đ': 'D', 'đ': 'd',
+	'Ħ': 'H', 'ħ': 'h',
+	'Ŧ': 'T', 'ŧ': 't',
 }
 
 // MaskPlate hides all but the last two characters of a plate, for logs and

@@ -41,8 +41,13 @@ type Right struct {
 }
 
 // CheckRight answers "may this plate park here, now?" for a place of kind in zone
-// z at instant at, given whether an open session of this zone covers at. Only
+// z at instant at, given whether a session of this zone covers at. Only
 // sessions of this zone count: a permit is valid only in its own zone.
+//
+// A covering session is valid whatever the zone says now: its interval was
+// granted under the zone as it was then (cut at the invalid days it had), and a
+// zone change applies forward, never taking back a right already granted
+// (DOMAIN.md). The zone's invalid days only explain why there is no session.
 func CheckRight(z *Zone, kind PlaceKind, at time.Time, covered bool) Right {
 	switch kind {
 	case PlaceShortStay, PlaceCarFree:
@@ -52,11 +57,11 @@ func CheckRight(z *Zone, kind PlaceKind, at time.Time, covered bool) Right {
 			return Right{Valid: true, Reason: ReasonNoRightNeeded}
 		}
 	}
-	if !z.ValidOn(at) {
-		return Right{Reason: ReasonNotValidOnDay}
-	}
-	if covered {
+	switch {
+	case covered:
 		return Right{Valid: true, Reason: ReasonSession}
+	case !z.ValidOn(at):
+		return Right{Reason: ReasonNotValidOnDay}
 	}
 	return Right{Reason: ReasonNoSession}
 }

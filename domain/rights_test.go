@@ -36,10 +36,15 @@ func TestEnforcementRight(t *testing.T) {
 		{"holder, sunday 23:59, no session", holder, june(sun, 23, 59), false, false, none},
 		{"holder, monday 00:00, session", holder, june(mon, 0, 0), true, true, session},
 		{"holder, friday 23:59, session", holder, june(fri, 23, 59), true, true, session},
-		{"holder, saturday 00:00, session", holder, june(sat, 0, 0), true, false, notToday},
-		{"holder, saturday night, session", holder, june(sat, 3, 0), true, false, notToday},
-		{"holder, saturday paid hours, session", holder, june(sat, 12, 0), true, false, notToday},
-		{"holder, UTC friday that is local saturday, session", holder, utc(2025, time.June, fri, 22, 30, 0), true, false, notToday},
+		{"holder, saturday 00:00, no session", holder, june(sat, 0, 0), false, false, notToday},
+		{"holder, saturday paid hours, no session", holder, june(sat, 12, 0), false, false, notToday},
+		{"holder, UTC friday that is local saturday, no session", holder, utc(2025, time.June, fri, 22, 30, 0), false, false, notToday},
+		// A session covering a saturday was granted before saturday became
+		// invalid (a start is cut at invalid days): a zone change applies
+		// forward, so the right granted stands.
+		{"holder, saturday 00:00, session granted before the zone changed", holder, june(sat, 0, 0), true, true, session},
+		{"holder, saturday night, session granted before the zone changed", holder, june(sat, 3, 0), true, true, session},
+		{"holder, UTC friday that is local saturday, session granted before", holder, utc(2025, time.June, fri, 22, 30, 0), true, true, session},
 
 		// paid: a session only inside the regime.
 		{"paid, before 09:00, no session", paid, june(wed, 8, 59), false, true, noNeed},
@@ -50,7 +55,8 @@ func TestEnforcementRight(t *testing.T) {
 		{"paid, 21:00, session", paid, june(wed, 21, 0), true, true, noNeed},
 		{"paid, sunday 16:59, no session", paid, june(sun, 16, 59), false, false, none},
 		{"paid, sunday 17:00, no session", paid, june(sun, 17, 0), false, true, noNeed},
-		{"paid, saturday in the regime, session", paid, june(sat, 12, 0), true, false, notToday},
+		{"paid, saturday in the regime, no session", paid, june(sat, 12, 0), false, false, notToday},
+		{"paid, saturday in the regime, session granted before the zone changed", paid, june(sat, 12, 0), true, true, session},
 		{"paid, saturday outside the regime", paid, june(sat, 22, 0), false, true, noNeed},
 		{"paid, UTC 07:30 is local 09:30, no session", paid, utc(2025, time.June, wed, 7, 30, 0), false, false, none},
 

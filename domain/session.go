@@ -27,8 +27,15 @@ const (
 
 // Tolerances of DOMAIN.md.
 const (
-	// PastTolerance is how far before the request's receipt a start or stop may lie.
+	// PastTolerance is how far before the request's receipt a start may lie.
 	PastTolerance = 5 * time.Minute
+
+	// MaxBackdate is how far before the request's receipt an instant may lie
+	// when it ends or shortens a right already granted (a stop's at, a permit
+	// end's at): clock skew between an app and parkd, no more. Enforcement was
+	// told the session was valid up to the receipt; an end further back would
+	// rewrite that answer after the fact and, chained, make parking free.
+	MaxBackdate = 60 * time.Second
 )
 
 // Notice codes carried in a session's answer.
@@ -90,6 +97,7 @@ func (p PermitState) UsageLeft(z *Zone) int {
 // backed-up queue must not shift anyone's parking right.
 type StartRequest struct {
 	Plate      string
+	Country    string // ISO 3166-1 alpha-2; "" means DefaultCountry
 	StartAt    *time.Time
 	EndAt      *time.Time
 	ReceivedAt time.Time
@@ -98,6 +106,7 @@ type StartRequest struct {
 // SessionPlan is an accepted start: what to store and reserve.
 type SessionPlan struct {
 	Plate           string
+	Country         string
 	StartAt         time.Time
 	PlannedEndAt    time.Time
 	ReservedMinutes int
@@ -114,6 +123,10 @@ func PlanSession(z *Zone, p PermitState, req StartRequest) (SessionPlan, error) 
 	if err != nil {
 		return SessionPlan{}, err
 	}
+	country, err := NormalizeCountry(req.Country)
+	if err != nil {
+		return SessionPlan{}, err
+	}
 	start := req.ReceivedAt
 	if req.StartAt != nil {
 		start = *req.StartAt
@@ -121,9 +134,7 @@ func PlanSession(z *Zone, p PermitState, req StartRequest) (SessionPlan, error) 
 	if start.Before(req.ReceivedAt.Add(-PastTolerance)) {
 		return SessionPlan{}, Reject(CodeStartInPast, "start_at %s is more than 5 minutes before the request was received", rfc(start))
 	}
-	// Days are counted on the zone's calendar, so a DST change in between does not
-	// move the limit by an hour depending on how the caller wrote the instant.
-	if start.After(req.ReceivedAt.In(z.Location).AddDate(0, 0, z.MaxPlanAheadDays)) {
+	if start.After(z.PlanAheadLimit(req.ReceivedAt)) {
 		return SessionPlan{}, Reject(CodeStartTooFarAhead, "start_at %s is more than %d days ahead", rfc(start), z.MaxPlanAheadDays)
 	}
 	if !z.ValidOn(start) {
@@ -168,7 +179,7 @@ func PlanSession(z *Zone, p PermitState, req StartRequest) (SessionPlan, error) 
 		notices = append(notices, Notice{Code: NoticePastPaidHours, At: e,
 			Message: fmt.Sprintf("paid hours end at %s; stop then to save %d minutes", rfc(e), Minutes(end.Sub(e)))})
 	}
-	return SessionPlan{Plate: plate, StartAt: start, PlannedEndAt: end, ReservedMinutes: minutes, Notices: notices}, nil
+	return SessionPlan{Plate: plate, Country: country, StartAt: start, PlannedEndAt: end, ReservedMinutes: minutes, Notices: notices}, nil
 }
 
 // SessionState is what the stop rules need to know of a stored session.
@@ -204,6 +215,16 @@ type StopPlan struct {
 	NewReserved int
 }
 
+// checkBackdate refuses, with code, an instant at that ends or shortens a right
+// already granted and lies more than MaxBackdate before the receipt.
+func checkBackdate(code Code, at, receivedAt time.Time) error {
+	if at.Before(receivedAt.Add(-MaxBackdate)) {
+		return Reject(code, "at %s is more than %d seconds before the request was received (%s)",
+			rfc(at), int(MaxBackdate/time.Second), rfc(receivedAt))
+	}
+	return nil
+}
+
 // StopRequest is a stop as the worker receives it: At is the instant the visitor
 // left (nil means the instant the request was received).
 type StopRequest struct {
@@ -221,8 +242,8 @@ func PlanStop(s SessionState, req StopRequest, now time.Time) (StopPlan, error) 
 	if req.At != nil {
 		at = *req.At
 	}
-	if at.Before(req.ReceivedAt.Add(-PastTolerance)) {
-		return StopPlan{}, Reject(CodeInvalidStopTime, "at %s is more than 5 minutes before the request was received", rfc(at))
+	if err := checkBackdate(CodeInvalidStopTime, at, req.ReceivedAt); err != nil {
+		return StopPlan{}, err
 	}
 	plannedAtReceipt := req.ReceivedAt.Before(s.StartAt)
 	if !at.After(s.StartAt) {

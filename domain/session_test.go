@@ -442,24 +442,25 @@ func TestStopEarlyChargesStartedMinutes(t *testing.T) {
 
 func TestStopAtBounds(t *testing.T) {
 	s := sessionAt(june(wed, 10, 0), june(wed, 13, 0))
-	late := sessionAt(june(wed, 10, 58), june(wed, 13, 58))
+	lateStart := local(2025, time.June, wed, 10, 59, 30)
+	late := sessionAt(lateStart, lateStart.Add(3*time.Hour))
 	r := june(wed, 11, 0)
 	runStopCases(t, []stopCase{
-		{name: "exactly 5 minutes before receipt", s: s, at: ptr(june(wed, 10, 55)), received: r,
-			kind: domain.StopSettle, end: june(wed, 10, 55), charge: 55, release: 180},
-		{name: "5 minutes 1 second before receipt", s: s, at: ptr(local(2025, time.June, wed, 10, 54, 59)), received: r,
+		{name: "exactly 60 seconds before receipt", s: s, at: ptr(june(wed, 10, 59)), received: r,
+			kind: domain.StopSettle, end: june(wed, 10, 59), charge: 59, release: 180},
+		{name: "61 seconds before receipt", s: s, at: ptr(local(2025, time.June, wed, 10, 58, 59)), received: r,
 			code: domain.CodeInvalidStopTime},
 		{name: "an hour before receipt", s: s, at: ptr(june(wed, 10, 0)), received: r, code: domain.CodeInvalidStopTime},
-		{name: "before the start of an active session", s: late, at: ptr(june(wed, 10, 57)), received: r,
+		{name: "before the start of an active session", s: late, at: ptr(local(2025, time.June, wed, 10, 59, 10)), received: r,
 			code: domain.CodeInvalidStopTime},
-		{name: "a second before the start of an active session", s: late, at: ptr(local(2025, time.June, wed, 10, 57, 59)), received: r,
+		{name: "a second before the start of an active session", s: late, at: ptr(lateStart.Add(-time.Second)), received: r,
 			code: domain.CodeInvalidStopTime},
-		{name: "at the start of an active session", s: late, at: ptr(june(wed, 10, 58)), received: r,
-			kind: domain.StopSettle, end: june(wed, 10, 58), charge: 0, release: 180},
+		{name: "at the start of an active session", s: late, at: ptr(lateStart), received: r,
+			kind: domain.StopSettle, end: lateStart, charge: 0, release: 180},
 		{name: "at beyond the planned end: charged to the planned end", s: sessionAt(june(wed, 7, 0), june(wed, 10, 0)),
 			received: r, kind: domain.StopSettle, end: june(wed, 10, 0), charge: 180, release: 180},
 		{name: "at beyond the planned end, within tolerance", s: sessionAt(june(wed, 7, 0), june(wed, 10, 57)),
-			at: ptr(june(wed, 10, 58)), received: r, kind: domain.StopSettle, end: june(wed, 10, 57), charge: 237, release: 237},
+			at: ptr(local(2025, time.June, wed, 10, 59, 30)), received: r, kind: domain.StopSettle, end: june(wed, 10, 57), charge: 237, release: 237},
 		{name: "at exactly the planned end", s: s, at: ptr(june(wed, 13, 0)), received: june(wed, 13, 1),
 			kind: domain.StopSettle, end: june(wed, 13, 0), charge: 180, release: 180},
 		// Nothing to shorten: the session keeps running and its auto-stop settles it.
@@ -480,13 +481,50 @@ func TestStopPlannedSessionCancels(t *testing.T) {
 			kind: domain.StopCancel, end: june(wed, 12, 0), charge: 0, release: 180},
 		{name: "at exactly the start", s: s, at: ptr(june(wed, 12, 0)), received: r,
 			kind: domain.StopCancel, end: june(wed, 12, 0), charge: 0, release: 180},
-		{name: "at within tolerance before receipt", s: s, at: ptr(june(wed, 10, 55)), received: r,
+		{name: "at within tolerance before receipt", s: s, at: ptr(local(2025, time.June, wed, 10, 59, 30)), received: r,
 			kind: domain.StopCancel, end: june(wed, 12, 0), charge: 0, release: 180},
 		{name: "received before start, worker runs after start", s: s, received: june(wed, 11, 59),
 			now: june(wed, 12, 30), kind: domain.StopCancel, end: june(wed, 12, 0), charge: 0, release: 180},
 		{name: "a week ahead, cut reservation", s: sessionAt(june(wed+7, 10, 0), june(wed+7, 10, 40)), received: r,
 			kind: domain.StopCancel, end: june(wed+7, 10, 0), charge: 0, release: 40},
-		{name: "at too far before receipt", s: s, at: ptr(june(wed, 10, 54)), received: r, code: domain.CodeInvalidStopTime},
+		{name: "at too far before receipt", s: s, at: ptr(june(wed, 10, 58)), received: r, code: domain.CodeInvalidStopTime},
+	})
+}
+
+// A stop may name an instant at most 60 seconds before the request was
+// received, and never before the session's start: a stop backdated further
+// would take back what enforcement was already told (and, chained, make
+// parking free).
+func TestStopBackdatedAtMostSixtySeconds(t *testing.T) {
+	start := june(wed, 10, 0)
+	s := sessionAt(start, june(wed, 13, 0))
+	sec := func(n int) time.Duration { return time.Duration(n) * time.Second }
+	runStopCases(t, []stopCase{
+		// The fault of issue 10: started, 70 s parked, stopped "at the start".
+		{name: "70 s after the start, at the start", s: s, at: ptr(start), received: start.Add(sec(70)),
+			code: domain.CodeInvalidStopTime},
+		{name: "an hour after the start, at the start", s: s, at: ptr(start), received: start.Add(time.Hour),
+			code: domain.CodeInvalidStopTime},
+		{name: "an hour after the start, 61 s back", s: s, at: ptr(start.Add(time.Hour - sec(61))), received: start.Add(time.Hour),
+			code: domain.CodeInvalidStopTime},
+		{name: "5 minutes back (the old tolerance)", s: s, at: ptr(start.Add(time.Hour - 5*time.Minute)), received: start.Add(time.Hour),
+			code: domain.CodeInvalidStopTime},
+		{name: "61 s back across a late worker", s: s, at: ptr(start.Add(time.Hour - sec(61))), received: start.Add(time.Hour),
+			now: start.Add(2 * time.Hour), code: domain.CodeInvalidStopTime},
+		{name: "an hour after the start, 60 s back: clock skew", s: s, at: ptr(start.Add(time.Hour - sec(60))), received: start.Add(time.Hour),
+			kind: domain.StopSettle, end: start.Add(time.Hour - sec(60)), charge: 59, release: 180},
+		{name: "an hour after the start, 1 s back", s: s, at: ptr(start.Add(time.Hour - sec(1))), received: start.Add(time.Hour),
+			kind: domain.StopSettle, end: start.Add(time.Hour - sec(1)), charge: 60, release: 180},
+		{name: "30 s after the start, at the start: within the skew", s: s, at: ptr(start), received: start.Add(sec(30)),
+			kind: domain.StopSettle, end: start, charge: 0, release: 180},
+		{name: "30 s after the start, 40 s back: before the start", s: s, at: ptr(start.Add(-sec(10))), received: start.Add(sec(30)),
+			code: domain.CodeInvalidStopTime},
+		{name: "after the planned end, at more than 60 s back", s: s, at: ptr(june(wed, 12, 50)), received: june(wed, 13, 5),
+			code: domain.CodeInvalidStopTime},
+		{name: "no at: the receipt", s: s, received: start.Add(sec(70)),
+			kind: domain.StopSettle, end: start.Add(sec(70)), charge: 2, release: 180},
+		{name: "at in the future shortens", s: s, at: ptr(start.Add(2 * time.Hour)), received: start.Add(sec(70)),
+			kind: domain.StopShorten, end: start.Add(2 * time.Hour), release: 60, keep: 120},
 	})
 }
 

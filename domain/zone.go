@@ -246,18 +246,77 @@ func (z *Zone) InPaidRegime(t time.Time) bool {
 	})
 }
 
-// localMidnight returns the start of the local day d days after t's local day.
-// time.Date normalises day overflow, and no zone in use switches DST at midnight.
-func (z *Zone) localMidnight(t time.Time, d int) time.Time {
-	lt := t.In(z.Location)
-	return time.Date(lt.Year(), lt.Month(), lt.Day()+d, 0, 0, 0, 0, z.Location)
+// maxUTCOffset bounds the UTC offset of every time zone in the tz database,
+// local mean times of the nineteenth century included (the largest is under 16h).
+const maxUTCOffset = 26 * time.Hour
+
+// DayStart returns the first instant of the local date y-m-d in loc (DOMAIN.md
+// "Money and time, precisely"): local midnight, or, where clocks jump over
+// midnight, the instant they land (01:00 in America/Santiago on the first
+// Sunday of September: 00:00 does not exist); where clocks fall back over
+// midnight (America/Havana in November), the first of the two midnights. The
+// date is normalised like time.Date's (day 32 is the next month's first).
+//
+// time.Date cannot be used for this: for a wall time that does not exist it
+// may answer an instant of the day before (23:00 in Santiago).
+func DayStart(loc *time.Location, y int, m time.Month, d int) time.Time {
+	return atWallClock(loc, time.Date(y, m, d, 0, 0, 0, 0, time.UTC))
 }
 
-// localClock returns the instant at minute m after the local midnight of day d.
-// The minute is counted on the wall clock (09:00 is 09:00 on a DST day too); a
-// wall time that does not exist on a spring-forward day is moved past the gap.
+// atWallClock returns the first instant at which loc's clock reads wall or
+// later; wall is a date and clock time written as if it were UTC. Every local
+// day boundary and clock time of a zone goes through here (DayStart is its day
+// form): a wall time that exists maps to its (first) instant, one in a gap to
+// the instant the clocks land after the gap.
+//
+// It walks the zone's periods (time.Time.ZoneBounds) from an instant surely
+// before the wall time: within one period the clock runs evenly, so the wall
+// time is reached in the first period in which its instant lies before the
+// period's end, or at the very start of a period that begins past it.
+func atWallClock(loc *time.Location, wall time.Time) time.Time {
+	u := wall.Add(-maxUTCOffset)
+	var c time.Time
+	// A couple of periods lie within 52 hours; the bound only guards against a
+	// broken zone file.
+	for range 16 {
+		lt := u.In(loc)
+		_, offset := lt.Zone()
+		c = wall.Add(-time.Duration(offset) * time.Second) // when this period's clock reads wall
+		if !c.After(u) {
+			return lt // the period began with its clock past wall: a gap ends here
+		}
+		_, end := lt.ZoneBounds()
+		if end.IsZero() || c.Before(end) {
+			break
+		}
+		u = end
+	}
+	return c.In(loc)
+}
+
+// localMidnight returns the start of the local day d days after t's local day.
+func (z *Zone) localMidnight(t time.Time, d int) time.Time {
+	y, m, day := t.In(z.Location).Date()
+	return DayStart(z.Location, y, m, day+d)
+}
+
+// localClock returns the instant at minute m (1440 being the next day's start)
+// of the local date of day. The minute is counted on the wall clock (09:00 is
+// 09:00 on a DST day too); a wall time that does not exist on a spring-forward
+// day is the instant the clocks land after the gap.
 func (z *Zone) localClock(day time.Time, m int) time.Time {
-	return time.Date(day.Year(), day.Month(), day.Day(), m/60, m%60, 0, 0, z.Location)
+	y, mo, d := day.In(z.Location).Date()
+	return atWallClock(z.Location, time.Date(y, mo, d, 0, m, 0, 0, time.UTC))
+}
+
+// PlanAheadLimit is the latest start a request received at received may plan:
+// the same wall-clock time MaxPlanAheadDays local days later. Days are counted
+// on the zone's calendar, so a DST change in between does not move the limit by
+// an hour depending on how the caller wrote the instant.
+func (z *Zone) PlanAheadLimit(received time.Time) time.Time {
+	lt := received.In(z.Location)
+	return atWallClock(z.Location, time.Date(lt.Year(), lt.Month(), lt.Day()+z.MaxPlanAheadDays,
+		lt.Hour(), lt.Minute(), lt.Second(), lt.Nanosecond(), time.UTC))
 }
 
 // FirstInvalidDayStart returns the start of the first local day after start's day
@@ -302,16 +361,35 @@ func (z *Zone) PaidHoursEndWithin(start, end time.Time) (time.Time, bool) {
 }
 
 // PermitYear returns the permit year [start, end) of the zone that contains t: it
-// starts at local midnight on the anniversary.
+// starts at the start of the local day of the anniversary (DayStart).
 func (z *Zone) PermitYear(t time.Time) (start, end time.Time) {
-	lt := t.In(z.Location)
-	y := lt.Year()
-	start = time.Date(y, z.YearStarts.Month, z.YearStarts.Day, 0, 0, 0, 0, z.Location)
+	y := t.In(z.Location).Year()
+	start = z.anniversary(y)
 	if t.Before(start) {
-		start = time.Date(y-1, z.YearStarts.Month, z.YearStarts.Day, 0, 0, 0, 0, z.Location)
+		y--
+		start = z.anniversary(y)
 	}
-	end = start.AddDate(1, 0, 0)
-	return start, end
+	return start, z.anniversary(y + 1)
+}
+
+// NextYearEnd is the end of the permit year that follows one ending at end: the
+// zone's anniversary nearest to a year after end. With the zone unchanged that is
+// the next anniversary, whatever DST does to the UTC length of the year. After an
+// operator changed year_starts or time_zone, the year already running has kept
+// its end (DOMAIN.md "Zone changes apply forward"), and the year begun there runs
+// to an anniversary the zone now has: the one that makes it closest to a year
+// long, so between six and eighteen months, never a year of a few hours.
+func (z *Zone) NextYearEnd(end time.Time) time.Time {
+	aYear := end.UTC().AddDate(1, 0, 0)
+	before, after := z.PermitYear(aYear)
+	if aYear.Sub(before) <= after.Sub(aYear) {
+		return before
+	}
+	return after
+}
+
+func (z *Zone) anniversary(y int) time.Time {
+	return DayStart(z.Location, y, z.YearStarts.Month, z.YearStarts.Day)
 }
 
 // TopupCents is what buying hours costs at the zone's tariff.

@@ -295,6 +295,10 @@ func TestPermitYear(t *testing.T) {
 	jan := centrum(t)
 	apr := zone(t, func(s *domain.ZoneSpec) { s.YearStarts = "04-01" })
 	dst := zone(t, func(s *domain.ZoneSpec) { s.YearStarts = "03-30" })
+	scl := santiagoZone(t, nil)
+	bei := zone(t, func(s *domain.ZoneSpec) { s.TimeZone = "Asia/Beirut"; s.YearStarts = "03-29" })
+	hav := zone(t, func(s *domain.ZoneSpec) { s.TimeZone = "America/Havana"; s.YearStarts = "11-01" })
+	azo := zone(t, func(s *domain.ZoneSpec) { s.TimeZone = "Atlantic/Azores"; s.YearStarts = "10-25" })
 	tests := []struct {
 		name       string
 		z          *domain.Zone
@@ -325,6 +329,23 @@ func TestPermitYear(t *testing.T) {
 			local(2025, time.April, 1, 0, 0, 0), local(2026, time.April, 1, 0, 0, 0)},
 		{"anniversary on a DST day", dst, local(2025, time.March, 30, 0, 0, 0),
 			local(2025, time.March, 30, 0, 0, 0), local(2026, time.March, 30, 0, 0, 0)},
+		// A year starts at the first instant of the anniversary's local date: in
+		// Santiago on 5 September 2027 that is 01:00 -03 (00:00 does not exist),
+		// not 23:00 the evening before.
+		{"Santiago, year ending on the jump", scl, utc(2027, time.June, 1, 12, 0, 0),
+			utc(2026, time.September, 5, 4, 0, 0), utc(2027, time.September, 5, 4, 0, 0)},
+		{"Santiago, 23:30 the evening before is the old year", scl, utc(2027, time.September, 5, 3, 30, 0),
+			utc(2026, time.September, 5, 4, 0, 0), utc(2027, time.September, 5, 4, 0, 0)},
+		{"Santiago, year starting on the jump", scl, utc(2027, time.September, 5, 4, 0, 0),
+			utc(2027, time.September, 5, 4, 0, 0), utc(2028, time.September, 5, 3, 0, 0)},
+		{"Beirut, year starting on the jump", bei, utc(2026, time.June, 1, 12, 0, 0),
+			utc(2026, time.March, 28, 22, 0, 0), utc(2027, time.March, 28, 21, 0, 0)},
+		{"Havana, year starting on the double midnight", hav, utc(2026, time.December, 1, 12, 0, 0),
+			utc(2026, time.November, 1, 4, 0, 0), utc(2027, time.November, 1, 4, 0, 0)},
+		{"Havana, the second midnight belongs to the new year", hav, utc(2026, time.November, 1, 5, 0, 0),
+			utc(2026, time.November, 1, 4, 0, 0), utc(2027, time.November, 1, 4, 0, 0)},
+		{"Azores, year starting on the double midnight", azo, utc(2026, time.December, 1, 12, 0, 0),
+			utc(2026, time.October, 25, 0, 0, 0), utc(2027, time.October, 25, 0, 0, 0)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -592,8 +592,9 @@ func TestRights(t *testing.T) {
 
 	bad := []struct{ q, field string }{
 		{"zone=TEST&place=paid", "plate"},
-		{"plate=AB-12-CD-EF-GH&zone=TEST&place=paid", "plate"},
-		{"plate=%C3%A9t%C3%A9&zone=TEST&place=paid", "plate"},
+		{"plate=AB-12-CD-EF-GH-IJK&zone=TEST&place=paid", "plate"},
+		{"plate=%D0%90B12&zone=TEST&place=paid", "plate"},
+		{"plate=AB%E2%80%8B12&zone=TEST&place=paid", "plate"},
 		{"plate=AB%FF&zone=TEST&place=paid", "plate"},
 		{"plate=AB12&place=paid", "zone"},
 		{"plate=AB12&zone=TEST&place=garden", "place"},
@@ -738,4 +739,155 @@ func TestOpenAPICheckCatchesDrift(t *testing.T) {
 			t.Errorf("%s: validation errors %v, want errors: %v", path, rec.errs, bad)
 		}
 	}
+}
+
+// A stop or a permit end naming an instant more than 60 seconds before the
+// request was received is 422 and changes nothing: the right enforcement was
+// told of stands.
+func TestBackdatedEndsAreRefused(t *testing.T) {
+	e := setup(t, options{})
+	r := e.resident(10)
+	enf := e.token(intake.RoleEnforcement, "scan-1")
+	start := time.Now().Add(-4 * time.Minute).UTC().Truncate(time.Second)
+	s := e.startSession(r, "BACK-1", map[string]any{"start_at": start.Format(time.RFC3339)})
+	valid := func(at time.Time) bool {
+		t.Helper()
+		var out struct{ Valid bool }
+		e.mustDo("GET", "/v1/rights?plate=BACK1&zone=TEST&place=permit_holder&at="+url.QueryEscape(at.Format(time.RFC3339)), enf, nil, http.StatusOK, &out)
+		return out.Valid
+	}
+	if !valid(start.Add(time.Minute)) {
+		t.Fatal("the session's right is not there")
+	}
+	stopPath := "/v1/sessions/" + s.ID + "/stop?wait=10s"
+	for _, at := range []time.Time{start, time.Now().Add(-90 * time.Second)} {
+		wantError(t, e.do("POST", stopPath, r.token, map[string]any{"at": at.Format(time.RFC3339)}),
+			http.StatusUnprocessableEntity, string(domain.CodeInvalidStopTime))
+	}
+	var got repo.SessionView
+	e.mustDo("GET", "/v1/sessions/"+s.ID, r.token, nil, http.StatusOK, &got)
+	if got.Status != domain.StatusActive || got.ChargedMinutes != nil || !valid(start.Add(time.Minute)) {
+		t.Fatalf("after refused stops: %+v", got)
+	}
+	at := time.Now().Add(-30 * time.Second).UTC().Truncate(time.Second)
+	e.mustDo("POST", stopPath, r.token, map[string]any{"at": at.Format(time.RFC3339)}, http.StatusOK, &got)
+	if got.Status != domain.StatusStopped || !got.EndAt.Equal(at) || *got.ChargedMinutes != domain.Minutes(at.Sub(start)) {
+		t.Fatalf("stop 30 s back: %+v", got)
+	}
+	if !valid(start.Add(time.Minute)) {
+		t.Fatal("the stopped session no longer covers its interval")
+	}
+
+	el := e.token(intake.RoleEloket, "eloket")
+	other := e.resident(2)
+	e.startSession(other, "BACK-2", nil)
+	endPath := "/v1/permits/" + other.permit + "/end?wait=10s"
+	wantError(t, e.do("POST", endPath, el, map[string]any{"reason": "moved", "at": time.Now().Add(-2 * time.Minute).Format(time.RFC3339)}),
+		http.StatusUnprocessableEntity, string(domain.CodeInvalidEndTime))
+	var p repo.PermitView
+	e.mustDo("GET", "/v1/permits/"+other.permit, el, nil, http.StatusOK, &p)
+	if p.Status != domain.PermitActive || p.Year.ReservedMinutes != 120 {
+		t.Fatalf("a refused end changed the permit: %+v", p)
+	}
+	e.mustDo("POST", endPath, el, map[string]any{"reason": "moved"}, http.StatusOK, &p)
+	if p.Status != domain.PermitEnded {
+		t.Fatalf("end now: %+v", p)
+	}
+}
+
+// One payment reference, one top-up in the whole system: on another permit or
+// with other hours it is 422 payment_ref_reused (and recorded so); the same
+// permit and hours under a new key is the same top-up, 201 with nothing added.
+func TestPaymentRefUsedOnce(t *testing.T) {
+	e := setup(t, options{})
+	a, b := e.resident(0), e.resident(0)
+	ref := uid("PAY-X")
+	topup := func(r resident, hours int) *resp {
+		t.Helper()
+		return e.do("POST", "/v1/permits/"+r.permit+"/topups?wait=10s", r.token,
+			map[string]any{"hours": hours, "payment_ref": ref}, "Idempotency-Key", uid("topup"))
+	}
+	var p repo.PermitView
+	if res := topup(a, 2); res.Status != http.StatusCreated || json.Unmarshal(res.Body, &p) != nil || p.BalanceMinutes != 120 {
+		t.Fatalf("first top-up: %s", res)
+	}
+	refused := topup(b, 2)
+	wantError(t, refused, http.StatusUnprocessableEntity, string(domain.CodePaymentRefReused))
+	wantError(t, topup(a, 3), http.StatusUnprocessableEntity, string(domain.CodePaymentRefReused))
+	if res := topup(a, 2); res.Status != http.StatusCreated || json.Unmarshal(res.Body, &p) != nil || p.BalanceMinutes != 120 || p.Year.PurchasedMinutes != 120 {
+		t.Fatalf("the same top-up again: %s", res)
+	}
+	e.mustDo("GET", "/v1/permits/"+b.permit, b.token, nil, http.StatusOK, &p)
+	if p.BalanceMinutes != 0 {
+		t.Fatalf("permit b was credited: %+v", p)
+	}
+	var out struct {
+		Status string
+		Error  struct{ Code string }
+	}
+	e.mustDo("GET", "/v1/requests/"+refused.Header.Get("X-Request-Id"), b.token, nil, http.StatusOK, &out)
+	if out.Status != repo.RequestRejected || out.Error.Code != string(domain.CodePaymentRefReused) {
+		t.Fatalf("recorded outcome of the refused top-up: %+v", out)
+	}
+}
+
+// Plates as people type and paste them, with their country: accepted at start,
+// shown with the country in every session answer and outcome, and found by the
+// rights check in any spelling.
+func TestPlatesWithCountryThroughHTTP(t *testing.T) {
+	e := setup(t, options{})
+	r := e.resident(10)
+	enf := e.token(intake.RoleEnforcement, "scan-1")
+	de := e.startSession(r, "GÖ-AB 123", map[string]any{"country": "DE"})
+	if de.Plate != "GOAB123" || de.Country != "DE" {
+		t.Fatalf("German start: %+v", de)
+	}
+	ie := e.startSession(r, "132\u2013WW\u00a0123456", map[string]any{"country": "IE"})
+	if ie.Plate != "132WW123456" || ie.Country != "IE" {
+		t.Fatalf("Irish start: %+v", ie)
+	}
+	nl := e.startSession(r, "xk-12-ab", nil)
+	if nl.Country != domain.DefaultCountry {
+		t.Fatalf("start without a country: %+v", nl)
+	}
+	var list struct{ Sessions []repo.SessionView }
+	e.mustDo("GET", "/v1/permits/"+r.permit+"/sessions", r.token, nil, http.StatusOK, &list)
+	countries := map[string]string{}
+	for _, s := range list.Sessions {
+		countries[s.Plate] = s.Country
+	}
+	if countries["GOAB123"] != "DE" || countries["132WW123456"] != "IE" || countries["XK12AB"] != "NL" {
+		t.Fatalf("session list: %+v", list.Sessions)
+	}
+	for _, q := range []string{"g%C3%B6-ab+123", "GO%CC%88AB123", "132%E2%80%93WW%C2%A0123456", "132.WW.123456"} {
+		var out struct {
+			Valid bool
+			Plate string
+		}
+		e.mustDo("GET", "/v1/rights?zone=TEST&place=permit_holder&plate="+q, enf, nil, http.StatusOK, &out)
+		if !out.Valid {
+			t.Errorf("rights of %s: %+v, want valid", q, out)
+		}
+	}
+	key := uid("country")
+	res := e.do("POST", "/v1/permits/"+r.permit+"/sessions?wait=10s", r.token, map[string]any{"plate": "NEW-1", "country": "xx"},
+		"Idempotency-Key", key)
+	wantError(t, res, http.StatusUnprocessableEntity, string(domain.CodeInvalidCountry))
+	wantError(t, e.do("POST", "/v1/permits/"+r.permit+"/sessions?wait=10s", r.token, map[string]any{"plate": "NEW-1", "country": "NLD"}),
+		http.StatusUnprocessableEntity, string(domain.CodeInvalidCountry))
+	wantError(t, e.do("POST", "/v1/permits/"+r.permit+"/sessions?wait=10s", r.token, map[string]any{"plate": "NEW-1", "country": 31}),
+		http.StatusBadRequest, intake.CodeBadRequest, "country")
+	// Same plate, another country, same zone: the plate is parked already.
+	wantError(t, e.do("POST", "/v1/permits/"+r.permit+"/sessions?wait=10s", r.token, map[string]any{"plate": "GOAB123", "country": "AT"}),
+		http.StatusUnprocessableEntity, string(domain.CodePlateAlreadyParked))
+	// The outcome shows the session as the API does, country included.
+	var out struct{ Result repo.SessionView }
+	stop := e.mustDo("POST", "/v1/sessions/"+de.ID+"/stop", r.token, nil, http.StatusOK, nil)
+	e.mustDo("GET", "/v1/requests/"+stop.Header.Get("X-Request-Id"), r.token, nil, http.StatusOK, &out)
+	if out.Result.Country != "DE" || out.Result.Plate != "GOAB123" {
+		t.Fatalf("stop outcome: %+v", out.Result)
+	}
+	// The same key with another country is another request.
+	wantError(t, e.do("POST", "/v1/permits/"+r.permit+"/sessions?wait=10s", r.token, map[string]any{"plate": "NEW-1", "country": "BE"},
+		"Idempotency-Key", key), http.StatusConflict, intake.CodeIdempotencyConflict)
 }

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/parkd/parkd/domain"
 )
 
 // MaxBodyBytes bounds a request body (CONTRACT.md: larger is 400).
@@ -171,23 +173,30 @@ func identifier(field string, s *string) (string, error) {
 	return v, nil
 }
 
-// instant parses an optional RFC 3339 instant, at Postgres's precision
-// (microseconds) so that what is stored and what was fingerprinted agree.
+// instant parses an optional RFC 3339 instant in a body field.
 func instant(field string, s *string) (*time.Time, error) {
 	if s == nil {
 		return nil, nil
 	}
-	t, err := parseInstant(*s)
+	t, err := parseInstant(field, *s)
 	if err != nil {
-		return nil, badRequest(field, "want an RFC 3339 instant such as 2026-03-01T14:00:00+01:00")
+		return nil, err
 	}
 	return &t, nil
 }
 
-func parseInstant(s string) (time.Time, error) {
+// parseInstant reads every instant a client names, in a body field or a query
+// parameter: RFC 3339, in the years parkd accepts (domain.InstantInRange; a
+// year-1 or year-9999 instant is a mistake Postgres and JSON cannot even carry),
+// at Postgres's precision (microseconds) so that what is stored and what was
+// fingerprinted agree. Its errors are 400s naming the field.
+func parseInstant(field, s string) (time.Time, error) {
 	t, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil {
-		return time.Time{}, err
+		return time.Time{}, badRequest(field, "want an RFC 3339 instant such as 2026-03-01T14:00:00+01:00")
+	}
+	if !domain.InstantInRange(t) {
+		return time.Time{}, badRequest(field, "%s is outside %s", truncate(s, 40), domain.InstantRange)
 	}
 	return t.UTC().Truncate(time.Microsecond), nil
 }

@@ -12,7 +12,7 @@ import (
 
 // Error codes of CONTRACT.md that are not rule codes.
 const (
-	CodeBadRequest          = "bad_request"
+	CodeBadRequest          = string(domain.CodeBadRequest)
 	CodeUnauthenticated     = "unauthenticated"
 	CodeForbidden           = "forbidden"
 	CodeNotFound            = "not_found"
@@ -62,7 +62,8 @@ func errUnavailable(what string, cause error) *apiError {
 }
 
 // toAPIError maps any error a handler returns to its answer. Rule rejections are
-// 422 with the rule's code, except not_found, which is what 404 says already; an
+// 422 with the rule's code, except not_found, which is what 404 says already, and
+// bad_request, which is what 400 says; an
 // unreachable Postgres is 503; anything unexpected is 500 with a generic message
 // (the cause goes to the log, never to the client).
 func toAPIError(err error) *apiError {
@@ -71,8 +72,13 @@ func toAPIError(err error) *apiError {
 		return ae
 	}
 	if rule, ok := domain.AsRule(err); ok {
-		if rule.Code == domain.CodeNotFound {
+		switch rule.Code {
+		case domain.CodeNotFound:
 			return &apiError{Status: http.StatusNotFound, Code: CodeNotFound, Message: rule.Message}
+		case domain.CodeBadRequest:
+			// A task's payload refused by the worker (enqueued through package
+			// jobs), answered again under its request ID.
+			return &apiError{Status: http.StatusBadRequest, Code: CodeBadRequest, Message: rule.Message}
 		}
 		return &apiError{Status: http.StatusUnprocessableEntity, Code: string(rule.Code), Message: rule.Message}
 	}

@@ -58,8 +58,8 @@ func (s *Server) rights(w http.ResponseWriter, r *http.Request, p *principal) er
 	if q.Has("at") {
 		// An unescaped "+01:00" arrives as " 01:00" (a + in a query string is a
 		// space); RFC 3339 has no spaces, so the meaning is not in doubt.
-		if at, err = parseInstant(strings.ReplaceAll(q.Get("at"), " ", "+")); err != nil {
-			return badRequest("at", "want an RFC 3339 instant such as 2026-03-01T14:00:00+01:00")
+		if at, err = parseInstant("at", strings.ReplaceAll(q.Get("at"), " ", "+")); err != nil {
+			return err
 		}
 	}
 	if !domain.ValidZoneCode(code) {

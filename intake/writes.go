@@ -319,21 +319,24 @@ func (s *Server) startSession(w http.ResponseWriter, r *http.Request, p *princip
 	if err != nil {
 		return err
 	}
-	pl := jobs.SessionStart{RequestID: id, PermitID: permitID, Plate: f.Plate, StartAt: f.StartAt, EndAt: f.EndAt, ReceivedAt: s.now()}
+	pl := jobs.SessionStart{RequestID: id, PermitID: permitID, Plate: f.Plate, Country: f.Country,
+		StartAt: f.StartAt, EndAt: f.EndAt, ReceivedAt: s.now()}
 	return s.submit(w, r, p, submission{typ: jobs.TypeSessionStart, req: pl, status: http.StatusCreated, wait: wait,
 		build: func() (*asynq.Task, error) { return jobs.NewSessionStart(pl) }})
 }
 
 // startForm is a session start's body, checked for form (the rules are the
-// worker's: an odd plate is its invalid_plate, not a 400).
+// worker's: an odd plate is its invalid_plate, an odd country its
+// invalid_country, not a 400).
 type startForm struct {
-	Plate          string
+	Plate, Country string
 	StartAt, EndAt *time.Time
 }
 
 func decodeStart(b []byte) (startForm, error) {
 	var f struct {
 		Plate   *string `json:"plate"`
+		Country *string `json:"country"`
 		StartAt *string `json:"start_at"`
 		EndAt   *string `json:"end_at"`
 	}
@@ -344,6 +347,12 @@ func decodeStart(b []byte) (startForm, error) {
 	var err error
 	if out.Plate, err = required("plate", f.Plate); err != nil {
 		return out, err
+	}
+	if err := optionalText("country", f.Country); err != nil {
+		return out, err
+	}
+	if f.Country != nil {
+		out.Country = *f.Country
 	}
 	if out.StartAt, err = instant("start_at", f.StartAt); err != nil {
 		return out, err

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+
+	"github.com/parkd/parkd/domain"
 )
 
 // Task types (CONTRACT.md).
@@ -59,15 +61,21 @@ type Request interface {
 	// instant it was received: the same ID with another fingerprint is an
 	// idempotency conflict.
 	Fingerprint() string
+	// CheckInstants refuses a request naming an instant outside the years
+	// parkd accepts (domain.CheckInstant: a bad_request rejection). The
+	// constructors check it; the worker checks it again, since a payload may
+	// come from anywhere, and records the rejection as the request's outcome.
+	CheckInstants() error
 }
 
-// SessionStart asks for a visitor session on a permit. StartAt nil means the
-// instant the request was received (ReceivedAt); EndAt nil means the longest
-// session allowed.
+// SessionStart asks for a visitor session on a permit. Country is the plate's
+// (ISO 3166-1 alpha-2, "" for NL). StartAt nil means the instant the request
+// was received (ReceivedAt); EndAt nil means the longest session allowed.
 type SessionStart struct {
 	RequestID  string     `json:"request_id"`
 	PermitID   string     `json:"permit_id"`
 	Plate      string     `json:"plate"`
+	Country    string     `json:"country,omitempty"`
 	StartAt    *time.Time `json:"start_at,omitempty"`
 	EndAt      *time.Time `json:"end_at,omitempty"`
 	ReceivedAt time.Time  `json:"received_at,omitzero"`
@@ -133,9 +141,15 @@ func (p PermitTopup) ID() string { return p.RequestID }
 // ID implements Request.
 func (p PermitEnd) ID() string { return p.RequestID }
 
-// Fingerprint implements Request.
+// Fingerprint implements Request. A country is a part only when it is not
+// the default: no country and NL ask the same, and a start recorded before
+// starts had a country keeps its fingerprint.
 func (p SessionStart) Fingerprint() string {
-	return fingerprint(TypeSessionStart, p.PermitID, p.Plate, timeOrEmpty(p.StartAt), timeOrEmpty(p.EndAt))
+	parts := []string{TypeSessionStart, p.PermitID, p.Plate, timeOrEmpty(p.StartAt), timeOrEmpty(p.EndAt)}
+	if p.Country != "" && p.Country != domain.DefaultCountry {
+		parts = append(parts, p.Country)
+	}
+	return fingerprint(parts...)
 }
 
 // Fingerprint implements Request.
@@ -156,6 +170,50 @@ func (p PermitTopup) Fingerprint() string {
 // Fingerprint implements Request.
 func (p PermitEnd) Fingerprint() string {
 	return fingerprint(TypePermitEnd, p.PermitID, timeOrEmpty(p.At), p.Reason)
+}
+
+// CheckInstants implements Request.
+func (p SessionStart) CheckInstants() error {
+	return checkInstants(p.ReceivedAt, field{"start_at", p.StartAt}, field{"end_at", p.EndAt})
+}
+
+// CheckInstants implements Request.
+func (p SessionStop) CheckInstants() error {
+	return checkInstants(p.ReceivedAt, field{"at", p.At})
+}
+
+// CheckInstants implements Request.
+func (p PermitIssue) CheckInstants() error { return checkInstants(p.ReceivedAt) }
+
+// CheckInstants implements Request.
+func (p PermitTopup) CheckInstants() error { return checkInstants(p.ReceivedAt) }
+
+// CheckInstants implements Request.
+func (p PermitEnd) CheckInstants() error {
+	return checkInstants(p.ReceivedAt, field{"at", p.At})
+}
+
+// field is an optional instant of a payload, by its JSON name.
+type field struct {
+	name string
+	t    *time.Time
+}
+
+// checkInstants checks a payload's received_at (zero: not stamped, the worker
+// uses its clock) and its optional instants.
+func checkInstants(receivedAt time.Time, fields ...field) error {
+	if !receivedAt.IsZero() {
+		fields = append(fields, field{"received_at", &receivedAt})
+	}
+	for _, f := range fields {
+		if f.t == nil {
+			continue
+		}
+		if err := domain.CheckInstant(f.name, *f.t); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func fingerprint(parts ...string) string {
@@ -231,11 +289,15 @@ func RequestQueue(typ string) (string, bool) {
 	return "", false
 }
 
-func requestTask(typ, requestID string, payload any) (*asynq.Task, error) {
+func requestTask(typ string, payload Request) (*asynq.Task, error) {
 	queue, ok := RequestQueue(typ)
 	if !ok {
 		return nil, fmt.Errorf("jobs: %s is not a request type", typ)
 	}
+	if err := payload.CheckInstants(); err != nil {
+		return nil, fmt.Errorf("jobs: %s: %w", typ, err)
+	}
+	requestID := payload.ID()
 	b, err := json.Marshal(payload)
 	if err != nil {
 		return nil, fmt.Errorf("jobs: encode %s: %w", typ, err)
@@ -256,7 +318,7 @@ func NewSessionStart(p SessionStart) (*asynq.Task, error) {
 		return nil, err
 	}
 	stamp(&p.ReceivedAt)
-	return requestTask(TypeSessionStart, p.RequestID, p)
+	return requestTask(TypeSessionStart, p)
 }
 
 // NewSessionStop builds a session:stop task, stamping ReceivedAt.
@@ -268,7 +330,7 @@ func NewSessionStop(p SessionStop) (*asynq.Task, error) {
 		return nil, err
 	}
 	stamp(&p.ReceivedAt)
-	return requestTask(TypeSessionStop, p.RequestID, p)
+	return requestTask(TypeSessionStop, p)
 }
 
 // NewPermitIssue builds a permit:issue task, stamping ReceivedAt.
@@ -283,7 +345,7 @@ func NewPermitIssue(p PermitIssue) (*asynq.Task, error) {
 		return nil, err
 	}
 	stamp(&p.ReceivedAt)
-	return requestTask(TypePermitIssue, p.RequestID, p)
+	return requestTask(TypePermitIssue, p)
 }
 
 // NewPermitTopup builds a permit:topup task, stamping ReceivedAt.
@@ -295,7 +357,7 @@ func NewPermitTopup(p PermitTopup) (*asynq.Task, error) {
 		return nil, err
 	}
 	stamp(&p.ReceivedAt)
-	return requestTask(TypePermitTopup, p.RequestID, p)
+	return requestTask(TypePermitTopup, p)
 }
 
 // NewPermitEnd builds a permit:end task, stamping ReceivedAt.
@@ -307,7 +369,7 @@ func NewPermitEnd(p PermitEnd) (*asynq.Task, error) {
 		return nil, err
 	}
 	stamp(&p.ReceivedAt)
-	return requestTask(TypePermitEnd, p.RequestID, p)
+	return requestTask(TypePermitEnd, p)
 }
 
 // AutoStopTaskID is deterministic per session and planned end, so that however

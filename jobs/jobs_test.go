@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/parkd/parkd/domain"
 )
 
 func TestRequestIDForm(t *testing.T) {
@@ -54,6 +56,15 @@ func TestFingerprintIgnoresReceiptButNotContent(t *testing.T) {
 	if a.Fingerprint() == c.Fingerprint() {
 		t.Fatal("fingerprint ignores the plate")
 	}
+	// The country is part of what a start asks; none and NL ask the same.
+	de, nl := a, a
+	de.Country, nl.Country = "DE", "NL"
+	if a.Fingerprint() == de.Fingerprint() {
+		t.Fatal("fingerprint ignores the country")
+	}
+	if a.Fingerprint() != nl.Fingerprint() {
+		t.Fatal("no country and NL, the default, fingerprint differently")
+	}
 	// Field boundaries matter: ("1","2AB") is not ("12","AB").
 	d1 := SessionStart{PermitID: "1", Plate: "2AB"}
 	d2 := SessionStart{PermitID: "12", Plate: "AB"}
@@ -69,5 +80,56 @@ func TestAutoStopTaskIDIsDeterministic(t *testing.T) {
 	}
 	if AutoStopTaskID("5", end) == AutoStopTaskID("5", end.Add(-time.Minute)) {
 		t.Fatal("a moved end must get a new task ID")
+	}
+}
+
+// Instants outside the years 2000-2199 are refused by every constructor with a
+// bad_request naming the field, so that an upstream app learns it at once; the
+// worker refuses them again when a payload comes from elsewhere.
+func TestConstructorsRefuseInstantsOutsideTheYears(t *testing.T) {
+	year1 := time.Time{}
+	y9999 := time.Date(9999, 12, 31, 23, 59, 59, 0, time.FixedZone("-12", -12*3600))
+	y2200 := time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC)
+	ok := time.Date(2199, 12, 31, 23, 59, 59, 0, time.UTC)
+	newTask := func(r Request) (err error) {
+		switch p := r.(type) {
+		case SessionStart:
+			_, err = NewSessionStart(p)
+		case SessionStop:
+			_, err = NewSessionStop(p)
+		case PermitEnd:
+			_, err = NewPermitEnd(p)
+		case PermitIssue:
+			_, err = NewPermitIssue(p)
+		case PermitTopup:
+			_, err = NewPermitTopup(p)
+		}
+		return err
+	}
+	cases := []struct {
+		name  string
+		req   Request
+		field string
+	}{
+		{"start_at year 1", SessionStart{RequestID: "r", PermitID: "1", StartAt: &year1}, "start_at"},
+		{"start_at 9999-12-31T23:59:59-12:00", SessionStart{RequestID: "r", PermitID: "1", StartAt: &y9999}, "start_at"},
+		{"end_at 2200", SessionStart{RequestID: "r", PermitID: "1", EndAt: &y2200}, "end_at"},
+		{"received_at 2200", SessionStart{RequestID: "r", PermitID: "1", ReceivedAt: y2200}, "received_at"},
+		{"stop at year 1", SessionStop{RequestID: "r", SessionID: "1", At: &year1}, "at"},
+		{"permit end at 2200", PermitEnd{RequestID: "r", PermitID: "1", At: &y2200}, "at"},
+		{"issue received 2200", PermitIssue{RequestID: "r", ResidentID: "R", AddressID: "A", ReceivedAt: y2200}, "received_at"},
+		{"top-up received 2200", PermitTopup{RequestID: "r", PermitID: "1", ReceivedAt: y2200}, "received_at"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			err := newTask(c.req)
+			rule, isRule := domain.AsRule(err)
+			if !isRule || rule.Code != domain.CodeBadRequest || !strings.Contains(rule.Message, c.field) {
+				t.Fatalf("error %v, want a %s naming %s", err, domain.CodeBadRequest, c.field)
+			}
+		})
+	}
+	if _, err := NewSessionStart(SessionStart{RequestID: "r", PermitID: "1", StartAt: &ok, EndAt: &ok}); err != nil {
+		t.Fatalf("the last second of 2199 was refused: %v", err)
 	}
 }

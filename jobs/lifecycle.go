@@ -8,9 +8,10 @@ import (
 )
 
 // RolloverCronspec is when `parkd scheduler` enqueues permit:rollover: every hour
-// at minute 5 (UTC). A permit year ends at local midnight in its zone's time zone,
-// and zones may lie in different ones; an hourly run reaches each of them within
-// five minutes after their midnight (00:05 local in every whole-hour zone,
+// at minute 5 (UTC). A permit year ends at the start of a local day in its zone's
+// time zone (midnight, or 01:00 where clocks jump over it), and zones may lie in
+// different ones; an hourly run reaches each of them within five minutes after
+// that (00:05 local in every whole-hour zone,
 // Amsterdam's CET and CEST alike), and it touches only permits whose year has
 // ended, so the runs between are a cheap index lookup that finds nothing.
 const RolloverCronspec = "5 * * * *"

@@ -40,7 +40,7 @@ func New() *Metrics {
 		reg: prometheus.NewRegistry(),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "parkd_requests_total",
-			Help: "Requests the worker finished, by task type and outcome (applied, rejected, duplicate); code is the rule of a rejection.",
+			Help: "Requests the worker finished, by task type and outcome (applied, rejected, duplicate, conflict); code is the rule of a rejection (or idempotency_conflict).",
 		}, []string{"type", "outcome", "code"}),
 		settlement: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "parkd_settlement_duration_seconds",
@@ -162,7 +162,7 @@ func (m *Metrics) WatchQueues(inspector *asynq.Inspector) {
 // RequestDone implements worker.Observer.
 func (m *Metrics) RequestDone(typ, outcome, code string, took time.Duration) {
 	m.requests.WithLabelValues(typ, outcome, code).Inc()
-	if outcome != worker.OutcomeDuplicate {
+	if outcome == worker.OutcomeApplied || outcome == worker.OutcomeRejected {
 		m.settlement.WithLabelValues(typ).Observe(took.Seconds())
 	}
 }

@@ -52,7 +52,7 @@ func TestWorkerObservations(t *testing.T) {
 	m.OutboxRelayed(2)
 
 	want := `
-# HELP parkd_requests_total Requests the worker finished, by task type and outcome (applied, rejected, duplicate); code is the rule of a rejection.
+# HELP parkd_requests_total Requests the worker finished, by task type and outcome (applied, rejected, duplicate, conflict); code is the rule of a rejection (or idempotency_conflict).
 # TYPE parkd_requests_total counter
 parkd_requests_total{code="",outcome="applied",type="session:start"} 2
 parkd_requests_total{code="",outcome="duplicate",type="session:start"} 1

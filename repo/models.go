@@ -134,6 +134,7 @@ type Session struct {
 	PermitID        int64           `bun:"permit_id"`
 	Zone            string          `bun:"zone"`
 	Plate           string          `bun:"plate"`
+	Country         string          `bun:"country"`
 	State           domain.State    `bun:"state"`
 	StartAt         time.Time       `bun:"start_at"`
 	PlannedEndAt    time.Time       `bun:"planned_end_at"`
@@ -157,6 +158,7 @@ type SessionView struct {
 	PermitID        string          `json:"permit_id"`
 	Zone            string          `json:"zone"`
 	Plate           string          `json:"plate"`
+	Country         string          `json:"country"`
 	Status          string          `json:"status"`
 	StartAt         time.Time       `json:"start_at"`
 	PlannedEndAt    time.Time       `json:"planned_end_at"`
@@ -173,7 +175,7 @@ func (s *Session) View(now time.Time) SessionView {
 		notices = []domain.Notice{}
 	}
 	return SessionView{
-		ID: FormatID(s.ID), PermitID: FormatID(s.PermitID), Zone: s.Zone, Plate: s.Plate,
+		ID: FormatID(s.ID), PermitID: FormatID(s.PermitID), Zone: s.Zone, Plate: s.Plate, Country: s.Country,
 		Status: domain.StatusAt(s.State, s.StartAt, now), StartAt: s.StartAt.UTC(),
 		PlannedEndAt: s.PlannedEndAt.UTC(), EndAt: utcPtr(s.EndAt),
 		ReservedMinutes: s.ReservedMinutes, ChargedMinutes: s.ChargedMinutes, Notices: notices,
@@ -193,6 +195,10 @@ type LedgerEntry struct {
 	RequestID  *string   `bun:"request_id"`
 	PaymentRef *string   `bun:"payment_ref"`
 	At         time.Time `bun:"at"`
+	// DuplicateOfTopup is set only on top-ups booked before a payment
+	// reference was unique in the whole system, under a reference an earlier
+	// top-up (this one) had used already.
+	DuplicateOfTopup *int64 `bun:"duplicate_of_topup"`
 }
 
 // Ledger kinds.

@@ -86,10 +86,57 @@ func InsertPermit(ctx context.Context, tx bun.IDB, z *domain.Zone, residentID, a
 	return p, nil
 }
 
-// TopupExists reports whether this payment reference was already booked on the permit.
-func TopupExists(ctx context.Context, tx bun.IDB, permitID int64, paymentRef string) (bool, error) {
-	return tx.NewSelect().Model((*LedgerEntry)(nil)).
-		Where("permit_id = ? AND kind = ? AND payment_ref = ?", permitID, LedgerTopup, paymentRef).Exists(ctx)
+// LockPaymentRef takes the lock of a payment reference until the transaction
+// ends. Two top-ups naming one reference on two permits hold each its own
+// permit's lock, so without it both could find the reference unused and both
+// book it; under it they decide one after the other, and the second sees the
+// first's entry. In a transaction shared by the Coalescer it does not wait for
+// another transaction's lock but says ErrBusy (see Coalescer); within the shared
+// transaction itself the lock is held already, and the second unit sees the
+// first one's entry all the same.
+func LockPaymentRef(ctx context.Context, tx bun.IDB, ref string) error {
+	key := "payment_ref:" + ref
+	if shared(ctx) {
+		var ok bool
+		if err := tx.NewRaw("SELECT pg_try_advisory_xact_lock(hashtextextended(?, 0))", key).Scan(ctx, &ok); err != nil {
+			return fmt.Errorf("lock payment reference: %w", err)
+		}
+		if !ok {
+			return ErrBusy
+		}
+		return nil
+	}
+	if _, err := tx.NewRaw("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", key).Exec(ctx); err != nil {
+		return fmt.Errorf("lock payment reference: %w", err)
+	}
+	return nil
+}
+
+// PriorTopup returns the top-up already booked under a payment reference, as
+// the rule sees it (nil: the reference is unused): the one on permitID if there
+// is one (an old reference booked on several permits before references were
+// unique), otherwise the reference's one top-up. Call it under LockPaymentRef.
+func PriorTopup(ctx context.Context, tx bun.IDB, permitID int64, ref string) (*domain.PriorPayment, error) {
+	var rows []struct {
+		SamePermit bool `bun:"same_permit"`
+		Minutes    int  `bun:"minutes"`
+	}
+	// Two index lookups: ledger_one_topup_per_payment, then ledger_payment_ref_used_once.
+	err := tx.NewRaw(`
+		SELECT * FROM (
+			SELECT true AS same_permit, minutes FROM ledger
+			WHERE kind = 'topup' AND permit_id = ? AND payment_ref = ?
+			UNION ALL
+			SELECT permit_id = ?, minutes FROM ledger
+			WHERE kind = 'topup' AND payment_ref = ? AND duplicate_of_topup IS NULL
+		) u ORDER BY same_permit DESC LIMIT 1`, permitID, ref, permitID, ref).Scan(ctx, &rows)
+	if err != nil {
+		return nil, fmt.Errorf("top-ups under a payment reference: %w", err)
+	}
+	if len(rows) == 0 {
+		return nil, nil
+	}
+	return &domain.PriorPayment{SamePermit: rows[0].SamePermit, Minutes: rows[0].Minutes}, nil
 }
 
 // ApplyTopup books bought minutes: a ledger entry with the amount and payment

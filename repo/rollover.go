@@ -2,6 +2,7 @@ package repo
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -19,19 +20,28 @@ const RolloverBatch = 10_000
 // rollSQL closes one permit year of each permit it selects and opens the next, in
 // one statement (domain.RollYear is the rule it implements):
 //
-//   - due locks up to ?1 active permits whose year ended at or before ?0,
-//     skipping rows another transaction holds (a concurrent rollover, which is
-//     rolling them, or a request on the permit, which rolls the permit itself
-//     when its year has ended). The locking read returns the newest version of
-//     each row, so the statement's figures are the ones it locked, never a
-//     snapshot older than a concurrent top-up.
-//   - closed writes the annual statement. Its primary key (permit_id,
-//     year_starts_at) and ON CONFLICT DO NOTHING keep a year from being written
-//     twice, whatever runs twice.
-//   - the UPDATE starts the new year at the old end and ends it on the same local
-//     wall-clock instant a year later in the zone's time zone (local midnight on
-//     the anniversary, whatever the UTC offset then), with the purchase and usage
-//     counters at zero. The balance and the open sessions' reservations carry over.
+//   - bounds is ?2, a JSON array of {zone, ends_at, next_ends_at}: for each zone
+//     and year end due, the end of the year after it, computed in Go by
+//     domain.Zone.NextYearEnd. The SQL does no calendar arithmetic of its own:
+//     a local day boundary (01:00 where clocks jump over midnight, the first of
+//     two midnights where they fall back over it) has one definition,
+//     domain.DayStart, and Postgres's AT TIME ZONE arithmetic is not it.
+//   - due locks up to ?1 active permits whose year ended at or before ?0, in
+//     the order of the permits_year_ends_at index, skipping rows another
+//     transaction holds (a concurrent rollover, which is rolling them, or a
+//     request on the permit, which rolls the permit itself when its year has
+//     ended), and looks up each one's bound (a join would make Postgres read and
+//     sort every permit due for each batch). The locking read returns the newest
+//     version of each row, so the statement's figures are the ones it locked,
+//     never a snapshot older than a concurrent top-up.
+//   - closed writes the annual statement of each permit that has a bound (one
+//     without became due after the bounds were computed: the next statement's
+//     bounds have it). Its primary key (permit_id, year_starts_at) and ON
+//     CONFLICT DO NOTHING keep a year from being written twice, whatever runs
+//     twice.
+//   - the UPDATE starts the new year at the old end and ends it at the bound,
+//     with the purchase and usage counters at zero. The balance and the open
+//     sessions' reservations carry over.
 //
 // Each statement closes at most one year per permit: a permit whose year ended
 // years ago is due again after it and is picked up by the next statement, so every
@@ -39,8 +49,11 @@ const RolloverBatch = 10_000
 //
 // %s is an extra condition on p (one permit, for RollPermitYears).
 const rollSQL = `
-WITH due AS (
-	SELECT p.id, p.zone, p.year_starts_at, p.year_ends_at, p.purchased_minutes, p.used_minutes, p.balance_minutes
+WITH bounds AS MATERIALIZED (
+	SELECT * FROM jsonb_to_recordset(?2::jsonb) AS b(zone text, ends_at timestamptz, next_ends_at timestamptz)
+), due AS (
+	SELECT p.id, p.year_starts_at, p.year_ends_at, p.purchased_minutes, p.used_minutes, p.balance_minutes,
+	       (SELECT b.next_ends_at FROM bounds b WHERE b.zone = p.zone AND b.ends_at = p.year_ends_at) AS next_ends_at
 	FROM permits p
 	WHERE p.status = 'active' AND p.year_ends_at <= ?0 %s
 	ORDER BY p.year_ends_at
@@ -49,22 +62,116 @@ WITH due AS (
 ), closed AS (
 	INSERT INTO permit_years (permit_id, year_starts_at, year_ends_at, purchased_minutes, used_minutes, carried_over_minutes, closed_at)
 	SELECT id, year_starts_at, year_ends_at, purchased_minutes, used_minutes, balance_minutes, ?0
-	FROM due
+	FROM due WHERE next_ends_at IS NOT NULL
 	ON CONFLICT (permit_id, year_starts_at) DO NOTHING
 )
 UPDATE permits p
 SET year_starts_at = due.year_ends_at,
-	year_ends_at = (due.year_ends_at AT TIME ZONE z.time_zone + interval '1 year') AT TIME ZONE z.time_zone,
+	year_ends_at = due.next_ends_at,
 	purchased_minutes = 0,
 	used_minutes = 0
-FROM due JOIN zones z ON z.code = due.zone
-WHERE p.id = due.id AND p.year_ends_at = due.year_ends_at`
+FROM due
+WHERE p.id = due.id AND p.year_ends_at = due.year_ends_at AND due.next_ends_at IS NOT NULL`
 
-// RollOverBatch closes one permit year of up to limit permits whose year ended at
-// or before now and returns how many it rolled. Zero with permits still due means
-// every one of them is locked by another transaction just now.
-func RollOverBatch(ctx context.Context, db bun.IDB, now time.Time, limit int) (int, error) {
-	res, err := db.NewRaw(fmt.Sprintf(rollSQL, ""), now, limit).Exec(ctx)
+// yearBound is one row of rollSQL's bounds: a permit of Zone whose year ends at
+// EndsAt gets a new year ending at NextEndsAt.
+type yearBound struct {
+	Zone       string    `json:"zone"`
+	EndsAt     time.Time `json:"ends_at"`
+	NextEndsAt time.Time `json:"next_ends_at"`
+}
+
+// yearBounds chains, for each zone and each of the year ends given, the ends
+// of the years that follow up to the first one after now, so that one set of
+// bounds serves every statement of a rollover, missed years included.
+func yearBounds(zones []*domain.Zone, ends []time.Time, now time.Time) []yearBound {
+	type key struct {
+		zone string
+		end  int64
+	}
+	seen := map[key]bool{}
+	var out []yearBound
+	for _, z := range zones {
+		for _, end := range ends {
+			// Chains of one zone meet (a year end due is also the next of an
+			// earlier one): each (zone, end) is listed once.
+			for range maxYearsBehind {
+				k := key{z.Code, end.UnixMicro()}
+				if seen[k] {
+					break
+				}
+				seen[k] = true
+				next := z.NextYearEnd(end)
+				out = append(out, yearBound{Zone: z.Code, EndsAt: end, NextEndsAt: next})
+				if next.After(now) {
+					break
+				}
+				end = next
+			}
+		}
+	}
+	return out
+}
+
+// dueEndsSQL lists the distinct year ends of the active permits due at ?0, one
+// index probe per distinct end (there are a handful: the anniversaries of a
+// few zones), however many permits share them.
+const dueEndsSQL = `
+WITH RECURSIVE ends AS (
+	(SELECT year_ends_at FROM permits WHERE status = 'active' AND year_ends_at <= ?0 ORDER BY year_ends_at LIMIT 1)
+	UNION ALL
+	SELECT (SELECT p.year_ends_at FROM permits p
+	        WHERE p.status = 'active' AND p.year_ends_at > e.year_ends_at AND p.year_ends_at <= ?0
+	        ORDER BY p.year_ends_at LIMIT 1)
+	FROM ends e WHERE e.year_ends_at IS NOT NULL
+)
+SELECT year_ends_at FROM ends WHERE year_ends_at IS NOT NULL`
+
+// dueBounds computes the bounds of every permit year due at now, for every zone.
+func dueBounds(ctx context.Context, db bun.IDB, now time.Time) ([]yearBound, error) {
+	var ends []time.Time
+	if err := db.NewRaw(dueEndsSQL, now).Scan(ctx, &ends); err != nil {
+		return nil, fmt.Errorf("year ends due: %w", err)
+	}
+	if len(ends) == 0 {
+		return nil, nil
+	}
+	var rows []Zone
+	if err := db.NewSelect().Model(&rows).Scan(ctx); err != nil {
+		return nil, fmt.Errorf("zones: %w", err)
+	}
+	zones := make([]*domain.Zone, 0, len(rows))
+	for _, r := range rows {
+		z, err := domain.CompileZone(r.Code, r.Spec())
+		if err != nil {
+			return nil, fmt.Errorf("zone %s as stored: %w", r.Code, err)
+		}
+		zones = append(zones, z)
+	}
+	return yearBounds(zones, ends, now), nil
+}
+
+func boundsJSON(b []yearBound) (string, error) {
+	if b == nil {
+		b = []yearBound{}
+	}
+	j, err := json.Marshal(b)
+	if err != nil {
+		return "", fmt.Errorf("year bounds: %w", err)
+	}
+	return string(j), nil
+}
+
+// rollOverBatch closes one permit year of up to limit permits whose year ended at
+// or before now and whose zone and end have a bound, and returns how many it
+// rolled. Zero with permits still due means every one of them is locked by
+// another transaction just now (or has no bound: computed before it was due).
+func rollOverBatch(ctx context.Context, db bun.IDB, now time.Time, limit int, bounds []yearBound) (int, error) {
+	j, err := boundsJSON(bounds)
+	if err != nil {
+		return 0, err
+	}
+	res, err := db.NewRaw(fmt.Sprintf(rollSQL, ""), now, limit, j).Exec(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("roll over permit years: %w", err)
 	}
@@ -111,6 +218,10 @@ func RollOver(ctx context.Context, db bun.IDB, now time.Time, batch int) (Rollov
 		batch = RolloverBatch
 	}
 	var r RolloverResult
+	bounds, err := dueBounds(ctx, db, now)
+	if err != nil {
+		return r, err
+	}
 	for retries := 0; ; {
 		var n int
 		err := db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
@@ -121,7 +232,7 @@ func RollOver(ctx context.Context, db bun.IDB, now time.Time, batch int) (Rollov
 				return fmt.Errorf("roll over permit years: %w", err)
 			}
 			var err error
-			n, err = RollOverBatch(ctx, tx, now, batch)
+			n, err = rollOverBatch(ctx, tx, now, batch, bounds)
 			return err
 		})
 		if _, refused := AsRefusal(err); refused {
@@ -144,6 +255,10 @@ func RollOver(ctx context.Context, db bun.IDB, now time.Time, batch int) (Rollov
 		case <-ctx.Done():
 			return r, ctx.Err()
 		case <-time.After(50 * time.Millisecond):
+		}
+		// A permit issued or a zone changed since: its end gets a bound too.
+		if bounds, err = dueBounds(ctx, db, now); err != nil {
+			return r, err
 		}
 	}
 }
@@ -200,18 +315,28 @@ func rollOneByOne(ctx context.Context, db bun.IDB, now time.Time, r RolloverResu
 // maxYearsBehind bounds RollPermitYears: no permit is older than parkd.
 const maxYearsBehind = 100
 
-// RollPermitYears closes the ended permit years of one permit the caller has
-// locked, with the nightly rollover's own statement, and reloads p. Requests call
-// it before applying the year's limits, so that a top-up or session just after
-// the anniversary counts in the new year however late the rollover runs, and a
-// year is never closed in two different ways.
-func RollPermitYears(ctx context.Context, tx bun.IDB, p *Permit, now time.Time) (int, error) {
+// RollPermitYears closes the ended permit years of one permit of zone z the
+// caller has locked, with the nightly rollover's own statement, and reloads p.
+// Requests call it before applying the year's limits, so that a top-up or
+// session just after the anniversary counts in the new year however late the
+// rollover runs, and a year is never closed in two different ways.
+func RollPermitYears(ctx context.Context, tx bun.IDB, z *domain.Zone, p *Permit, now time.Time) (int, error) {
+	if p.Status != domain.PermitActive || p.YearEndsAt.After(now) {
+		return 0, nil
+	}
+	if z.Code != p.Zone {
+		return 0, fmt.Errorf("roll over permit %d of zone %s with zone %s", p.ID, p.Zone, z.Code)
+	}
+	j, err := boundsJSON(yearBounds([]*domain.Zone{z}, []time.Time{p.YearEndsAt}, now))
+	if err != nil {
+		return 0, err
+	}
 	years := 0
 	for p.Status == domain.PermitActive && !p.YearEndsAt.After(now) {
 		if years == maxYearsBehind {
 			return years, fmt.Errorf("roll over permit %d: still due after %d years", p.ID, years)
 		}
-		if _, err := tx.NewRaw(fmt.Sprintf(rollSQL, "AND p.id = ?2"), now, 1, p.ID).Exec(ctx); err != nil {
+		if _, err := tx.NewRaw(fmt.Sprintf(rollSQL, "AND p.id = ?3"), now, 1, j, p.ID).Exec(ctx); err != nil {
 			return years, fmt.Errorf("roll over permit %d: %w", p.ID, err)
 		}
 		if err := tx.NewSelect().Model(p).WherePK().Scan(ctx); err != nil {

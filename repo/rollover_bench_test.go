@@ -109,7 +109,7 @@ func BenchmarkRollover1M(b *testing.B) {
 	var wrong int
 	if err := db.NewRaw(`SELECT count(*) FROM permits WHERE year_starts_at <> CASE WHEN zone = 'NYC' THEN ?0::timestamptz ELSE ?1::timestamptz END
 		OR year_ends_at <> CASE WHEN zone = 'NYC' THEN ?2::timestamptz ELSE ?3::timestamptz END OR purchased_minutes <> 0`,
-		nycEnd, amsEnd, domain.NextAnniversary(nyc.Location, nycEnd), domain.NextAnniversary(ams.Location, amsEnd)).Scan(ctx, &wrong); err != nil || wrong != 0 {
+		nycEnd, amsEnd, nyc.NextYearEnd(nycEnd), ams.NextYearEnd(amsEnd)).Scan(ctx, &wrong); err != nil || wrong != 0 {
 		b.Fatalf("%d permits with the wrong new year (%v)", wrong, err)
 	}
 	per := total.Seconds() / float64(b.N)

@@ -83,7 +83,7 @@ func bookAfter(ctx context.Context, tx bun.IDB, p *Permit, session *bun.UpdateQu
 // savepoint, so the caller's transaction can still record the rejection.
 func ApplyStart(ctx context.Context, tx bun.Tx, p *Permit, plan domain.SessionPlan, requestID string, at time.Time) (*Session, error) {
 	s := &Session{
-		PermitID: p.ID, Zone: p.Zone, Plate: plan.Plate, State: domain.StateOpen,
+		PermitID: p.ID, Zone: p.Zone, Plate: plan.Plate, Country: plan.Country, State: domain.StateOpen,
 		StartAt: plan.StartAt, PlannedEndAt: plan.PlannedEndAt, ReservedMinutes: plan.ReservedMinutes,
 		Notices: plan.Notices, RequestID: requestID,
 	}

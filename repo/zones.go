@@ -9,8 +9,9 @@ import (
 	"github.com/parkd/parkd/domain"
 )
 
-// PutZone creates or replaces a zone. Settled sessions and ledger entries keep
-// what they were settled with: nothing is recomputed.
+// PutZone creates or replaces a zone. The change applies forward (DOMAIN.md):
+// sessions keep the intervals they were granted, settled ones what they were
+// settled with, permits the year they are in; nothing is recomputed.
 func PutZone(ctx context.Context, db bun.IDB, z *domain.Zone) error {
 	s := z.Spec
 	row := &Zone{

@@ -2,10 +2,15 @@ package worker
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"reflect"
+	"slices"
 	"sync"
 	"time"
 
@@ -121,10 +126,71 @@ func (h *Handlers) logger(ctx context.Context) *slog.Logger {
 // is not retried.
 func decode(t *asynq.Task, v any) error {
 	if err := json.Unmarshal(t.Payload(), v); err != nil {
-		return fmt.Errorf("%s payload: %v: %w", t.Type(), err, asynq.SkipRetry)
+		return unreadablePayload(t, err)
 	}
 	return nil
 }
+
+func unreadablePayload(t *asynq.Task, err error) error {
+	return fmt.Errorf("%s payload: %v: %w", t.Type(), err, asynq.SkipRetry)
+}
+
+// decodeRequest reads a request task's payload into v and reports whether it
+// could. A payload that cannot be read will never be read, so it is not retried;
+// when its request_id can still be read, the request is recorded as rejected
+// (bad_request, saying why), so that whoever waits for it is answered rather
+// than left pending. decodeRequest returns the error to end the task with:
+// nil once the rejection is recorded.
+func (h *Handlers) decodeRequest(ctx context.Context, t *asynq.Task, v any) (bool, error) {
+	cause := json.Unmarshal(t.Payload(), v)
+	if cause == nil {
+		return true, nil
+	}
+	var named struct {
+		RequestID string `json:"request_id"`
+	}
+	if json.Unmarshal(t.Payload(), &named) != nil || !jobs.ValidRequestID(named.RequestID) {
+		return false, unreadablePayload(t, cause)
+	}
+	sum := sha256.Sum256(t.Payload())
+	req := unreadable{id: named.RequestID, fingerprint: "unreadable:" + hex.EncodeToString(sum[:])}
+	what := t.Type() + " payload"
+	if f := unreadableField(t.Payload(), v); f != "" {
+		what += ": " + f
+	}
+	return false, h.apply(ctx, t, t.Type(), req, func(context.Context, bun.Tx) (decision, error) {
+		return decision{}, domain.Reject(domain.CodeBadRequest, "%s cannot be read: %v", what, cause)
+	})
+}
+
+// unreadableField names the first field (by JSON name) of payload that v's type
+// cannot read, so that the rejection says which: encoding/json names the field
+// of a type mismatch, but not that of a value its type refused (an instant in
+// year 10000).
+func unreadableField(payload []byte, v any) string {
+	var fields map[string]json.RawMessage
+	if json.Unmarshal(payload, &fields) != nil {
+		return ""
+	}
+	for _, name := range slices.Sorted(maps.Keys(fields)) {
+		one, err := json.Marshal(map[string]json.RawMessage{name: fields[name]})
+		if err != nil {
+			continue
+		}
+		if json.Unmarshal(one, reflect.New(reflect.TypeOf(v).Elem()).Interface()) != nil {
+			return name
+		}
+	}
+	return ""
+}
+
+// unreadable is a request whose payload could not be decoded, known by its
+// request ID and the hash of its payload alone.
+type unreadable struct{ id, fingerprint string }
+
+func (u unreadable) ID() string           { return u.id }
+func (u unreadable) Fingerprint() string  { return u.fingerprint }
+func (u unreadable) CheckInstants() error { return nil }
 
 // decision is what a request's transaction decided: the result to record and the
 // follow-up tasks to hand to Redis once it commits.
@@ -138,42 +204,41 @@ type decision struct {
 }
 
 // apply is the one frame every request runs in (session:start, session:stop,
-// permit:issue, permit:topup, permit:end): it reads the task's payload into req
-// (a pointer to the request's payload type, which decide reads), claims the
-// request ID in Postgres, runs decide under the same transaction, and records
-// the outcome. A second delivery (a retry after a crash between commit and
-// acknowledgement, or a duplicate enqueue) finds the outcome recorded and
-// changes nothing. A rule rejection is the outcome; so is a write the database
-// refuses for good (see fail); any other error rolls everything back and asynq
-// retries.
-func (h *Handlers) apply(ctx context.Context, t *asynq.Task, req jobs.Request,
+// permit:issue, permit:topup, permit:end): it claims the request ID in Postgres,
+// runs decide under the same transaction, and records the outcome. A second
+// delivery (a retry after a crash between commit and acknowledgement, or a
+// duplicate enqueue) finds the outcome recorded and changes nothing; another
+// request under the same ID is an idempotency conflict (see conflict). A rule
+// rejection is the outcome; so is a write the database refuses for good (see
+// fail); any other error rolls everything back and asynq retries.
+func (h *Handlers) apply(ctx context.Context, t *asynq.Task, typ string, req jobs.Request,
 	decide func(ctx context.Context, tx bun.Tx) (decision, error)) error {
-	typ := t.Type()
-	if err := decode(t, req); err != nil {
-		return err
-	}
 	if !jobs.ValidRequestID(req.ID()) {
 		return fmt.Errorf("%s: request_id %q is not 1-64 of [A-Za-z0-9_.:-]: %w", typ, req.ID(), asynq.SkipRetry)
 	}
 	log := h.logger(ctx).With("request_id", req.ID())
 	var d decision
-	var outcome, code string
+	var outcome, code, recordedType string
 	began := time.Now()
 	err := h.inTx(ctx, func(ctx context.Context, tx bun.Tx) error {
-		d, outcome, code = decision{}, OutcomeDuplicate, ""
+		d, outcome, code, recordedType = decision{}, OutcomeDuplicate, "", ""
 		r, err := repo.ClaimRequest(ctx, tx, req.ID(), typ, req.Fingerprint(), nil)
 		if err != nil {
 			return err
 		}
 		if r.Type != typ || r.BodyHash != req.Fingerprint() {
-			log.Warn("request ID reused for a different request: ignored", "recorded_type", r.Type)
+			outcome, code, recordedType = OutcomeConflict, CodeIdempotencyConflict, r.Type
 			return nil
 		}
 		if r.Status != repo.RequestPending {
 			log.Info("request already " + r.Status + ": nothing to do")
 			return nil
 		}
-		d, err = decide(ctx, tx)
+		// An instant out of range is refused before any rule looks at it: some
+		// cannot even be stored or written back as JSON.
+		if err = req.CheckInstants(); err == nil {
+			d, err = decide(ctx, tx)
+		}
 		if rule, ok := domain.AsRule(err); ok {
 			// The message is kept, shown to operators and logged: whatever a
 			// rule said, the plate the request names shows masked.
@@ -196,6 +261,9 @@ func (h *Handlers) apply(ctx context.Context, t *asynq.Task, req jobs.Request,
 		return fmt.Errorf("%s %s: %w", typ, req.ID(), err)
 	}
 	h.observer().RequestDone(typ, outcome, code, time.Since(began))
+	if outcome == OutcomeConflict {
+		return h.conflict(ctx, t, typ, req.ID(), recordedType)
+	}
 	for _, how := range d.settled {
 		h.observer().SessionSettled(how, 0)
 	}
@@ -206,7 +274,7 @@ func (h *Handlers) apply(ctx context.Context, t *asynq.Task, req jobs.Request,
 
 // platesOf are the plates a request names.
 func platesOf(req jobs.Request) []string {
-	if p, ok := req.(*jobs.SessionStart); ok {
+	if p, ok := req.(jobs.SessionStart); ok {
 		return []string{p.Plate}
 	}
 	return nil
@@ -270,6 +338,34 @@ func (h *Handlers) fail(ctx context.Context, typ string, req jobs.Request, msg s
 		h.observer().RequestDone(typ, OutcomeRejected, string(domain.CodeRequestFailed), time.Since(began))
 	}
 	return nil
+}
+
+// CodeIdempotencyConflict is the answer to a request whose ID was used for a
+// different request (CONTRACT.md: 409 over HTTP).
+const CodeIdempotencyConflict = "idempotency_conflict"
+
+// conflict answers a task whose request ID was already used for a different
+// request (another type, or another payload): the recorded request and its
+// outcome stay as they are, and this one is applied never. The intake answers
+// that 409 before it enqueues anything; a task enqueued directly (package jobs)
+// meets it here. Taking it for a repeat of the first would answer the sender
+// with an outcome of something it did not ask, so the task gets its own answer
+// instead: an idempotency_conflict written as the task's result and its error,
+// and it is archived at once (not retried: it can never succeed), where
+// asynq's Inspector and asynqmon show it.
+func (h *Handlers) conflict(ctx context.Context, t *asynq.Task, typ, id, recordedType string) error {
+	msg := fmt.Sprintf("request ID %s was already used for a different request (%s)", id, recordedType)
+	h.logger(ctx).Warn("request ID reused for a different request: refused", "request_id", id, "recorded_type", recordedType)
+	if w := t.ResultWriter(); w != nil { // nil when the handler is called directly
+		body, _ := json.Marshal(map[string]any{ // cannot fail: strings
+			"request_id": id, "status": repo.RequestRejected,
+			"error": repo.RuleOutcome{Code: CodeIdempotencyConflict, Message: msg},
+		})
+		if _, err := w.Write(body); err != nil {
+			h.logger(ctx).Warn("could not write the conflict as the task's result", "err", err)
+		}
+	}
+	return fmt.Errorf("%s: %s; this %s is not applied: %w", CodeIdempotencyConflict, msg, typ, asynq.SkipRetry)
 }
 
 // forget deletes scheduled tasks that can no longer do anything. Without it a
@@ -364,7 +460,10 @@ func lockPermit(ctx context.Context, tx bun.Tx, id string) (*repo.Permit, error)
 // SessionStart handles session:start.
 func (h *Handlers) SessionStart(ctx context.Context, t *asynq.Task) error {
 	var p jobs.SessionStart
-	return h.apply(ctx, t, &p, func(ctx context.Context, tx bun.Tx) (decision, error) {
+	if ok, err := h.decodeRequest(ctx, t, &p); !ok {
+		return err
+	}
+	return h.apply(ctx, t, jobs.TypeSessionStart, p, func(ctx context.Context, tx bun.Tx) (decision, error) {
 		now := h.now()
 		permit, err := lockPermit(ctx, tx, p.PermitID)
 		if err != nil {
@@ -378,7 +477,7 @@ func (h *Handlers) SessionStart(ctx context.Context, t *asynq.Task) error {
 			return decision{}, err
 		}
 		plan, err := domain.PlanSession(zone, permit.State(), domain.StartRequest{
-			Plate: p.Plate, StartAt: instantPtr(p.StartAt), EndAt: instantPtr(p.EndAt), ReceivedAt: receivedAt(p.ReceivedAt, now),
+			Plate: p.Plate, Country: p.Country, StartAt: instantPtr(p.StartAt), EndAt: instantPtr(p.EndAt), ReceivedAt: receivedAt(p.ReceivedAt, now),
 		})
 		if err != nil {
 			return decision{}, err
@@ -398,7 +497,10 @@ func (h *Handlers) SessionStart(ctx context.Context, t *asynq.Task) error {
 // SessionStop handles session:stop.
 func (h *Handlers) SessionStop(ctx context.Context, t *asynq.Task) error {
 	var p jobs.SessionStop
-	return h.apply(ctx, t, &p, func(ctx context.Context, tx bun.Tx) (decision, error) {
+	if ok, err := h.decodeRequest(ctx, t, &p); !ok {
+		return err
+	}
+	return h.apply(ctx, t, jobs.TypeSessionStop, p, func(ctx context.Context, tx bun.Tx) (decision, error) {
 		now := h.now()
 		sid, ok := repo.ParseID(p.SessionID)
 		if !ok {
@@ -495,7 +597,10 @@ func (h *Handlers) autoStop(ctx context.Context, sessionID int64, how string) (b
 // PermitIssue handles permit:issue.
 func (h *Handlers) PermitIssue(ctx context.Context, t *asynq.Task) error {
 	var p jobs.PermitIssue
-	return h.apply(ctx, t, &p, func(ctx context.Context, tx bun.Tx) (decision, error) {
+	if ok, err := h.decodeRequest(ctx, t, &p); !ok {
+		return err
+	}
+	return h.apply(ctx, t, jobs.TypePermitIssue, p, func(ctx context.Context, tx bun.Tx) (decision, error) {
 		now := h.now()
 		facts, err := repo.GatherIssueFacts(ctx, tx, p.ResidentID, p.AddressID)
 		if err != nil {
@@ -522,16 +627,30 @@ func (h *Handlers) PermitIssue(ctx context.Context, t *asynq.Task) error {
 // PermitTopup handles permit:topup.
 func (h *Handlers) PermitTopup(ctx context.Context, t *asynq.Task) error {
 	var p jobs.PermitTopup
-	return h.apply(ctx, t, &p, func(ctx context.Context, tx bun.Tx) (decision, error) {
+	if ok, err := h.decodeRequest(ctx, t, &p); !ok {
+		return err
+	}
+	return h.apply(ctx, t, jobs.TypePermitTopup, p, func(ctx context.Context, tx bun.Tx) (decision, error) {
 		permit, err := lockPermit(ctx, tx, p.PermitID)
 		if err != nil {
+			return decision{}, err
+		}
+		// A payment reference is used once in the whole system. Its lock comes
+		// before anything is written: in a shared transaction a busy one
+		// defers the unit, which must then have written nothing.
+		if err := repo.LockPaymentRef(ctx, tx, p.PaymentRef); err != nil {
 			return decision{}, err
 		}
 		if err := h.currentYear(ctx, tx, permit, h.now()); err != nil {
 			return decision{}, err
 		}
-		// The same payment booked twice (under two request IDs) is one top-up.
-		if dup, err := repo.TopupExists(ctx, tx, permit.ID, p.PaymentRef); err != nil || dup {
+		prior, err := repo.PriorTopup(ctx, tx, permit.ID, p.PaymentRef)
+		if err != nil {
+			return decision{}, err
+		}
+		// The same payment sent again (under another request ID) is the same
+		// top-up: nothing is added, and it is answered as the first was.
+		if repeat, err := domain.CheckPaymentRef(prior, p.Hours); err != nil || repeat {
 			return decision{result: permit.View()}, err
 		}
 		zone, err := h.Store.ZoneOf(ctx, tx, permit)

@@ -85,24 +85,33 @@ func (e *harness) start() {
 }
 
 // permit issues a permit at a fresh address of the TEST zone and buys hours on it.
-func (e *harness) permit(hours int) string {
+func (e *harness) permit(hours int) string { return e.permitIn("TEST", hours) }
+
+// permitIn issues a permit at a fresh address of zone and buys hours on it,
+// received at the handlers' clock when the test set one.
+func (e *harness) permitIn(zone string, hours int) string {
 	e.t.Helper()
 	addr, resident := rid("A"), rid("R")
-	zone := "TEST"
 	if err := repo.PutAddress(e.ctx, e.store.DB, &repo.Address{ID: addr, Zone: &zone}); err != nil {
 		e.t.Fatal(err)
 	}
 	if _, err := repo.PutRegistration(e.ctx, e.store.DB, &repo.Registration{ResidentID: resident, AddressID: addr}); err != nil {
 		e.t.Fatal(err)
 	}
-	task, err := jobs.NewPermitIssue(jobs.PermitIssue{RequestID: rid("issue"), ResidentID: resident, AddressID: addr})
+	var received time.Time // stamped by the constructor
+	if e.h.Now != nil {
+		received = e.h.Now()
+	}
+	task, err := jobs.NewPermitIssue(jobs.PermitIssue{RequestID: rid("issue"), ResidentID: resident, AddressID: addr, ReceivedAt: received})
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	var pv repo.PermitView
-	e.run(task, e.h.PermitIssue, &pv)
+	if r := e.run(task, e.h.PermitIssue, &pv); r.Status != repo.RequestApplied {
+		e.t.Fatalf("issue: %s %s", r.Status, r.Error)
+	}
 	if hours > 0 {
-		task, err := jobs.NewPermitTopup(jobs.PermitTopup{RequestID: rid("topup"), PermitID: pv.ID, Hours: hours, PaymentRef: rid("pay")})
+		task, err := jobs.NewPermitTopup(jobs.PermitTopup{RequestID: rid("topup"), PermitID: pv.ID, Hours: hours, PaymentRef: rid("pay"), ReceivedAt: received})
 		if err != nil {
 			e.t.Fatal(err)
 		}
@@ -279,6 +288,60 @@ func (e *harness) awaitTask(id string, present bool) {
 		}
 		if time.Now().After(deadline) {
 			e.t.Fatalf("task %s: present = %v after 5s, want %v", id, err == nil, present)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// putZone replaces a zone, as PUT /v1/admin/zones/{code} does.
+func (e *harness) putZone(code string, spec domain.ZoneSpec) *domain.Zone {
+	e.t.Helper()
+	z, err := domain.CompileZone(code, spec)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if err := repo.PutZone(e.ctx, e.store.DB, z); err != nil {
+		e.t.Fatal(err)
+	}
+	return z
+}
+
+// autoStopNow runs a session's auto-stop at the worker's clock.
+func (e *harness) autoStopNow(s repo.SessionView) *repo.Session {
+	e.t.Helper()
+	if err := e.h.SessionAutoStop(e.ctx, jobs.NewSessionAutoStop(s.ID, s.PlannedEndAt)); err != nil {
+		e.t.Fatal(err)
+	}
+	return e.session(s.ID)
+}
+
+// awaitQueueEmpty waits until a queue holds no pending or active task.
+func (e *harness) awaitQueueEmpty(queue string) {
+	e.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		info, err := e.inspector.GetQueueInfo(queue)
+		if err == nil && info.Pending == 0 && info.Active == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("queue %s not empty after 10s: %+v %v", queue, info, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// awaitArchived waits until the task with this ID is archived in queue.
+func (e *harness) awaitArchived(queue, id string) *asynq.TaskInfo {
+	e.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		info, err := e.inspector.GetTaskInfo(queue, id)
+		if err == nil && info.State == asynq.TaskStateArchived {
+			return info
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("task %s not archived after 10s: %+v %v", id, info, err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -6,8 +6,9 @@ import "time"
 // transaction committed, so it only ever counts what really happened. The
 // Prometheus implementation lives apart (package metrics), like asynq's own.
 type Observer interface {
-	// RequestDone: a request of type typ was applied or rejected (code set), or
-	// found already done ("duplicate"); took is the time of its transaction.
+	// RequestDone: a request of type typ was applied or rejected (code set),
+	// found already done ("duplicate"), or found to reuse another request's ID
+	// ("conflict"); took is the time of its transaction.
 	RequestDone(typ, outcome, code string, took time.Duration)
 	// SessionSettled: a session was stopped, auto-stopped, cancelled or settled by
 	// the reconciler; lateness is settlement minus planned end for auto-stops.
@@ -23,6 +24,9 @@ const (
 	OutcomeApplied   = "applied"
 	OutcomeRejected  = "rejected"
 	OutcomeDuplicate = "duplicate"
+	// OutcomeConflict: the request ID was already used for a different
+	// request; nothing was applied (code idempotency_conflict).
+	OutcomeConflict = "conflict"
 
 	SettledStop       = "stopped"
 	SettledCancel     = "cancelled"

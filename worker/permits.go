@@ -19,7 +19,10 @@ import (
 // or top-up land in between. Ending an ended permit answers it as it is.
 func (h *Handlers) PermitEnd(ctx context.Context, t *asynq.Task) error {
 	var p jobs.PermitEnd
-	return h.apply(ctx, t, &p, func(ctx context.Context, tx bun.Tx) (decision, error) {
+	if ok, err := h.decodeRequest(ctx, t, &p); !ok {
+		return err
+	}
+	return h.apply(ctx, t, jobs.TypePermitEnd, p, func(ctx context.Context, tx bun.Tx) (decision, error) {
 		now := h.now()
 		permit, err := lockPermit(ctx, tx, p.PermitID)
 		if err != nil {
@@ -72,7 +75,11 @@ func (h *Handlers) currentYear(ctx context.Context, tx bun.Tx, p *repo.Permit, a
 	if p.Status != domain.PermitActive || p.YearEndsAt.After(at) {
 		return nil
 	}
-	n, err := repo.RollPermitYears(ctx, tx, p, at)
+	z, err := h.Store.ZoneOf(ctx, tx, p)
+	if err != nil {
+		return err
+	}
+	n, err := repo.RollPermitYears(ctx, tx, z, p, at)
 	if n > 0 {
 		h.logger(ctx).Info("permit year rolled over on use", "permit_id", p.ID, "years", n)
 	}

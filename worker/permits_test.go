@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -454,6 +455,8 @@ func TestEndPermitInstantAndReason(t *testing.T) {
 		code   domain.Code
 	}{
 		{"a move date in the past", p.ID, ptr(now.Add(-6 * time.Minute)), "moved", domain.CodeInvalidEndTime},
+		{"61 seconds back", p.ID, ptr(now.Add(-61 * time.Second)), "moved", domain.CodeInvalidEndTime},
+		{"5 minutes back", p.ID, ptr(now.Add(-5 * time.Minute)), "moved", domain.CodeInvalidEndTime},
 		{"an end date ahead", p.ID, ptr(now.Add(time.Hour)), "moved", domain.CodeInvalidEndTime},
 		{"no reason", p.ID, nil, " ", domain.CodeInvalidEndReason},
 		{"unknown permit", "999999", nil, "moved", domain.CodeNotFound},
@@ -468,11 +471,11 @@ func TestEndPermitInstantAndReason(t *testing.T) {
 	if pr := l.permitRow(p.ID); pr.Status != domain.PermitActive || pr.BalanceMinutes != 300 {
 		t.Fatalf("rejected ends changed the permit: %+v", pr)
 	}
-	// An end 3 minutes back: a session that started after that instant never
-	// ran under the permit and is cancelled, not charged.
+	// An end 50 seconds back (clock skew): a session that started after that
+	// instant never ran under the permit and is cancelled, not charged.
 	l.mustStart(p.ID, "LATE1", nil, nil)
-	l.clk.add(time.Minute)
-	at := now.Add(-2 * time.Minute)
+	l.clk.add(20 * time.Second)
+	at := now.Add(-30 * time.Second)
 	task, _ := l.endTask(p.ID, &at, "moved")
 	var pv repo.PermitView
 	if r := l.run(task, l.h.PermitEnd, &pv); r.Status != repo.RequestApplied || !pv.EndedAt.Equal(at) {
@@ -829,4 +832,177 @@ func TestRolloverSchedulersOnThreeHostsEnqueueOncePerPeriod(t *testing.T) {
 	if done := completed(2); len(done) != 2 {
 		t.Fatalf("%d rollovers ran in two periods, want 2", len(done))
 	}
+}
+
+// A payment reference is used once in the whole system: on another permit, or
+// with other hours on the same one, it is payment_ref_reused (a recorded
+// rejection, nothing booked); the same permit and hours again is the same
+// top-up, answered as the first.
+func TestPaymentRefUsedOnceInTheWholeSystem(t *testing.T) {
+	l := setupLifecycle(t, time.Now())
+	p1, p2 := l.newPermit("TEST", 0), l.newPermit("TEST", 0)
+	ref := rid("PAY-X")
+	topup := func(permitID string, hours int) (*repo.Request, repo.PermitView) {
+		t.Helper()
+		task, _ := l.topupTask(permitID, hours, ref)
+		var pv repo.PermitView
+		return l.run(task, l.h.PermitTopup, &pv), pv
+	}
+	if r, pv := topup(p1.ID, 3); r.Status != repo.RequestApplied || pv.BalanceMinutes != 180 {
+		t.Fatalf("first top-up: %s %s %+v", r.Status, r.Error, pv)
+	}
+	r, _ := topup(p2.ID, 3)
+	wantRejected(t, r, domain.CodePaymentRefReused)
+	r, _ = topup(p1.ID, 4)
+	wantRejected(t, r, domain.CodePaymentRefReused)
+	if r, pv := topup(p1.ID, 3); r.Status != repo.RequestApplied || pv.BalanceMinutes != 180 || pv.Year.PurchasedMinutes != 180 {
+		t.Fatalf("the same top-up again: %s %s %+v, want applied and nothing added", r.Status, r.Error, pv)
+	}
+	// An ended permit repeats its top-up as it was, and refuses another's reference.
+	task, _ := l.endTask(p2.ID, nil, "moved")
+	l.run(task, l.h.PermitEnd, nil)
+	r, _ = topup(p2.ID, 3)
+	wantRejected(t, r, domain.CodePaymentRefReused)
+	for id, want := range map[string]struct{ topups, balance int }{p1.ID: {1, 180}, p2.ID: {0, 0}} {
+		if k := l.ledgerKinds(id); k["topup"] != want.topups {
+			t.Errorf("permit %s: %d top-up entries, want %d", id, k["topup"], want.topups)
+		}
+		if b := l.permitRow(id).BalanceMinutes; b != want.balance {
+			t.Errorf("permit %s: balance %d, want %d", id, b, want.balance)
+		}
+	}
+	l.checkInvariants()
+}
+
+// Permits racing with one payment reference, through the queue (where the
+// Coalescer shares transactions among them) and straight into the handler at
+// the same time: exactly one is credited, every other is payment_ref_reused at
+// once, never a retry or an archived task.
+func TestPaymentRefRaceBetweenPermits(t *testing.T) {
+	l := setupLifecycle(t, time.Now())
+	l.start()
+	permits := make([]repo.PermitView, 6)
+	for i := range permits {
+		permits[i] = l.newPermit("TEST", 0)
+	}
+	for round := range 4 {
+		ref := rid("PAY-RACE")
+		ids := make([]string, len(permits))
+		var wg sync.WaitGroup
+		for i, p := range permits {
+			var task *asynq.Task
+			task, ids[i] = l.topupTask(p.ID, 2, ref)
+			if (i+round)%2 == 0 {
+				l.enqueue(task)
+				continue
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := l.h.PermitTopup(context.Background(), task); err != nil {
+					t.Error(err)
+				}
+			}()
+		}
+		wg.Wait()
+		applied := 0
+		for _, id := range ids {
+			switch r := l.await(id, nil); rejection(t, r) {
+			case "":
+				applied++
+			case string(domain.CodePaymentRefReused):
+			default:
+				t.Fatalf("round %d: top-up %s: %s %s", round, id, r.Status, r.Error)
+			}
+		}
+		if applied != 1 {
+			t.Fatalf("round %d: %d permits credited with one payment, want 1", round, applied)
+		}
+	}
+	total := 0
+	for _, p := range permits {
+		total += l.permitRow(p.ID).BalanceMinutes
+	}
+	if total != 4*120 {
+		t.Fatalf("balances add up to %d minutes, want 4 payments of 120", total)
+	}
+	info, err := l.inspector.GetQueueInfo(jobs.QueueDefault)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Retry != 0 || info.Archived != 0 {
+		t.Fatalf("default queue: %d retrying, %d archived; the race must be decided, not retried", info.Retry, info.Archived)
+	}
+	l.checkInvariants()
+}
+
+// A request ID enqueued again through package jobs with another payload (or as
+// another type) is an idempotency conflict, as over HTTP: nothing of it is
+// applied, the first request's outcome stays, and the task is archived with
+// idempotency_conflict as its error and result instead of passing for a repeat.
+func TestRequestIDReusedThroughJobsIsAConflict(t *testing.T) {
+	l := setupLifecycle(t, time.Now())
+	l.start()
+	p := l.newPermit("TEST", 5)
+	id := rid("jobs-key")
+	first, err := jobs.NewSessionStart(jobs.SessionStart{RequestID: id, PermitID: p.ID, Plate: "KEY1", ReceivedAt: l.clk.now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.enqueue(first)
+	var s repo.SessionView
+	if r := l.await(id, &s); r.Status != repo.RequestApplied {
+		t.Fatalf("first start: %s %s", r.Status, r.Error)
+	}
+	recorded := l.outcome(id, nil)
+	l.awaitQueueEmpty(jobs.QueueCritical)
+	others := []*asynq.Task{}
+	for _, pl := range []jobs.SessionStart{
+		{RequestID: id, PermitID: p.ID, Plate: "KEY2"},                                         // another plate
+		{RequestID: id, PermitID: p.ID, Plate: "KEY1", Country: "DE"},                          // another country
+		{RequestID: id, PermitID: p.ID, Plate: "KEY1", EndAt: ptr(l.clk.now().Add(time.Hour))}, // another end
+	} {
+		pl.ReceivedAt = l.clk.now()
+		task, err := jobs.NewSessionStart(pl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		others = append(others, task)
+	}
+	topup, err := jobs.NewPermitTopup(jobs.PermitTopup{RequestID: id, PermitID: p.ID, Hours: 1, PaymentRef: rid("pay"), ReceivedAt: l.clk.now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	others = append(others, topup)
+	for _, task := range others {
+		info, err := l.client.Enqueue(task)
+		if err != nil {
+			t.Fatalf("enqueue %s again under %s: %v", task.Type(), id, err)
+		}
+		got := l.awaitArchived(info.Queue, id)
+		if !strings.Contains(got.LastErr, "idempotency_conflict") {
+			t.Errorf("%s: archived with %q, want idempotency_conflict", task.Type(), got.LastErr)
+		}
+		var res struct {
+			Status string
+			Error  repo.RuleOutcome
+		}
+		if err := json.Unmarshal(got.Result, &res); err != nil || res.Status != repo.RequestRejected || res.Error.Code != "idempotency_conflict" {
+			t.Errorf("%s: task result %s (%v), want a rejection idempotency_conflict", task.Type(), got.Result, err)
+		}
+		if err := l.inspector.DeleteTask(info.Queue, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if again := l.outcome(id, nil); again.Status != recorded.Status || string(again.Result) != string(recorded.Result) || again.Type != jobs.TypeSessionStart {
+		t.Fatalf("the first request's outcome changed: %s %s", again.Status, again.Result)
+	}
+	n, err := l.store.DB.NewSelect().Model((*repo.Session)(nil)).Count(l.ctx)
+	if err != nil || n != 1 {
+		t.Fatalf("sessions = %d (%v), want the first request's one", n, err)
+	}
+	if pr := l.permitRow(p.ID); pr.BalanceMinutes != 300-180 || pr.PurchasedMinutes != 300 {
+		t.Fatalf("permit: balance %d purchased %d: a conflicting request was applied", pr.BalanceMinutes, pr.PurchasedMinutes)
+	}
+	l.checkInvariants()
 }

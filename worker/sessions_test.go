@@ -158,8 +158,10 @@ func TestRuleRejectionIsOutcomeNotRetry(t *testing.T) {
 		plate, permit string
 		code          domain.Code
 	}{
-		{"ÄB-12", pid, domain.CodeInvalidPlate},
-		{"DROP TABLE", pid, domain.CodeInvalidPlate},
+		{"\u0410B-12", pid, domain.CodeInvalidPlate}, // Cyrillic А
+		{"DROP;TABLE", pid, domain.CodeInvalidPlate},
+		{"AB\u200B12", pid, domain.CodeInvalidPlate}, // zero-width space
+		{"ABCDEFG123456", pid, domain.CodeInvalidPlate},
 		{"AB12CD", "999999", domain.CodeNotFound},
 		{"AB12CD", "not-a-number", domain.CodeNotFound},
 	} {
@@ -502,4 +504,112 @@ func TestReconcileEnqueuedOncePerMinute(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// A stop's at may lie at most 60 seconds before the request was received: a
+// session started, parked in for 70 s and then stopped "at its start" is
+// refused (it would be charged nothing, and enforcement, told "valid" a minute
+// ago, would now read "no session"); the session runs on and its right stands.
+func TestStopBackdatedAtMostSixtySeconds(t *testing.T) {
+	t0 := time.Now().UTC().Truncate(time.Second)
+	l := setupLifecycle(t, t0)
+	p := l.newPermit("TEST", 5)
+	s := l.mustStart(p.ID, "BACK1", nil, nil)
+	l.clk.add(70 * time.Second)
+	stop := func(at *time.Time) *repo.Request {
+		t.Helper()
+		task, err := jobs.NewSessionStop(jobs.SessionStop{RequestID: rid("stop"), SessionID: s.ID, At: at, ReceivedAt: l.clk.now()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l.run(task, l.h.SessionStop, nil)
+	}
+	covered := func(at time.Time) bool {
+		t.Helper()
+		_, ok, err := repo.CoveringSession(l.ctx, l.store.DB, "BACK1", "TEST", at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	if !covered(t0.Add(30 * time.Second)) {
+		t.Fatal("the session does not cover its first minute")
+	}
+	for _, at := range []time.Time{s.StartAt, l.clk.now().Add(-61 * time.Second), l.clk.now().Add(-5 * time.Minute)} {
+		wantRejected(t, stop(&at), domain.CodeInvalidStopTime)
+	}
+	if row := l.session(s.ID); row.State != domain.StateOpen || row.ChargedMinutes != nil {
+		t.Fatalf("a refused stop changed the session: %s charged %v", row.State, row.ChargedMinutes)
+	}
+	if !covered(t0.Add(30*time.Second)) || !covered(l.clk.now()) {
+		t.Fatal("a refused stop took back the session's right")
+	}
+	// Clock skew of up to 60 s is allowed: stopped 60 s back, charged the minutes up to it.
+	at := l.clk.now().Add(-60 * time.Second)
+	var sv repo.SessionView
+	task, err := jobs.NewSessionStop(jobs.SessionStop{RequestID: rid("stop"), SessionID: s.ID, At: &at, ReceivedAt: l.clk.now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := l.run(task, l.h.SessionStop, &sv); r.Status != repo.RequestApplied || sv.Status != domain.StatusStopped ||
+		!sv.EndAt.Equal(at) || *sv.ChargedMinutes != 1 {
+		t.Fatalf("stop 60 s back: %s %s %+v", r.Status, r.Error, sv)
+	}
+	if !covered(t0.Add(5*time.Second)) || covered(at.Add(time.Second)) {
+		t.Fatal("the settled session does not cover exactly its interval")
+	}
+	l.checkInvariants()
+}
+
+// Plates as people type and paste them, with their country: a German district
+// code with an umlaut, an Irish plate of 11, a pasted en dash and no-break
+// space, all stored normalised with the country named (NL when none); one
+// plate has one session per zone whatever the country; a country that is not
+// one is invalid_country.
+func TestPlatesOfEuropeWithTheirCountry(t *testing.T) {
+	e := setup(t)
+	e.start()
+	p1, p2 := e.permit(10), e.permit(10)
+	start := func(permitID, plate, country string) (*repo.Request, repo.SessionView) {
+		t.Helper()
+		id := rid("start")
+		task, err := jobs.NewSessionStart(jobs.SessionStart{RequestID: id, PermitID: permitID, Plate: plate, Country: country})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.enqueue(task)
+		var s repo.SessionView
+		return e.await(id, &s), s
+	}
+	for _, c := range []struct{ plate, country, wantPlate, wantCountry string }{
+		{"GÖ-AB 123", "DE", "GOAB123", "DE"},
+		{"132-WW-123456", "IE", "132WW123456", "IE"},
+		{"\u00A0XK–12\u00A0AB\u00A0", "", "XK12AB", "NL"},
+		{"ABCDEF-123456", "BE", "ABCDEF123456", "BE"},
+	} {
+		r, s := start(p1, c.plate, c.country)
+		if r.Status != repo.RequestApplied || s.Plate != c.wantPlate || s.Country != c.wantCountry {
+			t.Fatalf("start %q %q: %s %s %+v, want %s %s", c.plate, c.country, r.Status, r.Error, s, c.wantPlate, c.wantCountry)
+		}
+		if row := e.session(s.ID); row.Plate != c.wantPlate || row.Country != c.wantCountry {
+			t.Fatalf("stored %s %s, want %s %s", row.Plate, row.Country, c.wantPlate, c.wantCountry)
+		}
+	}
+	// The same plate from another country, on another permit, in the same zone.
+	r, _ := start(p2, "go-ab-123", "NL")
+	wantRejected(t, r, domain.CodePlateAlreadyParked)
+	r, _ = start(p2, "132 WW 123456", "GB")
+	wantRejected(t, r, domain.CodePlateAlreadyParked)
+	for _, country := range []string{"nl", "NLD", "ZZ", "EU"} {
+		r, _ = start(p2, "NEW1", country)
+		wantRejected(t, r, domain.CodeInvalidCountry)
+	}
+	for _, plate := range []string{"\u0410B-12", "AB\u200B12", "AB🚗1", "132-WW-12345678"} {
+		r, _ = start(p2, plate, "IE")
+		wantRejected(t, r, domain.CodeInvalidPlate)
+	}
+	if k := e.ledgerKinds(p2); k["reserve"] != 0 {
+		t.Fatalf("rejected starts reserved: %v", k)
+	}
+	e.checkInvariants()
 }

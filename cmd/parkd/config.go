@@ -1,11 +1,20 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/parkd/parkd/intake"
 )
 
 // config is parkd's configuration, read from the environment; every setting has
@@ -14,8 +23,13 @@ type config struct {
 	Env         string
 	DatabaseURL string
 	RedisURL    string
-	HTTPAddr    string
-	JWTSecret   string
+	// Redis is RedisURL parsed, once, at start.
+	Redis     asynq.RedisConnOpt
+	HTTPAddr  string
+	JWTSecret string
+	// RateLimit and RateBurst are the intake's token bucket per subject.
+	RateLimit   int
+	RateBurst   int
 	DBMaxConns  int
 	Concurrency int
 	// SettleBatch caps how many requests share one transaction (1: each its
@@ -41,82 +55,150 @@ type config struct {
 
 const devJWTSecret = "parkd-DEVELOPMENT-ONLY-secret-do-not-use-in-production"
 
+// minProductionSecret is the shortest HS256 key production accepts: RFC 7518
+// (3.2) wants a key at least as long as the hash, 256 bits.
+const minProductionSecret = 32
+
+// loadConfig reads and checks every variable before the command does anything
+// else, so that no command connects anywhere, or runs on the public development
+// secret, with a configuration it would misread. Every invalid variable is
+// named at once, each with the form it accepts. A variable set to "" counts as
+// unset (its default), except PARKD_ENV: an empty one is most likely a
+// production value that did not render, and must not become development.
 func loadConfig() (config, error) {
+	e := &envReader{}
 	c := config{
-		Env:         env("PARKD_ENV", "development"),
-		DatabaseURL: env("PARKD_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/parkd?sslmode=disable"),
-		RedisURL:    env("PARKD_REDIS_URL", "redis://127.0.0.1:6379/0"),
-		HTTPAddr:    env("PARKD_HTTP_ADDR", ":8080"),
-		JWTSecret:   env("PARKD_JWT_SECRET", devJWTSecret),
-		MetricsAddr: env("PARKD_METRICS_ADDR", ""),
-		PprofAddr:   env("PARKD_PPROF_ADDR", ""),
+		Env:               e.oneOf("PARKD_ENV", "development", "development", "production"),
+		JWTSecret:         e.str("PARKD_JWT_SECRET", devJWTSecret),
+		DatabaseURL:       e.str("PARKD_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/parkd?sslmode=disable"),
+		RedisURL:          e.str("PARKD_REDIS_URL", "redis://127.0.0.1:6379/0"),
+		HTTPAddr:          e.addr("PARKD_HTTP_ADDR", ":8080"),
+		MetricsAddr:       e.addr("PARKD_METRICS_ADDR", ""),
+		PprofAddr:         e.addr("PARKD_PPROF_ADDR", ""),
+		RateLimit:         e.positiveInt("PARKD_RATE_LIMIT", intake.DefaultRate),
+		RateBurst:         e.positiveInt("PARKD_RATE_BURST", intake.DefaultBurst),
+		DBMaxConns:        e.positiveInt("PARKD_DB_MAX_CONNS", 25),
+		Concurrency:       e.positiveInt("PARKD_WORKER_CONCURRENCY", 64),
+		SettleBatch:       e.positiveInt("PARKD_SETTLE_BATCH", 64),
+		SettleCommitters:  e.positiveInt("PARKD_SETTLE_COMMITTERS", 4),
+		TaskCheck:         e.duration("PARKD_TASK_CHECK_INTERVAL", 10*time.Millisecond),
+		DelayedCheck:      e.duration("PARKD_DELAYED_TASK_CHECK_INTERVAL", 500*time.Millisecond),
+		StartupWait:       e.duration("PARKD_STARTUP_WAIT", 60*time.Second),
+		DBConnMaxLifetime: e.duration("PARKD_DB_CONN_MAX_LIFETIME", 0),
+		MonitorReadOnly:   e.oneOf("PARKD_MONITOR_READONLY", "false", "false", "true") == "true",
 	}
-	var err error
-	if c.DBMaxConns, err = envInt("PARKD_DB_MAX_CONNS", 25); err != nil {
-		return c, err
-	}
-	if c.Concurrency, err = envInt("PARKD_WORKER_CONCURRENCY", 64); err != nil {
-		return c, err
-	}
-	if c.SettleBatch, err = envInt("PARKD_SETTLE_BATCH", 64); err != nil {
-		return c, err
-	}
-	if c.SettleCommitters, err = envInt("PARKD_SETTLE_COMMITTERS", 4); err != nil {
-		return c, err
-	}
-	if c.TaskCheck, err = envDuration("PARKD_TASK_CHECK_INTERVAL", 10*time.Millisecond); err != nil {
-		return c, err
-	}
-	if c.DelayedCheck, err = envDuration("PARKD_DELAYED_TASK_CHECK_INTERVAL", 500*time.Millisecond); err != nil {
-		return c, err
-	}
-	if c.StartupWait, err = envDuration("PARKD_STARTUP_WAIT", 60*time.Second); err != nil {
-		return c, err
-	}
-	if c.DBConnMaxLifetime, err = envDuration("PARKD_DB_CONN_MAX_LIFETIME", 0); err != nil {
-		return c, err
-	}
-	if v := env("PARKD_MONITOR_READONLY", "false"); v != "" {
-		if c.MonitorReadOnly, err = strconv.ParseBool(v); err != nil {
-			return c, fmt.Errorf("PARKD_MONITOR_READONLY=%q: want true or false", v)
+	if c.Env == "production" {
+		switch {
+		case e.str("PARKD_JWT_SECRET", "") == "":
+			e.fail("PARKD_JWT_SECRET is not set: production needs a secret of at least %d bytes (e.g. openssl rand -hex 32)", minProductionSecret)
+		case c.JWTSecret == devJWTSecret:
+			e.fail("PARKD_JWT_SECRET is the development default, which is public: production needs a secret of its own")
+		case len(c.JWTSecret) < minProductionSecret:
+			// Never the value: it is a secret, however bad.
+			e.fail("PARKD_JWT_SECRET is too short for production: %d bytes, at least %d needed (e.g. openssl rand -hex 32)", len(c.JWTSecret), minProductionSecret)
 		}
 	}
-	if err := c.LogLevel.UnmarshalText([]byte(env("PARKD_LOG_LEVEL", "info"))); err != nil {
-		return c, fmt.Errorf("PARKD_LOG_LEVEL: want debug, info, warn or error: %w", err)
+	if _, err := pgx.ParseConfig(c.DatabaseURL); err != nil {
+		e.fail("PARKD_DATABASE_URL: %v: want postgres://USER[:PASSWORD]@HOST:PORT/DATABASE[?sslmode=...]", err)
 	}
-	if c.Env == "production" && c.JWTSecret == devJWTSecret {
-		return c, fmt.Errorf("PARKD_JWT_SECRET is the development default, refused with PARKD_ENV=production")
+	var err error
+	if c.Redis, err = parseRedisURL(c.RedisURL); err != nil {
+		e.fail("PARKD_REDIS_URL: %v", err)
 	}
-	return c, nil
+	if c.PprofAddr != "" && !loopback(c.PprofAddr) {
+		e.fail("PARKD_PPROF_ADDR=%q: want a loopback address such as 127.0.0.1:6060 (profiles show internals)", c.PprofAddr)
+	}
+	switch v := e.oneOf("PARKD_LOG_LEVEL", "info", "debug", "info", "warn", "error"); v {
+	case "debug":
+		c.LogLevel = slog.LevelDebug
+	case "warn":
+		c.LogLevel = slog.LevelWarn
+	case "error":
+		c.LogLevel = slog.LevelError
+	default:
+		c.LogLevel = slog.LevelInfo
+	}
+	return c, errors.Join(e.errs...)
 }
 
-func env(name, def string) string {
+// envReader reads variables and keeps every problem, so that one start names
+// every bad variable, not only the first.
+type envReader struct{ errs []error }
+
+func (e *envReader) fail(format string, args ...any) {
+	e.errs = append(e.errs, fmt.Errorf(format, args...))
+}
+
+// str is the variable, or def when it is unset or empty.
+func (e *envReader) str(name, def string) string {
 	if v, ok := os.LookupEnv(name); ok && v != "" {
 		return v
 	}
 	return def
 }
 
-func envInt(name string, def int) (int, error) {
-	v := env(name, "")
+// oneOf is the variable, which must be exactly one of the allowed words: no
+// case variants or abbreviations, which would each be a second spelling to
+// document and a typo accepted. PARKD_ENV is refused even when empty.
+func (e *envReader) oneOf(name, def string, allowed ...string) string {
+	v, ok := os.LookupEnv(name)
+	if !ok || (v == "" && name != "PARKD_ENV") {
+		return def
+	}
+	if !slices.Contains(allowed, v) {
+		e.fail("%s=%q: want %s", name, v, strings.Join(allowed, " or "))
+		return def
+	}
+	return v
+}
+
+func (e *envReader) positiveInt(name string, def int) int {
+	v := e.str(name, "")
 	if v == "" {
-		return def, nil
+		return def
 	}
 	n, err := strconv.Atoi(v)
 	if err != nil || n <= 0 {
-		return 0, fmt.Errorf("%s=%q: want a positive integer", name, v)
+		e.fail("%s=%q: want a positive whole number such as %d", name, v, def)
+		return def
 	}
-	return n, nil
+	return n
 }
 
-func envDuration(name string, def time.Duration) (time.Duration, error) {
-	v := env(name, "")
+func (e *envReader) duration(name string, def time.Duration) time.Duration {
+	v := e.str(name, "")
 	if v == "" {
-		return def, nil
+		return def
 	}
 	d, err := time.ParseDuration(v)
 	if err != nil || d <= 0 {
-		return 0, fmt.Errorf("%s=%q: want a positive duration such as 500ms", name, v)
+		e.fail("%s=%q: want a positive Go duration with its unit, such as 500ms, 30s or 1h", name, v)
+		return def
 	}
-	return d, nil
+	return d
+}
+
+// addr is a listen address: HOST:PORT or :PORT, with a port number, which is
+// otherwise found wrong only when the server starts listening, long after
+// the other roles started, or, for pprof, never (it only logs).
+func (e *envReader) addr(name, def string) string {
+	v := e.str(name, def)
+	if v == "" {
+		return v
+	}
+	_, port, err := net.SplitHostPort(v)
+	if n, perr := strconv.Atoi(port); err != nil || perr != nil || n < 1 || n > 65535 {
+		e.fail("%s=%q: want HOST:PORT or :PORT with a port from 1 to 65535, such as :8080", name, v)
+		return def
+	}
+	return v
+}
+
+func loopback(addr string) bool {
+	host, _, _ := net.SplitHostPort(addr)
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

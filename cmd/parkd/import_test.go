@@ -1,196 +1,123 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/parkd/parkd/domain"
 	"github.com/parkd/parkd/repo"
 	"github.com/parkd/parkd/repo/repotest"
 )
 
-// importWorld is a test database with a zone and the addresses A1..A3.
-func importWorld(t *testing.T) (*repo.Store, string) {
+// registrations lists a database's registrations as resident@address.
+func registrations(t *testing.T, st *repo.Store) string {
 	t.Helper()
-	ctx := context.Background()
-	st, dsn := repotest.NewDB(t)
-	z, err := domain.CompileZone("IMP", domain.ZoneSpec{Name: "Import", TariffCentsPerHour: 100})
-	if err != nil {
+	var rows []string
+	if err := st.DB.NewRaw("SELECT resident_id || '@' || address_id FROM registrations ORDER BY 1").Scan(context.Background(), &rows); err != nil {
 		t.Fatal(err)
 	}
-	if err := repo.PutZone(ctx, st.DB, z); err != nil {
-		t.Fatal(err)
-	}
-	zone := "IMP"
-	for _, a := range []string{"A1", "A2", "A3"} {
-		if err := repo.PutAddress(ctx, st.DB, &repo.Address{ID: a, Zone: &zone}); err != nil {
+	return fmt.Sprint(rows)
+}
+
+func writeFiles(t *testing.T, files map[string]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
-	return st, dsn
-}
-
-func registrations(t *testing.T, st *repo.Store) []string {
-	t.Helper()
-	var rows []repo.Registration
-	if err := st.DB.NewSelect().Model(&rows).OrderExpr("resident_id, address_id").Scan(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	out := make([]string, len(rows))
-	for i, r := range rows {
-		out[i] = r.ResidentID + "@" + r.AddressID
-	}
-	return out
-}
-
-// A BRP extract with every kind of bad row: each is rejected with its line and
-// reason, every good row is loaded, and loading the file again changes nothing.
-func TestImportRegistrationsReportsEveryRow(t *testing.T) {
-	st, _ := importWorld(t)
-	long := strings.Repeat("9", 65)
-	file := "\ufeffBSN,Address_ID , resident_id,remark\n" + // BOM, any order, any case, extra columns
-		"x,A1,R1,ok\n" + // line 2
-		"x,A2,R2,\"quoted, with comma\"\n" + // line 3
-		"x,A9,R3,unknown address\n" + // line 4
-		"x,A1,,empty resident\n" + // line 5
-		"x,A1,R4\n" + // line 6: 3 fields
-		"x,A1,R1,duplicate of line 2\n" + // line 7
-		"x,A1," + long + ",too long\n" + // line 8
-		"x,A1,R\xff,not UTF-8\n" + // line 9
-		"x,A3,\"R5\nspans\",control character\n" + // lines 10-11
-		"x,A3,R6,\"bad \"quote\"\n" + // line 12
-		"\n" + // blank lines are skipped
-		"x, A3 , R7 ,spaces trimmed\n" // line 14
-	rep, err := importRegistrations(context.Background(), st, strings.NewReader(file), 2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	wantRejected := []struct {
-		line   int
-		reason string
-	}{
-		{4, rejectUnknownAddress}, {5, rejectEmptyField}, {6, rejectColumnCount}, {7, rejectDuplicate},
-		{8, rejectTooLong}, {9, rejectInvalidUTF8}, {10, rejectControlChars}, {12, rejectMalformed},
-	}
-	if len(rep.Rejected) != len(wantRejected) {
-		t.Fatalf("rejected %+v, want %v", rep.Rejected, wantRejected)
-	}
-	for i, w := range wantRejected {
-		if r := rep.Rejected[i]; r.Line != w.line || r.Reason != w.reason || r.Detail == "" {
-			t.Errorf("rejection %d = %+v, want line %d %s", i, r, w.line, w.reason)
-		}
-	}
-	if rep.Rows != 11 || rep.New != 3 || rep.Existing != 0 {
-		t.Fatalf("report %+v, want 11 rows, 3 new", rep)
-	}
-	if got := registrations(t, st); fmt.Sprint(got) != "[R1@A1 R2@A2 R7@A3]" {
-		t.Fatalf("registrations %v", got)
-	}
-	var out bytes.Buffer
-	if err := rep.write(&out, "brp.csv"); err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(out.String(), "line 4: rejected: unknown_address: address \"A9\" is not in the register\n") ||
-		!strings.HasSuffix(out.String(), "brp.csv: 11 rows, 3 accepted (3 new, 0 already registered), 8 rejected\n") {
-		t.Fatalf("report:\n%s", out.String())
-	}
-
-	// Again: idempotent.
-	rep, err = importRegistrations(context.Background(), st, strings.NewReader(file), 2)
-	if err != nil || rep.New != 0 || rep.Existing != 3 || len(rep.Rejected) != 8 {
-		t.Fatalf("second import %+v %v, want 3 already registered", rep, err)
-	}
-	if got := registrations(t, st); len(got) != 3 {
-		t.Fatalf("registrations after a second import %v", got)
-	}
-}
-
-func TestImportRegistrationsNeedsItsHeader(t *testing.T) {
-	st, _ := importWorld(t)
-	for name, c := range map[string]struct{ file, want string }{
-		"no address_id":     {"resident_id,adres\nR1,A1\n", "no column address_id"},
-		"no columns at all": {"R1,A1\nR2,A2\n", "no column resident_id and no column address_id"},
-		"semicolons":        {"resident_id;address_id\nR1;A1\n", "comma-separated"},
-		"column twice":      {"resident_id,address_id,RESIDENT_ID\nR1,A1,R2\n", "appears twice"},
-		"empty file":        {"", "empty"},
-	} {
-		_, err := importRegistrations(context.Background(), st, strings.NewReader(c.file), 10)
-		if err == nil || !strings.Contains(err.Error(), c.want) {
-			t.Errorf("%s: %v, want an error saying %q", name, err, c.want)
-		}
-	}
-	if got := registrations(t, st); len(got) != 0 {
-		t.Fatalf("a bad header loaded %v", got)
-	}
-}
-
-// Many rows, many batches: the counts add up, and a second run finds them all.
-func TestImportRegistrationsInBatches(t *testing.T) {
-	st, _ := importWorld(t)
-	var b strings.Builder
-	b.WriteString("resident_id,address_id\n")
-	for i := range 12_345 {
-		fmt.Fprintf(&b, "R%d,A%d\n", i, i%3+1)
-	}
-	rep, err := importRegistrations(context.Background(), st, strings.NewReader(b.String()), importBatch)
-	if err != nil || rep.Rows != 12_345 || rep.New != 12_345 || len(rep.Rejected) != 0 {
-		t.Fatalf("%+v %v", rep.Accepted(), err)
-	}
-	rep, err = importRegistrations(context.Background(), st, strings.NewReader(b.String()), 1000)
-	if err != nil || rep.Existing != 12_345 || rep.New != 0 {
-		t.Fatalf("second run: %d new %d existing %v", rep.New, rep.Existing, err)
-	}
+	return dir
 }
 
 // The command itself, as an operator runs it: exit 0 and the report on stdout for
-// a file with bad rows; exit 1 and nothing loaded for a file without its header.
+// a file with bad rows, and for the extract Excel writes (byte-order mark,
+// quoted header, CRLF); exit 1 and nothing loaded for a file without its
+// header, or one that is not UTF-8, which is said once with the fix.
 func TestImportCommand(t *testing.T) {
-	st, dsn := importWorld(t)
-	dir := t.TempDir()
-	good := filepath.Join(dir, "brp.csv")
-	bad := filepath.Join(dir, "noheader.csv")
-	if err := os.WriteFile(good, []byte("resident_id,address_id\nR1,A1\nR2,NOPE\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(bad, []byte("R1,A1\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	st, dsn := repotest.NewDB(t)
+	dir := writeFiles(t, map[string]string{
+		"world.json": `{"zones": {"IMP": {"name": "Import", "tariff_cents_per_hour": 100}},
+			"addresses": [{"address_id": "A1", "zone": "IMP"}, {"address_id": "A2", "zone": "IMP"}, {"address_id": "A3", "zone": "IMP"}]}`,
+		"brp.csv":      "resident_id,address_id\nR1,A1\nR2,NOPE\n",
+		"noheader.csv": "R1,A1\n",
+		"excel.csv":    "\xEF\xBB\xBF\"resident_id\",\"address_id\"\r\n\"R3\",\"A2\"\r\n\"R4\",\"A3\"\r\n",
+		"latin1.csv":   "resident_id;address_id\r\nR5;A1\r\nJos\xE9;A2\r\n",
+	})
+	env := []string{"PARKD_DATABASE_URL=" + dsn, "PARKD_STARTUP_WAIT=5s"}
 	run := func(args ...string) (string, int) {
 		t.Helper()
-		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), "PARKD_TEST_RUN_MAIN=1", "PARKD_TEST_ARGS="+strings.Join(args, " "),
-			"PARKD_DATABASE_URL="+dsn, "PARKD_STARTUP_WAIT=5s")
-		var stdout, stderr bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &stdout, &stderr
-		err := cmd.Run()
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			return stdout.String() + stderr.String(), ee.ExitCode()
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		return stdout.String(), 0
+		stdout, stderr, code := runParkd(t, env, args...)
+		return stdout + stderr, code
 	}
-	out, code := run("import", "registrations", good)
+	if out, code := run("seed", filepath.Join(dir, "world.json")); code != 0 {
+		t.Fatalf("seed: exit %d:\n%s", code, out)
+	}
+	out, code := run("import", "registrations", filepath.Join(dir, "brp.csv"))
 	if code != 0 || !strings.Contains(out, "line 3: rejected: unknown_address") || !strings.Contains(out, "2 rows, 1 accepted (1 new, 0 already registered), 1 rejected") {
 		t.Fatalf("exit %d:\n%s", code, out)
 	}
-	out, code = run("import", "registrations", bad)
+	out, code = run("import", "registrations", filepath.Join(dir, "excel.csv"))
+	if code != 0 || !strings.Contains(out, "excel.csv: 2 rows, 2 accepted (2 new, 0 already registered), 0 rejected") {
+		t.Fatalf("the extract Excel writes: exit %d:\n%s", code, out)
+	}
+	out, code = run("import", "registrations", filepath.Join(dir, "noheader.csv"))
 	if code != 1 || !strings.Contains(out, "no column resident_id") {
 		t.Fatalf("file without a header: exit %d:\n%s", code, out)
 	}
-	if _, code = run("import", "addresses", good); code != 1 {
+	out, code = run("import", "registrations", filepath.Join(dir, "latin1.csv"))
+	if code != 1 || strings.Count(out, "not UTF-8") != 1 || !strings.Contains(out, "line 3, byte offset 34: byte 0xE9") ||
+		!strings.Contains(out, "iconv -f WINDOWS-1252 -t UTF-8") || !strings.Contains(out, "nothing loaded") {
+		t.Fatalf("a Windows-1252 file: exit %d:\n%s", code, out)
+	}
+	if _, code = run("import", "addresses", filepath.Join(dir, "brp.csv")); code != 1 {
 		t.Fatalf("import of an unknown kind: exit %d", code)
 	}
-	if got := registrations(t, st); fmt.Sprint(got) != "[R1@A1]" {
+	if got := registrations(t, st); got != "[R1@A1 R3@A2 R4@A3]" {
 		t.Fatalf("registrations %v", got)
+	}
+}
+
+// `parkd seed FILE` reads what editors write: JSON with a UTF-8 byte-order
+// mark, or as UTF-16 (Notepad's "Unicode"); a file that is not UTF-8 is
+// refused with where and how to convert it, and seeds nothing.
+func TestSeedReadsWhatEditorsWrite(t *testing.T) {
+	st, dsn := repotest.NewDB(t)
+	seed := func(code string) string {
+		return `{"zones": {"` + code + `": {"name": "Zoë", "tariff_cents_per_hour": 100}}}` + "\r\n"
+	}
+	utf16le := func(s string) string {
+		var b strings.Builder
+		b.WriteString("\xFF\xFE")
+		for _, r := range s { // the seeds here are within Latin-1
+			b.WriteByte(byte(r))
+			b.WriteByte(0)
+		}
+		return b.String()
+	}
+	dir := writeFiles(t, map[string]string{
+		"bom.json":    "\xEF\xBB\xBF" + seed("BOM"),
+		"utf16.json":  utf16le(seed("UTF16")),
+		"latin1.json": strings.ReplaceAll(seed("LATIN"), "ë", "\xEB"),
+	})
+	env := []string{"PARKD_DATABASE_URL=" + dsn, "PARKD_STARTUP_WAIT=5s"}
+	for _, f := range []string{"bom.json", "utf16.json"} {
+		if stdout, stderr, code := runParkd(t, env, "seed", filepath.Join(dir, f)); code != 0 {
+			t.Errorf("%s: exit %d:\n%s%s", f, code, stdout, tail(stderr, 10))
+		}
+	}
+	stdout, stderr, code := runParkd(t, env, "seed", filepath.Join(dir, "latin1.json"))
+	if code != 1 || !strings.Contains(stderr, "line 1, byte offset 32: byte 0xEB is not UTF-8") {
+		t.Errorf("latin1.json: exit %d:\n%s%s", code, stdout, tail(stderr, 10))
+	}
+	var names []string
+	if err := st.DB.NewRaw("SELECT code || ':' || name FROM zones ORDER BY code").Scan(context.Background(), &names); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(names) != "[BOM:Zoë UTF16:Zoë]" {
+		t.Fatalf("zones %v", names)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/redis/go-redis/v9"
@@ -31,11 +32,6 @@ commands:
               load a BRP extract (CSV with a header naming resident_id,address_id);
               idempotent; lists rejected rows by line, exit 0 once the file is read
   token       mint a bearer token: --role R --sub S [--permits 1,2] [--ttl 24h]
-  bench       load generator: starts parkd on a fresh database (or drives --target URL) and
-              reports pairs/s, latencies, auto-stop lateness, pgbench TPC-B, memory (bench -h)
-  chaos       faults under load on a private Postgres and Redis: a worker SIGKILLed, Redis
-              flushed, Postgres restarted and killed, 3 workers + 3 schedulers; audits after
-              each and holds the database to every answer (exit 1 if a check fails; chaos -h)
 
 configuration (environment): PARKD_DATABASE_URL, PARKD_REDIS_URL, PARKD_HTTP_ADDR,
 PARKD_JWT_SECRET, PARKD_ENV, PARKD_DB_MAX_CONNS, PARKD_WORKER_CONCURRENCY,
@@ -44,17 +40,25 @@ PARKD_TASK_CHECK_INTERVAL, PARKD_DELAYED_TASK_CHECK_INTERVAL, PARKD_STARTUP_WAIT
 PARKD_RATE_LIMIT, PARKD_RATE_BURST (intake: requests per second and burst per token subject),
 PARKD_DB_CONN_MAX_LIFETIME, PARKD_MONITOR_READONLY (true: asynqmon view-only),
 PARKD_METRICS_ADDR (worker, scheduler: where to serve /metrics, /healthz, /readyz),
-PARKD_LOG_LEVEL (debug, info, warn, error)
+PARKD_PPROF_ADDR (a loopback HOST:PORT for Go's profiler), PARKD_LOG_LEVEL (debug, info, warn, error).
+PARKD_ENV is development (the default) or production, nothing else; production needs
+PARKD_JWT_SECRET of at least 32 bytes. An invalid value stops every command before it starts.
 `
 
 func main() {
-	if len(os.Args) < 2 || os.Args[1] == "-h" || os.Args[1] == "--help" || os.Args[1] == "help" {
+	if len(os.Args) < 2 {
 		fmt.Fprint(os.Stderr, usage)
 		os.Exit(2)
 	}
+	if wantsUsage(os.Args[1], os.Args[2:]) {
+		fmt.Fprint(os.Stdout, usage)
+		return
+	}
+	// Before anything else: no command connects anywhere, or signs anything,
+	// with a configuration it would misread.
 	cfg, err := loadConfig()
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "parkd: configuration:", err)
+		fmt.Fprintf(os.Stderr, "parkd: configuration (nothing started):\n%s\n", indent(err.Error()))
 		os.Exit(2)
 	}
 	log := newLogger(cfg)
@@ -85,10 +89,6 @@ func main() {
 		err = seedCmd(ctx, cfg, log, args)
 	case "import":
 		err = importCmd(ctx, cfg, log, args)
-	case "bench":
-		err = benchCmd(ctx, cfg, args, os.Stdout, os.Stderr)
-	case "chaos":
-		err = chaosCmd(ctx, args, os.Stdout, os.Stderr)
 	default:
 		fmt.Fprintf(os.Stderr, "parkd: unknown command %q\n\n%s", cmd, usage)
 		os.Exit(2)
@@ -106,3 +106,27 @@ func newLogger(cfg config) *slog.Logger {
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, opts))
 }
+
+// wantsUsage says whether the command line asks for usage (help, -h, --help),
+// which needs no configuration: it must work where the configuration is wrong,
+// and start nothing. bench and chaos print their own flags.
+func wantsUsage(cmd string, args []string) bool {
+	help := func(a string) bool { return a == "help" || a == "-h" || a == "-help" || a == "--help" }
+	if help(cmd) {
+		return true
+	}
+	if cmd == "bench" || cmd == "chaos" {
+		return false
+	}
+	for _, a := range args {
+		if a == "--" {
+			break
+		}
+		if a != "help" && help(a) {
+			return true
+		}
+	}
+	return false
+}
+
+func indent(s string) string { return "  " + strings.ReplaceAll(s, "\n", "\n  ") }

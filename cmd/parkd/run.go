@@ -55,10 +55,7 @@ func connect(ctx context.Context, cfg config, log *slog.Logger, needRedis bool) 
 	if !needRedis {
 		return d, nil
 	}
-	if d.redisO, err = parseRedisURL(cfg.RedisURL); err != nil {
-		d.close()
-		return nil, fmt.Errorf("PARKD_REDIS_URL: %w", err)
-	}
+	d.redisO = cfg.Redis
 	rc, ok := d.redisO.MakeRedisClient().(redis.UniversalClient)
 	if !ok {
 		d.close()
@@ -217,14 +214,6 @@ func run(ctx context.Context, cfg config, log *slog.Logger, r roles) error {
 		log.Info("http listening", "addr", addr, "serves", "/healthz /readyz /metrics")
 	}
 	if r.intake {
-		rateLimit, err := envInt("PARKD_RATE_LIMIT", intake.DefaultRate)
-		if err != nil {
-			return err
-		}
-		rateBurst, err := envInt("PARKD_RATE_BURST", intake.DefaultBurst)
-		if err != nil {
-			return err
-		}
 		// The listener outlives the HTTP server's graceful shutdown, so that
 		// requests still waiting for their outcome are woken, not left to poll.
 		listenCtx, stopListen := context.WithCancel(context.WithoutCancel(ctx))
@@ -233,7 +222,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger, r roles) error {
 		go listener.Run(listenCtx)
 		api := &intake.Server{Store: d.store, Client: d.client, Redis: d.redis, Secret: []byte(cfg.JWTSecret),
 			Log: log.With("component", "intake"), Listener: listener,
-			RateLimit: float64(rateLimit), RateBurst: rateBurst,
+			RateLimit: float64(cfg.RateLimit), RateBurst: cfg.RateBurst,
 			Observer: m, Metrics: m.Handler(), Monitor: ops.Monitor}
 		httpSrv = &http.Server{Addr: cfg.HTTPAddr, Handler: api.Handler(), ReadHeaderTimeout: 5 * time.Second,
 			ReadTimeout: 30 * time.Second, WriteTimeout: intake.MaxWait + 20*time.Second, IdleTimeout: 2 * time.Minute}

@@ -6,13 +6,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"os"
 	"regexp"
 	"sort"
 
 	"github.com/parkd/parkd/domain"
 	"github.com/parkd/parkd/jobs"
 	"github.com/parkd/parkd/repo"
+	"github.com/parkd/parkd/textfile"
 	"github.com/parkd/parkd/worker"
 )
 
@@ -47,12 +47,14 @@ func seedCmd(ctx context.Context, cfg config, log *slog.Logger, args []string) e
 	if len(args) != 1 {
 		return fmt.Errorf("usage: parkd seed FILE.json")
 	}
-	raw, err := os.ReadFile(args[0])
+	// Hand-edited files come from editors that write a byte-order mark or
+	// UTF-16 (Notepad's "Unicode"), which encoding/json refuses as a syntax error.
+	text, err := textfile.ReadFile(args[0])
 	if err != nil {
-		return err
+		return fmt.Errorf("%s: %w", args[0], err)
 	}
 	var f seedFile
-	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec := json.NewDecoder(bytes.NewReader(text.Bytes))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&f); err != nil {
 		return fmt.Errorf("%s: %w", args[0], err)

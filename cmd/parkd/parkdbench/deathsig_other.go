@@ -1,8 +1,0 @@
-//go:build !linux
-
-package parkdbench
-
-import "os/exec"
-
-// setDeathSignal: only Linux can tie a child's life to its parent's.
-func setDeathSignal(*exec.Cmd) {}

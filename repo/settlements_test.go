@@ -1,0 +1,130 @@
+package repo_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/parkd/parkd/domain"
+	"github.com/parkd/parkd/repo"
+	"github.com/parkd/parkd/repo/repotest"
+)
+
+// The lab's reads of what a run left: open and overdue sessions (of some or
+// all), each session's settlement, and each request's outcome with its code.
+func TestLabReadsOfARun(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st, _ := repotest.NewDB(t)
+	z, _ := domain.CompileZone("LZ", domain.ZoneSpec{Name: "L", TariffCentsPerHour: 100})
+	if err := repo.PutZone(ctx, st.DB, z); err != nil {
+		t.Fatal(err)
+	}
+	zone := "LZ"
+	if err := repo.PutAddress(ctx, st.DB, &repo.Address{ID: "LA", Zone: &zone}); err != nil {
+		t.Fatal(err)
+	}
+	p, err := repo.InsertPermit(ctx, st.DB, z, "R", "LA", "req-p", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC().Truncate(time.Second)
+	ts := func(d time.Duration) string { return now.Add(d).Format(time.RFC3339) }
+	// Sessions 1 and 2 are open, 1 overdue at now; 3 was settled 5 s after its planned end.
+	for _, q := range []string{
+		fmt.Sprintf("INSERT INTO sessions (id, permit_id, zone, plate, state, start_at, planned_end_at, reserved_minutes, request_id) OVERRIDING SYSTEM VALUE VALUES (1, %d, 'LZ', 'X1', 'open', '%s', '%s', 10, 'req-1')", p.ID, ts(-time.Hour), ts(-time.Minute)),
+		fmt.Sprintf("INSERT INTO sessions (id, permit_id, zone, plate, state, start_at, planned_end_at, reserved_minutes, request_id) OVERRIDING SYSTEM VALUE VALUES (2, %d, 'LZ', 'X2', 'open', '%s', '%s', 10, 'req-2')", p.ID, ts(-time.Hour), ts(time.Hour)),
+		fmt.Sprintf("INSERT INTO sessions (id, permit_id, zone, plate, state, start_at, planned_end_at, end_at, reserved_minutes, charged_minutes, settled_at, request_id) OVERRIDING SYSTEM VALUE VALUES (3, %d, 'LZ', 'X3', 'stopped', '%s', '%s', '%s', 10, 10, '%s', 'req-3')", p.ID, ts(-2*time.Hour), ts(-time.Hour), ts(-time.Hour), ts(-time.Hour+5*time.Second)),
+		`INSERT INTO requests (request_id, type, body_hash, status) VALUES ('req-1', 'session:start', 'h', 'applied')`,
+		`INSERT INTO requests (request_id, type, body_hash, status, error) VALUES ('req-x', 'session:stop', 'h', 'rejected', '{"code": "session_not_open", "message": "m"}')`,
+		`INSERT INTO requests (request_id, type, body_hash, status) VALUES ('req-t', 'permit:topup', 'h', 'pending')`,
+	} {
+		if _, err := st.DB.ExecContext(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	t.Run("CountOpenSessions", func(t *testing.T) {
+		for _, c := range []struct {
+			ids           []int64
+			open, overdue int
+		}{{nil, 2, 1}, {[]int64{2, 3}, 1, 0}, {[]int64{3}, 0, 0}, {[]int64{1}, 1, 1}} {
+			open, overdue, err := repo.CountOpenSessions(ctx, st.DB, now, c.ids...)
+			if err != nil || open != c.open || overdue != c.overdue {
+				t.Errorf("ids %v: open %d overdue %d (%v); want %d and %d", c.ids, open, overdue, err, c.open, c.overdue)
+			}
+		}
+	})
+	t.Run("SessionSettlements", func(t *testing.T) {
+		all, err := repo.SessionSettlements(ctx, st.DB)
+		if err != nil || len(all) != 3 || all[0].ID != 1 || all[2].ID != 3 {
+			t.Fatalf("all: %+v %v", all, err)
+		}
+		s := all[2]
+		if s.RequestID != "req-3" || s.State != domain.StateStopped || s.SettledAt == nil || s.SettledAt.Sub(s.PlannedEndAt) != 5*time.Second {
+			t.Errorf("session 3: %+v", s)
+		}
+		if all[0].SettledAt != nil || all[0].State != domain.StateOpen {
+			t.Errorf("session 1: %+v", all[0])
+		}
+		some, err := repo.SessionSettlements(ctx, st.DB, 2)
+		if err != nil || len(some) != 1 || some[0].ID != 2 {
+			t.Errorf("of id 2: %+v %v", some, err)
+		}
+	})
+	t.Run("RequestOutcomes", func(t *testing.T) {
+		got, err := repo.RequestOutcomes(ctx, st.DB, "session:start", "session:stop")
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := map[string]repo.RequestOutcome{
+			"req-1": {RequestID: "req-1", Type: "session:start", Status: repo.RequestApplied},
+			"req-x": {RequestID: "req-x", Type: "session:stop", Status: repo.RequestRejected, Code: "session_not_open"},
+		}
+		if len(got) != len(want) {
+			t.Fatalf("outcomes %+v; want %+v", got, want)
+		}
+		for _, o := range got {
+			if want[o.RequestID] != o {
+				t.Errorf("outcome %+v; want %+v", o, want[o.RequestID])
+			}
+		}
+	})
+}
+
+// The lab's databases: made empty again, dropped, and a name that is not a
+// plain identifier refused.
+func TestRecreateAndDropDatabase(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	admin, err := repo.Open(repotest.AdminURL(), repo.PoolConfig{MaxConns: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	name := fmt.Sprintf("parkd_labtest_%d", time.Now().UnixNano())
+	exists := func() bool {
+		var n int
+		if err := admin.DB.NewRaw("SELECT count(*) FROM pg_database WHERE datname = ?", name).Scan(ctx, &n); err != nil {
+			t.Fatal(err)
+		}
+		return n == 1
+	}
+	for range 2 { // the second drops the first's
+		if err := repo.RecreateDatabase(ctx, admin.DB, name); err != nil || !exists() {
+			t.Fatalf("recreate: %v, exists %t", err, exists())
+		}
+	}
+	if err := repo.DropDatabase(ctx, admin.DB, name); err != nil || exists() {
+		t.Fatalf("drop: %v, exists %t", err, exists())
+	}
+	if err := repo.DropDatabase(ctx, admin.DB, name); err != nil {
+		t.Fatalf("dropping what is gone: %v", err)
+	}
+	for _, bad := range []string{"", "Parkd", "x; DROP DATABASE postgres", `a"b`} {
+		if err := repo.RecreateDatabase(ctx, admin.DB, bad); err == nil {
+			t.Errorf("name %q accepted", bad)
+		}
+	}
+}

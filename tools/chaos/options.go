@@ -1,0 +1,151 @@
+package chaos
+
+import (
+	"errors"
+	"io"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Fault is one fault a chaos run injects under load.
+type Fault string
+
+// The faults, in the order a chaos run injects them by default.
+const (
+	// FaultKillWorker SIGKILLs worker 1 and starts it again after
+	// Options.WorkerDown.
+	FaultKillWorker Fault = "kill-worker"
+	// FaultRedisFlushed kills Redis and starts it again empty on the same
+	// address: queued tasks, scheduled auto-stops and the reconciler's epoch
+	// are gone.
+	FaultRedisFlushed Fault = "redis-flushed"
+	// FaultPostgresRestart is a fast shutdown and a start of Postgres.
+	FaultPostgresRestart Fault = "postgres-restart"
+	// FaultPostgresKill SIGKILLs the postmaster and every backend, then starts
+	// Postgres again after Options.PostgresDown: crash recovery.
+	FaultPostgresKill Fault = "postgres-kill"
+)
+
+// AllFaults is every fault, in order.
+var AllFaults = []Fault{FaultKillWorker, FaultRedisFlushed, FaultPostgresRestart, FaultPostgresKill}
+
+// ErrUnavailable is returned (wrapped, saying what is missing) when the
+// private Postgres or Redis of a chaos run cannot be had on this machine.
+var ErrUnavailable = errors.New("chaos: private servers unavailable")
+
+// Options configure a chaos run. DefaultOptions is the long form.
+type Options struct {
+	// Dir holds the private servers' files and every log; "" makes a
+	// temporary directory, removed at the end unless Keep or a check failed.
+	Dir        string
+	Keep       bool
+	Workers    int
+	Schedulers int
+
+	Permits          int // the load's permits (one more is set up for the probes)
+	TopupHours       int
+	SetupConcurrency int
+	Concurrency      int           // virtual users, each with its own permits
+	AutostopEvery    int           // 1 in this many starts is left to its auto-stop (0: none)
+	AutostopAhead    time.Duration // how far ahead such a start's end_at is
+	RequestDeadline  time.Duration // a request is sent again until answered or this long has passed
+	FollowUp         time.Duration // after the load, unanswered requests are sent again for this long
+
+	Faults       []Fault
+	Warmup       time.Duration // load before the first fault
+	Spacing      time.Duration // from one fault to the next, and after the last until the load stops
+	WorkerDown   time.Duration // kill-worker: how long the worker stays dead
+	PostgresDown time.Duration // postgres-kill: how long Postgres stays dead
+	// RecoveryTimeout bounds the wait, after a fault, for the intake's
+	// /readyz and a probe start+stop.
+	RecoveryTimeout time.Duration
+	// Grace is `parkd check --grace`, and how long after its planned end a
+	// session may be settled.
+	Grace time.Duration
+	Seed  uint64
+
+	// Parkd is the parkd executable the processes run: a binary of its
+	// own, as in production.
+	Parkd string
+	// Out receives the report; ChildLog the parkd processes' log lines
+	// (nil: Dir/parkd.log).
+	Out      io.Writer
+	ChildLog io.Writer
+}
+
+// DefaultOptions are the long form's settings: every fault, a minute
+// apart (about 6 to 8 minutes in all).
+func DefaultOptions() Options {
+	return Options{
+		Workers:          3,
+		Schedulers:       3,
+		Permits:          200,
+		TopupHours:       100,
+		SetupConcurrency: 8,
+		Concurrency:      16,
+		AutostopEvery:    4,
+		AutostopAhead:    time.Minute,
+		RequestDeadline:  90 * time.Second,
+		FollowUp:         2 * time.Minute,
+		Faults:           slices.Clone(AllFaults),
+		Warmup:           20 * time.Second,
+		Spacing:          time.Minute,
+		WorkerDown:       2 * time.Second,
+		PostgresDown:     2 * time.Second,
+		RecoveryTimeout:  3 * time.Minute,
+		Grace:            2 * time.Minute,
+		Seed:             1,
+	}
+}
+
+// ShortOptions are the short form's: small sizes, the faults 15 s apart,
+// Postgres killed left out (about two and a half minutes, most of it the
+// last auto-stops reaching their planned end).
+func ShortOptions() Options {
+	o := DefaultOptions()
+	o.Permits, o.Concurrency, o.SetupConcurrency = 30, 6, 6
+	o.Faults = []Fault{FaultKillWorker, FaultRedisFlushed, FaultPostgresRestart}
+	o.Warmup, o.Spacing = 5*time.Second, 15*time.Second
+	return o
+}
+
+func (o *Options) check() error {
+	var errs []error
+	if o.Parkd == "" {
+		errs = append(errs, errors.New("--parkd: the parkd executable is required"))
+	}
+	if o.Workers < 1 {
+		errs = append(errs, errors.New("--workers must be at least 1"))
+	}
+	if o.Schedulers < 0 {
+		errs = append(errs, errors.New("--schedulers must not be negative"))
+	}
+	if o.Permits < 1 || o.Concurrency < 1 || o.TopupHours < 1 {
+		errs = append(errs, errors.New("--permits, --concurrency and --topup-hours must be at least 1"))
+	}
+	if o.AutostopEvery < 0 {
+		errs = append(errs, errors.New("--autostop-every must not be negative"))
+	}
+	if o.AutostopAhead < time.Minute || o.AutostopAhead%time.Minute != 0 || o.AutostopAhead > 3*time.Hour {
+		errs = append(errs, errors.New("--autostop-ahead must be whole minutes, from 1m to 3h"))
+	}
+	for _, d := range []time.Duration{o.RequestDeadline, o.Spacing, o.RecoveryTimeout, o.Grace} {
+		if d <= 0 {
+			errs = append(errs, errors.New("--request-deadline, --spacing, --recovery-timeout and --grace must be positive"))
+			break
+		}
+	}
+	if o.Warmup < 0 || o.WorkerDown < 0 || o.PostgresDown < 0 || o.FollowUp < 0 {
+		errs = append(errs, errors.New("durations must not be negative"))
+	}
+	return errors.Join(errs...)
+}
+
+func faultList(fs []Fault) string {
+	parts := make([]string, len(fs))
+	for i, f := range fs {
+		parts[i] = string(f)
+	}
+	return strings.Join(parts, ", ")
+}

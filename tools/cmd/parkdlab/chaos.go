@@ -1,0 +1,93 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/parkd/parkd/tools/chaos"
+)
+
+const chaosSummary = `Faults under load: parkd's split topology (1 intake, 3 workers, 3 schedulers) on a private
+Postgres and Redis it starts itself (never the machine's), a worker SIGKILLed and restarted,
+Redis restarted empty, Postgres restarted and then crashed; parkd check after each, and at
+the end every session settled and every answer the client got matched against the database.
+Exit 1 if any check fails.`
+
+// chaosCmd is `parkdlab chaos`: flags in, chaos.Run out.
+func chaosCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	o := chaos.DefaultOptions()
+	fs := flag.NewFlagSet("chaos", flag.ContinueOnError)
+	parkd := fs.String("parkd", "", parkdFlagHelp)
+	fs.StringVar(&o.Dir, "dir", "", "directory for the private servers' files and the logs (default: a temporary one, removed when every check passes)")
+	fs.BoolVar(&o.Keep, "keep", false, "keep the temporary directory even when every check passes")
+	fs.IntVar(&o.Workers, "workers", o.Workers, "worker processes")
+	fs.IntVar(&o.Schedulers, "schedulers", o.Schedulers, "scheduler processes")
+	fs.IntVar(&o.Permits, "permits", o.Permits, "permits of the load (one more is set up for the probes)")
+	fs.IntVar(&o.TopupHours, "topup-hours", o.TopupHours, "hours bought for each permit")
+	fs.IntVar(&o.SetupConcurrency, "setup-concurrency", o.SetupConcurrency, "permits set up at once")
+	fs.IntVar(&o.Concurrency, "concurrency", o.Concurrency, "virtual users, each with its own permits")
+	fs.IntVar(&o.AutostopEvery, "autostop-every", o.AutostopEvery, "1 in this many starts gets an end_at --autostop-ahead later and is left to its auto-stop (0: none)")
+	fs.DurationVar(&o.AutostopAhead, "autostop-ahead", o.AutostopAhead, "end_at of the starts left to their auto-stop, from their start (whole minutes)")
+	fs.DurationVar(&o.RequestDeadline, "request-deadline", o.RequestDeadline, "a request is sent again (same key) until definitively answered or this long has passed")
+	fs.DurationVar(&o.FollowUp, "follow-up", o.FollowUp, "after the load, requests still unanswered are sent again for this long")
+	faultList := fs.String("faults", joinList(o.Faults), "faults to inject, in order: kill-worker, redis-flushed, postgres-restart, postgres-kill")
+	fs.DurationVar(&o.Warmup, "warmup", o.Warmup, "load before the first fault")
+	fs.DurationVar(&o.Spacing, "spacing", o.Spacing, "from one fault to the next, and after the last until the load stops")
+	fs.DurationVar(&o.WorkerDown, "worker-down", o.WorkerDown, "kill-worker: how long the worker stays dead")
+	fs.DurationVar(&o.PostgresDown, "postgres-down", o.PostgresDown, "postgres-kill: how long Postgres stays dead")
+	fs.DurationVar(&o.RecoveryTimeout, "recovery-timeout", o.RecoveryTimeout, "after a fault, how long parkd may take to answer /readyz and a probe start+stop")
+	fs.DurationVar(&o.Grace, "grace", o.Grace, "parkd check --grace, and how long after its planned end a session may be settled")
+	fs.Uint64Var(&o.Seed, "seed", o.Seed, "seed of the plate sequence")
+	jsonPath := fs.String("json", "", "also write the results as JSON to this file")
+	childLog := fs.String("child-log", "", "file for the parkd processes' log lines, - for stderr (default: parkd.log in --dir)")
+	if err := parseFlags(fs, chaosSummary, args, stdout, stderr); err != nil {
+		return err
+	}
+	var err error
+	if o.Parkd, err = parkdBinary(*parkd); err != nil {
+		return fmt.Errorf("chaos: %w", err)
+	}
+	if o.Faults, err = parseList(*faultList, chaos.AllFaults, "fault"); err != nil {
+		return fmt.Errorf("chaos: --faults: %w", err)
+	}
+	o.Out = stdout
+	// This process talks to Redis only to see the private server come up
+	// (dials refused until it listens, which go-redis would log) and to read
+	// it at the end: its pool's chatter is noise in the report.
+	redis.SetLogger(quietRedis{})
+	switch *childLog {
+	case "":
+	case "-":
+		o.ChildLog = stderr
+	default:
+		f, err := os.Create(*childLog)
+		if err != nil {
+			return fmt.Errorf("chaos: --child-log: %w", err)
+		}
+		defer f.Close()
+		o.ChildLog = f
+	}
+	res, err := chaos.Run(ctx, o)
+	if res != nil && *jsonPath != "" {
+		b, jerr := json.MarshalIndent(res, "", "  ")
+		if jerr == nil {
+			jerr = os.WriteFile(*jsonPath, append(b, '\n'), 0o644)
+		}
+		if jerr != nil {
+			return errors.Join(err, fmt.Errorf("chaos: --json: %w", jerr))
+		}
+	}
+	return err
+}
+
+// quietRedis discards go-redis' own messages.
+type quietRedis struct{}
+
+func (quietRedis) Printf(context.Context, string, ...any) {}

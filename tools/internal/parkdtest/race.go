@@ -1,0 +1,5 @@
+//go:build race
+
+package parkdtest
+
+const raceEnabled = true
