@@ -236,7 +236,7 @@ func RollOver(ctx context.Context, db bun.IDB, now time.Time, batch int) (Rollov
 			return err
 		})
 		if _, refused := AsRefusal(err); refused {
-			return rollOneByOne(ctx, db, now, r, err)
+			return rollOneByOne(ctx, db, now, bounds, r, err)
 		}
 		if err != nil {
 			return r, err
@@ -268,7 +268,11 @@ func RollOver(ctx context.Context, db bun.IDB, now time.Time, batch int) (Rollov
 // batch it is in, and with it every other permit's rollover. The permits still
 // due are rolled one per transaction; those refused are left as they are, in
 // r.Refused, and the error (wrapping the refusal) names them.
-func rollOneByOne(ctx context.Context, db bun.IDB, now time.Time, r RolloverResult, cause error) (RolloverResult, error) {
+func rollOneByOne(ctx context.Context, db bun.IDB, now time.Time, bounds []yearBound, r RolloverResult, cause error) (RolloverResult, error) {
+	j, err := boundsJSON(bounds)
+	if err != nil {
+		return r, err
+	}
 	for {
 		var ids []int64
 		q := db.NewSelect().Model((*Permit)(nil)).Column("id").
@@ -283,7 +287,7 @@ func rollOneByOne(ctx context.Context, db bun.IDB, now time.Time, r RolloverResu
 		for _, id := range ids {
 			var n int64
 			err := db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-				res, err := tx.NewRaw(fmt.Sprintf(rollSQL, "AND p.id = ?2"), now, 1, id).Exec(ctx)
+				res, err := tx.NewRaw(fmt.Sprintf(rollSQL, "AND p.id = ?3"), now, 1, j, id).Exec(ctx)
 				if err != nil {
 					return err
 				}

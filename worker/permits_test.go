@@ -979,7 +979,7 @@ func TestRequestIDReusedThroughJobsIsAConflict(t *testing.T) {
 		if err != nil {
 			t.Fatalf("enqueue %s again under %s: %v", task.Type(), id, err)
 		}
-		got := l.awaitArchived(info.Queue, id)
+		got := l.awaitArchived(info.Queue, info.ID)
 		if !strings.Contains(got.LastErr, "idempotency_conflict") {
 			t.Errorf("%s: archived with %q, want idempotency_conflict", task.Type(), got.LastErr)
 		}
@@ -990,7 +990,7 @@ func TestRequestIDReusedThroughJobsIsAConflict(t *testing.T) {
 		if err := json.Unmarshal(got.Result, &res); err != nil || res.Status != repo.RequestRejected || res.Error.Code != "idempotency_conflict" {
 			t.Errorf("%s: task result %s (%v), want a rejection idempotency_conflict", task.Type(), got.Result, err)
 		}
-		if err := l.inspector.DeleteTask(info.Queue, id); err != nil {
+		if err := l.inspector.DeleteTask(info.Queue, info.ID); err != nil {
 			t.Fatal(err)
 		}
 	}
