@@ -35,6 +35,7 @@ test: services
 	@$(MAKE) --no-print-directory -j2 --output-sync=target test-root test-tools
 	$(GO) vet ./...
 	cd tools && $(GO) vet ./...
+	$(GO) -C deploy/validate test -count=1 ./...   # deploy/: k8s, compose, systemd, offline
 
 test-root:
 	@start=$$(date +%s); $(GO) test -race -count=1 -timeout 15m ./...; rc=$$?; \
