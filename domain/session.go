@@ -294,10 +294,4 @@ func settleAt(s SessionState, end time.Time) StopPlan {
 	return StopPlan{Kind: StopSettle, EndAt: end, Charge: charge, Release: s.ReservedMinutes}
 }
 
-// Overlaps reports whether two sessions' intervals [start, end) share an instant:
-// one plate may have only one open session at a time in a zone.
-func Overlaps(aStart, aEnd, bStart, bEnd time.Time) bool {
-	return aStart.Before(bEnd) && bStart.Before(aEnd)
-}
-
 func rfc(t time.Time) string { return t.UTC().Format(time.RFC3339) }

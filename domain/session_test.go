@@ -703,33 +703,3 @@ func TestSessionStatus(t *testing.T) {
 		}
 	}
 }
-
-// One plate has at most one active or planned session at a time in a zone: the
-// half-open intervals [start, end) must not share an instant.
-func TestOverlaps(t *testing.T) {
-	h := func(hh, mm int) time.Time { return june(wed, hh, mm) }
-	tests := []struct {
-		name       string
-		a0, a1     time.Time
-		b0, b1     time.Time
-		overlapped bool
-	}{
-		{"b right after a", h(10, 0), h(11, 0), h(11, 0), h(12, 0), false},
-		{"b well after a", h(10, 0), h(11, 0), h(13, 0), h(14, 0), false},
-		{"b starts inside a", h(10, 0), h(11, 0), h(10, 30), h(11, 30), true},
-		{"b a minute into a", h(10, 0), h(11, 0), h(10, 59), h(12, 0), true},
-		{"b inside a", h(10, 0), h(13, 0), h(11, 0), h(12, 0), true},
-		{"same interval", h(10, 0), h(11, 0), h(10, 0), h(11, 0), true},
-		{"same start", h(10, 0), h(11, 0), h(10, 0), h(10, 1), true},
-		{"over midnight, touching", h(21, 0), h(24, 0), june(thu, 0, 0), june(thu, 3, 0), false},
-		{"over midnight, overlapping", h(22, 0), june(thu, 1, 0), june(thu, 0, 0), june(thu, 3, 0), true},
-	}
-	for _, tt := range tests {
-		if got := domain.Overlaps(tt.a0, tt.a1, tt.b0, tt.b1); got != tt.overlapped {
-			t.Errorf("%s: Overlaps(a, b) = %v, want %v", tt.name, got, tt.overlapped)
-		}
-		if got := domain.Overlaps(tt.b0, tt.b1, tt.a0, tt.a1); got != tt.overlapped {
-			t.Errorf("%s: Overlaps(b, a) = %v, want %v", tt.name, got, tt.overlapped)
-		}
-	}
-}

@@ -219,22 +219,6 @@ func (s *Store) RightsLookup(ctx context.Context, db bun.IDB, plate, code string
 	return z, *rows[0].SessionID, true, nil
 }
 
-// CoveringSession finds the session of plate in zone that covers instant at: not
-// cancelled, started at or before at, and ending (its settled end, or else its
-// planned end) after it. It is one range scan of the sessions_rights index
-// (plate, zone, start_at DESC) over at most a day of the plate's sessions.
-func CoveringSession(ctx context.Context, db bun.IDB, plate, zone string, at time.Time) (int64, bool, error) {
-	var ids []int64
-	err := db.NewRaw(coveringSQL, plate, zone, at, at.Add(-MaxSessionSpan), at).Scan(ctx, &ids)
-	if err != nil {
-		return 0, false, fmt.Errorf("rights of %s in %s: %w", domain.MaskPlate(plate), zone, err)
-	}
-	if len(ids) == 0 {
-		return 0, false, nil
-	}
-	return ids[0], true, nil
-}
-
 // IsUnavailable reports whether err means Postgres could not be reached or did
 // not answer in time (as opposed to a query it refused), so that callers can
 // answer "try again later" instead of "our bug".

@@ -79,9 +79,10 @@ func bookAfter(ctx context.Context, tx bun.IDB, p *Permit, session *bun.UpdateQu
 
 // ApplyStart stores a planned session on the locked permit p and reserves its
 // minutes. An overlap with another open session of the plate in the zone is
-// ErrPlateParked, and then nothing of it is written: the insert runs under a
-// savepoint, so the caller's transaction can still record the rejection.
-func ApplyStart(ctx context.Context, tx bun.Tx, p *Permit, plan domain.SessionPlan, requestID string, at time.Time) (*Session, error) {
+// ErrPlateParked, and then nothing of it is written and the caller's
+// transaction is still usable to record the rejection: the insert meets the
+// exclusion constraint with ON CONFLICT DO NOTHING instead of failing.
+func ApplyStart(ctx context.Context, tx bun.IDB, p *Permit, plan domain.SessionPlan, requestID string, at time.Time) (*Session, error) {
 	s := &Session{
 		PermitID: p.ID, Zone: p.Zone, Plate: plan.Plate, Country: plan.Country, State: domain.StateOpen,
 		StartAt: plan.StartAt, PlannedEndAt: plan.PlannedEndAt, ReservedMinutes: plan.ReservedMinutes,
@@ -91,8 +92,8 @@ func ApplyStart(ctx context.Context, tx bun.Tx, p *Permit, plan domain.SessionPl
 		s.Notices = []domain.Notice{}
 	}
 	// The only constraint an insert of a fresh session can meet is the plate's
-	// exclusion constraint: DO NOTHING turns that into "no row", leaving the
-	// transaction usable to record the rejection (no savepoint round trip).
+	// exclusion constraint: DO NOTHING turns that into "no row" (no savepoint
+	// round trip).
 	res, err := tx.NewInsert().Model(s).ExcludeColumn("created_at").
 		On("CONFLICT DO NOTHING").Returning("*").Exec(ctx)
 	if err != nil {

@@ -526,7 +526,7 @@ func TestStopBackdatedAtMostSixtySeconds(t *testing.T) {
 	}
 	covered := func(at time.Time) bool {
 		t.Helper()
-		_, ok, err := repo.CoveringSession(l.ctx, l.store.DB, "BACK1", "TEST", at)
+		_, _, ok, err := l.store.RightsLookup(l.ctx, l.store.DB, "BACK1", "TEST", at)
 		if err != nil {
 			t.Fatal(err)
 		}
