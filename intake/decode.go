@@ -12,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/parkd/parkd/domain"
+	"github.com/parkd/parkd/repo"
 )
 
 // MaxBodyBytes bounds a request body (CONTRACT.md: larger is 400).
@@ -198,5 +199,5 @@ func parseInstant(field, s string) (time.Time, error) {
 	if !domain.InstantInRange(t) {
 		return time.Time{}, badRequest(field, "%s is outside %s", truncate(s, 40), domain.InstantRange)
 	}
-	return t.UTC().Truncate(time.Microsecond), nil
+	return repo.Instant(t), nil
 }

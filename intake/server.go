@@ -67,7 +67,7 @@ func (s *Server) now() time.Time {
 	if s.Now != nil {
 		n = s.Now
 	}
-	return n().UTC().Truncate(time.Microsecond)
+	return repo.Instant(n())
 }
 
 type (

@@ -55,18 +55,16 @@ func (h *Handlers) inTx(ctx context.Context, fn func(ctx context.Context, tx bun
 // instant written and read back compares equal.
 func (h *Handlers) now() time.Time {
 	if h.Now != nil {
-		return instant(h.Now())
+		return repo.Instant(h.Now())
 	}
-	return instant(time.Now())
+	return repo.Instant(time.Now())
 }
-
-func instant(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
 
 func instantPtr(t *time.Time) *time.Time {
 	if t == nil {
 		return nil
 	}
-	u := instant(*t)
+	u := repo.Instant(*t)
 	return &u
 }
 
@@ -437,7 +435,7 @@ func receivedAt(t time.Time, now time.Time) time.Time {
 		// instant; the worker's clock is the best left.
 		return now
 	}
-	return instant(t)
+	return repo.Instant(t)
 }
 
 func notFoundRule(err error, what, id string) error {

@@ -42,7 +42,7 @@ type lifecycle struct {
 func setupLifecycle(t *testing.T, at time.Time) *lifecycle {
 	t.Helper()
 	e := setup(t)
-	clk := newPermitClock(at.UTC().Truncate(time.Microsecond))
+	clk := newPermitClock(repo.Instant(at))
 	e.h.Now = clk.now
 	return &lifecycle{harness: e, clk: clk}
 }

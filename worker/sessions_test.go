@@ -128,7 +128,7 @@ func TestFutureStopShortensAndAutoStopFollows(t *testing.T) {
 	var s repo.SessionView
 	e.enqueue(task)
 	e.await(id, &s)
-	at := time.Now().Add(2 * time.Second).Truncate(time.Microsecond)
+	at := repo.Instant(time.Now().Add(2 * time.Second))
 	stop, sid := e.stopTask(s.ID, &at)
 	e.enqueue(stop)
 	var st repo.SessionView
