@@ -1,0 +1,51 @@
+package intake_test
+
+import (
+	"net/http"
+	"testing"
+
+	"github.com/parkd/parkd/intake"
+)
+
+// TestPutZoneAnswersEveryField: PUT /v1/admin/zones/{code} answers the zone as
+// stored, byte for byte: its code first, then every field of the spec in the
+// contract's order, defaults filled in, an empty list kept empty (not
+// dropped, not defaulted).
+func TestPutZoneAnswersEveryField(t *testing.T) {
+	t.Parallel()
+	e := setup(t, options{noWorker: true})
+	op := e.token(intake.RoleOperator, "op")
+	cases := []struct {
+		name, body, want string
+	}{
+		{"defaults filled in", `{"name":" Centrum ","tariff_cents_per_hour":210}`,
+			`{"code":"GOLD","name":"Centrum","time_zone":"Europe/Amsterdam","tariff_cents_per_hour":210,` +
+				`"paid_hours":[{"days":["mon","tue","wed","thu","fri","sat"],"from":"09:00","to":"21:00"},{"days":["sun"],"from":"12:00","to":"17:00"}],` +
+				`"invalid_weekdays":["sat"],"max_session_minutes":180,"max_plan_ahead_days":7,"annual_purchase_limit_hours":500,` +
+				`"annual_usage_limit_hours":500,"year_starts":"01-01"}`},
+		{"empty lists stay empty", `{"name":"Oost","tariff_cents_per_hour":100,"paid_hours":[],"invalid_weekdays":[]}`,
+			`{"code":"GOLD","name":"Oost","time_zone":"Europe/Amsterdam","tariff_cents_per_hour":100,"paid_hours":[],` +
+				`"invalid_weekdays":[],"max_session_minutes":180,"max_plan_ahead_days":7,"annual_purchase_limit_hours":500,` +
+				`"annual_usage_limit_hours":500,"year_starts":"01-01"}`},
+		{"every field given", `{"name":"Santiago","time_zone":"America/Santiago","tariff_cents_per_hour":90,` +
+			`"paid_hours":[{"days":["sun"],"from":"00:00","to":"24:00"}],"invalid_weekdays":["mon","tue"],"max_session_minutes":1440,` +
+			`"max_plan_ahead_days":366,"annual_purchase_limit_hours":8784,"annual_usage_limit_hours":1,"year_starts":"09-07"}`,
+			`{"code":"GOLD","name":"Santiago","time_zone":"America/Santiago","tariff_cents_per_hour":90,` +
+				`"paid_hours":[{"days":["sun"],"from":"00:00","to":"24:00"}],"invalid_weekdays":["mon","tue"],"max_session_minutes":1440,` +
+				`"max_plan_ahead_days":366,"annual_purchase_limit_hours":8784,"annual_usage_limit_hours":1,"year_starts":"09-07"}`},
+		{"nulls are absent", `{"name":"N","tariff_cents_per_hour":1,"paid_hours":null,"invalid_weekdays":null,"time_zone":null}`,
+			`{"code":"GOLD","name":"N","time_zone":"Europe/Amsterdam","tariff_cents_per_hour":1,` +
+				`"paid_hours":[{"days":["mon","tue","wed","thu","fri","sat"],"from":"09:00","to":"21:00"},{"days":["sun"],"from":"12:00","to":"17:00"}],` +
+				`"invalid_weekdays":["sat"],"max_session_minutes":180,"max_plan_ahead_days":7,"annual_purchase_limit_hours":500,` +
+				`"annual_usage_limit_hours":500,"year_starts":"01-01"}`},
+	}
+	for _, c := range cases {
+		r := e.mustDo("PUT", "/v1/admin/zones/GOLD", op, c.body, http.StatusOK, nil)
+		if got := string(r.Body); got != c.want+"\n" { // json.Encoder ends with a newline
+			t.Errorf("%s: answered\n%s\nwant\n%s", c.name, got, c.want)
+		}
+	}
+	// Strict as ever: a field the spec does not have is a 400 naming it.
+	wantError(t, e.do("PUT", "/v1/admin/zones/GOLD", op, `{"name":"C","tariff_cents_per_hour":210,"code":"GOLD"}`),
+		http.StatusBadRequest, intake.CodeBadRequest, "code")
+}
