@@ -15,6 +15,7 @@ import (
 
 	"github.com/parkd/parkd/domain"
 	"github.com/parkd/parkd/intake"
+	"github.com/parkd/parkd/jobs"
 	"github.com/parkd/parkd/repo"
 )
 
@@ -22,14 +23,14 @@ func TestSessionLifecycleThroughHTTP(t *testing.T) {
 	e := setup(t, options{})
 	r := e.resident(10) // 600 minutes
 
-	var p repo.PermitView
+	var p jobs.Permit
 	e.mustDo("GET", "/v1/permits/"+r.permit, r.token, nil, http.StatusOK, &p)
 	if p.BalanceMinutes != 600 || p.Status != "active" || p.Zone != e.zone || p.Year.PurchasedMinutes != 600 {
 		t.Fatalf("permit after top-up = %+v", p)
 	}
 
 	key := uid("start")
-	var s repo.SessionView
+	var s jobs.Session
 	res := e.mustDo("POST", "/v1/permits/"+r.permit+"/sessions", r.token, map[string]any{"plate": "ab-12-cd"},
 		http.StatusCreated, &s, "Idempotency-Key", key)
 	if s.Plate != "AB12CD" || s.Status != domain.StatusActive || s.ReservedMinutes != 180 || s.PermitID != r.permit {
@@ -39,12 +40,12 @@ func TestSessionLifecycleThroughHTTP(t *testing.T) {
 		t.Fatalf("X-Request-Id = %q, want %q", res.Header.Get("X-Request-Id"), key)
 	}
 
-	var got repo.SessionView
+	var got jobs.Session
 	e.mustDo("GET", "/v1/sessions/"+s.ID, r.token, nil, http.StatusOK, &got)
 	if got.ID != s.ID || got.Status != domain.StatusActive {
 		t.Fatalf("GET session = %+v", got)
 	}
-	var list struct{ Sessions []repo.SessionView }
+	var list struct{ Sessions []jobs.Session }
 	e.mustDo("GET", "/v1/permits/"+r.permit+"/sessions?status=active", r.token, nil, http.StatusOK, &list)
 	if len(list.Sessions) != 1 || list.Sessions[0].ID != s.ID {
 		t.Fatalf("active sessions = %+v", list.Sessions)
@@ -57,7 +58,7 @@ func TestSessionLifecycleThroughHTTP(t *testing.T) {
 	// The outcome is readable by its requester.
 	var out struct {
 		RequestID, Type, Status string
-		Result                  repo.SessionView
+		Result                  jobs.Session
 	}
 	e.mustDo("GET", "/v1/requests/"+key, r.token, nil, http.StatusOK, &out)
 	if out.Status != repo.RequestApplied || out.Type != "session:start" || out.Result.ID != s.ID {
@@ -65,7 +66,7 @@ func TestSessionLifecycleThroughHTTP(t *testing.T) {
 	}
 
 	// Stop with an empty body: now.
-	var st repo.SessionView
+	var st jobs.Session
 	e.mustDo("POST", "/v1/sessions/"+s.ID+"/stop", r.token, nil, http.StatusOK, &st)
 	if st.Status != domain.StatusStopped || st.ChargedMinutes == nil || *st.ChargedMinutes != 1 {
 		t.Fatalf("stopped session = %+v", st)
@@ -85,7 +86,7 @@ func TestSessionLifecycleThroughHTTP(t *testing.T) {
 
 	// The ledger: topup, reserve, release, charge; newest first, in pages of 3.
 	var page struct {
-		Entries []repo.LedgerEntryView
+		Entries []jobs.LedgerEntry
 		Next    string
 	}
 	e.mustDo("GET", "/v1/permits/"+r.permit+"/ledger?limit=3", r.token, nil, http.StatusOK, &page)
@@ -124,7 +125,7 @@ func TestSessionLifecycleThroughHTTP(t *testing.T) {
 		t.Fatalf("next = %s, want the last entry's ID %s", next, first[len(first)-1].ID)
 	}
 
-	var stm struct{ Statements []repo.AnnualStatement }
+	var stm struct{ Statements []jobs.Statement }
 	e.mustDo("GET", "/v1/permits/"+r.permit+"/statements", r.token, nil, http.StatusOK, &stm)
 	if stm.Statements == nil || len(stm.Statements) != 0 {
 		t.Fatalf("statements of a first-year permit = %+v", stm)
@@ -144,13 +145,13 @@ func TestPlannedSessionAndStopAt(t *testing.T) {
 	if s.Status != domain.StatusPlanned || !s.StartAt.Equal(start) || s.ReservedMinutes != 60 {
 		t.Fatalf("planned session = %+v", s)
 	}
-	var list struct{ Sessions []repo.SessionView }
+	var list struct{ Sessions []jobs.Session }
 	e.mustDo("GET", "/v1/permits/"+r.permit+"/sessions?status=planned", r.token, nil, http.StatusOK, &list)
 	if len(list.Sessions) != 1 {
 		t.Fatalf("planned = %+v", list)
 	}
 	// A stop before the start cancels it.
-	var st repo.SessionView
+	var st jobs.Session
 	e.mustDo("POST", "/v1/sessions/"+s.ID+"/stop", r.token, map[string]any{}, http.StatusOK, &st)
 	if st.Status != domain.StatusCancelled {
 		t.Fatalf("stopped planned session = %+v", st)
@@ -178,7 +179,7 @@ func TestIdempotencyKey(t *testing.T) {
 	if !bytes.Equal(first.Body, again.Body) {
 		t.Fatalf("same key, same body, different answers:\n%s\n%s", first.Body, again.Body)
 	}
-	var list struct{ Sessions []repo.SessionView }
+	var list struct{ Sessions []jobs.Session }
 	e.mustDo("GET", "/v1/permits/"+r.permit+"/sessions", r.token, nil, http.StatusOK, &list)
 	if len(list.Sessions) != 1 {
 		t.Fatalf("one request, %d sessions", len(list.Sessions))
@@ -291,7 +292,7 @@ func TestPermitIssueAndEnd(t *testing.T) {
 	r := e.resident(2)
 	el := e.token(intake.RoleEloket, "eloket")
 	// A second permit for the same address is refused by its rule.
-	var p repo.PermitView
+	var p jobs.Permit
 	e.mustDo("GET", "/v1/permits/"+r.permit, el, nil, http.StatusOK, &p)
 	wantError(t, e.do("POST", "/v1/permits?wait=10s", el, map[string]any{"resident_id": r.id, "address_id": p.AddressID}),
 		http.StatusUnprocessableEntity, string(domain.CodePermitExistsForAddress))
@@ -301,12 +302,12 @@ func TestPermitIssueAndEnd(t *testing.T) {
 		http.StatusNotFound, intake.CodeNotFound)
 
 	s := e.startSession(r, "END1", nil)
-	var ended repo.PermitView
+	var ended jobs.Permit
 	e.mustDo("POST", "/v1/permits/"+r.permit+"/end?wait=10s", el, map[string]any{"reason": "moved"}, http.StatusOK, &ended)
 	if ended.Status != "ended" || ended.BalanceMinutes != 0 || ended.EndedAt == nil {
 		t.Fatalf("ended permit = %+v", ended)
 	}
-	var sv repo.SessionView
+	var sv jobs.Session
 	e.mustDo("GET", "/v1/sessions/"+s.ID, r.token, nil, http.StatusOK, &sv)
 	if sv.Status != domain.StatusStopped {
 		t.Fatalf("session after the permit ended = %+v", sv)
@@ -499,7 +500,7 @@ func TestBadRequests(t *testing.T) {
 		})
 	}
 	// Nothing of a bad request reached the queue or the database.
-	var list struct{ Sessions []repo.SessionView }
+	var list struct{ Sessions []jobs.Session }
 	e.mustDo("GET", start, r.token, nil, http.StatusOK, &list)
 	if len(list.Sessions) != 1 {
 		t.Fatalf("sessions after bad requests: %d, want 1", len(list.Sessions))
@@ -764,7 +765,7 @@ func TestBackdatedEndsAreRefused(t *testing.T) {
 		wantError(t, e.do("POST", stopPath, r.token, map[string]any{"at": at.Format(time.RFC3339)}),
 			http.StatusUnprocessableEntity, string(domain.CodeInvalidStopTime))
 	}
-	var got repo.SessionView
+	var got jobs.Session
 	e.mustDo("GET", "/v1/sessions/"+s.ID, r.token, nil, http.StatusOK, &got)
 	if got.Status != domain.StatusActive || got.ChargedMinutes != nil || !valid(start.Add(time.Minute)) {
 		t.Fatalf("after refused stops: %+v", got)
@@ -784,7 +785,7 @@ func TestBackdatedEndsAreRefused(t *testing.T) {
 	endPath := "/v1/permits/" + other.permit + "/end?wait=10s"
 	wantError(t, e.do("POST", endPath, el, map[string]any{"reason": "moved", "at": time.Now().Add(-2 * time.Minute).Format(time.RFC3339)}),
 		http.StatusUnprocessableEntity, string(domain.CodeInvalidEndTime))
-	var p repo.PermitView
+	var p jobs.Permit
 	e.mustDo("GET", "/v1/permits/"+other.permit, el, nil, http.StatusOK, &p)
 	if p.Status != domain.PermitActive || p.Year.ReservedMinutes != 120 {
 		t.Fatalf("a refused end changed the permit: %+v", p)
@@ -807,7 +808,7 @@ func TestPaymentRefUsedOnce(t *testing.T) {
 		return e.do("POST", "/v1/permits/"+r.permit+"/topups?wait=10s", r.token,
 			map[string]any{"hours": hours, "payment_ref": ref}, "Idempotency-Key", uid("topup"))
 	}
-	var p repo.PermitView
+	var p jobs.Permit
 	if res := topup(a, 2); res.Status != http.StatusCreated || json.Unmarshal(res.Body, &p) != nil || p.BalanceMinutes != 120 {
 		t.Fatalf("first top-up: %s", res)
 	}
@@ -850,7 +851,7 @@ func TestPlatesWithCountryThroughHTTP(t *testing.T) {
 	if nl.Country != domain.DefaultCountry {
 		t.Fatalf("start without a country: %+v", nl)
 	}
-	var list struct{ Sessions []repo.SessionView }
+	var list struct{ Sessions []jobs.Session }
 	e.mustDo("GET", "/v1/permits/"+r.permit+"/sessions", r.token, nil, http.StatusOK, &list)
 	countries := map[string]string{}
 	for _, s := range list.Sessions {
@@ -881,7 +882,7 @@ func TestPlatesWithCountryThroughHTTP(t *testing.T) {
 	wantError(t, e.do("POST", "/v1/permits/"+r.permit+"/sessions?wait=10s", r.token, map[string]any{"plate": "GOAB123", "country": "AT"}),
 		http.StatusUnprocessableEntity, string(domain.CodePlateAlreadyParked))
 	// The outcome shows the session as the API does, country included.
-	var out struct{ Result repo.SessionView }
+	var out struct{ Result jobs.Session }
 	stop := e.mustDo("POST", "/v1/sessions/"+de.ID+"/stop", r.token, nil, http.StatusOK, nil)
 	e.mustDo("GET", "/v1/requests/"+stop.Header.Get("X-Request-Id"), r.token, nil, http.StatusOK, &out)
 	if out.Result.Country != "DE" || out.Result.Plate != "GOAB123" {

@@ -14,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/parkd/parkd/intake"
+	"github.com/parkd/parkd/jobs"
 	"github.com/parkd/parkd/repo"
 )
 
@@ -111,7 +112,7 @@ func TestRedisDownLeavesNothingHalfWritten(t *testing.T) {
 	}
 	// The same key, once Redis is back (the healthy intake): applied once.
 	e.startSession(r, "HALF1", nil) // a fresh key: proves the plate was not parked
-	var list struct{ Sessions []repo.SessionView }
+	var list struct{ Sessions []jobs.Session }
 	e.mustDo("GET", "/v1/permits/"+r.permit+"/sessions", r.token, nil, http.StatusOK, &list)
 	if len(list.Sessions) != 1 {
 		t.Fatalf("sessions = %d, want 1", len(list.Sessions))
@@ -130,7 +131,7 @@ func TestRetryEnqueuesAStrandedPendingRequest(t *testing.T) {
 	if _, _, err := repo.RegisterRequest(e.ctx, e.store.DB, key, "session:start", fingerprintOf(t, r.permit, "STRAND1"), "resident:"+r.id); err != nil {
 		t.Fatal(err)
 	}
-	var s repo.SessionView
+	var s jobs.Session
 	e.mustDo("POST", "/v1/permits/"+r.permit+"/sessions?wait=10s", r.token, body, http.StatusCreated, &s, "Idempotency-Key", key)
 	if s.Plate != "STRAND1" {
 		t.Fatalf("session = %+v", s)

@@ -23,6 +23,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/parkd/parkd/intake"
+	"github.com/parkd/parkd/jobs"
 	"github.com/parkd/parkd/repo"
 	"github.com/parkd/parkd/repo/repotest"
 	"github.com/parkd/parkd/worker"
@@ -255,7 +256,7 @@ func (e *env) resident(hours int) resident {
 	addr, rid := uid("A"), uid("R")
 	e.mustDo("POST", "/v1/admin/addresses", op, map[string]any{"address_id": addr, "zone": e.zone}, http.StatusCreated, nil)
 	e.mustDo("POST", "/v1/admin/registrations", op, map[string]any{"resident_id": rid, "address_id": addr}, http.StatusCreated, nil)
-	var pv repo.PermitView
+	var pv jobs.Permit
 	e.mustDo("POST", "/v1/permits?wait=10s", el, map[string]any{"resident_id": rid, "address_id": addr}, http.StatusCreated, &pv)
 	r := resident{id: rid, permit: pv.ID, token: e.token(intake.RoleResident, rid, pv.ID)}
 	if hours > 0 {
@@ -266,13 +267,13 @@ func (e *env) resident(hours int) resident {
 }
 
 // startSession starts a session through the API and returns it.
-func (e *env) startSession(r resident, plate string, extra map[string]any) repo.SessionView {
+func (e *env) startSession(r resident, plate string, extra map[string]any) jobs.Session {
 	e.t.Helper()
 	body := map[string]any{"plate": plate}
 	for k, v := range extra {
 		body[k] = v
 	}
-	var s repo.SessionView
+	var s jobs.Session
 	e.mustDo("POST", "/v1/permits/"+r.permit+"/sessions?wait=10s", r.token, body, http.StatusCreated, &s)
 	return s
 }

@@ -7,7 +7,7 @@ import (
 
 	"github.com/parkd/parkd/domain"
 	"github.com/parkd/parkd/intake"
-	"github.com/parkd/parkd/repo"
+	"github.com/parkd/parkd/jobs"
 )
 
 // Instants outside the years 2000-2199 are 400 bad_request wherever a client
@@ -54,12 +54,12 @@ func TestInstantsOutsideTheYearsAreBadRequests(t *testing.T) {
 		})
 	}
 	// Nothing of them reached the queue or the database.
-	var list struct{ Sessions []repo.SessionView }
+	var list struct{ Sessions []jobs.Session }
 	e.mustDo("GET", "/v1/permits/"+r.permit+"/sessions", r.token, nil, http.StatusOK, &list)
 	if len(list.Sessions) != 1 || list.Sessions[0].Status != domain.StatusActive {
 		t.Fatalf("sessions after bad requests: %+v, want the one active session", list.Sessions)
 	}
-	var p repo.PermitView
+	var p jobs.Permit
 	e.mustDo("GET", "/v1/permits/"+r.permit, r.token, nil, http.StatusOK, &p)
 	if p.Status != domain.PermitActive {
 		t.Fatalf("permit %s after a refused end", p.Status)

@@ -8,7 +8,7 @@ import (
 
 	"github.com/parkd/parkd/domain"
 	"github.com/parkd/parkd/intake"
-	"github.com/parkd/parkd/repo"
+	"github.com/parkd/parkd/jobs"
 )
 
 // An operator reading a request's outcome sees its plates masked but for the
@@ -25,7 +25,7 @@ func TestOperatorReadsRequestsWithPlatesMasked(t *testing.T) {
 		t.Helper()
 		var out outcome
 		res := e.mustDo("GET", "/v1/requests/"+key, tok, nil, http.StatusOK, &out)
-		var s repo.SessionView
+		var s jobs.Session
 		if err := json.Unmarshal(out.Result, &s); err != nil {
 			t.Fatal(err)
 		}

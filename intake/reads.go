@@ -89,7 +89,7 @@ func (s *Server) listSessions(w http.ResponseWriter, r *http.Request, p *princip
 	if err != nil {
 		return err
 	}
-	out := make([]repo.SessionView, len(rows))
+	out := make([]jobs.Session, len(rows))
 	for i := range rows {
 		out[i] = rows[i].View(now)
 	}
@@ -144,15 +144,15 @@ func (s *Server) ledger(w http.ResponseWriter, r *http.Request, p *principal) er
 		return err
 	}
 	type page struct {
-		Entries []repo.LedgerEntryView `json:"entries"`
-		Next    string                 `json:"next,omitempty"`
+		Entries []jobs.LedgerEntry `json:"entries"`
+		Next    string             `json:"next,omitempty"`
 	}
 	var out page
 	if len(rows) > limit {
 		rows = rows[:limit]
 		out.Next = repo.FormatID(rows[limit-1].ID)
 	}
-	out.Entries = make([]repo.LedgerEntryView, len(rows))
+	out.Entries = make([]jobs.LedgerEntry, len(rows))
 	for i := range rows {
 		out.Entries[i] = rows[i].View()
 	}
@@ -173,19 +173,10 @@ func (s *Server) statements(w http.ResponseWriter, r *http.Request, p *principal
 		return err
 	}
 	if rows == nil {
-		rows = []repo.AnnualStatement{}
+		rows = []jobs.Statement{}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"statements": rows})
 	return nil
-}
-
-// outcomeBody is a request's outcome (CONTRACT.md).
-type outcomeBody struct {
-	RequestID string          `json:"request_id"`
-	Type      string          `json:"type"`
-	Status    string          `json:"status"`
-	Error     json.RawMessage `json:"error,omitempty"`
-	Result    json.RawMessage `json:"result,omitempty"`
 }
 
 // getRequest: GET /v1/requests/{request_id}: the requester's, or any for an
@@ -208,7 +199,7 @@ func (s *Server) getRequest(w http.ResponseWriter, r *http.Request, p *principal
 	if p.Role != RoleOperator && !mine {
 		return errForbidden("request " + id + " was not made by you")
 	}
-	out := outcomeBody{RequestID: rec.RequestID, Type: rec.Type, Status: rec.Status, Error: rec.Error, Result: rec.Result}
+	out := jobs.Outcome{RequestID: rec.RequestID, Type: rec.Type, Status: rec.Status, Error: rec.Error, Result: rec.Result}
 	if p.Role == RoleOperator || !mine {
 		// Operators see what a request did, not who parked where (CONTRACT.md):
 		// plates masked as the console and the logs show them.

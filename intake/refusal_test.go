@@ -8,6 +8,7 @@ import (
 
 	"github.com/parkd/parkd/domain"
 	"github.com/parkd/parkd/intake"
+	"github.com/parkd/parkd/jobs"
 	"github.com/parkd/parkd/repo"
 )
 
@@ -41,7 +42,7 @@ func TestRefusedForGoodIs422RequestFailed(t *testing.T) {
 			t.Fatalf("outcome %+v", out)
 		}
 	}
-	var balance repo.PermitView
+	var balance jobs.Permit
 	e.mustDo("GET", "/v1/permits/"+r.permit, r.token, nil, http.StatusOK, &balance)
 	if balance.BalanceMinutes != 300 {
 		t.Fatalf("balance %d, want 300 untouched", balance.BalanceMinutes)

@@ -41,7 +41,7 @@ func TestArchivedRequestIsRunAgainOnRetry(t *testing.T) {
 	if out.Status != repo.RequestPending {
 		t.Fatalf("before the retry: %+v", out)
 	}
-	var s repo.SessionView
+	var s jobs.Session
 	e.mustDo("POST", path+"?wait=10s", r.token, body, http.StatusCreated, &s, "Idempotency-Key", key)
 	if s.Plate != "AR12CH" {
 		t.Fatalf("session %+v", s)
@@ -60,7 +60,7 @@ func TestIdempotencyKeyOfAnAutoStopIsApplied(t *testing.T) {
 	a, b := e.resident(5), e.resident(5)
 	s := e.startSession(a, "AU-70-ST", nil)
 	key := jobs.AutoStopTaskID(s.ID, s.PlannedEndAt) // autostop:{session}:{unix}
-	var got repo.SessionView
+	var got jobs.Session
 	e.mustDo("POST", "/v1/permits/"+b.permit+"/sessions?wait=5s", b.token, map[string]any{"plate": "KE-45-YY"},
 		http.StatusCreated, &got, "Idempotency-Key", key)
 	if got.Plate != "KE45YY" {

@@ -277,7 +277,7 @@ func (s *Server) answer(w http.ResponseWriter, rec *repo.Request, ok int) error 
 		writeRaw(w, ok, body.Bytes())
 		return nil
 	case repo.RequestRejected:
-		var ro repo.RuleOutcome
+		var ro jobs.Rejection
 		if err := json.Unmarshal(rec.Error, &ro); err != nil {
 			return fmt.Errorf("request %s: recorded error: %w", rec.RequestID, err)
 		}
@@ -285,13 +285,8 @@ func (s *Server) answer(w http.ResponseWriter, rec *repo.Request, ok int) error 
 		return &domain.RuleError{Code: domain.Code(ro.Code), Message: ro.Message}
 	}
 	w.Header().Set("Location", "/v1/requests/"+rec.RequestID)
-	writeJSON(w, http.StatusAccepted, pendingBody{RequestID: rec.RequestID, Status: repo.RequestPending})
+	writeJSON(w, http.StatusAccepted, jobs.Outcome{RequestID: rec.RequestID, Status: repo.RequestPending})
 	return nil
-}
-
-type pendingBody struct {
-	RequestID string `json:"request_id"`
-	Status    string `json:"status"`
 }
 
 func writeRaw(w http.ResponseWriter, status int, body []byte) {

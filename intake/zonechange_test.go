@@ -8,7 +8,7 @@ import (
 
 	"github.com/parkd/parkd/domain"
 	"github.com/parkd/parkd/intake"
-	"github.com/parkd/parkd/repo"
+	"github.com/parkd/parkd/jobs"
 )
 
 type rightAnswer struct {
@@ -34,7 +34,7 @@ func TestZoneChangeKeepsGrantedRights(t *testing.T) {
 	e := setup(t, options{})
 	r := e.resident(10)
 	s := e.startSession(r, "GRANT1", nil)
-	var before repo.PermitView
+	var before jobs.Permit
 	e.mustDo("GET", "/v1/permits/"+r.permit, r.token, nil, http.StatusOK, &before)
 
 	e.mustDo("PUT", "/v1/admin/zones/"+e.zone, e.token(intake.RoleOperator, "op"), map[string]any{
@@ -57,7 +57,7 @@ func TestZoneChangeKeepsGrantedRights(t *testing.T) {
 		t.Fatalf("no session: %+v, want %s", got, domain.ReasonNotValidOnDay)
 	}
 
-	var after repo.PermitView
+	var after jobs.Permit
 	e.mustDo("GET", "/v1/permits/"+r.permit, r.token, nil, http.StatusOK, &after)
 	if !after.Year.StartsAt.Equal(before.Year.StartsAt) || !after.Year.EndsAt.Equal(before.Year.EndsAt) {
 		t.Fatalf("the running year moved from [%s, %s) to [%s, %s)", before.Year.StartsAt, before.Year.EndsAt, after.Year.StartsAt, after.Year.EndsAt)

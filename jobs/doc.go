@@ -15,5 +15,8 @@
 // nothing runs again unless someone does, and Submit does.
 //
 // The outcome of every request lands in Postgres, readable at
-// GET /v1/requests/{request_id}.
+// GET /v1/requests/{request_id} as an Outcome, whose Result is a Session or a
+// Permit and whose Error a Rejection: the answers (answers.go) are the types
+// the HTTP API answers with, declared here so that an upstream app reads them
+// with the same package it enqueues with.
 package jobs

@@ -8,6 +8,7 @@ import (
 	"github.com/uptrace/bun"
 
 	"github.com/parkd/parkd/domain"
+	"github.com/parkd/parkd/jobs"
 )
 
 // Zone is a row of zones.
@@ -93,33 +94,12 @@ func (p *Permit) State() domain.PermitState {
 	}
 }
 
-// PermitView is a permit as the contract shows it.
-type PermitView struct {
-	ID             string         `json:"id"`
-	Zone           string         `json:"zone"`
-	AddressID      string         `json:"address_id"`
-	ResidentID     string         `json:"resident_id"`
-	Status         string         `json:"status"`
-	BalanceMinutes int            `json:"balance_minutes"`
-	Year           PermitYearView `json:"year"`
-	EndedAt        *time.Time     `json:"ended_at,omitempty"`
-}
-
-// PermitYearView is the current permit year in a PermitView.
-type PermitYearView struct {
-	StartsAt         time.Time `json:"starts_at"`
-	EndsAt           time.Time `json:"ends_at"`
-	PurchasedMinutes int       `json:"purchased_minutes"`
-	UsedMinutes      int       `json:"used_minutes"`
-	ReservedMinutes  int       `json:"reserved_minutes"`
-}
-
 // View renders the permit for answers and outcomes.
-func (p *Permit) View() PermitView {
-	return PermitView{
+func (p *Permit) View() jobs.Permit {
+	return jobs.Permit{
 		ID: FormatID(p.ID), Zone: p.Zone, AddressID: p.AddressID, ResidentID: p.ResidentID,
 		Status: p.Status, BalanceMinutes: p.BalanceMinutes, EndedAt: utcPtr(p.EndedAt),
-		Year: PermitYearView{
+		Year: jobs.PermitYear{
 			StartsAt: p.YearStartsAt.UTC(), EndsAt: p.YearEndsAt.UTC(),
 			PurchasedMinutes: p.PurchasedMinutes, UsedMinutes: p.UsedMinutes, ReservedMinutes: p.ReservedMinutes,
 		},
@@ -152,29 +132,13 @@ func (s *Session) DomainState() domain.SessionState {
 	return domain.SessionState{State: s.State, StartAt: s.StartAt, PlannedEndAt: s.PlannedEndAt, ReservedMinutes: s.ReservedMinutes}
 }
 
-// SessionView is a session as the contract shows it.
-type SessionView struct {
-	ID              string          `json:"id"`
-	PermitID        string          `json:"permit_id"`
-	Zone            string          `json:"zone"`
-	Plate           string          `json:"plate"`
-	Country         string          `json:"country"`
-	Status          string          `json:"status"`
-	StartAt         time.Time       `json:"start_at"`
-	PlannedEndAt    time.Time       `json:"planned_end_at"`
-	EndAt           *time.Time      `json:"end_at,omitempty"`
-	ReservedMinutes int             `json:"reserved_minutes"`
-	ChargedMinutes  *int            `json:"charged_minutes,omitempty"`
-	Notices         []domain.Notice `json:"notices"`
-}
-
 // View renders the session as seen at now.
-func (s *Session) View(now time.Time) SessionView {
+func (s *Session) View(now time.Time) jobs.Session {
 	notices := s.Notices
 	if notices == nil {
 		notices = []domain.Notice{}
 	}
-	return SessionView{
+	return jobs.Session{
 		ID: FormatID(s.ID), PermitID: FormatID(s.PermitID), Zone: s.Zone, Plate: s.Plate, Country: s.Country,
 		Status: domain.StatusAt(s.State, s.StartAt, now), StartAt: s.StartAt.UTC(),
 		PlannedEndAt: s.PlannedEndAt.UTC(), EndAt: utcPtr(s.EndAt),

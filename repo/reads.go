@@ -14,6 +14,7 @@ import (
 	"github.com/uptrace/bun"
 
 	"github.com/parkd/parkd/domain"
+	"github.com/parkd/parkd/jobs"
 )
 
 // This file holds what the HTTP intake reads and the bookkeeping it does on the
@@ -119,21 +120,9 @@ func LedgerPage(ctx context.Context, db bun.IDB, permitID, before int64, limit i
 	return rows, nil
 }
 
-// LedgerEntryView is a ledger entry as the contract shows it.
-type LedgerEntryView struct {
-	ID         string    `json:"id"`
-	Kind       string    `json:"kind"`
-	Minutes    int       `json:"minutes"`
-	Cents      *int64    `json:"cents,omitempty"`
-	SessionID  *string   `json:"session_id,omitempty"`
-	RequestID  *string   `json:"request_id,omitempty"`
-	PaymentRef *string   `json:"payment_ref,omitempty"`
-	At         time.Time `json:"at"`
-}
-
 // View renders the entry for answers.
-func (e *LedgerEntry) View() LedgerEntryView {
-	v := LedgerEntryView{ID: FormatID(e.ID), Kind: e.Kind, Minutes: e.Minutes, Cents: e.Cents,
+func (e *LedgerEntry) View() jobs.LedgerEntry {
+	v := jobs.LedgerEntry{ID: FormatID(e.ID), Kind: e.Kind, Minutes: e.Minutes, Cents: e.Cents,
 		RequestID: e.RequestID, PaymentRef: e.PaymentRef, At: e.At.UTC()}
 	if e.SessionID != nil {
 		s := FormatID(*e.SessionID)
@@ -142,19 +131,10 @@ func (e *LedgerEntry) View() LedgerEntryView {
 	return v
 }
 
-// AnnualStatement is a closed permit year (a row of permit_years) as the
-// contract shows it.
-type AnnualStatement struct {
-	YearStartsAt       time.Time `bun:"year_starts_at" json:"year_starts_at"`
-	YearEndsAt         time.Time `bun:"year_ends_at" json:"year_ends_at"`
-	PurchasedMinutes   int       `bun:"purchased_minutes" json:"purchased_minutes"`
-	UsedMinutes        int       `bun:"used_minutes" json:"used_minutes"`
-	CarriedOverMinutes int       `bun:"carried_over_minutes" json:"carried_over_minutes"`
-}
-
-// PermitStatements lists a permit's closed years, newest first.
-func PermitStatements(ctx context.Context, db bun.IDB, permitID int64) ([]AnnualStatement, error) {
-	var rows []AnnualStatement
+// PermitStatements lists a permit's closed years (rows of permit_years),
+// newest first. bun scans the columns into the answer's fields by name.
+func PermitStatements(ctx context.Context, db bun.IDB, permitID int64) ([]jobs.Statement, error) {
+	var rows []jobs.Statement
 	err := db.NewRaw(`
 		SELECT year_starts_at, year_ends_at, purchased_minutes, used_minutes, carried_over_minutes
 		FROM permit_years WHERE permit_id = ? ORDER BY year_starts_at DESC`, permitID).Scan(ctx, &rows)

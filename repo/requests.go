@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/uptrace/bun"
+
+	"github.com/parkd/parkd/jobs"
 )
 
 // RequestChannel is the LISTEN/NOTIFY channel on which every finished request ID
@@ -66,12 +68,6 @@ func GetRequest(ctx context.Context, db bun.IDB, id string) (*Request, error) {
 	return r, nil
 }
 
-// RuleOutcome is the error of a rejected request as it is stored and shown.
-type RuleOutcome struct {
-	Code    string `json:"code"`
-	Message string `json:"message"`
-}
-
 // noticeSQL is the payload announced on RequestChannel for a finished request
 // (a row of done): the outcome itself as JSON, so that a waiting intake can
 // answer without reading it back; or, when that would pass NOTIFY's 8000-byte
@@ -117,7 +113,7 @@ var ErrUnrecordable = errors.New("repo: the outcome cannot be encoded")
 // notification is delivered when (and only if) the transaction commits. Outbox
 // tasks given are recorded by the same statement (their IDs filled in), saving
 // the round trip of AddOutbox.
-func FinishRequest(ctx context.Context, tx bun.IDB, id, status string, rejection *RuleOutcome, result any, outbox ...*OutboxTask) error {
+func FinishRequest(ctx context.Context, tx bun.IDB, id, status string, rejection *jobs.Rejection, result any, outbox ...*OutboxTask) error {
 	var errJSON, resJSON json.RawMessage
 	var err error
 	if rejection != nil {

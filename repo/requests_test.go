@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/uptrace/bun"
 
+	"github.com/parkd/parkd/jobs"
 	"github.com/parkd/parkd/repo"
 	"github.com/parkd/parkd/repo/repotest"
 )
@@ -30,7 +31,7 @@ func TestFinishRequestAnnouncesOutcome(t *testing.T) {
 	}
 	cases := []struct {
 		name, id, status string
-		rejection        *repo.RuleOutcome
+		rejection        *jobs.Rejection
 		result           any
 		outbox           []*repo.OutboxTask
 		carried          bool
@@ -38,7 +39,7 @@ func TestFinishRequestAnnouncesOutcome(t *testing.T) {
 		{"applied", "n-applied", repo.RequestApplied, nil, map[string]string{"id": "7", "plate": "AB12CD"}, nil, true},
 		{"applied with an outbox task", "n-outbox", repo.RequestApplied, nil, map[string]string{"id": "8"},
 			[]*repo.OutboxTask{{TaskType: "session:autostop", TaskID: "autostop:8:1", Queue: "critical", Payload: json.RawMessage(`{"session_id":"8"}`), ProcessAt: time.Now()}}, true},
-		{"rejected", "n-rejected", repo.RequestRejected, &repo.RuleOutcome{Code: "insufficient_balance", Message: "no minutes left"}, nil, nil, true},
+		{"rejected", "n-rejected", repo.RequestRejected, &jobs.Rejection{Code: "insufficient_balance", Message: "no minutes left"}, nil, nil, true},
 		{"too big to carry", "n-big", repo.RequestApplied, nil, map[string]string{"notes": strings.Repeat("x", 9000)}, nil, false},
 	}
 	for _, c := range cases {

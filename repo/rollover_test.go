@@ -10,6 +10,7 @@ import (
 	"github.com/uptrace/bun"
 
 	"github.com/parkd/parkd/domain"
+	"github.com/parkd/parkd/jobs"
 	"github.com/parkd/parkd/repo"
 	"github.com/parkd/parkd/repo/repotest"
 )
@@ -71,7 +72,7 @@ func (w *rolloverWorld) reload(p *repo.Permit) *repo.Permit {
 	return got
 }
 
-func (w *rolloverWorld) statements(p *repo.Permit) []repo.AnnualStatement {
+func (w *rolloverWorld) statements(p *repo.Permit) []jobs.Statement {
 	w.t.Helper()
 	st, err := repo.PermitStatements(w.ctx, w.store.DB, p.ID)
 	if err != nil {

@@ -41,7 +41,7 @@ func BenchmarkStartStopThroughQueue(b *testing.B) {
 		go func() {
 			defer wg.Done()
 			for i := w; i < b.N; i += pollers {
-				var s repo.SessionView
+				var s jobs.Session
 				if r := e.await(startIDs[i], &s); r.Status != repo.RequestApplied {
 					b.Errorf("start %s: %s", startIDs[i], r.Error)
 					continue
@@ -97,7 +97,7 @@ func BenchmarkStartStopHandlers(b *testing.B) {
 				b.Error(err)
 				return
 			}
-			var s repo.SessionView
+			var s jobs.Session
 			if r := e.outcome(id, &s); r.Status != repo.RequestApplied {
 				b.Errorf("start: %s", r.Error)
 				return

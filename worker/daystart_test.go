@@ -31,7 +31,7 @@ func TestStartBeforeAJumpAtMidnightIsCutWhereTheInvalidDayBegins(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var s repo.SessionView
+	var s jobs.Session
 	if r := e.run(task, e.h.SessionStart, &s); r.Status != repo.RequestApplied {
 		t.Fatalf("start: %s %s", r.Status, r.Error)
 	}

@@ -244,7 +244,7 @@ func (h *Handlers) apply(ctx context.Context, t *asynq.Task, typ string, req job
 			log.Info("request rejected", "code", rule.Code, "reason", msg)
 			d, outcome, code = decision{}, OutcomeRejected, string(rule.Code)
 			return repo.FinishRequest(ctx, tx, req.ID(), repo.RequestRejected,
-				&repo.RuleOutcome{Code: string(rule.Code), Message: msg}, nil)
+				&jobs.Rejection{Code: string(rule.Code), Message: msg}, nil)
 		}
 		if err != nil {
 			return err
@@ -326,7 +326,7 @@ func (h *Handlers) fail(ctx context.Context, typ string, req jobs.Request, msg s
 		}
 		recorded = true
 		return repo.FinishRequest(ctx, tx, req.ID(), repo.RequestRejected,
-			&repo.RuleOutcome{Code: string(domain.CodeRequestFailed), Message: msg}, nil)
+			&jobs.Rejection{Code: string(domain.CodeRequestFailed), Message: msg}, nil)
 	})
 	if err != nil {
 		return fmt.Errorf("%s %s: record that it failed for good (%w): %w", typ, req.ID(), cause, err)
@@ -357,7 +357,7 @@ func (h *Handlers) conflict(ctx context.Context, t *asynq.Task, typ, id, recorde
 	if w := t.ResultWriter(); w != nil { // nil when the handler is called directly
 		body, _ := json.Marshal(map[string]any{ // cannot fail: strings
 			"request_id": id, "status": repo.RequestRejected,
-			"error": repo.RuleOutcome{Code: CodeIdempotencyConflict, Message: msg},
+			"error": jobs.Rejection{Code: CodeIdempotencyConflict, Message: msg},
 		})
 		if _, err := w.Write(body); err != nil {
 			h.logger(ctx).Warn("could not write the conflict as the task's result", "err", err)

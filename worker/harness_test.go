@@ -106,7 +106,7 @@ func (e *harness) permitIn(zone string, hours int) string {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	var pv repo.PermitView
+	var pv jobs.Permit
 	if r := e.run(task, e.h.PermitIssue, &pv); r.Status != repo.RequestApplied {
 		e.t.Fatalf("issue: %s %s", r.Status, r.Error)
 	}
@@ -307,7 +307,7 @@ func (e *harness) putZone(code string, spec domain.ZoneSpec) *domain.Zone {
 }
 
 // autoStopNow runs a session's auto-stop at the worker's clock.
-func (e *harness) autoStopNow(s repo.SessionView) *repo.Session {
+func (e *harness) autoStopNow(s jobs.Session) *repo.Session {
 	e.t.Helper()
 	if err := e.h.SessionAutoStop(e.ctx, jobs.NewSessionAutoStop(s.ID, s.PlannedEndAt)); err != nil {
 		e.t.Fatal(err)

@@ -20,7 +20,7 @@ import (
 func TestOutOfRangeInstantsInTasksAreRejectedAsBadRequests(t *testing.T) {
 	e := setup(t)
 	pid := e.permit(10)
-	var s repo.SessionView
+	var s jobs.Session
 	task, _ := e.startTask(pid, "RANGE1", nil, nil)
 	e.run(task, e.h.SessionStart, &s)
 	before := e.permitRow(pid)
@@ -60,7 +60,7 @@ func TestOutOfRangeInstantsInTasksAreRejectedAsBadRequests(t *testing.T) {
 				t.Fatalf("handler: %v, want the rejection recorded and the task done", err)
 			}
 			r := e.outcome(id, nil)
-			var ro repo.RuleOutcome
+			var ro jobs.Rejection
 			if r.Status != repo.RequestRejected || json.Unmarshal(r.Error, &ro) != nil || ro.Code != string(domain.CodeBadRequest) {
 				t.Fatalf("outcome %s %s, want rejected %s", r.Status, r.Error, domain.CodeBadRequest)
 			}

@@ -132,11 +132,11 @@ func (l *lifecycle) sessionTask(permitID, plate string, start, end *time.Time) (
 
 // newPermit issues a permit at a fresh address of zone and buys hours on it,
 // straight through the handlers.
-func (l *lifecycle) newPermit(zone string, hours int) repo.PermitView {
+func (l *lifecycle) newPermit(zone string, hours int) jobs.Permit {
 	l.t.Helper()
 	addr := l.address(zone)
 	task, _ := l.issueTask(l.resident(addr), addr)
-	var pv repo.PermitView
+	var pv jobs.Permit
 	if r := l.run(task, l.h.PermitIssue, &pv); r.Status != repo.RequestApplied {
 		l.t.Fatalf("issue: %s %s", r.Status, r.Error)
 	}
@@ -146,27 +146,27 @@ func (l *lifecycle) newPermit(zone string, hours int) repo.PermitView {
 	return pv
 }
 
-func (l *lifecycle) mustTopup(permitID string, hours int) repo.PermitView {
+func (l *lifecycle) mustTopup(permitID string, hours int) jobs.Permit {
 	l.t.Helper()
 	task, _ := l.topupTask(permitID, hours, rid("pay"))
-	var pv repo.PermitView
+	var pv jobs.Permit
 	if r := l.run(task, l.h.PermitTopup, &pv); r.Status != repo.RequestApplied {
 		l.t.Fatalf("top-up of %d hours: %s %s", hours, r.Status, r.Error)
 	}
 	return pv
 }
 
-func (l *lifecycle) mustStart(permitID, plate string, start, end *time.Time) repo.SessionView {
+func (l *lifecycle) mustStart(permitID, plate string, start, end *time.Time) jobs.Session {
 	l.t.Helper()
 	task, _ := l.sessionTask(permitID, plate, start, end)
-	var s repo.SessionView
+	var s jobs.Session
 	if r := l.run(task, l.h.SessionStart, &s); r.Status != repo.RequestApplied {
 		l.t.Fatalf("start %s: %s %s", plate, r.Status, r.Error)
 	}
 	return s
 }
 
-func (l *lifecycle) statements(permitID string) []repo.AnnualStatement {
+func (l *lifecycle) statements(permitID string) []jobs.Statement {
 	l.t.Helper()
 	n, _ := repo.ParseID(permitID)
 	st, err := repo.PermitStatements(l.ctx, l.store.DB, n)
@@ -192,7 +192,7 @@ func rejection(t testing.TB, r *repo.Request) string {
 	if r.Status == repo.RequestApplied {
 		return ""
 	}
-	var out repo.RuleOutcome
+	var out jobs.Rejection
 	if err := json.Unmarshal(r.Error, &out); err != nil {
 		t.Fatalf("outcome %s %s: %v", r.Status, r.Error, err)
 	}
@@ -331,7 +331,7 @@ func TestSamePaymentTwiceIsOneTopup(t *testing.T) {
 	}
 	wg.Wait()
 	for _, id := range ids {
-		var pv repo.PermitView
+		var pv jobs.Permit
 		if r := l.await(id, &pv); r.Status != repo.RequestApplied || pv.BalanceMinutes != 180 {
 			t.Fatalf("top-up %s: %s %s %+v, want applied with balance 180", id, r.Status, r.Error, pv)
 		}
@@ -366,7 +366,7 @@ func TestEndPermitSettlesSessionsAndExpiresBalance(t *testing.T) {
 	end := l.clk.now()
 	task, id := l.endTask(p.ID, nil, "moved house")
 	l.enqueue(task)
-	var pv repo.PermitView
+	var pv jobs.Permit
 	if r := l.await(id, &pv); r.Status != repo.RequestApplied {
 		t.Fatalf("end: %s %s", r.Status, r.Error)
 	}
@@ -407,7 +407,7 @@ func TestEndPermitSettlesSessionsAndExpiresBalance(t *testing.T) {
 	// Ending again, under a new request ID and another reason: the ended permit, unchanged.
 	again, aid := l.endTask(p.ID, nil, "on request")
 	l.enqueue(again)
-	var pv2 repo.PermitView
+	var pv2 jobs.Permit
 	if r := l.await(aid, &pv2); r.Status != repo.RequestApplied || pv2.Status != domain.PermitEnded || !pv2.EndedAt.Equal(end) {
 		t.Fatalf("second end: %s %s %+v", r.Status, r.Error, pv2)
 	}
@@ -428,7 +428,7 @@ func TestEndPermitSettlesSessionsAndExpiresBalance(t *testing.T) {
 	// A stop of a session the end settled answers it as settled.
 	stop, stid := l.stopTask(active.ID, nil)
 	l.enqueue(stop)
-	var sv repo.SessionView
+	var sv jobs.Session
 	if r := l.await(stid, &sv); r.Status != repo.RequestApplied || sv.Status != domain.StatusStopped || *sv.ChargedMinutes != 30 {
 		t.Fatalf("stop after the end: %s %+v", r.Status, sv)
 	}
@@ -477,7 +477,7 @@ func TestEndPermitInstantAndReason(t *testing.T) {
 	l.clk.add(20 * time.Second)
 	at := now.Add(-30 * time.Second)
 	task, _ := l.endTask(p.ID, &at, "moved")
-	var pv repo.PermitView
+	var pv jobs.Permit
 	if r := l.run(task, l.h.PermitEnd, &pv); r.Status != repo.RequestApplied || !pv.EndedAt.Equal(at) {
 		t.Fatalf("end at %s: %s %s %+v", at, r.Status, r.Error, pv)
 	}
@@ -548,7 +548,7 @@ func TestRolloverAcrossYearBoundaryThreeAtOnce(t *testing.T) {
 	ams, ny := mustLoc(t, "Europe/Amsterdam"), mustLoc(t, "America/New_York")
 	l := setupLifecycle(t, time.Date(2026, time.December, 31, 22, 0, 0, 0, ams))
 	l.zone("NYC", domain.ZoneSpec{Name: "New York", TimeZone: "America/New_York", TariffCentsPerHour: 400, YearStarts: "04-01"})
-	var ams1, ams2, nyc []repo.PermitView
+	var ams1, ams2, nyc []jobs.Permit
 	for range 5 {
 		ams1 = append(ams1, l.newPermit("TEST", 10))
 		ams2 = append(ams2, l.newPermit("TEST", 0))
@@ -567,7 +567,7 @@ func TestRolloverAcrossYearBoundaryThreeAtOnce(t *testing.T) {
 	l.clk.set(time.Date(2026, time.December, 31, 23, 0, 0, 0, ams))
 	across := l.mustStart(ams1[1].ID, "YEAR2", nil, nil) // 23:00 .. 02:00
 	before := map[string]*repo.Permit{}
-	for _, p := range append(append(append([]repo.PermitView{}, ams1...), ams2...), nyc...) {
+	for _, p := range append(append(append([]jobs.Permit{}, ams1...), ams2...), nyc...) {
 		before[p.ID] = l.permitRow(p.ID)
 	}
 
@@ -589,13 +589,13 @@ func TestRolloverAcrossYearBoundaryThreeAtOnce(t *testing.T) {
 	}
 	roll()
 	newYear := time.Date(2027, time.January, 1, 0, 0, 0, 0, ams)
-	for _, p := range append(append([]repo.PermitView{}, ams1...), ams2...) {
+	for _, p := range append(append([]jobs.Permit{}, ams1...), ams2...) {
 		b, a := before[p.ID], l.permitRow(p.ID)
 		st := l.statements(p.ID)
 		if len(st) != 1 {
 			t.Fatalf("permit %s: %d statements, want 1", p.ID, len(st))
 		}
-		want := repo.AnnualStatement{YearStartsAt: b.YearStartsAt.UTC(), YearEndsAt: newYear.UTC(),
+		want := jobs.Statement{YearStartsAt: b.YearStartsAt.UTC(), YearEndsAt: newYear.UTC(),
 			PurchasedMinutes: b.PurchasedMinutes, UsedMinutes: b.UsedMinutes, CarriedOverMinutes: b.BalanceMinutes}
 		if !sameStatement(st[0], want) {
 			t.Errorf("permit %s statement %+v, want %+v", p.ID, st[0], want)
@@ -668,7 +668,7 @@ func TestRolloverAcrossYearBoundaryThreeAtOnce(t *testing.T) {
 func TestRolloverAfterThreeMissedYears(t *testing.T) {
 	ams := mustLoc(t, "Europe/Amsterdam")
 	l := setupLifecycle(t, time.Date(2026, time.June, 1, 12, 0, 0, 0, ams))
-	var ps []repo.PermitView
+	var ps []jobs.Permit
 	for i := range 4 {
 		ps = append(ps, l.newPermit("TEST", i+1))
 	}
@@ -766,7 +766,7 @@ func TestYearRolledOnUseBeforeTheNightlyRun(t *testing.T) {
 	l.checkInvariants()
 }
 
-func sameStatement(a, b repo.AnnualStatement) bool {
+func sameStatement(a, b jobs.Statement) bool {
 	return a.YearStartsAt.Equal(b.YearStartsAt) && a.YearEndsAt.Equal(b.YearEndsAt) &&
 		a.PurchasedMinutes == b.PurchasedMinutes && a.UsedMinutes == b.UsedMinutes && a.CarriedOverMinutes == b.CarriedOverMinutes
 }
@@ -842,10 +842,10 @@ func TestPaymentRefUsedOnceInTheWholeSystem(t *testing.T) {
 	l := setupLifecycle(t, time.Now())
 	p1, p2 := l.newPermit("TEST", 0), l.newPermit("TEST", 0)
 	ref := rid("PAY-X")
-	topup := func(permitID string, hours int) (*repo.Request, repo.PermitView) {
+	topup := func(permitID string, hours int) (*repo.Request, jobs.Permit) {
 		t.Helper()
 		task, _ := l.topupTask(permitID, hours, ref)
-		var pv repo.PermitView
+		var pv jobs.Permit
 		return l.run(task, l.h.PermitTopup, &pv), pv
 	}
 	if r, pv := topup(p1.ID, 3); r.Status != repo.RequestApplied || pv.BalanceMinutes != 180 {
@@ -881,7 +881,7 @@ func TestPaymentRefUsedOnceInTheWholeSystem(t *testing.T) {
 func TestPaymentRefRaceBetweenPermits(t *testing.T) {
 	l := setupLifecycle(t, time.Now())
 	l.start()
-	permits := make([]repo.PermitView, 6)
+	permits := make([]jobs.Permit, 6)
 	for i := range permits {
 		permits[i] = l.newPermit("TEST", 0)
 	}
@@ -950,7 +950,7 @@ func TestRequestIDReusedThroughJobsIsAConflict(t *testing.T) {
 		t.Fatal(err)
 	}
 	l.enqueue(first)
-	var s repo.SessionView
+	var s jobs.Session
 	if r := l.await(id, &s); r.Status != repo.RequestApplied {
 		t.Fatalf("first start: %s %s", r.Status, r.Error)
 	}
@@ -985,7 +985,7 @@ func TestRequestIDReusedThroughJobsIsAConflict(t *testing.T) {
 		}
 		var res struct {
 			Status string
-			Error  repo.RuleOutcome
+			Error  jobs.Rejection
 		}
 		if err := json.Unmarshal(got.Result, &res); err != nil || res.Status != repo.RequestRejected || res.Error.Code != "idempotency_conflict" {
 			t.Errorf("%s: task result %s (%v), want a rejection idempotency_conflict", task.Type(), got.Result, err)

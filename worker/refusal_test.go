@@ -33,7 +33,7 @@ func (e *harness) exec(q string, args ...any) {
 func (e *harness) wantFailed(requestID, record string, plates ...string) {
 	e.t.Helper()
 	r := e.outcome(requestID, nil)
-	var ro repo.RuleOutcome
+	var ro jobs.Rejection
 	_ = json.Unmarshal(r.Error, &ro)
 	if r.Status != repo.RequestRejected || ro.Code != string(domain.CodeRequestFailed) {
 		e.t.Fatalf("request %s: %s %s, want rejected request_failed", requestID, r.Status, r.Error)
@@ -68,7 +68,7 @@ func TestRefusedForGoodIsARecordedOutcome(t *testing.T) {
 		{"session:stop", "of a session", func(e *harness) (*asynq.Task, func(context.Context, *asynq.Task) error) {
 			pid := e.permit(10)
 			start, _ := e.startTask(pid, "zz-99-zz", nil, nil)
-			var s repo.SessionView
+			var s jobs.Session
 			e.run(start, e.h.SessionStart, &s)
 			e.exec("ALTER TABLE sessions ADD CONSTRAINT refuse CHECK (state <> 'stopped')")
 			task, _ := e.stopTask(s.ID, nil)
@@ -167,7 +167,7 @@ func TestTransientFailureIsRetriedNotRecorded(t *testing.T) {
 			t.Fatalf("SQLSTATE %s: recorded %v (%v), want nothing (retried)", code, r, err)
 		}
 		e.exec("DROP TRIGGER refuse ON sessions")
-		var s repo.SessionView
+		var s jobs.Session
 		if r := e.run(task, e.h.SessionStart, &s); r.Status != repo.RequestApplied {
 			t.Fatalf("SQLSTATE %s: the retry: %s %s", code, r.Status, r.Error)
 		}
@@ -192,7 +192,7 @@ func TestConflictIsTriedAFewTimesThenRecorded(t *testing.T) {
 	task, id := e.startTask(pid, "ab-12-cd", nil, nil)
 	e.enqueue(task)
 	r := e.await(id, nil)
-	var ro repo.RuleOutcome
+	var ro jobs.Rejection
 	_ = json.Unmarshal(r.Error, &ro)
 	if r.Status != repo.RequestRejected || ro.Code != string(domain.CodeRequestFailed) || !strings.Contains(ro.Message, "SQLSTATE 23505") {
 		t.Fatalf("outcome %s %s, want rejected request_failed (23505)", r.Status, r.Error)
@@ -214,7 +214,7 @@ func TestMaintenanceRefusedForGoodIsArchivedNotRetried(t *testing.T) {
 	e := setup(t)
 	pid := e.permit(10)
 	start, _ := e.startTask(pid, "ab-12-cd", nil, nil)
-	var s repo.SessionView
+	var s jobs.Session
 	e.run(start, e.h.SessionStart, &s)
 	e.exec("ALTER TABLE sessions ADD CONSTRAINT refuse CHECK (state <> 'stopped')")
 	e.exec("ALTER TABLE permit_years ADD CONSTRAINT refuse CHECK (false) NOT VALID")
@@ -248,7 +248,7 @@ func TestReconcilerGoesPastASessionItCannotSettle(t *testing.T) {
 	now := time.Now()
 	bad, _ := e.startTask(pid, "aa-11-bb", nil, ptr(now.Add(30*time.Minute)))
 	good, _ := e.startTask(pid, "cc-22-dd", nil, nil)
-	var b, g repo.SessionView
+	var b, g jobs.Session
 	e.run(bad, e.h.SessionStart, &b)
 	e.run(good, e.h.SessionStart, &g)
 	bid, _ := repo.ParseID(b.ID)

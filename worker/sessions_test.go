@@ -22,7 +22,7 @@ func TestStartThenStopEarlyRefunds(t *testing.T) {
 	pid := e.permit(10) // 600 minutes
 	task, id := e.startTask(pid, "ab-12-cd", nil, nil)
 	e.enqueue(task)
-	var s repo.SessionView
+	var s jobs.Session
 	if r := e.await(id, &s); r.Status != repo.RequestApplied {
 		t.Fatalf("start: %s %s", r.Status, r.Error)
 	}
@@ -36,7 +36,7 @@ func TestStartThenStopEarlyRefunds(t *testing.T) {
 	e.awaitTask(autoStop, true)
 	stop, sid := e.stopTask(s.ID, nil)
 	e.enqueue(stop)
-	var st repo.SessionView
+	var st jobs.Session
 	if r := e.await(sid, &st); r.Status != repo.RequestApplied {
 		t.Fatalf("stop: %s %s", r.Status, r.Error)
 	}
@@ -52,7 +52,7 @@ func TestStartThenStopEarlyRefunds(t *testing.T) {
 	// Stopping again is not an error: the settled session, unchanged.
 	again, aid := e.stopTask(s.ID, nil)
 	e.enqueue(again)
-	var st2 repo.SessionView
+	var st2 jobs.Session
 	if r := e.await(aid, &st2); r.Status != repo.RequestApplied || *st2.ChargedMinutes != 1 || !st2.EndAt.Equal(*st.EndAt) {
 		t.Fatalf("second stop: %s %+v", r.Status, st2)
 	}
@@ -69,7 +69,7 @@ func TestStartThenAutoStop(t *testing.T) {
 	end := time.Now().Add(2 * time.Second)
 	task, id := e.startTask(pid, "AUTO1", nil, &end)
 	e.enqueue(task)
-	var s repo.SessionView
+	var s jobs.Session
 	if r := e.await(id, &s); r.Status != repo.RequestApplied {
 		t.Fatalf("start: %s %s", r.Status, r.Error)
 	}
@@ -101,13 +101,13 @@ func TestPlannedSessionCancelledBeforeStart(t *testing.T) {
 	start := time.Now().Add(time.Hour).Truncate(time.Second)
 	task, id := e.startTask(pid, "PLAN1", &start, nil)
 	e.enqueue(task)
-	var s repo.SessionView
+	var s jobs.Session
 	if r := e.await(id, &s); r.Status != repo.RequestApplied || s.Status != domain.StatusPlanned {
 		t.Fatalf("start: %s %+v", r.Status, s)
 	}
 	stop, sid := e.stopTask(s.ID, nil)
 	e.enqueue(stop)
-	var st repo.SessionView
+	var st jobs.Session
 	if r := e.await(sid, &st); r.Status != repo.RequestApplied {
 		t.Fatalf("stop: %s %s", r.Status, r.Error)
 	}
@@ -125,13 +125,13 @@ func TestFutureStopShortensAndAutoStopFollows(t *testing.T) {
 	e.start()
 	pid := e.permit(5)
 	task, id := e.startTask(pid, "SHORT1", nil, nil)
-	var s repo.SessionView
+	var s jobs.Session
 	e.enqueue(task)
 	e.await(id, &s)
 	at := repo.Instant(time.Now().Add(2 * time.Second))
 	stop, sid := e.stopTask(s.ID, &at)
 	e.enqueue(stop)
-	var st repo.SessionView
+	var st jobs.Session
 	if r := e.await(sid, &st); r.Status != repo.RequestApplied {
 		t.Fatalf("stop: %s %s", r.Status, r.Error)
 	}
@@ -168,7 +168,7 @@ func TestRuleRejectionIsOutcomeNotRetry(t *testing.T) {
 		task, id := e.startTask(tc.permit, tc.plate, nil, nil)
 		e.enqueue(task)
 		r := e.await(id, nil)
-		var out repo.RuleOutcome
+		var out jobs.Rejection
 		_ = json.Unmarshal(r.Error, &out)
 		if r.Status != repo.RequestRejected || out.Code != string(tc.code) || out.Message == "" {
 			t.Errorf("%q on %s: %s %s, want rejected %s", tc.plate, tc.permit, r.Status, r.Error, tc.code)
@@ -197,7 +197,7 @@ func TestDuplicateDeliveryHasOneEffect(t *testing.T) {
 	task, id := e.startTask(pid, "DUP1", nil, nil)
 	// Delivered once through the queue...
 	e.enqueue(task)
-	var first repo.SessionView
+	var first jobs.Session
 	e.await(id, &first)
 	// ...then again, as a redelivery would: straight to the handler, and through
 	// Redis again once the first task is gone.
@@ -208,7 +208,7 @@ func TestDuplicateDeliveryHasOneEffect(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(300 * time.Millisecond)
-	var again repo.SessionView
+	var again jobs.Session
 	e.outcome(id, &again)
 	if again.ID != first.ID {
 		t.Fatalf("outcome changed: %s then %s", first.ID, again.ID)
@@ -248,12 +248,12 @@ func TestConcurrentStartsNeverOverdrawBalance(t *testing.T) {
 	}
 	total := 0
 	for _, id := range ids {
-		var s repo.SessionView
+		var s jobs.Session
 		r := e.await(id, &s)
 		if r.Status == repo.RequestApplied {
 			total += s.ReservedMinutes
 		} else {
-			var out repo.RuleOutcome
+			var out jobs.Rejection
 			_ = json.Unmarshal(r.Error, &out)
 			if out.Code != string(domain.CodeInsufficientBalance) {
 				t.Fatalf("unexpected rejection %s", r.Error)
@@ -310,7 +310,7 @@ func TestSamePlateOnTwoPermits(t *testing.T) {
 	applied, rejected := 0, 0
 	for _, id := range ids {
 		r := e.outcome(id, nil)
-		var out repo.RuleOutcome
+		var out jobs.Rejection
 		_ = json.Unmarshal(r.Error, &out)
 		switch {
 		case r.Status == repo.RequestApplied:
@@ -343,11 +343,11 @@ func TestRedisFlushedMidSessionThenReconciled(t *testing.T) {
 	pid := e.permit(5)
 	soon := time.Now().Add(1500 * time.Millisecond)
 	later := time.Now().Add(4 * time.Second)
-	var overdue, pending repo.SessionView
+	var overdue, pending jobs.Session
 	for _, c := range []struct {
 		plate string
 		end   *time.Time
-		into  *repo.SessionView
+		into  *jobs.Session
 	}{{"FLUSH1", &soon, &overdue}, {"FLUSH2", &later, &pending}} {
 		task, id := e.startTask(pid, c.plate, nil, c.end)
 		e.enqueue(task)
@@ -397,7 +397,7 @@ func TestOutboxRelayHandsOverLeftovers(t *testing.T) {
 	// Start without a Redis client: the auto-stop stays in the outbox.
 	e.h.Client = nil
 	task, id := e.startTask(pid, "RELAY1", nil, nil)
-	var s repo.SessionView
+	var s jobs.Session
 	e.run(task, e.h.SessionStart, &s)
 	if r := e.outcome(id, nil); r.Status != repo.RequestApplied {
 		t.Fatal(r.Error)
@@ -446,7 +446,7 @@ func TestTopupAndIssueThroughQueue(t *testing.T) {
 	}
 	task, id := mk(3, pay)
 	e.enqueue(task)
-	var pv repo.PermitView
+	var pv jobs.Permit
 	if r := e.await(id, &pv); r.Status != repo.RequestApplied || pv.BalanceMinutes != 180 || pv.Year.PurchasedMinutes != 180 {
 		t.Fatalf("topup: %s %+v", r.Status, pv)
 	}
@@ -460,7 +460,7 @@ func TestTopupAndIssueThroughQueue(t *testing.T) {
 	task, id = mk(498, rid("pay"))
 	e.enqueue(task)
 	r := e.await(id, nil)
-	var out repo.RuleOutcome
+	var out jobs.Rejection
 	_ = json.Unmarshal(r.Error, &out)
 	if r.Status != repo.RequestRejected || out.Code != string(domain.CodeAnnualPurchaseLimit) {
 		t.Fatalf("over the limit: %s %s", r.Status, r.Error)
@@ -546,7 +546,7 @@ func TestStopBackdatedAtMostSixtySeconds(t *testing.T) {
 	}
 	// Clock skew of up to 60 s is allowed: stopped 60 s back, charged the minutes up to it.
 	at := l.clk.now().Add(-60 * time.Second)
-	var sv repo.SessionView
+	var sv jobs.Session
 	task, err := jobs.NewSessionStop(jobs.SessionStop{RequestID: rid("stop"), SessionID: s.ID, At: &at, ReceivedAt: l.clk.now()})
 	if err != nil {
 		t.Fatal(err)
@@ -570,7 +570,7 @@ func TestPlatesOfEuropeWithTheirCountry(t *testing.T) {
 	e := setup(t)
 	e.start()
 	p1, p2 := e.permit(10), e.permit(10)
-	start := func(permitID, plate, country string) (*repo.Request, repo.SessionView) {
+	start := func(permitID, plate, country string) (*repo.Request, jobs.Session) {
 		t.Helper()
 		id := rid("start")
 		task, err := jobs.NewSessionStart(jobs.SessionStart{RequestID: id, PermitID: permitID, Plate: plate, Country: country})
@@ -578,7 +578,7 @@ func TestPlatesOfEuropeWithTheirCountry(t *testing.T) {
 			t.Fatal(err)
 		}
 		e.enqueue(task)
-		var s repo.SessionView
+		var s jobs.Session
 		return e.await(id, &s), s
 	}
 	for _, c := range []struct{ plate, country, wantPlate, wantCountry string }{

@@ -18,10 +18,10 @@ func TestZoneChangeLeavesGrantedSessionsAsGranted(t *testing.T) {
 	clock := time.Now().UTC().Truncate(time.Second)
 	e.h.Now = func() time.Time { return clock }
 	pid := e.permit(10)
-	var a, b repo.SessionView
+	var a, b jobs.Session
 	for _, c := range []struct {
 		plate string
-		into  *repo.SessionView
+		into  *jobs.Session
 	}{{"KEEP1", &a}, {"KEEP2", &b}} {
 		task, err := jobs.NewSessionStart(jobs.SessionStart{RequestID: rid("start"), PermitID: pid, Plate: c.plate, ReceivedAt: clock})
 		if err != nil {
@@ -42,7 +42,7 @@ func TestZoneChangeLeavesGrantedSessionsAsGranted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var st repo.SessionView
+	var st jobs.Session
 	if r := e.run(stop, e.h.SessionStop, &st); r.Status != repo.RequestApplied || st.ChargedMinutes == nil || *st.ChargedMinutes != 100 {
 		t.Fatalf("stop %s: %s %s %+v, want 100 minutes charged", sid, r.Status, r.Error, st)
 	}

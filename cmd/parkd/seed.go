@@ -111,7 +111,7 @@ func seedCmd(ctx context.Context, cfg config, log *slog.Logger, args []string) e
 			log.Warn("seed permit not issued", "address_id", p.AddressID, "outcome", string(out.Error))
 			continue
 		}
-		var pv repo.PermitView
+		var pv jobs.Permit
 		if err := json.Unmarshal(out.Result, &pv); err != nil {
 			return err
 		}
