@@ -5,7 +5,7 @@
 // Server.Handler serves the API of CONTRACT.md (described for machines in
 // openapi.yaml, served at /v1/openapi.yaml). Bearer tokens (HS256, MintToken)
 // carry the caller's role; writes are registered as pending requests, enqueued
-// under their request ID and awaited through a Listener on Postgres
+// under their request ID and awaited through a repo.Listener on Postgres
 // LISTEN/NOTIFY; every error becomes an answer in one place (writeError).
 //
 // Every port parkd listens on also serves /healthz, /readyz and /metrics, and

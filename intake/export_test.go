@@ -22,12 +22,3 @@ func IsAPIError(err error) bool {
 	var ae *apiError
 	return errors.As(err, &ae)
 }
-
-// Subscribe exposes the listener's waiter registration.
-func (l *Listener) Subscribe(id string) (<-chan struct{}, func()) {
-	w := l.subscribe(id)
-	return w.C, w.Close
-}
-
-// Waiting exposes how many request IDs have waiters.
-func (l *Listener) Waiting() int { return l.waiting() }

@@ -30,7 +30,7 @@ func TestUnavailableIsAPrompt503(t *testing.T) {
 	rdb := redis.NewClient(&redis.Options{Addr: closedAddr(t)})
 	defer rdb.Close()
 	client := asynq.NewClientFromRedisClient(rdb)
-	listener := intake.NewListener("postgres://postgres@"+closedAddr(t)+"/parkd?sslmode=disable", quietLog())
+	listener := repo.NewListener("postgres://postgres@"+closedAddr(t)+"/parkd?sslmode=disable", quietLog())
 	lctx, stop := context.WithCancel(context.Background())
 	defer stop()
 	go listener.Run(lctx)
@@ -150,69 +150,6 @@ func TestWaitWithoutListenerPolls(t *testing.T) {
 	}
 	if e.listener.Connected() {
 		t.Fatal("listener connected to a closed port")
-	}
-}
-
-// TestListenerWakesWaiters: a NOTIFY on the request channel wakes exactly the
-// waiters of that request ID, promptly, and waiters clean up after themselves.
-func TestListenerWakesWaiters(t *testing.T) {
-	e := setup(t, options{noWorker: true})
-	l := e.listener
-	a, cancelA := l.Subscribe("req-a")
-	b, cancelB := l.Subscribe("req-b")
-	if _, err := e.store.DB.ExecContext(e.ctx, "SELECT pg_notify(?, ?)", repo.RequestChannel, "req-a"); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-a:
-	case <-time.After(2 * time.Second):
-		t.Fatal("waiter of req-a not woken within 2s")
-	}
-	select {
-	case <-b:
-		t.Fatal("waiter of req-b woken by req-a's notification")
-	case <-time.After(100 * time.Millisecond):
-	}
-	cancelA()
-	cancelB()
-	if n := l.Waiting(); n != 0 {
-		t.Fatalf("%d request IDs still have waiters after cancel", n)
-	}
-}
-
-// TestListenerReconnects: when the listening connection is killed, the listener
-// reconnects, and waiters are woken on the way down and up so none is stranded.
-func TestListenerReconnects(t *testing.T) {
-	e := setup(t, options{noWorker: true})
-	l := e.listener
-	w, cancel := l.Subscribe("req-x")
-	defer cancel()
-	if _, err := e.store.DB.ExecContext(e.ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-		WHERE datname = current_database() AND query LIKE 'LISTEN%' AND pid <> pg_backend_pid()`); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-w:
-	case <-time.After(10 * time.Second):
-		t.Fatal("waiter not woken when the listener lost its connection")
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for !l.Connected() && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if !l.Connected() {
-		t.Fatal("listener did not reconnect within 10s")
-	}
-	for len(w) > 0 { // drain the reconnect's wake-up
-		<-w
-	}
-	if _, err := e.store.DB.ExecContext(e.ctx, "SELECT pg_notify(?, ?)", repo.RequestChannel, "req-x"); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-w:
-	case <-time.After(2 * time.Second):
-		t.Fatal("no notification after the reconnect")
 	}
 }
 

@@ -43,7 +43,7 @@ type env struct {
 	client    *asynq.Client
 	handlers  *worker.Handlers
 	worker    *asynq.Server
-	listener  *intake.Listener
+	listener  *repo.Listener
 	api       *intake.Server
 	srv       *httptest.Server
 	hc        *http.Client
@@ -90,7 +90,7 @@ func setup(t testing.TB, o options) *env {
 		if ldsn == "" {
 			ldsn = dsn
 		}
-		e.listener = intake.NewListener(ldsn, quietLog())
+		e.listener = repo.NewListener(ldsn, quietLog())
 		lctx, stop := context.WithCancel(context.Background())
 		done := make(chan struct{})
 		go func() { defer close(done); e.listener.Run(lctx) }()

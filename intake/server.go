@@ -43,7 +43,7 @@ type Server struct {
 	Now    func() time.Time // the clock; time.Now when nil
 	// Listener wakes waiting writes when their outcome is committed. Without one
 	// (or while it is disconnected) waiting writes poll every 200 ms.
-	Listener *Listener
+	Listener *repo.Listener
 	// RateLimit and RateBurst size each subject's token bucket (DefaultRate and
 	// DefaultBurst when zero; a negative RateLimit turns limiting off).
 	RateLimit float64 // requests per second

@@ -41,7 +41,7 @@ import (
 //     Redis despite the error, the worker re-creates the row when it runs it,
 //     and a retry under the same key adopts that row; the change is still
 //     applied once, by the worker's claim on the request ID.)
-//  5. The outcome is awaited up to ?wait= (see Listener) and answered: 201/200
+//  5. The outcome is awaited up to ?wait= (see repo.Listener) and answered: 201/200
 //     with the result, 422 with the rule's code, or 202 pending.
 
 // writeParams reads what every write takes besides its body: the request ID
@@ -108,9 +108,9 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, p *principal, su
 	// Subscribe before the status is first read (by RegisterRequest): an
 	// outcome committed at any moment after that read wakes this request, so
 	// none is missed and no re-read is needed before the first wake-up.
-	var watch *subscription
+	var watch *repo.Subscription
 	if s.Listener != nil {
-		watch = s.Listener.subscribe(id)
+		watch = s.Listener.Subscribe(id)
 		defer watch.Close()
 	}
 	ctx, cancel := dbCtx(r.Context())
@@ -218,7 +218,7 @@ func (s *Server) forget(r *http.Request, created bool, id, subject string) {
 // subscription to the request (nil without a listener); a notification that
 // carries the outcome is the answer, one that does not is a cue to read it;
 // while the listener is down (or there is none) it polls.
-func (s *Server) await(ctx context.Context, rec *repo.Request, watch *subscription, wait time.Duration) (*repo.Request, error) {
+func (s *Server) await(ctx context.Context, rec *repo.Request, watch *repo.Subscription, wait time.Duration) (*repo.Request, error) {
 	if wait <= 0 {
 		return rec, nil
 	}

@@ -3,8 +3,12 @@ package repo
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"strconv"
 	"sync"
 	"time"
 
@@ -77,6 +81,32 @@ func (s *Store) InTx(ctx context.Context, fn func(ctx context.Context, tx bun.Tx
 	return s.DB.RunInTx(ctx, nil, fn)
 }
 
+// IsUnavailable reports whether err means Postgres could not be reached or did
+// not answer in time (as opposed to a query it refused), so that callers can
+// answer "try again later" instead of "our bug".
+func IsUnavailable(err error) bool {
+	if err == nil {
+		return false
+	}
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, driver.ErrBadConn) ||
+		errors.Is(err, sql.ErrConnDone) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, net.ErrClosed) || pgconn.Timeout(err) {
+		return true
+	}
+	var ce *pgconn.ConnectError
+	var ne net.Error
+	if errors.As(err, &ce) || errors.As(err, &ne) {
+		return true
+	}
+	switch code := pgCode(err); {
+	case len(code) == 5 && (code[:2] == "08" || code[:2] == "53"): // connection exception, insufficient resources
+		return true
+	case code == "57P01" || code == "57P02" || code == "57P03": // shutting down, cannot connect now
+		return true
+	}
+	return false
+}
+
 func pgCode(err error) string {
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {
@@ -90,4 +120,13 @@ func notFound(err error, what string) error {
 		return fmt.Errorf("%s: %w", what, ErrNotFound)
 	}
 	return fmt.Errorf("%s: %w", what, err)
+}
+
+// FormatID renders a numeric ID as the string the contract uses.
+func FormatID(id int64) string { return strconv.FormatInt(id, 10) }
+
+// ParseID reads a contract ID; anything that is not a positive integer names no row.
+func ParseID(s string) (int64, bool) {
+	id, err := strconv.ParseInt(s, 10, 64)
+	return id, err == nil && id > 0 && FormatID(id) == s
 }

@@ -8,3 +8,11 @@ import "time"
 // is stored, fingerprinted or compared with what was stored, so that an
 // instant written and read back equals itself.
 func Instant(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
+
+func utcPtr(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	u := t.UTC()
+	return &u
+}

@@ -21,8 +21,8 @@ func TestInstantIsWhatPostgresKeeps(t *testing.T) {
 	}
 	for _, in := range []time.Time{
 		time.Date(2026, 3, 29, 1, 59, 59, 999_999_999, time.UTC), // the last nanosecond before a DST change
-		time.Date(2026, 6, 10, 14, 0, 0, 500, ams),                // half a microsecond: written off, not rounded
-		time.Date(2026, 6, 10, 14, 0, 0, 123_456_000, ams),        // already whole microseconds
+		time.Date(2026, 6, 10, 14, 0, 0, 500, ams),               // half a microsecond: written off, not rounded
+		time.Date(2026, 6, 10, 14, 0, 0, 123_456_000, ams),       // already whole microseconds
 		time.Date(2199, 12, 31, 23, 59, 59, 999_999_500, time.UTC),
 	} {
 		var out time.Time

@@ -2,11 +2,25 @@ package repo
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"time"
 
 	"github.com/uptrace/bun"
 )
+
+// OutboxTask is a row of the outbox: a task to enqueue once its transaction commits.
+type OutboxTask struct {
+	bun.BaseModel `bun:"table:outbox"`
+
+	ID        int64           `bun:"id,pk,autoincrement"`
+	TaskType  string          `bun:"task_type"`
+	TaskID    string          `bun:"task_id"`
+	Queue     string          `bun:"queue"`
+	Payload   json.RawMessage `bun:"payload,type:jsonb"`
+	ProcessAt time.Time       `bun:"process_at"`
+	CreatedAt time.Time       `bun:"created_at,default:current_timestamp"`
+}
 
 // AddOutbox records tasks to enqueue after the caller's transaction commits.
 func AddOutbox(ctx context.Context, tx bun.IDB, tasks ...*OutboxTask) error {

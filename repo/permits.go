@@ -9,7 +9,62 @@ import (
 	"github.com/uptrace/bun"
 
 	"github.com/parkd/parkd/domain"
+	"github.com/parkd/parkd/jobs"
 )
+
+// Permit is a row of permits, with its current permit year's counters.
+type Permit struct {
+	bun.BaseModel `bun:"table:permits"`
+
+	ID               int64      `bun:"id,pk,autoincrement"`
+	ResidentID       string     `bun:"resident_id"`
+	AddressID        string     `bun:"address_id"`
+	Zone             string     `bun:"zone"`
+	Status           string     `bun:"status"`
+	BalanceMinutes   int        `bun:"balance_minutes"`
+	ReservedMinutes  int        `bun:"reserved_minutes"`
+	YearStartsAt     time.Time  `bun:"year_starts_at"`
+	YearEndsAt       time.Time  `bun:"year_ends_at"`
+	PurchasedMinutes int        `bun:"purchased_minutes"`
+	UsedMinutes      int        `bun:"used_minutes"`
+	IssuedAt         time.Time  `bun:"issued_at"`
+	EndedAt          *time.Time `bun:"ended_at"`
+	EndReason        *string    `bun:"end_reason"`
+	RequestID        *string    `bun:"request_id"`
+
+	// ZoneUpdatedAt is the version of the permit's zone, read with the permit by
+	// LockPermit (zero when read otherwise).
+	ZoneUpdatedAt time.Time `bun:"zone_updated_at,scanonly"`
+}
+
+// State is what the domain rules need of the permit.
+func (p *Permit) State() domain.PermitState {
+	return domain.PermitState{
+		Active:           p.Status == domain.PermitActive,
+		BalanceMinutes:   p.BalanceMinutes,
+		PurchasedMinutes: p.PurchasedMinutes,
+		UsedMinutes:      p.UsedMinutes,
+		ReservedMinutes:  p.ReservedMinutes,
+	}
+}
+
+// View renders the permit for answers and outcomes.
+func (p *Permit) View() jobs.Permit {
+	return jobs.Permit{
+		ID: FormatID(p.ID), Zone: p.Zone, AddressID: p.AddressID, ResidentID: p.ResidentID,
+		Status: p.Status, BalanceMinutes: p.BalanceMinutes, EndedAt: utcPtr(p.EndedAt),
+		Year: jobs.PermitYear{
+			StartsAt: p.YearStartsAt.UTC(), EndsAt: p.YearEndsAt.UTC(),
+			PurchasedMinutes: p.PurchasedMinutes, UsedMinutes: p.UsedMinutes, ReservedMinutes: p.ReservedMinutes,
+		},
+	}
+}
+
+// ErrPermitExists is returned when a permit is inserted for an address that has
+// an active permit already (the unique index permits_one_active_per_address).
+// The address row lock taken by GatherIssueFacts makes this unreachable for the
+// worker's issue path; it backs up that lock for any other writer.
+var ErrPermitExists = errors.New("repo: the address has an active permit")
 
 // GetPermit reads a permit without locking it.
 func GetPermit(ctx context.Context, db bun.IDB, id int64) (*Permit, error) {
@@ -152,6 +207,36 @@ func ApplyTopup(ctx context.Context, tx bun.IDB, p *Permit, t domain.Topup, paym
 		Set("purchased_minutes = purchased_minutes + ?", t.Minutes).
 		WherePK().Returning("*").Scan(ctx); err != nil {
 		return fmt.Errorf("credit permit %d: %w", p.ID, err)
+	}
+	return nil
+}
+
+// EndPermit ends the locked permit p whose open sessions have all been settled:
+// the balance left is written off with one expire entry, and the permit is ended
+// at plan.At. The unique index ledger_one_expiry_per_permit makes a second
+// write-off impossible, whatever a caller does.
+func EndPermit(ctx context.Context, tx bun.IDB, p *Permit, plan domain.EndPlan, requestID string, at time.Time) error {
+	if p.ReservedMinutes != 0 {
+		return fmt.Errorf("end permit %d: %d minutes still reserved by open sessions", p.ID, p.ReservedMinutes)
+	}
+	if expire := domain.Expiry(p.BalanceMinutes); expire > 0 {
+		e := &LedgerEntry{PermitID: p.ID, Kind: LedgerExpire, Minutes: -expire, RequestID: &requestID, At: at}
+		if _, err := tx.NewInsert().Model(e).Exec(ctx); err != nil {
+			return fmt.Errorf("book expiry of permit %d: %w", p.ID, err)
+		}
+	}
+	res, err := tx.NewUpdate().Model(p).
+		Set("status = ?", domain.PermitEnded).
+		Set("ended_at = ?", plan.At).
+		Set("end_reason = ?", plan.Reason).
+		Set("balance_minutes = balance_minutes - ?", domain.Expiry(p.BalanceMinutes)).
+		WherePK().Where("status = ?", domain.PermitActive).
+		Returning("*").Exec(ctx)
+	if err != nil {
+		return fmt.Errorf("end permit %d: %w", p.ID, err)
+	}
+	if n, _ := res.RowsAffected(); n != 1 {
+		return fmt.Errorf("end permit %d: it was not active", p.ID)
 	}
 	return nil
 }

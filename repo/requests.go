@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/uptrace/bun"
@@ -14,9 +13,91 @@ import (
 	"github.com/parkd/parkd/jobs"
 )
 
-// RequestChannel is the LISTEN/NOTIFY channel on which every finished request ID
-// is announced, so that waiting HTTP intakes wake at once instead of polling.
-const RequestChannel = "parkd_request_done"
+// A request's whole life in the requests table: the intake registers it
+// before it enqueues the task (RegisterRequest, AdoptRequest, and
+// ForgetPendingRequest when the queue is unreachable); the worker claims it
+// (ClaimRequest) and finishes it with its outcome in the transaction of the
+// change it made (FinishRequest, which announces it: notify.go); the intake
+// and clients read the outcome (GetRequest); `parkd check` and the metrics
+// watch what stays pending (PendingRequests); the lab reads what became of a
+// run (RequestOutcomes).
+
+// Request statuses.
+const (
+	RequestPending  = "pending"
+	RequestApplied  = "applied"
+	RequestRejected = "rejected"
+)
+
+// Request is a row of requests: the outcome of one request ID.
+type Request struct {
+	bun.BaseModel `bun:"table:requests"`
+
+	RequestID string          `bun:"request_id,pk"`
+	Type      string          `bun:"type"`
+	BodyHash  string          `bun:"body_hash"`
+	Status    string          `bun:"status"`
+	Subject   *string         `bun:"subject"`
+	Error     json.RawMessage `bun:"error,type:jsonb"`
+	Result    json.RawMessage `bun:"result,type:jsonb"`
+	CreatedAt time.Time       `bun:"created_at,default:current_timestamp"`
+	UpdatedAt time.Time       `bun:"updated_at,default:current_timestamp"`
+}
+
+// RegisterRequest records a request the intake is about to enqueue as pending,
+// owned by subject (who asked, "role:sub"), unless its ID is already known. It
+// returns the row as it now stands and whether this call created it. The caller
+// compares type, fingerprint and subject: the same ID for another request is an
+// idempotency conflict, and an ID already finished is answered from its outcome.
+//
+// The row exists before the task does, so that GET /v1/requests/{id} knows the
+// request (and whose it is) from the moment it was accepted, and the worker's
+// ClaimRequest finds it and keeps its subject.
+func RegisterRequest(ctx context.Context, db bun.IDB, id, typ, bodyHash, subject string) (*Request, bool, error) {
+	var rows []Request
+	err := db.NewRaw(`
+		INSERT INTO requests (request_id, type, body_hash, status, subject)
+		VALUES (?, ?, ?, ?, ?)
+		ON CONFLICT (request_id) DO NOTHING
+		RETURNING *`, id, typ, bodyHash, RequestPending, subject).Scan(ctx, &rows)
+	if err != nil {
+		return nil, false, fmt.Errorf("register request %s: %w", id, err)
+	}
+	if len(rows) == 1 {
+		return &rows[0], true, nil
+	}
+	r, err := GetRequest(ctx, db, id)
+	if err != nil {
+		return nil, false, err
+	}
+	return r, false, nil
+}
+
+// AdoptRequest gives a request that has no subject (enqueued through package jobs
+// directly, or re-created by the worker after the intake forgot it) to subject,
+// provided it is the same request. It reports whether the request is now
+// subject's.
+func AdoptRequest(ctx context.Context, db bun.IDB, id, typ, bodyHash, subject string) (bool, error) {
+	res, err := db.NewUpdate().Model((*Request)(nil)).Set("subject = ?", subject).
+		Where("request_id = ? AND type = ? AND body_hash = ? AND subject IS NULL", id, typ, bodyHash).Exec(ctx)
+	if err != nil {
+		return false, fmt.Errorf("adopt request %s: %w", id, err)
+	}
+	n, _ := res.RowsAffected()
+	return n == 1, nil
+}
+
+// ForgetPendingRequest deletes a request the intake registered but could not hand
+// to the queue, so that no pending request is left that nothing will ever finish.
+// Only a still-pending row of the same subject goes: if the task did reach Redis
+// after all and a worker already finished it, its outcome stays.
+func ForgetPendingRequest(ctx context.Context, db bun.IDB, id, subject string) error {
+	if _, err := db.NewDelete().Model((*Request)(nil)).
+		Where("request_id = ? AND status = ? AND subject = ?", id, RequestPending, subject).Exec(ctx); err != nil {
+		return fmt.Errorf("forget request %s: %w", id, err)
+	}
+	return nil
+}
 
 // ClaimRequest records a request as pending, or locks the row it already has, and
 // returns it. Inside the caller's transaction this serialises two deliveries of the
@@ -57,51 +138,6 @@ func ClaimRequest(ctx context.Context, tx bun.IDB, id, typ, bodyHash string, sub
 		err = fmt.Errorf("lock request %s: vanished after a conflicting insert", id)
 	}
 	return got, err
-}
-
-// GetRequest reads a request's outcome.
-func GetRequest(ctx context.Context, db bun.IDB, id string) (*Request, error) {
-	r := new(Request)
-	if err := db.NewSelect().Model(r).Where("request_id = ?", id).Scan(ctx); err != nil {
-		return nil, notFound(err, "request "+id)
-	}
-	return r, nil
-}
-
-// noticeSQL is the payload announced on RequestChannel for a finished request
-// (a row of done): the outcome itself as JSON, so that a waiting intake can
-// answer without reading it back; or, when that would pass NOTIFY's 8000-byte
-// limit, only the request ID. ParseRequestNotice reads both.
-const noticeSQL = `(SELECT CASE WHEN octet_length(n) < 7900 THEN n ELSE request_id END
-	FROM (SELECT json_build_object('request_id', request_id, 'status', status, 'error', error, 'result', result)::text AS n) j)`
-
-// RequestNotice is the payload of a notification on RequestChannel.
-type RequestNotice struct {
-	RequestID string          `json:"request_id"`
-	Status    string          `json:"status"`
-	Error     json.RawMessage `json:"error"`
-	Result    json.RawMessage `json:"result"`
-}
-
-// ParseRequestNotice reads a notification's payload: the request ID, and the
-// finished request's outcome when the payload carries it (nil otherwise).
-func ParseRequestNotice(payload string) (string, *Request) {
-	if !strings.HasPrefix(payload, "{") {
-		return payload, nil
-	}
-	var n RequestNotice
-	if err := json.Unmarshal([]byte(payload), &n); err != nil || n.RequestID == "" {
-		return payload, nil
-	}
-	r := &Request{RequestID: n.RequestID, Status: n.Status}
-	// JSON null is what SQL NULL became: absent, as a read from the table gives.
-	if string(n.Error) != "null" {
-		r.Error = n.Error
-	}
-	if string(n.Result) != "null" {
-		r.Result = n.Result
-	}
-	return n.RequestID, r
 }
 
 // ErrUnrecordable is returned by FinishRequest for a result that cannot be
@@ -167,6 +203,15 @@ func FinishRequest(ctx context.Context, tx bun.IDB, id, status string, rejection
 	return nil
 }
 
+// GetRequest reads a request's outcome.
+func GetRequest(ctx context.Context, db bun.IDB, id string) (*Request, error) {
+	r := new(Request)
+	if err := db.NewSelect().Model(r).Where("request_id = ?", id).Scan(ctx); err != nil {
+		return nil, notFound(err, "request "+id)
+	}
+	return r, nil
+}
+
 // PendingRequestLimit is how long a request may stay pending before `parkd
 // check` reports it. A request waits for a worker for milliseconds, and for
 // its retries (up to about an hour) only while something is down: minutes of
@@ -193,4 +238,27 @@ func PendingRequests(ctx context.Context, db bun.IDB) (PendingStats, error) {
 		return PendingStats{}, fmt.Errorf("pending requests: %w", err)
 	}
 	return PendingStats{Count: row.Count, Oldest: time.Duration(row.Oldest * float64(time.Second))}, nil
+}
+
+// RequestOutcome is what became of one request, as the lab (tools/) holds it
+// against the answer its client was given.
+type RequestOutcome struct {
+	RequestID string `bun:"request_id"`
+	Type      string `bun:"type"`
+	Status    string `bun:"status"` // RequestPending, RequestApplied or RequestRejected
+	Code      string `bun:"code"`   // a rejection's rule code, else ""
+}
+
+// RequestOutcomes reads the outcome of every request of the given types.
+func RequestOutcomes(ctx context.Context, db bun.IDB, types ...string) ([]RequestOutcome, error) {
+	var out []RequestOutcome
+	err := db.NewSelect().Model((*Request)(nil)).
+		Column("request_id", "type", "status").
+		ColumnExpr("coalesce(error->>'code', '') AS code").
+		Where("type IN (?)", bun.In(types)).
+		Scan(ctx, &out)
+	if err != nil {
+		return nil, fmt.Errorf("read request outcomes: %w", err)
+	}
+	return out, nil
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/uptrace/bun"
 
 	"github.com/parkd/parkd/domain"
+	"github.com/parkd/parkd/jobs"
 )
 
 // RolloverBatch is how many permits one rollover statement closes a year of: big
@@ -349,4 +350,21 @@ func RollPermitYears(ctx context.Context, tx bun.IDB, z *domain.Zone, p *Permit,
 		years++
 	}
 	return years, nil
+}
+
+// PermitStatements lists a permit's closed years (rows of permit_years),
+// newest first. bun scans the columns into the answer's fields by name.
+func PermitStatements(ctx context.Context, db bun.IDB, permitID int64) ([]jobs.Statement, error) {
+	var rows []jobs.Statement
+	err := db.NewRaw(`
+		SELECT year_starts_at, year_ends_at, purchased_minutes, used_minutes, carried_over_minutes
+		FROM permit_years WHERE permit_id = ? ORDER BY year_starts_at DESC`, permitID).Scan(ctx, &rows)
+	if err != nil {
+		return nil, fmt.Errorf("statements of permit %d: %w", permitID, err)
+	}
+	for i := range rows {
+		rows[i].YearStartsAt = rows[i].YearStartsAt.UTC()
+		rows[i].YearEndsAt = rows[i].YearEndsAt.UTC()
+	}
+	return rows, nil
 }

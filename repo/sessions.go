@@ -7,9 +7,51 @@ import (
 	"time"
 
 	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect/pgdialect"
 
 	"github.com/parkd/parkd/domain"
+	"github.com/parkd/parkd/jobs"
 )
+
+// Session is a row of sessions.
+type Session struct {
+	bun.BaseModel `bun:"table:sessions"`
+
+	ID              int64           `bun:"id,pk,autoincrement"`
+	PermitID        int64           `bun:"permit_id"`
+	Zone            string          `bun:"zone"`
+	Plate           string          `bun:"plate"`
+	Country         string          `bun:"country"`
+	State           domain.State    `bun:"state"`
+	StartAt         time.Time       `bun:"start_at"`
+	PlannedEndAt    time.Time       `bun:"planned_end_at"`
+	EndAt           *time.Time      `bun:"end_at"`
+	ReservedMinutes int             `bun:"reserved_minutes"`
+	ChargedMinutes  *int            `bun:"charged_minutes"`
+	Notices         []domain.Notice `bun:"notices,type:jsonb"`
+	RequestID       string          `bun:"request_id"`
+	CreatedAt       time.Time       `bun:"created_at,default:current_timestamp"`
+	SettledAt       *time.Time      `bun:"settled_at"`
+}
+
+// DomainState is what the stop rules need of the session.
+func (s *Session) DomainState() domain.SessionState {
+	return domain.SessionState{State: s.State, StartAt: s.StartAt, PlannedEndAt: s.PlannedEndAt, ReservedMinutes: s.ReservedMinutes}
+}
+
+// View renders the session as seen at now.
+func (s *Session) View(now time.Time) jobs.Session {
+	notices := s.Notices
+	if notices == nil {
+		notices = []domain.Notice{}
+	}
+	return jobs.Session{
+		ID: FormatID(s.ID), PermitID: FormatID(s.PermitID), Zone: s.Zone, Plate: s.Plate, Country: s.Country,
+		Status: domain.StatusAt(s.State, s.StartAt, now), StartAt: s.StartAt.UTC(),
+		PlannedEndAt: s.PlannedEndAt.UTC(), EndAt: utcPtr(s.EndAt),
+		ReservedMinutes: s.ReservedMinutes, ChargedMinutes: s.ChargedMinutes, Notices: notices,
+	}
+}
 
 // ErrPlateParked is returned when a new session's interval overlaps an open
 // session of the same plate in the same zone (the exclusion constraint).
@@ -42,39 +84,17 @@ func LockSessionAndPermit(ctx context.Context, tx bun.IDB, sessionID int64) (*Se
 	return s, p, nil
 }
 
-// bookOnPermit inserts ledger entries and applies the matching change to the
-// locked permit p in one statement, refreshing p. set is the SET list of the
-// permit update (counters besides the balance), args its arguments.
-func bookOnPermit(ctx context.Context, tx bun.IDB, p *Permit, entries []LedgerEntry, set string, args ...any) error {
-	return bookAfter(ctx, tx, p, nil, entries, set, args...)
-}
-
-// bookAfter is bookOnPermit with a session update in the same statement (one
-// round trip instead of two): the permit changes only if the session update
-// changed a row, and otherwise bookAfter returns ErrNotFound and the caller's
-// transaction, ledger entries included, must be rolled back.
-func bookAfter(ctx context.Context, tx bun.IDB, p *Permit, session *bun.UpdateQuery, entries []LedgerEntry, set string, args ...any) error {
-	delta := 0
-	for _, e := range entries {
-		delta += e.Minutes
+// LockOpenSessions locks every open session of a permit whose row the caller has
+// locked already (permit first, then sessions: the order every writer uses).
+func LockOpenSessions(ctx context.Context, tx bun.IDB, permitID int64) ([]*Session, error) {
+	var rows []*Session
+	err := tx.NewSelect().Model(&rows).
+		Where("permit_id = ? AND state = ?", permitID, domain.StateOpen).
+		OrderExpr("id").For("UPDATE").Scan(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("open sessions of permit %d: %w", permitID, err)
 	}
-	ins := tx.NewInsert().Model(&entries)
-	q := tx.NewUpdate().With("booked", ins).Model(p).
-		Set("balance_minutes = balance_minutes + ?", delta)
-	if session != nil {
-		q = q.With("changed", session.Returning("id")).Where("EXISTS (SELECT 1 FROM changed)")
-	}
-	if set != "" {
-		q = q.Set(set, args...)
-	}
-	if err := q.WherePK().Returning("*").Scan(ctx); err != nil {
-		what := fmt.Sprintf("permit %d", p.ID)
-		if session != nil {
-			what = "open session on " + what
-		}
-		return notFound(err, what)
-	}
-	return nil
+	return rows, nil
 }
 
 // ApplyStart stores a planned session on the locked permit p and reserves its
@@ -160,6 +180,34 @@ func ApplyStop(ctx context.Context, tx bun.IDB, p *Permit, s *Session, plan doma
 	return nil
 }
 
+// MaxListedSessions bounds a permit's session list: the newest this many.
+const MaxListedSessions = 1000
+
+// PermitSessions lists a permit's sessions, newest start first, optionally only
+// those with one outside status (planned, active, stopped, cancelled) as seen at
+// now. Planned versus active is not stored: it follows from start_at and now.
+func PermitSessions(ctx context.Context, db bun.IDB, permitID int64, status string, now time.Time) ([]Session, error) {
+	var rows []Session
+	q := db.NewSelect().Model(&rows).Where("permit_id = ?", permitID)
+	switch status {
+	case "":
+	case domain.StatusPlanned:
+		q = q.Where("state = ? AND start_at > ?", domain.StateOpen, now)
+	case domain.StatusActive:
+		q = q.Where("state = ? AND start_at <= ?", domain.StateOpen, now)
+	case domain.StatusStopped:
+		q = q.Where("state = ?", domain.StateStopped)
+	case domain.StatusCancelled:
+		q = q.Where("state = ?", domain.StateCancelled)
+	default:
+		return nil, fmt.Errorf("sessions of permit %d: unknown status %q", permitID, status)
+	}
+	if err := q.OrderExpr("start_at DESC, id DESC").Limit(MaxListedSessions).Scan(ctx); err != nil {
+		return nil, fmt.Errorf("sessions of permit %d: %w", permitID, err)
+	}
+	return rows, nil
+}
+
 // OverdueSessions returns open sessions whose planned end is at or before
 // before, oldest first: the ones an auto-stop should already have settled;
 // but those in skip (the ones the caller failed to settle for good).
@@ -185,6 +233,40 @@ func OpenSessionEnds(ctx context.Context, db bun.IDB, afterID int64, limit int) 
 		OrderExpr("id").Limit(int64(limit)).Scan(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("open sessions: %w", err)
+	}
+	return rows, nil
+}
+
+// What a load left of the sessions, as the lab (tools/) reads it once the
+// load has run: how many are still open, and when each was settled against
+// its planned end. An empty ids means every session.
+
+// CountOpenSessions counts the open sessions, and those of them whose planned
+// end is at or before at (overdue: an auto-stop should have settled them).
+func CountOpenSessions(ctx context.Context, db bun.IDB, at time.Time, ids ...int64) (open, overdue int, err error) {
+	q := db.NewSelect().Model((*Session)(nil)).
+		ColumnExpr("count(*)").
+		ColumnExpr("count(*) FILTER (WHERE planned_end_at <= ?)", at).
+		Where("state = ?", domain.StateOpen)
+	if len(ids) > 0 {
+		q = q.Where("id = ANY(?)", pgdialect.Array(ids))
+	}
+	if err := q.Scan(ctx, &open, &overdue); err != nil {
+		return 0, 0, fmt.Errorf("count open sessions: %w", err)
+	}
+	return open, overdue, nil
+}
+
+// SessionSettlements reads, by ID, each session's request, state, planned end
+// and the instant it was settled (nil while open).
+func SessionSettlements(ctx context.Context, db bun.IDB, ids ...int64) ([]Session, error) {
+	var rows []Session
+	q := db.NewSelect().Model(&rows).Column("id", "request_id", "state", "planned_end_at", "settled_at").OrderExpr("id")
+	if len(ids) > 0 {
+		q = q.Where("id = ANY(?)", pgdialect.Array(ids))
+	}
+	if err := q.Scan(ctx); err != nil {
+		return nil, fmt.Errorf("read session settlements: %w", err)
 	}
 	return rows, nil
 }

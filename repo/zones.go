@@ -3,11 +3,41 @@ package repo
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/uptrace/bun"
 
 	"github.com/parkd/parkd/domain"
 )
+
+// Zone is a row of zones.
+type Zone struct {
+	bun.BaseModel `bun:"table:zones"`
+
+	Code                     string              `bun:"code,pk"`
+	Name                     string              `bun:"name"`
+	TimeZone                 string              `bun:"time_zone"`
+	TariffCentsPerHour       int64               `bun:"tariff_cents_per_hour"`
+	PaidHours                []domain.PaidWindow `bun:"paid_hours,type:jsonb"`
+	InvalidWeekdays          []string            `bun:"invalid_weekdays,type:jsonb"`
+	MaxSessionMinutes        int                 `bun:"max_session_minutes"`
+	MaxPlanAheadDays         int                 `bun:"max_plan_ahead_days"`
+	AnnualPurchaseLimitHours int                 `bun:"annual_purchase_limit_hours"`
+	AnnualUsageLimitHours    int                 `bun:"annual_usage_limit_hours"`
+	YearStarts               string              `bun:"year_starts"`
+	UpdatedAt                time.Time           `bun:"updated_at"`
+}
+
+// Spec returns the zone as its operator wrote it.
+func (z *Zone) Spec() domain.ZoneSpec {
+	return domain.ZoneSpec{
+		Name: z.Name, TimeZone: z.TimeZone, TariffCentsPerHour: z.TariffCentsPerHour,
+		PaidHours: z.PaidHours, InvalidWeekdays: z.InvalidWeekdays,
+		MaxSessionMinutes: z.MaxSessionMinutes, MaxPlanAheadDays: z.MaxPlanAheadDays,
+		AnnualPurchaseLimitHours: z.AnnualPurchaseLimitHours, AnnualUsageLimitHours: z.AnnualUsageLimitHours,
+		YearStarts: z.YearStarts,
+	}
+}
 
 // PutZone creates or replaces a zone. The change applies forward (DOMAIN.md):
 // sessions keep the intervals they were granted, settled ones what they were

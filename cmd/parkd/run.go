@@ -218,7 +218,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger, r roles) error {
 		// requests still waiting for their outcome are woken, not left to poll.
 		listenCtx, stopListen := context.WithCancel(context.WithoutCancel(ctx))
 		defer stopListen()
-		listener := intake.NewListener(cfg.DatabaseURL, log)
+		listener := repo.NewListener(cfg.DatabaseURL, log)
 		go listener.Run(listenCtx)
 		api := &intake.Server{Store: d.store, Client: d.client, Redis: d.redis, Secret: []byte(cfg.JWTSecret),
 			Log: log.With("component", "intake"), Listener: listener,

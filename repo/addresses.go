@@ -7,6 +7,18 @@ import (
 	"github.com/uptrace/bun"
 )
 
+// The address register: every address, and the permit zone it lies in.
+
+// Address is a row of addresses.
+type Address struct {
+	bun.BaseModel `bun:"table:addresses"`
+
+	ID          string  `bun:"id,pk"`
+	Zone        *string `bun:"zone"`
+	Postcode    *string `bun:"postcode"`
+	HouseNumber *string `bun:"house_number"`
+}
+
 // PutAddress creates or updates an address of the register.
 func PutAddress(ctx context.Context, db bun.IDB, a *Address) error {
 	_, err := db.NewInsert().Model(a).
@@ -20,20 +32,6 @@ func PutAddress(ctx context.Context, db bun.IDB, a *Address) error {
 		return fmt.Errorf("put address %s: %w", a.ID, err)
 	}
 	return nil
-}
-
-// PutRegistration records that a resident is registered at an address; recording
-// it twice is one registration.
-func PutRegistration(ctx context.Context, db bun.IDB, r *Registration) (created bool, err error) {
-	res, err := db.NewInsert().Model(r).On("CONFLICT DO NOTHING").Exec(ctx)
-	if err != nil {
-		if pgCode(err) == "23503" {
-			return false, fmt.Errorf("registration of %s: address %s: %w", r.ResidentID, r.AddressID, ErrNotFound)
-		}
-		return false, fmt.Errorf("put registration: %w", err)
-	}
-	n, _ := res.RowsAffected()
-	return n == 1, nil
 }
 
 func deref(s *string) string {

@@ -6,3 +6,6 @@ import "time"
 func RightsQuery(plate, code string, at time.Time) (string, []any) {
 	return rightsQuery(plate, code, at)
 }
+
+// Waiting is how many request IDs have waiters (tests check cleanup).
+func (l *Listener) Waiting() int { return l.waiting() }

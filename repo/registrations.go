@@ -8,6 +8,30 @@ import (
 	"github.com/uptrace/bun/dialect/pgdialect"
 )
 
+// The population register (BRP) extract: who is registered at which address.
+
+// Registration is a row of the BRP extract.
+type Registration struct {
+	bun.BaseModel `bun:"table:registrations"`
+
+	ResidentID string `bun:"resident_id,pk"`
+	AddressID  string `bun:"address_id,pk"`
+}
+
+// PutRegistration records that a resident is registered at an address; recording
+// it twice is one registration.
+func PutRegistration(ctx context.Context, db bun.IDB, r *Registration) (created bool, err error) {
+	res, err := db.NewInsert().Model(r).On("CONFLICT DO NOTHING").Exec(ctx)
+	if err != nil {
+		if pgCode(err) == "23503" {
+			return false, fmt.Errorf("registration of %s: address %s: %w", r.ResidentID, r.AddressID, ErrNotFound)
+		}
+		return false, fmt.Errorf("put registration: %w", err)
+	}
+	n, _ := res.RowsAffected()
+	return n == 1, nil
+}
+
 // RegistrationOutcome is what loading one row of a BRP extract did.
 type RegistrationOutcome int
 

@@ -1,21 +1,68 @@
-package intake
+package repo
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-
-	"github.com/parkd/parkd/repo"
 )
 
-// Listener tells waiting HTTP requests that their request has an outcome.
+// The announcement of finished requests, both ends of it: FinishRequest sends
+// the NOTIFY (noticeSQL, in the transaction of the outcome) and the Listener
+// of each HTTP intake receives it (ParseRequestNotice). The payload's format
+// lives here only.
+
+// RequestChannel is the LISTEN/NOTIFY channel on which every finished request ID
+// is announced, so that waiting HTTP intakes wake at once instead of polling.
+const RequestChannel = "parkd_request_done"
+
+// noticeSQL is the payload announced on RequestChannel for a finished request
+// (a row of done): the outcome itself as JSON, so that a waiting intake can
+// answer without reading it back; or, when that would pass NOTIFY's 8000-byte
+// limit, only the request ID. ParseRequestNotice reads both.
+const noticeSQL = `(SELECT CASE WHEN octet_length(n) < 7900 THEN n ELSE request_id END
+	FROM (SELECT json_build_object('request_id', request_id, 'status', status, 'error', error, 'result', result)::text AS n) j)`
+
+// requestNotice is the payload of a notification on RequestChannel that
+// carries the outcome (noticeSQL's JSON).
+type requestNotice struct {
+	RequestID string          `json:"request_id"`
+	Status    string          `json:"status"`
+	Error     json.RawMessage `json:"error"`
+	Result    json.RawMessage `json:"result"`
+}
+
+// ParseRequestNotice reads a notification's payload: the request ID, and the
+// finished request's outcome when the payload carries it (nil otherwise).
+func ParseRequestNotice(payload string) (string, *Request) {
+	if !strings.HasPrefix(payload, "{") {
+		return payload, nil
+	}
+	var n requestNotice
+	if err := json.Unmarshal([]byte(payload), &n); err != nil || n.RequestID == "" {
+		return payload, nil
+	}
+	r := &Request{RequestID: n.RequestID, Status: n.Status}
+	// JSON null is what SQL NULL became: absent, as a read from the table gives.
+	if string(n.Error) != "null" {
+		r.Error = n.Error
+	}
+	if string(n.Result) != "null" {
+		r.Result = n.Result
+	}
+	return n.RequestID, r
+}
+
+// Listener tells waiting HTTP requests that their request has an outcome: the
+// LISTEN end of RequestChannel.
 //
 // Why Postgres LISTEN/NOTIFY: the outcome is written to Postgres by the worker in
-// the same transaction as the change it describes, and repo.FinishRequest
+// the same transaction as the change it describes, and FinishRequest
 // announces the request ID with pg_notify in that transaction. Postgres delivers
 // the notification only when (and as soon as) the transaction commits, so a
 // waiter woken by it always finds the outcome, and never one that was rolled back.
@@ -50,25 +97,38 @@ type Listener struct {
 
 type waiter struct {
 	ch      chan struct{}
-	outcome *repo.Request // the outcome, when a notification carried it (under mu)
+	outcome *Request // the outcome, when a notification carried it (under mu)
 }
 
-// subscription is a waiter's handle: C receives a value when the request may
-// have an outcome (or the listener changed state); Outcome is that outcome
-// when the notification carried it; Close must be called when done.
-type subscription struct {
-	C     <-chan struct{}
-	l     *Listener
-	w     *waiter
-	Close func()
+// Subscription is a waiter's interest in one request ID: C receives a value
+// when the request may have an outcome (or the listener went down or came
+// back up: then read it from Postgres); Outcome is that outcome when the
+// notification carried it. Close it when done.
+type Subscription struct {
+	C  <-chan struct{}
+	l  *Listener
+	id string
+	w  *waiter
 }
 
 // Outcome returns the finished request a notification carried, or nil (then
 // the outcome has to be read from Postgres).
-func (s *subscription) Outcome() *repo.Request {
+func (s *Subscription) Outcome() *Request {
 	s.l.mu.Lock()
 	defer s.l.mu.Unlock()
 	return s.w.outcome
+}
+
+// Close forgets the subscription.
+func (s *Subscription) Close() {
+	s.l.mu.Lock()
+	defer s.l.mu.Unlock()
+	if set, ok := s.l.waiters[s.id]; ok {
+		delete(set, s.w)
+		if len(set) == 0 {
+			delete(s.l.waiters, s.id)
+		}
+	}
 }
 
 // NewListener returns a listener on the Postgres at dsn. Call Run to start it.
@@ -120,7 +180,7 @@ func (l *Listener) listen(ctx context.Context) error {
 		_ = conn.Close(cctx)
 	}()
 	lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	_, err = conn.Exec(lctx, "LISTEN "+pgx.Identifier{repo.RequestChannel}.Sanitize())
+	_, err = conn.Exec(lctx, "LISTEN "+pgx.Identifier{RequestChannel}.Sanitize())
 	cancel()
 	if err != nil {
 		return err
@@ -181,8 +241,10 @@ func (l *Listener) Up() <-chan struct{} {
 	return l.upCh
 }
 
-// subscribe registers interest in a request ID.
-func (l *Listener) subscribe(id string) *subscription {
+// Subscribe registers interest in a request ID. Subscribe before the first
+// read of the request's status: an outcome committed at any moment after that
+// read then wakes the subscription, so none is missed.
+func (l *Listener) Subscribe(id string) *Subscription {
 	w := &waiter{ch: make(chan struct{}, 1)}
 	l.mu.Lock()
 	set := l.waiters[id]
@@ -192,20 +254,13 @@ func (l *Listener) subscribe(id string) *subscription {
 	}
 	set[w] = struct{}{}
 	l.mu.Unlock()
-	return &subscription{C: w.ch, l: l, w: w, Close: func() {
-		l.mu.Lock()
-		delete(set, w)
-		if cur, ok := l.waiters[id]; ok && len(cur) == 0 {
-			delete(l.waiters, id)
-		}
-		l.mu.Unlock()
-	}}
+	return &Subscription{C: w.ch, l: l, id: id, w: w}
 }
 
 // wake relays one notification to the waiters of its request, with the
 // outcome when the payload carries it.
 func (l *Listener) wake(payload string) {
-	id, outcome := repo.ParseRequestNotice(payload)
+	id, outcome := ParseRequestNotice(payload)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for w := range l.waiters[id] {

@@ -1,0 +1,67 @@
+package repo
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/uptrace/bun"
+
+	"github.com/parkd/parkd/domain"
+)
+
+// The enforcement question: may this plate park in this zone at this instant.
+
+// MaxSessionSpan is the longest any session can last (CompileZone allows at most
+// 1440 minutes). It bounds the rights lookup to one day of a plate's history.
+const MaxSessionSpan = 24 * time.Hour
+
+// coveringSQL finds the newest session of a plate in a zone that covers an
+// instant at: not cancelled, started at or before at, and ending (its settled
+// end, or else its planned end) after it. It is one range scan of the
+// sessions_rights index (plate, zone, start_at DESC) over at most a day of the
+// plate's sessions. Arguments: plate, zone, at, at - MaxSessionSpan, at.
+const coveringSQL = `
+	SELECT id FROM sessions
+	WHERE plate = ? AND zone = ? AND state <> 'cancelled'
+	  AND start_at <= ? AND start_at > ?
+	  AND coalesce(end_at, planned_end_at) > ?
+	ORDER BY start_at DESC
+	LIMIT 1`
+
+func rightsQuery(plate, code string, at time.Time) (string, []any) {
+	return `SELECT z.updated_at, (` + coveringSQL + `) AS session_id FROM zones z WHERE z.code = ?`,
+		[]any{plate, code, at, at.Add(-MaxSessionSpan), at, code}
+}
+
+// RightsLookup answers in one round trip what an enforcement question needs
+// from Postgres: the zone (compiled, from the cache unless the zone changed) and
+// the session of plate in it that covers at, if any. A zone that does not
+// exist is ErrNotFound.
+func (s *Store) RightsLookup(ctx context.Context, db bun.IDB, plate, code string, at time.Time) (*domain.Zone, int64, bool, error) {
+	var rows []struct {
+		UpdatedAt time.Time `bun:"updated_at"`
+		SessionID *int64    `bun:"session_id"`
+	}
+	q, args := rightsQuery(plate, code, at)
+	err := db.NewRaw(q, args...).Scan(ctx, &rows)
+	if err != nil {
+		return nil, 0, false, fmt.Errorf("rights of %s in %s: %w", domain.MaskPlate(plate), code, err)
+	}
+	if len(rows) == 0 {
+		return nil, 0, false, fmt.Errorf("zone %s: %w", code, ErrNotFound)
+	}
+	s.zoneMu.Lock()
+	c, ok := s.zones[code]
+	s.zoneMu.Unlock()
+	z := c.zone
+	if !ok || !c.updatedAt.Equal(rows[0].UpdatedAt) {
+		if z, err = s.Zone(ctx, db, code); err != nil {
+			return nil, 0, false, err
+		}
+	}
+	if rows[0].SessionID == nil {
+		return z, 0, false, nil
+	}
+	return z, *rows[0].SessionID, true, nil
+}
