@@ -8,19 +8,22 @@ import (
 	"time"
 )
 
-// ZoneSpec is a zone as an operator writes it (CONTRACT.md, PUT /v1/admin/zones/{code}).
-// Zero values mean "the default"; Compile fills them in and checks the whole.
+// ZoneSpec is the one description of a zone: what an operator writes (CONTRACT.md,
+// PUT /v1/admin/zones/{code}), what parkd stores (repo.Zone, a column per field)
+// and, compiled, what it answers. Zero values (a nil list: absent or null) mean
+// "the default"; CompileZone fills them in and checks the whole, so a compiled
+// zone's Spec has every field set and encodes with every field present.
 type ZoneSpec struct {
 	Name                     string       `json:"name"`
-	TimeZone                 string       `json:"time_zone,omitempty"`
+	TimeZone                 string       `json:"time_zone"`
 	TariffCentsPerHour       int64        `json:"tariff_cents_per_hour"`
-	PaidHours                []PaidWindow `json:"paid_hours,omitempty"`
-	InvalidWeekdays          []string     `json:"invalid_weekdays,omitempty"`
-	MaxSessionMinutes        int          `json:"max_session_minutes,omitempty"`
-	MaxPlanAheadDays         int          `json:"max_plan_ahead_days,omitempty"`
-	AnnualPurchaseLimitHours int          `json:"annual_purchase_limit_hours,omitempty"`
-	AnnualUsageLimitHours    int          `json:"annual_usage_limit_hours,omitempty"`
-	YearStarts               string       `json:"year_starts,omitempty"`
+	PaidHours                []PaidWindow `json:"paid_hours"`
+	InvalidWeekdays          []string     `json:"invalid_weekdays"` // [] means valid every day
+	MaxSessionMinutes        int          `json:"max_session_minutes"`
+	MaxPlanAheadDays         int          `json:"max_plan_ahead_days"`
+	AnnualPurchaseLimitHours int          `json:"annual_purchase_limit_hours"`
+	AnnualUsageLimitHours    int          `json:"annual_usage_limit_hours"`
+	YearStarts               string       `json:"year_starts"` // MM-DD
 }
 
 // PaidWindow is one line of a weekly paid-parking regime: on Days, from From to To

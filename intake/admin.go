@@ -13,19 +13,11 @@ import (
 // extract) to Postgres directly: they are not requests on a permit, carry no
 // balance, and are idempotent by nature (a PUT, or an upsert).
 
-// zoneBody is a zone as stored, with every default filled in.
-type zoneBody struct {
-	Code                     string              `json:"code"`
-	Name                     string              `json:"name"`
-	TimeZone                 string              `json:"time_zone"`
-	TariffCentsPerHour       int64               `json:"tariff_cents_per_hour"`
-	PaidHours                []domain.PaidWindow `json:"paid_hours"`
-	InvalidWeekdays          []string            `json:"invalid_weekdays"`
-	MaxSessionMinutes        int                 `json:"max_session_minutes"`
-	MaxPlanAheadDays         int                 `json:"max_plan_ahead_days"`
-	AnnualPurchaseLimitHours int                 `json:"annual_purchase_limit_hours"`
-	AnnualUsageLimitHours    int                 `json:"annual_usage_limit_hours"`
-	YearStarts               string              `json:"year_starts"`
+// zoneAnswer is a zone as stored: its code, then its spec with every default
+// filled in.
+type zoneAnswer struct {
+	Code string `json:"code"`
+	domain.ZoneSpec
 }
 
 // putZone: PUT /v1/admin/zones/{code} (operator). A zone that does not make sense
@@ -51,16 +43,7 @@ func (s *Server) putZone(w http.ResponseWriter, r *http.Request, _ *principal) e
 	if err := repo.PutZone(ctx, s.Store.DB, z); err != nil {
 		return err
 	}
-	sp := z.Spec
-	invalid := sp.InvalidWeekdays
-	if invalid == nil {
-		invalid = []string{}
-	}
-	writeJSON(w, http.StatusOK, zoneBody{Code: z.Code, Name: sp.Name, TimeZone: sp.TimeZone,
-		TariffCentsPerHour: sp.TariffCentsPerHour, PaidHours: sp.PaidHours, InvalidWeekdays: invalid,
-		MaxSessionMinutes: sp.MaxSessionMinutes, MaxPlanAheadDays: sp.MaxPlanAheadDays,
-		AnnualPurchaseLimitHours: sp.AnnualPurchaseLimitHours, AnnualUsageLimitHours: sp.AnnualUsageLimitHours,
-		YearStarts: sp.YearStarts})
+	writeJSON(w, http.StatusOK, zoneAnswer{Code: z.Code, ZoneSpec: z.Spec})
 	return nil
 }
 

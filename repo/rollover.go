@@ -143,7 +143,7 @@ func dueBounds(ctx context.Context, db bun.IDB, now time.Time) ([]yearBound, err
 	}
 	zones := make([]*domain.Zone, 0, len(rows))
 	for _, r := range rows {
-		z, err := domain.CompileZone(r.Code, r.Spec())
+		z, err := domain.CompileZone(r.Code, r.ZoneSpec)
 		if err != nil {
 			return nil, fmt.Errorf("zone %s as stored: %w", r.Code, err)
 		}

@@ -10,56 +10,29 @@ import (
 	"github.com/parkd/parkd/domain"
 )
 
-// Zone is a row of zones.
+// Zone is a row of zones: a zone's code and its spec as the operator wrote it
+// (with the defaults CompileZone filled in), one column per field of
+// domain.ZoneSpec named as bun names a field (TimeZone in time_zone), the
+// lists as JSON. A field added to the spec needs its column, nothing more.
 type Zone struct {
 	bun.BaseModel `bun:"table:zones"`
 
-	Code                     string              `bun:"code,pk"`
-	Name                     string              `bun:"name"`
-	TimeZone                 string              `bun:"time_zone"`
-	TariffCentsPerHour       int64               `bun:"tariff_cents_per_hour"`
-	PaidHours                []domain.PaidWindow `bun:"paid_hours,type:jsonb"`
-	InvalidWeekdays          []string            `bun:"invalid_weekdays,type:jsonb"`
-	MaxSessionMinutes        int                 `bun:"max_session_minutes"`
-	MaxPlanAheadDays         int                 `bun:"max_plan_ahead_days"`
-	AnnualPurchaseLimitHours int                 `bun:"annual_purchase_limit_hours"`
-	AnnualUsageLimitHours    int                 `bun:"annual_usage_limit_hours"`
-	YearStarts               string              `bun:"year_starts"`
-	UpdatedAt                time.Time           `bun:"updated_at"`
-}
-
-// Spec returns the zone as its operator wrote it.
-func (z *Zone) Spec() domain.ZoneSpec {
-	return domain.ZoneSpec{
-		Name: z.Name, TimeZone: z.TimeZone, TariffCentsPerHour: z.TariffCentsPerHour,
-		PaidHours: z.PaidHours, InvalidWeekdays: z.InvalidWeekdays,
-		MaxSessionMinutes: z.MaxSessionMinutes, MaxPlanAheadDays: z.MaxPlanAheadDays,
-		AnnualPurchaseLimitHours: z.AnnualPurchaseLimitHours, AnnualUsageLimitHours: z.AnnualUsageLimitHours,
-		YearStarts: z.YearStarts,
-	}
+	Code string `bun:"code,pk"`
+	domain.ZoneSpec
+	// UpdatedAt is the zone's version: the compiled zones are cached by it.
+	UpdatedAt time.Time `bun:"updated_at"`
 }
 
 // PutZone creates or replaces a zone. The change applies forward (DOMAIN.md):
 // sessions keep the intervals they were granted, settled ones what they were
 // settled with, permits the year they are in; nothing is recomputed.
 func PutZone(ctx context.Context, db bun.IDB, z *domain.Zone) error {
-	s := z.Spec
-	row := &Zone{
-		Code: z.Code, Name: s.Name, TimeZone: s.TimeZone, TariffCentsPerHour: s.TariffCentsPerHour,
-		PaidHours: s.PaidHours, InvalidWeekdays: s.InvalidWeekdays,
-		MaxSessionMinutes: s.MaxSessionMinutes, MaxPlanAheadDays: s.MaxPlanAheadDays,
-		AnnualPurchaseLimitHours: s.AnnualPurchaseLimitHours, AnnualUsageLimitHours: s.AnnualUsageLimitHours,
-		YearStarts: s.YearStarts,
-	}
-	_, err := db.NewInsert().Model(row).ExcludeColumn("updated_at").
+	// DO UPDATE without a SET list: bun sets every column to the new row's,
+	// the version included. clock_timestamp(), not now(): two puts in one
+	// transaction are two versions.
+	_, err := db.NewInsert().Model(&Zone{Code: z.Code, ZoneSpec: z.Spec}).
+		Value("updated_at", "clock_timestamp()").
 		On("CONFLICT (code) DO UPDATE").
-		Set("name = EXCLUDED.name, time_zone = EXCLUDED.time_zone").
-		Set("tariff_cents_per_hour = EXCLUDED.tariff_cents_per_hour, paid_hours = EXCLUDED.paid_hours").
-		Set("invalid_weekdays = EXCLUDED.invalid_weekdays, max_session_minutes = EXCLUDED.max_session_minutes").
-		Set("max_plan_ahead_days = EXCLUDED.max_plan_ahead_days").
-		Set("annual_purchase_limit_hours = EXCLUDED.annual_purchase_limit_hours").
-		Set("annual_usage_limit_hours = EXCLUDED.annual_usage_limit_hours, year_starts = EXCLUDED.year_starts").
-		Set("updated_at = clock_timestamp()").
 		Exec(ctx)
 	if err != nil {
 		return fmt.Errorf("put zone %s: %w", z.Code, err)
@@ -80,7 +53,7 @@ func (s *Store) Zone(ctx context.Context, db bun.IDB, code string) (*domain.Zone
 	if ok && c.updatedAt.Equal(row.UpdatedAt) {
 		return c.zone, nil
 	}
-	z, err := domain.CompileZone(row.Code, row.Spec())
+	z, err := domain.CompileZone(row.Code, row.ZoneSpec)
 	if err != nil {
 		return nil, fmt.Errorf("zone %s as stored: %w", code, err)
 	}
