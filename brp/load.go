@@ -7,8 +7,6 @@ import (
 	"io"
 	"slices"
 
-	"github.com/uptrace/bun"
-
 	"github.com/parkd/parkd/repo"
 )
 
@@ -62,7 +60,7 @@ func Load(ctx context.Context, store *repo.Store, x *Extract, batch int) (Report
 		if len(pending) == 0 {
 			return nil
 		}
-		err := store.InTx(ctx, func(ctx context.Context, tx bun.Tx) error {
+		err := store.InTx(ctx, func(ctx context.Context, tx repo.Tx) error {
 			out, err := repo.LoadRegistrations(ctx, tx, pending)
 			if err != nil {
 				return err

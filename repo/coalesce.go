@@ -2,7 +2,6 @@ package repo
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"slices"
@@ -20,11 +19,11 @@ import (
 // lone unit on an idle system runs at once and batches grow only with the load.
 //
 // No guarantee is weakened: a unit's writes commit with the batch or not at all.
-// Nor does sharing add deadlocks: a shared transaction never waits for a permit
-// another transaction holds (LockPermit and LockSessionAndPermit skip it and
-// say ErrBusy), so it never holds one permit while waiting for another; the
-// busy unit runs alone after the batch commits, waiting its turn like any
-// transaction of one unit.
+// Nor does sharing add deadlocks: the units of a shared transaction get a Tx
+// whose locks never wait (FailIfBusy: a permit or payment reference another
+// transaction holds is ErrBusy), so it never holds one permit while waiting
+// for another; the busy unit runs alone after the batch commits, in a Tx that
+// waits its turn (WaitForLocks) like any transaction of one unit.
 // If any unit of a batch returns an error (or panics), the whole transaction is
 // rolled back and every unit of it is run again alone, in its own transaction,
 // so one failing unit costs the others only time; a unit must therefore be safe
@@ -42,7 +41,7 @@ type Coalescer struct {
 	once    sync.Once
 
 	// Batches, Units, Fallbacks and Deferred count what ran, for tests and
-	// metrics: Deferred are units that found their permit busy.
+	// metrics: Deferred are units that said ErrBusy in a shared transaction.
 	Batches, Units, Fallbacks, Deferred atomic.Int64
 }
 
@@ -66,7 +65,7 @@ const (
 
 type unit struct {
 	ctx   context.Context
-	fn    func(ctx context.Context, tx bun.Tx) error
+	fn    func(ctx context.Context, tx Tx) error
 	state atomic.Int32
 	done  chan error
 }
@@ -98,7 +97,7 @@ var ErrCoalescerClosed = errors.New("repo: coalescer closed")
 // once that transaction has committed (nil) or fn's work was rolled back (the
 // error). If ctx ends before fn has started, fn never runs; once it has started,
 // Do waits for the outcome, which is then known for certain.
-func (c *Coalescer) Do(ctx context.Context, fn func(ctx context.Context, tx bun.Tx) error) error {
+func (c *Coalescer) Do(ctx context.Context, fn func(ctx context.Context, tx Tx) error) error {
 	u := &unit{ctx: ctx, fn: fn, done: make(chan error, 1)}
 	select {
 	case <-c.closed:
@@ -203,7 +202,7 @@ func (c *Coalescer) run(batch []*unit) {
 	failed := false
 	var deferred []*unit
 	for _, u := range batch {
-		err := call(sharedCtx(ctx, u), tx, u.fn)
+		err := call(unitCtx(ctx, u), Tx{Tx: tx, Locks: FailIfBusy}, u.fn)
 		if errors.Is(err, ErrBusy) {
 			// It has written nothing that matters (at most its request row,
 			// as pending); it runs again alone, after the commit.
@@ -248,7 +247,7 @@ func (c *Coalescer) alone(u *unit) error {
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 	defer cancel()
 	return c.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-		return call(unitCtx(ctx, u), tx, u.fn)
+		return call(unitCtx(ctx, u), Tx{Tx: tx, Locks: WaitForLocks}, u.fn)
 	})
 }
 
@@ -256,50 +255,6 @@ func (c *Coalescer) alone(u *unit) error {
 // deadline: the transaction is shared, so no single caller may cancel it.
 func unitCtx(batch context.Context, u *unit) context.Context {
 	return mergedValues{Context: batch, values: u.ctx}
-}
-
-type sharedKey struct{}
-
-// sharedCtx is unitCtx for a unit in a transaction shared with others.
-func sharedCtx(batch context.Context, u *unit) context.Context {
-	return context.WithValue(unitCtx(batch, u), sharedKey{}, true)
-}
-
-// ErrBusy is returned by a lock taken in a shared transaction when another
-// transaction holds the row: waiting could deadlock (see Coalescer).
-var ErrBusy = errors.New("repo: row locked by another transaction")
-
-// shared reports whether ctx is a unit's in a shared transaction, whose locks
-// must not wait.
-func shared(ctx context.Context) bool {
-	v, _ := ctx.Value(sharedKey{}).(bool)
-	return v
-}
-
-// lockClause is the FOR clause of a permit lock: SKIP LOCKED in a shared
-// transaction, so that a held row reads as absent instead of being waited for.
-func lockClause(ctx context.Context) string {
-	if shared(ctx) {
-		return "UPDATE OF permit SKIP LOCKED"
-	}
-	return "UPDATE OF permit"
-}
-
-// lockFailed explains a permit lock that found no row: in a shared
-// transaction the row may exist but be locked by another (ErrBusy); otherwise
-// what is missing is not found (ErrNotFound, naming what). table and id name
-// the row whose existence decides.
-func lockFailed(ctx context.Context, db bun.IDB, err error, table string, id int64, what string) error {
-	if shared(ctx) && errors.Is(err, sql.ErrNoRows) {
-		exists, xerr := db.NewSelect().TableExpr(table).Where("id = ?", id).Exists(ctx)
-		if xerr != nil {
-			return xerr
-		}
-		if exists {
-			return ErrBusy
-		}
-	}
-	return notFound(err, what)
 }
 
 type mergedValues struct {
@@ -316,7 +271,7 @@ func (m mergedValues) Value(key any) any {
 
 // call runs fn, turning a panic into an error so that one bad unit cannot take
 // the committer (and every other unit's answer) down with it.
-func call(ctx context.Context, tx bun.Tx, fn func(ctx context.Context, tx bun.Tx) error) (err error) {
+func call(ctx context.Context, tx Tx, fn func(ctx context.Context, tx Tx) error) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("panic in transaction unit: %v", p)

@@ -75,10 +75,13 @@ func (s *Store) Close() error { return s.DB.Close() }
 // Ping checks that Postgres answers.
 func (s *Store) Ping(ctx context.Context) error { return s.DB.PingContext(ctx) }
 
-// InTx runs fn in one transaction: committed when fn returns nil, rolled back
-// otherwise (and on panic).
-func (s *Store) InTx(ctx context.Context, fn func(ctx context.Context, tx bun.Tx) error) error {
-	return s.DB.RunInTx(ctx, nil, fn)
+// InTx runs fn in one transaction of its own, whose locks wait for their
+// holders (WaitForLocks): committed when fn returns nil, rolled back otherwise
+// (and on panic).
+func (s *Store) InTx(ctx context.Context, fn func(ctx context.Context, tx Tx) error) error {
+	return s.DB.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		return fn(ctx, Tx{Tx: tx, Locks: WaitForLocks})
+	})
 }
 
 // IsUnavailable reports whether err means Postgres could not be reached or did

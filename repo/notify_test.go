@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/uptrace/bun"
-
 	"github.com/parkd/parkd/jobs"
 	"github.com/parkd/parkd/repo"
 	"github.com/parkd/parkd/repo/repotest"
@@ -76,7 +74,7 @@ func TestNotify(t *testing.T) {
 			t.Run(c.name, func(t *testing.T) {
 				sub := l.Subscribe(c.id)
 				defer sub.Close()
-				if err := st.InTx(ctx, func(ctx context.Context, tx bun.Tx) error {
+				if err := st.InTx(ctx, func(ctx context.Context, tx repo.Tx) error {
 					if _, err := repo.ClaimRequest(ctx, tx, c.id, "session:start", "fp", nil); err != nil {
 						return err
 					}

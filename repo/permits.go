@@ -78,15 +78,16 @@ func GetPermit(ctx context.Context, db bun.IDB, id int64) (*Permit, error) {
 // LockPermit reads a permit and locks its row until the transaction ends. Every
 // change of a permit's balance, reservations or counters happens under this lock,
 // taken before any session lock, so concurrent requests on one permit serialise and
-// never deadlock.
-func LockPermit(ctx context.Context, tx bun.IDB, id int64) (*Permit, error) {
+// never deadlock. A permit another transaction holds is waited for, or ErrBusy,
+// as tx.Locks says.
+func LockPermit(ctx context.Context, tx Tx, id int64) (*Permit, error) {
 	p := new(Permit)
 	// The zone's version comes along, so that Store.ZoneOf needs no query of its
 	// own while the compiled zone in its cache is current.
 	if err := tx.NewSelect().Model(p).ColumnExpr("permit.*").
 		ColumnExpr("(SELECT updated_at FROM zones WHERE code = permit.zone) AS zone_updated_at").
-		Where("permit.id = ?", id).For(lockClause(ctx)).Scan(ctx); err != nil {
-		return nil, lockFailed(ctx, tx, err, "permits", id, fmt.Sprintf("permit %d", id))
+		Where("permit.id = ?", id).For(tx.Locks.permitFor()).Scan(ctx); err != nil {
+		return nil, tx.Locks.missing(ctx, tx, err, "permits", id, fmt.Sprintf("permit %d", id))
 	}
 	return p, nil
 }
@@ -145,26 +146,11 @@ func InsertPermit(ctx context.Context, tx bun.IDB, z *domain.Zone, residentID, a
 // ends. Two top-ups naming one reference on two permits hold each its own
 // permit's lock, so without it both could find the reference unused and both
 // book it; under it they decide one after the other, and the second sees the
-// first's entry. In a transaction shared by the Coalescer it does not wait for
-// another transaction's lock but says ErrBusy (see Coalescer); within the shared
-// transaction itself the lock is held already, and the second unit sees the
+// first's entry. Under FailIfBusy another transaction's lock is ErrBusy; two
+// units of one shared transaction share its lock, and the second sees the
 // first one's entry all the same.
-func LockPaymentRef(ctx context.Context, tx bun.IDB, ref string) error {
-	key := "payment_ref:" + ref
-	if shared(ctx) {
-		var ok bool
-		if err := tx.NewRaw("SELECT pg_try_advisory_xact_lock(hashtextextended(?, 0))", key).Scan(ctx, &ok); err != nil {
-			return fmt.Errorf("lock payment reference: %w", err)
-		}
-		if !ok {
-			return ErrBusy
-		}
-		return nil
-	}
-	if _, err := tx.NewRaw("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", key).Exec(ctx); err != nil {
-		return fmt.Errorf("lock payment reference: %w", err)
-	}
-	return nil
+func LockPaymentRef(ctx context.Context, tx Tx, ref string) error {
+	return tx.Locks.advisory(ctx, tx, "payment_ref:"+ref, "payment reference")
 }
 
 // PriorTopup returns the top-up already booked under a payment reference, as

@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/uptrace/bun"
-
 	"github.com/parkd/parkd/repo"
 	"github.com/parkd/parkd/repo/repotest"
 )
@@ -39,7 +37,7 @@ func TestRegisterForgetAdopt(t *testing.T) {
 		t.Fatalf("forgotten row still there: %v", err)
 	}
 	// A finished request is never forgotten.
-	if err := st.InTx(ctx, func(ctx context.Context, tx bun.Tx) error {
+	if err := st.InTx(ctx, func(ctx context.Context, tx repo.Tx) error {
 		if _, err := repo.ClaimRequest(ctx, tx, "k2", "session:start", "fp", nil); err != nil {
 			return err
 		}

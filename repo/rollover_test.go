@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/uptrace/bun"
-
 	"github.com/parkd/parkd/domain"
 	"github.com/parkd/parkd/jobs"
 	"github.com/parkd/parkd/repo"
@@ -216,7 +214,7 @@ func TestRolloverAfterAZoneChangeKeepsTheRunningYear(t *testing.T) {
 	}
 
 	now := yearEnd.Add(5 * time.Minute)
-	err := w.store.InTx(w.ctx, func(ctx context.Context, tx bun.Tx) error {
+	err := w.store.InTx(w.ctx, func(ctx context.Context, tx repo.Tx) error {
 		locked, err := repo.LockPermit(ctx, tx, onUse.ID)
 		if err != nil {
 			return err
@@ -278,7 +276,7 @@ func TestRolloverBatchesSkipLockedAndRunsAgain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := repo.LockPermit(w.ctx, tx, ps[4].ID); err != nil {
+	if _, err := repo.LockPermit(w.ctx, repo.Tx{Tx: tx}, ps[4].ID); err != nil {
 		t.Fatal(err)
 	}
 	start := time.Now()
@@ -324,7 +322,7 @@ func TestRollPermitYearsIsTheRolloversStatement(t *testing.T) {
 	p := w.permit("AMS", time.Date(2026, time.May, 1, 0, 0, 0, 0, z.Location), 90)
 	q := w.permit("AMS", time.Date(2026, time.May, 1, 0, 0, 0, 0, z.Location), 90)
 	now := time.Date(2028, time.January, 1, 0, 0, 0, 0, z.Location) // exactly at the end of 2027
-	err := w.store.InTx(w.ctx, func(ctx context.Context, tx bun.Tx) error {
+	err := w.store.InTx(w.ctx, func(ctx context.Context, tx repo.Tx) error {
 		locked, err := repo.LockPermit(ctx, tx, p.ID)
 		if err != nil {
 			return err
@@ -377,7 +375,7 @@ func TestInsertPermitUniqueIndexIsARejection(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() {
-		done <- w.store.InTx(w.ctx, func(ctx context.Context, tx bun.Tx) error {
+		done <- w.store.InTx(w.ctx, func(ctx context.Context, tx repo.Tx) error {
 			_, err := repo.InsertPermit(ctx, tx, z, "R2", "ADDR", "r2", now)
 			if !errors.Is(err, repo.ErrPermitExists) {
 				return fmt.Errorf("second insert: %v, want ErrPermitExists", err)

@@ -68,14 +68,15 @@ func GetSession(ctx context.Context, db bun.IDB, id int64) (*Session, error) {
 
 // LockSessionAndPermit locks a session's permit and reads the session. Every
 // write to a session happens under its permit's lock (taken first, by every
-// writer, so they never deadlock), so the session needs no lock of its own.
-func LockSessionAndPermit(ctx context.Context, tx bun.IDB, sessionID int64) (*Session, *Permit, error) {
+// writer, so they never deadlock), so the session needs no lock of its own. A
+// permit another transaction holds is waited for, or ErrBusy, as tx.Locks says.
+func LockSessionAndPermit(ctx context.Context, tx Tx, sessionID int64) (*Session, *Permit, error) {
 	p := new(Permit)
 	if err := tx.NewSelect().Model(p).ColumnExpr("permit.*").
 		ColumnExpr("(SELECT updated_at FROM zones WHERE code = permit.zone) AS zone_updated_at").
 		Where("permit.id = (SELECT permit_id FROM sessions WHERE id = ?)", sessionID).
-		For(lockClause(ctx)).Scan(ctx); err != nil {
-		return nil, nil, lockFailed(ctx, tx, err, "sessions", sessionID, fmt.Sprintf("session %d", sessionID))
+		For(tx.Locks.permitFor()).Scan(ctx); err != nil {
+		return nil, nil, tx.Locks.missing(ctx, tx, err, "sessions", sessionID, fmt.Sprintf("session %d", sessionID))
 	}
 	s := new(Session)
 	if err := tx.NewSelect().Model(s).Where("id = ?", sessionID).Scan(ctx); err != nil {

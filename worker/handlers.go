@@ -16,7 +16,6 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
-	"github.com/uptrace/bun"
 
 	"github.com/parkd/parkd/domain"
 	"github.com/parkd/parkd/jobs"
@@ -44,7 +43,7 @@ type Handlers struct {
 
 // inTx runs fn in a transaction: a shared one through the Coalescer when there
 // is one. fn may run twice (see repo.Coalescer), so it must start from scratch.
-func (h *Handlers) inTx(ctx context.Context, fn func(ctx context.Context, tx bun.Tx) error) error {
+func (h *Handlers) inTx(ctx context.Context, fn func(ctx context.Context, tx repo.Tx) error) error {
 	if h.Coalescer != nil {
 		return h.Coalescer.Do(ctx, fn)
 	}
@@ -156,7 +155,7 @@ func (h *Handlers) decodeRequest(ctx context.Context, t *asynq.Task, v any) (boo
 	if f := unreadableField(t.Payload(), v); f != "" {
 		what += ": " + f
 	}
-	return false, h.apply(ctx, t, t.Type(), req, func(context.Context, bun.Tx) (decision, error) {
+	return false, h.apply(ctx, t, t.Type(), req, func(context.Context, repo.Tx) (decision, error) {
 		return decision{}, domain.Reject(domain.CodeBadRequest, "%s cannot be read: %v", what, cause)
 	})
 }
@@ -210,7 +209,7 @@ type decision struct {
 // rejection is the outcome; so is a write the database refuses for good (see
 // fail); any other error rolls everything back and asynq retries.
 func (h *Handlers) apply(ctx context.Context, t *asynq.Task, typ string, req jobs.Request,
-	decide func(ctx context.Context, tx bun.Tx) (decision, error)) error {
+	decide func(ctx context.Context, tx repo.Tx) (decision, error)) error {
 	if !jobs.ValidRequestID(req.ID()) {
 		return fmt.Errorf("%s: request_id %q is not 1-64 of [A-Za-z0-9_.:-]: %w", typ, req.ID(), asynq.SkipRetry)
 	}
@@ -218,7 +217,7 @@ func (h *Handlers) apply(ctx context.Context, t *asynq.Task, typ string, req job
 	var d decision
 	var outcome, code, recordedType string
 	began := time.Now()
-	err := h.inTx(ctx, func(ctx context.Context, tx bun.Tx) error {
+	err := h.inTx(ctx, func(ctx context.Context, tx repo.Tx) error {
 		d, outcome, code, recordedType = decision{}, OutcomeDuplicate, "", ""
 		r, err := repo.ClaimRequest(ctx, tx, req.ID(), typ, req.Fingerprint(), nil)
 		if err != nil {
@@ -315,7 +314,7 @@ func finalFailure(ctx context.Context, err error) (string, bool) {
 func (h *Handlers) fail(ctx context.Context, typ string, req jobs.Request, msg string, cause error, began time.Time) error {
 	log := h.logger(ctx).With("request_id", req.ID())
 	recorded := false
-	err := h.inTx(ctx, func(ctx context.Context, tx bun.Tx) error {
+	err := h.inTx(ctx, func(ctx context.Context, tx repo.Tx) error {
 		recorded = false
 		r, err := repo.ClaimRequest(ctx, tx, req.ID(), typ, req.Fingerprint(), nil)
 		if err != nil {
@@ -405,7 +404,7 @@ func (h *Handlers) handOver(ctx context.Context, rows []*repo.OutboxTask) {
 	if len(done) == 0 {
 		return
 	}
-	err := h.inTx(context.WithoutCancel(ctx), func(ctx context.Context, tx bun.Tx) error {
+	err := h.inTx(context.WithoutCancel(ctx), func(ctx context.Context, tx repo.Tx) error {
 		return repo.DeleteOutbox(ctx, tx, done...)
 	})
 	if err != nil {
@@ -446,7 +445,7 @@ func notFoundRule(err error, what, id string) error {
 }
 
 // lockPermit locks the permit a request names; an ID that names no permit is not_found.
-func lockPermit(ctx context.Context, tx bun.Tx, id string) (*repo.Permit, error) {
+func lockPermit(ctx context.Context, tx repo.Tx, id string) (*repo.Permit, error) {
 	pid, ok := repo.ParseID(id)
 	if !ok {
 		return nil, domain.Reject(domain.CodeNotFound, "permit %q not found", id)
@@ -461,7 +460,7 @@ func (h *Handlers) SessionStart(ctx context.Context, t *asynq.Task) error {
 	if ok, err := h.decodeRequest(ctx, t, &p); !ok {
 		return err
 	}
-	return h.apply(ctx, t, jobs.TypeSessionStart, p, func(ctx context.Context, tx bun.Tx) (decision, error) {
+	return h.apply(ctx, t, jobs.TypeSessionStart, p, func(ctx context.Context, tx repo.Tx) (decision, error) {
 		now := h.now()
 		permit, err := lockPermit(ctx, tx, p.PermitID)
 		if err != nil {
@@ -498,7 +497,7 @@ func (h *Handlers) SessionStop(ctx context.Context, t *asynq.Task) error {
 	if ok, err := h.decodeRequest(ctx, t, &p); !ok {
 		return err
 	}
-	return h.apply(ctx, t, jobs.TypeSessionStop, p, func(ctx context.Context, tx bun.Tx) (decision, error) {
+	return h.apply(ctx, t, jobs.TypeSessionStop, p, func(ctx context.Context, tx repo.Tx) (decision, error) {
 		now := h.now()
 		sid, ok := repo.ParseID(p.SessionID)
 		if !ok {
@@ -560,7 +559,7 @@ var errNotDue = errors.New("auto-stop came before the planned end")
 func (h *Handlers) autoStop(ctx context.Context, sessionID int64, how string) (bool, error) {
 	var plan domain.StopPlan
 	var lateness time.Duration
-	err := h.inTx(ctx, func(ctx context.Context, tx bun.Tx) error {
+	err := h.inTx(ctx, func(ctx context.Context, tx repo.Tx) error {
 		plan, lateness = domain.StopPlan{}, 0
 		now := h.now()
 		s, permit, err := repo.LockSessionAndPermit(ctx, tx, sessionID)
@@ -598,7 +597,7 @@ func (h *Handlers) PermitIssue(ctx context.Context, t *asynq.Task) error {
 	if ok, err := h.decodeRequest(ctx, t, &p); !ok {
 		return err
 	}
-	return h.apply(ctx, t, jobs.TypePermitIssue, p, func(ctx context.Context, tx bun.Tx) (decision, error) {
+	return h.apply(ctx, t, jobs.TypePermitIssue, p, func(ctx context.Context, tx repo.Tx) (decision, error) {
 		now := h.now()
 		facts, err := repo.GatherIssueFacts(ctx, tx, p.ResidentID, p.AddressID)
 		if err != nil {
@@ -628,7 +627,7 @@ func (h *Handlers) PermitTopup(ctx context.Context, t *asynq.Task) error {
 	if ok, err := h.decodeRequest(ctx, t, &p); !ok {
 		return err
 	}
-	return h.apply(ctx, t, jobs.TypePermitTopup, p, func(ctx context.Context, tx bun.Tx) (decision, error) {
+	return h.apply(ctx, t, jobs.TypePermitTopup, p, func(ctx context.Context, tx repo.Tx) (decision, error) {
 		permit, err := lockPermit(ctx, tx, p.PermitID)
 		if err != nil {
 			return decision{}, err

@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
-	"github.com/uptrace/bun"
 
 	"github.com/parkd/parkd/domain"
 	"github.com/parkd/parkd/jobs"
@@ -22,7 +21,7 @@ func (h *Handlers) PermitEnd(ctx context.Context, t *asynq.Task) error {
 	if ok, err := h.decodeRequest(ctx, t, &p); !ok {
 		return err
 	}
-	return h.apply(ctx, t, jobs.TypePermitEnd, p, func(ctx context.Context, tx bun.Tx) (decision, error) {
+	return h.apply(ctx, t, jobs.TypePermitEnd, p, func(ctx context.Context, tx repo.Tx) (decision, error) {
 		now := h.now()
 		permit, err := lockPermit(ctx, tx, p.PermitID)
 		if err != nil {
@@ -71,7 +70,7 @@ func (h *Handlers) PermitEnd(ctx context.Context, t *asynq.Task) error {
 // just after the anniversary counts in the new year, however late the nightly
 // rollover runs. The statement written is the nightly rollover's own, so
 // whichever comes first writes it and the other finds nothing to do.
-func (h *Handlers) currentYear(ctx context.Context, tx bun.Tx, p *repo.Permit, at time.Time) error {
+func (h *Handlers) currentYear(ctx context.Context, tx repo.Tx, p *repo.Permit, at time.Time) error {
 	if p.Status != domain.PermitActive || p.YearEndsAt.After(at) {
 		return nil
 	}

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
-	"github.com/uptrace/bun"
 
 	"github.com/parkd/parkd/repo"
 )
@@ -34,7 +33,7 @@ func (r *Relay) RunOnce(ctx context.Context) (int, error) {
 		batch = 200
 	}
 	n := 0
-	err := r.Store.InTx(ctx, func(ctx context.Context, tx bun.Tx) error {
+	err := r.Store.InTx(ctx, func(ctx context.Context, tx repo.Tx) error {
 		n = 0
 		rows, err := repo.ClaimOutbox(ctx, tx, minAge, batch)
 		if err != nil {
