@@ -63,6 +63,21 @@ func hold(t *testing.T, co *repo.Coalescer) chan struct{} {
 	return release
 }
 
+// doAll hands every unit to co at once, each from a goroutine of its own, and
+// returns a function that waits for their outcomes.
+func doAll(co *repo.Coalescer, units ...func(context.Context, repo.Tx) error) (wait func() []error) {
+	errs := make([]error, len(units))
+	var wg sync.WaitGroup
+	for i, u := range units {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = co.Do(context.Background(), u)
+		}()
+	}
+	return func() []error { wg.Wait(); return errs }
+}
+
 // The batching engine: units that arrive together share one transaction, and
 // whatever one unit does, the others get their own outcome. The lock policy
 // the units get is locks_test.go's.
@@ -114,22 +129,15 @@ func TestCoalescer(t *testing.T) {
 				// behind a unit that holds the only committer, so that they
 				// all share the next transaction with it.
 				release := hold(t, co)
-				var wg sync.WaitGroup
-				errs := make([]error, 41)
-				for i := range 41 {
-					wg.Add(1)
-					go func() {
-						defer wg.Done()
-						fn := insertKey(fmt.Sprintf("k%d", i))
-						if i == 20 {
-							fn = c.fn("subject")
-						}
-						errs[i] = co.Do(context.Background(), fn)
-					}()
+				units := make([]func(context.Context, repo.Tx) error, 41)
+				for i := range units {
+					units[i] = insertKey(fmt.Sprintf("k%d", i))
 				}
+				units[20] = c.fn("subject")
+				wait := doAll(co, units...)
 				time.Sleep(100 * time.Millisecond)
 				close(release)
-				wg.Wait()
+				errs := wait()
 				got := keys(t, st)
 				for i, err := range errs {
 					if i == 20 {
@@ -158,19 +166,18 @@ func TestCoalescer(t *testing.T) {
 		t.Parallel()
 		st, co := coalesceSetup(t, repo.CoalescerConfig{MaxBatch: 64, Committers: 1})
 		release := hold(t, co)
-		var wg sync.WaitGroup
+		var units []func(context.Context, repo.Tx) error
 		for i := range 50 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				if err := co.Do(context.Background(), insertKey(fmt.Sprint(i))); err != nil {
-					t.Error(err)
-				}
-			}()
+			units = append(units, insertKey(fmt.Sprint(i)))
 		}
+		wait := doAll(co, units...)
 		time.Sleep(100 * time.Millisecond)
 		close(release)
-		wg.Wait()
+		for _, err := range wait() {
+			if err != nil {
+				t.Error(err)
+			}
+		}
 		if n := len(keys(t, st)); n != 51 {
 			t.Fatalf("%d rows, want 51", n)
 		}
@@ -227,24 +234,23 @@ func TestCoalescer(t *testing.T) {
 				return insertKey("busy")(ctx, tx)
 			})
 		}()
-		var wg sync.WaitGroup
+		var units []func(context.Context, repo.Tx) error
 		for i := range 5 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				if err := co.Do(context.Background(), func(ctx context.Context, tx repo.Tx) error {
-					if tx.Locks != repo.FailIfBusy {
-						return fmt.Errorf("a unit of a shared transaction got %s", tx.Locks)
-					}
-					return insertKey(fmt.Sprint(i))(ctx, tx)
-				}); err != nil {
-					t.Error(err)
+			units = append(units, func(ctx context.Context, tx repo.Tx) error {
+				if tx.Locks != repo.FailIfBusy {
+					return fmt.Errorf("a unit of a shared transaction got %s", tx.Locks)
 				}
-			}()
+				return insertKey(fmt.Sprint(i))(ctx, tx)
+			})
 		}
+		wait := doAll(co, units...)
 		time.Sleep(100 * time.Millisecond)
 		close(release)
-		wg.Wait()
+		for _, err := range wait() {
+			if err != nil {
+				t.Error(err)
+			}
+		}
 		if err := <-busyDone; err != nil {
 			t.Fatalf("busy unit: %v", err)
 		}

@@ -3,14 +3,12 @@ package repo_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/parkd/parkd/domain"
 	"github.com/parkd/parkd/repo"
-	"github.com/parkd/parkd/repo/repotest"
 )
 
 // lockWorld is a database of its own with a zone, a permit with an open
@@ -23,36 +21,19 @@ type lockWorld struct {
 
 func newLockWorld(t *testing.T) lockWorld {
 	t.Helper()
-	ctx := context.Background()
-	st, _ := repotest.NewDB(t)
-	z, err := domain.CompileZone("LZ", domain.ZoneSpec{Name: "L", TariffCentsPerHour: 100})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := repo.PutZone(ctx, st.DB, z); err != nil {
-		t.Fatal(err)
-	}
-	zone := "LZ"
-	if err := repo.PutAddress(ctx, st.DB, &repo.Address{ID: "LA", Zone: &zone}); err != nil {
-		t.Fatal(err)
-	}
+	w := newWorld(t)
+	w.zone("LZ", "", "")
 	now := time.Now()
-	p, err := repo.InsertPermit(ctx, st.DB, z, "R", "LA", "req-p", now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := repo.ApplyTopup(ctx, st.DB, p, domain.Topup{Minutes: 60, Cents: 100}, "PAY-L", "req-t", now); err != nil {
-		t.Fatal(err)
-	}
+	p := w.permit("LZ", now, 60)
 	plan := domain.SessionPlan{Plate: "LOCK1", Country: "NL", StartAt: now, PlannedEndAt: now.Add(10 * time.Minute), ReservedMinutes: 10}
-	s, err := repo.ApplyStart(ctx, st.DB, p, plan, "req-s", now)
+	s, err := repo.ApplyStart(w.ctx, w.store.DB, p, plan, "req-s", now)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.DB.ExecContext(ctx, "CREATE TABLE scratch (k text PRIMARY KEY)"); err != nil {
+	if _, err := w.store.DB.ExecContext(w.ctx, "CREATE TABLE scratch (k text PRIMARY KEY)"); err != nil {
 		t.Fatal(err)
 	}
-	return lockWorld{st: st, permit: p.ID, session: s.ID}
+	return lockWorld{st: w.store, permit: p.ID, session: s.ID}
 }
 
 // hold begins a transaction that takes lock and keeps it until the returned
@@ -97,7 +78,7 @@ func TestLockPolicy(t *testing.T) {
 			return err
 		}},
 		{"LockPaymentRef", func(lockWorld) func(context.Context, repo.Tx) error {
-			return func(ctx context.Context, tx repo.Tx) error { return repo.LockPaymentRef(ctx, tx, "PAY-L") }
+			return func(ctx context.Context, tx repo.Tx) error { return repo.LockPaymentRef(ctx, tx, "pay-1") }
 		}, nil},
 	}
 	for _, l := range locks {
@@ -178,19 +159,14 @@ func TestLockPolicy(t *testing.T) {
 				return insertKey("busy")(ctx, tx)
 			})
 		}()
-		var wg sync.WaitGroup
-		for i := range 5 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				if err := co.Do(ctx, insertKey(fmt.Sprint(i))); err != nil {
-					t.Error(err)
-				}
-			}()
-		}
+		wait := doAll(co, insertKey("0"), insertKey("1"), insertKey("2"), insertKey("3"), insertKey("4"))
 		time.Sleep(100 * time.Millisecond)
 		close(first)
-		wg.Wait() // the healthy units commit while the permit is still held
+		for _, err := range wait() { // the healthy units commit while the permit is still held
+			if err != nil {
+				t.Error(err)
+			}
+		}
 		if got := keys(t, w.st); len(got) != 6 || got["busy"] {
 			t.Fatalf("rows %v while the permit is held: want the 5 healthy units and the first, not the busy one", got)
 		}

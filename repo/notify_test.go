@@ -13,7 +13,8 @@ import (
 	"github.com/parkd/parkd/repo/repotest"
 )
 
-// listening gives a database of its own and a connected Listener on it.
+// listening gives a database of its own and a connected Listener on it, done
+// waking everyone for its connection (so that a wake-up is a notification).
 func listening(t *testing.T) (*repo.Store, *repo.Listener) {
 	t.Helper()
 	st, dsn := repotest.NewDB(t)
@@ -26,6 +27,18 @@ func listening(t *testing.T) (*repo.Store, *repo.Listener) {
 	case <-l.Up():
 	case <-time.After(10 * time.Second):
 		t.Fatal("listener did not connect within 10s")
+	}
+	// The listener relays notifications one after the other, after the
+	// wake-up of its connection: once a probe's has arrived, that is done.
+	probe := l.Subscribe("probe")
+	defer probe.Close()
+	notify(t, st, `{"request_id":"probe","status":"applied","error":null,"result":null}`)
+	for deadline := time.After(5 * time.Second); probe.Outcome() == nil; {
+		select {
+		case <-probe.C:
+		case <-deadline:
+			t.Fatal("the probe's notification did not arrive within 5s")
+		}
 	}
 	return st, l
 }

@@ -15,6 +15,7 @@ import (
 // connection, a serialization failure, a deadlock, a shutdown, a cancelled
 // statement, a lock not available) is not, and is retried.
 func TestRefusalIsWhatNoRetryCures(t *testing.T) {
+	t.Parallel()
 	for code, want := range map[string]bool{
 		"23514": true,                  // check_violation: a plate the schema's pattern refuses
 		"23502": true,                  // not_null_violation

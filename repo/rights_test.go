@@ -56,6 +56,7 @@ func seedRights(t *testing.T, st *repo.Store, n int) {
 // whose sessions part is an index scan of sessions_rights (never a scan of the
 // table), and it answers right.
 func TestRightsLookupIsOneIndexScan(t *testing.T) {
+	t.Parallel()
 	st, _ := repotest.NewDB(t)
 	ctx := context.Background()
 	seedRights(t, st, 10_000)

@@ -2,100 +2,32 @@ package repo_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"testing"
 	"time"
 
 	"github.com/parkd/parkd/domain"
-	"github.com/parkd/parkd/jobs"
 	"github.com/parkd/parkd/repo"
-	"github.com/parkd/parkd/repo/repotest"
 )
 
-// rolloverWorld is a test database with zones and permits made straight in the repo.
-type rolloverWorld struct {
-	t     *testing.T
-	ctx   context.Context
-	store *repo.Store
-	zones map[string]*domain.Zone
-	n     int
-}
-
-func newRolloverWorld(t *testing.T) *rolloverWorld {
-	st, _ := repotest.NewDB(t)
-	return &rolloverWorld{t: t, ctx: context.Background(), store: st, zones: map[string]*domain.Zone{}}
-}
-
-func (w *rolloverWorld) zone(code, tz, yearStarts string) *domain.Zone {
-	w.t.Helper()
-	z, err := domain.CompileZone(code, domain.ZoneSpec{Name: code, TimeZone: tz, TariffCentsPerHour: 100, YearStarts: yearStarts})
-	if err != nil {
-		w.t.Fatal(err)
-	}
-	if err := repo.PutZone(w.ctx, w.store.DB, z); err != nil {
-		w.t.Fatal(err)
-	}
-	w.zones[code] = z
-	return z
-}
-
-// permit issues a permit in zone at the instant issued, with balance minutes
-// bought (a top-up entry, so the ledger invariant holds).
-func (w *rolloverWorld) permit(code string, issued time.Time, balance int) *repo.Permit {
-	w.t.Helper()
-	w.n++
-	addr := fmt.Sprintf("A%d", w.n)
-	if err := repo.PutAddress(w.ctx, w.store.DB, &repo.Address{ID: addr, Zone: &code}); err != nil {
-		w.t.Fatal(err)
-	}
-	p, err := repo.InsertPermit(w.ctx, w.store.DB, w.zones[code], fmt.Sprintf("R%d", w.n), addr, fmt.Sprintf("issue-%d", w.n), issued)
-	if err != nil {
-		w.t.Fatal(err)
-	}
-	if balance > 0 {
-		if err := repo.ApplyTopup(w.ctx, w.store.DB, p, domain.Topup{Minutes: balance, Cents: int64(balance)}, fmt.Sprintf("pay-%d", w.n), fmt.Sprintf("topup-%d", w.n), issued); err != nil {
-			w.t.Fatal(err)
-		}
-	}
-	return p
-}
-
-func (w *rolloverWorld) reload(p *repo.Permit) *repo.Permit {
-	w.t.Helper()
-	got, err := repo.GetPermit(w.ctx, w.store.DB, p.ID)
-	if err != nil {
-		w.t.Fatal(err)
-	}
-	return got
-}
-
-func (w *rolloverWorld) statements(p *repo.Permit) []jobs.Statement {
-	w.t.Helper()
-	st, err := repo.PermitStatements(w.ctx, w.store.DB, p.ID)
-	if err != nil {
-		w.t.Fatal(err)
-	}
-	return st
-}
-
-func (w *rolloverWorld) checkLedger() {
-	w.t.Helper()
-	bad, err := repo.LedgerMismatches(w.ctx, w.store.DB)
-	if err != nil {
-		w.t.Fatal(err)
-	}
-	if len(bad) > 0 {
-		w.t.Fatalf("balance != sum(ledger): %+v", bad)
-	}
+// The nightly rollover (RollOver) and its form on use (RollPermitYears): each
+// case on a database of its own.
+func TestRollover(t *testing.T) {
+	parallel(t,
+		subtest{"its years are the domain's across time zones", rolloverSQLMatchesDomainAcrossTimeZones},
+		subtest{"in Santiago years end at the day's first instant", rolloverInSantiagoEndsYearsAtTheDaysFirstInstant},
+		subtest{"after a zone change the running year stays", rolloverAfterAZoneChangeKeepsTheRunningYear},
+		subtest{"batches skip locked permits and run again", rolloverBatchesSkipLockedAndRunsAgain},
+		subtest{"on use it writes the nightly statement", rollPermitYearsIsTheRolloversStatement},
+	)
 }
 
 // The rollover's years are the domain's: every year of every zone ends at the
 // start of the local day of the anniversary (domain.DayStart), in summer and
 // winter time, in zones east and west of UTC and south of the equator (where DST
 // runs the other way), and where clocks change at midnight.
-func TestRolloverSQLMatchesDomainAcrossTimeZones(t *testing.T) {
-	w := newRolloverWorld(t)
+func rolloverSQLMatchesDomainAcrossTimeZones(t *testing.T) {
+	w := newWorld(t)
 	issued := time.Date(2026, time.February, 10, 12, 0, 0, 0, time.UTC)
 	var ps []*repo.Permit
 	for i, z := range []struct{ code, tz, starts string }{
@@ -163,8 +95,8 @@ func TestRolloverSQLMatchesDomainAcrossTimeZones(t *testing.T) {
 // clock a year on, which is what Postgres's AT TIME ZONE + interval '1 year'
 // gives), and the permit issued there ends its first year at 01:00, not at 23:00
 // the evening before.
-func TestRolloverInSantiagoEndsYearsAtTheDaysFirstInstant(t *testing.T) {
-	w := newRolloverWorld(t)
+func rolloverInSantiagoEndsYearsAtTheDaysFirstInstant(t *testing.T) {
+	w := newWorld(t)
 	w.zone("SCL", "America/Santiago", "09-05")
 	jump := time.Date(2027, time.September, 5, 4, 0, 0, 0, time.UTC) // 01:00 -03
 	issued := w.permit("SCL", time.Date(2027, time.June, 1, 12, 0, 0, 0, time.UTC), 60)
@@ -191,8 +123,8 @@ func TestRolloverInSantiagoEndsYearsAtTheDaysFirstInstant(t *testing.T) {
 // the zone's year_starts or time_zone keeps its start and end (the statement
 // closes it as it was), and the year that follows runs to an anniversary the
 // zone now has, on the nightly rollover and on use alike.
-func TestRolloverAfterAZoneChangeKeepsTheRunningYear(t *testing.T) {
-	w := newRolloverWorld(t)
+func rolloverAfterAZoneChangeKeepsTheRunningYear(t *testing.T) {
+	w := newWorld(t)
 	w.zone("AMS", "Europe/Amsterdam", "01-01")
 	w.zone("TZC", "Europe/Amsterdam", "01-01")
 	issued := time.Date(2026, time.March, 1, 12, 0, 0, 0, time.UTC)
@@ -259,8 +191,8 @@ func TestRolloverAfterAZoneChangeKeepsTheRunningYear(t *testing.T) {
 // Batches: a small batch still closes every missed year of every permit, each
 // once; a second run does nothing; a permit locked by another transaction is
 // skipped (never waited for) and reported, and rolled by the next run.
-func TestRolloverBatchesSkipLockedAndRunsAgain(t *testing.T) {
-	w := newRolloverWorld(t)
+func rolloverBatchesSkipLockedAndRunsAgain(t *testing.T) {
+	w := newWorld(t)
 	z := w.zone("AMS", "Europe/Amsterdam", "01-01")
 	issued := time.Date(2026, time.March, 1, 12, 0, 0, 0, z.Location)
 	var ps []*repo.Permit
@@ -316,8 +248,8 @@ func TestRolloverBatchesSkipLockedAndRunsAgain(t *testing.T) {
 
 // Rolling one permit on use (a request that locked it) writes the statement the
 // nightly rollover would, and the nightly rollover then finds nothing to do.
-func TestRollPermitYearsIsTheRolloversStatement(t *testing.T) {
-	w := newRolloverWorld(t)
+func rollPermitYearsIsTheRolloversStatement(t *testing.T) {
+	w := newWorld(t)
 	z := w.zone("AMS", "Europe/Amsterdam", "01-01")
 	p := w.permit("AMS", time.Date(2026, time.May, 1, 0, 0, 0, 0, z.Location), 90)
 	q := w.permit("AMS", time.Date(2026, time.May, 1, 0, 0, 0, 0, z.Location), 90)
@@ -351,78 +283,4 @@ func TestRollPermitYearsIsTheRolloversStatement(t *testing.T) {
 		}
 	}
 	w.checkLedger()
-}
-
-// The unique index on one active permit per address is a rejection, not a failed
-// transaction: two inserts that both passed their checks (had the address lock
-// not serialised them) give one permit, and the loser's transaction can still
-// record its outcome.
-func TestInsertPermitUniqueIndexIsARejection(t *testing.T) {
-	w := newRolloverWorld(t)
-	z := w.zone("AMS", "Europe/Amsterdam", "01-01")
-	zone := "AMS"
-	if err := repo.PutAddress(w.ctx, w.store.DB, &repo.Address{ID: "ADDR", Zone: &zone}); err != nil {
-		t.Fatal(err)
-	}
-	now := time.Date(2026, time.June, 1, 12, 0, 0, 0, time.UTC)
-	first, err := w.store.DB.BeginTx(w.ctx, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer first.Rollback() //nolint:errcheck // committed below
-	if _, err := repo.InsertPermit(w.ctx, first, z, "R1", "ADDR", "r1", now); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() {
-		done <- w.store.InTx(w.ctx, func(ctx context.Context, tx repo.Tx) error {
-			_, err := repo.InsertPermit(ctx, tx, z, "R2", "ADDR", "r2", now)
-			if !errors.Is(err, repo.ErrPermitExists) {
-				return fmt.Errorf("second insert: %v, want ErrPermitExists", err)
-			}
-			// The transaction is still usable.
-			_, err = repo.ClaimRequest(ctx, tx, "r2", "permit:issue", "h", nil)
-			return err
-		})
-	}()
-	time.Sleep(200 * time.Millisecond) // the second insert waits on the first's index entry
-	if err := first.Commit(); err != nil {
-		t.Fatal(err)
-	}
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-	n, err := w.store.DB.NewSelect().Model((*repo.Permit)(nil)).Where("address_id = 'ADDR'").Count(w.ctx)
-	if err != nil || n != 1 {
-		t.Fatalf("%d permits (%v), want 1", n, err)
-	}
-	if _, err := repo.GetRequest(w.ctx, w.store.DB, "r2"); err != nil {
-		t.Fatalf("the loser's transaction did not commit: %v", err)
-	}
-}
-
-func TestLoadRegistrations(t *testing.T) {
-	w := newRolloverWorld(t)
-	w.zone("AMS", "Europe/Amsterdam", "01-01")
-	zone := "AMS"
-	for _, a := range []string{"A1", "A2"} {
-		if err := repo.PutAddress(w.ctx, w.store.DB, &repo.Address{ID: a, Zone: &zone}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	rows := []repo.Registration{{ResidentID: "R1", AddressID: "A1"}, {ResidentID: "R2", AddressID: "NOPE"}, {ResidentID: "R2", AddressID: "A2"}}
-	got, err := repo.LoadRegistrations(w.ctx, w.store.DB, rows)
-	want := []repo.RegistrationOutcome{repo.RegistrationNew, repo.RegistrationUnknownAddress, repo.RegistrationNew}
-	if err != nil || fmt.Sprint(got) != fmt.Sprint(want) {
-		t.Fatalf("first load: %v %v, want %v", got, err, want)
-	}
-	got, err = repo.LoadRegistrations(w.ctx, w.store.DB, append(rows, repo.Registration{ResidentID: "R3", AddressID: "A1"}))
-	want = []repo.RegistrationOutcome{repo.RegistrationExisting, repo.RegistrationUnknownAddress, repo.RegistrationExisting, repo.RegistrationNew}
-	if err != nil || fmt.Sprint(got) != fmt.Sprint(want) {
-		t.Fatalf("second load: %v %v, want %v", got, err, want)
-	}
-	n, err := w.store.DB.NewSelect().Model((*repo.Registration)(nil)).Count(w.ctx)
-	if err != nil || n != 3 {
-		t.Fatalf("%d registrations (%v), want 3", n, err)
-	}
 }

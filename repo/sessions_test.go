@@ -1,34 +1,22 @@
 package repo_test
 
 import (
-	"context"
 	"fmt"
 	"testing"
 	"time"
 
 	"github.com/parkd/parkd/domain"
 	"github.com/parkd/parkd/repo"
-	"github.com/parkd/parkd/repo/repotest"
 )
 
 // The lab's reads of what a run left: open and overdue sessions (of some or
 // all), each session's settlement, and each request's outcome with its code.
 func TestLabReadsOfARun(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
-	st, _ := repotest.NewDB(t)
-	z, _ := domain.CompileZone("LZ", domain.ZoneSpec{Name: "L", TariffCentsPerHour: 100})
-	if err := repo.PutZone(ctx, st.DB, z); err != nil {
-		t.Fatal(err)
-	}
-	zone := "LZ"
-	if err := repo.PutAddress(ctx, st.DB, &repo.Address{ID: "LA", Zone: &zone}); err != nil {
-		t.Fatal(err)
-	}
-	p, err := repo.InsertPermit(ctx, st.DB, z, "R", "LA", "req-p", time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
+	w := newWorld(t)
+	ctx, st := w.ctx, w.store
+	w.zone("LZ", "", "")
+	p := w.permit("LZ", time.Now(), 0)
 	now := time.Now().UTC().Truncate(time.Second)
 	ts := func(d time.Duration) string { return now.Add(d).Format(time.RFC3339) }
 	// Sessions 1 and 2 are open, 1 overdue at now; 3 was settled 5 s after its planned end.

@@ -1,0 +1,112 @@
+package repo_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/parkd/parkd/repo"
+	"github.com/parkd/parkd/repo/repotest"
+)
+
+// The audit of `parkd check`, each case on a database of its own.
+func TestAudit(t *testing.T) {
+	parallel(t,
+		subtest{"finds violations", auditFindsViolations},
+		subtest{"finds requests pending too long", auditFindsRequestsPendingTooLong},
+	)
+}
+
+// The audit of `parkd check` finds a corrupted balance, an overdue open session,
+// and a start request applied without its session; and nothing on a clean database.
+func auditFindsViolations(t *testing.T) {
+	w := newWorld(t)
+	ctx, st := w.ctx, w.store
+	if _, findings, err := repo.Audit(ctx, st.DB, time.Minute, 10); err != nil || len(findings) != 0 {
+		t.Fatalf("clean database: %v %v", findings, err)
+	}
+	w.zone("AZ", "", "")
+	p := w.permit("AZ", time.Now(), 0)
+	past := time.Now().Add(-time.Hour)
+	for _, q := range []string{
+		fmt.Sprintf("UPDATE permits SET balance_minutes = 7 WHERE id = %d", p.ID),
+		fmt.Sprintf("INSERT INTO sessions (permit_id, zone, plate, state, start_at, planned_end_at, reserved_minutes, request_id) VALUES (%d, 'AZ', 'X1', 'open', '%s', '%s', 10, 'req-s')",
+			p.ID, past.Format(time.RFC3339), past.Add(10*time.Minute).Format(time.RFC3339)),
+		"INSERT INTO requests (request_id, type, body_hash, status) VALUES ('req-lost', 'session:start', 'h', 'applied')",
+		// One stop request that charged two sessions (the schema allows one
+		// charge per session, not one per request).
+		fmt.Sprintf("INSERT INTO sessions (permit_id, zone, plate, state, start_at, planned_end_at, end_at, reserved_minutes, charged_minutes, settled_at, request_id) VALUES (%d, 'AZ', 'X2', 'stopped', '%s', '%s', '%s', 10, 1, now(), 'req-s2')",
+			p.ID, past.Format(time.RFC3339), past.Add(10*time.Minute).Format(time.RFC3339), past.Add(time.Minute).Format(time.RFC3339)),
+		"INSERT INTO requests (request_id, type, body_hash, status) VALUES ('req-stop', 'session:stop', 'h', 'applied')",
+		fmt.Sprintf("INSERT INTO ledger (permit_id, kind, minutes, session_id, request_id, at) SELECT %d, 'charge', -1, id, 'req-stop', now() FROM sessions WHERE request_id IN ('req-s', 'req-s2')", p.ID),
+	} {
+		if _, err := st.DB.ExecContext(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, findings, err := repo.Audit(ctx, st.DB, time.Minute, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	for _, f := range findings {
+		got[f.Check] = true
+	}
+	for _, want := range []string{
+		"balance equals the sum of the ledger and is not negative",
+		"reserved minutes equal the open sessions' reservations",
+		"no session open past its planned end plus the grace",
+		"every settled session settled exactly once",
+		"every applied start made exactly one session, every rejected one none",
+		"every stop settled at most one session, once",
+	} {
+		if !got[want] {
+			t.Errorf("audit did not report %q; findings: %v", want, findings)
+		}
+	}
+}
+
+// `parkd check` reports a request pending longer than PendingRequestLimit (its
+// task archived, lost or never queued: nothing will ever finish it), and not
+// one pending for a moment; the pending count and the oldest age say the same.
+func auditFindsRequestsPendingTooLong(t *testing.T) {
+	ctx := context.Background()
+	st, _ := repotest.NewDB(t)
+	for _, q := range []string{
+		"INSERT INTO requests (request_id, type, body_hash, status) VALUES ('fresh', 'session:start', 'h', 'pending')",
+		"INSERT INTO requests (request_id, type, body_hash, status, result) VALUES ('done', 'permit:topup', 'h', 'applied', '{}')",
+		"INSERT INTO requests (request_id, type, body_hash, status, error, created_at) VALUES ('old-done', 'permit:topup', 'h', 'rejected', '{}', now() - interval '1 day')",
+	} {
+		if _, err := st.DB.ExecContext(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stuck := func() []repo.Finding {
+		t.Helper()
+		_, findings, err := repo.Audit(ctx, st.DB, time.Minute, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return findings
+	}
+	if f := stuck(); len(f) != 0 {
+		t.Fatalf("nothing stuck yet: %v", f)
+	}
+	if _, err := st.DB.ExecContext(ctx, "INSERT INTO requests (request_id, type, body_hash, status, created_at) VALUES ('field-arch-1', 'session:start', 'h', 'pending', now() - interval '6 minutes')"); err != nil {
+		t.Fatal(err)
+	}
+	f := stuck()
+	if len(f) != 1 || f[0].Check != "no request pending longer than "+repo.PendingRequestLimit.String() ||
+		!strings.Contains(f[0].Detail, "request field-arch-1 (session:start): pending since") {
+		t.Fatalf("findings %v, want field-arch-1 pending too long", f)
+	}
+	ps, err := repo.PendingRequests(ctx, st.DB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ps.Count != 2 || ps.Oldest < 6*time.Minute || ps.Oldest > 7*time.Minute {
+		t.Fatalf("pending %+v, want 2 with the oldest 6 minutes old", ps)
+	}
+}
