@@ -96,7 +96,9 @@ var ErrCoalescerClosed = errors.New("repo: coalescer closed")
 // Do runs fn in a transaction shared with whatever else is waiting, and returns
 // once that transaction has committed (nil) or fn's work was rolled back (the
 // error). If ctx ends before fn has started, fn never runs; once it has started,
-// Do waits for the outcome, which is then known for certain.
+// Do waits for the outcome, which is then known for certain. fn's Tx says how
+// its locks behave: FailIfBusy when the transaction is shared, WaitForLocks
+// when fn runs alone (by itself, after ErrBusy, or after a failed batch).
 func (c *Coalescer) Do(ctx context.Context, fn func(ctx context.Context, tx Tx) error) error {
 	u := &unit{ctx: ctx, fn: fn, done: make(chan error, 1)}
 	select {
