@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/parkd/parkd/intake"
+	"github.com/parkd/parkd/redisurl"
 )
 
 // config is parkd's configuration, read from the environment; every setting has
@@ -102,7 +103,7 @@ func loadConfig() (config, error) {
 		e.fail("PARKD_DATABASE_URL: %v: want postgres://USER[:PASSWORD]@HOST:PORT/DATABASE[?sslmode=...]", err)
 	}
 	var err error
-	if c.Redis, err = parseRedisURL(c.RedisURL); err != nil {
+	if c.Redis, err = redisurl.Parse(c.RedisURL); err != nil {
 		e.fail("PARKD_REDIS_URL: %v", err)
 	}
 	if c.PprofAddr != "" && !loopback(c.PprofAddr) {
