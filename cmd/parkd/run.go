@@ -11,6 +11,8 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/parkd/parkd/console"
+	"github.com/parkd/parkd/identity"
 	"github.com/parkd/parkd/intake"
 	"github.com/parkd/parkd/jobs"
 	"github.com/parkd/parkd/metrics"
@@ -196,12 +198,20 @@ func run(ctx context.Context, cfg config, log *slog.Logger, r roles) error {
 	var httpSrv *http.Server
 	httpErr := make(chan error, 1)
 	ops := &intake.Server{Store: d.store, Redis: d.redis, Log: log.With("component", "http"), Observer: m, Metrics: m.Handler()}
+	var ids *identity.Verifier
+	if r.intake || r.monitor {
+		if ids, err = identity.NewVerifier(identity.Config{Secret: []byte(cfg.JWTSecret), JWKSURL: cfg.JWKSURL,
+			Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience, Log: log.With("component", "identity")}); err != nil {
+			return err
+		}
+		defer ids.Close()
+	}
 	if r.monitor {
-		mon := intake.NewMonitor(intake.MonitorConfig{Redis: d.redisO, Secret: []byte(cfg.JWTSecret),
+		mon := console.New(console.Config{Redis: d.redisO, Identity: ids,
 			ReadOnly: cfg.MonitorReadOnly, Log: log.With("component", "monitor")})
 		defer mon.Close()
-		ops.Monitor = mon
-		log.Info("monitor at "+intake.MonitorPath+"/", "read_only", cfg.MonitorReadOnly)
+		ops.Console = mon
+		log.Info("monitor at "+console.Path+"/", "read_only", cfg.MonitorReadOnly)
 	}
 	if !r.intake && (r.monitor || cfg.MetricsAddr != "") {
 		addr := cfg.HTTPAddr
@@ -220,10 +230,10 @@ func run(ctx context.Context, cfg config, log *slog.Logger, r roles) error {
 		defer stopListen()
 		listener := intake.NewListener(cfg.DatabaseURL, log)
 		go listener.Run(listenCtx)
-		api := &intake.Server{Store: d.store, Client: d.client, Redis: d.redis, Secret: []byte(cfg.JWTSecret),
+		api := &intake.Server{Store: d.store, Client: d.client, Redis: d.redis, Identity: ids,
 			Log: log.With("component", "intake"), Listener: listener,
 			RateLimit: float64(cfg.RateLimit), RateBurst: cfg.RateBurst,
-			Observer: m, Metrics: m.Handler(), Monitor: ops.Monitor}
+			Observer: m, Metrics: m.Handler(), Console: ops.Console}
 		httpSrv = &http.Server{Addr: cfg.HTTPAddr, Handler: api.Handler(), ReadHeaderTimeout: 5 * time.Second,
 			ReadTimeout: 30 * time.Second, WriteTimeout: intake.MaxWait + 20*time.Second, IdleTimeout: 2 * time.Minute}
 		go func() { httpErr <- httpSrv.ListenAndServe() }()

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -8,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/parkd/parkd/intake"
+	"github.com/parkd/parkd/identity"
 )
 
 // tokenCmd mints a bearer token signed with PARKD_JWT_SECRET, for local use and
@@ -36,7 +37,10 @@ func tokenCmd(cfg config, args []string, stdout io.Writer) error {
 	if cfg.JWTSecret == devJWTSecret {
 		fmt.Fprintln(os.Stderr, "parkd token: signed with the development secret (PARKD_JWT_SECRET is not set)")
 	}
-	tok, err := intake.MintToken([]byte(cfg.JWTSecret), *role, *sub, ids, time.Now(), *ttl)
+	tok, err := identity.Mint([]byte(cfg.JWTSecret), identity.Grant{Role: *role, Sub: *sub, Permits: ids, TTL: *ttl}, time.Now())
+	if fe := (*identity.FieldError)(nil); errors.As(err, &fe) {
+		return fmt.Errorf("token: --%s %s", fe.Field, fe.Problem) // the field is the flag
+	}
 	if err != nil {
 		return err
 	}
