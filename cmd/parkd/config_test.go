@@ -48,6 +48,12 @@ func TestConfigRefusesInvalidValues(t *testing.T) {
 			func(c config) bool { return c.Env == "production" && c.JWTSecret == goodSecret }},
 		{"a short secret is fine in development", map[string]string{"PARKD_JWT_SECRET": "a"}, nil,
 			func(c config) bool { return c.JWTSecret == "a" }},
+		{"an identity provider", map[string]string{"PARKD_JWKS_URL": "https://login.example.nl/certs", "PARKD_JWT_ISSUER": "https://login.example.nl", "PARKD_JWT_AUDIENCE": "parkd"}, nil,
+			func(c config) bool {
+				return c.JWKSURL == "https://login.example.nl/certs" && c.JWTIssuer == "https://login.example.nl" && c.JWTAudience == "parkd"
+			}},
+		{"a JWKS URL that is no http URL", map[string]string{"PARKD_JWKS_URL": "login.example.nl/certs"}, []string{"PARKD_JWKS_URL", "want an http(s) URL"}, nil},
+		{"an audience without a JWKS URL", map[string]string{"PARKD_JWT_AUDIENCE": "parkd"}, []string{"set PARKD_JWKS_URL too"}, nil},
 
 		{"PARKD_ENV=Production", map[string]string{"PARKD_ENV": "Production"}, []string{`PARKD_ENV="Production": want development or production`}, nil},
 		{"PARKD_ENV=prod", map[string]string{"PARKD_ENV": "prod", "PARKD_JWT_SECRET": goodSecret}, []string{`PARKD_ENV="prod"`}, nil},

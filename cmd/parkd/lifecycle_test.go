@@ -16,7 +16,7 @@ import (
 
 	"github.com/hibiken/asynq"
 
-	"github.com/parkd/parkd/intake"
+	"github.com/parkd/parkd/identity"
 	"github.com/parkd/parkd/jobs"
 	"github.com/parkd/parkd/repo"
 	"github.com/parkd/parkd/repo/repotest"
@@ -78,7 +78,13 @@ func TestServeDrainsOnSIGTERM(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			permit := w.permits[g]
-			tok, err := intake.MintToken([]byte(secret), intake.RoleResident, "res-"+permit, []string{permit}, time.Now(), time.Hour)
+			// The token's sub is the permit's holder: a resident acts on what it holds.
+			id, _ := repo.ParseID(permit)
+			holder, err := repo.PermitHolder(w.ctx, w.store.DB, id)
+			if err != nil {
+				panic(err)
+			}
+			tok, err := identity.Mint([]byte(secret), identity.Grant{Role: identity.RoleResident, Sub: holder, TTL: time.Hour}, time.Now())
 			if err != nil {
 				panic(err)
 			}

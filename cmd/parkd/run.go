@@ -12,6 +12,8 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/spf13/cobra"
 
+	"github.com/parkd/parkd/console"
+	"github.com/parkd/parkd/identity"
 	"github.com/parkd/parkd/intake"
 	"github.com/parkd/parkd/jobs"
 	"github.com/parkd/parkd/metrics"
@@ -63,6 +65,11 @@ func run(ctx context.Context, cfg config, log *slog.Logger, r roles) error {
 			return err
 		}
 	}
+	if r.intake || r.monitor {
+		if err := p.startIdentity(); err != nil {
+			return err
+		}
+	}
 	if r.monitor {
 		p.startMonitor()
 	}
@@ -93,7 +100,8 @@ type process struct {
 	log     *slog.Logger
 	d       *deps
 	m       *metrics.Metrics
-	monitor *intake.Monitor
+	ids     *identity.Verifier // the API's and the console's
+	console *console.Console
 	// stops are run last first: each role registers its stops as it starts.
 	stops []func()
 	// httpErr is the HTTP server's end (one per process).
@@ -186,10 +194,33 @@ func (p *process) startScheduler() error {
 // startMonitor makes asynqmon, which the HTTP server (the intake's in `serve`,
 // or the monitor's own) serves at /monitor/.
 func (p *process) startMonitor() {
-	p.monitor = intake.NewMonitor(intake.MonitorConfig{Redis: p.d.redisO, Secret: []byte(p.cfg.JWTSecret),
+	p.console = console.New(console.Config{Redis: p.d.redisO, Identity: p.ids,
 		ReadOnly: p.cfg.MonitorReadOnly, Log: p.log.With("component", "monitor")})
-	p.onStop(func() { p.monitor.Close() })
-	p.log.Info("monitor at "+intake.MonitorPath+"/", "read_only", p.cfg.MonitorReadOnly)
+	p.onStop(func() { p.console.Close() })
+	p.log.Info("monitor at "+console.Path+"/", "read_only", p.cfg.MonitorReadOnly)
+}
+
+// startIdentity makes the token verifier the API and the console share (HS256
+// with PARKD_JWT_SECRET, and the identity provider's keys when PARKD_JWKS_URL
+// is set).
+func (p *process) startIdentity() error {
+	ids, err := identity.NewVerifier(identity.Config{Secret: []byte(p.cfg.JWTSecret), JWKSURL: p.cfg.JWKSURL,
+		Issuer: p.cfg.JWTIssuer, Audience: p.cfg.JWTAudience, Log: p.log.With("component", "identity")})
+	if err != nil {
+		return err
+	}
+	p.ids = ids
+	p.onStop(ids.Close)
+	return nil
+}
+
+// consoleOrNil is the console as the intake's optional Console (a nil
+// *console.Console must not become a non-nil interface).
+func (p *process) consoleOrNil() intake.Console {
+	if p.console == nil {
+		return nil
+	}
+	return p.console
 }
 
 // startOps serves /healthz, /readyz, /metrics (and the monitor) for a process
@@ -201,7 +232,7 @@ func (p *process) startOps(monitor bool) {
 		addr = p.cfg.HTTPAddr
 	}
 	ops := &intake.Server{Store: p.d.store, Redis: p.d.redis, Log: p.log.With("component", "http"),
-		Observer: p.m, Metrics: p.m.Handler(), Monitor: p.monitor}
+		Observer: p.m, Metrics: p.m.Handler(), Console: p.consoleOrNil()}
 	p.serveHTTP(&http.Server{Addr: addr, Handler: ops.OpsHandler(), ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute})
 	p.log.Info("http listening", "addr", addr, "serves", "/healthz /readyz /metrics")
@@ -215,10 +246,10 @@ func (p *process) startIntake(ctx context.Context) {
 	p.onStop(stopListen)
 	listener := intake.NewListener(p.cfg.DatabaseURL, p.log)
 	go listener.Run(listenCtx)
-	api := &intake.Server{Store: p.d.store, Client: p.d.client, Redis: p.d.redis, Secret: []byte(p.cfg.JWTSecret),
+	api := &intake.Server{Store: p.d.store, Client: p.d.client, Redis: p.d.redis, Identity: p.ids,
 		Log: p.log.With("component", "intake"), Listener: listener,
 		RateLimit: float64(p.cfg.RateLimit), RateBurst: p.cfg.RateBurst,
-		Observer: p.m, Metrics: p.m.Handler(), Monitor: p.monitor}
+		Observer: p.m, Metrics: p.m.Handler(), Console: p.consoleOrNil()}
 	p.serveHTTP(&http.Server{Addr: p.cfg.HTTPAddr, Handler: api.Handler(), ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout: 30 * time.Second, WriteTimeout: intake.MaxWait + 20*time.Second, IdleTimeout: 2 * time.Minute})
 	p.log.Info("intake listening", "addr", p.cfg.HTTPAddr)

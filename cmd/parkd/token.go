@@ -10,7 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/parkd/parkd/intake"
+	"github.com/parkd/parkd/identity"
 )
 
 // newTokenCmd mints a bearer token signed with PARKD_JWT_SECRET, for local use
@@ -33,7 +33,7 @@ func newTokenCmd(a *app) *cobra.Command {
 			switch {
 			case role == "":
 				errs = append(errs, errors.New("--role is required: resident, eloket, enforcement or operator"))
-			case !intake.ValidRole(role):
+			case !identity.ValidRole(role):
 				errs = append(errs, fmt.Errorf("--role %q: want resident, eloket, enforcement or operator", role))
 			}
 			if strings.TrimSpace(sub) == "" {
@@ -62,7 +62,10 @@ func newTokenCmd(a *app) *cobra.Command {
 		if cfg.JWTSecret == devJWTSecret {
 			fmt.Fprintln(cmd.ErrOrStderr(), "parkd token: signed with the development secret (PARKD_JWT_SECRET is not set)")
 		}
-		tok, err := intake.MintToken([]byte(cfg.JWTSecret), role, sub, ids, time.Now(), ttl)
+		tok, err := identity.Mint([]byte(cfg.JWTSecret), identity.Grant{Role: role, Sub: sub, Permits: ids, TTL: ttl}, time.Now())
+		if fe := (*identity.FieldError)(nil); errors.As(err, &fe) {
+			return usageError{fmt.Errorf("--%s %s", fe.Field, fe.Problem)} // the field is the flag
+		}
 		if err != nil {
 			return err
 		}
