@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/jonboulle/clockwork"
 	"github.com/redis/go-redis/v9"
 	"github.com/uptrace/bun"
 
@@ -20,7 +21,9 @@ type Handlers struct {
 	Client *asynq.Client         // hands outbox tasks to Redis right after commit
 	Redis  redis.UniversalClient // for the reconciler's check that Redis kept its data
 	Log    *slog.Logger
-	Now    func() time.Time
+	// Clock is the worker's only source of time; nil is the real clock (tests
+	// set a clockwork.FakeClock and move it).
+	Clock clockwork.Clock
 	// ReconcileGrace overrides the default ReconcileGrace (tests set it small).
 	ReconcileGrace time.Duration
 	// Observer is told what happened, for metrics; nil observes nothing.
@@ -44,11 +47,16 @@ func (h *Handlers) inTx(ctx context.Context, fn func(ctx context.Context, tx bun
 
 // now is the worker's clock, at Postgres's precision (microseconds), so that an
 // instant written and read back compares equal.
-func (h *Handlers) now() time.Time {
-	if h.Now != nil {
-		return instant(h.Now())
+func (h *Handlers) now() time.Time { return instant(h.clock().Now()) }
+
+func (h *Handlers) clock() clockwork.Clock { return orReal(h.Clock) }
+
+// orReal is c, or the real clock where none was set.
+func orReal(c clockwork.Clock) clockwork.Clock {
+	if c == nil {
+		return clockwork.NewRealClock()
 	}
-	return instant(time.Now())
+	return c
 }
 
 func instant(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }

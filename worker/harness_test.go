@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/jonboulle/clockwork"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/parkd/parkd/domain"
@@ -99,8 +100,8 @@ func (e *harness) permitIn(zone string, hours int) string {
 		e.t.Fatal(err)
 	}
 	var received time.Time // stamped by the constructor
-	if e.h.Now != nil {
-		received = e.h.Now()
+	if e.h.Clock != nil {
+		received = e.h.Clock.Now()
 	}
 	task, err := jobs.NewPermitIssue(jobs.PermitIssue{RequestID: rid("issue"), ResidentID: resident, AddressID: addr, ReceivedAt: received})
 	if err != nil {
@@ -272,6 +273,18 @@ func (e *harness) ledgerKinds(permitID string) map[string]int {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// testClock is the handlers' clock in tests that move time: set by the test,
+// read by the worker's goroutines.
+type testClock struct{ *clockwork.FakeClock }
+
+func newTestClock(t time.Time) *testClock {
+	return &testClock{clockwork.NewFakeClockAt(t.UTC())}
+}
+
+func (c *testClock) now() time.Time      { return c.Now() }
+func (c *testClock) set(t time.Time)     { c.Advance(t.Sub(c.Now())) }
+func (c *testClock) add(d time.Duration) { c.Advance(d) }
 
 // awaitTask waits until the task with this ID is (or is no longer) in the
 // critical queue.

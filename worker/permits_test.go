@@ -6,7 +6,6 @@ import (
 	"errors"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,32 +17,18 @@ import (
 	"github.com/parkd/parkd/worker"
 )
 
-// permitClock is the handlers' clock in the permit lifecycle tests: set by the
-// test, read by the worker's goroutines.
-type permitClock struct{ ns atomic.Int64 }
-
-func newPermitClock(t time.Time) *permitClock {
-	c := &permitClock{}
-	c.set(t)
-	return c
-}
-
-func (c *permitClock) now() time.Time      { return time.Unix(0, c.ns.Load()).UTC() }
-func (c *permitClock) set(t time.Time)     { c.ns.Store(t.UnixNano()) }
-func (c *permitClock) add(d time.Duration) { c.ns.Add(int64(d)) }
-
 // lifecycle is the harness with a clock the test moves, and requests stamped as
 // received at that clock's instant (as the intake would stamp them).
 type lifecycle struct {
 	*harness
-	clk *permitClock
+	clk *testClock
 }
 
 func setupLifecycle(t *testing.T, at time.Time) *lifecycle {
 	t.Helper()
 	e := setup(t)
-	clk := newPermitClock(at.UTC().Truncate(time.Microsecond))
-	e.h.Now = clk.now
+	clk := newTestClock(at.UTC().Truncate(time.Microsecond))
+	e.h.Clock = clk
 	return &lifecycle{harness: e, clk: clk}
 }
 
@@ -778,12 +763,11 @@ func TestRolloverSchedulersOnThreeHostsEnqueueOncePerPeriod(t *testing.T) {
 	l := setupLifecycle(t, time.Now())
 	l.start()
 	period := time.Date(2026, time.November, 24, 3, 5, 0, 0, time.UTC)
-	hostClock := newPermitClock(period)
-	for i := range 3 {
-		skew := time.Duration(i) * 10 * time.Minute
+	hosts := make([]*testClock, 3)
+	for i := range hosts {
+		hosts[i] = newTestClock(period.Add(time.Duration(i) * 10 * time.Minute))
 		m, err := worker.NewRolloverScheduler(l.redisOpt, worker.RolloverSchedule{
-			Cronspec: "@every 1s", Sync: 100 * time.Millisecond,
-			Now: func() time.Time { return hostClock.now().Add(skew) },
+			Cronspec: "@every 1s", Sync: 100 * time.Millisecond, Clock: hosts[i],
 		}, quietLog())
 		if err != nil {
 			t.Fatal(err)
@@ -819,7 +803,9 @@ func TestRolloverSchedulersOnThreeHostsEnqueueOncePerPeriod(t *testing.T) {
 		t.Fatalf("rollover task: %+v %v", info, err)
 	}
 	// An hour later, the same day.
-	hostClock.add(time.Hour)
+	for _, c := range hosts {
+		c.add(time.Hour)
+	}
 	done := completed(2)
 	if len(done) != 2 {
 		t.Fatalf("after an hour: %d rollovers ran, want 2", len(done))

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/jonboulle/clockwork"
 
 	"github.com/parkd/parkd/domain"
 	"github.com/parkd/parkd/jobs"
@@ -219,7 +220,7 @@ func TestMaintenanceRefusedForGoodIsArchivedNotRetried(t *testing.T) {
 	e.exec("ALTER TABLE sessions ADD CONSTRAINT refuse CHECK (state <> 'stopped')")
 	e.exec("ALTER TABLE permit_years ADD CONSTRAINT refuse CHECK (false) NOT VALID")
 	later := time.Now().Add(400 * 24 * time.Hour) // past the planned end and the permit year
-	e.h.Now = func() time.Time { return later }
+	e.h.Clock = clockwork.NewFakeClockAt(later)
 	mux := e.h.Mux()
 	for _, task := range []*asynq.Task{jobs.NewSessionAutoStop(s.ID, s.PlannedEndAt), jobs.NewPermitRollover(later)} {
 		err := mux.ProcessTask(e.ctx, task)
@@ -253,7 +254,7 @@ func TestReconcilerGoesPastASessionItCannotSettle(t *testing.T) {
 	e.run(good, e.h.SessionStart, &g)
 	bid, _ := repo.ParseID(b.ID)
 	e.exec("ALTER TABLE sessions ADD CONSTRAINT refuse CHECK (state = 'open' OR id <> ?)", bid)
-	e.h.Now = func() time.Time { return now.Add(4 * time.Hour) }
+	e.h.Clock = clockwork.NewFakeClockAt(now.Add(4 * time.Hour))
 	rep, err := e.h.Reconcile(e.ctx)
 	if err != nil {
 		t.Fatalf("reconcile: %v", err)
@@ -276,7 +277,7 @@ func TestRolloverGoesPastAPermitItCannotRoll(t *testing.T) {
 	bid, _ := repo.ParseID(bad)
 	e.exec("ALTER TABLE permit_years ADD CONSTRAINT refuse CHECK (permit_id <> ?)", bid)
 	later := time.Now().Add(400 * 24 * time.Hour)
-	e.h.Now = func() time.Time { return later }
+	e.h.Clock = clockwork.NewFakeClockAt(later)
 	badYear := e.permitRow(bad).YearEndsAt
 	res, err := e.h.Rollover(e.ctx)
 	if _, refused := repo.AsRefusal(err); !refused || fmt.Sprint(res.Refused) != fmt.Sprint([]int64{bid}) {

@@ -117,7 +117,7 @@ func (h *Handlers) apply(ctx context.Context, t *asynq.Task, typ string, req job
 	log := h.logger(ctx).With("request_id", req.ID())
 	var d decision
 	var outcome, code, recordedType string
-	began := time.Now()
+	began := h.clock().Now()
 	err := h.inTx(ctx, func(ctx context.Context, tx bun.Tx) error {
 		d, outcome, code, recordedType = decision{}, OutcomeDuplicate, "", ""
 		r, err := repo.ClaimRequest(ctx, tx, req.ID(), typ, req.Fingerprint(), nil)
@@ -158,7 +158,7 @@ func (h *Handlers) apply(ctx context.Context, t *asynq.Task, typ string, req job
 	if err != nil {
 		return fmt.Errorf("%s %s: %w", typ, req.ID(), err)
 	}
-	h.observer().RequestDone(typ, outcome, code, time.Since(began))
+	h.observer().RequestDone(typ, outcome, code, h.clock().Since(began))
 	if outcome == OutcomeConflict {
 		return h.conflict(ctx, t, typ, req.ID(), recordedType)
 	}
@@ -233,7 +233,7 @@ func (h *Handlers) fail(ctx context.Context, typ string, req jobs.Request, msg s
 	}
 	if recorded {
 		log.Error("request failed for good: recorded as rejected, not retried", "code", domain.CodeRequestFailed, "err", cause)
-		h.observer().RequestDone(typ, OutcomeRejected, string(domain.CodeRequestFailed), time.Since(began))
+		h.observer().RequestDone(typ, OutcomeRejected, string(domain.CodeRequestFailed), h.clock().Since(began))
 	}
 	return nil
 }
