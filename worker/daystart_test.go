@@ -15,7 +15,7 @@ import (
 // reserves the 90 minutes up to that instant and no more, enforcement covers
 // exactly those 90 minutes, and the auto-stop charges them.
 func TestStartBeforeAJumpAtMidnightIsCutWhereTheInvalidDayBegins(t *testing.T) {
-	e := setup(t)
+	e := setupParallel(t)
 	e.putZone("SCL", domain.ZoneSpec{Name: "Santiago", TimeZone: "America/Santiago", TariffCentsPerHour: 210,
 		InvalidWeekdays: []string{"sun"}, YearStarts: "09-05"})
 	sunday := time.Date(2027, time.September, 5, 4, 0, 0, 0, time.UTC) // 01:00 -03, the first instant of Sunday

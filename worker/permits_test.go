@@ -24,9 +24,7 @@ type lifecycle struct {
 	clk *testClock
 }
 
-func setupLifecycle(t *testing.T, at time.Time) *lifecycle {
-	t.Helper()
-	e := setup(t)
+func withClock(e *harness, at time.Time) *lifecycle {
 	clk := newTestClock(at.UTC().Truncate(time.Microsecond))
 	e.h.Clock = clk
 	return &lifecycle{harness: e, clk: clk}
@@ -196,7 +194,7 @@ func wantRejected(t testing.TB, r *repo.Request, code domain.Code) {
 // that asynq would retry). Repeated over several addresses to give the race a
 // chance on every run.
 func TestConcurrentIssuesForOneAddress(t *testing.T) {
-	l := setupLifecycle(t, time.Now())
+	l := withClock(setupParallel(t), time.Now())
 	for range 10 {
 		addr := l.address("TEST")
 		tasks := make([]*asynq.Task, 2)
@@ -240,7 +238,7 @@ func TestConcurrentIssuesForOneAddress(t *testing.T) {
 // The annual purchase limit is the zone's setting, reachable exactly, never
 // crossed (a top-up that would cross it is refused whole), and per permit year.
 func TestTopupPurchaseLimitIsAZoneSetting(t *testing.T) {
-	l := setupLifecycle(t, time.Now())
+	l := withClock(setupParallel(t), time.Now())
 	l.zone("TEN", domain.ZoneSpec{Name: "Ten", TariffCentsPerHour: 300, AnnualPurchaseLimitHours: 10})
 	p := l.newPermit("TEN", 0)
 	topup := func(hours int) *repo.Request {
@@ -293,7 +291,7 @@ func TestTopupPurchaseLimitIsAZoneSetting(t *testing.T) {
 // One payment reference is one top-up, however often and however concurrently
 // it is sent, under whatever request IDs.
 func TestSamePaymentTwiceIsOneTopup(t *testing.T) {
-	l := setupLifecycle(t, time.Now())
+	l := withClock(setup(t), time.Now())
 	l.start()
 	p := l.newPermit("TEST", 0)
 	ref := rid("pay")
@@ -337,7 +335,7 @@ func TestSamePaymentTwiceIsOneTopup(t *testing.T) {
 // permit takes no session and no top-up.
 func TestEndPermitSettlesSessionsAndExpiresBalance(t *testing.T) {
 	t0 := time.Now().UTC().Truncate(time.Second)
-	l := setupLifecycle(t, t0)
+	l := withClock(setup(t), t0)
 	l.start()
 	p := l.newPermit("TEST", 10)                                         // 600 minutes
 	active := l.mustStart(p.ID, "END1", nil, nil)                        // t0 .. t0+3h, 180 reserved
@@ -428,7 +426,7 @@ func TestEndPermitSettlesSessionsAndExpiresBalance(t *testing.T) {
 
 func TestEndPermitInstantAndReason(t *testing.T) {
 	t0 := time.Now().UTC().Truncate(time.Second)
-	l := setupLifecycle(t, t0)
+	l := withClock(setupParallel(t), t0)
 	p := l.newPermit("TEST", 5)
 	l.clk.add(time.Hour)
 	now := l.clk.now()
@@ -479,7 +477,7 @@ func TestEndPermitInstantAndReason(t *testing.T) {
 // the end (and was settled by it) or after (and was refused); never an open
 // session on an ended permit.
 func TestEndRacesStarts(t *testing.T) {
-	l := setupLifecycle(t, time.Now())
+	l := withClock(setupParallel(t), time.Now())
 	p := l.newPermit("TEST", 30) // enough for all eight starts: a refusal can only be the end's
 	var wg sync.WaitGroup
 	ready := make(chan struct{})
@@ -531,7 +529,7 @@ func TestEndRacesStarts(t *testing.T) {
 // in other time zones rolled at their own anniversary.
 func TestRolloverAcrossYearBoundaryThreeAtOnce(t *testing.T) {
 	ams, ny := mustLoc(t, "Europe/Amsterdam"), mustLoc(t, "America/New_York")
-	l := setupLifecycle(t, time.Date(2026, time.December, 31, 22, 0, 0, 0, ams))
+	l := withClock(setupParallel(t), time.Date(2026, time.December, 31, 22, 0, 0, 0, ams))
 	l.zone("NYC", domain.ZoneSpec{Name: "New York", TimeZone: "America/New_York", TariffCentsPerHour: 400, YearStarts: "04-01"})
 	var ams1, ams2, nyc []repo.PermitView
 	for range 5 {
@@ -652,7 +650,7 @@ func TestRolloverAcrossYearBoundaryThreeAtOnce(t *testing.T) {
 // in order, each with its own statement.
 func TestRolloverAfterThreeMissedYears(t *testing.T) {
 	ams := mustLoc(t, "Europe/Amsterdam")
-	l := setupLifecycle(t, time.Date(2026, time.June, 1, 12, 0, 0, 0, ams))
+	l := withClock(setupParallel(t), time.Date(2026, time.June, 1, 12, 0, 0, 0, ams))
 	var ps []repo.PermitView
 	for i := range 4 {
 		ps = append(ps, l.newPermit("TEST", i+1))
@@ -705,7 +703,7 @@ func TestRolloverAfterThreeMissedYears(t *testing.T) {
 // year itself, the way the rollover would, and the rollover then leaves it be.
 func TestYearRolledOnUseBeforeTheNightlyRun(t *testing.T) {
 	ams := mustLoc(t, "Europe/Amsterdam")
-	l := setupLifecycle(t, time.Date(2026, time.December, 31, 12, 0, 0, 0, ams))
+	l := withClock(setupParallel(t), time.Date(2026, time.December, 31, 12, 0, 0, 0, ams))
 	used := l.newPermit("TEST", 500) // the whole year's purchases
 	l.mustStart(used.ID, "LAST1", nil, ptr(l.clk.now().Add(time.Hour)))
 	l.clk.set(time.Date(2026, time.December, 31, 13, 1, 0, 0, ams))
@@ -760,7 +758,7 @@ func sameStatement(a, b repo.AnnualStatement) bool {
 // rollover every second: one task per period reaches the queue and the worker
 // runs it once; the next hour (the same day) gets its own task.
 func TestRolloverSchedulersOnThreeHostsEnqueueOncePerPeriod(t *testing.T) {
-	l := setupLifecycle(t, time.Now())
+	l := withClock(setup(t), time.Now())
 	l.start()
 	period := time.Date(2026, time.November, 24, 3, 5, 0, 0, time.UTC)
 	hosts := make([]*testClock, 3)
@@ -825,7 +823,7 @@ func TestRolloverSchedulersOnThreeHostsEnqueueOncePerPeriod(t *testing.T) {
 // rejection, nothing booked); the same permit and hours again is the same
 // top-up, answered as the first.
 func TestPaymentRefUsedOnceInTheWholeSystem(t *testing.T) {
-	l := setupLifecycle(t, time.Now())
+	l := withClock(setupParallel(t), time.Now())
 	p1, p2 := l.newPermit("TEST", 0), l.newPermit("TEST", 0)
 	ref := rid("PAY-X")
 	topup := func(permitID string, hours int) (*repo.Request, repo.PermitView) {
@@ -865,7 +863,7 @@ func TestPaymentRefUsedOnceInTheWholeSystem(t *testing.T) {
 // the same time: exactly one is credited, every other is payment_ref_reused at
 // once, never a retry or an archived task.
 func TestPaymentRefRaceBetweenPermits(t *testing.T) {
-	l := setupLifecycle(t, time.Now())
+	l := withClock(setup(t), time.Now())
 	l.start()
 	permits := make([]repo.PermitView, 6)
 	for i := range permits {
@@ -927,7 +925,7 @@ func TestPaymentRefRaceBetweenPermits(t *testing.T) {
 // applied, the first request's outcome stays, and the task is archived with
 // idempotency_conflict as its error and result instead of passing for a repeat.
 func TestRequestIDReusedThroughJobsIsAConflict(t *testing.T) {
-	l := setupLifecycle(t, time.Now())
+	l := withClock(setup(t), time.Now())
 	l.start()
 	p := l.newPermit("TEST", 5)
 	id := rid("jobs-key")

@@ -110,7 +110,7 @@ func TestRefusedForGoodIsARecordedOutcome(t *testing.T) {
 		}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			e := setup(t)
+			e := setupParallel(t)
 			task, handler := c.prepare(e)
 			var before []string
 			snapshot := func() []string {
@@ -153,7 +153,7 @@ func TestRefusedForGoodIsARecordedOutcome(t *testing.T) {
 // shutdown, a cancelled statement. The trigger raises each on the session's
 // insert; once it is gone, the retry applies the request.
 func TestTransientFailureIsRetriedNotRecorded(t *testing.T) {
-	e := setup(t)
+	e := setupParallel(t)
 	pid := e.permit(10)
 	for _, code := range []string{"40001", "40P01", "08006", "57P01", "57014", "55P03"} {
 		e.exec(fmt.Sprintf(`CREATE OR REPLACE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS
@@ -212,7 +212,7 @@ func TestConflictIsTriedAFewTimesThenRecorded(t *testing.T) {
 // for good is archived at once (asynq.SkipRetry), with an error in the log,
 // instead of being retried to the same refusal.
 func TestMaintenanceRefusedForGoodIsArchivedNotRetried(t *testing.T) {
-	e := setup(t)
+	e := setupParallel(t)
 	pid := e.permit(10)
 	start, _ := e.startTask(pid, "ab-12-cd", nil, nil)
 	var s repo.SessionView
@@ -244,7 +244,7 @@ func TestMaintenanceRefusedForGoodIsArchivedNotRetried(t *testing.T) {
 // others are settled, the refused one stays open (`parkd check` lists it), and
 // the run does not fail (it would fail every minute, forever).
 func TestReconcilerGoesPastASessionItCannotSettle(t *testing.T) {
-	e := setup(t)
+	e := setupParallel(t)
 	pid := e.permit(10)
 	now := time.Now()
 	bad, _ := e.startTask(pid, "aa-11-bb", nil, ptr(now.Add(30*time.Minute)))
@@ -272,7 +272,7 @@ func TestReconcilerGoesPastASessionItCannotSettle(t *testing.T) {
 // and the task is archived at once (not retried) for an operator to see.
 // Before, the one permit failed every batch it was in, every hour.
 func TestRolloverGoesPastAPermitItCannotRoll(t *testing.T) {
-	e := setup(t)
+	e := setupParallel(t)
 	good, bad := e.permit(1), e.permit(1)
 	bid, _ := repo.ParseID(bad)
 	e.exec("ALTER TABLE permit_years ADD CONSTRAINT refuse CHECK (permit_id <> ?)", bid)

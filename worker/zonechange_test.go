@@ -14,7 +14,7 @@ import (
 // zone) is settled as it was granted, by its auto-stop and by a stop alike, and
 // only what starts afterwards meets the new rules.
 func TestZoneChangeLeavesGrantedSessionsAsGranted(t *testing.T) {
-	e := setup(t)
+	e := setupParallel(t)
 	clock := time.Now().UTC().Truncate(time.Second)
 	clk := newTestClock(clock)
 	e.h.Clock = clk
