@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/parkd/parkd/jobs"
 	"github.com/parkd/parkd/repo"
@@ -147,8 +148,9 @@ func TestRelay(t *testing.T) {
 	t.Run("KeepsRowsWhileRedisIsDown", func(t *testing.T) {
 		e := setupParallel(t)
 		e.leftBehind("RELAY5")
-		down := asynq.NewClient(asynq.RedisClientOpt{Addr: "127.0.0.1:1", DialTimeout: time.Second})
-		defer down.Close()
+		nowhere := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1, DialerRetries: 1})
+		defer nowhere.Close()
+		down := asynq.NewClientFromRedisClient(nowhere)
 		r := &worker.Relay{Store: e.store, Client: down, Log: quietLog(), MinAge: time.Nanosecond}
 		if n, err := r.RunOnce(e.ctx); err != nil || n != 0 {
 			t.Fatalf("relay without Redis: %d %v, want 0 and no error", n, err)
