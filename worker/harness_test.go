@@ -59,12 +59,13 @@ func setup(t testing.TB) *harness {
 
 // setupParallel marks t parallel and gives it its own database and the Redis
 // index it shares with the other parallel tests, not flushed (a test process
-// has one index). It is for tests that call the handlers and read Postgres
-// only. Sharing is safe because Go runs parallel tests only when no test that
+// has one index). It is for tests that call the handlers directly, with no
+// worker server. Sharing is safe because Go runs parallel tests only when no test that
 // runs alone is running, so no worker server takes their tasks; and what the
 // handlers write to Redis cannot collide: auto-stops, whose task IDs are made
 // of session IDs, and each database numbers its sessions from its own offset.
-// Such a test must not read what is in Redis: its neighbours write there too.
+// Such a test may look up its own tasks by ID, but nothing shared: not the
+// queues' counts, nor the reconciler's epoch, which its neighbours change.
 func setupParallel(t *testing.T) *harness {
 	t.Helper()
 	t.Parallel()

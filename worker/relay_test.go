@@ -116,7 +116,7 @@ func TestRelay(t *testing.T) {
 		if held, err := repo.ClaimOutbox(e.ctx, other, 0, 10); err != nil || len(held) != 1 {
 			t.Fatalf("the other relay claims %d rows (%v), want 1", len(held), err)
 		}
-		ctx, cancel := context.WithTimeout(e.ctx, 5*time.Second) // waiting for the lock would end here
+		ctx, cancel := context.WithTimeout(e.ctx, 10*time.Second) // waiting for the lock would end here
 		defer cancel()
 		if n, err := e.relay().RunOnce(ctx); err != nil || n != 0 {
 			t.Fatalf("relay beside a holder: %d %v, want 0 without waiting", n, err)
@@ -126,7 +126,7 @@ func TestRelay(t *testing.T) {
 		if err := other.Rollback(); err != nil { // the other relay died
 			t.Fatal(err)
 		}
-		if n, err := e.relay().RunOnce(ctx); err != nil || n != 1 {
+		if n, err := e.relay().RunOnce(e.ctx); err != nil || n != 1 {
 			t.Fatalf("relay once the holder let go: %d %v, want 1", n, err)
 		}
 		e.wantBacklog(0)
