@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/jonboulle/clockwork"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/time/rate"
@@ -44,7 +45,8 @@ type Server struct {
 	Identity *identity.Verifier
 	Secret   []byte
 	Log      *slog.Logger
-	Now      func() time.Time // the clock; time.Now when nil
+	// Clock stamps receipts and refills rate-limit buckets; nil is the real clock.
+	Clock clockwork.Clock
 	// Listener wakes waiting writes when their outcome is committed. Without one
 	// (or while it is disconnected) waiting writes poll every 200 ms.
 	Listener *Listener
@@ -75,11 +77,14 @@ type Console interface {
 // now is the intake's clock at Postgres's precision (microseconds), so that an
 // instant stamped here and read back compares equal.
 func (s *Server) now() time.Time {
-	n := time.Now
-	if s.Now != nil {
-		n = s.Now
+	return s.clock().Now().UTC().Truncate(time.Microsecond)
+}
+
+func (s *Server) clock() clockwork.Clock {
+	if s.Clock == nil {
+		return clockwork.NewRealClock()
 	}
-	return n().UTC().Truncate(time.Microsecond)
+	return s.Clock
 }
 
 type (
@@ -106,7 +111,7 @@ func (s *Server) Handler() http.Handler {
 	}
 	s.ids = s.Identity
 	if s.ids == nil {
-		ids, err := identity.NewVerifier(identity.Config{Secret: s.Secret, Now: s.Now})
+		ids, err := identity.NewVerifier(identity.Config{Secret: s.Secret, Now: s.now})
 		if err != nil {
 			panic("intake: " + err.Error())
 		}
@@ -120,7 +125,7 @@ func (s *Server) Handler() http.Handler {
 		burst = DefaultBurst
 	}
 	if rl > 0 {
-		s.limiter = newLimiter(rl, burst)
+		s.limiter = newLimiter(rl, burst, s.clock())
 	}
 
 	mux := http.NewServeMux()
@@ -271,7 +276,7 @@ func (s *Server) api(roles []string, h handlerFunc) http.Handler {
 			s.writeError(w, r, errForbidden("role "+p.Role+" may not use this endpoint"))
 			return
 		}
-		if s.limiter != nil && !s.limiter.allow(p.Subject(), time.Now()) {
+		if s.limiter != nil && !s.limiter.allow(p.Subject()) {
 			s.writeError(w, r, &apiError{Status: http.StatusTooManyRequests, Code: CodeRateLimited,
 				Message: "too many requests; slow down"})
 			return
