@@ -59,8 +59,14 @@ type Server struct {
 	// Console, when set, is served on every port under its Root (package
 	// console: asynqmon behind operator login).
 	Console Console
+	// OpsApart keeps /healthz, /readyz and /metrics off Handler and
+	// OpsHandler, for MetricsHandler to serve on an address of their own
+	// (PARKD_METRICS_ADDR): a public port then has no /metrics to hide.
+	OpsApart bool
 
 	ids           *identity.Verifier
+	healthOnce    sync.Once
+	health        http.Handler
 	limiter       *limiter
 	inspectorOnce sync.Once
 	insp          *asynq.Inspector
@@ -97,9 +103,10 @@ func (s *Server) logger(r *http.Request) *slog.Logger {
 	return slog.Default()
 }
 
-// Handler serves every endpoint of CONTRACT.md, /healthz, /readyz, /metrics,
-// the OpenAPI document at /v1/openapi.yaml and, when set, the Console. It
-// panics when no token could be verified: neither Identity nor Secret is set.
+// Handler serves every endpoint of CONTRACT.md, /healthz, /readyz and /metrics
+// (unless OpsApart), the OpenAPI document at /v1/openapi.yaml and, when set,
+// the Console. It panics when no token could be verified: neither Identity nor
+// Secret is set.
 func (s *Server) Handler() http.Handler {
 	if s.Log == nil {
 		s.Log = slog.Default()
@@ -148,8 +155,8 @@ func (s *Server) Handler() http.Handler {
 	return s.wrap(mux)
 }
 
-// OpsHandler serves a role that has no API: /healthz, /readyz, /metrics and,
-// when set, the Console (the root redirects to it).
+// OpsHandler serves a role that has no API: /healthz, /readyz and /metrics
+// (unless OpsApart) and, when set, the Console (the root redirects to it).
 func (s *Server) OpsHandler() http.Handler {
 	if s.Log == nil {
 		s.Log = slog.Default()
@@ -162,22 +169,45 @@ func (s *Server) OpsHandler() http.Handler {
 	return s.wrap(mux)
 }
 
-// ops registers what every parkd HTTP port serves.
+// MetricsHandler serves /healthz, /readyz and /metrics alone: what
+// PARKD_METRICS_ADDR serves. It shares the readiness of the Server's other
+// handlers.
+func (s *Server) MetricsHandler() http.Handler {
+	if s.Log == nil {
+		s.Log = slog.Default()
+	}
+	mux := http.NewServeMux()
+	s.probes(mux)
+	return s.wrap(mux)
+}
+
+// ops registers what every parkd HTTP port serves: the probes and metrics
+// unless they are apart, and the Console when set.
 func (s *Server) ops(mux *http.ServeMux) {
-	health := Health(map[string]Pinger{
-		"postgres": PingFunc(func(ctx context.Context) error { return s.Store.Ping(ctx) }),
-		"redis":    PingFunc(func(ctx context.Context) error { return s.Redis.Ping(ctx).Err() }),
+	if !s.OpsApart {
+		s.probes(mux)
+	}
+	if s.Console != nil {
+		mux.Handle(s.Console.Root()+"/", s.Console)
+	}
+}
+
+// probes registers /healthz, /readyz and /metrics. The readiness is one per
+// Server, whichever handlers serve it: ready once is ready for good.
+func (s *Server) probes(mux *http.ServeMux) {
+	s.healthOnce.Do(func() {
+		s.health = Health(map[string]Pinger{
+			"postgres": PingFunc(func(ctx context.Context) error { return s.Store.Ping(ctx) }),
+			"redis":    PingFunc(func(ctx context.Context) error { return s.Redis.Ping(ctx).Err() }),
+		})
 	})
-	mux.Handle("GET /healthz", health)
-	mux.Handle("GET /readyz", health)
+	mux.Handle("GET /healthz", s.health)
+	mux.Handle("GET /readyz", s.health)
 	metrics := s.Metrics
 	if metrics == nil {
 		metrics = promhttp.Handler()
 	}
 	mux.Handle("GET /metrics", metrics)
-	if s.Console != nil {
-		mux.Handle(s.Console.Root()+"/", s.Console)
-	}
 }
 
 // wrap gives every request its route label and metrics, its logger and a
