@@ -216,3 +216,25 @@ func (p *proxy) stop() {
 		c.Close()
 	}
 }
+
+// With OpsApart (PARKD_METRICS_ADDR set) the API's port answers /healthz,
+// /readyz and /metrics 404, as openapi.yaml says; MetricsHandler serves them,
+// and nothing else.
+func TestOpsApartLeavesThePublicPortWithoutProbes(t *testing.T) {
+	store, _ := repotest.NewDB(t)
+	rdb, _ := repotest.NewRedis(t)
+	api := &intake.Server{Store: store, Redis: rdb, Secret: []byte("k"), Log: quietLog(), RateLimit: -1, OpsApart: true}
+	public, ops := httptest.NewServer(api.Handler()), httptest.NewServer(api.MetricsHandler())
+	defer public.Close()
+	defer ops.Close()
+	hc := &http.Client{Transport: &validating{t: t, next: http.DefaultTransport}}
+	pub, op := &env{t: t, srv: public, hc: hc}, &env{t: t, srv: ops, hc: hc}
+	for _, path := range []string{"/healthz", "/readyz", "/metrics"} {
+		wantError(t, pub.do("GET", path, "", nil), http.StatusNotFound, intake.CodeNotFound)
+		op.mustDo("GET", path, "", nil, http.StatusOK, nil)
+	}
+	pub.mustDo("GET", "/v1/openapi.yaml", "", nil, http.StatusOK, nil)
+	// The document describes the API's port: the metrics port's 404 is not its.
+	op.hc = http.DefaultClient
+	wantError(t, op.do("GET", "/v1/openapi.yaml", "", nil), http.StatusNotFound, intake.CodeNotFound)
+}
