@@ -65,6 +65,7 @@ type Server struct {
 	OpsApart bool
 
 	ids           *identity.Verifier
+	apiPatterns   []string // what Handler registered, for tests
 	healthOnce    sync.Once
 	health        http.Handler
 	limiter       *limiter
@@ -130,7 +131,7 @@ func (s *Server) Handler() http.Handler {
 		s.limiter = newLimiter(rl, burst)
 	}
 
-	mux := http.NewServeMux()
+	mux := newPatternMux()
 	s.ops(mux)
 	mux.HandleFunc("GET /v1/openapi.yaml", serveOpenAPI)
 
@@ -152,7 +153,8 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("POST /v1/admin/addresses", s.api([]string{identity.RoleOperator}, s.putAddress))
 	mux.Handle("POST /v1/admin/registrations", s.api([]string{identity.RoleOperator}, s.putRegistration))
 
-	return s.wrap(mux)
+	s.apiPatterns = mux.patterns
+	return s.wrap(mux.ServeMux)
 }
 
 // OpsHandler serves a role that has no API: /healthz, /readyz and /metrics
@@ -161,12 +163,12 @@ func (s *Server) OpsHandler() http.Handler {
 	if s.Log == nil {
 		s.Log = slog.Default()
 	}
-	mux := http.NewServeMux()
+	mux := newPatternMux()
 	s.ops(mux)
 	if s.Console != nil {
 		mux.Handle("GET /{$}", http.RedirectHandler(s.Console.Root()+"/", http.StatusFound))
 	}
-	return s.wrap(mux)
+	return s.wrap(mux.ServeMux)
 }
 
 // MetricsHandler serves /healthz, /readyz and /metrics alone: what
@@ -176,14 +178,14 @@ func (s *Server) MetricsHandler() http.Handler {
 	if s.Log == nil {
 		s.Log = slog.Default()
 	}
-	mux := http.NewServeMux()
+	mux := newPatternMux()
 	s.probes(mux)
-	return s.wrap(mux)
+	return s.wrap(mux.ServeMux)
 }
 
 // ops registers what every parkd HTTP port serves: the probes and metrics
 // unless they are apart, and the Console when set.
-func (s *Server) ops(mux *http.ServeMux) {
+func (s *Server) ops(mux *patternMux) {
 	if !s.OpsApart {
 		s.probes(mux)
 	}
@@ -194,7 +196,7 @@ func (s *Server) ops(mux *http.ServeMux) {
 
 // probes registers /healthz, /readyz and /metrics. The readiness is one per
 // Server, whichever handlers serve it: ready once is ready for good.
-func (s *Server) probes(mux *http.ServeMux) {
+func (s *Server) probes(mux *patternMux) {
 	s.healthOnce.Do(func() {
 		s.health = Health(map[string]Pinger{
 			"postgres": PingFunc(func(ctx context.Context) error { return s.Store.Ping(ctx) }),
@@ -208,6 +210,24 @@ func (s *Server) probes(mux *http.ServeMux) {
 		metrics = promhttp.Handler()
 	}
 	mux.Handle("GET /metrics", metrics)
+}
+
+// patternMux is a ServeMux that keeps the patterns registered on it, so that a
+// test can hold the API's routes against openapi.yaml both ways.
+type patternMux struct {
+	*http.ServeMux
+	patterns []string
+}
+
+func newPatternMux() *patternMux { return &patternMux{ServeMux: http.NewServeMux()} }
+
+func (m *patternMux) Handle(pattern string, h http.Handler) {
+	m.ServeMux.Handle(pattern, h)
+	m.patterns = append(m.patterns, pattern)
+}
+
+func (m *patternMux) HandleFunc(pattern string, h func(http.ResponseWriter, *http.Request)) {
+	m.Handle(pattern, http.HandlerFunc(h))
 }
 
 // wrap gives every request its route label and metrics, its logger and a
