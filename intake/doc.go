@@ -10,9 +10,10 @@
 // through a Listener on Postgres LISTEN/NOTIFY; every error becomes an answer
 // in one place (writeError).
 //
-// Every port parkd listens on also serves /healthz, /readyz and /metrics, and
-// may carry the operators' Console (package console) under its root;
-// OpsHandler is such a port without the API (`parkd monitor`, a worker's
-// metrics). Each request is labelled with its route, the mux pattern, for the
-// logs and for an Observer (package metrics).
+// Every port parkd listens on also serves /healthz, /readyz and /metrics,
+// unless they are apart (PARKD_METRICS_ADDR: Server.OpsApart, served by
+// MetricsHandler), and may carry the operators' Console (package console)
+// under its root; OpsHandler is such a port without the API (`parkd
+// monitor`). Each request is labelled with its route, the mux pattern, for
+// the logs and for an Observer (package metrics).
 package intake

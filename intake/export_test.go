@@ -31,3 +31,7 @@ func (l *Listener) Subscribe(id string) (<-chan struct{}, func()) {
 
 // Waiting exposes how many request IDs have waiters.
 func (l *Listener) Waiting() int { return l.waiting() }
+
+// Routes are the mux patterns Handler registered ("GET /v1/rights"); Handler
+// must have been called.
+func (s *Server) Routes() []string { return s.apiPatterns }

@@ -61,8 +61,15 @@ type Server struct {
 	// Console, when set, is served on every port under its Root (package
 	// console: asynqmon behind operator login).
 	Console Console
+	// OpsApart keeps /healthz, /readyz and /metrics off Handler and
+	// OpsHandler, for MetricsHandler to serve on an address of their own
+	// (PARKD_METRICS_ADDR): a public port then has no /metrics to hide.
+	OpsApart bool
 
 	ids           *identity.Verifier
+	apiPatterns   []string // what Handler registered, for tests
+	healthOnce    sync.Once
+	health        http.Handler
 	limiter       *limiter
 	inspectorOnce sync.Once
 	insp          *asynq.Inspector
@@ -102,9 +109,10 @@ func (s *Server) logger(r *http.Request) *slog.Logger {
 	return slog.Default()
 }
 
-// Handler serves every endpoint of CONTRACT.md, /healthz, /readyz, /metrics,
-// the OpenAPI document at /v1/openapi.yaml and, when set, the Console. It
-// panics when no token could be verified: neither Identity nor Secret is set.
+// Handler serves every endpoint of CONTRACT.md, /healthz, /readyz and /metrics
+// (unless OpsApart), the OpenAPI document at /v1/openapi.yaml and, when set,
+// the Console. It panics when no token could be verified: neither Identity nor
+// Secret is set.
 func (s *Server) Handler() http.Handler {
 	if s.Log == nil {
 		s.Log = slog.Default()
@@ -128,7 +136,7 @@ func (s *Server) Handler() http.Handler {
 		s.limiter = newLimiter(rl, burst, s.clock())
 	}
 
-	mux := http.NewServeMux()
+	mux := newPatternMux()
 	s.ops(mux)
 	mux.HandleFunc("GET /v1/openapi.yaml", serveOpenAPI)
 
@@ -150,39 +158,81 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("POST /v1/admin/addresses", s.api([]string{identity.RoleOperator}, s.putAddress))
 	mux.Handle("POST /v1/admin/registrations", s.api([]string{identity.RoleOperator}, s.putRegistration))
 
-	return s.wrap(mux)
+	s.apiPatterns = mux.patterns
+	return s.wrap(mux.ServeMux)
 }
 
-// OpsHandler serves a role that has no API: /healthz, /readyz, /metrics and,
-// when set, the Console (the root redirects to it).
+// OpsHandler serves a role that has no API: /healthz, /readyz and /metrics
+// (unless OpsApart) and, when set, the Console (the root redirects to it).
 func (s *Server) OpsHandler() http.Handler {
 	if s.Log == nil {
 		s.Log = slog.Default()
 	}
-	mux := http.NewServeMux()
+	mux := newPatternMux()
 	s.ops(mux)
 	if s.Console != nil {
 		mux.Handle("GET /{$}", http.RedirectHandler(s.Console.Root()+"/", http.StatusFound))
 	}
-	return s.wrap(mux)
+	return s.wrap(mux.ServeMux)
 }
 
-// ops registers what every parkd HTTP port serves.
-func (s *Server) ops(mux *http.ServeMux) {
-	health := Health(map[string]Pinger{
-		"postgres": PingFunc(func(ctx context.Context) error { return s.Store.Ping(ctx) }),
-		"redis":    PingFunc(func(ctx context.Context) error { return s.Redis.Ping(ctx).Err() }),
+// MetricsHandler serves /healthz, /readyz and /metrics alone: what
+// PARKD_METRICS_ADDR serves. It shares the readiness of the Server's other
+// handlers.
+func (s *Server) MetricsHandler() http.Handler {
+	if s.Log == nil {
+		s.Log = slog.Default()
+	}
+	mux := newPatternMux()
+	s.probes(mux)
+	return s.wrap(mux.ServeMux)
+}
+
+// ops registers what every parkd HTTP port serves: the probes and metrics
+// unless they are apart, and the Console when set.
+func (s *Server) ops(mux *patternMux) {
+	if !s.OpsApart {
+		s.probes(mux)
+	}
+	if s.Console != nil {
+		mux.Handle(s.Console.Root()+"/", s.Console)
+	}
+}
+
+// probes registers /healthz, /readyz and /metrics. The readiness is one per
+// Server, whichever handlers serve it: ready once is ready for good.
+func (s *Server) probes(mux *patternMux) {
+	s.healthOnce.Do(func() {
+		s.health = Health(map[string]Pinger{
+			"postgres": PingFunc(func(ctx context.Context) error { return s.Store.Ping(ctx) }),
+			"redis":    PingFunc(func(ctx context.Context) error { return s.Redis.Ping(ctx).Err() }),
+		})
 	})
-	mux.Handle("GET /healthz", health)
-	mux.Handle("GET /readyz", health)
+	mux.Handle("GET /healthz", s.health)
+	mux.Handle("GET /readyz", s.health)
 	metrics := s.Metrics
 	if metrics == nil {
 		metrics = promhttp.Handler()
 	}
 	mux.Handle("GET /metrics", metrics)
-	if s.Console != nil {
-		mux.Handle(s.Console.Root()+"/", s.Console)
-	}
+}
+
+// patternMux is a ServeMux that keeps the patterns registered on it, so that a
+// test can hold the API's routes against openapi.yaml both ways.
+type patternMux struct {
+	*http.ServeMux
+	patterns []string
+}
+
+func newPatternMux() *patternMux { return &patternMux{ServeMux: http.NewServeMux()} }
+
+func (m *patternMux) Handle(pattern string, h http.Handler) {
+	m.ServeMux.Handle(pattern, h)
+	m.patterns = append(m.patterns, pattern)
+}
+
+func (m *patternMux) HandleFunc(pattern string, h func(http.ResponseWriter, *http.Request)) {
+	m.Handle(pattern, http.HandlerFunc(h))
 }
 
 // wrap gives every request its route label and metrics, its logger and a

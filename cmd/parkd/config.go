@@ -52,8 +52,9 @@ type config struct {
 	DBConnMaxLifetime time.Duration
 	// MonitorReadOnly is asynqmon's view-only mode.
 	MonitorReadOnly bool
-	// MetricsAddr is where a role without an HTTP port (worker, scheduler)
-	// serves /metrics, /healthz and /readyz; "" for nowhere.
+	// MetricsAddr is where /metrics, /healthz and /readyz are served, and
+	// then not on HTTPAddr; "" for HTTPAddr (the intake, the monitor) or
+	// nowhere (a worker or a scheduler alone).
 	MetricsAddr string
 	// PprofAddr is where to serve net/http/pprof ("" for nowhere): a
 	// loopback address, as profiles show internals.

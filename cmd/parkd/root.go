@@ -14,7 +14,8 @@ PARKD_SETTLE_BATCH, PARKD_SETTLE_COMMITTERS (requests per shared settlement tran
 PARKD_TASK_CHECK_INTERVAL, PARKD_DELAYED_TASK_CHECK_INTERVAL, PARKD_STARTUP_WAIT,
 PARKD_RATE_LIMIT, PARKD_RATE_BURST (intake: requests per second and burst per token subject),
 PARKD_DB_CONN_MAX_LIFETIME, PARKD_MONITOR_READONLY (true: asynqmon view-only),
-PARKD_METRICS_ADDR (worker, scheduler: where to serve /metrics, /healthz, /readyz),
+PARKD_METRICS_ADDR (where to serve /metrics, /healthz, /readyz: empty, on PARKD_HTTP_ADDR,
+or nowhere for a worker or scheduler; set, there and not on PARKD_HTTP_ADDR),
 PARKD_PPROF_ADDR (a loopback HOST:PORT for Go's profiler), PARKD_LOG_LEVEL (debug, info, warn, error).
 PARKD_ENV is development (the default) or production, nothing else; production needs
 PARKD_JWT_SECRET of at least 32 bytes. An invalid value stops every command before it starts

@@ -53,7 +53,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger, r roles) error {
 	if cfg.PprofAddr != "" {
 		servePprof(cfg.PprofAddr, log)
 	}
-	p := &process{cfg: cfg, log: log, d: d, m: newMetrics(d, r), httpErr: make(chan error, 1)}
+	p := &process{cfg: cfg, log: log, d: d, m: newMetrics(d, r), httpErr: make(chan error, 2)}
 	defer p.stop() // what started, when a later role fails to
 	if r.worker {
 		if err := p.startWorker(ctx); err != nil {
@@ -73,11 +73,8 @@ func run(ctx context.Context, cfg config, log *slog.Logger, r roles) error {
 	if r.monitor {
 		p.startMonitor()
 	}
-	switch {
-	case r.intake:
-		p.startIntake(ctx)
-	case r.monitor || cfg.MetricsAddr != "":
-		p.startOps(r.monitor)
+	if r.intake || r.monitor || cfg.MetricsAddr != "" {
+		p.startHTTP(ctx, r.intake)
 	}
 
 	var failed error
@@ -104,7 +101,8 @@ type process struct {
 	console *console.Console
 	// stops are run last first: each role registers its stops as it starts.
 	stops []func()
-	// httpErr is the HTTP server's end (one per process).
+	// httpErr is the HTTP servers' end (at most two: the public port and
+	// PARKD_METRICS_ADDR).
 	httpErr chan error
 }
 
@@ -223,36 +221,40 @@ func (p *process) consoleOrNil() intake.Console {
 	return p.console
 }
 
-// startOps serves /healthz, /readyz, /metrics (and the monitor) for a process
-// without the intake: on PARKD_HTTP_ADDR for the monitor, else on
-// PARKD_METRICS_ADDR.
-func (p *process) startOps(monitor bool) {
-	addr := p.cfg.MetricsAddr
-	if monitor {
-		addr = p.cfg.HTTPAddr
+// startHTTP serves the API (with the intake) or the monitor's console on
+// PARKD_HTTP_ADDR, and /healthz, /readyz and /metrics there too, unless
+// PARKD_METRICS_ADDR is set: then on that address alone, which is all a worker
+// or a scheduler serves.
+func (p *process) startHTTP(ctx context.Context, withAPI bool) {
+	s := &intake.Server{Store: p.d.store, Redis: p.d.redis, Log: p.log.With("component", "http"),
+		Observer: p.m, Metrics: p.m.Handler(), Console: p.consoleOrNil(), OpsApart: p.cfg.MetricsAddr != ""}
+	switch {
+	case withAPI:
+		// The listener outlives the HTTP server's graceful shutdown, so that
+		// requests still waiting for their outcome are woken, not left to poll.
+		listenCtx, stopListen := context.WithCancel(context.WithoutCancel(ctx))
+		p.onStop(stopListen)
+		listener := intake.NewListener(p.cfg.DatabaseURL, p.log)
+		go listener.Run(listenCtx)
+		s.Client, s.Identity, s.Listener = p.d.client, p.ids, listener
+		s.Log = p.log.With("component", "intake")
+		s.RateLimit, s.RateBurst = float64(p.cfg.RateLimit), p.cfg.RateBurst
+		p.serveHTTP(&http.Server{Addr: p.cfg.HTTPAddr, Handler: s.Handler(), ReadHeaderTimeout: 5 * time.Second,
+			ReadTimeout: 30 * time.Second, WriteTimeout: intake.MaxWait + 20*time.Second, IdleTimeout: 2 * time.Minute})
+		p.log.Info("intake listening", "addr", p.cfg.HTTPAddr)
+	case p.console != nil:
+		p.serveHTTP(opsServer(p.cfg.HTTPAddr, s.OpsHandler()))
+		p.log.Info("monitor listening", "addr", p.cfg.HTTPAddr)
 	}
-	ops := &intake.Server{Store: p.d.store, Redis: p.d.redis, Log: p.log.With("component", "http"),
-		Observer: p.m, Metrics: p.m.Handler(), Console: p.consoleOrNil()}
-	p.serveHTTP(&http.Server{Addr: addr, Handler: ops.OpsHandler(), ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute})
-	p.log.Info("http listening", "addr", addr, "serves", "/healthz /readyz /metrics")
+	if s.OpsApart {
+		p.serveHTTP(opsServer(p.cfg.MetricsAddr, s.MetricsHandler()))
+		p.log.Info("http listening", "addr", p.cfg.MetricsAddr, "serves", "/healthz /readyz /metrics")
+	}
 }
 
-// startIntake serves the API on PARKD_HTTP_ADDR.
-func (p *process) startIntake(ctx context.Context) {
-	// The listener outlives the HTTP server's graceful shutdown, so that
-	// requests still waiting for their outcome are woken, not left to poll.
-	listenCtx, stopListen := context.WithCancel(context.WithoutCancel(ctx))
-	p.onStop(stopListen)
-	listener := intake.NewListener(p.cfg.DatabaseURL, p.log)
-	go listener.Run(listenCtx)
-	api := &intake.Server{Store: p.d.store, Client: p.d.client, Redis: p.d.redis, Identity: p.ids,
-		Log: p.log.With("component", "intake"), Listener: listener,
-		RateLimit: float64(p.cfg.RateLimit), RateBurst: p.cfg.RateBurst,
-		Observer: p.m, Metrics: p.m.Handler(), Console: p.consoleOrNil()}
-	p.serveHTTP(&http.Server{Addr: p.cfg.HTTPAddr, Handler: api.Handler(), ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout: 30 * time.Second, WriteTimeout: intake.MaxWait + 20*time.Second, IdleTimeout: 2 * time.Minute})
-	p.log.Info("intake listening", "addr", p.cfg.HTTPAddr)
+func opsServer(addr string, h http.Handler) *http.Server {
+	return &http.Server{Addr: addr, Handler: h, ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
 }
 
 // serveHTTP serves srv until the process stops, then lets it finish the
