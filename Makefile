@@ -21,8 +21,12 @@ services:
 db:
 	$(SERVICES) --create-db
 
+# parkd version names them; go build records VCS details only in a plain clone, not a worktree.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null)
+COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null)
+
 build:
-	$(GO) build -o $(BIN) ./cmd/parkd
+	$(GO) build -ldflags "-X main.version=$(VERSION) -X main.commit=$(COMMIT)" -o $(BIN) ./cmd/parkd
 
 # The lab (tools/, a module of its own, never linked into parkd): bin/parkdlab bench|chaos,
 # which run bin/parkd as a separate binary.

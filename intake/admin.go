@@ -6,6 +6,7 @@ import (
 	"net/http"
 
 	"github.com/parkd/parkd/domain"
+	"github.com/parkd/parkd/identity"
 	"github.com/parkd/parkd/repo"
 )
 
@@ -22,7 +23,7 @@ type zoneAnswer struct {
 
 // putZone: PUT /v1/admin/zones/{code} (operator). A zone that does not make sense
 // is 422 invalid_zone; a body that is not a zone's JSON is 400.
-func (s *Server) putZone(w http.ResponseWriter, r *http.Request, _ *principal) error {
+func (s *Server) putZone(w http.ResponseWriter, r *http.Request, _ *identity.Principal) error {
 	code := r.PathValue("code")
 	var spec domain.ZoneSpec
 	if err := decodeJSON(w, r, &spec); err != nil {
@@ -58,7 +59,7 @@ type addressBody struct {
 
 // putAddress: POST /v1/admin/addresses (operator). zone is required; JSON null
 // says the address lies in no permit zone (so no permit can be issued for it).
-func (s *Server) putAddress(w http.ResponseWriter, r *http.Request, _ *principal) error {
+func (s *Server) putAddress(w http.ResponseWriter, r *http.Request, _ *identity.Principal) error {
 	var f struct {
 		AddressID   *string         `json:"address_id"`
 		Zone        json.RawMessage `json:"zone"`
@@ -118,7 +119,7 @@ type registrationBody struct {
 
 // putRegistration: POST /v1/admin/registrations (operator): one line of a BRP
 // extract. Recording it twice is one registration.
-func (s *Server) putRegistration(w http.ResponseWriter, r *http.Request, _ *principal) error {
+func (s *Server) putRegistration(w http.ResponseWriter, r *http.Request, _ *identity.Principal) error {
 	var f struct {
 		ResidentID *string `json:"resident_id"`
 		AddressID  *string `json:"address_id"`

@@ -14,6 +14,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/parkd/parkd/domain"
+	"github.com/parkd/parkd/identity"
 	"github.com/parkd/parkd/intake"
 	"github.com/parkd/parkd/jobs"
 	"github.com/parkd/parkd/repo"
@@ -131,7 +132,7 @@ func TestSessionLifecycleThroughHTTP(t *testing.T) {
 		t.Fatalf("statements of a first-year permit = %+v", stm)
 	}
 	// The E-loket reads permits, ledgers and statements too.
-	el := e.token(intake.RoleEloket, "eloket")
+	el := e.token(identity.RoleEloket, "eloket")
 	e.mustDo("GET", "/v1/permits/"+r.permit, el, nil, http.StatusOK, nil)
 	e.mustDo("GET", "/v1/permits/"+r.permit+"/ledger", el, nil, http.StatusOK, nil)
 	e.mustDo("GET", "/v1/permits/"+r.permit+"/statements", el, nil, http.StatusOK, nil)
@@ -189,15 +190,19 @@ func TestIdempotencyKey(t *testing.T) {
 		http.StatusConflict, intake.CodeIdempotencyConflict)
 	wantError(t, e.do("POST", "/v1/permits/"+r.permit+"/topups", r.token, map[string]any{"hours": 1, "payment_ref": "x"}, "Idempotency-Key", key),
 		http.StatusConflict, intake.CodeIdempotencyConflict)
-	// Another resident reusing the key, even with the same body: 409, and it
+	// Another resident reusing the key: on the first resident's permit it is
+	// refused before the key is looked at (403, even with a token naming that
+	// permit); on its own permit it is another request: 409. Either way it
 	// learns nothing of the first resident's request.
 	other := e.resident(1)
-	otherTok := e.token(intake.RoleResident, other.id, other.permit, r.permit)
+	otherTok := e.token(identity.RoleResident, other.id, other.permit, r.permit)
 	wantError(t, e.do("POST", path, otherTok, map[string]any{"plate": "IDEM1"}, "Idempotency-Key", key),
+		http.StatusForbidden, intake.CodeForbidden)
+	wantError(t, e.do("POST", "/v1/permits/"+other.permit+"/sessions?wait=10s", other.token, map[string]any{"plate": "IDEM1"}, "Idempotency-Key", key),
 		http.StatusConflict, intake.CodeIdempotencyConflict)
 	wantError(t, e.do("GET", "/v1/requests/"+key, other.token, nil), http.StatusForbidden, intake.CodeForbidden)
 	// An operator sees every request.
-	e.mustDo("GET", "/v1/requests/"+key, e.token(intake.RoleOperator, "op"), nil, http.StatusOK, nil)
+	e.mustDo("GET", "/v1/requests/"+key, e.token(identity.RoleOperator, "op"), nil, http.StatusOK, nil)
 	wantError(t, e.do("GET", "/v1/requests/"+uid("nope"), r.token, nil), http.StatusNotFound, intake.CodeNotFound)
 }
 
@@ -231,15 +236,16 @@ func TestRuleRejectionIs422AndRecorded(t *testing.T) {
 	poor := e.resident(0)
 	wantError(t, e.do("POST", "/v1/permits/"+poor.permit+"/sessions?wait=10s", poor.token, map[string]any{"plate": "POOR1"}),
 		http.StatusUnprocessableEntity, string(domain.CodeInsufficientBalance))
-	// A permit in the token that does not exist: the worker's not_found is a 404.
-	ghost := e.token(intake.RoleResident, "ghost", "999999")
+	// A permit that does not exist is no resident's, whatever its token names:
+	// 403, as for another's permit (nobody learns which IDs exist).
+	ghost := e.token(identity.RoleResident, "ghost", "999999")
 	wantError(t, e.do("POST", "/v1/permits/999999/sessions?wait=10s", ghost, map[string]any{"plate": "GHOST1"}),
-		http.StatusNotFound, intake.CodeNotFound)
+		http.StatusForbidden, intake.CodeForbidden)
 }
 
 func TestPendingThen202ThenOutcome(t *testing.T) {
 	e := setup(t, options{noWorker: true})
-	op, el := e.token(intake.RoleOperator, "op"), e.token(intake.RoleEloket, "eloket")
+	op, el := e.token(identity.RoleOperator, "op"), e.token(identity.RoleEloket, "eloket")
 	e.mustDo("POST", "/v1/admin/addresses", op, map[string]any{"address_id": "ADDR-P", "zone": e.zone}, http.StatusCreated, nil)
 	e.mustDo("POST", "/v1/admin/registrations", op, map[string]any{"resident_id": "RES-P", "address_id": "ADDR-P"}, http.StatusCreated, nil)
 
@@ -290,7 +296,7 @@ func TestPendingThen202ThenOutcome(t *testing.T) {
 func TestPermitIssueAndEnd(t *testing.T) {
 	e := setup(t, options{})
 	r := e.resident(2)
-	el := e.token(intake.RoleEloket, "eloket")
+	el := e.token(identity.RoleEloket, "eloket")
 	// A second permit for the same address is refused by its rule.
 	var p jobs.Permit
 	e.mustDo("GET", "/v1/permits/"+r.permit, el, nil, http.StatusOK, &p)
@@ -326,10 +332,10 @@ func TestRoles(t *testing.T) {
 	otherSession := e.startSession(other, "ROLE2", nil)
 
 	tok := map[string]string{
-		intake.RoleResident:    r.token,
-		intake.RoleEloket:      e.token(intake.RoleEloket, "eloket"),
-		intake.RoleEnforcement: e.token(intake.RoleEnforcement, "scan-1"),
-		intake.RoleOperator:    e.token(intake.RoleOperator, "op"),
+		identity.RoleResident:    r.token,
+		identity.RoleEloket:      e.token(identity.RoleEloket, "eloket"),
+		identity.RoleEnforcement: e.token(identity.RoleEnforcement, "scan-1"),
+		identity.RoleOperator:    e.token(identity.RoleOperator, "op"),
 	}
 	rights := "/v1/rights?plate=ROLE1&zone=" + e.zone + "&place=permit_holder"
 	type call struct {
@@ -338,23 +344,23 @@ func TestRoles(t *testing.T) {
 		ok           []string // the roles that may; every other role gets 403
 	}
 	calls := []call{
-		{"POST", "/v1/permits/" + r.permit + "/sessions?wait=10s", map[string]any{"plate": "ROLE3"}, []string{intake.RoleResident}},
-		{"GET", "/v1/sessions/" + s.ID, nil, []string{intake.RoleResident}},
-		{"GET", "/v1/permits/" + r.permit + "/sessions", nil, []string{intake.RoleResident}},
-		{"GET", "/v1/permits/" + r.permit, nil, []string{intake.RoleResident, intake.RoleEloket}},
-		{"POST", "/v1/permits/" + r.permit + "/topups?wait=10s", map[string]any{"hours": 1, "payment_ref": uid("p")}, []string{intake.RoleResident}},
-		{"GET", "/v1/permits/" + r.permit + "/ledger", nil, []string{intake.RoleResident, intake.RoleEloket}},
-		{"GET", "/v1/permits/" + r.permit + "/statements", nil, []string{intake.RoleResident, intake.RoleEloket}},
-		{"POST", "/v1/permits?wait=10s", map[string]any{"resident_id": "x", "address_id": "y"}, []string{intake.RoleEloket}},
-		{"GET", rights, nil, []string{intake.RoleEnforcement}},
-		{"PUT", "/v1/admin/zones/ROLES", map[string]any{"name": "R", "tariff_cents_per_hour": 100}, []string{intake.RoleOperator}},
-		{"POST", "/v1/admin/addresses", map[string]any{"address_id": "role-addr", "zone": e.zone}, []string{intake.RoleOperator}},
-		{"POST", "/v1/admin/registrations", map[string]any{"resident_id": "rr", "address_id": "role-addr"}, []string{intake.RoleOperator}},
+		{"POST", "/v1/permits/" + r.permit + "/sessions?wait=10s", map[string]any{"plate": "ROLE3"}, []string{identity.RoleResident}},
+		{"GET", "/v1/sessions/" + s.ID, nil, []string{identity.RoleResident}},
+		{"GET", "/v1/permits/" + r.permit + "/sessions", nil, []string{identity.RoleResident}},
+		{"GET", "/v1/permits/" + r.permit, nil, []string{identity.RoleResident, identity.RoleEloket}},
+		{"POST", "/v1/permits/" + r.permit + "/topups?wait=10s", map[string]any{"hours": 1, "payment_ref": uid("p")}, []string{identity.RoleResident}},
+		{"GET", "/v1/permits/" + r.permit + "/ledger", nil, []string{identity.RoleResident, identity.RoleEloket}},
+		{"GET", "/v1/permits/" + r.permit + "/statements", nil, []string{identity.RoleResident, identity.RoleEloket}},
+		{"POST", "/v1/permits?wait=10s", map[string]any{"resident_id": "x", "address_id": "y"}, []string{identity.RoleEloket}},
+		{"GET", rights, nil, []string{identity.RoleEnforcement}},
+		{"PUT", "/v1/admin/zones/ROLES", map[string]any{"name": "R", "tariff_cents_per_hour": 100}, []string{identity.RoleOperator}},
+		{"POST", "/v1/admin/addresses", map[string]any{"address_id": "role-addr", "zone": e.zone}, []string{identity.RoleOperator}},
+		{"POST", "/v1/admin/registrations", map[string]any{"resident_id": "rr", "address_id": "role-addr"}, []string{identity.RoleOperator}},
 		// Last: it ends the resident's permit.
-		{"POST", "/v1/permits/" + other.permit + "/end?wait=10s", map[string]any{"reason": "test"}, []string{intake.RoleEloket}},
+		{"POST", "/v1/permits/" + other.permit + "/end?wait=10s", map[string]any{"reason": "test"}, []string{identity.RoleEloket}},
 	}
 	for _, c := range calls {
-		for _, role := range []string{intake.RoleResident, intake.RoleEloket, intake.RoleEnforcement, intake.RoleOperator} {
+		for _, role := range []string{identity.RoleResident, identity.RoleEloket, identity.RoleEnforcement, identity.RoleOperator} {
 			res := e.do(c.method, c.path, tok[role], c.body)
 			allowed := false
 			for _, a := range c.ok {
@@ -370,7 +376,7 @@ func TestRoles(t *testing.T) {
 				t.Errorf("%s %s as %s: %s, want 403 forbidden", c.method, c.path, role, res)
 			}
 			// Without a token: 401 for everyone.
-			if role == intake.RoleResident {
+			if role == identity.RoleResident {
 				wantError(t, e.do(c.method, c.path, "", c.body), http.StatusUnauthorized, intake.CodeUnauthenticated)
 			}
 		}
@@ -393,10 +399,11 @@ func TestRoles(t *testing.T) {
 	wantError(t, e.do("GET", "/v1/sessions/987654321", r.token, nil), http.StatusNotFound, intake.CodeNotFound)
 	wantError(t, e.do("POST", "/v1/sessions/987654321/stop", r.token, nil), http.StatusNotFound, intake.CodeNotFound)
 	wantError(t, e.do("GET", "/v1/sessions/not-an-id", r.token, nil), http.StatusNotFound, intake.CodeNotFound)
-	// A permit in the token that does not exist is 404, not 403.
-	ghost := e.token(intake.RoleResident, "ghost", "424242")
-	wantError(t, e.do("GET", "/v1/permits/424242", ghost, nil), http.StatusNotFound, intake.CodeNotFound)
-	wantError(t, e.do("GET", "/v1/permits/424242", tok[intake.RoleEloket], nil), http.StatusNotFound, intake.CodeNotFound)
+	// A permit that does not exist: 403 for a resident, even one whose token
+	// names it; 404 for the E-loket, which may see any permit.
+	ghost := e.token(identity.RoleResident, "ghost", "424242")
+	wantError(t, e.do("GET", "/v1/permits/424242", ghost, nil), http.StatusForbidden, intake.CodeForbidden)
+	wantError(t, e.do("GET", "/v1/permits/424242", tok[identity.RoleEloket], nil), http.StatusNotFound, intake.CodeNotFound)
 }
 
 func TestUnauthenticated(t *testing.T) {
@@ -516,7 +523,7 @@ func TestBadRequests(t *testing.T) {
 	for _, c := range reads {
 		wantError(t, e.do("GET", c.path, r.token, nil), http.StatusBadRequest, intake.CodeBadRequest, c.field)
 	}
-	el := e.token(intake.RoleEloket, "eloket")
+	el := e.token(identity.RoleEloket, "eloket")
 	wantError(t, e.do("POST", "/v1/permits", el, `{"resident_id":"","address_id":"a"}`), http.StatusBadRequest, intake.CodeBadRequest, "resident_id")
 	wantError(t, e.do("POST", "/v1/permits", el, `{"resident_id":"r","address_id":"`+strings.Repeat("a", 65)+`"}`), http.StatusBadRequest, intake.CodeBadRequest, "address_id")
 	wantError(t, e.do("POST", "/v1/permits/"+r.permit+"/end", el, `{"reason":"x","at":"yesterday"}`), http.StatusBadRequest, intake.CodeBadRequest, "at")
@@ -532,14 +539,14 @@ func TestBadRequests(t *testing.T) {
 
 func TestRights(t *testing.T) {
 	e := setup(t, options{})
-	op := e.token(intake.RoleOperator, "op")
+	op := e.token(identity.RoleOperator, "op")
 	// OTHER's paid regime is every day 09:00-21:00 Amsterdam time; it is valid every day.
 	e.mustDo("PUT", "/v1/admin/zones/OTHER", op, map[string]any{"name": "Other", "tariff_cents_per_hour": 100,
 		"invalid_weekdays": []string{}, "paid_hours": []map[string]any{{"days": []string{"mon", "tue", "wed", "thu", "fri", "sat", "sun"}, "from": "09:00", "to": "21:00"}}},
 		http.StatusOK, nil)
 	r := e.resident(10)
 	s := e.startSession(r, "RIGHT1", nil)
-	enf := e.token(intake.RoleEnforcement, "scan-1")
+	enf := e.token(identity.RoleEnforcement, "scan-1")
 	ask := func(q string) (out struct {
 		Valid     bool
 		Reason    string
@@ -620,7 +627,7 @@ func mustLoc(t testing.TB, name string) *time.Location {
 
 func TestAdmin(t *testing.T) {
 	e := setup(t, options{})
-	op := e.token(intake.RoleOperator, "op")
+	op := e.token(identity.RoleOperator, "op")
 	var z map[string]any
 	e.mustDo("PUT", "/v1/admin/zones/CENTRUM", op, map[string]any{"name": "Centrum", "tariff_cents_per_hour": 210}, http.StatusOK, &z)
 	if z["code"] != "CENTRUM" || z["time_zone"] != "Europe/Amsterdam" || fmt.Sprint(z["invalid_weekdays"]) != "[sat]" || z["max_session_minutes"].(float64) != 180 {
@@ -642,7 +649,7 @@ func TestAdmin(t *testing.T) {
 	e.mustDo("POST", "/v1/admin/addresses", op, `{"address_id":"OUT-1","zone":null,"postcode":"1011AB","house_number":"1"}`, http.StatusCreated, nil)
 	e.mustDo("POST", "/v1/admin/registrations", op, map[string]any{"resident_id": "R-OUT", "address_id": "OUT-1"}, http.StatusCreated, nil)
 	e.mustDo("POST", "/v1/admin/registrations", op, map[string]any{"resident_id": "R-OUT", "address_id": "OUT-1"}, http.StatusCreated, nil)
-	wantError(t, e.do("POST", "/v1/permits?wait=10s", e.token(intake.RoleEloket, "el"), map[string]any{"resident_id": "R-OUT", "address_id": "OUT-1"}),
+	wantError(t, e.do("POST", "/v1/permits?wait=10s", e.token(identity.RoleEloket, "el"), map[string]any{"resident_id": "R-OUT", "address_id": "OUT-1"}),
 		http.StatusUnprocessableEntity, string(domain.CodeAddressNotInZone))
 
 	wantError(t, e.do("POST", "/v1/admin/addresses", op, `{"address_id":"A-2"}`), http.StatusBadRequest, intake.CodeBadRequest, "zone")
@@ -674,7 +681,7 @@ func TestHealthMetricsAndOpenAPI(t *testing.T) {
 
 func TestRateLimited(t *testing.T) {
 	e := setup(t, options{rate: 1, burst: 3})
-	el := e.token(intake.RoleEloket, "busy")
+	el := e.token(identity.RoleEloket, "busy")
 	for i := 0; i < 3; i++ {
 		wantError(t, e.do("GET", "/v1/permits/777", el, nil), http.StatusNotFound, intake.CodeNotFound)
 	}
@@ -684,7 +691,7 @@ func TestRateLimited(t *testing.T) {
 		t.Fatal("429 without Retry-After")
 	}
 	// Another subject has its own bucket.
-	wantError(t, e.do("GET", "/v1/permits/777", e.token(intake.RoleEloket, "calm"), nil), http.StatusNotFound, intake.CodeNotFound)
+	wantError(t, e.do("GET", "/v1/permits/777", e.token(identity.RoleEloket, "calm"), nil), http.StatusNotFound, intake.CodeNotFound)
 }
 
 func TestPanicIsA500WithoutDetails(t *testing.T) {
@@ -693,7 +700,7 @@ func TestPanicIsA500WithoutDetails(t *testing.T) {
 	e := &env{t: t, secret: []byte("k"), hc: &http.Client{}}
 	e.srv = httptest.NewServer(api.Handler())
 	defer e.srv.Close()
-	res := e.do("GET", "/v1/permits/1", e.token(intake.RoleEloket, "el"), nil)
+	res := e.do("GET", "/v1/permits/1", e.token(identity.RoleEloket, "el"), nil)
 	wantError(t, res, http.StatusInternalServerError, intake.CodeInternal)
 	if bytes.Contains(res.Body, []byte("goroutine")) || bytes.Contains(res.Body, []byte(".go:")) {
 		t.Fatalf("500 shows internals: %s", res.Body)
@@ -748,7 +755,7 @@ func TestOpenAPICheckCatchesDrift(t *testing.T) {
 func TestBackdatedEndsAreRefused(t *testing.T) {
 	e := setup(t, options{})
 	r := e.resident(10)
-	enf := e.token(intake.RoleEnforcement, "scan-1")
+	enf := e.token(identity.RoleEnforcement, "scan-1")
 	start := time.Now().Add(-4 * time.Minute).UTC().Truncate(time.Second)
 	s := e.startSession(r, "BACK-1", map[string]any{"start_at": start.Format(time.RFC3339)})
 	valid := func(at time.Time) bool {
@@ -779,7 +786,7 @@ func TestBackdatedEndsAreRefused(t *testing.T) {
 		t.Fatal("the stopped session no longer covers its interval")
 	}
 
-	el := e.token(intake.RoleEloket, "eloket")
+	el := e.token(identity.RoleEloket, "eloket")
 	other := e.resident(2)
 	e.startSession(other, "BACK-2", nil)
 	endPath := "/v1/permits/" + other.permit + "/end?wait=10s"
@@ -838,7 +845,7 @@ func TestPaymentRefUsedOnce(t *testing.T) {
 func TestPlatesWithCountryThroughHTTP(t *testing.T) {
 	e := setup(t, options{})
 	r := e.resident(10)
-	enf := e.token(intake.RoleEnforcement, "scan-1")
+	enf := e.token(identity.RoleEnforcement, "scan-1")
 	de := e.startSession(r, "GÖ-AB 123", map[string]any{"country": "DE"})
 	if de.Plate != "GOAB123" || de.Country != "DE" {
 		t.Fatalf("German start: %+v", de)

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/parkd/parkd/intake"
+	"github.com/parkd/parkd/identity"
 	"github.com/parkd/parkd/jobs"
 	"github.com/parkd/parkd/worker"
 )
@@ -94,7 +94,7 @@ func (l *latencies) report(b *testing.B, unit time.Duration, name string) {
 func BenchmarkRights(b *testing.B) {
 	e := setup(b, options{noWorker: true, listenerDSN: "-", rate: -1})
 	seedSessions(b, e, 10_000)
-	enf := e.token(intake.RoleEnforcement, "scan-bench")
+	enf := e.token(identity.RoleEnforcement, "scan-bench")
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 512}}
 	// One check first, so that the benchmark cannot pass on wrong answers.
 	e.mustDo("GET", "/v1/rights?plate=B0000042&zone="+e.zone+"&place=permit_holder", enf, nil, http.StatusOK, nil)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 
 	"github.com/parkd/parkd/domain"
 	"github.com/parkd/parkd/repo"
@@ -22,6 +23,11 @@ const (
 	CodeUnavailable         = "unavailable"
 	CodeInternal            = "internal"
 )
+
+// RetryUnavailable is the Retry-After, in seconds, of a 503: long enough for a
+// restarting Postgres or Redis, or a failover, not to be hammered by every
+// client at once; short enough that a blip costs a user little.
+const RetryUnavailable = 5
 
 // apiError is an answer that is not a success: its status, its stable code, a
 // message for people and, for a bad request, the field at fault. Handlers return
@@ -112,10 +118,16 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		log.Info("request abandoned by the client", "err", err)
 	case ae.Status >= 500:
 		log.Error("request failed", "status", ae.Status, "code", ae.Code, "err", err)
-	case ae.Status == http.StatusUnauthorized:
+	}
+	switch ae.Status {
+	case http.StatusUnauthorized:
 		w.Header().Set("WWW-Authenticate", `Bearer realm="parkd"`)
-	case ae.Status == http.StatusTooManyRequests:
+	case http.StatusTooManyRequests:
+		// PARKD_RATE_LIMIT is at least one request a second: a token is back
+		// within a second.
 		w.Header().Set("Retry-After", "1")
+	case http.StatusServiceUnavailable:
+		w.Header().Set("Retry-After", strconv.Itoa(RetryUnavailable))
 	}
 	writeJSON(w, ae.Status, errorBody{Error: errorDetail{Code: ae.Code, Message: ae.Message, Field: ae.Field}})
 }

@@ -22,3 +22,7 @@ func IsAPIError(err error) bool {
 	var ae *apiError
 	return errors.As(err, &ae)
 }
+
+// Routes are the mux patterns Handler registered ("GET /v1/rights"); Handler
+// must have been called.
+func (s *Server) Routes() []string { return s.apiPatterns }

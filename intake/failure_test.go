@@ -13,6 +13,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/parkd/parkd/identity"
 	"github.com/parkd/parkd/intake"
 	"github.com/parkd/parkd/jobs"
 	"github.com/parkd/parkd/repo"
@@ -40,8 +41,8 @@ func TestUnavailableIsAPrompt503(t *testing.T) {
 	srv := httptest.NewServer(api.Handler())
 	defer srv.Close()
 	e := &env{t: t, secret: secret, srv: srv, hc: &http.Client{Transport: &validating{t: t, next: http.DefaultTransport}}}
-	res, el, enf := e.token(intake.RoleResident, "r", "1"), e.token(intake.RoleEloket, "el"), e.token(intake.RoleEnforcement, "scan")
-	op := e.token(intake.RoleOperator, "op")
+	res, el, enf := e.token(identity.RoleResident, "r", "1"), e.token(identity.RoleEloket, "el"), e.token(identity.RoleEnforcement, "scan")
+	op := e.token(identity.RoleOperator, "op")
 
 	calls := []struct {
 		method, path, token string

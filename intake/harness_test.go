@@ -22,6 +22,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/parkd/parkd/identity"
 	"github.com/parkd/parkd/intake"
 	"github.com/parkd/parkd/jobs"
 	"github.com/parkd/parkd/repo"
@@ -60,6 +61,9 @@ type options struct {
 	burst       int
 	taskCheck   time.Duration // the worker's TaskCheckInterval; 10 ms (parkd's default) when zero
 	log         *slog.Logger  // the intake's and the worker's log; discarded when nil
+	// identity, with a JWKS URL, verifies that provider's tokens beside the
+	// env's HS256 ones (its Secret is the env's).
+	identity identity.Config
 }
 
 var seq atomic.Int64
@@ -109,6 +113,16 @@ func setup(t testing.TB, o options) *env {
 	}
 	e.api = &intake.Server{Store: store, Client: e.client, Redis: rdb, Secret: e.secret, Log: e.log,
 		Listener: e.listener, RateLimit: rate, RateBurst: o.burst}
+	if o.identity.JWKSURL != "" {
+		c := o.identity
+		c.Secret, c.Log = e.secret, quietLog()
+		ids, err := identity.NewVerifier(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(ids.Close)
+		e.api.Identity = ids
+	}
 	e.srv = httptest.NewServer(e.api.Handler())
 	t.Cleanup(e.srv.Close)
 	e.hc = &http.Client{Transport: &validating{t: t, next: &http.Transport{MaxIdleConnsPerHost: 256}}}
@@ -120,7 +134,7 @@ func setup(t testing.TB, o options) *env {
 		e.start()
 	}
 	// A zone valid every day, so that tests pass on any day of the week.
-	e.mustDo("PUT", "/v1/admin/zones/"+e.zone, e.token(intake.RoleOperator, "op"), map[string]any{
+	e.mustDo("PUT", "/v1/admin/zones/"+e.zone, e.token(identity.RoleOperator, "op"), map[string]any{
 		"name": "Test", "tariff_cents_per_hour": 210, "invalid_weekdays": []string{},
 	}, http.StatusOK, nil)
 	return e
@@ -141,11 +155,18 @@ func (e *env) start() {
 
 func (e *env) token(role, sub string, permits ...string) string {
 	e.t.Helper()
-	tok, err := intake.MintToken(e.secret, role, sub, permits, time.Now(), time.Hour)
+	tok, err := identity.Mint(e.secret, identity.Grant{Role: role, Sub: sub, Permits: permits, TTL: time.Hour}, time.Now())
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	return tok
+}
+
+// in is e for subtest t: its failures are t's.
+func (e *env) in(t testing.TB) *env {
+	c := *e
+	c.t = t
+	return &c
 }
 
 // resp is an answer, read whole.
@@ -252,13 +273,13 @@ type resident struct {
 
 func (e *env) resident(hours int) resident {
 	e.t.Helper()
-	op, el := e.token(intake.RoleOperator, "op"), e.token(intake.RoleEloket, "eloket")
+	op, el := e.token(identity.RoleOperator, "op"), e.token(identity.RoleEloket, "eloket")
 	addr, rid := uid("A"), uid("R")
 	e.mustDo("POST", "/v1/admin/addresses", op, map[string]any{"address_id": addr, "zone": e.zone}, http.StatusCreated, nil)
 	e.mustDo("POST", "/v1/admin/registrations", op, map[string]any{"resident_id": rid, "address_id": addr}, http.StatusCreated, nil)
 	var pv jobs.Permit
 	e.mustDo("POST", "/v1/permits?wait=10s", el, map[string]any{"resident_id": rid, "address_id": addr}, http.StatusCreated, &pv)
-	r := resident{id: rid, permit: pv.ID, token: e.token(intake.RoleResident, rid, pv.ID)}
+	r := resident{id: rid, permit: pv.ID, token: e.token(identity.RoleResident, rid)}
 	if hours > 0 {
 		e.mustDo("POST", "/v1/permits/"+pv.ID+"/topups?wait=10s", r.token,
 			map[string]any{"hours": hours, "payment_ref": uid("pay")}, http.StatusCreated, nil)

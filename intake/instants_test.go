@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/parkd/parkd/domain"
+	"github.com/parkd/parkd/identity"
 	"github.com/parkd/parkd/intake"
 	"github.com/parkd/parkd/jobs"
 )
@@ -16,7 +17,7 @@ func TestInstantsOutsideTheYearsAreBadRequests(t *testing.T) {
 	e := setup(t, options{})
 	r := e.resident(10)
 	s := e.startSession(r, "RANGE1", nil)
-	enf := e.token(intake.RoleEnforcement, "scan")
+	enf := e.token(identity.RoleEnforcement, "scan")
 	out := []string{
 		"0001-01-01T00:00:00Z",
 		"9999-12-31T23:59:59-12:00", // year 10000 in UTC
@@ -36,7 +37,7 @@ func TestInstantsOutsideTheYearsAreBadRequests(t *testing.T) {
 		e.mustDo("GET", "/v1/rights?"+q.Encode(), enf, nil, http.StatusOK, nil)
 	}
 
-	el := e.token(intake.RoleEloket, "eloket")
+	el := e.token(identity.RoleEloket, "eloket")
 	writes := []struct {
 		name, path, token, field string
 		body                     map[string]any

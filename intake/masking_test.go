@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/parkd/parkd/domain"
-	"github.com/parkd/parkd/intake"
+	"github.com/parkd/parkd/identity"
 	"github.com/parkd/parkd/jobs"
 )
 
@@ -17,7 +17,7 @@ import (
 func TestOperatorReadsRequestsWithPlatesMasked(t *testing.T) {
 	e := setup(t, options{})
 	a, b := e.resident(5), e.resident(5)
-	op := e.token(intake.RoleOperator, "op")
+	op := e.token(identity.RoleOperator, "op")
 	key := uid("mask")
 	e.mustDo("POST", "/v1/permits/"+a.permit+"/sessions?wait=10s", a.token, map[string]any{"plate": "xq-71-zv"},
 		http.StatusCreated, nil, "Idempotency-Key", key)

@@ -4,6 +4,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jonboulle/clockwork"
 	"golang.org/x/time/rate"
 )
 
@@ -13,6 +14,7 @@ import (
 type limiter struct {
 	rate  rate.Limit
 	burst int
+	clock clockwork.Clock
 
 	mu        sync.Mutex
 	buckets   map[string]*bucket
@@ -28,13 +30,14 @@ type bucket struct {
 // bucket idle that long is full again anyway.
 const idleBucket = 10 * time.Minute
 
-func newLimiter(r rate.Limit, burst int) *limiter {
-	return &limiter{rate: r, burst: burst, buckets: map[string]*bucket{}}
+func newLimiter(r rate.Limit, burst int, clock clockwork.Clock) *limiter {
+	return &limiter{rate: r, burst: burst, clock: clock, buckets: map[string]*bucket{}}
 }
 
-func (l *limiter) allow(subject string, now time.Time) bool {
+func (l *limiter) allow(subject string) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	now := l.clock.Now()
 	if now.Sub(l.lastSweep) > time.Minute {
 		for k, b := range l.buckets {
 			if now.Sub(b.seen) > idleBucket {

@@ -8,6 +8,7 @@ import (
 	"strconv"
 
 	"github.com/parkd/parkd/domain"
+	"github.com/parkd/parkd/identity"
 	"github.com/parkd/parkd/jobs"
 	"github.com/parkd/parkd/repo"
 )
@@ -15,13 +16,12 @@ import (
 // Reads come straight from Postgres: each is one or two primary-key or index
 // lookups, under DependencyTimeout.
 
-// permitFor reads the permit named in the path, if p may see it: a resident only
-// the permits in its token (403 otherwise, whether or not the permit exists, so
-// that nobody learns which IDs exist), the E-loket any.
-func (s *Server) permitFor(r *http.Request, p *principal) (*repo.Permit, error) {
+// permitFor reads the permit named in the path, if p may see it: a resident
+// only one it holds (reach), the E-loket any.
+func (s *Server) permitFor(r *http.Request, p *identity.Principal) (*repo.Permit, error) {
 	raw := r.PathValue("permit_id")
-	if p.Role == RoleResident && !p.holds(raw) {
-		return nil, errForbidden("permit " + raw + " is not in your token")
+	if err := s.reach(r.Context(), p, raw, ""); err != nil {
+		return nil, err
 	}
 	id, ok := repo.ParseID(raw)
 	if !ok {
@@ -37,9 +37,9 @@ func (s *Server) permitFor(r *http.Request, p *principal) (*repo.Permit, error) 
 }
 
 // sessionFor reads the session named in the path, if p may see it. A session
-// that does not exist is 404 for everyone; one on a permit that is not in a
-// resident's token is 403.
-func (s *Server) sessionFor(r *http.Request, p *principal) (*repo.Session, error) {
+// that does not exist is 404 for everyone; one on a permit the resident may not
+// act on (reach) is 403.
+func (s *Server) sessionFor(r *http.Request, p *identity.Principal) (*repo.Session, error) {
 	raw := r.PathValue("session_id")
 	id, ok := repo.ParseID(raw)
 	if !ok {
@@ -54,14 +54,14 @@ func (s *Server) sessionFor(r *http.Request, p *principal) (*repo.Session, error
 	if err != nil {
 		return nil, err
 	}
-	if !p.holds(repo.FormatID(sess.PermitID)) {
-		return nil, errForbidden("session " + raw + " is not on a permit in your token")
+	if err := s.reach(r.Context(), p, repo.FormatID(sess.PermitID), raw); err != nil {
+		return nil, err
 	}
 	return sess, nil
 }
 
 // getSession: GET /v1/sessions/{session_id} (resident).
-func (s *Server) getSession(w http.ResponseWriter, r *http.Request, p *principal) error {
+func (s *Server) getSession(w http.ResponseWriter, r *http.Request, p *identity.Principal) error {
 	sess, err := s.sessionFor(r, p)
 	if err != nil {
 		return err
@@ -71,7 +71,7 @@ func (s *Server) getSession(w http.ResponseWriter, r *http.Request, p *principal
 }
 
 // listSessions: GET /v1/permits/{permit_id}/sessions?status= (resident).
-func (s *Server) listSessions(w http.ResponseWriter, r *http.Request, p *principal) error {
+func (s *Server) listSessions(w http.ResponseWriter, r *http.Request, p *identity.Principal) error {
 	status := r.URL.Query().Get("status")
 	switch status {
 	case "", domain.StatusPlanned, domain.StatusActive, domain.StatusStopped, domain.StatusCancelled:
@@ -98,7 +98,7 @@ func (s *Server) listSessions(w http.ResponseWriter, r *http.Request, p *princip
 }
 
 // getPermit: GET /v1/permits/{permit_id} (resident, eloket).
-func (s *Server) getPermit(w http.ResponseWriter, r *http.Request, p *principal) error {
+func (s *Server) getPermit(w http.ResponseWriter, r *http.Request, p *identity.Principal) error {
 	pm, err := s.permitFor(r, p)
 	if err != nil {
 		return err
@@ -115,7 +115,7 @@ const (
 
 // ledger: GET /v1/permits/{permit_id}/ledger?limit=&before= (resident, eloket),
 // newest first. next is the before= of the following page, absent on the last.
-func (s *Server) ledger(w http.ResponseWriter, r *http.Request, p *principal) error {
+func (s *Server) ledger(w http.ResponseWriter, r *http.Request, p *identity.Principal) error {
 	q := r.URL.Query()
 	limit := DefaultLedgerLimit
 	if q.Has("limit") {
@@ -161,7 +161,7 @@ func (s *Server) ledger(w http.ResponseWriter, r *http.Request, p *principal) er
 }
 
 // statements: GET /v1/permits/{permit_id}/statements (resident, eloket).
-func (s *Server) statements(w http.ResponseWriter, r *http.Request, p *principal) error {
+func (s *Server) statements(w http.ResponseWriter, r *http.Request, p *identity.Principal) error {
 	pm, err := s.permitFor(r, p)
 	if err != nil {
 		return err
@@ -181,7 +181,7 @@ func (s *Server) statements(w http.ResponseWriter, r *http.Request, p *principal
 
 // getRequest: GET /v1/requests/{request_id}: the requester's, or any for an
 // operator (who steers the queues and must see what is stuck).
-func (s *Server) getRequest(w http.ResponseWriter, r *http.Request, p *principal) error {
+func (s *Server) getRequest(w http.ResponseWriter, r *http.Request, p *identity.Principal) error {
 	id := r.PathValue("request_id")
 	if !jobs.ValidRequestID(id) {
 		return errNotFound("request %s not found", truncate(id, 64))
@@ -195,12 +195,12 @@ func (s *Server) getRequest(w http.ResponseWriter, r *http.Request, p *principal
 	if err != nil {
 		return err
 	}
-	mine := rec.Subject != nil && *rec.Subject == p.subject()
-	if p.Role != RoleOperator && !mine {
+	mine := rec.Subject != nil && *rec.Subject == p.Subject()
+	if p.Role != identity.RoleOperator && !mine {
 		return errForbidden("request " + id + " was not made by you")
 	}
 	out := jobs.Outcome{RequestID: rec.RequestID, Type: rec.Type, Status: rec.Status, Error: rec.Error, Result: rec.Result}
-	if p.Role == RoleOperator || !mine {
+	if p.Role == identity.RoleOperator || !mine {
 		// Operators see what a request did, not who parked where (CONTRACT.md):
 		// plates masked as the console and the logs show them.
 		if out.Result, err = masked(rec.Result); err != nil {
@@ -219,7 +219,7 @@ func masked(b json.RawMessage) (json.RawMessage, error) {
 	if len(b) == 0 {
 		return b, nil
 	}
-	return maskedJSON(b, "")
+	return domain.MaskPlatesInJSON(b, "")
 }
 
 func truncate(s string, n int) string {

@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/parkd/parkd/domain"
-	"github.com/parkd/parkd/intake"
+	"github.com/parkd/parkd/identity"
 	"github.com/parkd/parkd/jobs"
 	"github.com/parkd/parkd/repo"
 )
@@ -35,7 +35,7 @@ func TestRefusedForGoodIs422RequestFailed(t *testing.T) {
 	if !strings.Contains(string(res.Body), "of a session") {
 		t.Errorf("the answer does not say what was refused: %s", res.Body)
 	}
-	for _, tok := range []string{r.token, e.token(intake.RoleOperator, "op")} {
+	for _, tok := range []string{r.token, e.token(identity.RoleOperator, "op")} {
 		var out outcome
 		e.mustDo("GET", "/v1/requests/"+key, tok, nil, http.StatusOK, &out)
 		if out.Status != repo.RequestRejected || out.Error == nil || out.Error.Code != string(domain.CodeRequestFailed) {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/parkd/parkd/domain"
+	"github.com/parkd/parkd/identity"
 	"github.com/parkd/parkd/repo"
 )
 
@@ -26,7 +27,7 @@ type rightBody struct {
 // domain.CheckRight's; Postgres only says which session, if any, covers the
 // instant (one lookup in the sessions_rights index). The session ID is shown
 // only when the session is what makes the answer valid.
-func (s *Server) rights(w http.ResponseWriter, r *http.Request, p *principal) error {
+func (s *Server) rights(w http.ResponseWriter, r *http.Request, p *identity.Principal) error {
 	q := r.URL.Query()
 	rawPlate := q.Get("plate")
 	if rawPlate == "" {

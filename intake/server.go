@@ -10,10 +10,12 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/jonboulle/clockwork"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/time/rate"
 
+	"github.com/parkd/parkd/identity"
 	"github.com/parkd/parkd/jobs"
 	"github.com/parkd/parkd/repo"
 )
@@ -38,9 +40,13 @@ type Server struct {
 	Store  *repo.Store
 	Client *asynq.Client         // enqueues requests
 	Redis  redis.UniversalClient // checked by /readyz
-	Secret []byte                // HS256 key of bearer tokens
-	Log    *slog.Logger
-	Now    func() time.Time // the clock; time.Now when nil
+	// Identity verifies bearer tokens (package identity); when nil, an
+	// HS256-only verifier with Secret.
+	Identity *identity.Verifier
+	Secret   []byte
+	Log      *slog.Logger
+	// Clock stamps receipts and refills rate-limit buckets; nil is the real clock.
+	Clock clockwork.Clock
 	// Listener wakes waiting writes when their outcome is committed. Without one
 	// (or while it is disconnected) waiting writes poll every 200 ms.
 	Listener *repo.Listener
@@ -52,22 +58,40 @@ type Server struct {
 	Observer Observer
 	// Metrics serves GET /metrics (package metrics); Prometheus' default registry when nil.
 	Metrics http.Handler
-	// Monitor, when set, is served under /monitor/: asynqmon behind operator login.
-	Monitor *Monitor
+	// Console, when set, is served on every port under its Root (package
+	// console: asynqmon behind operator login).
+	Console Console
+	// OpsApart keeps /healthz, /readyz and /metrics off Handler and
+	// OpsHandler, for MetricsHandler to serve on an address of their own
+	// (PARKD_METRICS_ADDR): a public port then has no /metrics to hide.
+	OpsApart bool
 
+	ids           *identity.Verifier
+	apiPatterns   []string // what Handler registered, for tests
+	healthOnce    sync.Once
+	health        http.Handler
 	limiter       *limiter
 	inspectorOnce sync.Once
 	insp          *asynq.Inspector
 }
 
+// Console is the operators' console: a handler for everything under Root()+"/".
+type Console interface {
+	http.Handler
+	Root() string
+}
+
 // now is the intake's clock at Postgres's precision (microseconds), so that an
 // instant stamped here and read back compares equal.
 func (s *Server) now() time.Time {
-	n := time.Now
-	if s.Now != nil {
-		n = s.Now
+	return repo.Instant(s.clock().Now())
+}
+
+func (s *Server) clock() clockwork.Clock {
+	if s.Clock == nil {
+		return clockwork.NewRealClock()
 	}
-	return repo.Instant(n())
+	return s.Clock
 }
 
 type (
@@ -85,11 +109,21 @@ func (s *Server) logger(r *http.Request) *slog.Logger {
 	return slog.Default()
 }
 
-// Handler serves every endpoint of CONTRACT.md, /healthz, /readyz, /metrics,
-// the OpenAPI document at /v1/openapi.yaml and, when set, the Monitor.
+// Handler serves every endpoint of CONTRACT.md, /healthz, /readyz and /metrics
+// (unless OpsApart), the OpenAPI document at /v1/openapi.yaml and, when set,
+// the Console. It panics when no token could be verified: neither Identity nor
+// Secret is set.
 func (s *Server) Handler() http.Handler {
 	if s.Log == nil {
 		s.Log = slog.Default()
+	}
+	s.ids = s.Identity
+	if s.ids == nil {
+		ids, err := identity.NewVerifier(identity.Config{Secret: s.Secret, Now: s.now})
+		if err != nil {
+			panic("intake: " + err.Error())
+		}
+		s.ids = ids
 	}
 	rl, burst := rate.Limit(s.RateLimit), s.RateBurst
 	if rl == 0 {
@@ -99,14 +133,14 @@ func (s *Server) Handler() http.Handler {
 		burst = DefaultBurst
 	}
 	if rl > 0 {
-		s.limiter = newLimiter(rl, burst)
+		s.limiter = newLimiter(rl, burst, s.clock())
 	}
 
-	mux := http.NewServeMux()
+	mux := newPatternMux()
 	s.ops(mux)
 	mux.HandleFunc("GET /v1/openapi.yaml", serveOpenAPI)
 
-	resident, eloket := []string{RoleResident}, []string{RoleResident, RoleEloket}
+	resident, eloket := []string{identity.RoleResident}, []string{identity.RoleResident, identity.RoleEloket}
 	mux.Handle("POST /v1/permits/{permit_id}/sessions", s.api(resident, s.startSession))
 	mux.Handle("POST /v1/sessions/{session_id}/stop", s.api(resident, s.stopSession))
 	mux.Handle("GET /v1/sessions/{session_id}", s.api(resident, s.getSession))
@@ -115,48 +149,90 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("POST /v1/permits/{permit_id}/topups", s.api(resident, s.topup))
 	mux.Handle("GET /v1/permits/{permit_id}/ledger", s.api(eloket, s.ledger))
 	mux.Handle("GET /v1/permits/{permit_id}/statements", s.api(eloket, s.statements))
-	mux.Handle("POST /v1/permits", s.api([]string{RoleEloket}, s.issuePermit))
-	mux.Handle("POST /v1/permits/{permit_id}/end", s.api([]string{RoleEloket}, s.endPermit))
-	mux.Handle("GET /v1/rights", s.api([]string{RoleEnforcement}, s.rights))
+	mux.Handle("POST /v1/permits", s.api([]string{identity.RoleEloket}, s.issuePermit))
+	mux.Handle("POST /v1/permits/{permit_id}/end", s.api([]string{identity.RoleEloket}, s.endPermit))
+	mux.Handle("GET /v1/rights", s.api([]string{identity.RoleEnforcement}, s.rights))
 	// Every role may read its own requests' outcomes; the handler checks whose.
-	mux.Handle("GET /v1/requests/{request_id}", s.api([]string{RoleResident, RoleEloket, RoleEnforcement, RoleOperator}, s.getRequest))
-	mux.Handle("PUT /v1/admin/zones/{code}", s.api([]string{RoleOperator}, s.putZone))
-	mux.Handle("POST /v1/admin/addresses", s.api([]string{RoleOperator}, s.putAddress))
-	mux.Handle("POST /v1/admin/registrations", s.api([]string{RoleOperator}, s.putRegistration))
+	mux.Handle("GET /v1/requests/{request_id}", s.api(identity.Roles, s.getRequest))
+	mux.Handle("PUT /v1/admin/zones/{code}", s.api([]string{identity.RoleOperator}, s.putZone))
+	mux.Handle("POST /v1/admin/addresses", s.api([]string{identity.RoleOperator}, s.putAddress))
+	mux.Handle("POST /v1/admin/registrations", s.api([]string{identity.RoleOperator}, s.putRegistration))
 
-	return s.wrap(mux)
+	s.apiPatterns = mux.patterns
+	return s.wrap(mux.ServeMux)
 }
 
-// OpsHandler serves a role that has no API: /healthz, /readyz, /metrics and,
-// when set, the Monitor (the root redirects to it).
+// OpsHandler serves a role that has no API: /healthz, /readyz and /metrics
+// (unless OpsApart) and, when set, the Console (the root redirects to it).
 func (s *Server) OpsHandler() http.Handler {
 	if s.Log == nil {
 		s.Log = slog.Default()
 	}
-	mux := http.NewServeMux()
+	mux := newPatternMux()
 	s.ops(mux)
-	if s.Monitor != nil {
-		mux.Handle("GET /{$}", http.RedirectHandler(MonitorPath+"/", http.StatusFound))
+	if s.Console != nil {
+		mux.Handle("GET /{$}", http.RedirectHandler(s.Console.Root()+"/", http.StatusFound))
 	}
-	return s.wrap(mux)
+	return s.wrap(mux.ServeMux)
 }
 
-// ops registers what every parkd HTTP port serves.
-func (s *Server) ops(mux *http.ServeMux) {
-	health := Health(map[string]Pinger{
-		"postgres": PingFunc(func(ctx context.Context) error { return s.Store.Ping(ctx) }),
-		"redis":    PingFunc(func(ctx context.Context) error { return s.Redis.Ping(ctx).Err() }),
+// MetricsHandler serves /healthz, /readyz and /metrics alone: what
+// PARKD_METRICS_ADDR serves. It shares the readiness of the Server's other
+// handlers.
+func (s *Server) MetricsHandler() http.Handler {
+	if s.Log == nil {
+		s.Log = slog.Default()
+	}
+	mux := newPatternMux()
+	s.probes(mux)
+	return s.wrap(mux.ServeMux)
+}
+
+// ops registers what every parkd HTTP port serves: the probes and metrics
+// unless they are apart, and the Console when set.
+func (s *Server) ops(mux *patternMux) {
+	if !s.OpsApart {
+		s.probes(mux)
+	}
+	if s.Console != nil {
+		mux.Handle(s.Console.Root()+"/", s.Console)
+	}
+}
+
+// probes registers /healthz, /readyz and /metrics. The readiness is one per
+// Server, whichever handlers serve it: ready once is ready for good.
+func (s *Server) probes(mux *patternMux) {
+	s.healthOnce.Do(func() {
+		s.health = Health(map[string]Pinger{
+			"postgres": PingFunc(func(ctx context.Context) error { return s.Store.Ping(ctx) }),
+			"redis":    PingFunc(func(ctx context.Context) error { return s.Redis.Ping(ctx).Err() }),
+		})
 	})
-	mux.Handle("GET /healthz", health)
-	mux.Handle("GET /readyz", health)
+	mux.Handle("GET /healthz", s.health)
+	mux.Handle("GET /readyz", s.health)
 	metrics := s.Metrics
 	if metrics == nil {
 		metrics = promhttp.Handler()
 	}
 	mux.Handle("GET /metrics", metrics)
-	if s.Monitor != nil {
-		mux.Handle(MonitorPath+"/", s.Monitor.Handler())
-	}
+}
+
+// patternMux is a ServeMux that keeps the patterns registered on it, so that a
+// test can hold the API's routes against openapi.yaml both ways.
+type patternMux struct {
+	*http.ServeMux
+	patterns []string
+}
+
+func newPatternMux() *patternMux { return &patternMux{ServeMux: http.NewServeMux()} }
+
+func (m *patternMux) Handle(pattern string, h http.Handler) {
+	m.ServeMux.Handle(pattern, h)
+	m.patterns = append(m.patterns, pattern)
+}
+
+func (m *patternMux) HandleFunc(pattern string, h func(http.ResponseWriter, *http.Request)) {
+	m.Handle(pattern, http.HandlerFunc(h))
 }
 
 // wrap gives every request its route label and metrics, its logger and a
@@ -235,7 +311,7 @@ func (s *Server) recoverer(next http.Handler) http.Handler {
 
 // handlerFunc is an endpoint: it answers success itself and returns any error
 // for writeError.
-type handlerFunc func(w http.ResponseWriter, r *http.Request, p *principal) error
+type handlerFunc func(w http.ResponseWriter, r *http.Request, p *identity.Principal) error
 
 // api authenticates, checks the role, applies the subject's rate limit and runs h.
 func (s *Server) api(roles []string, h handlerFunc) http.Handler {
@@ -245,12 +321,12 @@ func (s *Server) api(roles []string, h handlerFunc) http.Handler {
 			s.writeError(w, r, err)
 			return
 		}
-		r = r.WithContext(context.WithValue(r.Context(), logKey{}, s.logger(r).With("subject", p.subject())))
+		r = r.WithContext(context.WithValue(r.Context(), logKey{}, s.logger(r).With("subject", p.Subject())))
 		if !slices.Contains(roles, p.Role) {
 			s.writeError(w, r, errForbidden("role "+p.Role+" may not use this endpoint"))
 			return
 		}
-		if s.limiter != nil && !s.limiter.allow(p.subject(), time.Now()) {
+		if s.limiter != nil && !s.limiter.allow(p.Subject()) {
 			s.writeError(w, r, &apiError{Status: http.StatusTooManyRequests, Code: CodeRateLimited,
 				Message: "too many requests; slow down"})
 			return

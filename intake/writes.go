@@ -15,6 +15,7 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/parkd/parkd/domain"
+	"github.com/parkd/parkd/identity"
 	"github.com/parkd/parkd/jobs"
 	"github.com/parkd/parkd/repo"
 )
@@ -103,8 +104,8 @@ type submission struct {
 }
 
 // submit registers, enqueues and awaits a write, and answers it.
-func (s *Server) submit(w http.ResponseWriter, r *http.Request, p *principal, sub submission) error {
-	id, fp, subject := sub.req.ID(), sub.req.Fingerprint(), p.subject()
+func (s *Server) submit(w http.ResponseWriter, r *http.Request, p *identity.Principal, sub submission) error {
+	id, fp, subject := sub.req.ID(), sub.req.Fingerprint(), p.Subject()
 	// Subscribe before the status is first read (by RegisterRequest): an
 	// outcome committed at any moment after that read wakes this request, so
 	// none is missed and no re-read is needed before the first wake-up.
@@ -297,10 +298,10 @@ func writeRaw(w http.ResponseWriter, status int, body []byte) {
 }
 
 // startSession: POST /v1/permits/{permit_id}/sessions (resident).
-func (s *Server) startSession(w http.ResponseWriter, r *http.Request, p *principal) error {
+func (s *Server) startSession(w http.ResponseWriter, r *http.Request, p *identity.Principal) error {
 	permitID := r.PathValue("permit_id")
-	if !p.holds(permitID) {
-		return errForbidden("permit " + permitID + " is not in your token")
+	if err := s.reach(r.Context(), p, permitID, ""); err != nil {
+		return err
 	}
 	id, wait, err := writeParams(r)
 	if err != nil {
@@ -360,7 +361,7 @@ func decodeStart(b []byte) (startForm, error) {
 
 // stopSession: POST /v1/sessions/{session_id}/stop (resident). The session is
 // read first: whose it is decides 403, and one that does not exist is 404.
-func (s *Server) stopSession(w http.ResponseWriter, r *http.Request, p *principal) error {
+func (s *Server) stopSession(w http.ResponseWriter, r *http.Request, p *identity.Principal) error {
 	sess, err := s.sessionFor(r, p)
 	if err != nil {
 		return err
@@ -385,10 +386,10 @@ func (s *Server) stopSession(w http.ResponseWriter, r *http.Request, p *principa
 }
 
 // topup: POST /v1/permits/{permit_id}/topups (resident).
-func (s *Server) topup(w http.ResponseWriter, r *http.Request, p *principal) error {
+func (s *Server) topup(w http.ResponseWriter, r *http.Request, p *identity.Principal) error {
 	permitID := r.PathValue("permit_id")
-	if !p.holds(permitID) {
-		return errForbidden("permit " + permitID + " is not in your token")
+	if err := s.reach(r.Context(), p, permitID, ""); err != nil {
+		return err
 	}
 	id, wait, err := writeParams(r)
 	if err != nil {
@@ -414,7 +415,7 @@ func (s *Server) topup(w http.ResponseWriter, r *http.Request, p *principal) err
 }
 
 // issuePermit: POST /v1/permits (eloket).
-func (s *Server) issuePermit(w http.ResponseWriter, r *http.Request, p *principal) error {
+func (s *Server) issuePermit(w http.ResponseWriter, r *http.Request, p *identity.Principal) error {
 	id, wait, err := writeParams(r)
 	if err != nil {
 		return err
@@ -441,7 +442,7 @@ func (s *Server) issuePermit(w http.ResponseWriter, r *http.Request, p *principa
 
 // endPermit: POST /v1/permits/{permit_id}/end (eloket). An empty or over-long
 // reason is the rule invalid_end_reason's to refuse (422), like every rule.
-func (s *Server) endPermit(w http.ResponseWriter, r *http.Request, p *principal) error {
+func (s *Server) endPermit(w http.ResponseWriter, r *http.Request, p *identity.Principal) error {
 	permitID := r.PathValue("permit_id")
 	id, wait, err := writeParams(r)
 	if err != nil {

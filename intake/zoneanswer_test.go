@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"testing"
 
+	"github.com/parkd/parkd/identity"
 	"github.com/parkd/parkd/intake"
 )
 
@@ -14,7 +15,7 @@ import (
 func TestPutZoneAnswersEveryField(t *testing.T) {
 	t.Parallel()
 	e := setup(t, options{noWorker: true})
-	op := e.token(intake.RoleOperator, "op")
+	op := e.token(identity.RoleOperator, "op")
 	cases := []struct {
 		name, body, want string
 	}{

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/parkd/parkd/domain"
-	"github.com/parkd/parkd/intake"
+	"github.com/parkd/parkd/identity"
 	"github.com/parkd/parkd/jobs"
 )
 
@@ -21,7 +21,7 @@ func (e *env) right(plate, place string, at time.Time) rightAnswer {
 	e.t.Helper()
 	var out rightAnswer
 	q := url.Values{"plate": {plate}, "zone": {e.zone}, "place": {place}, "at": {at.Format(time.RFC3339Nano)}}
-	e.mustDo("GET", "/v1/rights?"+q.Encode(), e.token(intake.RoleEnforcement, "scan"), nil, http.StatusOK, &out)
+	e.mustDo("GET", "/v1/rights?"+q.Encode(), e.token(identity.RoleEnforcement, "scan"), nil, http.StatusOK, &out)
 	return out
 }
 
@@ -37,7 +37,7 @@ func TestZoneChangeKeepsGrantedRights(t *testing.T) {
 	var before jobs.Permit
 	e.mustDo("GET", "/v1/permits/"+r.permit, r.token, nil, http.StatusOK, &before)
 
-	e.mustDo("PUT", "/v1/admin/zones/"+e.zone, e.token(intake.RoleOperator, "op"), map[string]any{
+	e.mustDo("PUT", "/v1/admin/zones/"+e.zone, e.token(identity.RoleOperator, "op"), map[string]any{
 		"name": "Test", "tariff_cents_per_hour": 999, "time_zone": "America/Santiago",
 		"invalid_weekdays":    []string{"mon", "tue", "wed", "thu", "fri", "sat", "sun"},
 		"max_session_minutes": 1, "year_starts": "09-05",

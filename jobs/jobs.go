@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/jonboulle/clockwork"
 
 	"github.com/parkd/parkd/domain"
 )
@@ -231,12 +232,14 @@ func timeOrEmpty(t *time.Time) string {
 	return t.UTC().Format(time.RFC3339Nano)
 }
 
-// now is the clock that stamps ReceivedAt; tests replace it.
-var now = time.Now
+// clock stamps ReceivedAt: the real clock, which this package's tests replace.
+// The constructors keep their signatures, so it is not injected from outside:
+// a caller with a clock of its own sets ReceivedAt itself (as the intake does).
+var clock = clockwork.NewRealClock()
 
 func stamp(t *time.Time) {
 	if t.IsZero() {
-		*t = now()
+		*t = clock.Now()
 	}
 	*t = t.UTC()
 }

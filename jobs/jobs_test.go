@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jonboulle/clockwork"
+
 	"github.com/parkd/parkd/domain"
 )
 
@@ -22,8 +24,9 @@ func TestRequestIDForm(t *testing.T) {
 
 func TestConstructorsStampReceiptAndSetPolicy(t *testing.T) {
 	fixed := time.Date(2026, 3, 29, 1, 30, 0, 0, time.FixedZone("X", 3600))
-	now = func() time.Time { return fixed }
-	defer func() { now = time.Now }()
+	was := clock
+	clock = clockwork.NewFakeClockAt(fixed)
+	defer func() { clock = was }()
 	task, err := NewSessionStart(SessionStart{RequestID: "r1", PermitID: "1", Plate: "AB12CD"})
 	if err != nil {
 		t.Fatal(err)

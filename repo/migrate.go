@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io/fs"
+	"time"
 
 	"github.com/uptrace/bun/migrate"
 )
@@ -34,15 +35,10 @@ func (s *Store) Migrate(ctx context.Context) ([]string, error) {
 	}
 	defer conn.ExecContext(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock(?)", migrationLockKey) //nolint:errcheck // the lock goes with the connection anyway
 
-	files, err := fs.Sub(sqlMigrations, "migrations")
+	_, m, err := s.migrator()
 	if err != nil {
-		return nil, fmt.Errorf("migrate: %w", err)
+		return nil, err
 	}
-	migrations := migrate.NewMigrations()
-	if err := migrations.Discover(files); err != nil {
-		return nil, fmt.Errorf("migrate: discover: %w", err)
-	}
-	m := migrate.NewMigrator(s.DB, migrations, migrate.WithMarkAppliedOnSuccess(true))
 	if err := m.Init(ctx); err != nil {
 		return nil, fmt.Errorf("migrate: init: %w", err)
 	}
@@ -55,6 +51,62 @@ func (s *Store) Migrate(ctx context.Context) ([]string, error) {
 		applied = append(applied, mg.Name)
 	}
 	return applied, nil
+}
+
+// migrator is the embedded migrations and bun's migrator over them.
+func (s *Store) migrator() (*migrate.Migrations, *migrate.Migrator, error) {
+	files, err := fs.Sub(sqlMigrations, "migrations")
+	if err != nil {
+		return nil, nil, fmt.Errorf("migrate: %w", err)
+	}
+	migrations := migrate.NewMigrations()
+	if err := migrations.Discover(files); err != nil {
+		return nil, nil, fmt.Errorf("migrate: discover: %w", err)
+	}
+	return migrations, migrate.NewMigrator(s.DB, migrations, migrate.WithMarkAppliedOnSuccess(true)), nil
+}
+
+// MigrationState is a migration and whether the database has it.
+type MigrationState struct {
+	Name string // e.g. 20261124000001_init
+	// AppliedAt is when it was applied; zero while it is pending.
+	AppliedAt time.Time
+	// Unknown is a migration the database has that this parkd does not embed:
+	// a newer release migrated it.
+	Unknown bool
+}
+
+// MigrationStatus lists the migrations parkd embeds, oldest first, each
+// applied or pending, then those the database has that parkd does not know. It
+// changes nothing: on a database never migrated, every migration is pending.
+func (s *Store) MigrationStatus(ctx context.Context) ([]MigrationState, error) {
+	migrations, m, err := s.migrator()
+	if err != nil {
+		return nil, err
+	}
+	// bun's table of applied migrations, which Migrate creates: without it,
+	// nothing is applied (and asking bun would fail).
+	var tracked bool
+	if err := s.DB.NewRaw("SELECT to_regclass('bun_migrations') IS NOT NULL").Scan(ctx, &tracked); err != nil {
+		return nil, fmt.Errorf("migration status: %w", err)
+	}
+	all, unknown := migrations.Sorted(), migrate.MigrationSlice(nil)
+	if tracked {
+		if all, err = m.MigrationsWithStatus(ctx); err != nil {
+			return nil, fmt.Errorf("migration status: %w", err)
+		}
+		if unknown, err = m.MissingMigrations(ctx); err != nil {
+			return nil, fmt.Errorf("migration status: %w", err)
+		}
+	}
+	var out []MigrationState
+	for _, mg := range all {
+		out = append(out, MigrationState{Name: mg.String(), AppliedAt: mg.MigratedAt})
+	}
+	for _, mg := range unknown {
+		out = append(out, MigrationState{Name: mg.Name, AppliedAt: mg.MigratedAt, Unknown: true})
+	}
+	return out, nil
 }
 
 // SchemaFingerprint identifies the set of embedded migrations, so that test

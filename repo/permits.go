@@ -228,3 +228,13 @@ func EndPermit(ctx context.Context, tx bun.IDB, p *Permit, plan domain.EndPlan, 
 }
 
 func isNotFound(err error) bool { return err != nil && errors.Is(err, ErrNotFound) }
+
+// PermitHolder is the resident who holds a permit, by parkd's own records:
+// what a resident's token is checked against, whatever the token claims.
+func PermitHolder(ctx context.Context, db bun.IDB, id int64) (string, error) {
+	var holder string
+	if err := db.NewSelect().Table("permits").Column("resident_id").Where("id = ?", id).Scan(ctx, &holder); err != nil {
+		return "", notFound(err, fmt.Sprintf("permit %d", id))
+	}
+	return holder, nil
+}

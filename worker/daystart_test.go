@@ -15,12 +15,13 @@ import (
 // reserves the 90 minutes up to that instant and no more, enforcement covers
 // exactly those 90 minutes, and the auto-stop charges them.
 func TestStartBeforeAJumpAtMidnightIsCutWhereTheInvalidDayBegins(t *testing.T) {
-	e := setup(t)
+	e := setupParallel(t)
 	e.putZone("SCL", domain.ZoneSpec{Name: "Santiago", TimeZone: "America/Santiago", TariffCentsPerHour: 210,
 		InvalidWeekdays: []string{"sun"}, YearStarts: "09-05"})
 	sunday := time.Date(2027, time.September, 5, 4, 0, 0, 0, time.UTC) // 01:00 -03, the first instant of Sunday
 	clock := time.Date(2027, time.September, 5, 2, 25, 0, 0, time.UTC) // Saturday 22:25 -04
-	e.h.Now = func() time.Time { return clock }
+	clk := newTestClock(clock)
+	e.h.Clock = clk
 	pid := e.permitIn("SCL", 10)
 	if p := e.permitRow(pid); !p.YearEndsAt.Equal(sunday) {
 		t.Fatalf("permit year ends %s, want %s (01:00 -03), not 23:00 the evening before", p.YearEndsAt.UTC(), sunday)
@@ -64,7 +65,7 @@ func TestStartBeforeAJumpAtMidnightIsCutWhereTheInvalidDayBegins(t *testing.T) {
 		}
 	}
 
-	clock = sunday
+	clk.set(sunday)
 	if st := e.autoStopNow(s); st.ChargedMinutes == nil || *st.ChargedMinutes != 90 || !st.EndAt.Equal(sunday) {
 		t.Fatalf("auto-stopped: %+v, want 90 minutes charged up to %s", st, sunday)
 	}

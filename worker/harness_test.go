@@ -8,11 +8,13 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/jonboulle/clockwork"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/parkd/parkd/domain"
@@ -34,6 +36,7 @@ type harness struct {
 	inspector *asynq.Inspector
 	h         *worker.Handlers
 	srv       *asynq.Server
+	shared    bool // Redis is shared with other tests (setupParallel)
 }
 
 var seq atomic.Int64
@@ -44,10 +47,48 @@ func rid(prefix string) string {
 
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
+// setup gives a test that runs alone its own database and this process's Redis
+// index, flushed. It is for tests that start a worker server (which takes every
+// task queued in the index, whichever test queued it) or look at what is in
+// Redis: the queues, a task by its ID, the reconciler's epoch.
 func setup(t testing.TB) *harness {
 	t.Helper()
-	store, _ := repotest.NewDB(t)
 	rdb, idx := repotest.NewRedis(t)
+	return newHarness(t, rdb, idx)
+}
+
+// setupParallel marks t parallel and gives it its own database and the Redis
+// index it shares with the other parallel tests, not flushed (a test process
+// has one index). It is for tests that call the handlers directly, with no
+// worker server. Sharing is safe because Go runs parallel tests only when no test that
+// runs alone is running, so no worker server takes their tasks; and what the
+// handlers write to Redis cannot collide: auto-stops, whose task IDs are made
+// of session IDs, and each database numbers its sessions from its own offset.
+// Such a test may look up its own tasks by ID, but nothing shared: not the
+// queues' counts, nor the reconciler's epoch, which its neighbours change.
+func setupParallel(t *testing.T) *harness {
+	t.Helper()
+	t.Parallel()
+	sharedRedis.Do(func() { _, sharedRedis.idx = repotest.NewRedis(t) }) // flushed once
+	rdb := redis.NewClient(&redis.Options{Addr: repotest.RedisAddr(), DB: sharedRedis.idx})
+	t.Cleanup(func() { rdb.Close() })
+	e := newHarness(t, rdb, sharedRedis.idx)
+	e.shared = true
+	e.exec(fmt.Sprintf("ALTER TABLE sessions ALTER COLUMN id RESTART WITH %d", sessionOffsets.Add(1)*1_000_000_000))
+	return e
+}
+
+var (
+	sharedRedis struct {
+		sync.Once
+		idx int
+	}
+	sessionOffsets atomic.Int64
+)
+
+func newHarness(t testing.TB, rdb *redis.Client, idx int) *harness {
+	t.Helper()
+	store, _ := repotest.NewDB(t)
 	opt := asynq.RedisClientOpt{Addr: repotest.RedisAddr(), DB: idx}
 	e := &harness{t: t, ctx: context.Background(), store: store, rdb: rdb, redisOpt: opt,
 		client: asynq.NewClient(opt), inspector: asynq.NewInspector(opt)}
@@ -74,6 +115,9 @@ func setup(t testing.TB) *harness {
 // start runs a real asynq server with parkd's handlers against the test Redis.
 func (e *harness) start() {
 	e.t.Helper()
+	if e.shared {
+		e.t.Fatal("a worker server on a shared Redis index would take other tests' tasks: use setup, not setupParallel")
+	}
 	e.srv = worker.NewServer(e.redisOpt, worker.Config{
 		Concurrency: 10, TaskCheckInterval: 10 * time.Millisecond,
 		DelayedTaskCheckInterval: 200 * time.Millisecond, ShutdownTimeout: 5 * time.Second,
@@ -99,8 +143,8 @@ func (e *harness) permitIn(zone string, hours int) string {
 		e.t.Fatal(err)
 	}
 	var received time.Time // stamped by the constructor
-	if e.h.Now != nil {
-		received = e.h.Now()
+	if e.h.Clock != nil {
+		received = e.h.Clock.Now()
 	}
 	task, err := jobs.NewPermitIssue(jobs.PermitIssue{RequestID: rid("issue"), ResidentID: resident, AddressID: addr, ReceivedAt: received})
 	if err != nil {
@@ -273,6 +317,18 @@ func (e *harness) ledgerKinds(permitID string) map[string]int {
 
 func ptr[T any](v T) *T { return &v }
 
+// testClock is the handlers' clock in tests that move time: set by the test,
+// read by the worker's goroutines.
+type testClock struct{ *clockwork.FakeClock }
+
+func newTestClock(t time.Time) *testClock {
+	return &testClock{clockwork.NewFakeClockAt(t.UTC())}
+}
+
+func (c *testClock) now() time.Time      { return c.Now() }
+func (c *testClock) set(t time.Time)     { c.Advance(t.Sub(c.Now())) }
+func (c *testClock) add(d time.Duration) { c.Advance(d) }
+
 // awaitTask waits until the task with this ID is (or is no longer) in the
 // critical queue.
 func (e *harness) awaitTask(id string, present bool) {
@@ -345,4 +401,33 @@ func (e *harness) awaitArchived(queue, id string) *asynq.TaskInfo {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// countingObserver keeps what the worker told its Observer.
+type countingObserver struct {
+	mu       sync.Mutex
+	relayed  int
+	settled  []string        // how each session was settled
+	lateness []time.Duration // and how late
+}
+
+func (o *countingObserver) RequestDone(string, string, string, time.Duration) {}
+func (o *countingObserver) Reconciled(int, int)                               {}
+
+func (o *countingObserver) SessionSettled(how string, lateness time.Duration) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.settled, o.lateness = append(o.settled, how), append(o.lateness, lateness)
+}
+
+func (o *countingObserver) OutboxRelayed(n int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.relayed += n
+}
+
+func (o *countingObserver) relayedTasks() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.relayed
 }

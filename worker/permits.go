@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -10,6 +11,90 @@ import (
 	"github.com/parkd/parkd/jobs"
 	"github.com/parkd/parkd/repo"
 )
+
+// lockPermit locks the permit a request names; an ID that names no permit is not_found.
+func lockPermit(ctx context.Context, tx repo.Tx, id string) (*repo.Permit, error) {
+	pid, ok := repo.ParseID(id)
+	if !ok {
+		return nil, domain.Reject(domain.CodeNotFound, "permit %q not found", id)
+	}
+	p, err := repo.LockPermit(ctx, tx, pid)
+	return p, notFoundRule(err, "permit", id)
+}
+
+// PermitIssue handles permit:issue.
+func (h *Handlers) PermitIssue(ctx context.Context, t *asynq.Task) error {
+	var p jobs.PermitIssue
+	if ok, err := h.decodeRequest(ctx, t, &p); !ok {
+		return err
+	}
+	return h.apply(ctx, t, jobs.TypePermitIssue, p, func(ctx context.Context, tx repo.Tx) (decision, error) {
+		now := h.now()
+		facts, err := repo.GatherIssueFacts(ctx, tx, p.ResidentID, p.AddressID)
+		if err != nil {
+			return decision{}, err
+		}
+		if err := domain.CheckIssue(facts); err != nil {
+			return decision{}, err
+		}
+		zone, err := h.Store.Zone(ctx, tx, facts.AddressZone)
+		if err != nil {
+			return decision{}, err
+		}
+		permit, err := repo.InsertPermit(ctx, tx, zone, p.ResidentID, p.AddressID, p.RequestID, receivedAt(p.ReceivedAt, now))
+		if errors.Is(err, repo.ErrPermitExists) {
+			return decision{}, domain.Reject(domain.CodePermitExistsForAddress, "the address already has an active visitor permit")
+		}
+		if err != nil {
+			return decision{}, err
+		}
+		return decision{result: permit.View()}, nil
+	})
+}
+
+// PermitTopup handles permit:topup.
+func (h *Handlers) PermitTopup(ctx context.Context, t *asynq.Task) error {
+	var p jobs.PermitTopup
+	if ok, err := h.decodeRequest(ctx, t, &p); !ok {
+		return err
+	}
+	return h.apply(ctx, t, jobs.TypePermitTopup, p, func(ctx context.Context, tx repo.Tx) (decision, error) {
+		permit, err := lockPermit(ctx, tx, p.PermitID)
+		if err != nil {
+			return decision{}, err
+		}
+		// A payment reference is used once in the whole system. Its lock comes
+		// before anything is written: in a shared transaction a busy one
+		// defers the unit, which must then have written nothing.
+		if err := repo.LockPaymentRef(ctx, tx, p.PaymentRef); err != nil {
+			return decision{}, err
+		}
+		if err := h.currentYear(ctx, tx, permit, h.now()); err != nil {
+			return decision{}, err
+		}
+		prior, err := repo.PriorTopup(ctx, tx, permit.ID, p.PaymentRef)
+		if err != nil {
+			return decision{}, err
+		}
+		// The same payment sent again (under another request ID) is the same
+		// top-up: nothing is added, and it is answered as the first was.
+		if repeat, err := domain.CheckPaymentRef(prior, p.Hours); err != nil || repeat {
+			return decision{result: permit.View()}, err
+		}
+		zone, err := h.Store.ZoneOf(ctx, tx, permit)
+		if err != nil {
+			return decision{}, err
+		}
+		top, err := domain.PlanTopup(zone, permit.State(), p.Hours, p.PaymentRef)
+		if err != nil {
+			return decision{}, err
+		}
+		if err := repo.ApplyTopup(ctx, tx, permit, top, p.PaymentRef, p.RequestID, h.now()); err != nil {
+			return decision{}, err
+		}
+		return decision{result: permit.View()}, nil
+	})
+}
 
 // PermitEnd handles permit:end: every open session of the permit is settled as of
 // the end instant (stopped and charged up to it, or cancelled when it starts at or

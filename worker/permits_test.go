@@ -6,7 +6,6 @@ import (
 	"errors"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,32 +17,16 @@ import (
 	"github.com/parkd/parkd/worker"
 )
 
-// permitClock is the handlers' clock in the permit lifecycle tests: set by the
-// test, read by the worker's goroutines.
-type permitClock struct{ ns atomic.Int64 }
-
-func newPermitClock(t time.Time) *permitClock {
-	c := &permitClock{}
-	c.set(t)
-	return c
-}
-
-func (c *permitClock) now() time.Time      { return time.Unix(0, c.ns.Load()).UTC() }
-func (c *permitClock) set(t time.Time)     { c.ns.Store(t.UnixNano()) }
-func (c *permitClock) add(d time.Duration) { c.ns.Add(int64(d)) }
-
 // lifecycle is the harness with a clock the test moves, and requests stamped as
 // received at that clock's instant (as the intake would stamp them).
 type lifecycle struct {
 	*harness
-	clk *permitClock
+	clk *testClock
 }
 
-func setupLifecycle(t *testing.T, at time.Time) *lifecycle {
-	t.Helper()
-	e := setup(t)
-	clk := newPermitClock(repo.Instant(at))
-	e.h.Now = clk.now
+func withClock(e *harness, at time.Time) *lifecycle {
+	clk := newTestClock(repo.Instant(at))
+	e.h.Clock = clk
 	return &lifecycle{harness: e, clk: clk}
 }
 
@@ -211,7 +194,7 @@ func wantRejected(t testing.TB, r *repo.Request, code domain.Code) {
 // that asynq would retry). Repeated over several addresses to give the race a
 // chance on every run.
 func TestConcurrentIssuesForOneAddress(t *testing.T) {
-	l := setupLifecycle(t, time.Now())
+	l := withClock(setupParallel(t), time.Now())
 	for range 10 {
 		addr := l.address("TEST")
 		tasks := make([]*asynq.Task, 2)
@@ -255,7 +238,7 @@ func TestConcurrentIssuesForOneAddress(t *testing.T) {
 // The annual purchase limit is the zone's setting, reachable exactly, never
 // crossed (a top-up that would cross it is refused whole), and per permit year.
 func TestTopupPurchaseLimitIsAZoneSetting(t *testing.T) {
-	l := setupLifecycle(t, time.Now())
+	l := withClock(setupParallel(t), time.Now())
 	l.zone("TEN", domain.ZoneSpec{Name: "Ten", TariffCentsPerHour: 300, AnnualPurchaseLimitHours: 10})
 	p := l.newPermit("TEN", 0)
 	topup := func(hours int) *repo.Request {
@@ -308,7 +291,7 @@ func TestTopupPurchaseLimitIsAZoneSetting(t *testing.T) {
 // One payment reference is one top-up, however often and however concurrently
 // it is sent, under whatever request IDs.
 func TestSamePaymentTwiceIsOneTopup(t *testing.T) {
-	l := setupLifecycle(t, time.Now())
+	l := withClock(setup(t), time.Now())
 	l.start()
 	p := l.newPermit("TEST", 0)
 	ref := rid("pay")
@@ -352,7 +335,7 @@ func TestSamePaymentTwiceIsOneTopup(t *testing.T) {
 // permit takes no session and no top-up.
 func TestEndPermitSettlesSessionsAndExpiresBalance(t *testing.T) {
 	t0 := time.Now().UTC().Truncate(time.Second)
-	l := setupLifecycle(t, t0)
+	l := withClock(setup(t), t0)
 	l.start()
 	p := l.newPermit("TEST", 10)                                         // 600 minutes
 	active := l.mustStart(p.ID, "END1", nil, nil)                        // t0 .. t0+3h, 180 reserved
@@ -443,7 +426,7 @@ func TestEndPermitSettlesSessionsAndExpiresBalance(t *testing.T) {
 
 func TestEndPermitInstantAndReason(t *testing.T) {
 	t0 := time.Now().UTC().Truncate(time.Second)
-	l := setupLifecycle(t, t0)
+	l := withClock(setupParallel(t), t0)
 	p := l.newPermit("TEST", 5)
 	l.clk.add(time.Hour)
 	now := l.clk.now()
@@ -494,7 +477,7 @@ func TestEndPermitInstantAndReason(t *testing.T) {
 // the end (and was settled by it) or after (and was refused); never an open
 // session on an ended permit.
 func TestEndRacesStarts(t *testing.T) {
-	l := setupLifecycle(t, time.Now())
+	l := withClock(setupParallel(t), time.Now())
 	p := l.newPermit("TEST", 30) // enough for all eight starts: a refusal can only be the end's
 	var wg sync.WaitGroup
 	ready := make(chan struct{})
@@ -546,7 +529,7 @@ func TestEndRacesStarts(t *testing.T) {
 // in other time zones rolled at their own anniversary.
 func TestRolloverAcrossYearBoundaryThreeAtOnce(t *testing.T) {
 	ams, ny := mustLoc(t, "Europe/Amsterdam"), mustLoc(t, "America/New_York")
-	l := setupLifecycle(t, time.Date(2026, time.December, 31, 22, 0, 0, 0, ams))
+	l := withClock(setupParallel(t), time.Date(2026, time.December, 31, 22, 0, 0, 0, ams))
 	l.zone("NYC", domain.ZoneSpec{Name: "New York", TimeZone: "America/New_York", TariffCentsPerHour: 400, YearStarts: "04-01"})
 	var ams1, ams2, nyc []jobs.Permit
 	for range 5 {
@@ -667,7 +650,7 @@ func TestRolloverAcrossYearBoundaryThreeAtOnce(t *testing.T) {
 // in order, each with its own statement.
 func TestRolloverAfterThreeMissedYears(t *testing.T) {
 	ams := mustLoc(t, "Europe/Amsterdam")
-	l := setupLifecycle(t, time.Date(2026, time.June, 1, 12, 0, 0, 0, ams))
+	l := withClock(setupParallel(t), time.Date(2026, time.June, 1, 12, 0, 0, 0, ams))
 	var ps []jobs.Permit
 	for i := range 4 {
 		ps = append(ps, l.newPermit("TEST", i+1))
@@ -720,7 +703,7 @@ func TestRolloverAfterThreeMissedYears(t *testing.T) {
 // year itself, the way the rollover would, and the rollover then leaves it be.
 func TestYearRolledOnUseBeforeTheNightlyRun(t *testing.T) {
 	ams := mustLoc(t, "Europe/Amsterdam")
-	l := setupLifecycle(t, time.Date(2026, time.December, 31, 12, 0, 0, 0, ams))
+	l := withClock(setupParallel(t), time.Date(2026, time.December, 31, 12, 0, 0, 0, ams))
 	used := l.newPermit("TEST", 500) // the whole year's purchases
 	l.mustStart(used.ID, "LAST1", nil, ptr(l.clk.now().Add(time.Hour)))
 	l.clk.set(time.Date(2026, time.December, 31, 13, 1, 0, 0, ams))
@@ -775,15 +758,14 @@ func sameStatement(a, b jobs.Statement) bool {
 // rollover every second: one task per period reaches the queue and the worker
 // runs it once; the next hour (the same day) gets its own task.
 func TestRolloverSchedulersOnThreeHostsEnqueueOncePerPeriod(t *testing.T) {
-	l := setupLifecycle(t, time.Now())
+	l := withClock(setup(t), time.Now())
 	l.start()
 	period := time.Date(2026, time.November, 24, 3, 5, 0, 0, time.UTC)
-	hostClock := newPermitClock(period)
-	for i := range 3 {
-		skew := time.Duration(i) * 10 * time.Minute
+	hosts := make([]*testClock, 3)
+	for i := range hosts {
+		hosts[i] = newTestClock(period.Add(time.Duration(i) * 10 * time.Minute))
 		m, err := worker.NewRolloverScheduler(l.redisOpt, worker.RolloverSchedule{
-			Cronspec: "@every 1s", Sync: 100 * time.Millisecond,
-			Now: func() time.Time { return hostClock.now().Add(skew) },
+			Cronspec: "@every 1s", Sync: 100 * time.Millisecond, Clock: hosts[i],
 		}, quietLog())
 		if err != nil {
 			t.Fatal(err)
@@ -819,7 +801,9 @@ func TestRolloverSchedulersOnThreeHostsEnqueueOncePerPeriod(t *testing.T) {
 		t.Fatalf("rollover task: %+v %v", info, err)
 	}
 	// An hour later, the same day.
-	hostClock.add(time.Hour)
+	for _, c := range hosts {
+		c.add(time.Hour)
+	}
 	done := completed(2)
 	if len(done) != 2 {
 		t.Fatalf("after an hour: %d rollovers ran, want 2", len(done))
@@ -839,7 +823,7 @@ func TestRolloverSchedulersOnThreeHostsEnqueueOncePerPeriod(t *testing.T) {
 // rejection, nothing booked); the same permit and hours again is the same
 // top-up, answered as the first.
 func TestPaymentRefUsedOnceInTheWholeSystem(t *testing.T) {
-	l := setupLifecycle(t, time.Now())
+	l := withClock(setupParallel(t), time.Now())
 	p1, p2 := l.newPermit("TEST", 0), l.newPermit("TEST", 0)
 	ref := rid("PAY-X")
 	topup := func(permitID string, hours int) (*repo.Request, jobs.Permit) {
@@ -879,7 +863,7 @@ func TestPaymentRefUsedOnceInTheWholeSystem(t *testing.T) {
 // the same time: exactly one is credited, every other is payment_ref_reused at
 // once, never a retry or an archived task.
 func TestPaymentRefRaceBetweenPermits(t *testing.T) {
-	l := setupLifecycle(t, time.Now())
+	l := withClock(setup(t), time.Now())
 	l.start()
 	permits := make([]jobs.Permit, 6)
 	for i := range permits {
@@ -941,7 +925,7 @@ func TestPaymentRefRaceBetweenPermits(t *testing.T) {
 // applied, the first request's outcome stays, and the task is archived with
 // idempotency_conflict as its error and result instead of passing for a repeat.
 func TestRequestIDReusedThroughJobsIsAConflict(t *testing.T) {
-	l := setupLifecycle(t, time.Now())
+	l := withClock(setup(t), time.Now())
 	l.start()
 	p := l.newPermit("TEST", 5)
 	id := rid("jobs-key")

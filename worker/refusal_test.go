@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/jonboulle/clockwork"
 
 	"github.com/parkd/parkd/domain"
 	"github.com/parkd/parkd/jobs"
@@ -109,7 +110,7 @@ func TestRefusedForGoodIsARecordedOutcome(t *testing.T) {
 		}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			e := setup(t)
+			e := setupParallel(t)
 			task, handler := c.prepare(e)
 			var before []string
 			snapshot := func() []string {
@@ -152,7 +153,7 @@ func TestRefusedForGoodIsARecordedOutcome(t *testing.T) {
 // shutdown, a cancelled statement. The trigger raises each on the session's
 // insert; once it is gone, the retry applies the request.
 func TestTransientFailureIsRetriedNotRecorded(t *testing.T) {
-	e := setup(t)
+	e := setupParallel(t)
 	pid := e.permit(10)
 	for _, code := range []string{"40001", "40P01", "08006", "57P01", "57014", "55P03"} {
 		e.exec(fmt.Sprintf(`CREATE OR REPLACE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS
@@ -211,7 +212,7 @@ func TestConflictIsTriedAFewTimesThenRecorded(t *testing.T) {
 // for good is archived at once (asynq.SkipRetry), with an error in the log,
 // instead of being retried to the same refusal.
 func TestMaintenanceRefusedForGoodIsArchivedNotRetried(t *testing.T) {
-	e := setup(t)
+	e := setupParallel(t)
 	pid := e.permit(10)
 	start, _ := e.startTask(pid, "ab-12-cd", nil, nil)
 	var s jobs.Session
@@ -219,7 +220,7 @@ func TestMaintenanceRefusedForGoodIsArchivedNotRetried(t *testing.T) {
 	e.exec("ALTER TABLE sessions ADD CONSTRAINT refuse CHECK (state <> 'stopped')")
 	e.exec("ALTER TABLE permit_years ADD CONSTRAINT refuse CHECK (false) NOT VALID")
 	later := time.Now().Add(400 * 24 * time.Hour) // past the planned end and the permit year
-	e.h.Now = func() time.Time { return later }
+	e.h.Clock = clockwork.NewFakeClockAt(later)
 	mux := e.h.Mux()
 	for _, task := range []*asynq.Task{jobs.NewSessionAutoStop(s.ID, s.PlannedEndAt), jobs.NewPermitRollover(later)} {
 		err := mux.ProcessTask(e.ctx, task)
@@ -243,7 +244,7 @@ func TestMaintenanceRefusedForGoodIsArchivedNotRetried(t *testing.T) {
 // others are settled, the refused one stays open (`parkd check` lists it), and
 // the run does not fail (it would fail every minute, forever).
 func TestReconcilerGoesPastASessionItCannotSettle(t *testing.T) {
-	e := setup(t)
+	e := setupParallel(t)
 	pid := e.permit(10)
 	now := time.Now()
 	bad, _ := e.startTask(pid, "aa-11-bb", nil, ptr(now.Add(30*time.Minute)))
@@ -253,7 +254,7 @@ func TestReconcilerGoesPastASessionItCannotSettle(t *testing.T) {
 	e.run(good, e.h.SessionStart, &g)
 	bid, _ := repo.ParseID(b.ID)
 	e.exec("ALTER TABLE sessions ADD CONSTRAINT refuse CHECK (state = 'open' OR id <> ?)", bid)
-	e.h.Now = func() time.Time { return now.Add(4 * time.Hour) }
+	e.h.Clock = clockwork.NewFakeClockAt(now.Add(4 * time.Hour))
 	rep, err := e.h.Reconcile(e.ctx)
 	if err != nil {
 		t.Fatalf("reconcile: %v", err)
@@ -271,12 +272,12 @@ func TestReconcilerGoesPastASessionItCannotSettle(t *testing.T) {
 // and the task is archived at once (not retried) for an operator to see.
 // Before, the one permit failed every batch it was in, every hour.
 func TestRolloverGoesPastAPermitItCannotRoll(t *testing.T) {
-	e := setup(t)
+	e := setupParallel(t)
 	good, bad := e.permit(1), e.permit(1)
 	bid, _ := repo.ParseID(bad)
 	e.exec("ALTER TABLE permit_years ADD CONSTRAINT refuse CHECK (permit_id <> ?)", bid)
 	later := time.Now().Add(400 * 24 * time.Hour)
-	e.h.Now = func() time.Time { return later }
+	e.h.Clock = clockwork.NewFakeClockAt(later)
 	badYear := e.permitRow(bad).YearEndsAt
 	res, err := e.h.Rollover(e.ctx)
 	if _, refused := repo.AsRefusal(err); !refused || fmt.Sprint(res.Refused) != fmt.Sprint([]int64{bid}) {

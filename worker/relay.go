@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/jonboulle/clockwork"
 
 	"github.com/parkd/parkd/repo"
 )
@@ -18,9 +19,10 @@ type Relay struct {
 	Store    *repo.Store
 	Client   *asynq.Client
 	Log      *slog.Logger
-	Interval time.Duration // how often to look; default 1s
-	MinAge   time.Duration // leave younger rows to the fast path; default 5s
-	Batch    int           // default 200
+	Interval time.Duration   // how often to look; default 1s
+	MinAge   time.Duration   // leave younger rows to the fast path; default 5s
+	Batch    int             // default 200
+	Clock    clockwork.Clock // ticks the loop; nil is the real clock
 }
 
 // RunOnce relays one batch and returns how many tasks it handed over.
@@ -59,13 +61,13 @@ func (r *Relay) Run(ctx context.Context) {
 	if every == 0 {
 		every = time.Second
 	}
-	t := time.NewTicker(every)
+	t := orReal(r.Clock).NewTicker(every)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-t.Chan():
 		}
 		n, err := r.RunOnce(ctx)
 		if err != nil && ctx.Err() == nil {

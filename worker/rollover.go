@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/jonboulle/clockwork"
 
 	"github.com/parkd/parkd/jobs"
 	"github.com/parkd/parkd/repo"
@@ -58,21 +59,18 @@ const RolloverSyncInterval = time.Minute
 // asks this provider every RolloverSyncInterval and re-registers the entry when
 // the period (and so the task) changed, half an hour away from any run.
 type RolloverSchedule struct {
-	Cronspec string           // jobs.RolloverCronspec when empty
-	Now      func() time.Time // time.Now when nil
-	Sync     time.Duration    // RolloverSyncInterval when zero
+	Cronspec string          // jobs.RolloverCronspec when empty
+	Clock    clockwork.Clock // the real clock when nil
+	Sync     time.Duration   // RolloverSyncInterval when zero
 }
 
 // GetConfigs implements asynq.PeriodicTaskConfigProvider.
 func (s RolloverSchedule) GetConfigs() ([]*asynq.PeriodicTaskConfig, error) {
-	spec, now := s.Cronspec, s.Now
+	spec := s.Cronspec
 	if spec == "" {
 		spec = jobs.RolloverCronspec
 	}
-	if now == nil {
-		now = time.Now
-	}
-	t := now()
+	t := orReal(s.Clock).Now()
 	// The task ID is repeated as an enqueue option because the manager tells
 	// configs apart by cronspec, type, payload and these options only: the ID
 	// inside the task would not make a new hour a new entry.

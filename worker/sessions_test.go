@@ -13,7 +13,6 @@ import (
 	"github.com/parkd/parkd/domain"
 	"github.com/parkd/parkd/jobs"
 	"github.com/parkd/parkd/repo"
-	"github.com/parkd/parkd/worker"
 )
 
 func TestStartThenStopEarlyRefunds(t *testing.T) {
@@ -334,103 +333,6 @@ func TestSamePlateOnTwoPermits(t *testing.T) {
 	e.checkInvariants()
 }
 
-// Redis loses everything mid-session: the reconciler still settles every session,
-// charged only up to its planned end, and queues again the auto-stops still to come.
-func TestRedisFlushedMidSessionThenReconciled(t *testing.T) {
-	e := setup(t)
-	e.start()
-	e.h.ReconcileGrace = time.Nanosecond
-	pid := e.permit(5)
-	soon := time.Now().Add(1500 * time.Millisecond)
-	later := time.Now().Add(4 * time.Second)
-	var overdue, pending jobs.Session
-	for _, c := range []struct {
-		plate string
-		end   *time.Time
-		into  *jobs.Session
-	}{{"FLUSH1", &soon, &overdue}, {"FLUSH2", &later, &pending}} {
-		task, id := e.startTask(pid, c.plate, nil, c.end)
-		e.enqueue(task)
-		if r := e.await(id, c.into); r.Status != repo.RequestApplied {
-			t.Fatalf("start: %s", r.Error)
-		}
-	}
-	// Everything in Redis is gone: scheduled auto-stops, the epoch, the queues.
-	e.srv.Shutdown()
-	if err := e.rdb.FlushDB(e.ctx).Err(); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(time.Until(soon) + 200*time.Millisecond)
-	if s := e.session(overdue.ID); s.State != domain.StateOpen {
-		t.Fatalf("session settled without Redis or reconciler: %+v", s)
-	}
-	rep, err := e.h.Reconcile(e.ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !rep.RedisEmpty || rep.Settled != 1 || rep.Requeued < 1 {
-		t.Fatalf("reconcile report = %+v, want Redis seen empty, 1 settled, >=1 requeued", rep)
-	}
-	s := e.session(overdue.ID)
-	if s.State != domain.StateStopped || !s.EndAt.Equal(s.PlannedEndAt) || *s.ChargedMinutes != 1 {
-		t.Fatalf("reconciled session = %+v, want stopped at its planned end, 1 minute", s)
-	}
-	// The other session's auto-stop was queued again: a new worker settles it on time.
-	e.start()
-	done := e.awaitSettled(pending.ID, 10*time.Second)
-	if !done.EndAt.Equal(done.PlannedEndAt) || done.SettledAt.Sub(done.PlannedEndAt) > 3*time.Second {
-		t.Fatalf("requeued auto-stop: %+v", done)
-	}
-	// A second reconciliation finds nothing to do.
-	rep, err = e.h.Reconcile(e.ctx)
-	if err != nil || rep.Settled != 0 || rep.Requeued != 0 || rep.RedisEmpty {
-		t.Fatalf("second reconcile = %+v %v, want nothing done", rep, err)
-	}
-	e.checkInvariants()
-}
-
-// The outbox relay hands over what the fast path did not (the process died
-// between commit and enqueue).
-func TestOutboxRelayHandsOverLeftovers(t *testing.T) {
-	e := setup(t)
-	pid := e.permit(5)
-	// Start without a Redis client: the auto-stop stays in the outbox.
-	e.h.Client = nil
-	task, id := e.startTask(pid, "RELAY1", nil, nil)
-	var s jobs.Session
-	e.run(task, e.h.SessionStart, &s)
-	if r := e.outcome(id, nil); r.Status != repo.RequestApplied {
-		t.Fatal(r.Error)
-	}
-	if n, _ := repo.OutboxBacklog(e.ctx, e.store.DB); n != 1 {
-		t.Fatalf("outbox backlog = %d, want 1", n)
-	}
-	relay := &worker.Relay{Store: e.store, Client: e.client, Log: quietLog(), MinAge: time.Nanosecond}
-	n, err := relay.RunOnce(e.ctx)
-	if err != nil || n != 1 {
-		t.Fatalf("relay: %d %v", n, err)
-	}
-	if n, _ := repo.OutboxBacklog(e.ctx, e.store.DB); n != 0 {
-		t.Fatalf("outbox backlog after relay = %d", n)
-	}
-	info, err := e.inspector.GetTaskInfo(jobs.QueueCritical, jobs.AutoStopTaskID(s.ID, s.PlannedEndAt))
-	if err != nil {
-		t.Fatalf("auto-stop not in Redis: %v", err)
-	}
-	// Redis keeps the due time in whole seconds.
-	if info.State != asynq.TaskStateScheduled || !info.NextProcessAt.Equal(s.PlannedEndAt.Truncate(time.Second)) {
-		t.Fatalf("auto-stop task = %s at %s, want scheduled at %s", info.State, info.NextProcessAt, s.PlannedEndAt)
-	}
-	// Relaying the same row twice (two relays, or a crash before delete) is harmless.
-	_ = repo.AddOutbox(e.ctx, e.store.DB, &repo.OutboxTask{TaskType: jobs.TypeSessionAutoStop,
-		TaskID: jobs.AutoStopTaskID(s.ID, s.PlannedEndAt), Queue: jobs.QueueCritical,
-		Payload: jobs.AutoStopPayload(s.ID), ProcessAt: s.PlannedEndAt})
-	if n, err := relay.RunOnce(e.ctx); err != nil || n != 1 {
-		t.Fatalf("second relay: %d %v", n, err)
-	}
-	e.checkInvariants()
-}
-
 func TestTopupAndIssueThroughQueue(t *testing.T) {
 	e := setup(t)
 	e.start()
@@ -472,47 +374,13 @@ func TestTopupAndIssueThroughQueue(t *testing.T) {
 	e.checkInvariants()
 }
 
-// Several schedulers enqueue the reconciliation each minute: it is queued once;
-// and a reconciliation that failed blocks nothing past its uniqueness window.
-func TestReconcileEnqueuedOncePerMinute(t *testing.T) {
-	e := setup(t)
-	queued := 0
-	for range 3 {
-		_, err := e.client.Enqueue(jobs.NewSessionReconcile())
-		switch {
-		case err == nil:
-			queued++
-		case !errors.Is(err, asynq.ErrDuplicateTask):
-			t.Fatal(err)
-		}
-	}
-	if queued != 1 {
-		t.Fatalf("queued %d reconciliations, want 1", queued)
-	}
-	info, err := e.inspector.GetQueueInfo(jobs.QueueMaintenance)
-	if err != nil || info.Pending != 1 {
-		t.Fatalf("maintenance queue: %+v %v", info, err)
-	}
-	// Once it ran, the next minute's enqueue is accepted again.
-	e.start()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if _, err := e.client.Enqueue(jobs.NewSessionReconcile()); err == nil {
-			break
-		} else if !errors.Is(err, asynq.ErrDuplicateTask) || time.Now().After(deadline) {
-			t.Fatalf("enqueue after the run: %v", err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
 // A stop's at may lie at most 60 seconds before the request was received: a
 // session started, parked in for 70 s and then stopped "at its start" is
 // refused (it would be charged nothing, and enforcement, told "valid" a minute
 // ago, would now read "no session"); the session runs on and its right stands.
 func TestStopBackdatedAtMostSixtySeconds(t *testing.T) {
 	t0 := time.Now().UTC().Truncate(time.Second)
-	l := setupLifecycle(t, t0)
+	l := withClock(setupParallel(t), t0)
 	p := l.newPermit("TEST", 5)
 	s := l.mustStart(p.ID, "BACK1", nil, nil)
 	l.clk.add(70 * time.Second)

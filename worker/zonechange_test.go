@@ -14,9 +14,10 @@ import (
 // zone) is settled as it was granted, by its auto-stop and by a stop alike, and
 // only what starts afterwards meets the new rules.
 func TestZoneChangeLeavesGrantedSessionsAsGranted(t *testing.T) {
-	e := setup(t)
+	e := setupParallel(t)
 	clock := time.Now().UTC().Truncate(time.Second)
-	e.h.Now = func() time.Time { return clock }
+	clk := newTestClock(clock)
+	e.h.Clock = clk
 	pid := e.permit(10)
 	var a, b jobs.Session
 	for _, c := range []struct {
@@ -37,6 +38,7 @@ func TestZoneChangeLeavesGrantedSessionsAsGranted(t *testing.T) {
 
 	// A stop 100 minutes in charges the 100 minutes started.
 	clock = a.StartAt.Add(100 * time.Minute)
+	clk.set(clock)
 	sid := rid("stop")
 	stop, err := jobs.NewSessionStop(jobs.SessionStop{RequestID: sid, SessionID: a.ID, ReceivedAt: clock})
 	if err != nil {
@@ -47,7 +49,7 @@ func TestZoneChangeLeavesGrantedSessionsAsGranted(t *testing.T) {
 		t.Fatalf("stop %s: %s %s %+v, want 100 minutes charged", sid, r.Status, r.Error, st)
 	}
 	// The auto-stop charges the whole interval granted.
-	clock = b.PlannedEndAt
+	clk.set(b.PlannedEndAt)
 	if got := e.autoStopNow(b); got.ChargedMinutes == nil || *got.ChargedMinutes != 180 || !got.EndAt.Equal(b.PlannedEndAt) {
 		t.Fatalf("auto-stopped: %+v, want 180 minutes charged up to %s", got, b.PlannedEndAt)
 	}

@@ -3,11 +3,12 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"time"
+
+	"github.com/spf13/cobra"
 
 	"github.com/parkd/parkd/repo"
 )
@@ -15,21 +16,29 @@ import (
 // errViolations makes `parkd check` exit non-zero when an invariant is broken.
 var errViolations = errors.New("consistency check found violations")
 
-// checkCmd is the operator's consistency audit over Postgres: it prints every
-// check it ran and every violation with the IDs involved.
-func checkCmd(ctx context.Context, cfg config, log *slog.Logger, args []string, out io.Writer) error {
-	fs := flag.NewFlagSet("check", flag.ContinueOnError)
-	grace := fs.Duration("grace", 2*time.Minute, "how long past its planned end a session may still be open")
-	limit := fs.Int("limit", 100, "violations shown per check")
-	if err := fs.Parse(args); err != nil {
-		return err
+func newCheckCmd(a *app) *cobra.Command {
+	var grace time.Duration
+	var limit int
+	cmd := &cobra.Command{
+		Use:   "check",
+		Short: "audit Postgres: ledgers, reservations, settlements, request effects (exit 1 on a violation)",
+		Long: `parkd check is the operator's consistency audit over Postgres: balances equal
+ledgers, reservations equal open sessions, nothing open past its end (plus --grace),
+nothing settled twice or charged past its end, every applied request exactly one
+effect. It prints every check it ran and every violation with the IDs involved,
+and exits 1 if there is any.`,
+		Args: noArgs,
 	}
-	d, err := connect(ctx, cfg, log, false)
-	if err != nil {
-		return err
-	}
-	defer d.close()
-	names, findings, err := repo.Audit(ctx, d.store.DB, *grace, *limit)
+	cmd.Flags().DurationVar(&grace, "grace", 2*time.Minute, "how long past its planned end a session may still be open")
+	cmd.Flags().IntVar(&limit, "limit", 100, "violations shown per check")
+	cmd.RunE = a.work(func(ctx context.Context, cfg config, log *slog.Logger, _ []string) error {
+		return onPostgres(ctx, cfg, log, func(store *repo.Store) error { return check(ctx, store, grace, limit, cmd.OutOrStdout()) })
+	})
+	return cmd
+}
+
+func check(ctx context.Context, store *repo.Store, grace time.Duration, limit int, out io.Writer) error {
+	names, findings, err := repo.Audit(ctx, store.DB, grace, limit)
 	if err != nil {
 		return err
 	}

@@ -14,7 +14,9 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/parkd/parkd/identity"
 	"github.com/parkd/parkd/intake"
+	"github.com/parkd/parkd/redisurl"
 )
 
 // config is parkd's configuration, read from the environment; every setting has
@@ -27,6 +29,12 @@ type config struct {
 	Redis     asynq.RedisConnOpt
 	HTTPAddr  string
 	JWTSecret string
+	// JWKSURL is an identity provider's key set (RS256/ES256 tokens, beside
+	// HS256); JWTIssuer and JWTAudience, when set, must be every token's iss
+	// and among its aud.
+	JWKSURL     string
+	JWTIssuer   string
+	JWTAudience string
 	// RateLimit and RateBurst are the intake's token bucket per subject.
 	RateLimit   int
 	RateBurst   int
@@ -44,8 +52,9 @@ type config struct {
 	DBConnMaxLifetime time.Duration
 	// MonitorReadOnly is asynqmon's view-only mode.
 	MonitorReadOnly bool
-	// MetricsAddr is where a role without an HTTP port (worker, scheduler)
-	// serves /metrics, /healthz and /readyz; "" for nowhere.
+	// MetricsAddr is where /metrics, /healthz and /readyz are served, and
+	// then not on HTTPAddr; "" for HTTPAddr (the intake, the monitor) or
+	// nowhere (a worker or a scheduler alone).
 	MetricsAddr string
 	// PprofAddr is where to serve net/http/pprof ("" for nowhere): a
 	// loopback address, as profiles show internals.
@@ -70,6 +79,9 @@ func loadConfig() (config, error) {
 	c := config{
 		Env:               e.oneOf("PARKD_ENV", "development", "development", "production"),
 		JWTSecret:         e.str("PARKD_JWT_SECRET", devJWTSecret),
+		JWKSURL:           e.str("PARKD_JWKS_URL", ""),
+		JWTIssuer:         e.str("PARKD_JWT_ISSUER", ""),
+		JWTAudience:       e.str("PARKD_JWT_AUDIENCE", ""),
 		DatabaseURL:       e.str("PARKD_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/parkd?sslmode=disable"),
 		RedisURL:          e.str("PARKD_REDIS_URL", "redis://127.0.0.1:6379/0"),
 		HTTPAddr:          e.addr("PARKD_HTTP_ADDR", ":8080"),
@@ -98,11 +110,18 @@ func loadConfig() (config, error) {
 			e.fail("PARKD_JWT_SECRET is too short for production: %d bytes, at least %d needed (e.g. openssl rand -hex 32)", len(c.JWTSecret), minProductionSecret)
 		}
 	}
+	if c.JWKSURL != "" {
+		if err := identity.CheckJWKSURL(c.JWKSURL); err != nil {
+			e.fail("PARKD_JWKS_URL: %v", err)
+		}
+	} else if c.JWTIssuer != "" || c.JWTAudience != "" {
+		e.fail("PARKD_JWT_ISSUER and PARKD_JWT_AUDIENCE are checked on the identity provider's tokens: set PARKD_JWKS_URL too")
+	}
 	if _, err := pgx.ParseConfig(c.DatabaseURL); err != nil {
 		e.fail("PARKD_DATABASE_URL: %v: want postgres://USER[:PASSWORD]@HOST:PORT/DATABASE[?sslmode=...]", err)
 	}
 	var err error
-	if c.Redis, err = parseRedisURL(c.RedisURL); err != nil {
+	if c.Redis, err = redisurl.Parse(c.RedisURL); err != nil {
 		e.fail("PARKD_REDIS_URL: %v", err)
 	}
 	if c.PprofAddr != "" && !loopback(c.PprofAddr) {

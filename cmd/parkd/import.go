@@ -4,23 +4,48 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 
+	"github.com/spf13/cobra"
+
 	"github.com/parkd/parkd/brp"
+	"github.com/parkd/parkd/repo"
 )
 
-// importCmd runs `parkd import registrations FILE.csv`. It exits 0 when the file
-// was read to its end, whatever rows it rejected (the report lists them, and the
-// good rows are loaded); it fails (exit 1) with nothing loaded when the file
-// cannot be read, is not UTF-8 (or UTF-16 with a byte-order mark) or its header
-// lacks a column, all before connecting to Postgres; and with the batches so far
-// loaded when Postgres fails midway (run it again: loading is idempotent).
-func importCmd(ctx context.Context, cfg config, log *slog.Logger, args []string) error {
-	if len(args) != 2 || args[0] != "registrations" {
-		return errors.New("usage: parkd import registrations FILE.csv")
+func newImportCmd(a *app) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "import",
+		Short: "load data from the municipality's systems: import registrations FILE.csv (a BRP extract)",
+		Args:  noArgs,
+		RunE: func(*cobra.Command, []string) error {
+			return usageError{errors.New("name what to import: registrations")}
+		},
 	}
-	name := args[1]
+	registrations := &cobra.Command{
+		Use:   "registrations FILE.csv",
+		Short: "load a BRP extract (CSV with a header naming resident_id,address_id)",
+		Long: `parkd import registrations FILE.csv loads a BRP extract: CSV whose header names at
+least resident_id and address_id. It reads what spreadsheets and municipal systems
+write (UTF-8 with or without a byte-order mark, UTF-16 with one; comma, semicolon
+or tab; CRLF, LF or CR line ends). Loading is idempotent. Every rejected row is
+listed with its line and reason; the exit status is 0 once the file was read to its
+end. A file that cannot be read as a whole (not UTF-8, no header) loads nothing
+and exits 1, before connecting to Postgres.`,
+		Args: wantArgs("FILE.csv"),
+	}
+	registrations.RunE = a.work(func(ctx context.Context, cfg config, log *slog.Logger, args []string) error {
+		return importRegistrations(ctx, cfg, log, args[0], registrations.OutOrStdout())
+	})
+	cmd.AddCommand(registrations)
+	return cmd
+}
+
+// importRegistrations fails with nothing loaded when the file cannot be read,
+// all before connecting to Postgres; and with the batches so far loaded when
+// Postgres fails midway (run it again: loading is idempotent).
+func importRegistrations(ctx context.Context, cfg config, log *slog.Logger, name string, out io.Writer) error {
 	raw, err := os.ReadFile(name)
 	if err != nil {
 		return err
@@ -29,19 +54,19 @@ func importCmd(ctx context.Context, cfg config, log *slog.Logger, args []string)
 	if err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}
-	d, err := connect(ctx, cfg, log, false)
+	var rep brp.Report
+	err = onPostgres(ctx, cfg, log, func(store *repo.Store) error {
+		if _, err := store.Migrate(ctx); err != nil {
+			return err
+		}
+		r, err := brp.Load(ctx, store, x, brp.DefaultBatch)
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		rep = r
+		return rep.Write(out, name)
+	})
 	if err != nil {
-		return err
-	}
-	defer d.close()
-	if _, err := d.store.Migrate(ctx); err != nil {
-		return err
-	}
-	rep, err := brp.Load(ctx, d.store, x, brp.DefaultBatch)
-	if err != nil {
-		return fmt.Errorf("%s: %w", name, err)
-	}
-	if err := rep.Write(os.Stdout, name); err != nil {
 		return err
 	}
 	log.Info("registrations imported", "file", name, "encoding", x.Encoding, "separator", string(x.Separator),

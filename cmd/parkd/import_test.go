@@ -73,7 +73,7 @@ func TestImportCommand(t *testing.T) {
 		!strings.Contains(out, "iconv -f WINDOWS-1252 -t UTF-8") || !strings.Contains(out, "nothing loaded") {
 		t.Fatalf("a Windows-1252 file: exit %d:\n%s", code, out)
 	}
-	if _, code = run("import", "addresses", filepath.Join(dir, "brp.csv")); code != 1 {
+	if _, code = run("import", "addresses", filepath.Join(dir, "brp.csv")); code != 2 {
 		t.Fatalf("import of an unknown kind: exit %d", code)
 	}
 	if got := registrations(t, st); got != "[R1@A1 R3@A2 R4@A3]" {

@@ -16,9 +16,10 @@ import (
 
 	"github.com/hibiken/asynq"
 
-	"github.com/parkd/parkd/intake"
+	"github.com/parkd/parkd/identity"
 	"github.com/parkd/parkd/jobs"
 	"github.com/parkd/parkd/repo"
+	"github.com/parkd/parkd/repo/repotest"
 )
 
 // drainBound is how long `parkd serve` may take to stop after SIGTERM: the HTTP
@@ -77,7 +78,13 @@ func TestServeDrainsOnSIGTERM(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			permit := w.permits[g]
-			tok, err := intake.MintToken([]byte(secret), intake.RoleResident, "res-"+permit, []string{permit}, time.Now(), time.Hour)
+			// The token's sub is the permit's holder: a resident acts on what it holds.
+			id, _ := repo.ParseID(permit)
+			holder, err := repo.PermitHolder(w.ctx, w.store.DB, id)
+			if err != nil {
+				panic(err)
+			}
+			tok, err := identity.Mint([]byte(secret), identity.Grant{Role: identity.RoleResident, Sub: holder, TTL: time.Hour}, time.Now())
 			if err != nil {
 				panic(err)
 			}
@@ -229,6 +236,7 @@ func TestStartupWaitNamesTheDependency(t *testing.T) {
 			fmt.Sprintf("redis at redis://127.0.0.1:%d/0 did not answer within 2s", closed)},
 	} {
 		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
 			began := time.Now()
 			p, logs := startParkdLogged(t, append(c.env, "PARKD_STARTUP_WAIT=2s"), "worker")
 			exited := make(chan error, 1)
@@ -256,6 +264,45 @@ func TestStartupWaitNamesTheDependency(t *testing.T) {
 			}
 			if took < 2*time.Second {
 				t.Errorf("gave up after %s, before PARKD_STARTUP_WAIT", took)
+			}
+		})
+	}
+}
+
+// A dependency that answers with a refusal (a user or database that does not
+// exist, a wrong Redis password) is not waited for: the process exits 1 at once
+// saying what to correct, however long PARKD_STARTUP_WAIT is.
+func TestStartupRefusalIsNotWaitedFor(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts parkd processes")
+	}
+	w := newWorld(t, 0, 0)
+	admin := strings.TrimSuffix(repotest.AdminURL(), "/postgres?sslmode=disable")
+	for _, c := range []struct {
+		name string
+		env  []string
+		want string
+	}{
+		{"postgres: no such role", []string{"PARKD_DATABASE_URL=" + strings.Replace(admin, "://postgres@", "://parkd_nobody:pw@", 1) + "/parkd?sslmode=disable",
+			"PARKD_REDIS_URL=" + w.redisURL}, `role \"parkd_nobody\" does not exist (SQLSTATE 28000): the user in PARKD_DATABASE_URL may not log in`},
+		{"postgres: no such database", []string{"PARKD_DATABASE_URL=" + admin + "/parkd_no_such_db?sslmode=disable", "PARKD_REDIS_URL=" + w.redisURL},
+			"(SQLSTATE 3D000): the database named in PARKD_DATABASE_URL does not exist"},
+		{"redis: a wrong password", []string{"PARKD_DATABASE_URL=" + w.dsn,
+			"PARKD_REDIS_URL=" + strings.Replace(w.redisURL, "redis://", "redis://parkd_nobody:pw@", 1)},
+			"WRONGPASS invalid username-password pair or user is disabled.: the user or password in PARKD_REDIS_URL is wrong"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			began := time.Now()
+			stdout, stderr, code := runParkd(t, append(c.env, "PARKD_STARTUP_WAIT=1m"), "worker")
+			if took := time.Since(began); code != 1 || took > 10*time.Second {
+				t.Errorf("exit %d after %s, want 1 at once; stdout %q", code, took, stdout)
+			}
+			if !strings.Contains(stderr, "refused the connection (not retried)") || !strings.Contains(stderr, c.want) {
+				t.Errorf("the log does not say %q:\n%s", c.want, stderr)
+			}
+			if strings.Contains(stderr, "waiting for") || strings.Contains(stderr, ":pw@") {
+				t.Errorf("waited, or showed the password:\n%s", stderr)
 			}
 		})
 	}

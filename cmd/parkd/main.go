@@ -1,10 +1,17 @@
 // Command parkd runs the digital visitor parking permit system. Each subcommand
 // is a role; `parkd serve` runs them all in one process.
+//
+// The command line is spf13/cobra's, the library kubectl, helm and most of the
+// tools operators run beside parkd are built on: `-h`/`--help` on every
+// command (usage on standard output, exit 0, nothing started), `parkd help
+// COMMAND`, `--flag value` and `--flag=value`.
 package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -12,90 +19,84 @@ import (
 	"syscall"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/spf13/cobra"
 )
 
-const usage = `parkd: digital visitor parking permits
+func main() { os.Exit(execute(os.Args[1:], os.Stdout, os.Stderr)) }
 
-usage: parkd <command> [flags]
+// Exit statuses: a command line or configuration parkd refuses is 2, as for
+// Go's flag package and most Unix tools; a command that ran and failed, 1.
+const (
+	exitFailed = 1
+	exitUsage  = 2
+)
 
-commands:
-  serve       every role in one process (intake + worker + scheduler + monitor at /monitor/)
-  intake      the HTTP API: validates, enqueues, waits briefly for the outcome
-  worker      the asynq worker: applies the rules, settles into Postgres
-  scheduler   periodic tasks (reconciliation every minute, permit-year rollover hourly at :05)
-  monitor     asynqmon at /monitor/ behind operator sign-in, with /healthz, /readyz, /metrics
-              (asynq's queue metrics) on PARKD_HTTP_ADDR
-  migrate     bring the database schema up to date
-  check       audit Postgres: ledgers, reservations, settlements, request effects (exit 1 on a violation)
-  seed FILE   load a municipality (zones, addresses, registrations, permits) from JSON
-  import registrations FILE.csv
-              load a BRP extract (CSV with a header naming resident_id,address_id);
-              idempotent; lists rejected rows by line, exit 0 once the file is read
-  token       mint a bearer token: --role R --sub S [--permits 1,2] [--ttl 24h]
+// usageError is a command line parkd cannot run; its usage follows the error.
+type usageError struct{ err error }
 
-configuration (environment): PARKD_DATABASE_URL, PARKD_REDIS_URL, PARKD_HTTP_ADDR,
-PARKD_JWT_SECRET, PARKD_ENV, PARKD_DB_MAX_CONNS, PARKD_WORKER_CONCURRENCY,
-PARKD_SETTLE_BATCH, PARKD_SETTLE_COMMITTERS (requests per shared settlement transaction, and such transactions at once),
-PARKD_TASK_CHECK_INTERVAL, PARKD_DELAYED_TASK_CHECK_INTERVAL, PARKD_STARTUP_WAIT,
-PARKD_RATE_LIMIT, PARKD_RATE_BURST (intake: requests per second and burst per token subject),
-PARKD_DB_CONN_MAX_LIFETIME, PARKD_MONITOR_READONLY (true: asynqmon view-only),
-PARKD_METRICS_ADDR (worker, scheduler: where to serve /metrics, /healthz, /readyz),
-PARKD_PPROF_ADDR (a loopback HOST:PORT for Go's profiler), PARKD_LOG_LEVEL (debug, info, warn, error).
-PARKD_ENV is development (the default) or production, nothing else; production needs
-PARKD_JWT_SECRET of at least 32 bytes. An invalid value stops every command before it starts.
-`
+func (e usageError) Error() string { return e.err.Error() }
 
-func main() {
-	if len(os.Args) < 2 {
-		fmt.Fprint(os.Stderr, usage)
-		os.Exit(2)
-	}
-	if wantsUsage(os.Args[1], os.Args[2:]) {
-		fmt.Fprint(os.Stdout, usage)
-		return
-	}
-	// Before anything else: no command connects anywhere, or signs anything,
-	// with a configuration it would misread.
-	cfg, err := loadConfig()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "parkd: configuration (nothing started):\n%s\n", indent(err.Error()))
-		os.Exit(2)
-	}
-	log := newLogger(cfg)
-	slog.SetDefault(log) // the standard log package's lines too (asynq's x/metrics)
-	redis.SetLogger(redisLog{log.With("component", "redis")})
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
+// refusedError is a command parkd refuses to run, with the reason and the
+// remedy: exit 2 without the usage, which would not help.
+type refusedError struct{ err error }
 
-	cmd, args := os.Args[1], os.Args[2:]
-	switch cmd {
-	case "serve":
-		err = run(ctx, cfg, log, roles{intake: true, worker: true, scheduler: true, monitor: true, migrate: true})
-	case "intake":
-		err = run(ctx, cfg, log, roles{intake: true})
-	case "token":
-		err = tokenCmd(cfg, args, os.Stdout)
-	case "worker":
-		err = run(ctx, cfg, log, roles{worker: true})
-	case "scheduler":
-		err = run(ctx, cfg, log, roles{scheduler: true})
-	case "monitor":
-		err = run(ctx, cfg, log, roles{monitor: true})
-	case "migrate":
-		err = migrateCmd(ctx, cfg, log)
-	case "check":
-		err = checkCmd(ctx, cfg, log, args, os.Stdout)
-	case "seed":
-		err = seedCmd(ctx, cfg, log, args)
-	case "import":
-		err = importCmd(ctx, cfg, log, args)
+func (e refusedError) Error() string { return e.err.Error() }
+
+// app is what the commands share: the logger, once the configuration is read.
+type app struct{ log *slog.Logger }
+
+// execute runs `parkd args...` and returns its exit status.
+func execute(args []string, stdout, stderr io.Writer) int {
+	a := &app{}
+	root := newRoot(a)
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
+		// Go's flag package took -flag too; pflag reads -grace as -g -r -a...
+		for _, arg := range args {
+			if len(arg) > 2 && arg[0] == '-' && arg[1] != '-' {
+				return usageError{fmt.Errorf("%w (a long flag takes two dashes: -%s)", err, arg)}
+			}
+		}
+		return usageError{err}
+	})
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	cmd, err := root.ExecuteC()
+	var ue usageError
+	var re refusedError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &ue):
+		fmt.Fprintf(stderr, "%s: %v\n\n%s", cmd.CommandPath(), err, cmd.UsageString())
+		return exitUsage
+	case errors.As(err, &re):
+		fmt.Fprintf(stderr, "%s: %v\n", cmd.CommandPath(), err)
+		return exitUsage
+	case a.log != nil:
+		a.log.Error(cmd.CommandPath()+" failed", "err", err)
 	default:
-		fmt.Fprintf(os.Stderr, "parkd: unknown command %q\n\n%s", cmd, usage)
-		os.Exit(2)
+		fmt.Fprintf(stderr, "%s failed: %v\n", cmd.CommandPath(), err)
 	}
-	if err != nil {
-		log.Error("parkd "+cmd+" failed", "err", err)
-		os.Exit(1)
+	return exitFailed
+}
+
+// work makes run a command's action: the configuration is read and checked
+// first (so that no command connects anywhere, or signs anything, with a
+// configuration it would misread; help, version and a refused command line
+// never read it), and run gets a context that ends at SIGINT or SIGTERM.
+func (a *app) work(run func(ctx context.Context, cfg config, log *slog.Logger, args []string) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		cfg, err := loadConfig()
+		if err != nil {
+			return refusedError{fmt.Errorf("configuration (nothing started):\n%s", indent(err.Error()))}
+		}
+		a.log = newLogger(cfg)
+		slog.SetDefault(a.log) // the standard log package's lines too (asynq's x/metrics)
+		redis.SetLogger(redisLog{a.log.With("component", "redis")})
+		ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+		defer stop()
+		return run(ctx, cfg, a.log, args)
 	}
 }
 
@@ -107,26 +108,34 @@ func newLogger(cfg config) *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, opts))
 }
 
-// wantsUsage says whether the command line asks for usage (help, -h, --help),
-// which needs no configuration: it must work where the configuration is wrong,
-// and start nothing. bench and chaos print their own flags.
-func wantsUsage(cmd string, args []string) bool {
-	help := func(a string) bool { return a == "help" || a == "-h" || a == "-help" || a == "--help" }
-	if help(cmd) {
-		return true
+func indent(s string) string { return "  " + strings.ReplaceAll(s, "\n", "\n  ") }
+
+// noArgs refuses positional arguments, naming the first; for a command with
+// subcommands, it is an unknown subcommand, with the nearest names.
+func noArgs(cmd *cobra.Command, args []string) error {
+	if len(args) == 0 {
+		return nil
 	}
-	if cmd == "bench" || cmd == "chaos" {
-		return false
+	if !cmd.HasSubCommands() {
+		return usageError{fmt.Errorf("unexpected argument %q", args[0])}
 	}
-	for _, a := range args {
-		if a == "--" {
-			break
-		}
-		if a != "help" && help(a) {
-			return true
-		}
+	msg := fmt.Sprintf("unknown command %q", args[0])
+	cmd.SuggestionsMinimumDistance = 2 // cobra's own default
+	if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+		msg += "; did you mean " + strings.Join(s, " or ") + "?"
 	}
-	return false
+	return usageError{errors.New(msg)}
 }
 
-func indent(s string) string { return "  " + strings.ReplaceAll(s, "\n", "\n  ") }
+// wantArgs wants exactly the positional arguments named.
+func wantArgs(names ...string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		switch {
+		case len(args) < len(names):
+			return usageError{fmt.Errorf("%s is missing", strings.Join(names[len(args):], " "))}
+		case len(args) > len(names):
+			return usageError{fmt.Errorf("unexpected argument %q", args[len(names)])}
+		}
+		return nil
+	}
+}

@@ -6,11 +6,14 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/hibiken/asynq"
-	"github.com/redis/go-redis/v9"
+	"github.com/spf13/cobra"
 
+	"github.com/parkd/parkd/console"
+	"github.com/parkd/parkd/identity"
 	"github.com/parkd/parkd/intake"
 	"github.com/parkd/parkd/jobs"
 	"github.com/parkd/parkd/metrics"
@@ -20,95 +23,22 @@ import (
 
 type roles struct{ intake, worker, scheduler, monitor, migrate bool }
 
-// deps are the connections every role shares.
-type deps struct {
-	store  *repo.Store
-	redis  redis.UniversalClient
-	redisO asynq.RedisConnOpt
-	client *asynq.Client
-}
-
-func (d *deps) close() {
-	if d.client != nil {
-		d.client.Close()
-	}
-	if d.redis != nil {
-		d.redis.Close()
-	}
-	if d.store != nil {
-		d.store.Close()
+// newRoleCmd is a command that runs roles until SIGTERM or SIGINT.
+func newRoleCmd(a *app, name, short string, r roles) *cobra.Command {
+	return &cobra.Command{
+		Use:   name,
+		Short: short,
+		Long:  "parkd " + name + ": " + short + ".\n\nRuns until SIGTERM or SIGINT, then stops taking work and finishes what it took.\n\n" + configHelp,
+		Args:  noArgs,
+		RunE: a.work(func(ctx context.Context, cfg config, log *slog.Logger, _ []string) error {
+			return run(ctx, cfg, log, r)
+		}),
 	}
 }
 
-// connect opens Postgres and Redis and waits for both, saying what it waits for
-// instead of crashing in a loop while a dependency starts.
-func connect(ctx context.Context, cfg config, log *slog.Logger, needRedis bool) (*deps, error) {
-	d := &deps{}
-	var err error
-	if d.store, err = repo.Open(cfg.DatabaseURL, repo.PoolConfig{MaxConns: cfg.DBMaxConns, ConnMaxLifetime: cfg.DBConnMaxLifetime}); err != nil {
-		return nil, err
-	}
-	if err := waitFor(ctx, log, "postgres", redactURL(cfg.DatabaseURL), cfg.StartupWait, d.store.Ping); err != nil {
-		d.close()
-		return nil, err
-	}
-	if !needRedis {
-		return d, nil
-	}
-	d.redisO = cfg.Redis
-	rc, ok := d.redisO.MakeRedisClient().(redis.UniversalClient)
-	if !ok {
-		d.close()
-		return nil, errors.New("PARKD_REDIS_URL: not a go-redis client")
-	}
-	d.redis = rc
-	if err := waitFor(ctx, log, "redis", redactURL(cfg.RedisURL), cfg.StartupWait, func(ctx context.Context) error {
-		return d.redis.Ping(ctx).Err()
-	}); err != nil {
-		d.close()
-		return nil, err
-	}
-	d.client = asynq.NewClientFromRedisClient(d.redis)
-	return d, nil
-}
-
-func waitFor(ctx context.Context, log *slog.Logger, name, where string, limit time.Duration, ping func(context.Context) error) error {
-	deadline := time.Now().Add(limit)
-	for wait := 250 * time.Millisecond; ; wait = min(wait*2, 5*time.Second) {
-		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		err := ping(pctx)
-		cancel()
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			return fmt.Errorf("%s at %s did not answer within %s: %w", name, where, limit, err)
-		}
-		log.Warn("waiting for "+name, "at", where, "err", err.Error())
-		select {
-		case <-ctx.Done():
-		case <-time.After(min(wait, max(time.Until(deadline), time.Millisecond))): // the last try at the deadline
-		}
-	}
-}
-
-func migrateCmd(ctx context.Context, cfg config, log *slog.Logger) error {
-	d, err := connect(ctx, cfg, log, false)
-	if err != nil {
-		return err
-	}
-	defer d.close()
-	applied, err := d.store.Migrate(ctx)
-	if err != nil {
-		return err
-	}
-	log.Info("schema up to date", "applied", applied)
-	return nil
-}
-
-// run starts the chosen roles and stops them in order on SIGTERM/SIGINT: first
-// the HTTP intake (no new requests), then the scheduler, then the worker, which
-// lets running tasks finish within its shutdown timeout.
+// run starts the chosen roles and, on SIGTERM/SIGINT, stops them in the
+// reverse order: first the HTTP server (no new requests), then the scheduler,
+// then the worker, which lets running tasks finish within its shutdown timeout.
 func run(ctx context.Context, cfg config, log *slog.Logger, r roles) error {
 	d, err := connect(ctx, cfg, log, true)
 	if err != nil {
@@ -123,6 +53,69 @@ func run(ctx context.Context, cfg config, log *slog.Logger, r roles) error {
 	if cfg.PprofAddr != "" {
 		servePprof(cfg.PprofAddr, log)
 	}
+	p := &process{cfg: cfg, log: log, d: d, m: newMetrics(d, r), httpErr: make(chan error, 2)}
+	defer p.stop() // what started, when a later role fails to
+	if r.worker {
+		if err := p.startWorker(ctx); err != nil {
+			return err
+		}
+	}
+	if r.scheduler {
+		if err := p.startScheduler(); err != nil {
+			return err
+		}
+	}
+	if r.intake || r.monitor {
+		if err := p.startIdentity(); err != nil {
+			return err
+		}
+	}
+	if r.monitor {
+		p.startMonitor()
+	}
+	if r.intake || r.monitor || cfg.MetricsAddr != "" {
+		p.startHTTP(ctx, r.intake)
+	}
+
+	var failed error
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case err := <-p.httpErr:
+		// Cannot listen (address in use): stop the other roles too and exit
+		// non-zero, so that the supervisor sees it.
+		failed = fmt.Errorf("http server: %w", err)
+	}
+	p.stop()
+	log.Info("stopped")
+	return failed
+}
+
+// process is the roles running in this process.
+type process struct {
+	cfg     config
+	log     *slog.Logger
+	d       *deps
+	m       *metrics.Metrics
+	ids     *identity.Verifier // the API's and the console's
+	console *console.Console
+	// stops are run last first: each role registers its stops as it starts.
+	stops []func()
+	// httpErr is the HTTP servers' end (at most two: the public port and
+	// PARKD_METRICS_ADDR).
+	httpErr chan error
+}
+
+func (p *process) onStop(f func()) { p.stops = append(p.stops, f) }
+
+func (p *process) stop() {
+	for _, f := range slices.Backward(p.stops) {
+		f()
+	}
+	p.stops = nil
+}
+
+func newMetrics(d *deps, r roles) *metrics.Metrics {
 	m := metrics.New()
 	if r.worker || r.monitor {
 		m.WatchOutbox(d.store)
@@ -131,127 +124,146 @@ func run(ctx context.Context, cfg config, log *slog.Logger, r roles) error {
 	if r.monitor {
 		m.WatchQueues(asynq.NewInspectorFromRedisClient(d.redis))
 	}
-	h := &worker.Handlers{Store: d.store, Client: d.client, Redis: d.redis, Log: log, Observer: m}
+	return m
+}
 
-	var srv *asynq.Server
-	relayDone := make(chan struct{})
+// startWorker starts the asynq server and the outbox relay.
+func (p *process) startWorker(ctx context.Context) error {
+	h := &worker.Handlers{Store: p.d.store, Client: p.d.client, Redis: p.d.redis, Log: p.log, Observer: p.m}
+	if p.cfg.SettleBatch > 1 {
+		co := repo.NewCoalescer(p.d.store.DB, repo.CoalescerConfig{MaxBatch: p.cfg.SettleBatch, Committers: p.cfg.SettleCommitters})
+		p.onStop(func() { co.Close() }) // after the server: its last tasks still need it
+		h.Coalescer = co
+	}
+	// The relay, which hands what the handlers put in the outbox over to the
+	// queues, stops after the server too: what the last tasks wrote is handed
+	// over now rather than at the next start.
 	relayCtx, stopRelay := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopRelay()
-	if r.worker {
-		if cfg.SettleBatch > 1 {
-			// Closed after srv.Shutdown (defers run last first): the handlers
-			// finishing their last tasks still need it.
-			co := repo.NewCoalescer(d.store.DB, repo.CoalescerConfig{MaxBatch: cfg.SettleBatch, Committers: cfg.SettleCommitters})
-			defer co.Close()
-			h.Coalescer = co
-		}
-		srv = worker.NewServer(d.redisO, worker.Config{
-			Concurrency: cfg.Concurrency, TaskCheckInterval: cfg.TaskCheck, DelayedTaskCheckInterval: cfg.DelayedCheck,
-		}, log)
-		if err := srv.Start(h.Mux()); err != nil {
-			return fmt.Errorf("start worker: %w", err)
-		}
-		relay := &worker.Relay{Store: d.store, Client: d.client, Log: log.With("component", "outbox"), Observer: m}
-		go func() { defer close(relayDone); relay.Run(relayCtx) }()
-		log.Info("worker started", "concurrency", cfg.Concurrency, "queues", jobs.Queues(),
-			"settle_batch", cfg.SettleBatch, "settle_committers", cfg.SettleCommitters)
-	} else {
-		close(relayDone)
+	relayDone := make(chan struct{})
+	relay := &worker.Relay{Store: p.d.store, Client: p.d.client, Log: p.log.With("component", "outbox"), Observer: p.m}
+	go func() { defer close(relayDone); relay.Run(relayCtx) }()
+	p.onStop(func() { stopRelay(); <-relayDone })
+	srv := worker.NewServer(p.d.redisO, worker.Config{
+		Concurrency: p.cfg.Concurrency, TaskCheckInterval: p.cfg.TaskCheck, DelayedTaskCheckInterval: p.cfg.DelayedCheck,
+	}, p.log)
+	if err := srv.Start(h.Mux()); err != nil {
+		return fmt.Errorf("start worker: %w", err)
 	}
+	p.onStop(srv.Shutdown)
+	p.log.Info("worker started", "concurrency", p.cfg.Concurrency, "queues", jobs.Queues(),
+		"settle_batch", p.cfg.SettleBatch, "settle_committers", p.cfg.SettleCommitters)
+	return nil
+}
 
-	var sched *asynq.Scheduler
-	if r.scheduler {
-		sched = asynq.NewScheduler(d.redisO, &asynq.SchedulerOpts{
-			Logger:   worker.AsynqLogger(log),
-			LogLevel: asynq.WarnLevel,
-			PostEnqueueFunc: func(info *asynq.TaskInfo, err error) {
-				// Another scheduler got there first: that is how several
-				// schedulers share one periodic task.
-				if err != nil && !errors.Is(err, asynq.ErrDuplicateTask) {
-					log.Warn("periodic enqueue failed", "err", err)
-				}
-			},
-		})
-		if _, err := sched.Register("* * * * *", jobs.NewSessionReconcile()); err != nil {
-			return fmt.Errorf("register reconcile: %w", err)
-		}
-		if err := sched.Start(); err != nil {
-			return fmt.Errorf("start scheduler: %w", err)
-		}
-		// The rollover needs a task ID per period, which a fixed Scheduler entry
-		// cannot give: its own PeriodicTaskManager renews the entry each period.
-		rollover, err := worker.NewRolloverScheduler(d.redisO, worker.RolloverSchedule{}, log)
-		if err != nil {
-			return fmt.Errorf("register rollover: %w", err)
-		}
-		if err := rollover.Start(); err != nil {
-			return fmt.Errorf("start rollover scheduler: %w", err)
-		}
-		defer rollover.Shutdown()
-		log.Info("scheduler started", "reconcile", "every minute", "rollover", jobs.RolloverCronspec+" (UTC)")
+// startScheduler registers the periodic tasks.
+func (p *process) startScheduler() error {
+	sched := asynq.NewScheduler(p.d.redisO, &asynq.SchedulerOpts{
+		Logger:   worker.AsynqLogger(p.log),
+		LogLevel: asynq.WarnLevel,
+		PostEnqueueFunc: func(info *asynq.TaskInfo, err error) {
+			// Another scheduler got there first: that is how several
+			// schedulers share one periodic task.
+			if err != nil && !errors.Is(err, asynq.ErrDuplicateTask) {
+				p.log.Warn("periodic enqueue failed", "err", err)
+			}
+		},
+	})
+	if _, err := sched.Register("* * * * *", jobs.NewSessionReconcile()); err != nil {
+		return fmt.Errorf("register reconcile: %w", err)
 	}
+	if err := sched.Start(); err != nil {
+		return fmt.Errorf("start scheduler: %w", err)
+	}
+	p.onStop(sched.Shutdown)
+	// The rollover needs a task ID per period, which a fixed Scheduler entry
+	// cannot give: its own PeriodicTaskManager renews the entry each period.
+	rollover, err := worker.NewRolloverScheduler(p.d.redisO, worker.RolloverSchedule{}, p.log)
+	if err != nil {
+		return fmt.Errorf("register rollover: %w", err)
+	}
+	if err := rollover.Start(); err != nil {
+		return fmt.Errorf("start rollover scheduler: %w", err)
+	}
+	p.onStop(rollover.Shutdown)
+	p.log.Info("scheduler started", "reconcile", "every minute", "rollover", jobs.RolloverCronspec+" (UTC)")
+	return nil
+}
 
-	// One HTTP port per process: the intake's (with the monitor under /monitor/
-	// in `serve`), the monitor's, or a worker's or scheduler's for metrics.
-	var httpSrv *http.Server
-	httpErr := make(chan error, 1)
-	ops := &intake.Server{Store: d.store, Redis: d.redis, Log: log.With("component", "http"), Observer: m, Metrics: m.Handler()}
-	if r.monitor {
-		mon := intake.NewMonitor(intake.MonitorConfig{Redis: d.redisO, Secret: []byte(cfg.JWTSecret),
-			ReadOnly: cfg.MonitorReadOnly, Log: log.With("component", "monitor")})
-		defer mon.Close()
-		ops.Monitor = mon
-		log.Info("monitor at "+intake.MonitorPath+"/", "read_only", cfg.MonitorReadOnly)
+// startMonitor makes asynqmon, which the HTTP server (the intake's in `serve`,
+// or the monitor's own) serves at /monitor/.
+func (p *process) startMonitor() {
+	p.console = console.New(console.Config{Redis: p.d.redisO, Identity: p.ids,
+		ReadOnly: p.cfg.MonitorReadOnly, Log: p.log.With("component", "monitor")})
+	p.onStop(func() { p.console.Close() })
+	p.log.Info("monitor at "+console.Path+"/", "read_only", p.cfg.MonitorReadOnly)
+}
+
+// startIdentity makes the token verifier the API and the console share (HS256
+// with PARKD_JWT_SECRET, and the identity provider's keys when PARKD_JWKS_URL
+// is set).
+func (p *process) startIdentity() error {
+	ids, err := identity.NewVerifier(identity.Config{Secret: []byte(p.cfg.JWTSecret), JWKSURL: p.cfg.JWKSURL,
+		Issuer: p.cfg.JWTIssuer, Audience: p.cfg.JWTAudience, Log: p.log.With("component", "identity")})
+	if err != nil {
+		return err
 	}
-	if !r.intake && (r.monitor || cfg.MetricsAddr != "") {
-		addr := cfg.HTTPAddr
-		if !r.monitor {
-			addr = cfg.MetricsAddr
-		}
-		httpSrv = &http.Server{Addr: addr, Handler: ops.OpsHandler(), ReadHeaderTimeout: 5 * time.Second,
-			ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
-		go func() { httpErr <- httpSrv.ListenAndServe() }()
-		log.Info("http listening", "addr", addr, "serves", "/healthz /readyz /metrics")
+	p.ids = ids
+	p.onStop(ids.Close)
+	return nil
+}
+
+// consoleOrNil is the console as the intake's optional Console (a nil
+// *console.Console must not become a non-nil interface).
+func (p *process) consoleOrNil() intake.Console {
+	if p.console == nil {
+		return nil
 	}
-	if r.intake {
+	return p.console
+}
+
+// startHTTP serves the API (with the intake) or the monitor's console on
+// PARKD_HTTP_ADDR, and /healthz, /readyz and /metrics there too, unless
+// PARKD_METRICS_ADDR is set: then on that address alone, which is all a worker
+// or a scheduler serves.
+func (p *process) startHTTP(ctx context.Context, withAPI bool) {
+	s := &intake.Server{Store: p.d.store, Redis: p.d.redis, Log: p.log.With("component", "http"),
+		Observer: p.m, Metrics: p.m.Handler(), Console: p.consoleOrNil(), OpsApart: p.cfg.MetricsAddr != ""}
+	switch {
+	case withAPI:
 		// The listener outlives the HTTP server's graceful shutdown, so that
 		// requests still waiting for their outcome are woken, not left to poll.
 		listenCtx, stopListen := context.WithCancel(context.WithoutCancel(ctx))
-		defer stopListen()
-		listener := repo.NewListener(cfg.DatabaseURL, log)
+		p.onStop(stopListen)
+		listener := repo.NewListener(p.cfg.DatabaseURL, p.log)
 		go listener.Run(listenCtx)
-		api := &intake.Server{Store: d.store, Client: d.client, Redis: d.redis, Secret: []byte(cfg.JWTSecret),
-			Log: log.With("component", "intake"), Listener: listener,
-			RateLimit: float64(cfg.RateLimit), RateBurst: cfg.RateBurst,
-			Observer: m, Metrics: m.Handler(), Monitor: ops.Monitor}
-		httpSrv = &http.Server{Addr: cfg.HTTPAddr, Handler: api.Handler(), ReadHeaderTimeout: 5 * time.Second,
-			ReadTimeout: 30 * time.Second, WriteTimeout: intake.MaxWait + 20*time.Second, IdleTimeout: 2 * time.Minute}
-		go func() { httpErr <- httpSrv.ListenAndServe() }()
-		log.Info("intake listening", "addr", cfg.HTTPAddr)
+		s.Client, s.Identity, s.Listener = p.d.client, p.ids, listener
+		s.Log = p.log.With("component", "intake")
+		s.RateLimit, s.RateBurst = float64(p.cfg.RateLimit), p.cfg.RateBurst
+		p.serveHTTP(&http.Server{Addr: p.cfg.HTTPAddr, Handler: s.Handler(), ReadHeaderTimeout: 5 * time.Second,
+			ReadTimeout: 30 * time.Second, WriteTimeout: intake.MaxWait + 20*time.Second, IdleTimeout: 2 * time.Minute})
+		p.log.Info("intake listening", "addr", p.cfg.HTTPAddr)
+	case p.console != nil:
+		p.serveHTTP(opsServer(p.cfg.HTTPAddr, s.OpsHandler()))
+		p.log.Info("monitor listening", "addr", p.cfg.HTTPAddr)
 	}
+	if s.OpsApart {
+		p.serveHTTP(opsServer(p.cfg.MetricsAddr, s.MetricsHandler()))
+		p.log.Info("http listening", "addr", p.cfg.MetricsAddr, "serves", "/healthz /readyz /metrics")
+	}
+}
 
-	var failed error
-	select {
-	case <-ctx.Done():
-		log.Info("shutting down")
-	case err := <-httpErr:
-		// Cannot listen (address in use): stop the other roles too and exit
-		// non-zero, so that the supervisor sees it.
-		failed = fmt.Errorf("http server: %w", err)
-	}
-	if httpSrv != nil {
-		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		_ = httpSrv.Shutdown(sctx)
-		cancel()
-	}
-	if sched != nil {
-		sched.Shutdown()
-	}
-	if srv != nil {
-		srv.Shutdown()
-	}
-	stopRelay()
-	<-relayDone
-	log.Info("stopped")
-	return failed
+func opsServer(addr string, h http.Handler) *http.Server {
+	return &http.Server{Addr: addr, Handler: h, ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
+}
+
+// serveHTTP serves srv until the process stops, then lets it finish the
+// requests it has within 10 s.
+func (p *process) serveHTTP(srv *http.Server) {
+	go func() { p.httpErr <- srv.ListenAndServe() }()
+	p.onStop(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	})
 }

@@ -12,7 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/parkd/parkd/intake"
+	"github.com/parkd/parkd/identity"
 )
 
 // Resident is one permit holder of the bench: its permit and its own token, so
@@ -41,7 +41,7 @@ type Tokens struct {
 
 // Mint is a token of role for subject sub, naming permits.
 func (t Tokens) Mint(role, sub string, permits ...string) (string, error) {
-	tok, err := intake.MintToken(t.Secret, role, sub, permits, time.Now(), t.TTL)
+	tok, err := identity.Mint(t.Secret, identity.Grant{Role: role, Sub: sub, Permits: permits, TTL: t.TTL}, time.Now())
 	if err != nil {
 		return "", fmt.Errorf("mint %s token for %s: %w", role, sub, err)
 	}
@@ -84,7 +84,7 @@ type SetupConfig struct {
 // retried all the same.
 func Setup(ctx context.Context, a *Client, tk Tokens, cfg SetupConfig) (*World, error) {
 	w := &World{Zone: "BENCH_" + cfg.Run, Residents: make([]Resident, cfg.Permits)}
-	op, err := tk.Mint(intake.RoleOperator, "bench-operator-0")
+	op, err := tk.Mint(identity.RoleOperator, "bench-operator-0")
 	if err != nil {
 		return nil, err
 	}
@@ -98,7 +98,7 @@ func Setup(ctx context.Context, a *Client, tk Tokens, cfg SetupConfig) (*World, 
 		return nil, fmt.Errorf("put zone %s: %w", w.Zone, &ErrAnswer{an})
 	}
 	for i := range max(cfg.ScanCars, 1) {
-		t, err := tk.Mint(intake.RoleEnforcement, fmt.Sprintf("bench-scan-%s-%d", cfg.Run, i))
+		t, err := tk.Mint(identity.RoleEnforcement, fmt.Sprintf("bench-scan-%s-%d", cfg.Run, i))
 		if err != nil {
 			return nil, err
 		}
@@ -114,8 +114,8 @@ func Setup(ctx context.Context, a *Client, tk Tokens, cfg SetupConfig) (*World, 
 	fail := func(err error) { once.Do(func() { firstErr = err; cancel() }) }
 	for s := range max(cfg.Concurrency, 1) {
 		wg.Go(func() {
-			op, err1 := tk.Mint(intake.RoleOperator, fmt.Sprintf("bench-operator-%d", s))
-			el, err2 := tk.Mint(intake.RoleEloket, fmt.Sprintf("bench-eloket-%d", s))
+			op, err1 := tk.Mint(identity.RoleOperator, fmt.Sprintf("bench-operator-%d", s))
+			el, err2 := tk.Mint(identity.RoleEloket, fmt.Sprintf("bench-eloket-%d", s))
 			if err := errors.Join(err1, err2); err != nil {
 				fail(err)
 				return
@@ -170,7 +170,7 @@ func setupPermit(ctx context.Context, a *Client, tk Tokens, cfg SetupConfig, zon
 	if res.PermitID, err = IDOf(o.Result); err != nil {
 		return res, fmt.Errorf("issue permit: %w", err)
 	}
-	if res.Token, err = tk.Mint(intake.RoleResident, res.ID, res.PermitID); err != nil {
+	if res.Token, err = tk.Mint(identity.RoleResident, res.ID, res.PermitID); err != nil {
 		return res, err
 	}
 	o, err = writeRetry429(ctx, a, "/v1/permits/"+url.PathEscape(res.PermitID)+"/topups", res.Token,

@@ -1,4 +1,4 @@
-package intake
+package console
 
 import (
 	"bytes"
@@ -16,53 +16,53 @@ import (
 	"github.com/hibiken/asynqmon"
 
 	"github.com/parkd/parkd/domain"
+	"github.com/parkd/parkd/identity"
 )
 
-// MonitorPath is where the monitor lives, in `parkd serve` and in `parkd monitor`
+// Path is where the console lives, in `parkd serve` and in `parkd monitor`
 // alike (whose root redirects to it).
-const MonitorPath = "/monitor"
+const Path = "/monitor"
 
-// MonitorCookie holds an operator's token once it was posted to the login form.
-const MonitorCookie = "parkd_monitor"
+// Cookie holds an operator's token once it was posted to the login form.
+const Cookie = "parkd_monitor"
 
 // msgSignIn is what someone without any credentials is told; the login page
 // itself says as much.
 const msgSignIn = "sign in with an operator token"
 
 const (
-	monitorLogin  = MonitorPath + "/login"
-	monitorLogout = MonitorPath + "/logout"
-	monitorAPI    = MonitorPath + "/api/"
+	pathLogin  = Path + "/login"
+	pathLogout = Path + "/logout"
+	pathAPI    = Path + "/api/"
 )
 
-// MonitorConfig configures a Monitor.
-type MonitorConfig struct {
+// Config configures a Console.
+type Config struct {
 	Redis    asynq.RedisConnOpt
-	Secret   []byte // HS256 key of bearer tokens, the intake's
-	ReadOnly bool   // asynqmon's view-only mode: no run, delete, archive or pause
-	Log      *slog.Logger
-	Now      func() time.Time // the clock; time.Now when nil
+	Identity *identity.Verifier // the intake's: the same tokens sign in
+	ReadOnly bool               // asynqmon's view-only mode: no run, delete, archive or pause
+	Log      *slog.Logger       // sign-ins and operators' actions, for the record
+	Now      func() time.Time   // the clock of the cookie's expiry; time.Now when nil
 }
 
-// Monitor is asynqmon, asynq's web UI, behind operator authentication, which
-// asynqmon has none of (its issue #78). A request passes with
+// Console is asynqmon behind operator authentication. A request passes with
 // `Authorization: Bearer <operator token>` (for scripts) or with the session
 // cookie that posting an operator token to /monitor/login sets (for browsers:
 // HttpOnly, SameSite=Strict, Secure over TLS, expiring with the token). Anything
-// else gets the login page (HTML, 401) or, for API calls, a JSON 401; a valid
-// token of another role gets 403. Task payloads and results are shown as
-// indented JSON with plates masked.
-type Monitor struct {
-	secret []byte
-	now    func() time.Time
-	log    *slog.Logger
-	ui     *asynqmon.HTTPHandler
+// else gets the login page (HTML, 401) or, for API calls, the contract's JSON
+// 401; a valid token of another role gets 403. Task payloads and results are
+// shown as indented JSON with plates masked (MaskedJSON).
+type Console struct {
+	ids *identity.Verifier
+	now func() time.Time
+	log *slog.Logger
+	ui  *asynqmon.HTTPHandler
 }
 
-// NewMonitor builds a Monitor; it opens its own Redis connections, which Close
+// New builds a Console; it opens its own Redis connections, which Close
 // releases.
-func NewMonitor(c MonitorConfig) *Monitor {
-	m := &Monitor{secret: c.Secret, now: c.Now, log: c.Log}
+func New(c Config) *Console {
+	m := &Console{ids: c.Identity, now: c.Now, log: c.Log}
 	if m.now == nil {
 		m.now = time.Now
 	}
@@ -70,7 +70,7 @@ func NewMonitor(c MonitorConfig) *Monitor {
 		m.log = slog.Default()
 	}
 	m.ui = asynqmon.New(asynqmon.Options{
-		RootPath:         MonitorPath,
+		RootPath:         Path,
 		RedisConnOpt:     c.Redis,
 		ReadOnly:         c.ReadOnly,
 		PayloadFormatter: asynqmon.PayloadFormatterFunc(MaskedJSON),
@@ -79,13 +79,14 @@ func NewMonitor(c MonitorConfig) *Monitor {
 	return m
 }
 
-// Close releases the monitor's Redis connections.
-func (m *Monitor) Close() error { return m.ui.Close() }
+// Close releases the console's Redis connections.
+func (m *Console) Close() error { return m.ui.Close() }
 
-// Handler serves everything under MonitorPath.
-func (m *Monitor) Handler() http.Handler { return http.HandlerFunc(m.serve) }
+// Root is where the console is mounted: it serves everything under Root()+"/".
+func (m *Console) Root() string { return Path }
 
-func (m *Monitor) serve(w http.ResponseWriter, r *http.Request) {
+// ServeHTTP serves everything under Path.
+func (m *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// Run, Delete and Archive are buttons: no framing by another site.
 	w.Header().Set("X-Frame-Options", "DENY")
 	if !safeMethod(r.Method) && !sameOrigin(r) {
@@ -93,10 +94,10 @@ func (m *Monitor) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	switch r.URL.Path {
-	case monitorLogin:
+	case pathLogin:
 		m.login(w, r)
 		return
-	case monitorLogout:
+	case pathLogout:
 		m.logout(w, r)
 		return
 	}
@@ -105,47 +106,56 @@ func (m *Monitor) serve(w http.ResponseWriter, r *http.Request) {
 		if fromCookie {
 			m.clearCookie(w, r) // expired or from another secret: sign in again
 		}
-		m.deny(w, r, http.StatusUnauthorized, toAPIError(err).Message)
+		m.deny(w, r, http.StatusUnauthorized, reason(err))
 		return
 	}
-	if p.Role != RoleOperator {
+	if p.Role != identity.RoleOperator {
 		m.deny(w, r, http.StatusForbidden, "the monitor is for operators; this token's role is "+p.Role)
 		return
 	}
 	if !safeMethod(r.Method) {
 		// Operators' actions on tasks and queues, for the record.
-		m.logger(r).Info("monitor action", "subject", p.subject(), "method", r.Method, "path", r.URL.Path)
+		m.logger(r).Info("monitor action", "subject", p.Subject())
 	}
 	m.ui.ServeHTTP(w, r)
 }
 
+// reason is what a caller is told of a refused token.
+func reason(err error) string {
+	var r *identity.Refusal
+	if errors.As(err, &r) {
+		return r.Reason
+	}
+	return "the token is not valid"
+}
+
 // authenticate reads the bearer token, or else the session cookie; fromCookie
 // says which was used.
-func (m *Monitor) authenticate(r *http.Request) (p *principal, fromCookie bool, err error) {
+func (m *Console) authenticate(r *http.Request) (p *identity.Principal, fromCookie bool, err error) {
 	if h := r.Header.Get("Authorization"); h != "" {
-		scheme, tok, ok := strings.Cut(h, " ")
-		if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(tok) == "" {
-			return nil, false, errUnauthenticated("the Authorization header must be 'Bearer <token>'")
+		tok, err := identity.BearerToken(h)
+		if err != nil {
+			return nil, false, err
 		}
-		p, err := verifyToken(m.secret, strings.TrimSpace(tok), m.now)
+		p, err := m.ids.Verify(r.Context(), tok)
 		return p, false, err
 	}
-	c, err := r.Cookie(MonitorCookie)
+	c, err := r.Cookie(Cookie)
 	if err != nil || c.Value == "" {
-		return nil, false, errUnauthenticated(msgSignIn)
+		return nil, false, &identity.Refusal{Reason: msgSignIn}
 	}
-	p, err = verifyToken(m.secret, c.Value, m.now)
+	p, err = m.ids.Verify(r.Context(), c.Value)
 	if err != nil {
-		return nil, true, errUnauthenticated("your session has ended (" + toAPIError(err).Message + "); sign in again")
+		return nil, true, &identity.Refusal{Reason: "your session has ended (" + reason(err) + "); sign in again", Cause: err}
 	}
 	return p, true, nil
 }
 
-func (m *Monitor) login(w http.ResponseWriter, r *http.Request) {
+func (m *Console) login(w http.ResponseWriter, r *http.Request) {
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
-		if p, _, err := m.authenticate(r); err == nil && p.Role == RoleOperator {
-			http.Redirect(w, r, MonitorPath+"/", http.StatusSeeOther)
+		if p, _, err := m.authenticate(r); err == nil && p.Role == identity.RoleOperator {
+			http.Redirect(w, r, Path+"/", http.StatusSeeOther)
 			return
 		}
 		m.page(w, http.StatusOK, "")
@@ -159,46 +169,47 @@ func (m *Monitor) login(w http.ResponseWriter, r *http.Request) {
 		if scheme, rest, ok := strings.Cut(tok, " "); ok && strings.EqualFold(scheme, "Bearer") {
 			tok = strings.TrimSpace(rest) // pasted with its scheme
 		}
-		p, err := verifyToken(m.secret, tok, m.now)
-		switch {
-		case tok == "":
+		if tok == "" {
 			m.page(w, http.StatusUnauthorized, "paste an operator token")
 			return
+		}
+		p, err := m.ids.Verify(r.Context(), tok)
+		switch {
 		case err != nil:
 			m.logger(r).Info("monitor sign-in refused", "err", err)
-			m.page(w, http.StatusUnauthorized, toAPIError(err).Message)
+			m.page(w, http.StatusUnauthorized, reason(err))
 			return
-		case p.Role != RoleOperator:
-			m.logger(r).Info("monitor sign-in refused", "subject", p.subject())
+		case p.Role != identity.RoleOperator:
+			m.logger(r).Info("monitor sign-in refused", "subject", p.Subject())
 			m.page(w, http.StatusForbidden, "the monitor is for operators; this token's role is "+p.Role)
 			return
 		}
 		http.SetCookie(w, &http.Cookie{
-			Name: MonitorCookie, Value: tok, Path: MonitorPath,
-			Expires: p.expires, MaxAge: max(1, int(p.expires.Sub(m.now()).Seconds())),
+			Name: Cookie, Value: tok, Path: Path,
+			Expires: p.Expires, MaxAge: max(1, int(p.Expires.Sub(m.now()).Seconds())),
 			HttpOnly: true, Secure: secure(r), SameSite: http.SameSiteStrictMode,
 		})
-		m.logger(r).Info("monitor sign-in", "subject", p.subject(), "until", p.expires.UTC())
-		http.Redirect(w, r, MonitorPath+"/", http.StatusSeeOther)
+		m.logger(r).Info("monitor sign-in", "subject", p.Subject(), "until", p.Expires.UTC())
+		http.Redirect(w, r, Path+"/", http.StatusSeeOther)
 	default:
 		w.Header().Set("Allow", "GET, HEAD, POST")
 		m.deny(w, r, http.StatusMethodNotAllowed, r.Method+" is not allowed here")
 	}
 }
 
-func (m *Monitor) logout(w http.ResponseWriter, r *http.Request) {
+func (m *Console) logout(w http.ResponseWriter, r *http.Request) {
 	m.clearCookie(w, r)
-	http.Redirect(w, r, monitorLogin, http.StatusSeeOther)
+	http.Redirect(w, r, pathLogin, http.StatusSeeOther)
 }
 
-func (m *Monitor) clearCookie(w http.ResponseWriter, r *http.Request) {
-	http.SetCookie(w, &http.Cookie{Name: MonitorCookie, Value: "", Path: MonitorPath, MaxAge: -1,
+func (m *Console) clearCookie(w http.ResponseWriter, r *http.Request) {
+	http.SetCookie(w, &http.Cookie{Name: Cookie, Value: "", Path: Path, MaxAge: -1,
 		HttpOnly: true, Secure: secure(r), SameSite: http.SameSiteStrictMode})
 }
 
 // deny answers a browser with the login page and anything else (asynqmon's own
 // API calls, scripts) with the contract's JSON error.
-func (m *Monitor) deny(w http.ResponseWriter, r *http.Request, status int, msg string) {
+func (m *Console) deny(w http.ResponseWriter, r *http.Request, status int, msg string) {
 	if status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="parkd monitor"`)
 	}
@@ -209,25 +220,27 @@ func (m *Monitor) deny(w http.ResponseWriter, r *http.Request, status int, msg s
 		m.page(w, status, msg)
 		return
 	}
-	code := map[int]string{http.StatusUnauthorized: CodeUnauthenticated, http.StatusForbidden: CodeForbidden,
-		http.StatusMethodNotAllowed: CodeMethodNotAllowed}[status]
-	writeJSON(w, status, errorBody{Error: errorDetail{Code: code, Message: msg}})
+	// The codes of CONTRACT.md's errors.
+	code := map[int]string{http.StatusUnauthorized: "unauthenticated", http.StatusForbidden: "forbidden",
+		http.StatusMethodNotAllowed: "method_not_allowed"}[status]
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]any{"error": map[string]string{"code": code, "message": msg}})
 }
 
-func (m *Monitor) page(w http.ResponseWriter, status int, msg string) {
+func (m *Console) page(w http.ResponseWriter, status int, msg string) {
 	h := w.Header()
 	h.Set("Content-Type", "text/html; charset=utf-8")
 	h.Set("Cache-Control", "no-store")
 	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'")
 	w.WriteHeader(status)
-	_ = loginPage.Execute(w, struct{ Action, Message string }{monitorLogin, msg})
+	_ = loginPage.Execute(w, struct{ Action, Message string }{pathLogin, msg})
 }
 
-func (m *Monitor) logger(r *http.Request) *slog.Logger {
-	if l, ok := r.Context().Value(logKey{}).(*slog.Logger); ok {
-		return l
-	}
-	return m.log
+// logger is the console's log with the request's method and path: each key
+// once, so that every line parses as one record.
+func (m *Console) logger(r *http.Request) *slog.Logger {
+	return m.log.With("method", r.Method, "path", r.URL.Path)
 }
 
 func safeMethod(method string) bool {
@@ -253,67 +266,21 @@ func secure(r *http.Request) bool {
 
 // wantsHTML tells a browser's page load from an API call.
 func wantsHTML(r *http.Request) bool {
-	return !strings.HasPrefix(r.URL.Path, monitorAPI) && strings.Contains(r.Header.Get("Accept"), "text/html")
+	return !strings.HasPrefix(r.URL.Path, pathAPI) && strings.Contains(r.Header.Get("Accept"), "text/html")
 }
 
 // MaskedJSON shows a task's payload or result as indented JSON with every
-// plate masked (maskPlates): operators need to see what a task is, not who
-// parked where. What is not JSON is not shown.
+// plate masked (domain.MaskPlatesInJSON): operators need to see what a task
+// is, not who parked where. What is not JSON is not shown.
 func MaskedJSON(_ string, b []byte) string {
 	if len(bytes.TrimSpace(b)) == 0 {
 		return ""
 	}
-	out, err := maskedJSON(b, "  ")
+	out, err := domain.MaskPlatesInJSON(b, "  ")
 	if err != nil {
 		return fmt.Sprintf("(%d bytes, not JSON: not shown)", len(b))
 	}
 	return string(out)
-}
-
-// maskedJSON is JSON document b with every plate masked (maskPlates), indented
-// by indent ("" for compact), or an error when b is not one JSON document.
-func maskedJSON(b []byte, indent string) ([]byte, error) {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
-		return nil, err
-	}
-	if dec.More() {
-		return nil, errors.New("more than one JSON value")
-	}
-	var out bytes.Buffer
-	enc := json.NewEncoder(&out)
-	enc.SetEscapeHTML(false)
-	enc.SetIndent("", indent)
-	if err := enc.Encode(maskPlates(v)); err != nil {
-		return nil, err
-	}
-	return bytes.TrimSuffix(out.Bytes(), []byte("\n")), nil
-}
-
-// maskPlates masks the value of every "plate" key, at any depth, with
-// domain.MaskPlate: the one masking of everything operators read (the console,
-// request outcomes) and of the logs.
-func maskPlates(v any) any {
-	switch t := v.(type) {
-	case map[string]any:
-		for k, x := range t {
-			if s, ok := x.(string); ok && strings.EqualFold(k, "plate") {
-				if n, err := domain.NormalizePlate(s); err == nil {
-					s = n // as the logs show it: "AB-12-CD" and "ab12cd" alike
-				}
-				t[k] = domain.MaskPlate(s)
-			} else {
-				t[k] = maskPlates(x)
-			}
-		}
-	case []any:
-		for i := range t {
-			t[i] = maskPlates(t[i])
-		}
-	}
-	return v
 }
 
 var loginPage = template.Must(template.New("login").Parse(`<!doctype html>

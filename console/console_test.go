@@ -1,37 +1,58 @@
-package intake_test
+package console_test
 
 import (
+	"bytes"
+	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
 	"github.com/hibiken/asynq"
 
+	"github.com/parkd/parkd/console"
+	"github.com/parkd/parkd/identity"
+	"github.com/parkd/parkd/identity/identitytest"
 	"github.com/parkd/parkd/intake"
 	"github.com/parkd/parkd/repo/repotest"
 )
 
-// monitorEnv is `parkd monitor`: the monitor behind OpsHandler, on a Redis index
-// of its own.
+// monitorEnv is `parkd monitor`: the console behind the intake's OpsHandler, on
+// the test process's Redis index (flushed for each test, so these tests do not
+// run in parallel).
 type monitorEnv struct {
 	t      *testing.T
 	srv    *httptest.Server
 	secret []byte
 	redis  asynq.RedisClientOpt
+	logs   *syncBuffer // the console's log, as JSON lines
 }
 
-func newMonitor(t *testing.T, readOnly bool) *monitorEnv {
+func newMonitor(t *testing.T, readOnly bool, jwksURL ...string) *monitorEnv {
 	t.Helper()
 	rdb, idx := repotest.NewRedis(t)
-	m := &monitorEnv{t: t, secret: []byte("monitor-secret"), redis: asynq.RedisClientOpt{Addr: repotest.RedisAddr(), DB: idx}}
-	mon := intake.NewMonitor(intake.MonitorConfig{Redis: m.redis, Secret: m.secret, ReadOnly: readOnly, Log: quietLog()})
+	m := &monitorEnv{t: t, secret: []byte("monitor-secret"), redis: asynq.RedisClientOpt{Addr: repotest.RedisAddr(), DB: idx},
+		logs: &syncBuffer{}}
+	cfg := identity.Config{Secret: m.secret, Log: quietLog()}
+	if len(jwksURL) > 0 {
+		cfg.JWKSURL = jwksURL[0]
+	}
+	ids, err := identity.NewVerifier(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ids.Close)
+	mon := console.New(console.Config{Redis: m.redis, Identity: ids, ReadOnly: readOnly,
+		Log: slog.New(slog.NewJSONHandler(m.logs, nil))})
 	t.Cleanup(func() { mon.Close() })
-	s := &intake.Server{Redis: rdb, Secret: m.secret, Log: quietLog(), Monitor: mon}
+	s := &intake.Server{Redis: rdb, Identity: ids, Log: quietLog(), Console: mon}
 	m.srv = httptest.NewServer(s.OpsHandler())
 	t.Cleanup(m.srv.Close)
 	// A queue with a task in it, for the API to show.
@@ -46,11 +67,7 @@ func newMonitor(t *testing.T, readOnly bool) *monitorEnv {
 
 func (m *monitorEnv) token(role string, ttl time.Duration) string {
 	m.t.Helper()
-	var permits []string
-	if role == intake.RoleResident {
-		permits = []string{"1"}
-	}
-	tok, err := intake.MintToken(m.secret, role, "someone", permits, time.Now(), ttl)
+	tok, err := identity.Mint(m.secret, identity.Grant{Role: role, Sub: "someone", TTL: ttl}, time.Now())
 	if err != nil {
 		m.t.Fatal(err)
 	}
@@ -97,7 +114,7 @@ func TestMonitorWithoutOperatorToken(t *testing.T) {
 		t.Fatalf("API call without a token: %d %s", res.StatusCode, body)
 	}
 	// Every role but the operator's: 403, HTML or JSON.
-	for _, role := range []string{intake.RoleResident, intake.RoleEloket, intake.RoleEnforcement} {
+	for _, role := range []string{identity.RoleResident, identity.RoleEloket, identity.RoleEnforcement} {
 		tok := m.token(role, time.Hour)
 		if res, body := m.send("GET", "/monitor/api/queues", nil, "Authorization", "Bearer "+tok); res.StatusCode != 403 ||
 			!strings.Contains(body, `"code":"forbidden"`) {
@@ -112,8 +129,9 @@ func TestMonitorWithoutOperatorToken(t *testing.T) {
 		}
 	}
 	// Tokens that are not valid.
-	expired, _ := intake.MintToken(m.secret, intake.RoleOperator, "ops", nil, time.Now().Add(-2*time.Hour), time.Hour)
-	forged, _ := intake.MintToken([]byte("another secret"), intake.RoleOperator, "ops", nil, time.Now(), time.Hour)
+	op := identity.Grant{Role: identity.RoleOperator, Sub: "ops", TTL: time.Hour}
+	expired, _ := identity.Mint(m.secret, op, time.Now().Add(-2*time.Hour))
+	forged, _ := identity.Mint([]byte("another secret"), op, time.Now())
 	for name, tok := range map[string]string{"expired": expired, "forged": forged, "garbage": "not-a-token", "empty": ""} {
 		if res, _ := m.login(tok); res.StatusCode != 401 || len(res.Cookies()) != 0 {
 			t.Errorf("signing in with a %s token: %d, cookies %v", name, res.StatusCode, res.Cookies())
@@ -124,7 +142,7 @@ func TestMonitorWithoutOperatorToken(t *testing.T) {
 		if res, _ := m.send("GET", "/monitor/api/queues", nil, "Authorization", "Bearer "+tok); res.StatusCode != 401 {
 			t.Errorf("%s bearer token: %d", name, res.StatusCode)
 		}
-		res, _ := m.send("GET", "/monitor/api/queues", nil, "Cookie", intake.MonitorCookie+"="+tok)
+		res, _ := m.send("GET", "/monitor/api/queues", nil, "Cookie", console.Cookie+"="+tok)
 		if res.StatusCode != 401 {
 			t.Errorf("%s token in the cookie: %d", name, res.StatusCode)
 		}
@@ -136,7 +154,7 @@ func TestMonitorWithoutOperatorToken(t *testing.T) {
 
 func TestMonitorOperatorByBearerToken(t *testing.T) {
 	m := newMonitor(t, false)
-	auth := []string{"Authorization", "Bearer " + m.token(intake.RoleOperator, time.Hour)}
+	auth := []string{"Authorization", "Bearer " + m.token(identity.RoleOperator, time.Hour)}
 
 	res, body := m.send("GET", "/monitor/", nil, append(auth, "Accept", browser)...)
 	if res.StatusCode != 200 || res.Header.Get("X-Frame-Options") != "DENY" {
@@ -175,7 +193,7 @@ func TestMonitorOperatorByBearerToken(t *testing.T) {
 
 func TestMonitorSessionCookie(t *testing.T) {
 	m := newMonitor(t, false)
-	tok := m.token(intake.RoleOperator, time.Hour)
+	tok := m.token(identity.RoleOperator, time.Hour)
 
 	res, _ := m.login("Bearer " + tok) // pasted with its scheme: fine
 	if res.StatusCode != http.StatusSeeOther || res.Header.Get("Location") != "/monitor/" {
@@ -186,7 +204,7 @@ func TestMonitorSessionCookie(t *testing.T) {
 		t.Fatalf("sign-in set %d cookies", len(cs))
 	}
 	c := cs[0]
-	if c.Name != intake.MonitorCookie || c.Value != tok || c.Path != "/monitor" || !c.HttpOnly ||
+	if c.Name != console.Cookie || c.Value != tok || c.Path != "/monitor" || !c.HttpOnly ||
 		c.SameSite != http.SameSiteStrictMode || c.Secure {
 		t.Errorf("cookie over plain HTTP: %+v", c)
 	}
@@ -225,7 +243,7 @@ func TestMonitorSessionCookie(t *testing.T) {
 
 func TestMonitorReadOnly(t *testing.T) {
 	m := newMonitor(t, true)
-	auth := []string{"Authorization", "Bearer " + m.token(intake.RoleOperator, time.Hour)}
+	auth := []string{"Authorization", "Bearer " + m.token(identity.RoleOperator, time.Hour)}
 	if _, body := m.send("GET", "/monitor/", nil, auth...); !strings.Contains(body, `window.FLAG_READ_ONLY="true"`) {
 		t.Errorf("the UI is not told it is read-only")
 	}
@@ -243,6 +261,7 @@ func TestMonitorReadOnly(t *testing.T) {
 }
 
 func TestMaskedJSON(t *testing.T) {
+	t.Parallel()
 	for in, want := range map[string]string{
 		`{"request_id":"r1","permit_id":"7","plate":"ab-12-cd"}`:  "{\n  \"permit_id\": \"7\",\n  \"plate\": \"****CD\",\n  \"request_id\": \"r1\"\n}",
 		`{"session":{"plate":"XY987Z","n":12345678901234567890}}`: "{\n  \"session\": {\n    \"n\": 12345678901234567890,\n    \"plate\": \"****7Z\"\n  }\n}",
@@ -252,8 +271,97 @@ func TestMaskedJSON(t *testing.T) {
 		`plate AB12CD`:        "(12 bytes, not JSON: not shown)",
 		`{"a":1} {"b":2}`:     "(15 bytes, not JSON: not shown)",
 	} {
-		if got := intake.MaskedJSON("session:start", []byte(in)); got != want {
+		if got := console.MaskedJSON("session:start", []byte(in)); got != want {
 			t.Errorf("MaskedJSON(%s) =\n%s\nwant\n%s", in, got, want)
 		}
+	}
+}
+
+func quietLog() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// syncBuffer is a log destination that handlers may write while a test reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) lines() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return strings.Split(strings.TrimSpace(s.b.String()), "\n")
+}
+
+// topKeys lists the keys of a JSON object in order, repeats included (which
+// decoding into a map would hide).
+func topKeys(t *testing.T, line string) []string {
+	t.Helper()
+	dec := json.NewDecoder(strings.NewReader(line))
+	if _, err := dec.Token(); err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	for dec.More() {
+		k, err := dec.Token()
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, k.(string))
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return keys
+}
+
+// The record of an operator's action names who did what, each key once: the
+// line used to carry method and path twice (the request's logger had them).
+func TestMonitorActionIsLoggedOnce(t *testing.T) {
+	m := newMonitor(t, false)
+	auth := []string{"Authorization", "Bearer " + m.token(identity.RoleOperator, time.Hour)}
+	if res, body := m.send("POST", "/monitor/api/queues/critical:pause", nil, auth...); res.StatusCode/100 != 2 {
+		t.Fatalf("pause: %d %s", res.StatusCode, body)
+	}
+	var found bool
+	for _, line := range m.logs.lines() {
+		if !strings.Contains(line, `"monitor action"`) {
+			continue
+		}
+		found = true
+		seen := map[string]int{}
+		for _, k := range topKeys(t, line) {
+			seen[k]++
+		}
+		for _, k := range []string{"method", "path", "subject"} {
+			if seen[k] != 1 {
+				t.Errorf("key %s appears %d times in %s", k, seen[k], line)
+			}
+		}
+		if !strings.Contains(line, `"path":"/monitor/api/queues/critical:pause"`) || !strings.Contains(line, `"subject":"operator:someone"`) {
+			t.Errorf("action line: %s", line)
+		}
+	}
+	if !found {
+		t.Fatalf("no action logged: %v", m.logs.lines())
+	}
+}
+
+// An operator signed in by the municipality's identity provider (an ES256
+// token, key from its JWKS) uses the console like one with a parkd token.
+func TestMonitorOperatorFromIdentityProvider(t *testing.T) {
+	key := identitytest.ECKey(t, "idp-1")
+	m := newMonitor(t, false, identitytest.NewProvider(t, key).URL)
+	signed := key.Sign(t, jwt.MapClaims{"sub": "alice", "role": "operator", "exp": time.Now().Add(time.Hour).Unix()})
+	if res, body := m.send("GET", "/monitor/api/queues", nil, "Authorization", "Bearer "+signed); res.StatusCode != 200 {
+		t.Fatalf("the provider's operator token: %d %s", res.StatusCode, body)
+	}
+	if res, _ := m.login(signed); res.StatusCode != http.StatusSeeOther || len(res.Cookies()) != 1 {
+		t.Fatalf("signing in with the provider's token: %d", res.StatusCode)
 	}
 }

@@ -1,0 +1,282 @@
+package worker
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"reflect"
+	"slices"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/parkd/parkd/domain"
+	"github.com/parkd/parkd/jobs"
+	"github.com/parkd/parkd/repo"
+)
+
+// decode reads a payload; a payload that cannot be read will never be read, so it
+// is not retried.
+func decode(t *asynq.Task, v any) error {
+	if err := json.Unmarshal(t.Payload(), v); err != nil {
+		return unreadablePayload(t, err)
+	}
+	return nil
+}
+
+func unreadablePayload(t *asynq.Task, err error) error {
+	return fmt.Errorf("%s payload: %v: %w", t.Type(), err, asynq.SkipRetry)
+}
+
+// decodeRequest reads a request task's payload into v and reports whether it
+// could. A payload that cannot be read will never be read, so it is not retried;
+// when its request_id can still be read, the request is recorded as rejected
+// (bad_request, saying why), so that whoever waits for it is answered rather
+// than left pending. decodeRequest returns the error to end the task with:
+// nil once the rejection is recorded.
+func (h *Handlers) decodeRequest(ctx context.Context, t *asynq.Task, v any) (bool, error) {
+	cause := json.Unmarshal(t.Payload(), v)
+	if cause == nil {
+		return true, nil
+	}
+	var named struct {
+		RequestID string `json:"request_id"`
+	}
+	if json.Unmarshal(t.Payload(), &named) != nil || !jobs.ValidRequestID(named.RequestID) {
+		return false, unreadablePayload(t, cause)
+	}
+	sum := sha256.Sum256(t.Payload())
+	req := unreadable{id: named.RequestID, fingerprint: "unreadable:" + hex.EncodeToString(sum[:])}
+	what := t.Type() + " payload"
+	if f := unreadableField(t.Payload(), v); f != "" {
+		what += ": " + f
+	}
+	return false, h.apply(ctx, t, t.Type(), req, func(context.Context, repo.Tx) (decision, error) {
+		return decision{}, domain.Reject(domain.CodeBadRequest, "%s cannot be read: %v", what, cause)
+	})
+}
+
+// unreadableField names the first field (by JSON name) of payload that v's type
+// cannot read, so that the rejection says which: encoding/json names the field
+// of a type mismatch, but not that of a value its type refused (an instant in
+// year 10000).
+func unreadableField(payload []byte, v any) string {
+	var fields map[string]json.RawMessage
+	if json.Unmarshal(payload, &fields) != nil {
+		return ""
+	}
+	for _, name := range slices.Sorted(maps.Keys(fields)) {
+		one, err := json.Marshal(map[string]json.RawMessage{name: fields[name]})
+		if err != nil {
+			continue
+		}
+		if json.Unmarshal(one, reflect.New(reflect.TypeOf(v).Elem()).Interface()) != nil {
+			return name
+		}
+	}
+	return ""
+}
+
+// unreadable is a request whose payload could not be decoded, known by its
+// request ID and the hash of its payload alone.
+type unreadable struct{ id, fingerprint string }
+
+func (u unreadable) ID() string           { return u.id }
+func (u unreadable) Fingerprint() string  { return u.fingerprint }
+func (u unreadable) CheckInstants() error { return nil }
+
+// decision is what a request's transaction decided: the result to record and the
+// follow-up tasks to hand to Redis once it commits.
+type decision struct {
+	result  any
+	outbox  []*repo.OutboxTask
+	settled []string // sessions settled, by how (for the Observer)
+	// obsolete are scheduled tasks (critical queue) that the request made
+	// pointless: a stopped session's auto-stop.
+	obsolete []string
+}
+
+// apply is the one frame every request runs in (session:start, session:stop,
+// permit:issue, permit:topup, permit:end): it claims the request ID in Postgres,
+// runs decide under the same transaction, and records the outcome. A second
+// delivery (a retry after a crash between commit and acknowledgement, or a
+// duplicate enqueue) finds the outcome recorded and changes nothing; another
+// request under the same ID is an idempotency conflict (see conflict). A rule
+// rejection is the outcome; so is a write the database refuses for good (see
+// fail); any other error rolls everything back and asynq retries.
+func (h *Handlers) apply(ctx context.Context, t *asynq.Task, typ string, req jobs.Request,
+	decide func(ctx context.Context, tx repo.Tx) (decision, error)) error {
+	if !jobs.ValidRequestID(req.ID()) {
+		return fmt.Errorf("%s: request_id %q is not 1-64 of [A-Za-z0-9_.:-]: %w", typ, req.ID(), asynq.SkipRetry)
+	}
+	log := h.logger(ctx).With("request_id", req.ID())
+	var d decision
+	var outcome, code, recordedType string
+	began := h.clock().Now()
+	err := h.inTx(ctx, func(ctx context.Context, tx repo.Tx) error {
+		d, outcome, code, recordedType = decision{}, OutcomeDuplicate, "", ""
+		r, err := repo.ClaimRequest(ctx, tx, req.ID(), typ, req.Fingerprint(), nil)
+		if err != nil {
+			return err
+		}
+		if r.Type != typ || r.BodyHash != req.Fingerprint() {
+			outcome, code, recordedType = OutcomeConflict, CodeIdempotencyConflict, r.Type
+			return nil
+		}
+		if r.Status != repo.RequestPending {
+			log.Info("request already " + r.Status + ": nothing to do")
+			return nil
+		}
+		// An instant out of range is refused before any rule looks at it: some
+		// cannot even be stored or written back as JSON.
+		if err = req.CheckInstants(); err == nil {
+			d, err = decide(ctx, tx)
+		}
+		if rule, ok := domain.AsRule(err); ok {
+			// The message is kept, shown to operators and logged: whatever a
+			// rule said, the plate the request names shows masked.
+			msg := domain.MaskPlatesIn(rule.Message, platesOf(req)...)
+			log.Info("request rejected", "code", rule.Code, "reason", msg)
+			d, outcome, code = decision{}, OutcomeRejected, string(rule.Code)
+			return repo.FinishRequest(ctx, tx, req.ID(), repo.RequestRejected,
+				&jobs.Rejection{Code: string(rule.Code), Message: msg}, nil)
+		}
+		if err != nil {
+			return err
+		}
+		outcome = OutcomeApplied
+		return repo.FinishRequest(ctx, tx, req.ID(), repo.RequestApplied, nil, d.result, d.outbox...)
+	})
+	if msg, ok := finalFailure(ctx, err); ok {
+		return h.fail(ctx, typ, req, msg, err, began)
+	}
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", typ, req.ID(), err)
+	}
+	h.observer().RequestDone(typ, outcome, code, h.clock().Since(began))
+	if outcome == OutcomeConflict {
+		return h.conflict(ctx, t, typ, req.ID(), recordedType)
+	}
+	for _, how := range d.settled {
+		h.observer().SessionSettled(how, 0)
+	}
+	h.handOver(ctx, d.outbox)
+	h.forget(ctx, d.obsolete, d.outbox)
+	return nil
+}
+
+// platesOf are the plates a request names.
+func platesOf(req jobs.Request) []string {
+	if p, ok := req.(jobs.SessionStart); ok {
+		return []string{p.Plate}
+	}
+	return nil
+}
+
+// ConflictTries is how many times a request meets a unique or exclusion
+// violation before it is taken as final: such a refusal can be a concurrent
+// writer's doing, which the next attempt sees and takes another path around.
+const ConflictTries = 3
+
+// finalFailure reports whether err is one that trying again cannot cure, and
+// says what it is in words fit for the requester and operators (never a value,
+// which may be a plate): the database refusing the write for good
+// (repo.Refusal), or an outcome that cannot be written down. Outside a task
+// (the seed command, tests) a conflict counts as final at once.
+func finalFailure(ctx context.Context, err error) (string, bool) {
+	if err == nil || errors.Is(err, asynq.SkipRetry) {
+		return "", false
+	}
+	if errors.Is(err, repo.ErrUnrecordable) {
+		return "the outcome of this request cannot be recorded (a value in it cannot be written down); sending it again will not help", true
+	}
+	ref, ok := repo.AsRefusal(err)
+	if !ok {
+		return "", false
+	}
+	if ref.Conflict() {
+		if retried, inTask := asynq.GetRetryCount(ctx); inTask && retried+1 < ConflictTries {
+			return "", false
+		}
+	}
+	return ref.Message(), true
+}
+
+// fail ends a request that can never be applied: the transaction that tried it
+// was rolled back whole (nothing of it is written), and a fresh one records the
+// request as rejected with domain.CodeRequestFailed, so that the client reads
+// an outcome (422) instead of a 202 that stays pending through every retry.
+// Only a failure to record that is retried.
+func (h *Handlers) fail(ctx context.Context, typ string, req jobs.Request, msg string, cause error, began time.Time) error {
+	log := h.logger(ctx).With("request_id", req.ID())
+	recorded := false
+	err := h.inTx(ctx, func(ctx context.Context, tx repo.Tx) error {
+		recorded = false
+		r, err := repo.ClaimRequest(ctx, tx, req.ID(), typ, req.Fingerprint(), nil)
+		if err != nil {
+			return err
+		}
+		if r.Type != typ || r.BodyHash != req.Fingerprint() || r.Status != repo.RequestPending {
+			return nil // another request's, or decided meanwhile: not ours to end
+		}
+		recorded = true
+		return repo.FinishRequest(ctx, tx, req.ID(), repo.RequestRejected,
+			&jobs.Rejection{Code: string(domain.CodeRequestFailed), Message: msg}, nil)
+	})
+	if err != nil {
+		return fmt.Errorf("%s %s: record that it failed for good (%w): %w", typ, req.ID(), cause, err)
+	}
+	if recorded {
+		log.Error("request failed for good: recorded as rejected, not retried", "code", domain.CodeRequestFailed, "err", cause)
+		h.observer().RequestDone(typ, OutcomeRejected, string(domain.CodeRequestFailed), h.clock().Since(began))
+	}
+	return nil
+}
+
+// CodeIdempotencyConflict is the answer to a request whose ID was used for a
+// different request (CONTRACT.md: 409 over HTTP).
+const CodeIdempotencyConflict = "idempotency_conflict"
+
+// conflict answers a task whose request ID was already used for a different
+// request (another type, or another payload): the recorded request and its
+// outcome stay as they are, and this one is applied never. The intake answers
+// that 409 before it enqueues anything; a task enqueued directly (package jobs)
+// meets it here. Taking it for a repeat of the first would answer the sender
+// with an outcome of something it did not ask, so the task gets its own answer
+// instead: an idempotency_conflict written as the task's result and its error,
+// and it is archived at once (not retried: it can never succeed), where
+// asynq's Inspector and asynqmon show it.
+func (h *Handlers) conflict(ctx context.Context, t *asynq.Task, typ, id, recordedType string) error {
+	msg := fmt.Sprintf("request ID %s was already used for a different request (%s)", id, recordedType)
+	h.logger(ctx).Warn("request ID reused for a different request: refused", "request_id", id, "recorded_type", recordedType)
+	if w := t.ResultWriter(); w != nil { // nil when the handler is called directly
+		body, _ := json.Marshal(map[string]any{ // cannot fail: strings
+			"request_id": id, "status": repo.RequestRejected,
+			"error": jobs.Rejection{Code: CodeIdempotencyConflict, Message: msg},
+		})
+		if _, err := w.Write(body); err != nil {
+			h.logger(ctx).Warn("could not write the conflict as the task's result", "err", err)
+		}
+	}
+	return fmt.Errorf("%s: %s; this %s is not applied: %w", CodeIdempotencyConflict, msg, typ, asynq.SkipRetry)
+}
+
+func receivedAt(t time.Time, now time.Time) time.Time {
+	if t.IsZero() {
+		// A payload enqueued without the jobs constructors carries no receipt
+		// instant; the worker's clock is the best left.
+		return now
+	}
+	return repo.Instant(t)
+}
+
+func notFoundRule(err error, what, id string) error {
+	if errors.Is(err, repo.ErrNotFound) {
+		return domain.Reject(domain.CodeNotFound, "%s %s not found", what, id)
+	}
+	return err
+}

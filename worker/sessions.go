@@ -1,0 +1,151 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/parkd/parkd/domain"
+	"github.com/parkd/parkd/jobs"
+	"github.com/parkd/parkd/repo"
+)
+
+// SessionStart handles session:start.
+func (h *Handlers) SessionStart(ctx context.Context, t *asynq.Task) error {
+	var p jobs.SessionStart
+	if ok, err := h.decodeRequest(ctx, t, &p); !ok {
+		return err
+	}
+	return h.apply(ctx, t, jobs.TypeSessionStart, p, func(ctx context.Context, tx repo.Tx) (decision, error) {
+		now := h.now()
+		permit, err := lockPermit(ctx, tx, p.PermitID)
+		if err != nil {
+			return decision{}, err
+		}
+		if err := h.currentYear(ctx, tx, permit, now); err != nil {
+			return decision{}, err
+		}
+		zone, err := h.Store.ZoneOf(ctx, tx, permit)
+		if err != nil {
+			return decision{}, err
+		}
+		plan, err := domain.PlanSession(zone, permit.State(), domain.StartRequest{
+			Plate: p.Plate, Country: p.Country, StartAt: instantPtr(p.StartAt), EndAt: instantPtr(p.EndAt), ReceivedAt: receivedAt(p.ReceivedAt, now),
+		})
+		if err != nil {
+			return decision{}, err
+		}
+		s, err := repo.ApplyStart(ctx, tx, permit, plan, p.RequestID, now)
+		if errors.Is(err, repo.ErrPlateParked) {
+			return decision{}, domain.Reject(domain.CodePlateAlreadyParked,
+				"plate %s already has a session in zone %s that overlaps this one", domain.MaskPlate(plan.Plate), permit.Zone)
+		}
+		if err != nil {
+			return decision{}, err
+		}
+		return decision{result: s.View(now), outbox: []*repo.OutboxTask{autoStopOutbox(s)}}, nil
+	})
+}
+
+// SessionStop handles session:stop.
+func (h *Handlers) SessionStop(ctx context.Context, t *asynq.Task) error {
+	var p jobs.SessionStop
+	if ok, err := h.decodeRequest(ctx, t, &p); !ok {
+		return err
+	}
+	return h.apply(ctx, t, jobs.TypeSessionStop, p, func(ctx context.Context, tx repo.Tx) (decision, error) {
+		now := h.now()
+		sid, ok := repo.ParseID(p.SessionID)
+		if !ok {
+			return decision{}, domain.Reject(domain.CodeNotFound, "session %q not found", p.SessionID)
+		}
+		s, permit, err := repo.LockSessionAndPermit(ctx, tx, sid)
+		if err != nil {
+			return decision{}, notFoundRule(err, "session", p.SessionID)
+		}
+		plan, err := domain.PlanStop(s.DomainState(), domain.StopRequest{At: instantPtr(p.At), ReceivedAt: receivedAt(p.ReceivedAt, now)}, now)
+		if err != nil {
+			return decision{}, err
+		}
+		if err := h.currentYear(ctx, tx, permit, chargeInstant(plan, now)); err != nil {
+			return decision{}, err
+		}
+		rid := p.RequestID
+		// The auto-stop scheduled for the planned end so far is obsolete after
+		// any stop: settled, cancelled, or shortened (which schedules its own).
+		obsolete := jobs.AutoStopTaskID(repo.FormatID(s.ID), s.PlannedEndAt)
+		if err := repo.ApplyStop(ctx, tx, permit, s, plan, &rid, now); err != nil {
+			return decision{}, err
+		}
+		d := decision{result: s.View(now), obsolete: []string{obsolete}}
+		switch plan.Kind {
+		case domain.StopShorten:
+			d.outbox = append(d.outbox, autoStopOutbox(s))
+		case domain.StopSettle:
+			d.settled = []string{SettledStop}
+		case domain.StopCancel:
+			d.settled = []string{SettledCancel}
+		}
+		return d, nil
+	})
+}
+
+// SessionAutoStop handles session:autostop: the session is settled at its planned
+// end, however late the task runs.
+func (h *Handlers) SessionAutoStop(ctx context.Context, t *asynq.Task) error {
+	var p jobs.SessionAutoStop
+	if err := decode(t, &p); err != nil {
+		return err
+	}
+	sid, ok := repo.ParseID(p.SessionID)
+	if !ok {
+		return fmt.Errorf("session:autostop: session_id %q: %w", p.SessionID, asynq.SkipRetry)
+	}
+	_, err := h.autoStop(ctx, sid, SettledAutoStop)
+	if errors.Is(err, repo.ErrNotFound) {
+		return fmt.Errorf("session:autostop: %w: %w", err, asynq.SkipRetry)
+	}
+	return err
+}
+
+var errNotDue = errors.New("auto-stop came before the planned end")
+
+// autoStop settles one session at its planned end if it is due, and reports
+// whether it did; how says who settled it (the auto-stop task or the reconciler).
+func (h *Handlers) autoStop(ctx context.Context, sessionID int64, how string) (bool, error) {
+	var plan domain.StopPlan
+	var lateness time.Duration
+	err := h.inTx(ctx, func(ctx context.Context, tx repo.Tx) error {
+		plan, lateness = domain.StopPlan{}, 0
+		now := h.now()
+		s, permit, err := repo.LockSessionAndPermit(ctx, tx, sessionID)
+		if err != nil {
+			return err
+		}
+		plan = domain.PlanAutoStop(s.DomainState(), now)
+		switch plan.Kind {
+		case domain.StopNotDue:
+			// Early (clocks disagree): fail, and asynq retries it within a second or so.
+			return fmt.Errorf("%w: planned end %s", errNotDue, s.PlannedEndAt.Format(time.RFC3339Nano))
+		case domain.StopSettle:
+			if err := h.currentYear(ctx, tx, permit, chargeInstant(plan, now)); err != nil {
+				return err
+			}
+			lateness = now.Sub(s.PlannedEndAt)
+			h.logger(ctx).Info("auto-stopped", "session_id", s.ID, "planned_end_at", s.PlannedEndAt,
+				"lateness", lateness.String(), "charged_minutes", plan.Charge, "by", how)
+			return repo.ApplyStop(ctx, tx, permit, s, plan, nil, now)
+		}
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("auto-stop session %d: %w", sessionID, err)
+	}
+	if plan.Kind == domain.StopSettle {
+		h.observer().SessionSettled(how, lateness)
+	}
+	return plan.Kind == domain.StopSettle, nil
+}
