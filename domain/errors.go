@@ -33,6 +33,25 @@ const (
 	CodeInvalidTopup Code = "invalid_topup"
 	// CodeInvalidZone rejects a zone definition that does not make sense.
 	CodeInvalidZone Code = "invalid_zone"
+	// CodeSessionNotOpen rejects a change of a session that is stopped or
+	// cancelled, or whose planned end has passed (DOMAIN.md "What residents
+	// can do besides start and stop", Change a session).
+	CodeSessionNotOpen Code = "session_not_open"
+	// CodePlateChangeWindowClosed rejects a plate correction received more than
+	// PlateCorrectionWindow after the session's start (DOMAIN.md, Change a
+	// session).
+	CodePlateChangeWindowClosed Code = "plate_change_window_closed"
+	// CodeTooManySessions rejects a start or change that would make more of a
+	// permit's sessions overlap than the zone's max_concurrent_sessions
+	// (DOMAIN.md, Visitors at once).
+	CodeTooManySessions Code = "too_many_sessions"
+	// CodeTooManyFavourites rejects a new favourite on a permit that has
+	// MaxFavourites already (DOMAIN.md, Favourites).
+	CodeTooManyFavourites Code = "too_many_favourites"
+	// CodeInvalidFavouriteName rejects a favourite's name that is not 1-40
+	// characters of text (DOMAIN.md, Favourites). An addition to DOMAIN.md's
+	// list: the rule book gives the length, not the code.
+	CodeInvalidFavouriteName Code = "invalid_favourite_name"
 	// CodeBadRequest rejects a request whose form is wrong rather than one that
 	// breaks a rule, such as an instant outside the years parkd accepts. The HTTP
 	// intake answers it before anything is queued (400); a task enqueued

@@ -97,13 +97,19 @@ func StopAtPermitEnd(s SessionState, end time.Time) StopPlan {
 // open session has been settled. Zero means nothing to write off.
 func Expiry(balanceMinutes int) int { return max(balanceMinutes, 0) }
 
-// Statement is a closed permit year: the annual statement.
+// Statement is a closed permit year: the annual statement. The balance at the
+// year's end is CarriedOverMinutes + ExpiredMinutes: what went into the new
+// year, and what the zone's carry-over cap wrote off.
 type Statement struct {
 	YearStartsAt       time.Time
 	YearEndsAt         time.Time
 	PurchasedMinutes   int
 	UsedMinutes        int
 	CarriedOverMinutes int
+	// ExpiredMinutes is the balance above the zone's carry_over_max_hours,
+	// expired at rollover: the repo writes it as one expire ledger entry of
+	// -ExpiredMinutes (none when zero).
+	ExpiredMinutes int
 }
 
 // YearState is a permit's current year as the rollover sees it.
@@ -117,24 +123,40 @@ type YearState struct {
 }
 
 // RollYear closes a permit year of zone z that has ended and opens the next one:
-// the closed year becomes a statement (bought, used, and the balance carried
-// over); the new year runs from the old end to z.NextYearEnd of it, with purchase
-// and usage counters at zero. The balance carries over whole (it expires only
-// when the permit ends), and so do the reservations of open sessions: their
+// the closed year becomes a statement (bought, used, the balance carried over
+// and the balance expired); the new year runs from the old end to z.NextYearEnd
+// of it, with purchase and usage counters at zero. The balance carries over
+// (it expires only when the permit ends), up to the zone's carry-over cap
+// (CarryOver), and so do the reservations of open sessions, whole: their
 // minutes were taken from the balance already, and whatever they are charged
 // when they settle counts in the year they settle in.
 //
 // The repo does the same in set-based SQL, with the new ends computed here.
 func RollYear(z *Zone, y YearState) (Statement, YearState) {
+	carried, expired := z.CarryOver(y.BalanceMinutes)
 	st := Statement{
 		YearStartsAt: y.StartsAt, YearEndsAt: y.EndsAt,
-		PurchasedMinutes: y.PurchasedMinutes, UsedMinutes: y.UsedMinutes, CarriedOverMinutes: y.BalanceMinutes,
+		PurchasedMinutes: y.PurchasedMinutes, UsedMinutes: y.UsedMinutes,
+		CarriedOverMinutes: carried, ExpiredMinutes: expired,
 	}
 	next := YearState{
 		StartsAt: y.EndsAt, EndsAt: z.NextYearEnd(y.EndsAt),
-		BalanceMinutes: y.BalanceMinutes, ReservedMinutes: y.ReservedMinutes,
+		BalanceMinutes: carried, ReservedMinutes: y.ReservedMinutes,
 	}
 	return st, next
+}
+
+// CarryOver splits the balance at a permit year's end into what carries into
+// the new year and what expires (DOMAIN.md "Carry-over cap"): without a cap
+// everything carries; with carry_over_max_hours the balance above the cap
+// expires. The cap applies to the balance only: minutes reserved by open
+// sessions are not balance, are never expired, and what they release after the
+// rollover is balance of the new year.
+func (z *Zone) CarryOver(balanceMinutes int) (carried, expired int) {
+	if !z.CarryOverCapped || balanceMinutes <= z.CarryOverMaxMinutes {
+		return balanceMinutes, 0
+	}
+	return z.CarryOverMaxMinutes, balanceMinutes - z.CarryOverMaxMinutes
 }
 
 // YearsDue is how many permit years ending at or before now a permit of zone z

@@ -45,6 +45,9 @@ const (
 	NoticeCutByUsageCap   = "end_cut_by_usage_limit"
 	NoticeCutInvalidDay   = "end_cut_at_invalid_day"
 	NoticeShortenedByStop = "end_moved_by_stop"
+	// NoticeEndsAtPaidHoursEnd: a start without an end in a zone with
+	// default_end paid_regime_end ends where the paid regime ends.
+	NoticeEndsAtPaidHoursEnd = "ends_at_paid_hours_end"
 )
 
 // Notice tells the app something about a session that is not an error.
@@ -101,6 +104,12 @@ type StartRequest struct {
 	StartAt    *time.Time
 	EndAt      *time.Time
 	ReceivedAt time.Time
+	// PermitSessions are the permit's sessions that may overlap the new one, for
+	// the max_concurrent_sessions rule (CheckConcurrentSessions): needed only
+	// when the zone has that cap, and any superset will do (all the permit's
+	// open sessions, say), since only those overlapping the planned interval
+	// count.
+	PermitSessions []Interval
 }
 
 // SessionPlan is an accepted start: what to store and reserve.
@@ -115,6 +124,7 @@ type SessionPlan struct {
 
 // PlanSession applies every start rule of DOMAIN.md to a request on a permit in a
 // zone and returns the session to store, or the RuleError of the first rule broken.
+// QuoteSession answers with exactly this decision.
 func PlanSession(z *Zone, p PermitState, req StartRequest) (SessionPlan, error) {
 	if !p.Active {
 		return SessionPlan{}, Reject(CodePermitNotActive, "the permit has ended")
@@ -140,8 +150,9 @@ func PlanSession(z *Zone, p PermitState, req StartRequest) (SessionPlan, error) 
 	if !z.ValidOn(start) {
 		return SessionPlan{}, Reject(CodeNotValidOnDay, "the visitor permit of zone %s is not valid on %s", z.Code, start.In(z.Location).Weekday())
 	}
-	maxEnd := start.Add(time.Duration(z.MaxSessionMinutes) * time.Minute)
+	maxEnd := z.maxEnd(start)
 	end := maxEnd
+	var notices []Notice
 	if req.EndAt != nil {
 		end = *req.EndAt
 		if !end.After(start) {
@@ -150,36 +161,106 @@ func PlanSession(z *Zone, p PermitState, req StartRequest) (SessionPlan, error) 
 		if end.After(maxEnd) {
 			return SessionPlan{}, Reject(CodeInvalidEnd, "end_at %s is more than %d minutes after start_at %s", rfc(end), z.MaxSessionMinutes, rfc(start))
 		}
+	} else if z.DefaultEnd == DefaultEndPaidRegimeEnd {
+		if e, ok := z.PaidRegimeEnd(start, maxEnd); ok {
+			end = e
+			notices = append(notices, Notice{Code: NoticeEndsAtPaidHoursEnd, At: e,
+				Message: fmt.Sprintf("ends at %s, where the paid hours end", rfc(e))})
+		}
 	}
+	// Nothing is granted yet: the whole interval is subject to the cuts.
+	f, err := fitInterval(z, start, end, start, p.BalanceMinutes, p.UsageLeft(z))
+	if err != nil {
+		return SessionPlan{}, err
+	}
+	if err := CheckConcurrentSessions(z, Interval{Start: start, End: f.end}, req.PermitSessions); err != nil {
+		return SessionPlan{}, err
+	}
+	notices = append(append(notices, f.notices...), paidHoursNotices(z, start, f.end)...)
+	return SessionPlan{Plate: plate, Country: country, StartAt: start, PlannedEndAt: f.end, ReservedMinutes: f.minutes, Notices: notices}, nil
+}
+
+// maxEnd is the latest end of a session starting at start.
+func (z *Zone) maxEnd(start time.Time) time.Time {
+	return start.Add(time.Duration(z.MaxSessionMinutes) * time.Minute)
+}
+
+// fitted is a session's interval after the cuts of fitInterval.
+type fitted struct {
+	end     time.Time
+	minutes int // to reserve: the started minutes from the start to end
+	notices []Notice
+}
+
+// fitInterval is the one place where a session's end is cut, for a start and for
+// a change alike (DOMAIN.md: a change is cut "exactly as a start is"): at the
+// first local day on which the permit is not valid, then by the balance, then by
+// the usage cap, each cut with its notice; with less than a minute of balance or
+// of usage left it is insufficient_balance or annual_usage_limit.
+//
+// balance and usageLeft are the minutes available to this session: for a start
+// the permit's; for a change its own reservation counts as available too.
+//
+// granted is the end already granted to the session (its start, for a start):
+// a right already granted is never taken back (DOMAIN.md "Zone changes apply
+// forward"), so an invalid day or usage cap that a zone change brought never cuts
+// the interval below min(end, granted). With the zone unchanged the granted
+// interval passed these very cuts, so this changes nothing. The balance cut is
+// never held up, so that no balance goes negative; the granted interval's own
+// reservation covers it.
+func fitInterval(z *Zone, start, end, granted time.Time, balance, usageLeft int) (fitted, error) {
+	floor := granted
+	if end.Before(floor) {
+		floor = end
+	}
+	nothingGranted := !floor.After(start)
 	var notices []Notice
 	if cut, ok := z.FirstInvalidDayStart(start, end); ok {
-		end = cut
-		notices = append(notices, Notice{Code: NoticeCutInvalidDay, At: cut,
-			Message: fmt.Sprintf("ends at %s: the permit is not valid on %s", rfc(cut), cut.In(z.Location).Weekday())})
+		if cut = latest(cut, floor); cut.Before(end) {
+			end = cut
+			notices = append(notices, Notice{Code: NoticeCutInvalidDay, At: cut,
+				Message: fmt.Sprintf("ends at %s: the permit is not valid on %s", rfc(cut), cut.In(z.Location).Weekday())})
+		}
 	}
 	minutes := Minutes(end.Sub(start))
-	if p.BalanceMinutes < 1 {
-		return SessionPlan{}, Reject(CodeInsufficientBalance, "the balance is %d minutes", p.BalanceMinutes)
+	if balance < 1 {
+		return fitted{}, Reject(CodeInsufficientBalance, "the balance is %d minutes", balance)
 	}
-	if minutes > p.BalanceMinutes {
-		minutes, end = p.BalanceMinutes, start.Add(time.Duration(p.BalanceMinutes)*time.Minute)
+	if minutes > balance {
+		minutes, end = balance, start.Add(time.Duration(balance)*time.Minute)
 		notices = append(notices, Notice{Code: NoticeCutByBalance, At: end,
 			Message: fmt.Sprintf("ends at %s: the balance covers %d minutes", rfc(end), minutes)})
 	}
-	left := p.UsageLeft(z)
-	if left < 1 {
-		return SessionPlan{}, Reject(CodeAnnualUsageLimit, "the %d hours of this permit year are used or reserved", z.AnnualUsageLimitHours)
+	if usageLeft < 1 && nothingGranted {
+		return fitted{}, Reject(CodeAnnualUsageLimit, "the %d hours of this permit year are used or reserved", z.AnnualUsageLimitHours)
 	}
-	if minutes > left {
-		minutes, end = left, start.Add(time.Duration(left)*time.Minute)
-		notices = append(notices, Notice{Code: NoticeCutByUsageCap, At: end,
-			Message: fmt.Sprintf("ends at %s: %d minutes are left under the annual usage limit", rfc(end), left)})
+	if minutes > usageLeft {
+		if cut := latest(start.Add(time.Duration(usageLeft)*time.Minute), floor); cut.Before(end) {
+			minutes, end = Minutes(cut.Sub(start)), cut
+			notices = append(notices, Notice{Code: NoticeCutByUsageCap, At: end,
+				Message: fmt.Sprintf("ends at %s: %d minutes are left under the annual usage limit", rfc(end), max(usageLeft, 0))})
+		}
 	}
-	if e, ok := z.PaidHoursEndWithin(start, end); ok {
-		notices = append(notices, Notice{Code: NoticePastPaidHours, At: e,
-			Message: fmt.Sprintf("paid hours end at %s; stop then to save %d minutes", rfc(e), Minutes(end.Sub(e)))})
+	return fitted{end: end, minutes: minutes, notices: notices}, nil
+}
+
+// paidHoursNotices tells, when the paid regime ends between from and end, that
+// stopping then saves the rest (DOMAIN.md: the registration ignores the paid
+// regime, but the app can suggest an earlier stop).
+func paidHoursNotices(z *Zone, from, end time.Time) []Notice {
+	e, ok := z.PaidHoursEndWithin(from, end)
+	if !ok {
+		return nil
 	}
-	return SessionPlan{Plate: plate, Country: country, StartAt: start, PlannedEndAt: end, ReservedMinutes: minutes, Notices: notices}, nil
+	return []Notice{{Code: NoticePastPaidHours, At: e,
+		Message: fmt.Sprintf("paid hours end at %s; stop then to save %d minutes", rfc(e), Minutes(end.Sub(e)))}}
+}
+
+func latest(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return b
+	}
+	return a
 }
 
 // SessionState is what the stop rules need to know of a stored session.

@@ -10,9 +10,13 @@ import (
 
 // ZoneSpec is the one description of a zone: what an operator writes (CONTRACT.md,
 // PUT /v1/admin/zones/{code}), what parkd stores (repo.Zone, a column per field)
-// and, compiled, what it answers. Zero values (a nil list: absent or null) mean
-// "the default"; CompileZone fills them in and checks the whole, so a compiled
-// zone's Spec has every field set and encodes with every field present.
+// and, compiled, what it answers. Zero values (a nil list, and null for the
+// pointer fields) mean "the default"; CompileZone fills them in and checks the
+// whole. The zone's Spec is the normalised form: every default filled in, so
+// that it marshals exactly as CONTRACT.md's zone example, every field present
+// and an unset limit null. No field is omitted when marshalled: an empty
+// invalid_weekdays ([], valid every day) must not read back as the default
+// Saturday.
 type ZoneSpec struct {
 	Name                     string       `json:"name"`
 	TimeZone                 string       `json:"time_zone"`
@@ -24,6 +28,30 @@ type ZoneSpec struct {
 	AnnualPurchaseLimitHours int          `json:"annual_purchase_limit_hours"`
 	AnnualUsageLimitHours    int          `json:"annual_usage_limit_hours"`
 	YearStarts               string       `json:"year_starts"` // MM-DD
+	// MaxConcurrentSessions caps how many of a permit's sessions overlap in time
+	// (DOMAIN.md "Visitors at once"); nil: no cap. 1-MaxConcurrentSessionsCap.
+	MaxConcurrentSessions *int `json:"max_concurrent_sessions"`
+	// DefaultEnd is how a start without an end ends (DOMAIN.md "End at the
+	// regime end"): DefaultEndMaxDuration ("" means it) or DefaultEndPaidRegimeEnd.
+	DefaultEnd string `json:"default_end"`
+	// CarryOverMaxHours caps the balance carried into a new permit year
+	// (DOMAIN.md "Carry-over cap"); nil: no cap. 0-MaxCarryOverHours.
+	CarryOverMaxHours *int `json:"carry_over_max_hours"`
+	// EndingNoticeMinutes is how long before a session's planned end the
+	// session.ending event is due (DOMAIN.md "Events"); 0 means
+	// DefaultEndingNoticeMinutes. 1-MaxEndingNoticeMinutes.
+	EndingNoticeMinutes int `json:"ending_notice_minutes"`
+	// Registration names the zone's codes in the national parking register
+	// (DOMAIN.md "Registration"); nil: the zone's rights are not registered.
+	Registration *ZoneRegistration `json:"registration"`
+}
+
+// ZoneRegistration is a zone's codes in the national parking register, each
+// 1-10 of [A-Za-z0-9_-] (CONTRACT.md).
+type ZoneRegistration struct {
+	AreaManagerID string `json:"area_manager_id"`
+	AreaID        string `json:"area_id"`
+	UsageID       string `json:"usage_id"`
 }
 
 // PaidWindow is one line of a weekly paid-parking regime: on Days, from From to To
@@ -43,6 +71,27 @@ const (
 	DefaultAnnualPurchaseLimitHours = 500
 	DefaultAnnualUsageLimitHours    = 500
 	DefaultYearStarts               = "01-01"
+	DefaultEndingNoticeMinutes      = 10
+)
+
+// What a start without an end time ends at (ZoneSpec.DefaultEnd).
+const (
+	// DefaultEndMaxDuration: start + the maximum duration, whatever the paid
+	// regime does (the seed municipality's rule: Sunday 16:30 reserves 3 hours).
+	DefaultEndMaxDuration = "max_duration"
+	// DefaultEndPaidRegimeEnd: a start inside a paid window ends where the paid
+	// regime ends, still at most the maximum duration after the start.
+	DefaultEndPaidRegimeEnd = "paid_regime_end"
+)
+
+// Bounds of the zone settings of issue 14. They keep a typo from becoming a
+// setting: no permit runs a hundred visitors at once, no balance reaches more
+// hours than a leap year has (the bound of the annual limits too), and a notice
+// an hour ahead is as early as one that still means "ending soon".
+const (
+	MaxConcurrentSessionsCap = 100
+	MaxCarryOverHours        = 8784
+	MaxEndingNoticeMinutes   = 60
 )
 
 // DefaultPaidHours is the regime a zone gets when its spec names none:
@@ -59,8 +108,9 @@ func DefaultPaidHours() []PaidWindow {
 func DefaultInvalidWeekdays() []string { return []string{"sat"} }
 
 var (
-	zoneCodeRE = regexp.MustCompile(`^[A-Z0-9_]{1,32}$`)
-	weekdays   = map[string]time.Weekday{
+	zoneCodeRE     = regexp.MustCompile(`^[A-Z0-9_]{1,32}$`)
+	registrationRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,10}$`)
+	weekdays       = map[string]time.Weekday{
 		"sun": time.Sunday, "mon": time.Monday, "tue": time.Tuesday, "wed": time.Wednesday,
 		"thu": time.Thursday, "fri": time.Friday, "sat": time.Saturday,
 	}
@@ -82,7 +132,19 @@ type Zone struct {
 	AnnualPurchaseLimitHours int
 	AnnualUsageLimitHours    int
 	YearStarts               MonthDay
-	Spec                     ZoneSpec // normalised, with defaults filled in
+	// MaxConcurrentSessions is the cap on a permit's overlapping sessions; 0: none.
+	MaxConcurrentSessions int
+	// DefaultEnd is DefaultEndMaxDuration or DefaultEndPaidRegimeEnd ("" acts
+	// as DefaultEndMaxDuration).
+	DefaultEnd string
+	// CarryOverCapped says whether the balance carried into a new permit year
+	// is capped, at CarryOverMaxMinutes.
+	CarryOverCapped     bool
+	CarryOverMaxMinutes int
+	EndingNoticeMinutes int
+	// Registration is nil when the zone's rights are not registered.
+	Registration *ZoneRegistration
+	Spec         ZoneSpec // normalised, with defaults filled in
 }
 
 type window struct {
@@ -226,11 +288,55 @@ func CompileZone(code string, spec ZoneSpec) (*Zone, error) {
 	if err != nil {
 		return bad("%v", err)
 	}
+	if n := spec.MaxConcurrentSessions; n != nil {
+		if *n < 1 || *n > MaxConcurrentSessionsCap {
+			return bad("max_concurrent_sessions must be null (no cap) or between 1 and %d", MaxConcurrentSessionsCap)
+		}
+		n := *n // the zone keeps its own copy: the caller's spec may change
+		z.MaxConcurrentSessions = n
+		spec.MaxConcurrentSessions = &n
+	}
+	switch spec.DefaultEnd {
+	case "":
+		spec.DefaultEnd = DefaultEndMaxDuration
+	case DefaultEndMaxDuration, DefaultEndPaidRegimeEnd:
+	default:
+		return bad("default_end %q is not %s or %s", truncate(spec.DefaultEnd, 40), DefaultEndMaxDuration, DefaultEndPaidRegimeEnd)
+	}
+	if h := spec.CarryOverMaxHours; h != nil {
+		if *h < 0 || *h > MaxCarryOverHours {
+			return bad("carry_over_max_hours must be null (no cap) or between 0 and %d", MaxCarryOverHours)
+		}
+		hours := *h
+		z.CarryOverCapped, z.CarryOverMaxMinutes = true, hours*60
+		spec.CarryOverMaxHours = &hours
+	}
+	if spec.EndingNoticeMinutes == 0 {
+		spec.EndingNoticeMinutes = DefaultEndingNoticeMinutes
+	}
+	if spec.EndingNoticeMinutes < 1 || spec.EndingNoticeMinutes > MaxEndingNoticeMinutes {
+		return bad("ending_notice_minutes must be between 1 and %d", MaxEndingNoticeMinutes)
+	}
+	if r := spec.Registration; r != nil {
+		for _, f := range []struct{ name, value string }{
+			{"area_manager_id", r.AreaManagerID}, {"area_id", r.AreaID}, {"usage_id", r.UsageID},
+		} {
+			if !registrationRE.MatchString(f.value) {
+				return bad("registration.%s %q must be 1-10 of A-Z, a-z, 0-9, _ and -", f.name, truncate(f.value, 20))
+			}
+		}
+		spec.Registration = new(ZoneRegistration)
+		*spec.Registration = *r
+		z.Registration = new(ZoneRegistration)
+		*z.Registration = *r
+	}
 	z.MaxSessionMinutes = spec.MaxSessionMinutes
 	z.MaxPlanAheadDays = spec.MaxPlanAheadDays
 	z.AnnualPurchaseLimitHours = spec.AnnualPurchaseLimitHours
 	z.AnnualUsageLimitHours = spec.AnnualUsageLimitHours
 	z.YearStarts = md
+	z.DefaultEnd = spec.DefaultEnd
+	z.EndingNoticeMinutes = spec.EndingNoticeMinutes
 	z.Spec = spec
 	return z, nil
 }
@@ -397,3 +503,25 @@ func (z *Zone) anniversary(y int) time.Time {
 
 // TopupCents is what buying hours costs at the zone's tariff.
 func (z *Zone) TopupCents(hours int) int64 { return int64(hours) * z.TariffCentsPerHour }
+
+// PaidRegimeEnd returns, when t lies inside the paid regime, the instant that
+// regime ends, provided it comes before limit. The end is the regime's real,
+// continuous end: windows that carry straight on into one another (Monday
+// 18:00-24:00 and Tuesday 00:00-02:00, or two overlapping windows of one day)
+// are one stretch of paid time, ending Tuesday 02:00. A stretch still running at
+// limit answers false, as does a t outside the regime.
+func (z *Zone) PaidRegimeEnd(t, limit time.Time) (time.Time, bool) {
+	if !z.InPaidRegime(t) {
+		return time.Time{}, false
+	}
+	return z.PaidHoursEndWithin(t, limit)
+}
+
+// CostCents is what minutes of parking cost at the zone's tariff (DOMAIN.md
+// "Quote"): minutes × tariff / 60, rounded up to a whole cent, in integers.
+func (z *Zone) CostCents(minutes int) int64 {
+	if minutes <= 0 {
+		return 0
+	}
+	return (int64(minutes)*z.TariffCentsPerHour + 59) / 60
+}

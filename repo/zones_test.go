@@ -21,11 +21,14 @@ func TestPutZoneStoresTheSpec(t *testing.T) {
 	first := domain.ZoneSpec{Name: "Centrum", TimeZone: "Europe/Amsterdam", TariffCentsPerHour: 210,
 		PaidHours:       []domain.PaidWindow{{Days: []string{"mon", "sat"}, From: "09:00", To: "21:00"}},
 		InvalidWeekdays: []string{"sat"}, MaxSessionMinutes: 180, MaxPlanAheadDays: 7,
-		AnnualPurchaseLimitHours: 500, AnnualUsageLimitHours: 400, YearStarts: "01-01"}
+		AnnualPurchaseLimitHours: 500, AnnualUsageLimitHours: 400, YearStarts: "01-01",
+		MaxConcurrentSessions: ptr(2), DefaultEnd: domain.DefaultEndPaidRegimeEnd, CarryOverMaxHours: ptr(50),
+		EndingNoticeMinutes: 15, Registration: &domain.ZoneRegistration{AreaManagerID: "361", AreaID: "ALK01", UsageID: "BEZOEKP"}}
 	second := domain.ZoneSpec{Name: "Oost", TimeZone: "America/Santiago", TariffCentsPerHour: 90,
 		PaidHours:       []domain.PaidWindow{{Days: []string{"sun"}, From: "00:00", To: "24:00"}},
 		InvalidWeekdays: []string{}, MaxSessionMinutes: 1440, MaxPlanAheadDays: 366,
-		AnnualPurchaseLimitHours: 8784, AnnualUsageLimitHours: 1, YearStarts: "09-07"}
+		AnnualPurchaseLimitHours: 8784, AnnualUsageLimitHours: 1, YearStarts: "09-07",
+		DefaultEnd: domain.DefaultEndMaxDuration, EndingNoticeMinutes: 10}
 	a, b := reflect.ValueOf(first), reflect.ValueOf(second)
 	for i := range a.NumField() {
 		if reflect.DeepEqual(a.Field(i).Interface(), b.Field(i).Interface()) {
@@ -54,3 +57,5 @@ func TestPutZoneStoresTheSpec(t *testing.T) {
 		version = got
 	}
 }
+
+func ptr[T any](v T) *T { return &v }
