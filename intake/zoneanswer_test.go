@@ -23,22 +23,27 @@ func TestPutZoneAnswersEveryField(t *testing.T) {
 			`{"code":"GOLD","name":"Centrum","time_zone":"Europe/Amsterdam","tariff_cents_per_hour":210,` +
 				`"paid_hours":[{"days":["mon","tue","wed","thu","fri","sat"],"from":"09:00","to":"21:00"},{"days":["sun"],"from":"12:00","to":"17:00"}],` +
 				`"invalid_weekdays":["sat"],"max_session_minutes":180,"max_plan_ahead_days":7,"annual_purchase_limit_hours":500,` +
-				`"annual_usage_limit_hours":500,"year_starts":"01-01"}`},
+				`"annual_usage_limit_hours":500,"year_starts":"01-01","max_concurrent_sessions":null,"default_end":"max_duration","carry_over_max_hours":null,"ending_notice_minutes":10,"registration":null}`},
 		{"empty lists stay empty", `{"name":"Oost","tariff_cents_per_hour":100,"paid_hours":[],"invalid_weekdays":[]}`,
 			`{"code":"GOLD","name":"Oost","time_zone":"Europe/Amsterdam","tariff_cents_per_hour":100,"paid_hours":[],` +
 				`"invalid_weekdays":[],"max_session_minutes":180,"max_plan_ahead_days":7,"annual_purchase_limit_hours":500,` +
-				`"annual_usage_limit_hours":500,"year_starts":"01-01"}`},
+				`"annual_usage_limit_hours":500,"year_starts":"01-01","max_concurrent_sessions":null,"default_end":"max_duration","carry_over_max_hours":null,"ending_notice_minutes":10,"registration":null}`},
 		{"every field given", `{"name":"Santiago","time_zone":"America/Santiago","tariff_cents_per_hour":90,` +
 			`"paid_hours":[{"days":["sun"],"from":"00:00","to":"24:00"}],"invalid_weekdays":["mon","tue"],"max_session_minutes":1440,` +
-			`"max_plan_ahead_days":366,"annual_purchase_limit_hours":8784,"annual_usage_limit_hours":1,"year_starts":"09-07"}`,
+			`"max_plan_ahead_days":366,"annual_purchase_limit_hours":8784,"annual_usage_limit_hours":1,"year_starts":"09-07",` +
+			`"max_concurrent_sessions":2,"default_end":"paid_regime_end","carry_over_max_hours":50,"ending_notice_minutes":15,` +
+			`"registration":{"area_manager_id":"361","area_id":"ALK01","usage_id":"BEZOEKP"}}`,
 			`{"code":"GOLD","name":"Santiago","time_zone":"America/Santiago","tariff_cents_per_hour":90,` +
 				`"paid_hours":[{"days":["sun"],"from":"00:00","to":"24:00"}],"invalid_weekdays":["mon","tue"],"max_session_minutes":1440,` +
-				`"max_plan_ahead_days":366,"annual_purchase_limit_hours":8784,"annual_usage_limit_hours":1,"year_starts":"09-07"}`},
-		{"nulls are absent", `{"name":"N","tariff_cents_per_hour":1,"paid_hours":null,"invalid_weekdays":null,"time_zone":null}`,
+				`"max_plan_ahead_days":366,"annual_purchase_limit_hours":8784,"annual_usage_limit_hours":1,"year_starts":"09-07",` +
+				`"max_concurrent_sessions":2,"default_end":"paid_regime_end","carry_over_max_hours":50,"ending_notice_minutes":15,` +
+				`"registration":{"area_manager_id":"361","area_id":"ALK01","usage_id":"BEZOEKP"}}`},
+		{"nulls are absent", `{"name":"N","tariff_cents_per_hour":1,"paid_hours":null,"invalid_weekdays":null,"time_zone":null,` +
+			`"max_concurrent_sessions":null,"carry_over_max_hours":null,"registration":null}`,
 			`{"code":"GOLD","name":"N","time_zone":"Europe/Amsterdam","tariff_cents_per_hour":1,` +
 				`"paid_hours":[{"days":["mon","tue","wed","thu","fri","sat"],"from":"09:00","to":"21:00"},{"days":["sun"],"from":"12:00","to":"17:00"}],` +
 				`"invalid_weekdays":["sat"],"max_session_minutes":180,"max_plan_ahead_days":7,"annual_purchase_limit_hours":500,` +
-				`"annual_usage_limit_hours":500,"year_starts":"01-01"}`},
+				`"annual_usage_limit_hours":500,"year_starts":"01-01","max_concurrent_sessions":null,"default_end":"max_duration","carry_over_max_hours":null,"ending_notice_minutes":10,"registration":null}`},
 	}
 	for _, c := range cases {
 		r := e.mustDo("PUT", "/v1/admin/zones/GOLD", op, c.body, http.StatusOK, nil)
