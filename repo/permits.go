@@ -199,7 +199,7 @@ func ApplyTopup(ctx context.Context, tx bun.IDB, p *Permit, t domain.Topup, paym
 
 // EndPermit ends the locked permit p whose open sessions have all been settled:
 // the balance left is written off with one expire entry, and the permit is ended
-// at plan.At. The unique index ledger_one_expiry_per_permit makes a second
+// at plan.At. The unique index ledger_one_end_expiry_per_permit makes a second
 // write-off impossible, whatever a caller does.
 func EndPermit(ctx context.Context, tx bun.IDB, p *Permit, plan domain.EndPlan, requestID string, at time.Time) error {
 	if p.ReservedMinutes != 0 {
