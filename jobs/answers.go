@@ -99,6 +99,14 @@ type Statement struct {
 	ExpiredMinutes     int       `json:"expired_minutes"`
 }
 
+// Favourite is a named plate of a permit (GET /v1/permits/{id}/favourites, and
+// the answer of a PUT of one). Plate is normalised.
+type Favourite struct {
+	Plate     string    `json:"plate"`
+	Name      string    `json:"name"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
 // Outcome is what became of a request (GET /v1/requests/{request_id}). A
 // request still pending has no Error and no Result, and the 202 that says so
 // carries RequestID and Status alone.
