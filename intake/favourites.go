@@ -16,20 +16,6 @@ import (
 // path is a plate like any other: ServeMux hands it over URL-decoded, and
 // domain.NormalizePlate makes "ab-12-cd" and "AB 12 CD" one favourite.
 
-// favouritePermit checks that the resident may act on the permit in the path
-// (reach: 403 otherwise, whether or not it exists) and returns its ID.
-func (s *Server) favouritePermit(r *http.Request, p *identity.Principal) (int64, error) {
-	raw := r.PathValue("permit_id")
-	if err := s.reach(r.Context(), p, raw, ""); err != nil {
-		return 0, err
-	}
-	id, ok := repo.ParseID(raw)
-	if !ok {
-		return 0, errNotFound("permit %s not found", raw)
-	}
-	return id, nil
-}
-
 // listFavourites: GET /v1/permits/{permit_id}/favourites (resident). An ended
 // permit has none: they were deleted when it ended.
 func (s *Server) listFavourites(w http.ResponseWriter, r *http.Request, p *identity.Principal) error {
@@ -56,7 +42,7 @@ func (s *Server) listFavourites(w http.ResponseWriter, r *http.Request, p *ident
 // row written under the permit's lock, so two PUTs at once cannot make 26, and
 // none lands on a permit that is ending (the end takes the same lock).
 func (s *Server) putFavourite(w http.ResponseWriter, r *http.Request, p *identity.Principal) error {
-	id, err := s.favouritePermit(r, p)
+	id, err := s.reachPermit(r, p)
 	if err != nil {
 		return err
 	}
@@ -104,7 +90,7 @@ func (s *Server) putFavourite(w http.ResponseWriter, r *http.Request, p *identit
 // gone with its ended permit) is 204 as well: a DELETE retried after its answer
 // was lost must not look like a failure.
 func (s *Server) deleteFavourite(w http.ResponseWriter, r *http.Request, p *identity.Principal) error {
-	id, err := s.favouritePermit(r, p)
+	id, err := s.reachPermit(r, p)
 	if err != nil {
 		return err
 	}
