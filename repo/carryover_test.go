@@ -17,6 +17,7 @@ func TestRolloverCarryOverCap(t *testing.T) {
 		subtest{"80 hours at a cap of 50: 30 expire", rolloverCapExpiresTheExcessOnce},
 		subtest{"the SQL's cut is the domain's", rolloverCapSQLMatchesDomain},
 		subtest{"on use it cuts as the nightly rollover does", rollPermitYearsCapsAsTheNightlyRollover},
+		subtest{"a capped year's expiry and the end's write-off both book", cappedExpiryThenPermitEnd},
 	)
 }
 
@@ -214,4 +215,48 @@ func rollPermitYearsCapsAsTheNightlyRollover(t *testing.T) {
 		}
 	}
 	w.checkLedger()
+}
+
+// A permit whose capped year expired minutes can still end: the end writes off
+// the rest with an expire entry of its own (ledger_one_end_expiry_per_permit),
+// beside the year's (ledger_one_expiry_per_permit_year), and deletes the
+// permit's favourites in the same transaction. A second write-off of either
+// kind is refused by the schema.
+func cappedExpiryThenPermitEnd(t *testing.T) {
+	w := newWorld(t)
+	w.cappedZone("HAG", hours(50))
+	p := w.permit("HAG", time.Date(2026, time.March, 1, 12, 0, 0, 0, time.UTC), 80*60)
+	now := time.Date(2027, time.January, 1, 3, 0, 0, 0, time.UTC)
+	if _, err := repo.RollOver(w.ctx, w.store.DB, now, 10); err != nil {
+		t.Fatal(err)
+	}
+	err := w.store.InTx(w.ctx, func(ctx context.Context, tx repo.Tx) error {
+		locked, err := repo.LockPermit(ctx, tx, p.ID)
+		if err != nil {
+			return err
+		}
+		if _, err := repo.SaveFavourite(ctx, tx, p.ID, domain.Favourite{Plate: "AB12CD", Name: "Oma"}, now); err != nil {
+			return err
+		}
+		return repo.EndPermit(ctx, tx, locked, domain.EndPlan{At: now, Reason: "moved"}, "end-1", now)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	exp := w.expiries(p)
+	if len(exp) != 2 || exp[0].Minutes != -50*60 || exp[1].Minutes != -30*60 || w.reload(p).BalanceMinutes != 0 {
+		t.Fatalf("expire entries %+v, want -30 h at the rollover and -50 h at the end", exp)
+	}
+	if favs, err := repo.PermitFavourites(w.ctx, w.store.DB, p.ID); err != nil || len(favs) != 0 {
+		t.Fatalf("the ended permit keeps favourites %+v (%v)", favs, err)
+	}
+	w.checkLedger()
+	for _, q := range []string{
+		"INSERT INTO ledger (permit_id, kind, minutes, at) VALUES (?, 'expire', 0, now())",
+		"INSERT INTO ledger (permit_id, kind, minutes, at, year_starts_at) SELECT permit_id, 'expire', 0, now(), year_starts_at FROM permit_years WHERE permit_id = ?",
+	} {
+		if _, err := w.store.DB.NewRaw(q, p.ID).Exec(w.ctx); err == nil {
+			t.Errorf("a second write-off was booked: %s", q)
+		}
+	}
 }
