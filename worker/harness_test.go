@@ -202,14 +202,14 @@ func (e *harness) enqueue(task *asynq.Task) {
 // await waits for a request's outcome to be recorded.
 func (e *harness) await(requestID string, into any) *repo.Request {
 	e.t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
+	deadline := time.Now().Add(30 * time.Second) // generous: a loaded CI machine
 	for {
 		r, err := repo.GetRequest(e.ctx, e.store.DB, requestID)
 		if err == nil && r.Status != repo.RequestPending {
 			return e.outcome(requestID, into)
 		}
 		if time.Now().After(deadline) {
-			e.t.Fatalf("request %s: no outcome after 15s (last: %v %v)", requestID, r, err)
+			e.t.Fatalf("request %s: no outcome after 30s (last: %v %v)", requestID, r, err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
