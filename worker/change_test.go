@@ -1,6 +1,9 @@
 package worker_test
 
 import (
+	"context"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -281,4 +284,46 @@ func mustID(t testing.TB, s string) int64 {
 		t.Fatalf("id %q", s)
 	}
 	return n
+}
+
+// Concurrent starts on one permit of a zone with max_concurrent_sessions:
+// the permit's lock serialises them, in the Coalescer's shared transactions
+// too (units of one transaction see each other's sessions; a unit meeting
+// another transaction's lock runs again alone): exactly the cap is started.
+func TestConcurrentStartsKeepTheSessionCap(t *testing.T) {
+	l := withClock(setupParallel(t), time.Now())
+	l.zone("CAP3", domain.ZoneSpec{Name: "Cap", TimeZone: "Europe/Amsterdam", TariffCentsPerHour: 210, MaxConcurrentSessions: ptr(3)})
+	p := l.newPermit("CAP3", 100)
+	codes := make([]string, 12)
+	var wg sync.WaitGroup
+	for i := range codes {
+		wg.Go(func() {
+			task, id := l.sessionTask(p.ID, fmt.Sprintf("RACE%d", i), nil, nil)
+			if err := l.h.SessionStart(context.Background(), task); err != nil {
+				t.Error(err)
+				return
+			}
+			r, err := repo.GetRequest(context.Background(), l.store.DB, id)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			codes[i] = rejection(t, r)
+		})
+	}
+	wg.Wait()
+	started := 0
+	for _, c := range codes {
+		switch c {
+		case "":
+			started++
+		case string(domain.CodeTooManySessions):
+		default:
+			t.Fatalf("a racing start: %q", c)
+		}
+	}
+	if started != 3 {
+		t.Fatalf("%d of 12 racing starts started, want the cap, 3 (%v)", started, codes)
+	}
+	l.checkInvariants()
 }
