@@ -108,11 +108,6 @@ func (h *Handlers) SessionChange(ctx context.Context, t *asynq.Task) error {
 		if err != nil {
 			return decision{}, err
 		}
-		if s.State != domain.StateOpen {
-			// Before any other rule, and before the year is looked at: a
-			// settled session is not open whatever else the request says.
-			return decision{}, domain.Reject(domain.CodeSessionNotOpen, "session %s is %s", p.SessionID, s.State)
-		}
 		if err := h.currentYear(ctx, tx, permit, now); err != nil {
 			return decision{}, err
 		}
