@@ -351,6 +351,9 @@ func TestRoles(t *testing.T) {
 		{"POST", "/v1/permits/" + r.permit + "/topups?wait=10s", map[string]any{"hours": 1, "payment_ref": uid("p")}, []string{identity.RoleResident}},
 		{"GET", "/v1/permits/" + r.permit + "/ledger", nil, []string{identity.RoleResident, identity.RoleEloket}},
 		{"GET", "/v1/permits/" + r.permit + "/statements", nil, []string{identity.RoleResident, identity.RoleEloket}},
+		{"GET", "/v1/permits/" + r.permit + "/favourites", nil, []string{identity.RoleResident}},
+		{"PUT", "/v1/permits/" + r.permit + "/favourites/ROLE4", map[string]any{"name": "Oma"}, []string{identity.RoleResident}},
+		{"DELETE", "/v1/permits/" + r.permit + "/favourites/ROLE4", nil, []string{identity.RoleResident}},
 		{"POST", "/v1/permits?wait=10s", map[string]any{"resident_id": "x", "address_id": "y"}, []string{identity.RoleEloket}},
 		{"GET", rights, nil, []string{identity.RoleEnforcement}},
 		{"PUT", "/v1/admin/zones/ROLES", map[string]any{"name": "R", "tariff_cents_per_hour": 100}, []string{identity.RoleOperator}},
@@ -495,6 +498,8 @@ func TestBadRequests(t *testing.T) {
 		{"hours a fraction", "/v1/permits/" + r.permit + "/topups", `{"hours":1.5,"payment_ref":"p"}`, "hours", nil},
 		{"hours missing", "/v1/permits/" + r.permit + "/topups", `{"payment_ref":"p"}`, "hours", nil},
 		{"stop at malformed", "", `{"at":"now"}`, "at", nil},
+		{"NUL in plate", start, `{"plate":"AB\u000012"}`, "plate", nil},
+		{"NUL in payment_ref", "/v1/permits/" + r.permit + "/topups", `{"hours":1,"payment_ref":"a\u0000b"}`, "payment_ref", nil},
 	}
 	s := e.startSession(r, "BAD1", nil)
 	for _, c := range cases {
@@ -527,6 +532,17 @@ func TestBadRequests(t *testing.T) {
 	wantError(t, e.do("POST", "/v1/permits", el, `{"resident_id":"","address_id":"a"}`), http.StatusBadRequest, intake.CodeBadRequest, "resident_id")
 	wantError(t, e.do("POST", "/v1/permits", el, `{"resident_id":"r","address_id":"`+strings.Repeat("a", 65)+`"}`), http.StatusBadRequest, intake.CodeBadRequest, "address_id")
 	wantError(t, e.do("POST", "/v1/permits/"+r.permit+"/end", el, `{"reason":"x","at":"yesterday"}`), http.StatusBadRequest, intake.CodeBadRequest, "at")
+	// NUL (\u0000) is valid JSON but no field's text, and Postgres cannot hold it:
+	// 400 naming the field on every body, queued or written directly (it was a
+	// 500 on the admin endpoints, request_failed on queued writes).
+	wantError(t, e.do("POST", "/v1/permits", el, `{"resident_id":"R\u0000X","address_id":"a"}`), http.StatusBadRequest, intake.CodeBadRequest, "resident_id")
+	wantError(t, e.do("POST", "/v1/permits/"+r.permit+"/end", el, `{"reason":"x\u0000y"}`), http.StatusBadRequest, intake.CodeBadRequest, "reason")
+	op := e.token(identity.RoleOperator, "op")
+	wantError(t, e.do("PUT", "/v1/admin/zones/ZY", op, `{"name":"a\u0000b","tariff_cents_per_hour":1}`), http.StatusBadRequest, intake.CodeBadRequest, "name")
+	wantError(t, e.do("PUT", "/v1/admin/zones/ZY", op, `{"name":"a","tariff_cents_per_hour":1,"paid_hours":[{"days":["mon"],"from":"09:00","to":"1\u00007:00"}]}`),
+		http.StatusBadRequest, intake.CodeBadRequest, "paid_hours[0].to")
+	wantError(t, e.do("POST", "/v1/admin/addresses", op, `{"address_id":"A\u0000","zone":"TEST"}`), http.StatusBadRequest, intake.CodeBadRequest, "address_id")
+	wantError(t, e.do("POST", "/v1/admin/registrations", op, `{"resident_id":"A\u0000","address_id":"a"}`), http.StatusBadRequest, intake.CodeBadRequest, "resident_id")
 
 	// Not an endpoint, and not a method: the contract's error shape too.
 	wantError(t, e.do("GET", "/v1/nothing", r.token, nil), http.StatusNotFound, intake.CodeNotFound)

@@ -12,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/parkd/parkd/domain"
+	"github.com/parkd/parkd/jobs"
 	"github.com/parkd/parkd/repo"
 )
 
@@ -65,6 +66,11 @@ func decodeBody(b []byte, v any) error {
 	// Whatever follows the object is a mistake: two objects, stray text.
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return badRequest("body", "must hold one JSON object and nothing after it")
+	}
+	// JSON may carry NUL (\u0000); no field of parkd's holds it, and
+	// Postgres's text cannot.
+	if f := jobs.NULField(v); f != "" {
+		return badRequest(f, "contains the NUL character, which is not text")
 	}
 	return nil
 }

@@ -94,6 +94,13 @@ func toAPIError(err error) *apiError {
 	if repo.IsUnavailable(err) {
 		return errUnavailable("the database", err)
 	}
+	// A write the database refuses for good (a direct write: an admin
+	// endpoint, a favourite) is what a queued request records as
+	// request_failed: the same answer, not a 500.
+	if ref, ok := repo.AsRefusal(err); ok {
+		return &apiError{Status: http.StatusUnprocessableEntity, Code: string(domain.CodeRequestFailed),
+			Message: ref.Message(), cause: err}
+	}
 	return &apiError{Status: http.StatusInternalServerError, Code: CodeInternal,
 		Message: "internal error; it has been logged", cause: err}
 }
@@ -118,6 +125,8 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		log.Info("request abandoned by the client", "err", err)
 	case ae.Status >= 500:
 		log.Error("request failed", "status", ae.Status, "code", ae.Code, "err", err)
+	case ae.Code == string(domain.CodeRequestFailed):
+		log.Warn("the database refused a write for good", "err", err)
 	}
 	switch ae.Status {
 	case http.StatusUnauthorized:

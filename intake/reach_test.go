@@ -69,6 +69,13 @@ func TestResidentActsOnWhatItHolds(t *testing.T) {
 				{"POST", "/v1/permits/" + permit + "/topups?wait=10s", func() any { return map[string]any{"hours": 1, "payment_ref": uid("pay")} }, http.StatusCreated},
 			}
 		},
+		"favourites": func(permit, _ string) []call {
+			return []call{
+				{"GET", "/v1/permits/" + permit + "/favourites", nil, http.StatusOK},
+				{"PUT", "/v1/permits/" + permit + "/favourites/" + plate(), func() any { return map[string]any{"name": "Oma"} }, http.StatusOK},
+				{"DELETE", "/v1/permits/" + permit + "/favourites/" + plate(), nil, http.StatusNoContent},
+			}
+		},
 		"sessions by id": func(_, session string) []call {
 			return []call{
 				{"GET", "/v1/sessions/" + session, nil, http.StatusOK},

@@ -19,14 +19,11 @@ import (
 // permitFor reads the permit named in the path, if p may see it: a resident
 // only one it holds (reach), the E-loket any.
 func (s *Server) permitFor(r *http.Request, p *identity.Principal) (*repo.Permit, error) {
-	raw := r.PathValue("permit_id")
-	if err := s.reach(r.Context(), p, raw, ""); err != nil {
+	id, err := s.reachPermit(r, p)
+	if err != nil {
 		return nil, err
 	}
-	id, ok := repo.ParseID(raw)
-	if !ok {
-		return nil, errNotFound("permit %s not found", raw)
-	}
+	raw := r.PathValue("permit_id")
 	ctx, cancel := dbCtx(r.Context())
 	defer cancel()
 	pm, err := repo.GetPermit(ctx, s.Store.DB, id)
@@ -34,6 +31,21 @@ func (s *Server) permitFor(r *http.Request, p *identity.Principal) (*repo.Permit
 		return nil, errNotFound("permit %s not found", raw)
 	}
 	return pm, err
+}
+
+// reachPermit checks that p may act on the permit named in the path (reach: a
+// resident only one it holds, 403 otherwise, whether or not it exists) and
+// returns its ID.
+func (s *Server) reachPermit(r *http.Request, p *identity.Principal) (int64, error) {
+	raw := r.PathValue("permit_id")
+	if err := s.reach(r.Context(), p, raw, ""); err != nil {
+		return 0, err
+	}
+	id, ok := repo.ParseID(raw)
+	if !ok {
+		return 0, errNotFound("permit %s not found", raw)
+	}
+	return id, nil
 }
 
 // sessionFor reads the session named in the path, if p may see it. A session

@@ -151,6 +151,10 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("POST /v1/permits/{permit_id}/topups", s.api(resident, s.topup))
 	mux.Handle("GET /v1/permits/{permit_id}/ledger", s.api(eloket, s.ledger))
 	mux.Handle("GET /v1/permits/{permit_id}/statements", s.api(eloket, s.statements))
+	// Favourites: written directly, not queued (favourites.go).
+	mux.Handle("GET /v1/permits/{permit_id}/favourites", s.api(resident, s.listFavourites))
+	mux.Handle("PUT /v1/permits/{permit_id}/favourites/{plate}", s.api(resident, s.putFavourite))
+	mux.Handle("DELETE /v1/permits/{permit_id}/favourites/{plate}", s.api(resident, s.deleteFavourite))
 	mux.Handle("POST /v1/permits", s.api([]string{identity.RoleEloket}, s.issuePermit))
 	mux.Handle("POST /v1/permits/{permit_id}/end", s.api([]string{identity.RoleEloket}, s.endPermit))
 	mux.Handle("GET /v1/rights", s.api([]string{identity.RoleEnforcement}, s.rights))

@@ -99,14 +99,24 @@ type LedgerEntry struct {
 }
 
 // Statement is a closed permit year (GET /v1/permits/{id}/statements): what
-// was bought and used in [YearStartsAt, YearEndsAt), and the balance carried
-// into the next year.
+// was bought and used in [YearStartsAt, YearEndsAt), the balance carried into
+// the next year, and the balance above the zone's carry-over cap that expired
+// at its end (an expire entry in the ledger).
 type Statement struct {
 	YearStartsAt       time.Time `json:"year_starts_at"`
 	YearEndsAt         time.Time `json:"year_ends_at"`
 	PurchasedMinutes   int       `json:"purchased_minutes"`
 	UsedMinutes        int       `json:"used_minutes"`
 	CarriedOverMinutes int       `json:"carried_over_minutes"`
+	ExpiredMinutes     int       `json:"expired_minutes"`
+}
+
+// Favourite is a named plate of a permit (GET /v1/permits/{id}/favourites, and
+// the answer of a PUT of one). Plate is normalised.
+type Favourite struct {
+	Plate     string    `json:"plate"`
+	Name      string    `json:"name"`
+	CreatedAt time.Time `json:"created_at"`
 }
 
 // Outcome is what became of a request (GET /v1/requests/{request_id}). A

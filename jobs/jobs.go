@@ -333,7 +333,7 @@ func requestTask(typ string, payload Request) (*asynq.Task, error) {
 	if !ok {
 		return nil, fmt.Errorf("jobs: %s is not a request type", typ)
 	}
-	if err := payload.CheckInstants(); err != nil {
+	if err := Check(payload); err != nil {
 		return nil, fmt.Errorf("jobs: %s: %w", typ, err)
 	}
 	requestID := payload.ID()

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/uptrace/bun"
+
+	"github.com/parkd/parkd/domain"
 )
 
 // LedgerMismatch is a permit whose balance is not the sum of its ledger.
@@ -139,6 +141,18 @@ func AuditChecks(grace time.Duration) []AuditCheck {
 			FROM requests
 			WHERE status = 'pending' AND created_at < now() - '` + fmt.Sprintf("%d seconds", int(PendingRequestLimit.Seconds())) + `'::interval
 			ORDER BY created_at`},
+		{"every year's expired minutes booked once, as its statement says", `
+			SELECT format('permit %s, year from %s: statement expired %s, ledger expired %s',
+			              permit_id, year_starts_at, coalesce(y.expired_minutes, 0), coalesce(-l.minutes, 0))
+			FROM permit_years y
+			FULL JOIN (SELECT permit_id, year_starts_at, minutes FROM ledger
+			           WHERE kind = 'expire' AND year_starts_at IS NOT NULL) l USING (permit_id, year_starts_at)
+			WHERE coalesce(y.expired_minutes, 0) <> coalesce(-l.minutes, 0)`},
+		{"no ended permit has favourites, no permit more than 25", `
+			SELECT format('permit %s (%s): %s favourites', p.id, p.status, count(*))
+			FROM favourites f JOIN permits p ON p.id = f.permit_id
+			GROUP BY p.id, p.status
+			HAVING p.status <> 'active' OR count(*) > ` + fmt.Sprint(domain.MaxFavourites)},
 		{"no ledger entry from a rejected request", `
 			SELECT format('ledger %s (%s) from rejected request %s', l.id, l.kind, l.request_id)
 			FROM ledger l JOIN requests r ON r.request_id = l.request_id

@@ -16,6 +16,7 @@ func TestAudit(t *testing.T) {
 	parallel(t,
 		subtest{"finds violations", auditFindsViolations},
 		subtest{"finds requests pending too long", auditFindsRequestsPendingTooLong},
+		subtest{"finds favourites and expiries out of place", auditFindsFavouritesAndExpiriesOutOfPlace},
 	)
 }
 
@@ -30,7 +31,7 @@ func auditFindsViolations(t *testing.T) {
 	w.zone("AZ", "", "")
 	p := w.permit("AZ", time.Now(), 0)
 	past := time.Now().Add(-time.Hour)
-	for _, q := range []string{
+	planted := []string{
 		fmt.Sprintf("UPDATE permits SET balance_minutes = 7 WHERE id = %d", p.ID),
 		fmt.Sprintf("INSERT INTO sessions (permit_id, zone, plate, state, start_at, planned_end_at, reserved_minutes, request_id) VALUES (%d, 'AZ', 'X1', 'open', '%s', '%s', 10, 'req-s')",
 			p.ID, past.Format(time.RFC3339), past.Add(10*time.Minute).Format(time.RFC3339)),
@@ -45,19 +46,8 @@ func auditFindsViolations(t *testing.T) {
 		// 10 minutes no reserve entry backs either).
 		"INSERT INTO requests (request_id, type, body_hash, status) VALUES ('req-change', 'session:change', 'h', 'applied')",
 		fmt.Sprintf("INSERT INTO ledger (permit_id, kind, minutes, session_id, request_id, at) SELECT %d, k, m, id, 'req-change', now() FROM sessions, (VALUES ('reserve', -5), ('release', 5)) AS e(k, m) WHERE request_id = 'req-s'", p.ID),
-	} {
-		if _, err := st.DB.ExecContext(ctx, q); err != nil {
-			t.Fatal(err)
-		}
 	}
-	_, findings, err := repo.Audit(ctx, st.DB, time.Minute, 10)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := map[string]bool{}
-	for _, f := range findings {
-		got[f.Check] = true
-	}
+	findings, got := w.plantAndAudit(planted)
 	for _, want := range []string{
 		"balance equals the sum of the ledger and is not negative",
 		"reserved minutes equal the open sessions' reservations",
@@ -68,7 +58,7 @@ func auditFindsViolations(t *testing.T) {
 		"every open session's reservation equals its reserve and release entries",
 		"every change booked at most one entry, on its own session",
 	} {
-		if !got[want] {
+		if got[want] == 0 {
 			t.Errorf("audit did not report %q; findings: %v", want, findings)
 		}
 	}
@@ -115,4 +105,54 @@ func auditFindsRequestsPendingTooLong(t *testing.T) {
 	if ps.Count != 2 || ps.Oldest < 6*time.Minute || ps.Oldest > 7*time.Minute {
 		t.Fatalf("pending %+v, want 2 with the oldest 6 minutes old", ps)
 	}
+}
+
+// `parkd check` finds favourites left on an ended permit, more than 25 on one
+// permit, a statement whose expired minutes have no expire entry and an
+// expire entry of a year without that statement; and nothing after a real
+// capped rollover.
+func auditFindsFavouritesAndExpiriesOutOfPlace(t *testing.T) {
+	w := newWorld(t)
+	ctx, st := w.ctx, w.store
+	w.cappedZone("HAG", hours(50))
+	issued := time.Date(2026, time.March, 1, 12, 0, 0, 0, time.UTC)
+	w.permit("HAG", issued, 80*60)
+	if _, err := repo.RollOver(ctx, st.DB, time.Date(2027, time.February, 1, 0, 0, 0, 0, time.UTC), 10); err != nil {
+		t.Fatal(err)
+	}
+	if _, findings, err := repo.Audit(ctx, st.DB, time.Minute, 10); err != nil || len(findings) != 0 {
+		t.Fatalf("after a capped rollover: %v %v", findings, err)
+	}
+	ended, many, noEntry := w.permit("HAG", issued, 0), w.permit("HAG", issued, 0), w.permit("HAG", issued, 0)
+	planted := []string{
+		fmt.Sprintf("INSERT INTO favourites (permit_id, plate, name, created_at) VALUES (%d, 'AB12CD', 'Oma', now())", ended.ID),
+		fmt.Sprintf("UPDATE permits SET status = 'ended', ended_at = now() WHERE id = %d", ended.ID),
+		fmt.Sprintf("INSERT INTO favourites (permit_id, plate, name, created_at) SELECT %d, 'P' || i, 'n', now() FROM generate_series(1, 26) i", many.ID),
+		fmt.Sprintf("INSERT INTO permit_years (permit_id, year_starts_at, year_ends_at, purchased_minutes, used_minutes, carried_over_minutes, expired_minutes) VALUES (%d, '2020-01-01', '2021-01-01', 0, 0, 0, 60)", noEntry.ID),
+	}
+	findings, got := w.plantAndAudit(planted)
+	if got["no ended permit has favourites, no permit more than 25"] != 2 ||
+		got["every year's expired minutes booked once, as its statement says"] != 1 {
+		t.Errorf("findings: %v", findings)
+	}
+}
+
+// plantAndAudit runs the statements that plant violations, then the audit, and
+// returns its findings and how many each check reported.
+func (w *world) plantAndAudit(planted []string) ([]repo.Finding, map[string]int) {
+	w.t.Helper()
+	for _, q := range planted {
+		if _, err := w.store.DB.ExecContext(w.ctx, q); err != nil {
+			w.t.Fatal(err)
+		}
+	}
+	_, findings, err := repo.Audit(w.ctx, w.store.DB, time.Minute, 10)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	got := map[string]int{}
+	for _, f := range findings {
+		got[f.Check]++
+	}
+	return findings, got
 }

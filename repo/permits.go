@@ -218,9 +218,11 @@ func ApplyTopup(ctx context.Context, tx bun.IDB, p *Permit, t domain.Topup, paym
 }
 
 // EndPermit ends the locked permit p whose open sessions have all been settled:
-// the balance left is written off with one expire entry, and the permit is ended
-// at plan.At. The unique index ledger_one_expiry_per_permit makes a second
-// write-off impossible, whatever a caller does.
+// the balance left is written off with one expire entry, its favourites are
+// deleted, and the permit is ended at plan.At. It is the one place a permit
+// ends, so every way of ending one does all of this. The unique index
+// ledger_one_end_expiry_per_permit makes a second write-off impossible,
+// whatever a caller does.
 func EndPermit(ctx context.Context, tx bun.IDB, p *Permit, plan domain.EndPlan, requestID string, at time.Time) error {
 	if p.ReservedMinutes != 0 {
 		return fmt.Errorf("end permit %d: %d minutes still reserved by open sessions", p.ID, p.ReservedMinutes)
@@ -244,7 +246,7 @@ func EndPermit(ctx context.Context, tx bun.IDB, p *Permit, plan domain.EndPlan, 
 	if n, _ := res.RowsAffected(); n != 1 {
 		return fmt.Errorf("end permit %d: it was not active", p.ID)
 	}
-	return nil
+	return deleteFavourites(ctx, tx, p.ID)
 }
 
 func isNotFound(err error) bool { return err != nil && errors.Is(err, ErrNotFound) }

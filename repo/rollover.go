@@ -21,9 +21,10 @@ const RolloverBatch = 10_000
 // rollSQL closes one permit year of each permit it selects and opens the next, in
 // one statement (domain.RollYear is the rule it implements):
 //
-//   - bounds is ?2, a JSON array of {zone, ends_at, next_ends_at}: for each zone
-//     and year end due, the end of the year after it, computed in Go by
-//     domain.Zone.NextYearEnd. The SQL does no calendar arithmetic of its own:
+//   - bounds is ?2, a JSON array of {zone, ends_at, next_ends_at, cap_minutes}:
+//     for each zone and year end due, the end of the year after it, computed in
+//     Go by domain.Zone.NextYearEnd, and the zone's carry-over cap in minutes
+//     (null: none). The SQL does no calendar arithmetic of its own:
 //     a local day boundary (01:00 where clocks jump over midnight, the first of
 //     two midnights where they fall back over it) has one definition,
 //     domain.DayStart, and Postgres's AT TIME ZONE arithmetic is not it.
@@ -35,14 +36,22 @@ const RolloverBatch = 10_000
 //     sort every permit due for each batch). The locking read returns the newest
 //     version of each row, so the statement's figures are the ones it locked,
 //     never a snapshot older than a concurrent top-up.
-//   - closed writes the annual statement of each permit that has a bound (one
-//     without became due after the bounds were computed: the next statement's
-//     bounds have it). Its primary key (permit_id, year_starts_at) and ON
-//     CONFLICT DO NOTHING keep a year from being written twice, whatever runs
-//     twice.
+//   - rolled is each permit that has a bound (one without became due after the
+//     bounds were computed: the next statement's bounds have it) with the
+//     minutes its zone's cap expires: sqlCarryOverExpired, domain.Zone.CarryOver
+//     in SQL (TestRollover checks the two agree).
+//   - closed writes the annual statement of each rolled permit: the balance
+//     carried over and the balance expired. Its primary key (permit_id,
+//     year_starts_at) and ON CONFLICT DO NOTHING keep a year from being written
+//     twice, whatever runs twice; it returns only the statements it wrote.
+//   - expired books one expire entry per statement written with minutes
+//     expired, naming the year it closes (ledger_one_expiry_per_permit_year), at
+//     ?0: the ledger's IDs and instants stay in one order.
 //   - the UPDATE starts the new year at the old end and ends it at the bound,
-//     with the purchase and usage counters at zero. The balance and the open
-//     sessions' reservations carry over.
+//     with the purchase and usage counters at zero, and takes the expired
+//     minutes off the balance (only those of a statement written, so the
+//     balance stays its ledger). The rest of the balance and the open sessions'
+//     reservations carry over.
 //
 // Each statement closes at most one year per permit: a permit whose year ended
 // years ago is due again after it and is picked up by the next statement, so every
@@ -51,35 +60,55 @@ const RolloverBatch = 10_000
 // %s is an extra condition on p (one permit, for RollPermitYears).
 const rollSQL = `
 WITH bounds AS MATERIALIZED (
-	SELECT * FROM jsonb_to_recordset(?2::jsonb) AS b(zone text, ends_at timestamptz, next_ends_at timestamptz)
+	SELECT * FROM jsonb_to_recordset(?2::jsonb) AS b(zone text, ends_at timestamptz, next_ends_at timestamptz, cap_minutes integer)
 ), due AS (
 	SELECT p.id, p.year_starts_at, p.year_ends_at, p.purchased_minutes, p.used_minutes, p.balance_minutes,
-	       (SELECT b.next_ends_at FROM bounds b WHERE b.zone = p.zone AND b.ends_at = p.year_ends_at) AS next_ends_at
+	       (SELECT b.next_ends_at FROM bounds b WHERE b.zone = p.zone AND b.ends_at = p.year_ends_at) AS next_ends_at,
+	       (SELECT b.cap_minutes FROM bounds b WHERE b.zone = p.zone AND b.ends_at = p.year_ends_at) AS cap_minutes
 	FROM permits p
 	WHERE p.status = 'active' AND p.year_ends_at <= ?0 %s
 	ORDER BY p.year_ends_at
 	LIMIT ?1
 	FOR UPDATE SKIP LOCKED
-), closed AS (
-	INSERT INTO permit_years (permit_id, year_starts_at, year_ends_at, purchased_minutes, used_minutes, carried_over_minutes, closed_at)
-	SELECT id, year_starts_at, year_ends_at, purchased_minutes, used_minutes, balance_minutes, ?0
+), rolled AS (
+	SELECT due.*, ` + sqlCarryOverExpired + ` AS expired_minutes
 	FROM due WHERE next_ends_at IS NOT NULL
+), closed AS (
+	INSERT INTO permit_years (permit_id, year_starts_at, year_ends_at, purchased_minutes, used_minutes,
+	                          carried_over_minutes, expired_minutes, closed_at)
+	SELECT id, year_starts_at, year_ends_at, purchased_minutes, used_minutes,
+	       balance_minutes - expired_minutes, expired_minutes, ?0
+	FROM rolled
 	ON CONFLICT (permit_id, year_starts_at) DO NOTHING
+	RETURNING permit_id, year_starts_at, expired_minutes
+), expired AS (
+	INSERT INTO ledger (permit_id, kind, minutes, at, year_starts_at)
+	SELECT permit_id, 'expire', -expired_minutes, ?0, year_starts_at
+	FROM closed WHERE expired_minutes > 0
 )
 UPDATE permits p
-SET year_starts_at = due.year_ends_at,
-	year_ends_at = due.next_ends_at,
+SET year_starts_at = rolled.year_ends_at,
+	year_ends_at = rolled.next_ends_at,
 	purchased_minutes = 0,
-	used_minutes = 0
-FROM due
-WHERE p.id = due.id AND p.year_ends_at = due.year_ends_at AND due.next_ends_at IS NOT NULL`
+	used_minutes = 0,
+	balance_minutes = p.balance_minutes - coalesce(closed.expired_minutes, 0)
+FROM rolled LEFT JOIN closed ON closed.permit_id = rolled.id
+WHERE p.id = rolled.id AND p.year_ends_at = rolled.year_ends_at`
+
+// sqlCarryOverExpired is domain.Zone.CarryOver's expired minutes over the
+// columns balance_minutes and cap_minutes (null: no cap).
+const sqlCarryOverExpired = `CASE WHEN cap_minutes IS NULL OR balance_minutes <= cap_minutes THEN 0
+	ELSE balance_minutes - cap_minutes END`
 
 // yearBound is one row of rollSQL's bounds: a permit of Zone whose year ends at
-// EndsAt gets a new year ending at NextEndsAt.
+// EndsAt gets a new year ending at NextEndsAt, and the balance above CapMinutes
+// expires.
 type yearBound struct {
 	Zone       string    `json:"zone"`
 	EndsAt     time.Time `json:"ends_at"`
 	NextEndsAt time.Time `json:"next_ends_at"`
+	// CapMinutes is the zone's carry-over cap (nil: none).
+	CapMinutes *int `json:"cap_minutes"`
 }
 
 // yearBounds chains, for each zone and each of the year ends given, the ends
@@ -103,7 +132,7 @@ func yearBounds(zones []*domain.Zone, ends []time.Time, now time.Time) []yearBou
 				}
 				seen[k] = true
 				next := z.NextYearEnd(end)
-				out = append(out, yearBound{Zone: z.Code, EndsAt: end, NextEndsAt: next})
+				out = append(out, yearBound{Zone: z.Code, EndsAt: end, NextEndsAt: next, CapMinutes: capMinutes(z)})
 				if next.After(now) {
 					break
 				}
@@ -112,6 +141,15 @@ func yearBounds(zones []*domain.Zone, ends []time.Time, now time.Time) []yearBou
 		}
 	}
 	return out
+}
+
+// capMinutes is the zone's carry-over cap as rollSQL's bounds carry it.
+func capMinutes(z *domain.Zone) *int {
+	if !z.CarryOverCapped {
+		return nil
+	}
+	m := z.CarryOverMaxMinutes
+	return &m
 }
 
 // dueEndsSQL lists the distinct year ends of the active permits due at ?0, one
@@ -357,7 +395,7 @@ func RollPermitYears(ctx context.Context, tx bun.IDB, z *domain.Zone, p *Permit,
 func PermitStatements(ctx context.Context, db bun.IDB, permitID int64) ([]jobs.Statement, error) {
 	var rows []jobs.Statement
 	err := db.NewRaw(`
-		SELECT year_starts_at, year_ends_at, purchased_minutes, used_minutes, carried_over_minutes
+		SELECT year_starts_at, year_ends_at, purchased_minutes, used_minutes, carried_over_minutes, expired_minutes
 		FROM permit_years WHERE permit_id = ? ORDER BY year_starts_at DESC`, permitID).Scan(ctx, &rows)
 	if err != nil {
 		return nil, fmt.Errorf("statements of permit %d: %w", permitID, err)

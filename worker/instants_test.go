@@ -40,6 +40,11 @@ func TestOutOfRangeInstantsInTasksAreRejectedAsBadRequests(t *testing.T) {
 		{"permit end at in 2200", jobs.TypePermitEnd, map[string]any{"permit_id": pid, "reason": "moved", "at": "2200-01-01T00:00:00Z"}, "at"},
 		{"issue received in 1500", jobs.TypePermitIssue, map[string]any{"resident_id": "R", "address_id": "A", "received_at": "1500-06-01T00:00:00Z"}, "received_at"},
 		{"top-up received in 2300", jobs.TypePermitTopup, map[string]any{"permit_id": pid, "hours": 1, "payment_ref": "p", "received_at": "2300-06-01T00:00:00Z"}, "received_at"},
+		// Not instants, the same kind: what cannot be stored is refused before
+		// any rule, naming the field, not left to the database (request_failed).
+		{"NUL in a payment reference", jobs.TypePermitTopup, map[string]any{"permit_id": pid, "hours": 1, "payment_ref": "a\x00b"}, "payment_ref"},
+		{"NUL in a resident ID", jobs.TypePermitIssue, map[string]any{"resident_id": "R\x00X", "address_id": "A"}, "resident_id"},
+		{"NUL in an end reason", jobs.TypePermitEnd, map[string]any{"permit_id": pid, "reason": "x\x00y"}, "reason"},
 	}
 	handlers := map[string]func(*asynq.Task) error{
 		jobs.TypeSessionStart: func(t *asynq.Task) error { return e.h.SessionStart(e.ctx, t) },

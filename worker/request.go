@@ -132,9 +132,9 @@ func (h *Handlers) apply(ctx context.Context, t *asynq.Task, typ string, req job
 			log.Info("request already " + r.Status + ": nothing to do")
 			return nil
 		}
-		// An instant out of range is refused before any rule looks at it: some
-		// cannot even be stored or written back as JSON.
-		if err = req.CheckInstants(); err == nil {
+		// An instant out of range, or a string with NUL, is refused before any
+		// rule looks at it: neither can be stored or written back as JSON.
+		if err = jobs.Check(req); err == nil {
 			d, err = decide(ctx, tx)
 		}
 		if rule, ok := domain.AsRule(err); ok {
