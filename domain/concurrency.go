@@ -69,3 +69,21 @@ func maxOverlapping(iv Interval, others []Interval) int {
 func (a Interval) Overlaps(b Interval) bool {
 	return a.Start.Before(b.End) && b.Start.Before(a.End)
 }
+
+// Window is an interval every session PlanSession could plan for req lies in:
+// from its start (start_at, or the receipt) to the zone's maximum duration
+// after it. The permit's sessions overlapping it are a superset of those the
+// concurrency rule needs (StartRequest.PermitSessions).
+func (req StartRequest) Window(z *Zone) Interval {
+	start := req.ReceivedAt
+	if req.StartAt != nil {
+		start = *req.StartAt
+	}
+	return Interval{Start: start, End: z.maxEnd(start)}
+}
+
+// Window is the interval every end PlanChange could give s lies in: from its
+// start to the latest end a change may name.
+func (s GrantedSession) Window(z *Zone) Interval {
+	return Interval{Start: s.StartAt, End: latest(z.maxEnd(s.StartAt), s.PlannedEndAt)}
+}

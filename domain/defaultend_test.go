@@ -148,3 +148,54 @@ func TestMaxConcurrentSessions(t *testing.T) {
 		})
 	}
 }
+
+// The window the repo reads the permit's sessions in holds every interval a
+// start or a change could be given: a superset is all CheckConcurrentSessions
+// needs, and a read of it misses no session that counts.
+func TestConcurrencyWindowHoldsEveryPlan(t *testing.T) {
+	regimeEnd := zone(t, func(s *domain.ZoneSpec) { s.DefaultEnd = domain.DefaultEndPaidRegimeEnd })
+	received := june(wed, 10, 0)
+	starts := []*time.Time{nil, ptr(received.Add(-4 * time.Minute)), ptr(received.Add(26 * time.Hour)), ptr(june(wed, 23, 30))}
+	ends := []func(time.Time) *time.Time{
+		func(time.Time) *time.Time { return nil },
+		func(s time.Time) *time.Time { return ptr(s.Add(time.Minute)) },
+		func(s time.Time) *time.Time { return ptr(s.Add(3 * time.Hour)) },
+	}
+	planned, changed := 0, 0
+	for _, z := range []*domain.Zone{centrum(t), regimeEnd} {
+		for _, start := range starts {
+			for _, end := range ends {
+				s := received
+				if start != nil {
+					s = *start
+				}
+				req := domain.StartRequest{Plate: "AB12CD", StartAt: start, EndAt: end(s), ReceivedAt: received}
+				plan, err := domain.PlanSession(z, rich(), req)
+				if err != nil {
+					continue // a rejected start is given no interval
+				}
+				planned++
+				w := req.Window(z)
+				if plan.StartAt.Before(w.Start) || plan.PlannedEndAt.After(w.End) {
+					t.Errorf("start %v end %v: plan [%s, %s) outside the window [%s, %s)", start, end(s),
+						plan.StartAt, plan.PlannedEndAt, w.Start, w.End)
+				}
+				g := domain.GrantedSession{SessionState: domain.SessionState{State: domain.StateOpen, StartAt: plan.StartAt,
+					PlannedEndAt: plan.PlannedEndAt, ReservedMinutes: plan.ReservedMinutes}, Plate: plan.Plate, Country: plan.Country}
+				for _, to := range []time.Duration{time.Minute, time.Hour, 3 * time.Hour} {
+					c, err := domain.PlanChange(z, rich(), g, domain.ChangeRequest{EndAt: ptr(plan.StartAt.Add(to)), ReceivedAt: received})
+					if err != nil {
+						continue
+					}
+					changed++
+					if gw := g.Window(z); c.PlannedEndAt.After(gw.End) || c.StartAt.Before(gw.Start) {
+						t.Errorf("change to %s: [%s, %s) outside the window [%s, %s)", to, c.StartAt, c.PlannedEndAt, gw.Start, gw.End)
+					}
+				}
+			}
+		}
+	}
+	if planned < 10 || changed < 10 {
+		t.Fatalf("%d starts planned and %d changes: the cases test too little", planned, changed)
+	}
+}

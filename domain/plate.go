@@ -134,3 +134,11 @@ func truncate(s string, n int) string {
 	}
 	return s[:n] + "…"
 }
+
+// PlateAlreadyParked is the rejection of a start, a plate change or a quote
+// whose plate has another open session overlapping it in the zone: the
+// exclusion the repo meets (in Postgres, whichever permit that session is on),
+// said one way everywhere, the plate masked.
+func PlateAlreadyParked(plate, zone string) error {
+	return Reject(CodePlateAlreadyParked, "plate %s already has a session in zone %s that overlaps this one", MaskPlate(plate), zone)
+}

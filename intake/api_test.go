@@ -883,14 +883,15 @@ func TestPlatesWithCountryThroughHTTP(t *testing.T) {
 	if countries["GOAB123"] != "DE" || countries["132WW123456"] != "IE" || countries["XK12AB"] != "NL" {
 		t.Fatalf("session list: %+v", list.Sessions)
 	}
-	for _, q := range []string{"g%C3%B6-ab+123", "GO%CC%88AB123", "132%E2%80%93WW%C2%A0123456", "132.WW.123456"} {
+	for q, country := range map[string]string{"g%C3%B6-ab+123": "DE", "GO%CC%88AB123": "DE", "132%E2%80%93WW%C2%A0123456": "IE", "132.WW.123456": "IE", "XK12AB": "NL"} {
 		var out struct {
-			Valid bool
-			Plate string
+			Valid   bool
+			Plate   string
+			Country string
 		}
 		e.mustDo("GET", "/v1/rights?zone=TEST&place=permit_holder&plate="+q, enf, nil, http.StatusOK, &out)
-		if !out.Valid {
-			t.Errorf("rights of %s: %+v, want valid", q, out)
+		if !out.Valid || out.Country != country {
+			t.Errorf("rights of %s: %+v, want valid, country %s", q, out, country)
 		}
 	}
 	key := uid("country")

@@ -109,6 +109,57 @@ func (s *Server) listSessions(w http.ResponseWriter, r *http.Request, p *identit
 	return nil
 }
 
+// quote: POST /v1/permits/{permit_id}/quotes (resident): what a start with
+// this body would decide now, from the same rules (domain.QuoteSession is
+// domain.PlanSession), read from Postgres without a lock, a queue or a write:
+// the permit as its year would be once current, the zone, the permit's
+// sessions for the concurrency cap and, last (as the start's insert meets it
+// last), the plate's open sessions in the zone. A start a moment later may
+// still decide otherwise when something changed in between.
+func (s *Server) quote(w http.ResponseWriter, r *http.Request, p *identity.Principal) error {
+	pm, err := s.permitFor(r, p)
+	if err != nil {
+		return err
+	}
+	b, err := readBody(w, r)
+	if err != nil {
+		return err
+	}
+	f, err := decodeStart(b)
+	if err != nil {
+		return err
+	}
+	now := s.now()
+	ctx, cancel := dbCtx(r.Context())
+	defer cancel()
+	z, err := s.Store.Zone(ctx, s.Store.DB, pm.Zone)
+	if err != nil {
+		return err
+	}
+	req := domain.StartRequest{Plate: f.Plate, Country: f.Country, StartAt: f.StartAt, EndAt: f.EndAt, ReceivedAt: now}
+	if req.PermitSessions, err = repo.PermitIntervals(ctx, s.Store.DB, z, pm.ID, req.Window(z), 0); err != nil {
+		return err
+	}
+	q, err := domain.QuoteSession(z, pm.StateAt(z, now), req)
+	if err != nil {
+		return err
+	}
+	parked, err := repo.PlateParked(ctx, s.Store.DB, z.Code, q.Plate, domain.Interval{Start: q.StartAt, End: q.PlannedEndAt}, 0)
+	if err != nil {
+		return err
+	}
+	if parked {
+		return domain.PlateAlreadyParked(q.Plate, z.Code)
+	}
+	notices := q.Notices
+	if notices == nil {
+		notices = []domain.Notice{}
+	}
+	writeJSON(w, http.StatusOK, jobs.Quote{StartAt: q.StartAt.UTC(), PlannedEndAt: q.PlannedEndAt.UTC(),
+		ReservedMinutes: q.ReservedMinutes, CostCents: q.CostCents, Notices: notices})
+	return nil
+}
+
 // getPermit: GET /v1/permits/{permit_id} (resident, eloket).
 func (s *Server) getPermit(w http.ResponseWriter, r *http.Request, p *identity.Principal) error {
 	pm, err := s.permitFor(r, p)

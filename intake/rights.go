@@ -14,13 +14,16 @@ import (
 // rightBody is the enforcement answer (CONTRACT.md), with the question echoed
 // (the plate as normalised) so that a scan car can log what it was told.
 type rightBody struct {
-	Valid     bool      `json:"valid"`
-	Reason    string    `json:"reason"`
-	SessionID string    `json:"session_id,omitempty"`
-	Plate     string    `json:"plate"`
-	Zone      string    `json:"zone"`
-	Place     string    `json:"place"`
-	At        time.Time `json:"at"`
+	Valid     bool   `json:"valid"`
+	Reason    string `json:"reason"`
+	SessionID string `json:"session_id,omitempty"`
+	Plate     string `json:"plate"`
+	// Country is the plate's country in the session that makes the answer
+	// valid (the question names none; the scan car compares it).
+	Country string    `json:"country,omitempty"`
+	Zone    string    `json:"zone"`
+	Place   string    `json:"place"`
+	At      time.Time `json:"at"`
 }
 
 // rights: GET /v1/rights?plate=&zone=&place=&at= (enforcement). The rules are
@@ -71,7 +74,7 @@ func (s *Server) rights(w http.ResponseWriter, r *http.Request, p *identity.Prin
 	// One round trip fetches the zone and the covering session together: the
 	// probe of the session index costs less than a second round trip would
 	// when the rules turn out to need it.
-	z, id, covered, err := s.Store.RightsLookup(ctx, s.Store.DB, plate, code, at)
+	z, cov, covered, err := s.Store.RightsLookup(ctx, s.Store.DB, plate, code, at)
 	if errors.Is(err, repo.ErrNotFound) {
 		return errNotFound("zone %s not found", code)
 	}
@@ -81,7 +84,7 @@ func (s *Server) rights(w http.ResponseWriter, r *http.Request, p *identity.Prin
 	out := rightBody{Plate: plate, Zone: z.Code, Place: string(kind), At: at}
 	right := domain.CheckRight(z, kind, at, covered)
 	if right.Reason == domain.ReasonSession {
-		out.SessionID = repo.FormatID(id)
+		out.SessionID, out.Country = repo.FormatID(cov.SessionID), cov.Country
 	}
 	out.Valid, out.Reason = right.Valid, right.Reason
 	writeJSON(w, http.StatusOK, out)

@@ -144,6 +144,8 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("POST /v1/permits/{permit_id}/sessions", s.api(resident, s.startSession))
 	mux.Handle("POST /v1/sessions/{session_id}/stop", s.api(resident, s.stopSession))
 	mux.Handle("GET /v1/sessions/{session_id}", s.api(resident, s.getSession))
+	mux.Handle("PATCH /v1/sessions/{session_id}", s.api(resident, s.changeSession))
+	mux.Handle("POST /v1/permits/{permit_id}/quotes", s.api(resident, s.quote))
 	mux.Handle("GET /v1/permits/{permit_id}/sessions", s.api(resident, s.listSessions))
 	mux.Handle("GET /v1/permits/{permit_id}", s.api(eloket, s.getPermit))
 	mux.Handle("POST /v1/permits/{permit_id}/topups", s.api(resident, s.topup))

@@ -385,6 +385,39 @@ func (s *Server) stopSession(w http.ResponseWriter, r *http.Request, p *identity
 		build: func() (*asynq.Task, error) { return jobs.NewSessionStop(pl) }})
 }
 
+// changeSession: PATCH /v1/sessions/{session_id} (resident): a new end, a
+// corrected plate, or both. Whose the session is decides as for a stop; the
+// rules (session_not_open first) are the worker's.
+func (s *Server) changeSession(w http.ResponseWriter, r *http.Request, p *identity.Principal) error {
+	sess, err := s.sessionFor(r, p)
+	if err != nil {
+		return err
+	}
+	id, wait, err := writeParams(r)
+	if err != nil {
+		return err
+	}
+	var f struct {
+		EndAt *string `json:"end_at"`
+		Plate *string `json:"plate"`
+	}
+	if err := decodeJSON(w, r, &f); err != nil {
+		return err
+	}
+	end, err := instant("end_at", f.EndAt)
+	if err != nil {
+		return err
+	}
+	if err := optionalText("plate", f.Plate); err != nil {
+		return err
+	}
+	// A change naming neither is the worker's to refuse (bad_request), after
+	// session_not_open, which comes before any other check.
+	pl := jobs.SessionChange{RequestID: id, SessionID: repo.FormatID(sess.ID), EndAt: end, Plate: f.Plate, ReceivedAt: s.now()}
+	return s.submit(w, r, p, submission{typ: jobs.TypeSessionChange, req: pl, status: http.StatusOK, wait: wait,
+		build: func() (*asynq.Task, error) { return jobs.NewSessionChange(pl) }})
+}
+
 // topup: POST /v1/permits/{permit_id}/topups (resident).
 func (s *Server) topup(w http.ResponseWriter, r *http.Request, p *identity.Principal) error {
 	permitID := r.PathValue("permit_id")

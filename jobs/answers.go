@@ -44,6 +44,18 @@ type Session struct {
 	Notices []domain.Notice `json:"notices"`
 }
 
+// Quote is what a start would do now (POST /v1/permits/{id}/quotes): the
+// times and minutes the session would get, what its reservation costs at the
+// zone's tariff (minutes × tariff / 60, rounded up), and its notices. A quote
+// changes nothing.
+type Quote struct {
+	StartAt         time.Time       `json:"start_at"`
+	PlannedEndAt    time.Time       `json:"planned_end_at"`
+	ReservedMinutes int             `json:"reserved_minutes"`
+	CostCents       int64           `json:"cost_cents"`
+	Notices         []domain.Notice `json:"notices"` // never null
+}
+
 // Permit is a visitor permit: GET /v1/permits/{id}, and the result of
 // permit:issue, permit:topup and permit:end.
 type Permit struct {

@@ -48,6 +48,8 @@ func TestAnswersKeepTheirJSON(t *testing.T) {
 			`{"year_starts_at":"2026-06-10T12:00:00.123456Z","year_ends_at":"2026-06-10T13:00:00.123456Z","purchased_minutes":1,"used_minutes":2,"carried_over_minutes":3,"expired_minutes":4}`},
 		{"favourite", jobs.Favourite{Plate: "AB12CD", Name: "Oma", CreatedAt: at},
 			`{"plate":"AB12CD","name":"Oma","created_at":"2026-06-10T12:00:00.123456Z"}`},
+		{"quote", jobs.Quote{StartAt: at, PlannedEndAt: end, ReservedMinutes: 60, CostCents: 210, Notices: []domain.Notice{}},
+			`{"start_at":"2026-06-10T12:00:00.123456Z","planned_end_at":"2026-06-10T13:00:00.123456Z","reserved_minutes":60,"cost_cents":210,"notices":[]}`},
 		{"rejection", jobs.Rejection{Code: "invalid_plate", Message: "no"}, `{"code":"invalid_plate","message":"no"}`},
 		{"applied outcome", jobs.Outcome{RequestID: "r1", Type: jobs.TypeSessionStart, Status: "applied", Result: json.RawMessage(`{"id": "7"}`)},
 			`{"request_id":"r1","type":"session:start","status":"applied","result":{"id":"7"}}`},

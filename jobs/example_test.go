@@ -50,3 +50,28 @@ func ExampleNewSessionStop() {
 	// jobs: request_id "stop me please!" must be 1-64 characters of A-Z a-z 0-9 _ . : -
 	// session:stop
 }
+
+// An upstream app extends a session (the visitor stays longer) and corrects a
+// plate typed wrong, in one session:change: either field alone is a change too.
+// The rules cut the new end as a start's end is cut (balance, usage cap, an
+// invalid day), with a notice in the session the outcome holds.
+func ExampleNewSessionChange() {
+	end := time.Date(2026, 11, 24, 16, 0, 0, 0, time.UTC)
+	plate := "AB-12-CE"
+	task, err := jobs.NewSessionChange(jobs.SessionChange{
+		RequestID: "portal-7731:change-1",
+		SessionID: "5",
+		EndAt:     &end,
+		Plate:     &plate, // nil: the plate stays
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(task.Type(), jobs.RequestTaskID("portal-7731:change-1"))
+
+	_, err = jobs.NewSessionChange(jobs.SessionChange{RequestID: "change 2", SessionID: "5", EndAt: &end})
+	fmt.Println(err)
+	// Output:
+	// session:change request:portal-7731:change-1
+	// jobs: request_id "change 2" must be 1-64 characters of A-Z a-z 0-9 _ . : -
+}

@@ -19,6 +19,7 @@ import (
 const (
 	TypeSessionStart     = "session:start"
 	TypeSessionStop      = "session:stop"
+	TypeSessionChange    = "session:change"
 	TypeSessionAutoStop  = "session:autostop"
 	TypePermitIssue      = "permit:issue"
 	TypePermitTopup      = "permit:topup"
@@ -91,9 +92,26 @@ type SessionStop struct {
 	ReceivedAt time.Time  `json:"received_at,omitzero"`
 }
 
+// SessionChange asks to move a planned or active session's end, to correct its
+// plate, or both (nil: unchanged). EndAt is the new planned end; the rules
+// (DOMAIN.md "Change a session") cut it as a start's end is cut.
+type SessionChange struct {
+	RequestID  string     `json:"request_id"`
+	SessionID  string     `json:"session_id"`
+	EndAt      *time.Time `json:"end_at,omitempty"`
+	Plate      *string    `json:"plate,omitempty"`
+	ReceivedAt time.Time  `json:"received_at,omitzero"`
+}
+
 // SessionAutoStop settles a session at its planned end. The worker enqueues it.
+// PlannedEndAt is the planned end it was scheduled for: once a change has moved
+// the end, the auto-stop of the old end finds another end on the session and
+// does nothing (the new end has its own). Absent (tasks queued before it was
+// carried), the task settles the session whenever its end is due; the
+// auto-stop of an end a change moved is also deleted from Redis.
 type SessionAutoStop struct {
-	SessionID string `json:"session_id"`
+	SessionID    string     `json:"session_id"`
+	PlannedEndAt *time.Time `json:"planned_end_at,omitempty"`
 }
 
 // PermitIssue asks for a visitor permit for a resident at an address.
@@ -134,6 +152,9 @@ func (p SessionStart) ID() string { return p.RequestID }
 func (p SessionStop) ID() string { return p.RequestID }
 
 // ID implements Request.
+func (p SessionChange) ID() string { return p.RequestID }
+
+// ID implements Request.
 func (p PermitIssue) ID() string { return p.RequestID }
 
 // ID implements Request.
@@ -156,6 +177,16 @@ func (p SessionStart) Fingerprint() string {
 // Fingerprint implements Request.
 func (p SessionStop) Fingerprint() string {
 	return fingerprint(TypeSessionStop, p.SessionID, timeOrEmpty(p.At))
+}
+
+// Fingerprint implements Request. An absent plate and an absent end are
+// parts of their own ("-"), distinct from any plate or instant.
+func (p SessionChange) Fingerprint() string {
+	plate := "-"
+	if p.Plate != nil {
+		plate = "=" + *p.Plate
+	}
+	return fingerprint(TypeSessionChange, p.SessionID, timeOrEmpty(p.EndAt), plate)
 }
 
 // Fingerprint implements Request.
@@ -181,6 +212,11 @@ func (p SessionStart) CheckInstants() error {
 // CheckInstants implements Request.
 func (p SessionStop) CheckInstants() error {
 	return checkInstants(p.ReceivedAt, field{"at", p.At})
+}
+
+// CheckInstants implements Request.
+func (p SessionChange) CheckInstants() error {
+	return checkInstants(p.ReceivedAt, field{"end_at", p.EndAt})
 }
 
 // CheckInstants implements Request.
@@ -284,7 +320,7 @@ func RequestTaskID(requestID string) string { return RequestTaskPrefix + request
 // is no request.
 func RequestQueue(typ string) (string, bool) {
 	switch typ {
-	case TypeSessionStart, TypeSessionStop:
+	case TypeSessionStart, TypeSessionStop, TypeSessionChange:
 		return QueueCritical, true
 	case TypePermitIssue, TypePermitTopup, TypePermitEnd:
 		return QueueDefault, true
@@ -336,6 +372,21 @@ func NewSessionStop(p SessionStop) (*asynq.Task, error) {
 	return requestTask(TypeSessionStop, p)
 }
 
+// NewSessionChange builds a session:change task, stamping ReceivedAt. A
+// change names a new end, a new plate or both; one naming neither is refused
+// by the worker (bad_request), after the rule that a stopped or cancelled
+// session is session_not_open whatever the change says.
+func NewSessionChange(p SessionChange) (*asynq.Task, error) {
+	if err := checkRequestID(p.RequestID); err != nil {
+		return nil, err
+	}
+	if err := checkNonEmpty("session_id", p.SessionID); err != nil {
+		return nil, err
+	}
+	stamp(&p.ReceivedAt)
+	return requestTask(TypeSessionChange, p)
+}
+
 // NewPermitIssue builds a permit:issue task, stamping ReceivedAt.
 func NewPermitIssue(p PermitIssue) (*asynq.Task, error) {
 	if err := checkRequestID(p.RequestID); err != nil {
@@ -382,15 +433,17 @@ func AutoStopTaskID(sessionID string, plannedEnd time.Time) string {
 	return fmt.Sprintf("autostop:%s:%d", sessionID, plannedEnd.Unix())
 }
 
-// AutoStopPayload encodes a session:autostop payload.
-func AutoStopPayload(sessionID string) []byte {
-	b, _ := json.Marshal(SessionAutoStop{SessionID: sessionID}) // cannot fail: a string field
+// AutoStopPayload encodes a session:autostop payload for the planned end it
+// is scheduled for.
+func AutoStopPayload(sessionID string, plannedEnd time.Time) []byte {
+	end := plannedEnd.UTC()
+	b, _ := json.Marshal(SessionAutoStop{SessionID: sessionID, PlannedEndAt: &end}) // cannot fail: a string and an instant of 2000-2199
 	return b
 }
 
 // NewSessionAutoStop builds the auto-stop of a session, due at its planned end.
 func NewSessionAutoStop(sessionID string, plannedEnd time.Time) *asynq.Task {
-	return asynq.NewTask(TypeSessionAutoStop, AutoStopPayload(sessionID),
+	return asynq.NewTask(TypeSessionAutoStop, AutoStopPayload(sessionID, plannedEnd),
 		asynq.Queue(QueueCritical), asynq.TaskID(AutoStopTaskID(sessionID, plannedEnd)),
 		asynq.ProcessAt(plannedEnd), asynq.MaxRetry(AutoStopMaxRetry), asynq.Timeout(RequestTimeout))
 }

@@ -76,6 +76,53 @@ func TestFingerprintIgnoresReceiptButNotContent(t *testing.T) {
 	}
 }
 
+// A change's fingerprint is its session, its end and its plate: no plate and
+// an empty plate ask different things, and so do no end and an end.
+func TestChangeFingerprint(t *testing.T) {
+	end := time.Date(2026, 11, 24, 15, 0, 0, 0, time.UTC)
+	empty, plate := "", "AB12CD"
+	base := SessionChange{RequestID: "r", SessionID: "5", ReceivedAt: end.Add(-time.Hour)}
+	variants := map[string]SessionChange{"nothing": base}
+	withEnd, withEmpty, withPlate, other := base, base, base, base
+	withEnd.EndAt, withEmpty.Plate, withPlate.Plate, other.SessionID = &end, &empty, &plate, "6"
+	variants["end"], variants["empty plate"], variants["plate"], variants["other session"] = withEnd, withEmpty, withPlate, other
+	seen := map[string]string{}
+	for name, v := range variants {
+		if prior, ok := seen[v.Fingerprint()]; ok {
+			t.Fatalf("%s and %s fingerprint alike", name, prior)
+		}
+		seen[v.Fingerprint()] = name
+	}
+	again := withPlate
+	again.RequestID, again.ReceivedAt = "other", end.Add(-time.Minute)
+	if again.Fingerprint() != withPlate.Fingerprint() {
+		t.Fatal("a change's fingerprint depends on its request ID or receipt")
+	}
+	task, err := NewSessionChange(withEnd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q, ok := RequestQueue(task.Type()); !ok || q != QueueCritical {
+		t.Fatalf("session:change queue %q %v, want critical", q, ok)
+	}
+	if _, err := NewSessionChange(SessionChange{RequestID: "r"}); err == nil {
+		t.Fatal("a change without session_id was accepted")
+	}
+}
+
+// An auto-stop carries the planned end it was scheduled for, so that the one
+// of an end a change moved does nothing.
+func TestAutoStopCarriesItsEnd(t *testing.T) {
+	end := time.Date(2026, 11, 24, 15, 0, 0, 123000, time.FixedZone("X", 3600))
+	var p SessionAutoStop
+	if err := json.Unmarshal(NewSessionAutoStop("5", end).Payload(), &p); err != nil {
+		t.Fatal(err)
+	}
+	if p.SessionID != "5" || p.PlannedEndAt == nil || !p.PlannedEndAt.Equal(end) {
+		t.Fatalf("payload %+v, want session 5 and planned end %s", p, end)
+	}
+}
+
 func TestAutoStopTaskIDIsDeterministic(t *testing.T) {
 	end := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
 	if AutoStopTaskID("5", end) != AutoStopTaskID("5", end.In(time.FixedZone("Y", 7200))) {
@@ -100,6 +147,8 @@ func TestConstructorsRefuseInstantsOutsideTheYears(t *testing.T) {
 			_, err = NewSessionStart(p)
 		case SessionStop:
 			_, err = NewSessionStop(p)
+		case SessionChange:
+			_, err = NewSessionChange(p)
 		case PermitEnd:
 			_, err = NewPermitEnd(p)
 		case PermitIssue:
@@ -119,6 +168,7 @@ func TestConstructorsRefuseInstantsOutsideTheYears(t *testing.T) {
 		{"end_at 2200", SessionStart{RequestID: "r", PermitID: "1", EndAt: &y2200}, "end_at"},
 		{"received_at 2200", SessionStart{RequestID: "r", PermitID: "1", ReceivedAt: y2200}, "received_at"},
 		{"stop at year 1", SessionStop{RequestID: "r", SessionID: "1", At: &year1}, "at"},
+		{"change end_at 2200", SessionChange{RequestID: "r", SessionID: "1", EndAt: &y2200}, "end_at"},
 		{"permit end at 2200", PermitEnd{RequestID: "r", PermitID: "1", At: &y2200}, "at"},
 		{"issue received 2200", PermitIssue{RequestID: "r", ResidentID: "R", AddressID: "A", ReceivedAt: y2200}, "received_at"},
 		{"top-up received 2200", PermitTopup{RequestID: "r", PermitID: "1", ReceivedAt: y2200}, "received_at"},

@@ -35,6 +35,9 @@ func TestRequestTaskIDsHaveANamespaceOfTheirOwn(t *testing.T) {
 		jobs.QueueCritical + " stop": func() (*asynq.Task, error) {
 			return jobs.NewSessionStop(jobs.SessionStop{RequestID: id + "s", SessionID: "1"})
 		},
+		jobs.QueueCritical + " change": func() (*asynq.Task, error) {
+			return jobs.NewSessionChange(jobs.SessionChange{RequestID: id + "c", SessionID: "1", Plate: new(string)})
+		},
 		jobs.QueueDefault + " issue": func() (*asynq.Task, error) {
 			return jobs.NewPermitIssue(jobs.PermitIssue{RequestID: id, ResidentID: "R", AddressID: "A"})
 		},

@@ -93,7 +93,21 @@ func AuditChecks(grace time.Duration) []AuditCheck {
 			FROM sessions s
 			LEFT JOIN (SELECT session_id, count(*) AS n FROM ledger WHERE kind = 'charge' GROUP BY 1) c ON c.session_id = s.id
 			LEFT JOIN (SELECT session_id, count(*) AS n FROM ledger WHERE kind = 'reserve' GROUP BY 1) r ON r.session_id = s.id
-			WHERE coalesce(r.n, 0) <> 1 OR coalesce(c.n, 0) <> CASE WHEN s.state = 'open' THEN 0 ELSE 1 END`},
+			WHERE coalesce(r.n, 0) < 1 OR coalesce(c.n, 0) <> CASE WHEN s.state = 'open' THEN 0 ELSE 1 END`},
+		// A session has its start's reserve entry and one more per change that
+		// extended it, a release per change or stop that shortened it; until it
+		// is settled they net to what it holds reserved.
+		{"every open session's reservation equals its reserve and release entries", `
+			SELECT format('session %s (permit %s): reserved %s, reserve and release entries %s', s.id, s.permit_id, s.reserved_minutes, -coalesce(l.net, 0))
+			FROM sessions s
+			LEFT JOIN (SELECT session_id, sum(minutes) AS net FROM ledger WHERE kind IN ('reserve', 'release') GROUP BY 1) l ON l.session_id = s.id
+			WHERE s.state = 'open' AND s.reserved_minutes <> -coalesce(l.net, 0)`},
+		{"every change booked at most one entry, on its own session", `
+			SELECT format('request %s (%s): %s entries on %s sessions', r.request_id, r.status, count(l.id), count(DISTINCT l.session_id))
+			FROM requests r JOIN ledger l ON l.request_id = r.request_id
+			WHERE r.type = 'session:change'
+			GROUP BY r.request_id, r.status
+			HAVING count(l.id) > 1 OR r.status <> 'applied' OR bool_or(l.kind NOT IN ('reserve', 'release'))`},
 		{"every session's ledger nets to its charge", `
 			SELECT format('session %s: ledger nets %s, charged %s', s.id, l.net, s.charged_minutes)
 			FROM sessions s JOIN (SELECT session_id, sum(minutes) AS net FROM ledger GROUP BY 1) l ON l.session_id = s.id

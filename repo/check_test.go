@@ -42,6 +42,10 @@ func auditFindsViolations(t *testing.T) {
 			p.ID, past.Format(time.RFC3339), past.Add(10*time.Minute).Format(time.RFC3339), past.Add(time.Minute).Format(time.RFC3339)),
 		"INSERT INTO requests (request_id, type, body_hash, status) VALUES ('req-stop', 'session:stop', 'h', 'applied')",
 		fmt.Sprintf("INSERT INTO ledger (permit_id, kind, minutes, session_id, request_id, at) SELECT %d, 'charge', -1, id, 'req-stop', now() FROM sessions WHERE request_id IN ('req-s', 'req-s2')", p.ID),
+		// A change that booked twice on the open session X1 (whose reserved
+		// 10 minutes no reserve entry backs either).
+		"INSERT INTO requests (request_id, type, body_hash, status) VALUES ('req-change', 'session:change', 'h', 'applied')",
+		fmt.Sprintf("INSERT INTO ledger (permit_id, kind, minutes, session_id, request_id, at) SELECT %d, k, m, id, 'req-change', now() FROM sessions, (VALUES ('reserve', -5), ('release', 5)) AS e(k, m) WHERE request_id = 'req-s'", p.ID),
 	}
 	findings, got := w.plantAndAudit(planted)
 	for _, want := range []string{
@@ -51,6 +55,8 @@ func auditFindsViolations(t *testing.T) {
 		"every settled session settled exactly once",
 		"every applied start made exactly one session, every rejected one none",
 		"every stop settled at most one session, once",
+		"every open session's reservation equals its reserve and release entries",
+		"every change booked at most one entry, on its own session",
 	} {
 		if got[want] == 0 {
 			t.Errorf("audit did not report %q; findings: %v", want, findings)

@@ -48,6 +48,26 @@ func (p *Permit) State() domain.PermitState {
 	}
 }
 
+// StateAt is State as a request at now would find it once its year is
+// current: a permit whose year ended before the rollover ran is rolled over in
+// memory (domain.RollYear: counters at zero, the balance carried up to the
+// zone's cap), exactly as the worker's transaction would roll it in Postgres
+// first. For reads that must write nothing (a quote).
+func (p *Permit) StateAt(z *domain.Zone, now time.Time) domain.PermitState {
+	st := p.State()
+	if p.Status != domain.PermitActive || p.YearEndsAt.After(now) {
+		return st
+	}
+	y := domain.YearState{StartsAt: p.YearStartsAt, EndsAt: p.YearEndsAt, PurchasedMinutes: p.PurchasedMinutes,
+		UsedMinutes: p.UsedMinutes, BalanceMinutes: p.BalanceMinutes, ReservedMinutes: p.ReservedMinutes}
+	for n := domain.YearsDue(z, y.EndsAt, now); n > 0; n-- {
+		_, y = domain.RollYear(z, y)
+	}
+	st.BalanceMinutes, st.PurchasedMinutes, st.UsedMinutes, st.ReservedMinutes =
+		y.BalanceMinutes, y.PurchasedMinutes, y.UsedMinutes, y.ReservedMinutes
+	return st
+}
+
 // View renders the permit for answers and outcomes.
 func (p *Permit) View() jobs.Permit {
 	return jobs.Permit{

@@ -73,8 +73,9 @@ func TestRightsLookupIsOneIndexScan(t *testing.T) {
 	}
 	t.Logf("plan:\n%s", text)
 
-	z, id, ok, err := st.RightsLookup(ctx, st.DB, "B0000042", "RIGHTS", now)
-	if err != nil || !ok || id == 0 || z.Code != "RIGHTS" {
+	z, cov, ok, err := st.RightsLookup(ctx, st.DB, "B0000042", "RIGHTS", now)
+	id := cov.SessionID
+	if err != nil || !ok || id == 0 || z.Code != "RIGHTS" || cov.Country != "NL" {
 		t.Fatalf("covered plate: zone %v id %d ok %v err %v", z, id, ok, err)
 	}
 	if s, err := repo.GetSession(ctx, st.DB, id); err != nil || s.Plate != "B0000042" || s.State != domain.StateOpen {
@@ -83,8 +84,8 @@ func TestRightsLookupIsOneIndexScan(t *testing.T) {
 	// A day earlier the plate was covered by a settled session; after its end
 	// (an hour after its start) it was not.
 	dayBefore := now.Add(-24*time.Hour - 30*time.Minute)
-	if _, id2, ok, err := st.RightsLookup(ctx, st.DB, "B0000042", "RIGHTS", dayBefore); err != nil || !ok || id2 == id {
-		t.Fatalf("a day before: id %d ok %v err %v", id2, ok, err)
+	if _, c2, ok, err := st.RightsLookup(ctx, st.DB, "B0000042", "RIGHTS", dayBefore); err != nil || !ok || c2.SessionID == id {
+		t.Fatalf("a day before: id %d ok %v err %v", c2.SessionID, ok, err)
 	}
 	if _, _, ok, err := st.RightsLookup(ctx, st.DB, "B0000042", "RIGHTS", dayBefore.Add(90*time.Minute)); err != nil || ok {
 		t.Fatalf("after a settled end: ok %v err %v", ok, err)

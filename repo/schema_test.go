@@ -84,4 +84,14 @@ func TestSchemaConstraints(t *testing.T) {
 	if err := exec("INSERT INTO ledger (permit_id, kind, minutes, session_id, at) VALUES (?, 'charge', -1, ?, now())", p.ID, sid); err == nil {
 		t.Error("second charge (settlement) of one session: accepted")
 	}
+	// One reserve entry per session and request: the start's and an
+	// extending change's, never one request's twice.
+	for _, rq := range []string{"start-1", "change-1"} {
+		if err := exec("INSERT INTO ledger (permit_id, kind, minutes, session_id, request_id, at) VALUES (?, 'reserve', -5, ?, ?, now())", p.ID, sid, rq); err != nil {
+			t.Errorf("reserve of request %s: %v", rq, err)
+		}
+	}
+	if err := exec("INSERT INTO ledger (permit_id, kind, minutes, session_id, request_id, at) VALUES (?, 'reserve', -5, ?, 'change-1', now())", p.ID, sid); err == nil {
+		t.Error("second reserve of one request on one session: accepted")
+	}
 }

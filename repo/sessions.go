@@ -181,6 +181,112 @@ func ApplyStop(ctx context.Context, tx bun.IDB, p *Permit, s *Session, plan doma
 	return nil
 }
 
+// ApplyChange writes an accepted change (domain.PlanChange) on a locked
+// session and its locked permit, in the caller's transaction: the session's
+// plate, planned end, reservation and notices, and for a moved reservation
+// its ledger entry and the permit's balance and reserved minutes (which count
+// as the year's usage): a further reserve entry of -DeltaMinutes when it grew,
+// a release of +|DeltaMinutes| when it shrank. The settlement later releases
+// whatever is then reserved, so the session's entries still net to minus its
+// charge. A new plate overlapping another open session of the plate in the
+// zone is ErrPlateParked, and then nothing is written: the caller's
+// transaction is still usable to record the rejection. (The look comes first
+// so that the exclusion constraint, which would abort the transaction, is met
+// only by a concurrent writer; that refusal is retried, and the retry sees it.)
+func ApplyChange(ctx context.Context, tx bun.IDB, p *Permit, s *Session, plan domain.ChangePlan, requestID string, at time.Time) error {
+	if !plan.EndChanged && !plan.PlateChanged {
+		return nil
+	}
+	if plan.PlateChanged {
+		parked, err := PlateParked(ctx, tx, s.Zone, plan.Plate, domain.Interval{Start: plan.StartAt, End: plan.PlannedEndAt}, s.ID)
+		if err != nil {
+			return fmt.Errorf("change session %d: %w", s.ID, err)
+		}
+		if parked {
+			return ErrPlateParked
+		}
+	}
+	// The notices describe the end: a plate corrected leaves them as they were.
+	notices := s.Notices
+	if plan.EndChanged {
+		notices = plan.Notices
+	}
+	if notices == nil {
+		notices = []domain.Notice{}
+	}
+	res, err := tx.NewUpdate().Model(s).
+		Set("plate = ?", plan.Plate).Set("country = ?", plan.Country).
+		Set("planned_end_at = ?", plan.PlannedEndAt).Set("reserved_minutes = ?", plan.ReservedMinutes).
+		Set("notices = ?", notices).
+		WherePK().Where("state = ?", domain.StateOpen).Returning("*").Exec(ctx)
+	if err != nil {
+		return fmt.Errorf("change session %d: %w", s.ID, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("change session %d: it was not open", s.ID)
+	}
+	if plan.DeltaMinutes == 0 {
+		return nil
+	}
+	sid := s.ID
+	e := LedgerEntry{PermitID: p.ID, Kind: LedgerReserve, Minutes: -plan.DeltaMinutes, SessionID: &sid, RequestID: &requestID, At: at}
+	if plan.DeltaMinutes < 0 {
+		e.Kind = LedgerRelease
+	}
+	if err := bookOnPermit(ctx, tx, p, []LedgerEntry{e}, "reserved_minutes = reserved_minutes + ?", plan.DeltaMinutes); err != nil {
+		return fmt.Errorf("rebook session %d on permit %d: %w", s.ID, p.ID, err)
+	}
+	return nil
+}
+
+// PlateParked reports whether plate has an open session in zone whose
+// interval overlaps iv (the exclusion constraint sessions_plate_not_parked_twice
+// as a read), leaving out the session except (0: none): what a start or a
+// plate change would meet as plate_already_parked.
+func PlateParked(ctx context.Context, db bun.IDB, zone, plate string, iv domain.Interval, except int64) (bool, error) {
+	parked, err := db.NewSelect().Model((*Session)(nil)).
+		Where("zone = ? AND plate = ? AND state = ? AND id <> ?", zone, plate, domain.StateOpen, except).
+		Where("tstzrange(start_at, planned_end_at) && tstzrange(?, ?)", iv.Start, iv.End).
+		Exists(ctx)
+	if err != nil {
+		return false, fmt.Errorf("look for the plate's sessions in zone %s: %w", zone, err)
+	}
+	return parked, nil
+}
+
+// PermitIntervals are the spans of a permit's sessions that overlap iv, for
+// zone z's max_concurrent_sessions rule (domain.CheckConcurrentSessions): open
+// ones to their planned end, stopped ones to their actual end; cancelled ones
+// never ran. except is a session to leave out (the one being changed; 0:
+// none). A zone without the cap needs none, and nothing is read. Read under
+// the permit's lock, it is what every other writer of the permit sees too:
+// starts and changes on one permit are serialised by that lock (in a
+// Coalescer's shared transaction as well: a unit that meets another's lock is
+// run again alone, and units sharing one transaction see each other's rows).
+func PermitIntervals(ctx context.Context, db bun.IDB, z *domain.Zone, permitID int64, iv domain.Interval, except int64) ([]domain.Interval, error) {
+	if z.MaxConcurrentSessions < 1 {
+		return nil, nil
+	}
+	var rows []struct {
+		StartAt time.Time `bun:"start_at"`
+		EndAt   time.Time `bun:"end_at"`
+	}
+	err := db.NewSelect().Model((*Session)(nil)).
+		Column("start_at").ColumnExpr("coalesce(end_at, planned_end_at) AS end_at").
+		Where("permit_id = ?", permitID).Where("state <> ?", domain.StateCancelled).Where("id <> ?", except).
+		Where("start_at < ?", iv.End).Where("coalesce(end_at, planned_end_at) > ?", iv.Start).
+		Scan(ctx, &rows)
+	if err != nil {
+		return nil, fmt.Errorf("sessions of permit %d between %s and %s: %w", permitID,
+			iv.Start.Format(time.RFC3339), iv.End.Format(time.RFC3339), err)
+	}
+	out := make([]domain.Interval, len(rows))
+	for i, r := range rows {
+		out[i] = domain.Interval{Start: r.StartAt, End: r.EndAt}
+	}
+	return out, nil
+}
+
 // MaxListedSessions bounds a permit's session list: the newest this many.
 const MaxListedSessions = 1000
 

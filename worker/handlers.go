@@ -72,6 +72,7 @@ func (h *Handlers) Mux() *asynq.ServeMux {
 	mux.Use(h.frame)
 	mux.HandleFunc(jobs.TypeSessionStart, h.SessionStart)
 	mux.HandleFunc(jobs.TypeSessionStop, h.SessionStop)
+	mux.HandleFunc(jobs.TypeSessionChange, h.SessionChange)
 	mux.HandleFunc(jobs.TypeSessionAutoStop, h.SessionAutoStop)
 	mux.HandleFunc(jobs.TypePermitIssue, h.PermitIssue)
 	mux.HandleFunc(jobs.TypePermitTopup, h.PermitTopup)

@@ -69,6 +69,6 @@ func autoStopOutbox(s *repo.Session) *repo.OutboxTask {
 	sid := repo.FormatID(s.ID)
 	return &repo.OutboxTask{
 		TaskType: jobs.TypeSessionAutoStop, TaskID: jobs.AutoStopTaskID(sid, s.PlannedEndAt),
-		Queue: jobs.QueueCritical, Payload: jobs.AutoStopPayload(sid), ProcessAt: s.PlannedEndAt,
+		Queue: jobs.QueueCritical, Payload: jobs.AutoStopPayload(sid, s.PlannedEndAt), ProcessAt: s.PlannedEndAt,
 	}
 }

@@ -66,7 +66,7 @@ func (h *Handlers) Reconcile(ctx context.Context) (ReconcileReport, error) {
 			return rep, err
 		}
 		for _, id := range ids {
-			settled, err := h.autoStop(ctx, id, SettledReconciled)
+			settled, err := h.autoStop(ctx, id, nil, SettledReconciled)
 			if _, final := finalFailure(ctx, err); final {
 				// A session the database refuses to settle must not keep
 				// every session behind it open: it stays open for an

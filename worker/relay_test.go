@@ -90,7 +90,7 @@ func TestRelay(t *testing.T) {
 			t.Fatalf("first relay: %d %v", n, err)
 		}
 		if err := repo.AddOutbox(e.ctx, e.store.DB, &repo.OutboxTask{TaskType: jobs.TypeSessionAutoStop,
-			TaskID: id, Queue: jobs.QueueCritical, Payload: jobs.AutoStopPayload(s.ID), ProcessAt: s.PlannedEndAt}); err != nil {
+			TaskID: id, Queue: jobs.QueueCritical, Payload: jobs.AutoStopPayload(s.ID, s.PlannedEndAt), ProcessAt: s.PlannedEndAt}); err != nil {
 			t.Fatal(err)
 		}
 		if n, err := e.relay().RunOnce(e.ctx); err != nil || n != 1 {

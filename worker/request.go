@@ -101,6 +101,7 @@ type decision struct {
 }
 
 // apply is the one frame every request runs in (session:start, session:stop,
+// session:change,
 // permit:issue, permit:topup, permit:end): it claims the request ID in Postgres,
 // runs decide under the same transaction, and records the outcome. A second
 // delivery (a retry after a crash between commit and acknowledgement, or a
@@ -171,8 +172,13 @@ func (h *Handlers) apply(ctx context.Context, t *asynq.Task, typ string, req job
 
 // platesOf are the plates a request names.
 func platesOf(req jobs.Request) []string {
-	if p, ok := req.(jobs.SessionStart); ok {
+	switch p := req.(type) {
+	case jobs.SessionStart:
 		return []string{p.Plate}
+	case jobs.SessionChange:
+		if p.Plate != nil {
+			return []string{*p.Plate}
+		}
 	}
 	return nil
 }

@@ -32,16 +32,19 @@ func (h *Handlers) SessionStart(ctx context.Context, t *asynq.Task) error {
 		if err != nil {
 			return decision{}, err
 		}
-		plan, err := domain.PlanSession(zone, permit.State(), domain.StartRequest{
+		req := domain.StartRequest{
 			Plate: p.Plate, Country: p.Country, StartAt: instantPtr(p.StartAt), EndAt: instantPtr(p.EndAt), ReceivedAt: receivedAt(p.ReceivedAt, now),
-		})
+		}
+		if req.PermitSessions, err = repo.PermitIntervals(ctx, tx, zone, permit.ID, req.Window(zone), 0); err != nil {
+			return decision{}, err
+		}
+		plan, err := domain.PlanSession(zone, permit.State(), req)
 		if err != nil {
 			return decision{}, err
 		}
 		s, err := repo.ApplyStart(ctx, tx, permit, plan, p.RequestID, now)
 		if errors.Is(err, repo.ErrPlateParked) {
-			return decision{}, domain.Reject(domain.CodePlateAlreadyParked,
-				"plate %s already has a session in zone %s that overlaps this one", domain.MaskPlate(plan.Plate), permit.Zone)
+			return decision{}, domain.PlateAlreadyParked(plan.Plate, permit.Zone)
 		}
 		if err != nil {
 			return decision{}, err
@@ -58,13 +61,9 @@ func (h *Handlers) SessionStop(ctx context.Context, t *asynq.Task) error {
 	}
 	return h.apply(ctx, t, jobs.TypeSessionStop, p, func(ctx context.Context, tx repo.Tx) (decision, error) {
 		now := h.now()
-		sid, ok := repo.ParseID(p.SessionID)
-		if !ok {
-			return decision{}, domain.Reject(domain.CodeNotFound, "session %q not found", p.SessionID)
-		}
-		s, permit, err := repo.LockSessionAndPermit(ctx, tx, sid)
+		s, permit, err := lockSession(ctx, tx, p.SessionID)
 		if err != nil {
-			return decision{}, notFoundRule(err, "session", p.SessionID)
+			return decision{}, err
 		}
 		plan, err := domain.PlanStop(s.DomainState(), domain.StopRequest{At: instantPtr(p.At), ReceivedAt: receivedAt(p.ReceivedAt, now)}, now)
 		if err != nil {
@@ -93,6 +92,69 @@ func (h *Handlers) SessionStop(ctx context.Context, t *asynq.Task) error {
 	})
 }
 
+// SessionChange handles session:change: a new end, a corrected plate, or both
+// (domain.PlanChange). A moved end moves the reservation (a reserve or release
+// entry for the difference) and the auto-stop: the new end's is handed to the
+// outbox, the old end's is deleted from Redis, and should it run anyway it
+// finds another planned end and does nothing (SessionAutoStop).
+func (h *Handlers) SessionChange(ctx context.Context, t *asynq.Task) error {
+	var p jobs.SessionChange
+	if ok, err := h.decodeRequest(ctx, t, &p); !ok {
+		return err
+	}
+	return h.apply(ctx, t, jobs.TypeSessionChange, p, func(ctx context.Context, tx repo.Tx) (decision, error) {
+		now := h.now()
+		s, permit, err := lockSession(ctx, tx, p.SessionID)
+		if err != nil {
+			return decision{}, err
+		}
+		if err := h.currentYear(ctx, tx, permit, now); err != nil {
+			return decision{}, err
+		}
+		zone, err := h.Store.ZoneOf(ctx, tx, permit)
+		if err != nil {
+			return decision{}, err
+		}
+		granted := domain.GrantedSession{SessionState: s.DomainState(), Plate: s.Plate, Country: s.Country}
+		req := domain.ChangeRequest{EndAt: instantPtr(p.EndAt), Plate: p.Plate, ReceivedAt: receivedAt(p.ReceivedAt, now)}
+		if req.PermitSessions, err = repo.PermitIntervals(ctx, tx, zone, permit.ID, granted.Window(zone), s.ID); err != nil {
+			return decision{}, err
+		}
+		plan, err := domain.PlanChange(zone, permit.State(), granted, req)
+		if err != nil {
+			return decision{}, err
+		}
+		oldEnd := s.PlannedEndAt
+		err = repo.ApplyChange(ctx, tx, permit, s, plan, p.RequestID, now)
+		if errors.Is(err, repo.ErrPlateParked) {
+			return decision{}, domain.PlateAlreadyParked(plan.Plate, permit.Zone)
+		}
+		if err != nil {
+			return decision{}, err
+		}
+		d := decision{result: s.View(now)}
+		if plan.EndChanged {
+			d.outbox = []*repo.OutboxTask{autoStopOutbox(s)}
+			d.obsolete = []string{jobs.AutoStopTaskID(repo.FormatID(s.ID), oldEnd)}
+		}
+		return d, nil
+	})
+}
+
+// lockSession locks the session a request names and its permit (the permit
+// first, as every writer does); an ID that names no session is not_found.
+func lockSession(ctx context.Context, tx repo.Tx, id string) (*repo.Session, *repo.Permit, error) {
+	sid, ok := repo.ParseID(id)
+	if !ok {
+		return nil, nil, domain.Reject(domain.CodeNotFound, "session %q not found", id)
+	}
+	s, p, err := repo.LockSessionAndPermit(ctx, tx, sid)
+	if err != nil {
+		return nil, nil, notFoundRule(err, "session", id)
+	}
+	return s, p, nil
+}
+
 // SessionAutoStop handles session:autostop: the session is settled at its planned
 // end, however late the task runs.
 func (h *Handlers) SessionAutoStop(ctx context.Context, t *asynq.Task) error {
@@ -104,7 +166,7 @@ func (h *Handlers) SessionAutoStop(ctx context.Context, t *asynq.Task) error {
 	if !ok {
 		return fmt.Errorf("session:autostop: session_id %q: %w", p.SessionID, asynq.SkipRetry)
 	}
-	_, err := h.autoStop(ctx, sid, SettledAutoStop)
+	_, err := h.autoStop(ctx, sid, p.PlannedEndAt, SettledAutoStop)
 	if errors.Is(err, repo.ErrNotFound) {
 		return fmt.Errorf("session:autostop: %w: %w", err, asynq.SkipRetry)
 	}
@@ -114,8 +176,11 @@ func (h *Handlers) SessionAutoStop(ctx context.Context, t *asynq.Task) error {
 var errNotDue = errors.New("auto-stop came before the planned end")
 
 // autoStop settles one session at its planned end if it is due, and reports
-// whether it did; how says who settled it (the auto-stop task or the reconciler).
-func (h *Handlers) autoStop(ctx context.Context, sessionID int64, how string) (bool, error) {
+// whether it did; how says who settled it (the auto-stop task or the
+// reconciler). scheduledFor is the planned end an auto-stop task was scheduled
+// for (nil: whatever the end is now, as the reconciler asks): a session whose
+// end a change has moved since is left alone, its new end has its own task.
+func (h *Handlers) autoStop(ctx context.Context, sessionID int64, scheduledFor *time.Time, how string) (bool, error) {
 	var plan domain.StopPlan
 	var lateness time.Duration
 	err := h.inTx(ctx, func(ctx context.Context, tx repo.Tx) error {
@@ -124,6 +189,13 @@ func (h *Handlers) autoStop(ctx context.Context, sessionID int64, how string) (b
 		s, permit, err := repo.LockSessionAndPermit(ctx, tx, sessionID)
 		if err != nil {
 			return err
+		}
+		// To the second, as the task IDs tell auto-stops apart: an end moved by
+		// less keeps its task, which is then the one that is due.
+		if scheduledFor != nil && s.State == domain.StateOpen && scheduledFor.Unix() != s.PlannedEndAt.Unix() {
+			h.logger(ctx).Info("auto-stop of a moved end: nothing to do", "session_id", s.ID,
+				"scheduled_for", scheduledFor.UTC(), "planned_end_at", s.PlannedEndAt)
+			return nil
 		}
 		plan = domain.PlanAutoStop(s.DomainState(), now)
 		switch plan.Kind {

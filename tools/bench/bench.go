@@ -61,6 +61,7 @@ type Options struct {
 	RightsPool       int
 	ScanCars         int // enforcement subjects the rights checks are spread over
 	AutostopEvery    int // 1 in N starts is left to its auto-stop (0: none)
+	ChangeEvery      int // 1 in N pairs extends its session before the stop (0: none)
 	AutostopWait     time.Duration
 	PgbenchClients   int
 	PgbenchSeconds   int
@@ -107,6 +108,7 @@ func DefaultOptions() Options {
 		RightsPool:     256,
 		ScanCars:       64,
 		AutostopEvery:  10,
+		ChangeEvery:    5,
 		AutostopWait:   4 * time.Minute,
 		PgbenchClients: 8,
 		PgbenchSeconds: 30,
@@ -134,8 +136,8 @@ func (o *Options) check() error {
 	if o.HalfRate < 0 || o.RightsRate <= 0 {
 		errs = append(errs, errors.New("rates must be positive"))
 	}
-	if o.AutostopEvery < 0 || o.Lone < 0 {
-		errs = append(errs, errors.New("--autostop-every and --lone must not be negative"))
+	if o.AutostopEvery < 0 || o.ChangeEvery < 0 || o.Lone < 0 {
+		errs = append(errs, errors.New("--autostop-every, --change-every and --lone must not be negative"))
 	}
 	if o.Split && o.Workers < 1 {
 		errs = append(errs, errors.New("--workers must be at least 1 with --topology split"))
@@ -285,7 +287,8 @@ func Run(ctx context.Context, o Options) (_ *Results, err error) {
 	pr.linef("setup     zone %s, %d permits (address, registration, permit, top-up of %d h each) in %.1fs",
 		w.Zone, o.Permits, o.TopupHours, res.SetupSeconds)
 
-	d := &driver{api: a, w: w, run: run, plates: load.NewPlateGen(load.ShapeParked, o.Seed), never: load.NewPlateGen(load.ShapeNeverParked, o.Seed)}
+	d := &driver{api: a, w: w, run: run, plates: load.NewPlateGen(load.ShapeParked, o.Seed), never: load.NewPlateGen(load.ShapeNeverParked, o.Seed),
+		changeEvery: o.ChangeEvery}
 	if o.has(PhaseAutostop) {
 		d.autostopEvery = o.AutostopEvery
 	}

@@ -27,8 +27,12 @@ type driver struct {
 	// AutostopEvery: 1 in this many starts has an end_at and is not stopped
 	// by the bench (0: none).
 	autostopEvery int
-	mu            sync.Mutex
-	autostops     []int64 // their session IDs
+	// ChangeEvery: 1 in this many pairs (not left to their auto-stop) starts
+	// with an end an hour ahead, extends it by half an hour with a
+	// PATCH /v1/sessions/{id}, then stops (0: none).
+	changeEvery int
+	mu          sync.Mutex
+	autostops   []int64 // their session IDs
 }
 
 func (d *driver) key(kind string) string {
@@ -39,6 +43,16 @@ func (d *driver) key(kind string) string {
 func (d *driver) isAutostop(n int64) bool {
 	return d.autostopEvery > 0 && n%int64(d.autostopEvery) == int64(d.autostopEvery)-1
 }
+
+// isChange says whether pair number n of a phase extends its session before
+// stopping it.
+func (d *driver) isChange(n int64) bool {
+	return d.changeEvery > 0 && !d.isAutostop(n) && n%int64(d.changeEvery) == 0
+}
+
+// ChangeAhead is how far ahead a pair that changes its session first plans
+// its end; the change moves it half as far again.
+const ChangeAhead = time.Hour
 
 // startBody is a start as an app sends it. An auto-stop session names its
 // start (this second) and an end one or two whole minutes later (alternately,
@@ -61,6 +75,23 @@ func (d *driver) start(ctx context.Context, r load.Resident, plate string, autos
 	o, err := d.api.Write(ctx, http.MethodPost, "/v1/permits/"+url.PathEscape(r.PermitID)+"/sessions",
 		r.Token, d.key("s"), startBody(plate, autostop, time.Now(), n/int64(max(d.autostopEvery, 1))), 30*time.Second)
 	return d.settle(o, err, t0, st, autostop)
+}
+
+// startToChange starts a session ending ChangeAhead from now (whole seconds),
+// and returns its ID and planned end.
+func (d *driver) startToChange(ctx context.Context, r load.Resident, plate string, t0 time.Time, st *OpStats) (string, time.Time) {
+	start := time.Now().UTC().Truncate(time.Second)
+	end := start.Add(ChangeAhead)
+	o, err := d.api.Write(ctx, http.MethodPost, "/v1/permits/"+url.PathEscape(r.PermitID)+"/sessions",
+		r.Token, d.key("s"), map[string]any{"plate": plate, "start_at": start.Format(time.RFC3339), "end_at": end.Format(time.RFC3339)}, 30*time.Second)
+	return d.settle(o, err, t0, st, false), end
+}
+
+// extend moves a session's end to end (PATCH /v1/sessions/{id}), timed from t0.
+func (d *driver) extend(ctx context.Context, r load.Resident, sessionID string, end time.Time, t0 time.Time, st *OpStats) bool {
+	o, err := d.api.Write(ctx, http.MethodPatch, "/v1/sessions/"+url.PathEscape(sessionID),
+		r.Token, d.key("c"), map[string]any{"end_at": end.UTC().Format(time.RFC3339)}, 30*time.Second)
+	return d.settle(o, err, t0, st, false) != ""
 }
 
 // stop stops a session, timed from t0.
@@ -151,6 +182,10 @@ type LoadResult struct {
 	StopsPerSec  float64  `json:"stops_per_s"`
 	Start        OpResult `json:"start"`
 	Stop         OpResult `json:"stop"`
+	// Changes are the pairs that extended their session before the stop
+	// (--change-every), Change those extensions.
+	Changes int64    `json:"changes"`
+	Change  OpResult `json:"change"`
 	// Open loop: how long arrivals waited for a free virtual user; large
 	// values mean the bench, not parkd, was short of hands.
 	DispatchDelay *load.Latency `json:"dispatch_delay,omitempty"`
@@ -158,18 +193,30 @@ type LoadResult struct {
 
 // pair runs one start and, unless it is left to its auto-stop, its stop. It
 // reports whether a pair was completed.
-func (d *driver) pair(ctx context.Context, r load.Resident, n int64, due time.Time, start, stop *OpStats, autostops *atomic.Int64) bool {
+func (d *driver) pair(ctx context.Context, r load.Resident, n int64, due time.Time, ops *phaseOps) bool {
 	auto := d.isAutostop(n)
-	id := d.start(ctx, r, d.plates.Next(), auto, n, due, start)
+	var id string
+	var end time.Time
+	if d.isChange(n) {
+		id, end = d.startToChange(ctx, r, d.plates.Next(), due, ops.start)
+	} else {
+		id = d.start(ctx, r, d.plates.Next(), auto, n, due, ops.start)
+	}
 	if id == "" {
 		load.SleepCtx(ctx, load.ErrorPause)
 		return false
 	}
 	if auto {
-		autostops.Add(1)
+		ops.autostops.Add(1)
 		return false
 	}
-	if !d.stop(ctx, r, id, time.Now(), stop) {
+	if !end.IsZero() {
+		ops.changes.Add(1)
+		if !d.extend(ctx, r, id, end.Add(ChangeAhead/2), time.Now(), ops.change) {
+			load.SleepCtx(ctx, load.ErrorPause) // and stop it still
+		}
+	}
+	if !d.stop(ctx, r, id, time.Now(), ops.stop) {
 		load.SleepCtx(ctx, load.ErrorPause)
 		return false
 	}
@@ -179,8 +226,8 @@ func (d *driver) pair(ctx context.Context, r load.Resident, n int64, due time.Ti
 // runMax is the closed loop: c users, each starting a session and stopping it
 // as soon as the start is answered, for dur. It measures the most parkd does.
 func (d *driver) runMax(ctx context.Context, c int, dur time.Duration) LoadResult {
-	start, stop := NewOpStats(), NewOpStats()
-	var pairs, autostops, n atomic.Int64
+	ops := newPhaseOps()
+	var pairs, n atomic.Int64
 	users := load.Partition(d.w.Residents, c)
 	t0 := time.Now()
 	deadline := t0.Add(dur)
@@ -188,23 +235,23 @@ func (d *driver) runMax(ctx context.Context, c int, dur time.Duration) LoadResul
 	for _, mine := range users {
 		wg.Go(func() {
 			for k := 0; time.Now().Before(deadline) && ctx.Err() == nil; k++ {
-				if d.pair(ctx, mine[k%len(mine)], n.Add(1)-1, time.Now(), start, stop, &autostops) {
+				if d.pair(ctx, mine[k%len(mine)], n.Add(1)-1, time.Now(), ops) {
 					pairs.Add(1)
 				}
 			}
 		})
 	}
 	wg.Wait()
-	return loadResult("max", len(users), 0, time.Since(t0), pairs.Load(), autostops.Load(), start, stop, nil)
+	return loadResult("max", len(users), 0, time.Since(t0), pairs.Load(), ops, nil)
 }
 
 // runHalf is the open loop: pairs arrive at rate per second for dur, each
 // handled by a free user of a pool, and each start is timed from the instant
 // it was due.
 func (d *driver) runHalf(ctx context.Context, rate float64, pool int, dur time.Duration) LoadResult {
-	start, stop := NewOpStats(), NewOpStats()
+	ops := newPhaseOps()
 	delay := load.NewRecorder()
-	var pairs, autostops atomic.Int64
+	var pairs atomic.Int64
 	users := load.Partition(d.w.Residents, pool)
 	arrivals := make(chan arrival, len(users))
 	t0 := time.Now()
@@ -215,7 +262,7 @@ func (d *driver) runHalf(ctx context.Context, rate float64, pool int, dur time.D
 			k := 0
 			for a := range arrivals {
 				delay.Record(time.Since(a.due))
-				if d.pair(ctx, mine[k%len(mine)], a.i, a.due, start, stop, &autostops) {
+				if d.pair(ctx, mine[k%len(mine)], a.i, a.due, ops) {
 					pairs.Add(1)
 				}
 				k++
@@ -224,14 +271,25 @@ func (d *driver) runHalf(ctx context.Context, rate float64, pool int, dur time.D
 	}
 	wg.Wait()
 	dd := delay.Summary()
-	return loadResult("half", len(users), rate, time.Since(t0), pairs.Load(), autostops.Load(), start, stop, &dd)
+	return loadResult("half", len(users), rate, time.Since(t0), pairs.Load(), ops, &dd)
 }
 
-func loadResult(phase string, users int, rate float64, elapsed time.Duration, pairs, autostops int64, start, stop *OpStats, delay *load.Latency) LoadResult {
+// phaseOps are what a load phase counts: each kind of request, the starts
+// left to their auto-stop and the pairs that changed their session.
+type phaseOps struct {
+	start, stop, change *OpStats
+	autostops, changes  atomic.Int64
+}
+
+func newPhaseOps() *phaseOps {
+	return &phaseOps{start: NewOpStats(), stop: NewOpStats(), change: NewOpStats()}
+}
+
+func loadResult(phase string, users int, rate float64, elapsed time.Duration, pairs int64, ops *phaseOps, delay *load.Latency) LoadResult {
 	s := elapsed.Seconds()
-	return LoadResult{Phase: phase, Concurrency: users, TargetRate: rate, Seconds: s, Pairs: pairs, Autostops: autostops,
-		PairsPerSec: float64(pairs) / s, StartsPerSec: float64(start.OK()) / s, StopsPerSec: float64(stop.OK()) / s,
-		Start: start.Result(), Stop: stop.Result(), DispatchDelay: delay}
+	return LoadResult{Phase: phase, Concurrency: users, TargetRate: rate, Seconds: s, Pairs: pairs, Autostops: ops.autostops.Load(),
+		PairsPerSec: float64(pairs) / s, StartsPerSec: float64(ops.start.OK()) / s, StopsPerSec: float64(ops.stop.OK()) / s,
+		Start: ops.start.Result(), Stop: ops.stop.Result(), Changes: ops.changes.Load(), Change: ops.change.Result(), DispatchDelay: delay}
 }
 
 // RightsResult is the enforcement check at a fixed rate.

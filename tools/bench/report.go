@@ -68,6 +68,9 @@ func (p *printer) load(r LoadResult) {
 	}
 	p.linef("          %s", opLine("start", r.Start))
 	p.linef("          %s", opLine("stop", r.Stop))
+	if r.Changes > 0 {
+		p.linef("          %s   (%d pairs extended before the stop)", opLine("change", r.Change), r.Changes)
+	}
 	if r.DispatchDelay != nil {
 		p.linef("          waiting for a free user (bench-side): p99 %s max %s", load.FormatMS(r.DispatchDelay.P99), load.FormatMS(r.DispatchDelay.Max))
 	}
@@ -236,6 +239,7 @@ func problems(r *Results) []string {
 		if l != nil {
 			op(l.Phase, "start", l.Start)
 			op(l.Phase, "stop", l.Stop)
+			op(l.Phase, "change", l.Change)
 			if l.DispatchDelay != nil && l.DispatchDelay.P99 > 100 {
 				out = append(out, fmt.Sprintf("%s: arrivals waited for a free bench user (p99 %s): the pool was too small for the rate, and the latencies include that wait", l.Phase, load.FormatMS(l.DispatchDelay.P99)))
 			}

@@ -45,6 +45,7 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.DurationVar(&o.RightsDuration, "rights-duration", o.RightsDuration, "rights phase: length")
 	fs.IntVar(&o.RightsParked, "rights-parked", o.RightsParked, "rights phase: sessions parked whose plates are checked")
 	fs.IntVar(&o.AutostopEvery, "autostop-every", o.AutostopEvery, "1 in this many starts gets an end_at 1-2 minutes ahead and is left to its auto-stop")
+	fs.IntVar(&o.ChangeEvery, "change-every", o.ChangeEvery, "max and half phases: 1 in this many start+stop pairs plans an end an hour ahead and extends it by half an hour (PATCH) before the stop (0: none)")
 	fs.DurationVar(&o.AutostopWait, "autostop-wait", o.AutostopWait, "how long to wait for the auto-stops after the phases")
 	fs.IntVar(&o.PgbenchClients, "pgbench-clients", o.PgbenchClients, "pgbench: clients")
 	fs.IntVar(&o.PgbenchSeconds, "pgbench-seconds", o.PgbenchSeconds, "pgbench: seconds")
