@@ -108,7 +108,7 @@ func DefaultOptions() Options {
 		RightsPool:     256,
 		ScanCars:       64,
 		AutostopEvery:  10,
-		ChangeEvery:    5,
+		ChangeEvery:    0,
 		AutostopWait:   4 * time.Minute,
 		PgbenchClients: 8,
 		PgbenchSeconds: 30,

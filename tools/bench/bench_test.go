@@ -37,6 +37,7 @@ func TestBenchSmoke(t *testing.T) {
 	o.Permits, o.Concurrency, o.SetupConcurrency = 20, 4, 4
 	o.Duration = 3 * time.Second
 	o.Lone, o.LonePause = 3, 50*time.Millisecond
+	o.ChangeEvery = 3 // changed sessions go through the run and its audit too
 	o.RightsRate, o.RightsDuration, o.RightsParked, o.RightsPool, o.ScanCars = 200, 2*time.Second, 10, 16, 4
 	o.Phases = []string{PhaseIdle, PhaseMax, PhaseHalf, PhaseRights, PhaseCheck}
 	o.Parkd = parkdtest.Binary(t)
