@@ -1,6 +1,7 @@
 package domain
 
 import (
+	"encoding/json"
 	"fmt"
 	"time"
 )
@@ -55,6 +56,15 @@ type Notice struct {
 	Code    string    `json:"code"`
 	Message string    `json:"message"`
 	At      time.Time `json:"at"`
+}
+
+// MarshalJSON writes At in UTC, like every instant parkd answers: a notice's
+// instant is often a local day boundary or clock time, computed in the zone's
+// time zone.
+func (n Notice) MarshalJSON() ([]byte, error) {
+	type notice Notice // without this method
+	n.At = n.At.UTC()
+	return json.Marshal(notice(n))
 }
 
 // StatusAt derives the outside status of a session at now.
