@@ -141,3 +141,37 @@ func FinishedRequestsBefore(ctx context.Context, db bun.IDB, ids []string, cutof
 	}
 	return done, nil
 }
+
+// ResidentPermits lists every permit of a resident, oldest first: what an
+// export shows and an erase checks.
+func ResidentPermits(ctx context.Context, db bun.IDB, residentID string) ([]Permit, error) {
+	rows := []Permit{}
+	if err := db.NewSelect().Model(&rows).Where("resident_id = ?", residentID).OrderExpr("id").Scan(ctx); err != nil {
+		return nil, fmt.Errorf("permits of resident %s: %w", residentID, err)
+	}
+	return rows, nil
+}
+
+// LockResidentPermits locks every permit of a resident, oldest first (the
+// order every locker of several permits keeps), so that none is issued
+// active, nor a session started, while the resident is being erased: a start
+// locks its permit first.
+func LockResidentPermits(ctx context.Context, tx Tx, residentID string) ([]Permit, error) {
+	rows := []Permit{}
+	if err := tx.NewSelect().Model(&rows).Where("resident_id = ?", residentID).OrderExpr("id").For("UPDATE").Scan(ctx); err != nil {
+		return nil, fmt.Errorf("lock permits of resident %s: %w", residentID, err)
+	}
+	return rows, nil
+}
+
+// DeleteFavouritesOfResident deletes the favourites of every permit of a
+// resident (erase, DOMAIN.md "Privacy").
+func DeleteFavouritesOfResident(ctx context.Context, tx bun.IDB, residentID string) (int64, error) {
+	res, err := tx.NewDelete().Model((*Favourite)(nil)).
+		Where("permit_id IN (SELECT id FROM permits WHERE resident_id = ?)", residentID).Exec(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("delete favourites of resident %s: %w", residentID, err)
+	}
+	n, _ := res.RowsAffected()
+	return n, nil
+}
