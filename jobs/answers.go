@@ -169,3 +169,16 @@ func (p *Plate) UnmarshalJSON(b []byte) error {
 	*p = Plate(s)
 	return nil
 }
+
+// Export is everything parkd holds about a resident (GET
+// /v1/residents/{id}/export, DOMAIN.md "Privacy"): permits and sessions as
+// the API shows them, and by permit ID each permit's whole ledger (newest
+// first), statements and favourites. Never null lists or maps.
+type Export struct {
+	ResidentID string                   `json:"resident_id"`
+	Permits    []Permit                 `json:"permits"`
+	Sessions   []Session                `json:"sessions"`
+	Ledger     map[string][]LedgerEntry `json:"ledger"`
+	Statements map[string][]Statement   `json:"statements"`
+	Favourites map[string][]Favourite   `json:"favourites"`
+}

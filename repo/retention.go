@@ -175,3 +175,14 @@ func DeleteFavouritesOfResident(ctx context.Context, tx bun.IDB, residentID stri
 	n, _ := res.RowsAffected()
 	return n, nil
 }
+
+// ResidentSessionIDs lists the IDs of every session on a resident's permits:
+// what an erase looks for in Redis' task payloads.
+func ResidentSessionIDs(ctx context.Context, db bun.IDB, residentID string) ([]string, error) {
+	var ids []string
+	if err := db.NewRaw(`SELECT s.id::text FROM sessions s JOIN permits p ON p.id = s.permit_id WHERE p.resident_id = ?`,
+		residentID).Scan(ctx, &ids); err != nil {
+		return nil, fmt.Errorf("sessions of resident %s: %w", residentID, err)
+	}
+	return ids, nil
+}

@@ -2,8 +2,6 @@ package worker
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"time"
 
@@ -17,9 +15,6 @@ import (
 // session ended (DOMAIN.md "Privacy": 13 weeks), unless PARKD_PLATE_RETENTION
 // says otherwise.
 const DefaultPlateRetention = 13 * 7 * 24 * time.Hour
-
-// retentionPageSize is how many tasks one Inspector call lists.
-const retentionPageSize = 1000
 
 // PrivacyRetention handles privacy:retention: see Retention.
 func (h *Handlers) PrivacyRetention(ctx context.Context, _ *asynq.Task) error {
@@ -59,20 +54,6 @@ func (h *Handlers) Retention(ctx context.Context) (jobs.PrivacyRetentionResult, 
 	return out, nil
 }
 
-// carriesPlate reports whether a task's payload names a plate: session:start
-// always, session:change when it corrects one. Every other type names
-// sessions and permits by ID only.
-func carriesPlate(t *asynq.TaskInfo) bool {
-	switch t.Type {
-	case jobs.TypeSessionStart:
-		return true
-	case jobs.TypeSessionChange:
-		var p jobs.SessionChange
-		return json.Unmarshal(t.Payload, &p) != nil || p.Plate != nil
-	}
-	return false
-}
-
 // eraseTaskPlates deletes, in every queue, the tasks whose payload carries a
 // plate due for erasure, through asynq's Inspector:
 //
@@ -93,93 +74,37 @@ func (h *Handlers) eraseTaskPlates(ctx context.Context, cutoff time.Time) (int64
 		return 0, nil
 	}
 	h.inspectorOnce.Do(func() { h.inspector = asynq.NewInspectorFromRedisClient(h.Redis) })
-	ins := h.inspector
-	queues, err := ins.Queues()
+	tasks, err := jobs.ListPlateTasks(ctx, h.inspector)
 	if err != nil {
-		return 0, fmt.Errorf("list queues: %w", err)
+		return 0, err
 	}
-	type lister func(queue string, opts ...asynq.ListOption) ([]*asynq.TaskInfo, error)
-	finished := map[string]lister{"archived": ins.ListArchivedTasks, "completed": ins.ListCompletedTasks}
-	waiting := map[string]lister{"pending": ins.ListPendingTasks, "scheduled": ins.ListScheduledTasks, "retry": ins.ListRetryTasks}
-	// Pages are read first and deleted after, so that deleting does not shift
-	// the pages still to read.
-	all := func(list lister, queue string) ([]*asynq.TaskInfo, error) {
-		var got []*asynq.TaskInfo
-		for page := 1; ; page++ {
-			if err := ctx.Err(); err != nil {
-				return nil, err
+	var due, waiting []jobs.PlateTask
+	var requests []string
+	for _, t := range tasks {
+		switch t.State {
+		case "archived":
+			if t.Info.LastFailedAt.Before(cutoff) {
+				due = append(due, t)
 			}
-			infos, err := list(queue, asynq.PageSize(retentionPageSize), asynq.Page(page))
-			if err != nil {
-				return nil, err
+		case "completed":
+			if t.Info.CompletedAt.Before(cutoff) {
+				due = append(due, t)
 			}
-			for _, t := range infos {
-				if carriesPlate(t) {
-					got = append(got, t)
-				}
-			}
-			if len(infos) < retentionPageSize {
-				return got, nil
-			}
-		}
-	}
-	var deleted int64
-	del := func(queue, id string) error {
-		err := ins.DeleteTask(queue, id)
-		switch {
-		case err == nil:
-			deleted++
-		case errors.Is(err, asynq.ErrTaskNotFound):
-			// another run, or asynq itself, got there first
 		default:
-			return fmt.Errorf("delete task %s of %s: %w", id, queue, err)
-		}
-		return nil
-	}
-	for _, q := range queues {
-		for state, list := range finished {
-			infos, err := all(list, q)
-			if err != nil {
-				return deleted, fmt.Errorf("list %s tasks of %s: %w", state, q, err)
-			}
-			for _, t := range infos {
-				at := t.CompletedAt
-				if state == "archived" {
-					at = t.LastFailedAt
-				}
-				if at.Before(cutoff) {
-					if err := del(q, t.ID); err != nil {
-						return deleted, err
-					}
-				}
-			}
-		}
-		for state, list := range waiting {
-			infos, err := all(list, q)
-			if err != nil {
-				return deleted, fmt.Errorf("list %s tasks of %s: %w", state, q, err)
-			}
-			byRequest := map[string]string{}
-			var ids []string
-			for _, t := range infos {
-				var p struct {
-					RequestID string `json:"request_id"`
-				}
-				if json.Unmarshal(t.Payload, &p) == nil && p.RequestID != "" {
-					byRequest[p.RequestID] = t.ID
-					ids = append(ids, p.RequestID)
-				}
-			}
-			done, err := repo.FinishedRequestsBefore(ctx, h.Store.DB, ids, cutoff)
-			if err != nil {
-				return deleted, err
-			}
-			for rid := range done {
-				if err := del(q, byRequest[rid]); err != nil {
-					return deleted, err
-				}
+			if t.RequestID != "" {
+				waiting = append(waiting, t)
+				requests = append(requests, t.RequestID)
 			}
 		}
 	}
-	return deleted, nil
+	done, err := repo.FinishedRequestsBefore(ctx, h.Store.DB, requests, cutoff)
+	if err != nil {
+		return 0, err
+	}
+	for _, t := range waiting {
+		if done[t.RequestID] {
+			due = append(due, t)
+		}
+	}
+	return jobs.DeletePlateTasks(h.inspector, due)
 }
