@@ -11,6 +11,7 @@ import (
 
 	"github.com/parkd/parkd/jobs"
 	"github.com/parkd/parkd/repo"
+	"github.com/parkd/parkd/worker"
 )
 
 // redisDump is every key of the test's Redis index with every value under it,
@@ -205,5 +206,37 @@ func TestRetentionErasesPlatesFromPostgresAndRedis(t *testing.T) {
 	// A second run finds nothing more.
 	if res, err := l.h.Retention(l.ctx); err != nil || res.Sessions != 0 || res.Requests != 0 || res.RedisTasks != 0 {
 		t.Fatalf("second run: %+v %v", res, err)
+	}
+}
+
+// Three schedulers (three hosts), their clocks minutes apart, each fire the
+// retention every second: one task per hour reaches the queue, the worker
+// runs it once (it is kept, so no late scheduler enqueues the hour again).
+func TestRetentionSchedulersOnThreeHostsEnqueueOncePerHour(t *testing.T) {
+	l := withClock(setup(t), time.Now())
+	l.start()
+	hour := time.Date(2026, time.November, 24, 3, 35, 0, 0, time.UTC)
+	for i := range 3 {
+		m, err := worker.NewRetentionScheduler(l.redisOpt, worker.RetentionSchedule{
+			Cronspec: "@every 1s", Sync: 100 * time.Millisecond, Clock: newTestClock(hour.Add(time.Duration(i) * 10 * time.Minute)),
+		}, quietLog())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(m.Shutdown)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	var done []*asynq.TaskInfo
+	for len(done) == 0 && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+		done, _ = l.inspector.ListCompletedTasks(jobs.QueueMaintenance)
+	}
+	time.Sleep(2500 * time.Millisecond) // every scheduler fires a few more times
+	done, err := l.inspector.ListCompletedTasks(jobs.QueueMaintenance)
+	if err != nil || len(done) != 1 || done[0].ID != jobs.RetentionTaskID(hour) || done[0].Type != jobs.TypePrivacyRetention {
+		t.Fatalf("ran %d retention tasks (%v), want 1: %s", len(done), err, jobs.RetentionTaskID(hour))
 	}
 }
