@@ -18,6 +18,8 @@ import (
 //     null; and the body_hash of its start and change requests, a hash of a
 //     fingerprint naming the plate (a hash of a plate is no erasure): it
 //     becomes "erased", so a repeat of such a request ID is a conflict;
+//   - the body_hash of refused starts and plate corrections (status
+//     rejected, no session) older than the retention, likewise;
 //   - requests.error holds rule messages with the plate masked (worker:
 //     domain.MaskPlatesIn) only, and the outbox holds auto-stops (session ID and
 //     end) only: neither carries a plate.
@@ -96,6 +98,28 @@ func ErasePlates(ctx context.Context, db *bun.DB, cutoff time.Time, batch int) (
 		res.Sessions += s
 		res.Requests += r
 		if s < int64(batch) {
+			break
+		}
+	}
+	// Refused starts and plate corrections: no session, only the hash.
+	for {
+		t0 := time.Now()
+		r, err := db.NewRaw(`
+			WITH due AS (
+				SELECT request_id FROM requests
+				WHERE status = 'rejected' AND type IN ('session:start', 'session:change') AND body_hash <> ?0 AND updated_at < ?1
+				ORDER BY updated_at LIMIT ?2 FOR UPDATE SKIP LOCKED
+			)
+			UPDATE requests r SET body_hash = ?0 FROM due WHERE r.request_id = due.request_id`, ErasedPlate, cutoff.UTC(), batch).Exec(ctx)
+		if err != nil {
+			res.Total = time.Since(start)
+			return res, fmt.Errorf("erase the hashes of refused requests before %s: %w", cutoff.UTC().Format(time.RFC3339), err)
+		}
+		n, _ := r.RowsAffected()
+		res.Batches++
+		res.Longest = max(res.Longest, time.Since(t0))
+		res.Requests += n
+		if n < int64(batch) {
 			break
 		}
 	}

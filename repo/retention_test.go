@@ -59,12 +59,20 @@ func TestErasePlatesOfSessionsEndedBeforeTheRetention(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	res, err := repo.ErasePlates(w.ctx, w.store.DB, cutoff, 2) // batches of 2: three statements
+	// Refused starts: no session, a hash of a fingerprint naming the plate.
+	if _, err := w.store.DB.ExecContext(w.ctx, `INSERT INTO requests (request_id, type, body_hash, status, error, updated_at)
+		VALUES ('refused-old', 'session:start', 'hash-OLDREFUSED', 'rejected', '{"code": "plate_already_parked"}', ?),
+		       ('refused-young', 'session:change', 'hash-YOUNGREFUSED', 'rejected', '{"code": "plate_already_parked"}', ?)`,
+		cutoff.Add(-time.Hour), cutoff.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+
+	res, err := repo.ErasePlates(w.ctx, w.store.DB, cutoff, 2) // batches of 2: three statements, and one for the refusals
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Sessions != 5 || res.Requests != 10 || res.Batches != 3 {
-		t.Fatalf("erased %+v, want 5 sessions, 10 outcomes in 3 batches", res)
+	if res.Sessions != 5 || res.Requests != 11 || res.Batches != 4 {
+		t.Fatalf("erased %+v, want 5 sessions, 11 request rows in 4 batches", res)
 	}
 	for _, id := range old {
 		s, err := repo.GetSession(w.ctx, w.store.DB, id)
@@ -87,9 +95,9 @@ func TestErasePlatesOfSessionsEndedBeforeTheRetention(t *testing.T) {
 		t.Fatalf("requests still naming an erased plate: %v (%v)", leftovers, err)
 	}
 	var erasedHashes, kept int
-	if err := w.store.DB.NewRaw(`SELECT count(*) FILTER (WHERE body_hash = 'erased'), count(*) FILTER (WHERE result::text ~ 'YOUNG1|OPEN1') FROM requests`).
-		Scan(w.ctx, &erasedHashes, &kept); err != nil || erasedHashes != 5 || kept != 4 {
-		t.Fatalf("%d start hashes erased (want 5), %d young outcomes kept (want 4), %v", erasedHashes, kept, err)
+	if err := w.store.DB.NewRaw(`SELECT count(*) FILTER (WHERE body_hash = 'erased'), count(*) FILTER (WHERE result::text ~ 'YOUNG1|OPEN1' OR body_hash = 'hash-YOUNGREFUSED') FROM requests`).
+		Scan(w.ctx, &erasedHashes, &kept); err != nil || erasedHashes != 6 || kept != 5 {
+		t.Fatalf("%d hashes erased (want 5 starts and a refusal), %d young rows kept (want 5), %v", erasedHashes, kept, err)
 	}
 	var other jobs.Session
 	r, err := repo.GetRequest(w.ctx, w.store.DB, "issue-x")

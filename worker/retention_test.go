@@ -176,10 +176,11 @@ func TestRetentionErasesPlatesFromPostgresAndRedis(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// 3 sessions; their starts, stops and the change: 7 outcomes; in Redis the
+	// 3 sessions; their starts, stops and the change: 7 outcomes, and the refused
+	// start's hash; in Redis the
 	// archived start, the pending duplicate start and the scheduled change.
-	if res.Sessions != 3 || res.Requests != 7 || res.RedisTasks < 3 {
-		t.Fatalf("retention %+v, want 3 sessions, 7 outcomes, at least 3 tasks", res)
+	if res.Sessions != 3 || res.Requests != 8 || res.RedisTasks < 3 {
+		t.Fatalf("retention %+v, want 3 sessions, 8 request rows, at least 3 tasks", res)
 	}
 
 	dump, keys := pgDump(t, l.harness), redisDump(t, l.rdb)

@@ -18,3 +18,9 @@ CREATE INDEX IF NOT EXISTS sessions_plate_due ON sessions (end_at, id)
 -- auto-stop), by session ID: retention rewrites them to plate null.
 CREATE INDEX IF NOT EXISTS requests_session_plate ON requests ((result->>'id'))
     WHERE jsonb_typeof(result->'plate') = 'string';
+
+-- Refused starts and plate corrections keep no session, but their request hash
+-- is one of a fingerprint naming the plate: retention overwrites it once the
+-- refusal is older than the retention.
+CREATE INDEX IF NOT EXISTS requests_refused_plate_hash ON requests (updated_at)
+    WHERE status = 'rejected' AND type IN ('session:start', 'session:change') AND body_hash <> 'erased';
