@@ -52,6 +52,9 @@ const (
 	// characters of text (DOMAIN.md, Favourites). An addition to DOMAIN.md's
 	// list: the rule book gives the length, not the code.
 	CodeInvalidFavouriteName Code = "invalid_favourite_name"
+	// CodePermitActive refuses to erase a resident who still holds an active
+	// permit (DOMAIN.md, Privacy: erase once the permits have ended).
+	CodePermitActive Code = "permit_active"
 	// CodeBadRequest rejects a request whose form is wrong rather than one that
 	// breaks a rule, such as an instant outside the years parkd accepts. The HTTP
 	// intake answers it before anything is queued (400); a task enqueued

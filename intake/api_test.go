@@ -878,7 +878,7 @@ func TestPlatesWithCountryThroughHTTP(t *testing.T) {
 	e.mustDo("GET", "/v1/permits/"+r.permit+"/sessions", r.token, nil, http.StatusOK, &list)
 	countries := map[string]string{}
 	for _, s := range list.Sessions {
-		countries[s.Plate] = s.Country
+		countries[string(s.Plate)] = s.Country
 	}
 	if countries["GOAB123"] != "DE" || countries["132WW123456"] != "IE" || countries["XK12AB"] != "NL" {
 		t.Fatalf("session list: %+v", list.Sessions)

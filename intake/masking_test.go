@@ -29,7 +29,7 @@ func TestOperatorReadsRequestsWithPlatesMasked(t *testing.T) {
 		if err := json.Unmarshal(out.Result, &s); err != nil {
 			t.Fatal(err)
 		}
-		return s.Plate, string(res.Body)
+		return string(s.Plate), string(res.Body)
 	}
 	if got, _ := plate(a.token); got != "XQ71ZV" {
 		t.Errorf("the resident who made it reads %q, want the full plate", got)

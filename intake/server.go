@@ -163,6 +163,9 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("PUT /v1/admin/zones/{code}", s.api([]string{identity.RoleOperator}, s.putZone))
 	mux.Handle("POST /v1/admin/addresses", s.api([]string{identity.RoleOperator}, s.putAddress))
 	mux.Handle("POST /v1/admin/registrations", s.api([]string{identity.RoleOperator}, s.putRegistration))
+	// A resident's data (privacy.go).
+	mux.Handle("GET /v1/residents/{resident_id}/export", s.api([]string{identity.RoleOperator, identity.RoleResident}, s.exportResident))
+	mux.Handle("POST /v1/residents/{resident_id}/erase", s.api([]string{identity.RoleOperator}, s.eraseResident))
 
 	s.apiPatterns = mux.patterns
 	return s.wrap(mux.ServeMux)

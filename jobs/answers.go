@@ -24,8 +24,9 @@ type Session struct {
 	PermitID string `json:"permit_id"`
 	Zone     string `json:"zone"`
 	// Plate is normalised (1-12 of A-Z and 0-9); where an operator reads it,
-	// masked but for its last two characters ("****2X").
-	Plate   string `json:"plate"`
+	// masked but for its last two characters ("****2X"). Empty once erased
+	// (plate retention, DOMAIN.md "Privacy"): JSON null.
+	Plate   Plate  `json:"plate"`
 	Country string `json:"country"` // ISO 3166-1 alpha-2
 	// Status is planned, active, stopped or cancelled, as it stood when the
 	// answer was made: a planned session becomes active at StartAt by itself.
@@ -141,4 +142,43 @@ type Outcome struct {
 type Rejection struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
+}
+
+// Plate is a session's plate in an answer: the empty plate, which is an
+// erased one (no plate is empty), is JSON null and null reads back empty.
+type Plate string
+
+// MarshalJSON implements json.Marshaler.
+func (p Plate) MarshalJSON() ([]byte, error) {
+	if p == "" {
+		return []byte("null"), nil
+	}
+	return json.Marshal(string(p))
+}
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (p *Plate) UnmarshalJSON(b []byte) error {
+	if string(b) == "null" {
+		*p = ""
+		return nil
+	}
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return err
+	}
+	*p = Plate(s)
+	return nil
+}
+
+// Export is everything parkd holds about a resident (GET
+// /v1/residents/{id}/export, DOMAIN.md "Privacy"): permits and sessions as
+// the API shows them, and by permit ID each permit's whole ledger (newest
+// first), statements and favourites. Never null lists or maps.
+type Export struct {
+	ResidentID string                   `json:"resident_id"`
+	Permits    []Permit                 `json:"permits"`
+	Sessions   []Session                `json:"sessions"`
+	Ledger     map[string][]LedgerEntry `json:"ledger"`
+	Statements map[string][]Statement   `json:"statements"`
+	Favourites map[string][]Favourite   `json:"favourites"`
 }

@@ -51,3 +51,44 @@ func NewPermitRollover(t time.Time) *asynq.Task {
 		asynq.Queue(QueueMaintenance), asynq.TaskID(RolloverTaskID(period)),
 		asynq.MaxRetry(RolloverMaxRetry), asynq.Timeout(MaintenanceTimeout), asynq.Retention(RolloverRetention))
 }
+
+// TypePrivacyRetention erases the plates of sessions that ended longer than
+// the plate retention ago (DOMAIN.md "Privacy"): hourly from `parkd scheduler`,
+// and at once from `parkd retention`.
+const TypePrivacyRetention = "privacy:retention"
+
+// RetentionCronspec is when `parkd scheduler` enqueues privacy:retention: every
+// hour at minute 35 (UTC), half an hour away from the rollover.
+const RetentionCronspec = "35 * * * *"
+
+// RetentionRetention keeps a finished retention run's task ID in Redis, so that
+// a scheduler whose clock is late does not enqueue the same hour again.
+const RetentionRetention = 2 * time.Hour
+
+// RetentionPeriod is the UTC hour a retention run belongs to: hour H for every
+// t from H:05 up to H+1:05, so the run at minute 35 lies in the middle and
+// schedulers with clocks up to half an hour apart name it the same.
+func RetentionPeriod(t time.Time) time.Time {
+	return t.UTC().Add(-5 * time.Minute).Truncate(time.Hour)
+}
+
+// RetentionTaskID names the retention run of one period (see RolloverTaskID).
+func RetentionTaskID(t time.Time) string {
+	return TypePrivacyRetention + ":" + RetentionPeriod(t).Format("2006-01-02T15")
+}
+
+// NewPrivacyRetention builds the retention run of the period t lies in. It has
+// no payload: the handler erases whatever is due when it runs.
+func NewPrivacyRetention(t time.Time) *asynq.Task {
+	return asynq.NewTask(TypePrivacyRetention, nil,
+		asynq.Queue(QueueMaintenance), asynq.TaskID(RetentionTaskID(t)),
+		asynq.MaxRetry(RolloverMaxRetry), asynq.Timeout(MaintenanceTimeout), asynq.Retention(RetentionRetention))
+}
+
+// PrivacyRetentionResult is what a retention run erased (`parkd retention`
+// prints it).
+type PrivacyRetentionResult struct {
+	Sessions   int64 `json:"sessions_erased"`
+	Requests   int64 `json:"request_rows_rewritten"`
+	RedisTasks int64 `json:"redis_tasks_deleted"`
+}

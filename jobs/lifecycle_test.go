@@ -38,3 +38,22 @@ func TestNewPermitRollover(t *testing.T) {
 		t.Fatalf("%s %+v", task.Type(), p)
 	}
 }
+
+// Schedulers name each hourly retention run the same, clocks up to half an
+// hour apart, and every hour differently.
+func TestRetentionTaskIDPerPeriod(t *testing.T) {
+	run := time.Date(2026, time.December, 31, 23, 35, 0, 0, time.UTC)
+	want := "privacy:retention:2026-12-31T23"
+	for _, skew := range []time.Duration{0, -29 * time.Minute, 29 * time.Minute} {
+		if got := RetentionTaskID(run.Add(skew)); got != want {
+			t.Errorf("run at %s: %s, want %s", run.Add(skew), got, want)
+		}
+	}
+	if got := RetentionTaskID(run.Add(time.Hour)); got != "privacy:retention:2027-01-01T00" {
+		t.Errorf("next hour: %s", got)
+	}
+	task := NewPrivacyRetention(run)
+	if task.Type() != TypePrivacyRetention || len(task.Payload()) != 0 {
+		t.Fatalf("%s %q", task.Type(), task.Payload())
+	}
+}

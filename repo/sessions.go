@@ -20,7 +20,7 @@ type Session struct {
 	ID              int64           `bun:"id,pk,autoincrement"`
 	PermitID        int64           `bun:"permit_id"`
 	Zone            string          `bun:"zone"`
-	Plate           string          `bun:"plate"`
+	Plate           string          `bun:"plate,nullzero"` // "" (NULL) once erased: retention.go
 	Country         string          `bun:"country"`
 	State           domain.State    `bun:"state"`
 	StartAt         time.Time       `bun:"start_at"`
@@ -46,7 +46,7 @@ func (s *Session) View(now time.Time) jobs.Session {
 		notices = []domain.Notice{}
 	}
 	return jobs.Session{
-		ID: FormatID(s.ID), PermitID: FormatID(s.PermitID), Zone: s.Zone, Plate: s.Plate, Country: s.Country,
+		ID: FormatID(s.ID), PermitID: FormatID(s.PermitID), Zone: s.Zone, Plate: jobs.Plate(s.Plate), Country: s.Country,
 		Status: domain.StatusAt(s.State, s.StartAt, now), StartAt: s.StartAt.UTC(),
 		PlannedEndAt: s.PlannedEndAt.UTC(), EndAt: utcPtr(s.EndAt),
 		ReservedMinutes: s.ReservedMinutes, ChargedMinutes: s.ChargedMinutes, Notices: notices,

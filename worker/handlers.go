@@ -25,6 +25,9 @@ type Handlers struct {
 	Clock clockwork.Clock
 	// ReconcileGrace overrides the default ReconcileGrace (tests set it small).
 	ReconcileGrace time.Duration
+	// PlateRetention is how long a session's plate is kept after it ended
+	// (PARKD_PLATE_RETENTION); zero is DefaultPlateRetention.
+	PlateRetention time.Duration
 	// Observer is told what happened, for metrics; nil observes nothing.
 	Observer Observer
 	// Coalescer, when set, lets requests handled at the same time share one
@@ -79,5 +82,6 @@ func (h *Handlers) Mux() *asynq.ServeMux {
 	mux.HandleFunc(jobs.TypePermitEnd, h.PermitEnd)
 	mux.HandleFunc(jobs.TypePermitRollover, h.PermitRollover)
 	mux.HandleFunc(jobs.TypeSessionReconcile, h.SessionReconcile)
+	mux.HandleFunc(jobs.TypePrivacyRetention, h.PrivacyRetention)
 	return mux
 }

@@ -66,29 +66,55 @@ type RolloverSchedule struct {
 
 // GetConfigs implements asynq.PeriodicTaskConfigProvider.
 func (s RolloverSchedule) GetConfigs() ([]*asynq.PeriodicTaskConfig, error) {
-	spec := s.Cronspec
+	return hourlyConfigs(s.Cronspec, jobs.RolloverCronspec, s.Clock, jobs.NewPermitRollover, jobs.RolloverTaskID), nil
+}
+
+// RetentionSchedule is the asynq.PeriodicTaskConfigProvider of
+// privacy:retention: a task ID per hour (jobs.RetentionTaskID), like the
+// rollover's, so several schedulers enqueue each hour's run once.
+type RetentionSchedule struct {
+	Cronspec string          // jobs.RetentionCronspec when empty
+	Clock    clockwork.Clock // the real clock when nil
+	Sync     time.Duration   // RolloverSyncInterval when zero
+}
+
+// GetConfigs implements asynq.PeriodicTaskConfigProvider.
+func (s RetentionSchedule) GetConfigs() ([]*asynq.PeriodicTaskConfig, error) {
+	return hourlyConfigs(s.Cronspec, jobs.RetentionCronspec, s.Clock, jobs.NewPrivacyRetention, jobs.RetentionTaskID), nil
+}
+
+// hourlyConfigs is the one entry of a periodic task named per period.
+func hourlyConfigs(spec, def string, clock clockwork.Clock, task func(time.Time) *asynq.Task, id func(time.Time) string) []*asynq.PeriodicTaskConfig {
 	if spec == "" {
-		spec = jobs.RolloverCronspec
+		spec = def
 	}
-	t := orReal(s.Clock).Now()
+	t := orReal(clock).Now()
 	// The task ID is repeated as an enqueue option because the manager tells
 	// configs apart by cronspec, type, payload and these options only: the ID
 	// inside the task would not make a new hour a new entry.
-	return []*asynq.PeriodicTaskConfig{{Cronspec: spec, Task: jobs.NewPermitRollover(t),
-		Opts: []asynq.Option{asynq.TaskID(jobs.RolloverTaskID(t))}}}, nil
+	return []*asynq.PeriodicTaskConfig{{Cronspec: spec, Task: task(t), Opts: []asynq.Option{asynq.TaskID(id(t))}}}
 }
 
 // NewRolloverScheduler builds the periodic enqueuer of permit:rollover for
 // `parkd scheduler`. Several of them (one per host) enqueue each period's
 // rollover once: the same task ID, kept after it ran.
 func NewRolloverScheduler(redisOpt asynq.RedisConnOpt, s RolloverSchedule, log *slog.Logger) (*asynq.PeriodicTaskManager, error) {
-	sync := s.Sync
+	return newHourlyScheduler(redisOpt, s, s.Sync, jobs.TypePermitRollover, log)
+}
+
+// NewRetentionScheduler builds the periodic enqueuer of privacy:retention, as
+// NewRolloverScheduler does the rollover's.
+func NewRetentionScheduler(redisOpt asynq.RedisConnOpt, s RetentionSchedule, log *slog.Logger) (*asynq.PeriodicTaskManager, error) {
+	return newHourlyScheduler(redisOpt, s, s.Sync, jobs.TypePrivacyRetention, log)
+}
+
+func newHourlyScheduler(redisOpt asynq.RedisConnOpt, p asynq.PeriodicTaskConfigProvider, sync time.Duration, typ string, log *slog.Logger) (*asynq.PeriodicTaskManager, error) {
 	if sync <= 0 {
 		sync = RolloverSyncInterval
 	}
 	return asynq.NewPeriodicTaskManager(asynq.PeriodicTaskManagerOpts{
 		RedisConnOpt:               redisOpt,
-		PeriodicTaskConfigProvider: s,
+		PeriodicTaskConfigProvider: p,
 		SyncInterval:               sync,
 		SchedulerOpts: &asynq.SchedulerOpts{
 			Logger:   AsynqLogger(log),
@@ -97,7 +123,7 @@ func NewRolloverScheduler(redisOpt asynq.RedisConnOpt, s RolloverSchedule, log *
 				// Another scheduler got there first: that is how several
 				// schedulers share one periodic task.
 				if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
-					log.Warn("periodic enqueue of permit:rollover failed", "err", err)
+					log.Warn("periodic enqueue failed", "type", typ, "err", err)
 				}
 			},
 		},

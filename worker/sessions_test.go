@@ -454,7 +454,7 @@ func TestPlatesOfEuropeWithTheirCountry(t *testing.T) {
 		{"ABCDEF-123456", "BE", "ABCDEF123456", "BE"},
 	} {
 		r, s := start(p1, c.plate, c.country)
-		if r.Status != repo.RequestApplied || s.Plate != c.wantPlate || s.Country != c.wantCountry {
+		if r.Status != repo.RequestApplied || string(s.Plate) != c.wantPlate || s.Country != c.wantCountry {
 			t.Fatalf("start %q %q: %s %s %+v, want %s %s", c.plate, c.country, r.Status, r.Error, s, c.wantPlate, c.wantCountry)
 		}
 		if row := e.session(s.ID); row.Plate != c.wantPlate || row.Country != c.wantCountry {

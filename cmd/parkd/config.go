@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"github.com/parkd/parkd/worker"
 	"log/slog"
 	"net"
 	"os"
@@ -50,6 +51,9 @@ type config struct {
 	// DBConnMaxLifetime closes pooled connections older than this (0: never), so
 	// that a Postgres failover or a PgBouncer restart is followed promptly.
 	DBConnMaxLifetime time.Duration
+	// PlateRetention is how long a session's plate is kept after the session
+	// ended (DOMAIN.md "Privacy"); at least a minute.
+	PlateRetention time.Duration
 	// MonitorReadOnly is asynqmon's view-only mode.
 	MonitorReadOnly bool
 	// MetricsAddr is where /metrics, /healthz and /readyz are served, and
@@ -97,6 +101,7 @@ func loadConfig() (config, error) {
 		DelayedCheck:      e.duration("PARKD_DELAYED_TASK_CHECK_INTERVAL", 500*time.Millisecond),
 		StartupWait:       e.duration("PARKD_STARTUP_WAIT", 60*time.Second),
 		DBConnMaxLifetime: e.duration("PARKD_DB_CONN_MAX_LIFETIME", 0),
+		PlateRetention:    e.atLeast("PARKD_PLATE_RETENTION", worker.DefaultPlateRetention, time.Minute),
 		MonitorReadOnly:   e.oneOf("PARKD_MONITOR_READONLY", "false", "false", "true") == "true",
 	}
 	if c.Env == "production" {
@@ -192,6 +197,19 @@ func (e *envReader) duration(name string, def time.Duration) time.Duration {
 	d, err := time.ParseDuration(v)
 	if err != nil || d <= 0 {
 		e.fail("%s=%q: want a positive Go duration with its unit, such as 500ms, 30s or 1h", name, v)
+		return def
+	}
+	return d
+}
+
+// atLeast is a duration of at least least: a shorter one is a mistake of
+// unit (PARKD_PLATE_RETENTION=2184 read as nanoseconds would erase plates as
+// soon as sessions end).
+func (e *envReader) atLeast(name string, def, least time.Duration) time.Duration {
+	v := e.str(name, "")
+	d := e.duration(name, def)
+	if v != "" && d < least && d > 0 {
+		e.fail("%s=%q: want a Go duration of at least %s, such as 2184h (13 weeks)", name, v, least)
 		return def
 	}
 	return d

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // setEnv makes the environment exactly vars as far as parkd's variables go:
@@ -81,6 +82,10 @@ func TestConfigRefusesInvalidValues(t *testing.T) {
 		{"a negative duration", map[string]string{"PARKD_STARTUP_WAIT": "-1s"}, []string{`PARKD_STARTUP_WAIT="-1s"`}, nil},
 		{"a duration in words", map[string]string{"PARKD_DB_CONN_MAX_LIFETIME": "forever"}, []string{`PARKD_DB_CONN_MAX_LIFETIME="forever"`}, nil},
 		{"a zero duration", map[string]string{"PARKD_DELAYED_TASK_CHECK_INTERVAL": "0s"}, []string{`PARKD_DELAYED_TASK_CHECK_INTERVAL="0s"`}, nil},
+		{"a plate retention under a minute", map[string]string{"PARKD_PLATE_RETENTION": "30s"}, []string{`PARKD_PLATE_RETENTION="30s": want a Go duration of at least 1m0s`}, nil},
+		{"a plate retention without a unit", map[string]string{"PARKD_PLATE_RETENTION": "2184"}, []string{`PARKD_PLATE_RETENTION="2184"`}, nil},
+		{"a plate retention by default", nil, nil, func(c config) bool { return c.PlateRetention == 2184*time.Hour }},
+		{"a plate retention of a minute", map[string]string{"PARKD_PLATE_RETENTION": "1m"}, nil, func(c config) bool { return c.PlateRetention == time.Minute }},
 
 		{"a boolean as 1", map[string]string{"PARKD_MONITOR_READONLY": "1"}, []string{`PARKD_MONITOR_READONLY="1": want false or true`}, nil},
 		{"a boolean in capitals", map[string]string{"PARKD_MONITOR_READONLY": "TRUE"}, []string{`PARKD_MONITOR_READONLY="TRUE"`}, nil},

@@ -129,7 +129,8 @@ func newMetrics(d *deps, r roles) *metrics.Metrics {
 
 // startWorker starts the asynq server and the outbox relay.
 func (p *process) startWorker(ctx context.Context) error {
-	h := &worker.Handlers{Store: p.d.store, Client: p.d.client, Redis: p.d.redis, Log: p.log, Observer: p.m}
+	h := &worker.Handlers{Store: p.d.store, Client: p.d.client, Redis: p.d.redis, Log: p.log, Observer: p.m,
+		PlateRetention: p.cfg.PlateRetention}
 	if p.cfg.SettleBatch > 1 {
 		co := repo.NewCoalescer(p.d.store.DB, repo.CoalescerConfig{MaxBatch: p.cfg.SettleBatch, Committers: p.cfg.SettleCommitters})
 		p.onStop(func() { co.Close() }) // after the server: its last tasks still need it
@@ -185,7 +186,16 @@ func (p *process) startScheduler() error {
 		return fmt.Errorf("start rollover scheduler: %w", err)
 	}
 	p.onStop(rollover.Shutdown)
-	p.log.Info("scheduler started", "reconcile", "every minute", "rollover", jobs.RolloverCronspec+" (UTC)")
+	retention, err := worker.NewRetentionScheduler(p.d.redisO, worker.RetentionSchedule{}, p.log)
+	if err != nil {
+		return fmt.Errorf("register retention: %w", err)
+	}
+	if err := retention.Start(); err != nil {
+		return fmt.Errorf("start retention scheduler: %w", err)
+	}
+	p.onStop(retention.Shutdown)
+	p.log.Info("scheduler started", "reconcile", "every minute", "rollover", jobs.RolloverCronspec+" (UTC)",
+		"retention", jobs.RetentionCronspec+" (UTC)")
 	return nil
 }
 
