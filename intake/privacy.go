@@ -3,6 +3,7 @@ package intake
 import (
 	"context"
 	"net/http"
+	"strings"
 
 	"github.com/hibiken/asynq"
 
@@ -21,6 +22,14 @@ func residentFor(r *http.Request, p *identity.Principal) (string, error) {
 	id := r.PathValue("resident_id")
 	if id == "" || len(id) > 64 {
 		return "", badRequest("resident_id", "must be 1-64 characters")
+	}
+	// A path is text like a body: NUL (%00) and bytes that are not UTF-8 are
+	// no resident's ID, and Postgres's text cannot hold NUL.
+	if err := text("resident_id", id); err != nil {
+		return "", err
+	}
+	if strings.ContainsRune(id, 0) {
+		return "", badRequest("resident_id", "contains the NUL character, which is not text")
 	}
 	if p.Role == identity.RoleResident && p.Sub != id {
 		return "", errForbidden("resident " + id + " is not you")
@@ -47,6 +56,11 @@ func (s *Server) exportResident(w http.ResponseWriter, r *http.Request, p *ident
 	for i := range permits {
 		pm := &permits[i]
 		id := repo.FormatID(pm.ID)
+		// A resident's token with a permits claim sees only those permits
+		// here too: the claim narrows every answer, this one included.
+		if p.Role == identity.RoleResident && !p.MayActOn(id, pm.ResidentID) {
+			continue
+		}
 		out.Permits = append(out.Permits, pm.View())
 		sessions, err := repo.PermitSessions(ctx, s.Store.DB, pm.ID, "", now)
 		if err != nil {

@@ -51,6 +51,19 @@ func TestExportAndEraseResident(t *testing.T) {
 	wantError(t, e.do("GET", "/v1/residents/"+r.id+"/export", other.token, nil), http.StatusForbidden, "forbidden")
 	wantError(t, e.do("GET", "/v1/residents/"+r.id+"/export", el, nil), http.StatusForbidden, "forbidden")
 	wantError(t, e.do("POST", "/v1/residents/"+r.id+"/erase", r.token, nil), http.StatusForbidden, "forbidden")
+	// A token narrowed by a permits claim to another permit sees nothing of
+	// this one in the export either (it was shown the lot, plates included).
+	narrowed := e.token(identity.RoleResident, r.id, other.permit)
+	var thin jobs.Export
+	e.mustDo("GET", "/v1/residents/"+r.id+"/export", narrowed, nil, http.StatusOK, &thin)
+	if len(thin.Permits) != 0 || len(thin.Sessions) != 0 || len(thin.Favourites) != 0 || len(thin.Ledger) != 0 {
+		t.Fatalf("export to a token narrowed to permit %s = %+v", other.permit, thin)
+	}
+	// A resident ID is text: NUL or a byte that is not UTF-8 is a 400 naming it.
+	for _, bad := range []string{"%00x", "x%FF"} {
+		wantError(t, e.do("GET", "/v1/residents/"+bad+"/export", op, nil), http.StatusBadRequest, "bad_request", "resident_id")
+		wantError(t, e.do("POST", "/v1/residents/"+bad+"/erase", op, nil), http.StatusBadRequest, "bad_request", "resident_id")
+	}
 
 	// Active permit: refused, nothing erased.
 	wantError(t, e.do("POST", "/v1/residents/"+r.id+"/erase", op, nil), http.StatusUnprocessableEntity, string(domain.CodePermitActive))
