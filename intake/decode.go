@@ -143,10 +143,13 @@ func goKind(k string) string {
 // text checks a string field: encoding/json quietly replaces bytes that are not
 // UTF-8 (and lone surrogate escapes) by U+FFFD, so U+FFFD after decoding means
 // the client sent something that is not text. No identifier, plate or reason of
-// parkd ever contains U+FFFD.
+// parkd ever contains U+FFFD, nor NUL, which Postgres's text cannot hold.
 func text(field, s string) error {
 	if strings.ContainsRune(s, utf8.RuneError) || !utf8.ValidString(s) {
 		return badRequest(field, "not valid UTF-8 text")
+	}
+	if strings.ContainsRune(s, 0) {
+		return badRequest(field, "contains the NUL character, which is not text")
 	}
 	return nil
 }
