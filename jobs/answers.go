@@ -43,6 +43,9 @@ type Session struct {
 	// by the balance or an invalid day, a run past the paid regime); never
 	// null.
 	Notices []domain.Notice `json:"notices"`
+	// Registration is where the session's right stands with the national
+	// register (CONTRACT.md "The registrar").
+	Registration Registration `json:"registration"`
 }
 
 // Quote is what a start would do now (POST /v1/permits/{id}/quotes): the

@@ -466,10 +466,20 @@ const ReconcileUniqueFor = 50 * time.Second
 // Rebuild turns a task recorded in the outbox back into an asynq task with the
 // policy of its type.
 func Rebuild(typ, taskID, queue string, payload []byte, processAt time.Time) *asynq.Task {
-	maxRetry := RequestMaxRetry
-	if typ == TypeSessionAutoStop {
+	maxRetry, timeout := RequestMaxRetry, RequestTimeout
+	switch typ {
+	case TypeSessionAutoStop:
 		maxRetry = AutoStopMaxRetry
+	case TypeSessionEnding:
+		maxRetry = EndingMaxRetry
+	case TypeEventDeliver:
+		maxRetry, timeout = DeliverMaxRetry, OutboundTimeout
+	case TypeRightRegister:
+		maxRetry, timeout = RegisterMaxRetry, OutboundTimeout
 	}
-	return asynq.NewTask(typ, payload, asynq.Queue(queue), asynq.TaskID(taskID),
-		asynq.ProcessAt(processAt), asynq.MaxRetry(maxRetry), asynq.Timeout(RequestTimeout))
+	opts := []asynq.Option{asynq.Queue(queue), asynq.TaskID(taskID), asynq.MaxRetry(maxRetry), asynq.Timeout(timeout)}
+	if !processAt.IsZero() {
+		opts = append(opts, asynq.ProcessAt(processAt))
+	}
+	return asynq.NewTask(typ, payload, opts...)
 }

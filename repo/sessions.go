@@ -32,6 +32,32 @@ type Session struct {
 	RequestID       string          `bun:"request_id"`
 	CreatedAt       time.Time       `bun:"created_at,default:current_timestamp"`
 	SettledAt       *time.Time      `bun:"settled_at"`
+
+	// The session's right in the national register (events.go): the zone's
+	// register codes at the start (nil: not registered), the right's version,
+	// and what the registrar acknowledged or refused.
+	Registration           *domain.ZoneRegistration `bun:"registration,type:jsonb"`
+	RightVersion           int                      `bun:"right_version"`
+	RightChangedAt         *time.Time               `bun:"right_changed_at"`
+	RightRegisteredVersion int                      `bun:"right_registered_version"`
+	RightRegisteredAt      *time.Time               `bun:"right_registered_at"`
+	RightRejectedVersion   int                      `bun:"right_rejected_version"`
+	RightRejection         *string                  `bun:"right_rejection"`
+}
+
+// RegistrationView is where the session's right stands with the registrar.
+func (s *Session) RegistrationView() jobs.Registration {
+	r := jobs.Registration{Status: jobs.RegistrationOff, Version: s.RightVersion}
+	switch {
+	case s.RightVersion == 0:
+	case s.RightRegisteredVersion >= s.RightVersion:
+		r.Status, r.RegisteredAt = jobs.RegistrationRegistered, utcPtr(s.RightRegisteredAt)
+	case s.RightRejectedVersion >= s.RightVersion:
+		r.Status = jobs.RegistrationRejected
+	default:
+		r.Status = jobs.RegistrationPending
+	}
+	return r
 }
 
 // DomainState is what the stop rules need of the session.
@@ -50,6 +76,7 @@ func (s *Session) View(now time.Time) jobs.Session {
 		Status: domain.StatusAt(s.State, s.StartAt, now), StartAt: s.StartAt.UTC(),
 		PlannedEndAt: s.PlannedEndAt.UTC(), EndAt: utcPtr(s.EndAt),
 		ReservedMinutes: s.ReservedMinutes, ChargedMinutes: s.ChargedMinutes, Notices: notices,
+		Registration: s.RegistrationView(),
 	}
 }
 

@@ -34,6 +34,14 @@ type Handlers struct {
 	// transaction (and one commit); nil gives each its own.
 	Coalescer *repo.Coalescer
 
+	// Registrar, when set, gets the right of every session started in a zone
+	// with register codes (PARKD_REGISTRAR_URL); nil: registration is off.
+	Registrar Registrar
+	// EventsWritten, when set, is called after a transaction that wrote
+	// events has committed: it nudges the sequencer, which numbers them and
+	// hands them to the webhooks.
+	EventsWritten func()
+
 	inspectorOnce sync.Once
 	inspector     *asynq.Inspector
 }

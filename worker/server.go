@@ -85,3 +85,55 @@ func (a asynqLogger) Fatal(args ...any) { a.l.Error(fmt.Sprint(args...)); os.Exi
 
 // AsynqLogger returns an asynq.Logger that writes to l.
 func AsynqLogger(l *slog.Logger) asynq.Logger { return asynqLogger{l.With("component", "asynq")} }
+
+// OutboundConfig tunes an outbound asynq server (NewOutboundServer).
+type OutboundConfig struct {
+	Concurrency int // default 32
+	// RetryDelay is the backoff of the queue's tasks (default RetryDelay).
+	RetryDelay asynq.RetryDelayFunc
+	// TaskCheckInterval and DelayedTaskCheckInterval as in Config.
+	TaskCheckInterval        time.Duration
+	DelayedTaskCheckInterval time.Duration
+	ShutdownTimeout          time.Duration
+}
+
+// NewOutboundServer builds an asynq server for one outbound queue
+// (jobs.QueueWebhooks or jobs.QueueRegistrar), apart from the server of
+// parkd's own queues (NewServer): its slots are the only ones a slow or dead
+// receiver can hold, so sessions are never kept waiting by one. It serves the
+// same mux (Handlers.Mux).
+func NewOutboundServer(redisOpt asynq.RedisConnOpt, queue string, cfg OutboundConfig, log *slog.Logger) *asynq.Server {
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = 32
+	}
+	if cfg.RetryDelay == nil {
+		cfg.RetryDelay = RetryDelay
+	}
+	if cfg.TaskCheckInterval <= 0 {
+		cfg.TaskCheckInterval = DefaultTaskCheckInterval
+	}
+	if cfg.DelayedTaskCheckInterval <= 0 {
+		cfg.DelayedTaskCheckInterval = DefaultDelayedTaskCheckInterval
+	}
+	if cfg.ShutdownTimeout <= 0 {
+		cfg.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	l := log.With("component", "asynq", "queue", queue)
+	return asynq.NewServer(redisOpt, asynq.Config{
+		Concurrency:              cfg.Concurrency,
+		Queues:                   map[string]int{queue: 1},
+		TaskCheckInterval:        cfg.TaskCheckInterval,
+		DelayedTaskCheckInterval: cfg.DelayedTaskCheckInterval,
+		ShutdownTimeout:          cfg.ShutdownTimeout,
+		RetryDelayFunc:           cfg.RetryDelay,
+		Logger:                   asynqLogger{l},
+		ErrorHandler: asynq.ErrorHandlerFunc(func(ctx context.Context, t *asynq.Task, err error) {
+			retried, _ := asynq.GetRetryCount(ctx)
+			maxRetry, _ := asynq.GetMaxRetry(ctx)
+			if retried >= maxRetry {
+				id, _ := asynq.GetTaskID(ctx)
+				log.Error("task archived after its last retry", "task_id", id, "task_type", t.Type(), "err", err)
+			}
+		}),
+	})
+}
