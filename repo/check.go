@@ -153,6 +153,7 @@ func AuditChecks(grace time.Duration) []AuditCheck {
 			FROM favourites f JOIN permits p ON p.id = f.permit_id
 			GROUP BY p.id, p.status
 			HAVING p.status <> 'active' OR count(*) > ` + fmt.Sprint(domain.MaxFavourites)},
+		{"every session's right acknowledged by the registrar (none pending over " + RightPendingLimit.String() + ", none rejected)", rightsAuditSQL},
 		{"no ledger entry from a rejected request", `
 			SELECT format('ledger %s (%s) from rejected request %s', l.id, l.kind, l.request_id)
 			FROM ledger l JOIN requests r ON r.request_id = l.request_id

@@ -219,7 +219,8 @@ func GetRequest(ctx context.Context, db bun.IDB, id string) (*Request, error) {
 // never enqueued) or an outage worth a look.
 const PendingRequestLimit = 5 * time.Minute
 
-// PendingStats is how many requests are pending and how long the oldest has.
+// PendingStats is how many requests (or rights, RightsBacklog) are pending and
+// how long the oldest has waited.
 type PendingStats struct {
 	Count  int64
 	Oldest time.Duration // zero when none is pending

@@ -30,15 +30,29 @@ type ReconcileReport struct {
 	Requeued   int // auto-stops queued again because Redis had lost its data
 	Failed     int // overdue sessions the database refused to settle, for good
 	RedisEmpty bool
+	// RightsRequeued: right:register tasks of pending rights queued again
+	// (their task was gone: Redis lost it, or a worker died with it).
+	RightsRequeued int
 }
+
+// RightRequeueAfter is how long a right may be pending before the reconciler
+// queues its task again: longer than the hand-over after commit and the
+// relay (5 s) take, so that a task on its way is not raced for nothing. A
+// task still in Redis (waiting, running or between retries) holds its ID, and
+// the requeue is refused harmlessly.
+const RightRequeueAfter = 30 * time.Second
+
+// RightRequeueLimit bounds the rights one reconciliation queues again; the
+// next run, a minute later, takes the next ones.
+const RightRequeueLimit = 1000
 
 // SessionReconcile handles session:reconcile.
 func (h *Handlers) SessionReconcile(ctx context.Context, _ *asynq.Task) error {
 	rep, err := h.Reconcile(ctx)
 	h.observer().Reconciled(rep.Settled, rep.Requeued)
-	if rep.Settled > 0 || rep.Requeued > 0 || rep.Failed > 0 {
+	if rep.Settled > 0 || rep.Requeued > 0 || rep.Failed > 0 || rep.RightsRequeued > 0 {
 		h.logger(ctx).Warn("reconciler repaired", "settled", rep.Settled, "requeued", rep.Requeued, "failed", rep.Failed,
-			"redis_lost_data", rep.RedisEmpty)
+			"rights_requeued", rep.RightsRequeued, "redis_lost_data", rep.RedisEmpty)
 	}
 	return err
 }
@@ -51,6 +65,13 @@ func (h *Handlers) Reconcile(ctx context.Context) (ReconcileReport, error) {
 	if h.Redis != nil && h.Client != nil {
 		n, lost, err := h.requeueIfRedisLost(ctx)
 		rep.Requeued, rep.RedisEmpty = n, lost
+		if err != nil {
+			return rep, err
+		}
+	}
+	if h.Client != nil {
+		n, err := h.requeuePendingRights(ctx)
+		rep.RightsRequeued = n
 		if err != nil {
 			return rep, err
 		}
@@ -126,4 +147,30 @@ func (h *Handlers) requeueIfRedisLost(ctx context.Context) (int, bool, error) {
 		return n, true, fmt.Errorf("set %s: %w", EpochKey, err)
 	}
 	return n, true, nil
+}
+
+// requeuePendingRights queues again the right:register task of the newest
+// version of every right pending for more than RightRequeueAfter (at most
+// RightRequeueLimit, oldest first). Task IDs are per session and version, so
+// a task still in Redis refuses the copy: only a lost one is replaced. This is
+// what makes registration survive Redis losing its data and a worker killed
+// with a task in hand (DOMAIN.md "Registration").
+func (h *Handlers) requeuePendingRights(ctx context.Context) (int, error) {
+	rows, err := repo.PendingRights(ctx, h.Store.DB, h.now().Add(-RightRequeueAfter), RightRequeueLimit)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, r := range rows {
+		sid := repo.FormatID(r.SessionID)
+		_, err := h.Client.EnqueueContext(ctx, jobs.NewRightRegister(sid, r.Version))
+		if errors.Is(err, asynq.ErrTaskIDConflict) {
+			continue
+		}
+		if err != nil {
+			return n, fmt.Errorf("requeue right of session %s version %d: %w", sid, r.Version, err)
+		}
+		n++
+	}
+	return n, nil
 }
