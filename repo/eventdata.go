@@ -26,11 +26,11 @@ type sessionEventData struct {
 	Reason string `json:"reason,omitempty"`
 }
 
-// OperatorSessionView is the session s at now as an operator reads it: its
+// operatorView is the session s at now as an operator reads it: its
 // plate masked but for its last two characters, as the request outcomes
 // (domain.MaskPlatesInJSON), the console and the logs show it. An erased
 // plate stays null.
-func OperatorSessionView(s *Session, now time.Time) jobs.Session {
+func operatorView(s *Session, now time.Time) jobs.Session {
 	v := s.View(now)
 	if v.Plate != "" {
 		plate := string(v.Plate)
@@ -47,7 +47,7 @@ func OperatorSessionView(s *Session, now time.Time) jobs.Session {
 // auto-stop, the reconciler or the ending notice); reason is the
 // session.stopped reason (jobs.StopReason*), "" for every other type.
 func SessionEvent(typ string, s *Session, now time.Time, requestID *string, reason string) *Event {
-	data, err := json.Marshal(sessionEventData{Session: OperatorSessionView(s, now), Reason: reason})
+	data, err := json.Marshal(sessionEventData{Session: operatorView(s, now), Reason: reason})
 	if err != nil {
 		panic(err) // strings, ints and instants Postgres returned
 	}
