@@ -18,6 +18,7 @@ func TestAudit(t *testing.T) {
 		subtest{"finds requests pending too long", auditFindsRequestsPendingTooLong},
 		subtest{"finds favourites and expiries out of place", auditFindsFavouritesAndExpiriesOutOfPlace},
 		subtest{"finds rights the registrar has not taken", auditFindsRightsNotTaken},
+		subtest{"finds events out of place", auditFindsEventsOutOfPlace},
 	)
 }
 
@@ -62,6 +63,29 @@ func auditFindsRightsNotTaken(t *testing.T) {
 	}
 	if len(got) != 2 || found != 2 || !strings.Contains(strings.Join(got, "\n"), "ago): registrar answered 422: unknown area") {
 		t.Fatalf("findings %q, want %q…", got, want)
+	}
+}
+
+// `parkd check` finds an event of a session or permit that does not exist,
+// and a change's event from a rejected request; a rejection's own event is
+// no finding.
+func auditFindsEventsOutOfPlace(t *testing.T) {
+	w := newWorld(t)
+	w.zone("AZ", "", "")
+	p := w.permit("AZ", time.Now(), 0)
+	findings, _ := w.plantAndAudit([]string{
+		"INSERT INTO requests (request_id, type, body_hash, status, error) VALUES ('req-r', 'session:start', 'h', 'rejected', '{}')",
+		fmt.Sprintf("INSERT INTO events (type, occurred_at, permit_id, request_id, data) VALUES ('request.rejected', now(), %d, 'req-r', '{}')", p.ID),
+	})
+	if len(findings) != 0 {
+		t.Fatalf("findings on a rejection's event: %v", findings)
+	}
+	findings, got := w.plantAndAudit([]string{
+		"INSERT INTO events (type, occurred_at, permit_id, session_id, data) VALUES ('session.started', now(), 987654, 987654, '{}')",
+		fmt.Sprintf("INSERT INTO events (type, occurred_at, permit_id, request_id, data) VALUES ('permit.topped_up', now(), %d, 'req-r', '{}')", p.ID),
+	})
+	if got["no event of a session or permit that does not exist"] != 1 || got["no event of a rejected request but its rejection"] != 1 {
+		t.Errorf("findings: %v", findings)
 	}
 }
 

@@ -88,6 +88,7 @@ func (h *Handlers) Mux() *asynq.ServeMux {
 	mux.HandleFunc(jobs.TypeSessionStop, h.SessionStop)
 	mux.HandleFunc(jobs.TypeSessionChange, h.SessionChange)
 	mux.HandleFunc(jobs.TypeSessionAutoStop, h.SessionAutoStop)
+	mux.HandleFunc(jobs.TypeSessionEnding, h.SessionEnding)
 	mux.HandleFunc(jobs.TypePermitIssue, h.PermitIssue)
 	mux.HandleFunc(jobs.TypePermitTopup, h.PermitTopup)
 	mux.HandleFunc(jobs.TypePermitEnd, h.PermitEnd)

@@ -28,6 +28,7 @@ const EpochKey = "parkd:epoch"
 type ReconcileReport struct {
 	Settled    int // overdue sessions settled by the reconciler
 	Requeued   int // auto-stops queued again because Redis had lost its data
+	Endings    int // ending notices queued again, likewise
 	Failed     int // overdue sessions the database refused to settle, for good
 	RedisEmpty bool
 	// RightsRequeued: right:register tasks of pending rights queued again
@@ -50,9 +51,9 @@ const RightRequeueLimit = 1000
 func (h *Handlers) SessionReconcile(ctx context.Context, _ *asynq.Task) error {
 	rep, err := h.Reconcile(ctx)
 	h.observer().Reconciled(rep.Settled, rep.Requeued)
-	if rep.Settled > 0 || rep.Requeued > 0 || rep.Failed > 0 || rep.RightsRequeued > 0 {
-		h.logger(ctx).Warn("reconciler repaired", "settled", rep.Settled, "requeued", rep.Requeued, "failed", rep.Failed,
-			"rights_requeued", rep.RightsRequeued, "redis_lost_data", rep.RedisEmpty)
+	if rep.Settled > 0 || rep.Requeued > 0 || rep.Failed > 0 || rep.RightsRequeued > 0 || rep.Endings > 0 {
+		h.logger(ctx).Warn("reconciler repaired", "settled", rep.Settled, "requeued", rep.Requeued, "endings", rep.Endings,
+			"failed", rep.Failed, "rights_requeued", rep.RightsRequeued, "redis_lost_data", rep.RedisEmpty)
 	}
 	return err
 }
@@ -63,7 +64,7 @@ func (h *Handlers) SessionReconcile(ctx context.Context, _ *asynq.Task) error {
 func (h *Handlers) Reconcile(ctx context.Context) (ReconcileReport, error) {
 	var rep ReconcileReport
 	if h.Redis != nil && h.Client != nil {
-		n, lost, err := h.requeueIfRedisLost(ctx)
+		n, lost, err := h.requeueIfRedisLost(ctx, &rep)
 		rep.Requeued, rep.RedisEmpty = n, lost
 		if err != nil {
 			return rep, err
@@ -110,7 +111,7 @@ func (h *Handlers) Reconcile(ctx context.Context) (ReconcileReport, error) {
 	}
 }
 
-func (h *Handlers) requeueIfRedisLost(ctx context.Context) (int, bool, error) {
+func (h *Handlers) requeueIfRedisLost(ctx context.Context, rep *ReconcileReport) (int, bool, error) {
 	err := h.Redis.Get(ctx, EpochKey).Err()
 	if err == nil {
 		return 0, false, nil
@@ -119,7 +120,8 @@ func (h *Handlers) requeueIfRedisLost(ctx context.Context) (int, bool, error) {
 		return 0, false, fmt.Errorf("read %s: %w", EpochKey, err)
 	}
 	// Redis has no epoch: it is new or lost its data. Queue every open session's
-	// auto-stop (deterministic task IDs make repeats harmless), then set the epoch.
+	// auto-stop and ending notice (deterministic task IDs make repeats
+	// harmless), then set the epoch.
 	// Dying half-way leaves the epoch unset, so the next run starts over.
 	n := 0
 	var after int64
@@ -142,6 +144,11 @@ func (h *Handlers) requeueIfRedisLost(ctx context.Context) (int, bool, error) {
 		if len(rows) < 1000 {
 			break
 		}
+	}
+	endings, err := h.requeueEndings(ctx)
+	rep.Endings = endings
+	if err != nil {
+		return n, true, err
 	}
 	if err := h.Redis.Set(ctx, EpochKey, h.now().Format(time.RFC3339Nano), 0).Err(); err != nil {
 		return n, true, fmt.Errorf("set %s: %w", EpochKey, err)
