@@ -184,3 +184,17 @@ var rightsAuditSQL = `
 	              date_trunc('second', now() - right_changed_at), right_rejection)
 	FROM sessions
 	WHERE right_version > 0 AND right_rejected_version >= right_version AND right_registered_version < right_version`
+
+// RegisteredSessions reads, by ID after afterID, at most limit sessions
+// whose right is registered (right_version > 0), every column: what the
+// registrar should hold of each, for a comparison with a register (the lab's
+// chaos run and bench read them to hold a register emulator to parkd).
+func RegisteredSessions(ctx context.Context, db bun.IDB, afterID int64, limit int) ([]Session, error) {
+	var out []Session
+	err := db.NewSelect().Model(&out).Where("right_version > 0").Where("id > ?", afterID).
+		OrderExpr("id").Limit(int64(limit)).Scan(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("registered sessions after %d: %w", afterID, err)
+	}
+	return out, nil
+}

@@ -3,6 +3,7 @@ package repo_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -185,6 +186,41 @@ func TestRightAnswersKeepTheHighestVersion(t *testing.T) {
 	}
 	if r := view(); r.Status != jobs.RegistrationRejected || r.Version != 4 {
 		t.Fatalf("after the refusal of 4: %+v", r)
+	}
+}
+
+// RegisteredSessions pages through the registered sessions by ID, with their
+// right columns, and leaves out the sessions that are not registered.
+func TestRegisteredSessions(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	t0 := time.Now().UTC().Truncate(time.Microsecond)
+	a, off, b, c := rightSession(w, "KH01AB"), rightSession(w, "KH02AB"), rightSession(w, "KH03AB"), rightSession(w, "KH04AB")
+	for _, id := range []int64{a, b, b, c} {
+		repotest.MarkRightChanged(t, w.store, id, codes, t0)
+	}
+	var got []int64
+	for after := int64(0); ; {
+		page, err := repo.RegisteredSessions(w.ctx, w.store.DB, after, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(page) == 0 {
+			break
+		}
+		for _, s := range page {
+			got = append(got, s.ID)
+			if s.Registration == nil || *s.Registration != codes || s.RightChangedAt == nil || s.Plate == "" {
+				t.Errorf("session %d: registration %v, changed %v, plate %q", s.ID, s.Registration, s.RightChangedAt, s.Plate)
+			}
+			if want := map[int64]int{a: 1, b: 2, c: 1}[s.ID]; s.RightVersion != want {
+				t.Errorf("session %d: right version %d, want %d", s.ID, s.RightVersion, want)
+			}
+		}
+		after = page[len(page)-1].ID
+	}
+	if want := []int64{a, b, c}; !slices.Equal(got, want) {
+		t.Fatalf("registered sessions %v, want %v (not %d, which is not registered)", got, want, off)
 	}
 }
 

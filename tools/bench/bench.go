@@ -82,6 +82,16 @@ type Options struct {
 	// DropDB drops the self-contained database at the end (it is kept by
 	// default, for `parkd check` or a look with psql).
 	DropDB bool
+
+	// Registrar (self-contained) gives the zone register codes and parkd a
+	// register emulator in this process, answering after RegistrarLatency;
+	// Webhook subscribes a receiver in this process to every event. After
+	// the phases the bench waits up to OutboundWait for parkd to owe them
+	// nothing, and times both (outbound.go).
+	Registrar        bool
+	RegistrarLatency time.Duration
+	Webhook          bool
+	OutboundWait     time.Duration
 }
 
 // DefaultOptions are the settings the figures are measured with.
@@ -117,6 +127,7 @@ func DefaultOptions() Options {
 		Phases:         slices.Clone(AllPhases),
 		Seed:           1,
 		RSSInterval:    500 * time.Millisecond,
+		OutboundWait:   3 * time.Minute,
 	}
 }
 
@@ -148,6 +159,12 @@ func (o *Options) check() error {
 	if o.Target != "" && o.JWTSecret == "" {
 		errs = append(errs, errors.New("--jwt-secret is required with --target"))
 	}
+	if o.Target != "" && (o.Registrar || o.Webhook) {
+		errs = append(errs, errors.New("--registrar and --webhook start parkd themselves: not with --target"))
+	}
+	if o.RegistrarLatency < 0 || o.OutboundWait < 0 {
+		errs = append(errs, errors.New("--registrar-latency and --outbound-wait must not be negative"))
+	}
 	return errors.Join(errs...)
 }
 
@@ -171,7 +188,8 @@ type Results struct {
 	Rights       *RightsResult               `json:"rights,omitempty"`
 	Autostop     *AutostopResult             `json:"autostop,omitempty"`
 	Check        *cluster.CheckResult        `json:"check,omitempty"`
-	Redis        *load.RedisState            `json:"redis,omitempty"` // self-contained: the queues after the load
+	Redis        *load.RedisState            `json:"redis,omitempty"`    // self-contained: the queues after the load
+	Outbound     *OutboundResult             `json:"outbound,omitempty"` // --registrar, --webhook
 	Pgbench      *PgbenchResult              `json:"pgbench,omitempty"`
 	PairsPerTPCB float64                     `json:"pairs_per_tpcb,omitempty"` // max phase pairs/s ÷ TPC-B tps
 	RSS          *RSSResult                  `json:"rss,omitempty"`
@@ -221,6 +239,17 @@ func Run(ctx context.Context, o Options) (_ *Results, err error) {
 		}
 	}
 	base, dbURL := o.Target, o.DatabaseURL
+	ob, stopOutbound, err := startOutbound(o)
+	if err != nil {
+		return nil, err
+	}
+	defer stopOutbound()
+	if ob.register != nil {
+		pr.linef("register  emulator at %s (answers after %s); the zone has register codes", ob.register.URL, o.RegistrarLatency)
+	}
+	if ob.rx != nil {
+		pr.linef("webhook   receiver at %s, subscribed to every event", ob.rx.URL())
+	}
 	if o.Target == "" {
 		if dbURL, err = load.RecreateDB(ctx, o.DatabaseURL, o.DBName); err != nil {
 			return nil, err
@@ -243,6 +272,7 @@ func Run(ctx context.Context, o Options) (_ *Results, err error) {
 				"PARKD_RATE_LIMIT=1000000",
 				"PARKD_RATE_BURST=1000000",
 			}}
+		cl.Env = append(cl.Env, ob.env()...)
 		ts := time.Now()
 		if err := cl.Start(ctx); err != nil {
 			return nil, err
@@ -277,9 +307,12 @@ func Run(ctx context.Context, o Options) (_ *Results, err error) {
 	defer a.Close()
 	run := fmt.Sprintf("%d", t0.Unix())
 	tk := load.Tokens{Secret: []byte(o.JWTSecret), TTL: 24 * time.Hour}
+	if err := ob.subscribe(ctx, a, tk); err != nil {
+		return nil, err
+	}
 	ts := time.Now()
 	w, err := load.Setup(ctx, a, tk, load.SetupConfig{Run: run, Permits: o.Permits, TopupHours: o.TopupHours,
-		Concurrency: o.SetupConcurrency, ScanCars: o.ScanCars})
+		Concurrency: o.SetupConcurrency, ScanCars: o.ScanCars, Registration: ob.registration()})
 	if err != nil {
 		return nil, fmt.Errorf("setup: %w", err)
 	}
@@ -297,8 +330,11 @@ func Run(ctx context.Context, o Options) (_ *Results, err error) {
 		res.Idle = &r
 		pr.idle(r)
 	}
+	var maxFrom, maxTo time.Time
 	if o.has(PhaseMax) && ctx.Err() == nil {
+		maxFrom = time.Now()
 		r := d.runMax(ctx, o.Concurrency, o.Duration)
+		maxTo = time.Now()
 		res.Max = &r
 		pr.load(r)
 	}
@@ -337,6 +373,19 @@ func Run(ctx context.Context, o Options) (_ *Results, err error) {
 			res.Autostop = &r
 			pr.autostop(r)
 		}
+	}
+	if ob.on() && ctx.Err() == nil {
+		// Before the audit, which then sees every right answered and every
+		// event delivered.
+		pr.linef("outbound  waiting (up to %s) for parkd to owe the register and the receiver nothing", o.OutboundWait)
+		r, err := ob.measure(ctx, dbURL, o.OutboundWait, maxFrom, maxTo, func(b load.OutboundBacklog, left time.Duration) {
+			pr.linef("outbound  %s; waiting up to %s more", b, left.Round(time.Second))
+		})
+		if err != nil {
+			res.Problems = append(res.Problems, fmt.Sprintf("outbound: %v", err))
+		}
+		res.Outbound = &r
+		pr.outbound(r)
 	}
 	if o.has(PhaseCheck) && ctx.Err() == nil {
 		if cl == nil {

@@ -18,7 +18,9 @@ func TestMain(m *testing.M) { parkdtest.Main(m) }
 // TestBenchSmoke runs the bench self-contained end to end with tiny sizes: a
 // fresh database, this test's own Redis index, a real parkd serve (the binary
 // parkdtest builds), setup through the HTTP API, the load phases and the
-// audit. Auto-stop (minutes of waiting) and pgbench are left out.
+// audit, with a register emulator and a webhook receiver (every session
+// registered, every event received, both timed). Auto-stop (minutes of
+// waiting) and pgbench are left out.
 func TestBenchSmoke(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts parkd and loads it for about 20 s")
@@ -40,6 +42,7 @@ func TestBenchSmoke(t *testing.T) {
 	o.ChangeEvery = 3 // changed sessions go through the run and its audit too
 	o.RightsRate, o.RightsDuration, o.RightsParked, o.RightsPool, o.ScanCars = 200, 2*time.Second, 10, 16, 4
 	o.Phases = []string{PhaseIdle, PhaseMax, PhaseHalf, PhaseRights, PhaseCheck}
+	o.Registrar, o.Webhook, o.OutboundWait = true, true, time.Minute
 	o.Parkd = parkdtest.Binary(t)
 	var out strings.Builder
 	o.Out = &out
@@ -77,6 +80,10 @@ func TestBenchSmoke(t *testing.T) {
 	}
 	if res.RSS == nil || res.RSS.PeakTotalKB == 0 {
 		t.Errorf("no memory sampled: %+v", res.RSS)
+	}
+	if ob := res.Outbound; ob == nil || !ob.WaitDone || ob.Rights == 0 || ob.RegistrationLag.Count != ob.Rights || ob.LagMissing > 0 ||
+		ob.Events == 0 || ob.Received != ob.Events || ob.WebhookLag.Count != ob.Events {
+		t.Errorf("registration and webhooks: %+v", res.Outbound)
 	}
 	if !strings.Contains(out.String(), "headline figures") {
 		t.Errorf("no report printed")

@@ -161,6 +161,9 @@ func (p *printer) report(r *Results) {
 	if r.Autostop != nil {
 		p.autostop(*r.Autostop)
 	}
+	if r.Outbound != nil {
+		p.outbound(*r.Outbound)
+	}
 	if r.Check != nil {
 		p.check(*r.Check)
 	}
@@ -201,6 +204,13 @@ func (p *printer) report(r *Results) {
 	}
 	if r.Rights != nil {
 		p.linef("  %-32s %s   (%.1f/s answered)", fmt.Sprintf("rights check p99 at %.0f/s", r.Rights.TargetRate), load.FormatMS(r.Rights.Checks.Latency.P99), r.Rights.AchievedRate)
+	}
+	if o := r.Outbound; o != nil && o.Registrar {
+		p.linef("  %-32s p50 %.2fs p99 %.2fs   (version 1, committed → stored in the register; %d sessions; newest version p99 %.2fs)",
+			"registration lag", o.RegistrationLag.P50, o.RegistrationLag.P99, o.RegistrationLag.Count, o.FinalLag.P99)
+	}
+	if o := r.Outbound; o != nil && o.Webhook {
+		p.linef("  %-32s p50 %.2fs p99 %.2fs   (occurred_at → first receipt; %d events)", "webhook lag", o.WebhookLag.P50, o.WebhookLag.P99, o.WebhookLag.Count)
 	}
 	if r.RSS != nil {
 		growth := ""
@@ -279,6 +289,17 @@ func problems(r *Results) []string {
 		if sched > 2*st.OpenSessions+100 {
 			out = append(out, fmt.Sprintf("redis: %d tasks still scheduled for %d open sessions (~%s in the queues): a stopped session's auto-stop stays scheduled until its planned end",
 				sched, st.OpenSessions, mib(mem/1024)))
+		}
+	}
+	if o := r.Outbound; o != nil {
+		if !o.WaitDone {
+			out = append(out, fmt.Sprintf("outbound: parkd still owed %s after %.0fs", o.Backlog, o.WaitSeconds))
+		}
+		if o.LagMissing > 0 {
+			out = append(out, fmt.Sprintf("outbound: %d right versions never stood in the register", o.LagMissing))
+		}
+		if o.Webhook && o.Received < o.Events {
+			out = append(out, fmt.Sprintf("outbound: the receiver got %d of %d events", o.Received, o.Events))
 		}
 	}
 	if r.Check != nil && !r.Check.OK {

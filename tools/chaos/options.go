@@ -2,10 +2,13 @@ package chaos
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/parkd/parkd/tools/npr"
 )
 
 // Fault is one fault a chaos run injects under load.
@@ -65,6 +68,22 @@ type Options struct {
 	Grace time.Duration
 	Seed  uint64
 
+	// Registrar gives the run's zone register codes and parkd's processes a
+	// registrar: a register emulator in this process (package npr) with
+	// RegistrarFaults.
+	Registrar       bool
+	RegistrarFaults npr.Faults
+	// Webhook subscribes a webhook receiver in this process (package
+	// receiver) to every event; it is down for ReceiverDown from
+	// ReceiverDownAt after the load began (503 the first half, connections
+	// refused the second; 0: never down).
+	Webhook        bool
+	ReceiverDownAt time.Duration
+	ReceiverDown   time.Duration
+	// OutboundWait bounds the wait, once every session settled, for parkd
+	// to owe the register and the receiver nothing.
+	OutboundWait time.Duration
+
 	// Parkd is the parkd executable the processes run: a binary of its
 	// own, as in production.
 	Parkd string
@@ -96,6 +115,14 @@ func DefaultOptions() Options {
 		RecoveryTimeout:  3 * time.Minute,
 		Grace:            2 * time.Minute,
 		Seed:             1,
+		Registrar:        true,
+		// Issue 13's proof: 30 % of calls fail, 10 % of acknowledgements
+		// are lost after storing, and some versions overtake others.
+		RegistrarFaults: npr.Faults{Fail: 0.3, LoseAck: 0.1, Reorder: 0.1, Hold: npr.DefaultHold},
+		Webhook:         true,
+		ReceiverDownAt:  50 * time.Second, // between the first fault and the second
+		ReceiverDown:    time.Minute,
+		OutboundWait:    5 * time.Minute,
 	}
 }
 
@@ -107,6 +134,11 @@ func ShortOptions() Options {
 	o.Permits, o.Concurrency, o.SetupConcurrency = 30, 6, 6
 	o.Faults = []Fault{FaultKillWorker, FaultRedisFlushed, FaultPostgresRestart}
 	o.Warmup, o.Spacing = 5*time.Second, 15*time.Second
+	// Down from just after the first fault until before the third: the
+	// deliveries it failed are retried (10-20 s, then 16-40 s later) while
+	// the last auto-stops come due.
+	o.ReceiverDownAt, o.ReceiverDown = 8*time.Second, 16*time.Second
+	o.OutboundWait = 3 * time.Minute
 	return o
 }
 
@@ -136,7 +168,10 @@ func (o *Options) check() error {
 			break
 		}
 	}
-	if o.Warmup < 0 || o.WorkerDown < 0 || o.PostgresDown < 0 || o.FollowUp < 0 {
+	if err := o.RegistrarFaults.Check(); err != nil {
+		errs = append(errs, fmt.Errorf("registrar faults: %w", err))
+	}
+	if o.Warmup < 0 || o.WorkerDown < 0 || o.PostgresDown < 0 || o.FollowUp < 0 || o.ReceiverDownAt < 0 || o.ReceiverDown < 0 || o.OutboundWait < 0 {
 		errs = append(errs, errors.New("durations must not be negative"))
 	}
 	return errors.Join(errs...)

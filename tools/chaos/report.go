@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/parkd/parkd/tools/cluster"
@@ -82,6 +83,7 @@ func (c *chaosRun) report() {
 		p.linef("auto-stop lateness: no session left to its auto-stop was settled")
 	}
 	p.linef("settle    %.0fs waited after the load for every session to settle", r.SettleSeconds)
+	c.reportOutbound()
 	redisLine := "parkd:epoch " + r.EpochAtEnd
 	if st := r.RedisAfter; st != nil {
 		for _, q := range st.Queues {
@@ -209,9 +211,14 @@ func slowest(reqs []*chaosRequest, n int) []*chaosRequest {
 	return answered[:min(n, len(answered))]
 }
 
-// printer writes the report's lines.
-type printer struct{ w io.Writer }
+// printer writes the report's lines, from any goroutine.
+type printer struct {
+	mu sync.Mutex
+	w  io.Writer
+}
 
 func (p *printer) linef(format string, args ...any) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	fmt.Fprintf(p.w, format+"\n", args...)
 }

@@ -76,6 +76,7 @@ type Result struct {
 	Crashed       []string                    `json:"crashed,omitempty"`
 	Logs          map[string]cluster.LogCount `json:"logs,omitempty"`
 	LogKinds      []LogKind                   `json:"log_kinds,omitempty"`
+	Outbound      *OutboundResult             `json:"outbound,omitempty"` // the register emulator and the webhook receiver
 	Findings      []string                    `json:"findings,omitempty"` // misbehaviour that is not a check of its own
 	Checks        []Check                     `json:"checks"`
 	TotalSeconds  float64                     `json:"total_seconds"`

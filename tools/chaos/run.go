@@ -15,6 +15,7 @@ import (
 	"github.com/parkd/parkd/tools/cluster"
 	"github.com/parkd/parkd/tools/faults"
 	"github.com/parkd/parkd/tools/load"
+	"github.com/parkd/parkd/tools/receiver"
 )
 
 // chaosRun is a chaos run in progress: what each phase leaves to the next.
@@ -42,6 +43,11 @@ type chaosRun struct {
 	t1           time.Time // the load's end (users told to stop)
 	pgDeadlocks  deadlockLog
 	archived     map[string][]string // queue -> its archived tasks, described
+
+	register *load.Register     // the register emulator parkd registers with (nil: none)
+	rx       *receiver.Receiver // the webhook receiver (nil: none)
+	rxUp     chan struct{}      // closed once the receiver's downtime is over
+	out      *OutboundResult    // what the register and receiver saw
 }
 
 // Run runs parkd's split topology on a private Postgres and Redis under a
@@ -62,7 +68,7 @@ func Run(ctx context.Context, o Options) (_ *Result, err error) {
 	}
 	c := newRun(o)
 	defer func() { c.close(err) }()
-	for _, phase := range []func(context.Context) error{c.makeDir, c.startServers, c.startParkd, c.setUp} {
+	for _, phase := range []func(context.Context) error{c.makeDir, c.startServers, c.startOutbound, c.startParkd, c.setUp} {
 		if err := phase(ctx); err != nil {
 			return nil, fmt.Errorf("chaos: %w", err)
 		}
@@ -168,6 +174,7 @@ func (c *chaosRun) startParkd(ctx context.Context) error {
 			// Seven processes share the private server's 200 connections.
 			"PARKD_DB_MAX_CONNS=20",
 		}}
+	c.cl.Env = append(c.cl.Env, c.outboundEnv()...)
 	ts := time.Now()
 	if err := c.cl.Start(ctx); err != nil {
 		return err
@@ -188,9 +195,13 @@ func (c *chaosRun) setUp(ctx context.Context) (err error) {
 	c.api.HTTP.Timeout = 15 * time.Second // a write is answered within its 2 s wait; 15 s is a hung intake
 	c.undo = append(c.undo, c.api.Close)
 	c.runID = fmt.Sprintf("%d", c.began.Unix())
+	if err := c.subscribe(ctx); err != nil {
+		return err
+	}
 	ts := time.Now()
 	c.world, err = load.Setup(ctx, c.api, load.Tokens{Secret: []byte(c.secret), TTL: 24 * time.Hour},
-		load.SetupConfig{Run: c.runID, Permits: c.o.Permits + 1, TopupHours: c.o.TopupHours, Concurrency: c.o.SetupConcurrency, ScanCars: 1})
+		load.SetupConfig{Run: c.runID, Permits: c.o.Permits + 1, TopupHours: c.o.TopupHours, Concurrency: c.o.SetupConcurrency, ScanCars: 1,
+			Registration: c.registration()})
 	if err != nil {
 		return fmt.Errorf("setup: %w", err)
 	}
@@ -212,6 +223,7 @@ func (c *chaosRun) runLoad(ctx context.Context) {
 	c.load = newChaosLoad(c.api, c.runID, c.o.Seed, c.o.AutostopEvery, c.o.AutostopAhead, c.o.RequestDeadline)
 	shares := load.Partition(c.world.Residents[:c.o.Permits], c.o.Concurrency)
 	c.t0 = time.Now()
+	c.rxUp = c.receiverDown(ctx)
 	c.load.begin(ctx, shares)
 	c.pr.linef("load      %d virtual users (closed loop: start, then stop once applied; 1 in %d starts left to its auto-stop); retries same key on 202/429/5xx/timeouts, up to %s",
 		len(shares), c.o.AutostopEvery, fmtDur(c.o.RequestDeadline))
@@ -257,6 +269,10 @@ func (c *chaosRun) judge(ctx context.Context) error {
 	defer st.Close()
 	c.settle(ctx, st)
 	c.restartCrashed(ctx, "at the end")
+	// The audit comes once parkd owes nothing: its checks of rights and
+	// deliveries then see the end state, not the traffic in flight.
+	c.awaitOutbound(ctx, st)
+	c.restartCrashed(ctx, "after the outbound wait")
 
 	final := c.cl.Check(ctx, c.o.Grace)
 	c.pr.linef("audit     final parkd check --grace %s: %s", fmtDur(c.o.Grace), checkSummary(final))
@@ -269,6 +285,9 @@ func (c *chaosRun) judge(ctx context.Context) error {
 		return err
 	}
 	c.holdToAnswers(snap)
+	if err := c.judgeOutbound(snapCtx, st); err != nil {
+		return fmt.Errorf("outbound verdict: %w", err)
+	}
 	if rs, err := load.ReadRedisState(snapCtx, c.rd.URL(), c.dsn); err == nil {
 		c.res.RedisAfter = &rs
 	} else {

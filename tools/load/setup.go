@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/parkd/parkd/domain"
 	"github.com/parkd/parkd/identity"
 )
 
@@ -51,8 +52,8 @@ func (t Tokens) Mint(role, sub string, permits ...string) (string, error) {
 // zoneSpec is the bench's zone: paid and valid around the clock every day, so
 // that no start is refused or cut for the day or hour the bench happens to run
 // on, with limits far above what a run uses.
-func zoneSpec(run string) map[string]any {
-	return map[string]any{
+func zoneSpec(run string, reg *domain.ZoneRegistration) map[string]any {
+	spec := map[string]any{
 		"name":                  "parkd bench " + run,
 		"time_zone":             "Europe/Amsterdam",
 		"tariff_cents_per_hour": 100,
@@ -66,6 +67,10 @@ func zoneSpec(run string) map[string]any {
 		"annual_usage_limit_hours":    8784,
 		"year_starts":                 "01-01",
 	}
+	if reg != nil {
+		spec["registration"] = reg
+	}
+	return spec
 }
 
 // SetupConfig sizes the setup.
@@ -75,6 +80,10 @@ type SetupConfig struct {
 	TopupHours  int
 	Concurrency int
 	ScanCars    int
+	// Registration, when set, gives the zone its codes in the national
+	// parking register: every session in it is then registered by a parkd
+	// with a registrar (CONTRACT.md "The registrar").
+	Registration *domain.ZoneRegistration
 }
 
 // Setup creates the zone and, for each permit, an address, a registration, the
@@ -89,7 +98,7 @@ func Setup(ctx context.Context, a *Client, tk Tokens, cfg SetupConfig) (*World, 
 		return nil, err
 	}
 	an, err := retry429(ctx, func() (Answer, error) {
-		return a.Do(ctx, http.MethodPut, "/v1/admin/zones/"+w.Zone, op, "", zoneSpec(cfg.Run))
+		return a.Do(ctx, http.MethodPut, "/v1/admin/zones/"+w.Zone, op, "", zoneSpec(cfg.Run, cfg.Registration))
 	})
 	if err != nil {
 		return nil, fmt.Errorf("put zone %s: %w", w.Zone, err)

@@ -27,6 +27,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"slices"
@@ -101,20 +102,25 @@ type Options struct {
 
 // Stats counts what the register was asked and answered.
 type Stats struct {
-	Puts         int // PUTs received
-	Created      int // 201: a right's first version
-	Updated      int // 200: a newer or equal version
-	Stale        int // 409: an older version than the one held
-	Unauthorized int // 401
-	Invalid      int // 400
-	Failed       int // 503 injected before storing
-	AcksLost     int // stored, then 500 or the connection closed
-	Held         int // held back to be overtaken
+	Puts         int `json:"puts"`         // PUTs received
+	Created      int `json:"created"`      // 201: a right's first version
+	Updated      int `json:"updated"`      // 200: a newer or equal version
+	Stale        int `json:"stale"`        // 409: an older version than the one held
+	Unauthorized int `json:"unauthorized"` // 401
+	Invalid      int `json:"invalid"`      // 400
+	Failed       int `json:"failed"`       // 503 injected before storing
+	AcksLost     int `json:"acks_lost"`    // stored, then 500 or the connection closed
+	Held         int `json:"held"`         // held back to be overtaken
 }
 
 // Snapshot is the register's state at one instant.
 type Snapshot struct {
 	Rights map[string]Right // by right ID: the highest version held
+	// Stored is, by right ID and version, the instant (Options.Now) that
+	// version was first stored: when the register first held it, whether or
+	// not its sender heard so. A version that arrived after a newer one was
+	// never stored and is absent.
+	Stored map[string]map[int]time.Time
 	Stats  Stats
 }
 
@@ -128,6 +134,7 @@ type Register struct {
 	faults Faults
 	rnd    *rand.Rand
 	rights map[string]Right
+	stored map[string]map[int]time.Time
 	stats  Stats
 }
 
@@ -145,7 +152,7 @@ func New(o Options) (*Register, error) {
 		now = time.Now
 	}
 	r := &Register{token: o.Token, now: now, faults: o.Faults, rnd: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
-		rights: map[string]Right{}, mux: http.NewServeMux()}
+		rights: map[string]Right{}, stored: map[string]map[int]time.Time{}, mux: http.NewServeMux()}
 	r.mux.HandleFunc("PUT /rights/{id}", r.put)
 	r.mux.HandleFunc("GET /rights/{id}", r.get)
 	r.mux.HandleFunc("GET /rights", r.list)
@@ -173,7 +180,11 @@ func (r *Register) Snapshot() Snapshot {
 	for id, rt := range r.rights {
 		rights[id] = rt
 	}
-	return Snapshot{Rights: rights, Stats: r.stats}
+	stored := make(map[string]map[int]time.Time, len(r.stored))
+	for id, vs := range r.stored {
+		stored[id] = maps.Clone(vs)
+	}
+	return Snapshot{Rights: rights, Stored: stored, Stats: r.stats}
 }
 
 // ServeHTTP serves the protocol (see the package comment).
@@ -277,6 +288,16 @@ func (r *Register) store(right Right) (int, Right) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	old, ok := r.rights[right.RightID]
+	if !ok || right.Version >= old.Version {
+		vs := r.stored[right.RightID]
+		if vs == nil {
+			vs = map[int]time.Time{}
+			r.stored[right.RightID] = vs
+		}
+		if _, seen := vs[right.Version]; !seen {
+			vs[right.Version] = r.now()
+		}
+	}
 	switch {
 	case !ok:
 		r.rights[right.RightID] = right

@@ -122,6 +122,30 @@ func TestRegisterKeepsTheHighestVersion(t *testing.T) {
 	}
 }
 
+// Stored keeps the instant each version was first stored: a repeat keeps the
+// first instant, and a version older than the one held is never stored.
+func TestRegisterRecordsWhenEachVersionWasFirstStored(t *testing.T) {
+	now := t0
+	e := start(t, npr.Options{Now: func() time.Time { return now }})
+	for _, c := range []struct {
+		version int
+		at      time.Duration
+	}{{1, 0}, {1, time.Second}, {3, 2 * time.Second}, {2, 3 * time.Second}, {3, 4 * time.Second}, {4, 5 * time.Second}} {
+		now = t0.Add(c.at)
+		e.put("parkd-17", right("parkd-17", c.version, "AB12CD", "active"), "")
+	}
+	got := e.reg.Snapshot().Stored["parkd-17"]
+	want := map[int]time.Time{1: t0, 3: t0.Add(2 * time.Second), 4: t0.Add(5 * time.Second)}
+	if len(got) != len(want) {
+		t.Fatalf("stored %v, want %v", got, want)
+	}
+	for v, at := range want {
+		if !got[v].Equal(at) {
+			t.Errorf("version %d first stored %v, want %v (all: %v)", v, got[v], at, got)
+		}
+	}
+}
+
 // With a token configured, a PUT without it, or with another, is 401 and
 // stores nothing.
 func TestRegisterChecksTheToken(t *testing.T) {

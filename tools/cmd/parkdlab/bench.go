@@ -15,7 +15,8 @@ import (
 const benchSummary = `The load generator: starts parkd serve (or --topology split) on a fresh database and a
 flushed Redis index, or drives a running parkd (--target URL); sets up its own municipality
 through the API and reports start+stop pairs/s, latencies, auto-stop lateness, pgbench TPC-B
-and the memory of the parkd processes.`
+and the memory of the parkd processes; with --registrar and --webhook, also the lag of
+registration (to a register emulator) and of webhooks (to a receiver), both in this process.`
 
 // benchCmd is `parkdlab bench`: flags in, bench.Run out.
 func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -50,6 +51,10 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&o.PgbenchClients, "pgbench-clients", o.PgbenchClients, "pgbench: clients")
 	fs.IntVar(&o.PgbenchSeconds, "pgbench-seconds", o.PgbenchSeconds, "pgbench: seconds")
 	fs.IntVar(&o.PgbenchScale, "pgbench-scale", o.PgbenchScale, "pgbench: scale of the initialised tables")
+	fs.BoolVar(&o.Registrar, "registrar", false, "self-contained: give the zone register codes and parkd a register emulator in this process; report the registration lag")
+	fs.DurationVar(&o.RegistrarLatency, "registrar-latency", 0, "--registrar: the emulator answers after this long")
+	fs.BoolVar(&o.Webhook, "webhook", false, "self-contained: subscribe a webhook receiver in this process to every event; report the webhook lag")
+	fs.DurationVar(&o.OutboundWait, "outbound-wait", o.OutboundWait, "--registrar, --webhook: after the phases, how long parkd may take to owe them nothing")
 	phases := fs.String("phases", joinList(bench.AllPhases), "phases to run")
 	jsonPath := fs.String("json", "", "also write the results as JSON to this file")
 	fs.Uint64Var(&o.Seed, "seed", o.Seed, "seed of the plate sequence")

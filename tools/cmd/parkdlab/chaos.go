@@ -16,9 +16,11 @@ import (
 
 const chaosSummary = `Faults under load: parkd's split topology (1 intake, 3 workers, 3 schedulers) on a private
 Postgres and Redis it starts itself (never the machine's), a worker SIGKILLed and restarted,
-Redis restarted empty, Postgres restarted and then crashed; parkd check after each, and at
-the end every session settled and every answer the client got matched against the database.
-Exit 1 if any check fails.`
+Redis restarted empty, Postgres restarted and then crashed, a register emulator failing 30 % of
+calls and losing 10 % of acknowledgements, a webhook receiver down for a minute; parkd check
+after each, and at the end every session settled, every answer the client got matched against
+the database, every right in the register as parkd's session, every event delivered (signed)
+and in the feed once. Exit 1 if any check fails.`
 
 // chaosCmd is `parkdlab chaos`: flags in, chaos.Run out.
 func chaosCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -45,6 +47,14 @@ func chaosCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.DurationVar(&o.RecoveryTimeout, "recovery-timeout", o.RecoveryTimeout, "after a fault, how long parkd may take to answer /readyz and a probe start+stop")
 	fs.DurationVar(&o.Grace, "grace", o.Grace, "parkd check --grace, and how long after its planned end a session may be settled")
 	fs.Uint64Var(&o.Seed, "seed", o.Seed, "seed of the plate sequence")
+	fs.BoolVar(&o.Registrar, "registrar", o.Registrar, "give the zone register codes and parkd a register emulator in this process (PARKD_REGISTRAR_URL)")
+	fs.Float64Var(&o.RegistrarFaults.Fail, "registrar-fail", o.RegistrarFaults.Fail, "register emulator: share of PUTs answered 503 before storing (0 to 1)")
+	fs.Float64Var(&o.RegistrarFaults.LoseAck, "registrar-lose-ack", o.RegistrarFaults.LoseAck, "register emulator: share of PUTs stored, then answered 500 or cut off (0 to 1)")
+	fs.Float64Var(&o.RegistrarFaults.Reorder, "registrar-reorder", o.RegistrarFaults.Reorder, "register emulator: share of PUTs held back up to 2 s, so that later ones overtake them (0 to 1)")
+	fs.BoolVar(&o.Webhook, "webhook", o.Webhook, "subscribe a webhook receiver in this process to every event, and hold it to parkd's events at the end")
+	fs.DurationVar(&o.ReceiverDownAt, "receiver-down-at", o.ReceiverDownAt, "when the webhook receiver goes down, from the load's start")
+	fs.DurationVar(&o.ReceiverDown, "receiver-down", o.ReceiverDown, "how long it stays down: 503 the first half, connections refused the second (0: never)")
+	fs.DurationVar(&o.OutboundWait, "outbound-wait", o.OutboundWait, "once every session settled, how long parkd may take to owe the register and the receiver nothing")
 	jsonPath := fs.String("json", "", "also write the results as JSON to this file")
 	childLog := fs.String("child-log", "", "file for the parkd processes' log lines, - for stderr (default: parkd.log in --dir)")
 	if err := parseFlags(fs, chaosSummary, args, stdout, stderr); err != nil {
