@@ -67,7 +67,7 @@ type AuditCheck struct {
 // request may be pending for PendingRequestLimit.
 func AuditChecks(grace time.Duration) []AuditCheck {
 	g := fmt.Sprintf("%d milliseconds", grace.Milliseconds())
-	return []AuditCheck{
+	return append([]AuditCheck{
 		{"balance equals the sum of the ledger and is not negative", `
 			SELECT format('permit %s: balance %s, ledger sum %s', p.id, p.balance_minutes, coalesce(l.total, 0))
 			FROM permits p
@@ -157,7 +157,7 @@ func AuditChecks(grace time.Duration) []AuditCheck {
 			SELECT format('ledger %s (%s) from rejected request %s', l.id, l.kind, l.request_id)
 			FROM ledger l JOIN requests r ON r.request_id = l.request_id
 			WHERE r.status = 'rejected'`},
-	}
+	}, eventAuditChecks()...)
 }
 
 // Audit runs every check and returns the violations (at most limit per check)
