@@ -10,6 +10,12 @@ HTTP_ADDR := $(or $(PARKD_HTTP_ADDR),:8080)
 HTTP_PORT := $(lastword $(subst :, ,$(HTTP_ADDR)))
 API_URL := http://localhost:$(HTTP_PORT)
 
+# make run starts the register emulator (bin/parkdlab registrar) beside parkd and points
+# PARKD_REGISTRAR_URL at it, so that the demo zones' sessions are registered.
+NPR_ADDR ?= 127.0.0.1:8090
+NPR_TOKEN ?= parkd-dev-register-token
+NPR_URL := http://$(NPR_ADDR)
+
 .DEFAULT_GOAL := build
 .PHONY: services db build lab test test-root test-tools run bench microbench chaos fmt vet clean
 
@@ -49,20 +55,25 @@ test-tools:
 	@start=$$(date +%s); cd tools && $(GO) test -race -count=1 -timeout 15m ./...; rc=$$?; \
 	echo "tools module tests: $$(( $$(date +%s) - start ))s"; exit $$rc
 
-run: db build
+run: db lab
 	$(BIN) migrate
 	$(BIN) seed $(DEMO)
 	@token=$$($(BIN) token --role resident --sub RES-3 --permits 2 --ttl 168h 2>/dev/null); \
 	ops=$$($(BIN) token --role operator --sub ops --ttl 168h 2>/dev/null); \
 	echo; \
-	echo "parkd is starting (Ctrl-C stops it):"; \
+	echo "parkd is starting (Ctrl-C stops it, and the register emulator with it):"; \
 	echo "  API       $(API_URL)   (OpenAPI: $(API_URL)/v1/openapi.yaml)"; \
 	echo "  asynqmon  $(API_URL)/monitor/   (operator token: $$ops)"; \
 	echo "  try       curl -s -H 'Authorization: Bearer $$token' $(API_URL)/v1/permits/2"; \
 	echo "  park      curl -s -H 'Authorization: Bearer $$token' -d '{\"plate\":\"AB-12-CD\"}' $(API_URL)/v1/permits/2/sessions"; \
+	echo "  register  $(NPR_URL)/rights   (the register emulator: $(LAB) registrar -h for its fault knobs)"; \
+	echo "  enforce   curl -s '$(NPR_URL)/enforcement?plate=AB-12-CD&area=OOST'   (after parking: the right the register holds)"; \
 	echo "  tokens    $(BIN) token --role resident|eloket|enforcement|operator --sub NAME [--permits 1,2]"; \
 	echo
-	exec $(BIN) serve
+	@$(LAB) registrar --addr $(NPR_ADDR) --token $(NPR_TOKEN) & npr=$$!; \
+	trap 'kill $$npr 2>/dev/null; wait $$npr 2>/dev/null' EXIT; trap : INT TERM; \
+	sleep 0.5; kill -0 $$npr 2>/dev/null || echo "the register emulator did not start (is $(NPR_ADDR) taken? NPR_ADDR=HOST:PORT chooses another): rights stay pending"; \
+	PARKD_REGISTRAR_URL=$(NPR_URL) PARKD_REGISTRAR_TOKEN=$(NPR_TOKEN) $(BIN) serve
 
 # The load generator with its defaults (about 4 minutes): bin/parkd serve on a fresh database
 # parkd_bench and Redis index 15; bin/parkdlab bench -h for the flags.

@@ -31,6 +31,8 @@ type Metrics struct {
 	relayed    prometheus.Counter
 	http       *prometheus.HistogramVec
 	deliveries *prometheus.CounterVec
+	registered *prometheus.CounterVec
+	regLag     prometheus.Histogram
 }
 
 // New builds a Metrics on a registry of its own, with the Go and process
@@ -75,11 +77,22 @@ func New() *Metrics {
 			Name: "parkd_webhook_deliveries_total",
 			Help: "Webhook delivery attempts by webhook and outcome: delivered (2xx), retried (failed; the task retries), failed (the last retry failed: archived), dropped (webhook deleted or inactive).",
 		}, []string{"webhook", "outcome"}),
+		registered: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "parkd_registrations_total",
+			Help: "right:register tasks by outcome: acknowledged (2xx), superseded (409: the registrar holds a newer version), rejected (refused for good), retried (5xx, 429, timeout, unreachable), skipped (a newer version queued, or already answered).",
+		}, []string{"outcome"}),
+		regLag: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "parkd_registration_lag_seconds",
+			Help: "From the change of a session that made a right version to the registrar's acknowledgement of it (goal: p99 within 5 s).",
+			// First try within milliseconds; retries after 1-2 s, 2-4 s, 4-8 s ...
+			Buckets: []float64{.05, .1, .25, .5, 1, 2, 3, 5, 10, 30, 60, 300},
+		}),
 	}
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.requests, m.settlement, m.settled, m.lateness, m.repairs, m.relayed, m.http, m.deliveries,
+		m.registered, m.regLag,
 	)
 	// Known label values start at zero, so that rate() and absent() work from the
 	// first scrape rather than from the first event.
@@ -89,6 +102,10 @@ func New() *Metrics {
 	}
 	m.repairs.WithLabelValues("settled")
 	m.repairs.WithLabelValues("requeued")
+	for _, o := range []string{worker.RegisterAcknowledged, worker.RegisterSuperseded, worker.RegisterRejected,
+		worker.RegisterRetried, worker.RegisterSkipped} {
+		m.registered.WithLabelValues(o)
+	}
 	return m
 }
 
@@ -126,7 +143,8 @@ func (m *Metrics) WatchOutbox(store *repo.Store) {
 // parkd_requests_pending_oldest_age_seconds, read from Postgres at each scrape
 // (one indexed query for both). Register it where WatchOutbox is.
 func (m *Metrics) WatchRequests(store *repo.Store) {
-	m.reg.MustRegister(&pendingCollector{store: store})
+	m.reg.MustRegister(&backlogCollector{count: pendingDesc, age: pendingAgeDesc,
+		read: func(ctx context.Context) (repo.PendingStats, error) { return repo.PendingRequests(ctx, store.DB) }})
 }
 
 var (
@@ -136,24 +154,44 @@ var (
 		"Age of the oldest pending request (0 when none is): minutes mean a request that nothing will run, or an outage; NaN when Postgres did not answer.", nil, nil)
 )
 
-// pendingCollector reads both pending gauges with one query per scrape.
-type pendingCollector struct{ store *repo.Store }
-
-func (c *pendingCollector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- pendingDesc
-	ch <- pendingAgeDesc
+// backlogCollector reads a count and the oldest's age with one query per
+// scrape (pending requests, pending rights).
+type backlogCollector struct {
+	count, age *prometheus.Desc
+	read       func(context.Context) (repo.PendingStats, error)
 }
 
-func (c *pendingCollector) Collect(ch chan<- prometheus.Metric) {
+func (c *backlogCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.count
+	ch <- c.age
+}
+
+func (c *backlogCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), BacklogTimeout)
 	defer cancel()
 	n, age := math.NaN(), math.NaN()
-	if st, err := repo.PendingRequests(ctx, c.store.DB); err == nil {
+	if st, err := c.read(ctx); err == nil {
 		n, age = float64(st.Count), st.Oldest.Seconds()
 	}
-	ch <- prometheus.MustNewConstMetric(pendingDesc, prometheus.GaugeValue, n)
-	ch <- prometheus.MustNewConstMetric(pendingAgeDesc, prometheus.GaugeValue, age)
+	ch <- prometheus.MustNewConstMetric(c.count, prometheus.GaugeValue, n)
+	ch <- prometheus.MustNewConstMetric(c.age, prometheus.GaugeValue, age)
 }
+
+// WatchRights adds parkd_rights_pending and
+// parkd_rights_pending_oldest_age_seconds: sessions' rights the registrar has
+// not yet acknowledged nor refused, read from Postgres at each scrape (one
+// query over a partial index). Register it where WatchOutbox is.
+func (m *Metrics) WatchRights(store *repo.Store) {
+	m.reg.MustRegister(&backlogCollector{count: rightsPendingDesc, age: rightsAgeDesc,
+		read: func(ctx context.Context) (repo.PendingStats, error) { return repo.RightsBacklog(ctx, store.DB) }})
+}
+
+var (
+	rightsPendingDesc = prometheus.NewDesc("parkd_rights_pending",
+		"Sessions whose newest right version the registrar has neither acknowledged nor refused; NaN when Postgres did not answer.", nil, nil)
+	rightsAgeDesc = prometheus.NewDesc("parkd_rights_pending_oldest_age_seconds",
+		"Age of the change behind the oldest pending right (0 when none is): minutes mean the registrar is down or no worker registers; NaN when Postgres did not answer.", nil, nil)
+)
 
 // WatchQueues adds asynq's queue metrics (asynq_queue_size,
 // asynq_queue_latency_seconds, asynq_tasks_enqueued_total{state}, ...), read
@@ -194,6 +232,15 @@ func (m *Metrics) OutboxRelayed(n int) { m.relayed.Add(float64(n)) }
 // WebhookDelivery implements worker.DeliveryObserver.
 func (m *Metrics) WebhookDelivery(webhook, outcome string) {
 	m.deliveries.WithLabelValues(webhook, outcome).Inc()
+}
+
+// RightRegistered implements worker.Observer: the lag is observed for the
+// acknowledgements that moved a right forward.
+func (m *Metrics) RightRegistered(outcome string, lag time.Duration) {
+	m.registered.WithLabelValues(outcome).Inc()
+	if (outcome == worker.RegisterAcknowledged || outcome == worker.RegisterSuperseded) && lag > 0 {
+		m.regLag.Observe(lag.Seconds())
+	}
 }
 
 // HTTPDone implements intake.Observer.

@@ -245,3 +245,52 @@ func value(t *testing.T, m *metrics.Metrics, name string) float64 {
 	t.Fatalf("%s not gathered", name)
 	return 0
 }
+
+// Registrations by outcome, every outcome from the first scrape, and the lag
+// of the acknowledgements that moved a right forward.
+func TestRegistrationObservations(t *testing.T) {
+	m := metrics.New()
+	m.RightRegistered(worker.RegisterAcknowledged, 300*time.Millisecond)
+	m.RightRegistered(worker.RegisterAcknowledged, 0) // acknowledged again: no lag
+	m.RightRegistered(worker.RegisterSuperseded, 4*time.Second)
+	m.RightRegistered(worker.RegisterRetried, 0)
+	m.RightRegistered(worker.RegisterRetried, 0)
+	want := `
+# HELP parkd_registrations_total right:register tasks by outcome: acknowledged (2xx), superseded (409: the registrar holds a newer version), rejected (refused for good), retried (5xx, 429, timeout, unreachable), skipped (a newer version queued, or already answered).
+# TYPE parkd_registrations_total counter
+parkd_registrations_total{outcome="acknowledged"} 2
+parkd_registrations_total{outcome="rejected"} 0
+parkd_registrations_total{outcome="retried"} 2
+parkd_registrations_total{outcome="skipped"} 0
+parkd_registrations_total{outcome="superseded"} 1
+`
+	if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(want), "parkd_registrations_total"); err != nil {
+		t.Error(err)
+	}
+	body := scrape(t, m.Handler())
+	for _, line := range []string{
+		`parkd_registration_lag_seconds_bucket{le="0.25"} 0`,
+		`parkd_registration_lag_seconds_bucket{le="0.5"} 1`,
+		`parkd_registration_lag_seconds_bucket{le="5"} 2`,
+		`parkd_registration_lag_seconds_count 2`,
+	} {
+		if !strings.Contains(body, line) {
+			t.Errorf("/metrics lacks %q", line)
+		}
+	}
+}
+
+// The pending-rights gauges read Postgres at each scrape: 0 and 0 with none
+// pending, NaN once Postgres is gone.
+func TestPendingRightsGauges(t *testing.T) {
+	store, _ := repotest.NewDB(t)
+	m := metrics.New()
+	m.WatchRights(store)
+	if n, age := value(t, m, "parkd_rights_pending"), value(t, m, "parkd_rights_pending_oldest_age_seconds"); n != 0 || age != 0 {
+		t.Fatalf("none pending: %v, oldest %v", n, age)
+	}
+	store.Close()
+	if n, age := value(t, m, "parkd_rights_pending"), value(t, m, "parkd_rights_pending_oldest_age_seconds"); !math.IsNaN(n) || !math.IsNaN(age) {
+		t.Fatalf("Postgres gone: %v, %v; want NaN", n, age)
+	}
+}

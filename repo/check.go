@@ -153,10 +153,23 @@ func AuditChecks(grace time.Duration) []AuditCheck {
 			FROM favourites f JOIN permits p ON p.id = f.permit_id
 			GROUP BY p.id, p.status
 			HAVING p.status <> 'active' OR count(*) > ` + fmt.Sprint(domain.MaxFavourites)},
+		{"every session's right acknowledged by the registrar (none pending over " + RightPendingLimit.String() + ", none rejected)", rightsAuditSQL},
 		{"no ledger entry from a rejected request", `
 			SELECT format('ledger %s (%s) from rejected request %s', l.id, l.kind, l.request_id)
 			FROM ledger l JOIN requests r ON r.request_id = l.request_id
 			WHERE r.status = 'rejected'`},
+		// Events are written in the transaction of their change (eventdata.go):
+		// one naming a row that is not there, or a change of a rejected
+		// request, is one whose change rolled back without it.
+		{"no event of a session or permit that does not exist", `
+			SELECT format('event %s (%s): permit %s, session %s', e.id, e.type, e.permit_id, e.session_id)
+			FROM events e
+			WHERE (e.permit_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM permits p WHERE p.id = e.permit_id))
+			   OR (e.session_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM sessions s WHERE s.id = e.session_id))`},
+		{"no event of a rejected request but its rejection", `
+			SELECT format('event %s (%s) of rejected request %s', e.id, e.type, e.request_id)
+			FROM events e JOIN requests r ON r.request_id = e.request_id
+			WHERE r.status = 'rejected' AND e.type <> 'request.rejected'`},
 	}, eventAuditChecks()...)
 }
 

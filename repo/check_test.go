@@ -18,7 +18,76 @@ func TestAudit(t *testing.T) {
 		subtest{"finds requests pending too long", auditFindsRequestsPendingTooLong},
 		subtest{"finds favourites and expiries out of place", auditFindsFavouritesAndExpiriesOutOfPlace},
 		subtest{"finds events unnumbered or undelivered", auditFindsEventsUnnumberedOrUndelivered},
+		subtest{"finds rights the registrar has not taken", auditFindsRightsNotTaken},
+		subtest{"finds events out of place", auditFindsEventsOutOfPlace},
 	)
+}
+
+// A right pending over repo.RightPendingLimit, or refused at its newest
+// version, is a finding with its session, version, age and the refusal; a
+// right pending a moment, or acknowledged, is none.
+func auditFindsRightsNotTaken(t *testing.T) {
+	w := newWorld(t)
+	now := time.Now().UTC()
+	stuck, refused, fresh, acked := rightSession(w, "AU01AB"), rightSession(w, "AU02AB"), rightSession(w, "AU03AB"), rightSession(w, "AU04AB")
+	repotest.MarkRightChanged(t, w.store, stuck, codes, now.Add(-6*time.Minute))
+	repotest.MarkRightChanged(t, w.store, refused, codes, now.Add(-time.Minute))
+	repotest.MarkRightChanged(t, w.store, fresh, codes, now.Add(-time.Minute))
+	repotest.MarkRightChanged(t, w.store, acked, codes, now.Add(-time.Hour))
+	if _, err := repo.RejectRight(w.ctx, w.store.DB, refused, 1, "registrar answered 422: unknown area"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := repo.AcknowledgeRight(w.ctx, w.store.DB, acked, 1, now); err != nil {
+		t.Fatal(err)
+	}
+	_, findings, err := repo.Audit(w.ctx, w.store.DB, time.Hour, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, f := range findings {
+		if strings.Contains(f.Check, "registrar") {
+			got = append(got, f.Detail)
+		}
+	}
+	want := []string{
+		fmt.Sprintf("session %d: right version 1 pending for 00:06:0", stuck),
+		fmt.Sprintf("session %d: right version 1 rejected (changed 00:01:0", refused),
+	}
+	found := 0
+	for _, w := range want {
+		for _, g := range got {
+			if strings.HasPrefix(g, w) {
+				found++
+			}
+		}
+	}
+	if len(got) != 2 || found != 2 || !strings.Contains(strings.Join(got, "\n"), "ago): registrar answered 422: unknown area") {
+		t.Fatalf("findings %q, want %q…", got, want)
+	}
+}
+
+// `parkd check` finds an event of a session or permit that does not exist,
+// and a change's event from a rejected request; a rejection's own event is
+// no finding.
+func auditFindsEventsOutOfPlace(t *testing.T) {
+	w := newWorld(t)
+	w.zone("AZ", "", "")
+	p := w.permit("AZ", time.Now(), 0)
+	findings, _ := w.plantAndAudit([]string{
+		"INSERT INTO requests (request_id, type, body_hash, status, error) VALUES ('req-r', 'session:start', 'h', 'rejected', '{}')",
+		fmt.Sprintf("INSERT INTO events (type, occurred_at, permit_id, request_id, data) VALUES ('request.rejected', now(), %d, 'req-r', '{}')", p.ID),
+	})
+	if len(findings) != 0 {
+		t.Fatalf("findings on a rejection's event: %v", findings)
+	}
+	findings, got := w.plantAndAudit([]string{
+		"INSERT INTO events (type, occurred_at, permit_id, session_id, data) VALUES ('session.started', now(), 987654, 987654, '{}')",
+		fmt.Sprintf("INSERT INTO events (type, occurred_at, permit_id, request_id, data) VALUES ('permit.topped_up', now(), %d, 'req-r', '{}')", p.ID),
+	})
+	if got["no event of a session or permit that does not exist"] != 1 || got["no event of a rejected request but its rejection"] != 1 {
+		t.Errorf("findings: %v", findings)
+	}
 }
 
 // The audit of `parkd check` finds a corrupted balance, an overdue open session,

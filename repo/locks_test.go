@@ -26,7 +26,7 @@ func newLockWorld(t *testing.T) lockWorld {
 	now := time.Now()
 	p := w.permit("LZ", now, 60)
 	plan := domain.SessionPlan{Plate: "LOCK1", Country: "NL", StartAt: now, PlannedEndAt: now.Add(10 * time.Minute), ReservedMinutes: 10}
-	s, err := repo.ApplyStart(w.ctx, w.store.DB, p, plan, "req-s", now)
+	s, err := repo.ApplyStart(w.ctx, w.store.DB, p, plan, nil, "req-s", now)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -145,60 +145,118 @@ func ClaimRequest(ctx context.Context, tx bun.IDB, id, typ, bodyHash string, sub
 // can be, so the request must end some other way than by a retry.
 var ErrUnrecordable = errors.New("repo: the outcome cannot be encoded")
 
+// Finish is what FinishRequest records of a request: its outcome, and what
+// rides with it in the same statement.
+type Finish struct {
+	Status    string          // RequestApplied or RequestRejected
+	Rejection *jobs.Rejection // why, when rejected
+	Result    any             // the answer, when applied
+	// Outbox are tasks to enqueue once the transaction commits (their IDs
+	// are filled in).
+	Outbox []*OutboxTask
+	// Events are the change's events (eventdata.go).
+	Events []*Event
+	// A rejection is an event of its own (request.rejected, CONTRACT.md
+	// "Events and webhooks"), which occurred At and names the permit the
+	// request named, if it exists: PermitID, or the permit of SessionID
+	// (the decimal IDs of the payload; "" or an ID that names nothing:
+	// permit_id null).
+	At                  time.Time
+	PermitID, SessionID string
+}
+
 // FinishRequest stores a request's outcome and announces it on RequestChannel; the
-// notification is delivered when (and only if) the transaction commits. Outbox
-// tasks given are recorded by the same statement (their IDs filled in), saving
-// the round trip of AddOutbox.
-func FinishRequest(ctx context.Context, tx bun.IDB, id, status string, rejection *jobs.Rejection, result any, outbox ...*OutboxTask) error {
+// notification is delivered when (and only if) the transaction commits. The
+// outbox tasks and events given are written by the same statement (one round
+// trip), and so is a rejection's request.rejected event: its data is the
+// request's ID, type, code and message (already plate-masked by the caller).
+func FinishRequest(ctx context.Context, tx bun.IDB, id string, f Finish) error {
 	var errJSON, resJSON json.RawMessage
 	var err error
-	if rejection != nil {
-		if errJSON, err = json.Marshal(rejection); err != nil {
+	if f.Rejection != nil {
+		if errJSON, err = json.Marshal(f.Rejection); err != nil {
 			return err
 		}
 	}
-	if result != nil {
-		if resJSON, err = json.Marshal(result); err != nil {
+	if f.Result != nil {
+		if resJSON, err = json.Marshal(f.Result); err != nil {
 			return fmt.Errorf("finish request %s: %w: %w", id, ErrUnrecordable, err)
 		}
 	}
-	if len(outbox) == 0 {
-		// One round trip: the update, and the notification of the row it changed.
-		if _, err := tx.NewRaw(`
-			WITH done AS (
-				UPDATE requests SET status = ?, error = ?, result = ?, updated_at = now()
-				WHERE request_id = ? RETURNING request_id, status, error, result)
-			SELECT pg_notify(?, `+noticeSQL+`) FROM done`,
-			status, errJSON, resJSON, id, RequestChannel).Exec(ctx); err != nil {
-			return fmt.Errorf("finish request %s: %w", id, err)
-		}
-		return nil
-	}
-	ins := tx.NewInsert().Model(&outbox).ExcludeColumn("created_at").Returning("id, task_id")
-	var rows []struct {
-		ID       int64  `bun:"id"`
-		TaskID   string `bun:"task_id"`
-		Notified int    `bun:"notified"`
-	}
-	if err := tx.NewRaw(`
-		WITH o AS (?),
-		done AS (
+	// The update, and the notification of the row it changed, first; then
+	// what rides with it.
+	q := `
+		WITH done AS (
 			UPDATE requests SET status = ?, error = ?, result = ?, updated_at = now()
-			WHERE request_id = ? RETURNING request_id, status, error, result),
-		notified AS (SELECT pg_notify(?, `+noticeSQL+`) FROM done)
-		SELECT o.id, o.task_id, (SELECT count(*) FROM notified) AS notified FROM o`,
-		ins, status, errJSON, resJSON, id, RequestChannel).Scan(ctx, &rows); err != nil {
-		return fmt.Errorf("finish request %s with its outbox: %w", id, err)
+			WHERE request_id = ? RETURNING request_id, type, status, error, result),
+		notified AS (SELECT pg_notify(?, ` + noticeSQL + `) FROM done)`
+	args := []any{f.Status, errJSON, resJSON, id, RequestChannel}
+	written := "0"
+	if len(f.Events) > 0 {
+		q += `,
+		ev AS (?)`
+		args = append(args, tx.NewInsert().Model(&f.Events).ExcludeColumn("pk", "id", "sequence", "created_at").Returning("pk"))
+		written = "(SELECT count(*) FROM ev)"
 	}
-	if len(rows) != len(outbox) || rows[0].Notified != 1 {
-		return fmt.Errorf("finish request %s: %d of %d outbox rows written, %d notified", id, len(rows), len(outbox), rows[0].Notified)
+	if f.Status == RequestRejected && f.Rejection != nil {
+		q += `,
+		rejected AS (
+			INSERT INTO events (type, occurred_at, permit_id, request_id, data)
+			SELECT ?, ?, coalesce((SELECT id FROM permits WHERE id = ?), (SELECT permit_id FROM sessions WHERE id = ?)),
+			       done.request_id,
+			       jsonb_build_object('request_id', done.request_id, 'type', done.type,
+			                          'code', done.error->'code', 'message', done.error->'message')
+			FROM done RETURNING pk)`
+		args = append(args, jobs.EventRequestRejected, Instant(f.At), idOrNil(f.PermitID), idOrNil(f.SessionID))
+		written = "(SELECT count(*) FROM rejected)"
+	}
+	if len(f.Outbox) > 0 {
+		q += `,
+		o AS (?)
+		SELECT o.id, o.task_id, n.notified, n.events FROM o,`
+		args = append(args, tx.NewInsert().Model(&f.Outbox).ExcludeColumn("created_at").Returning("id, task_id"))
+	} else {
+		q += `
+		SELECT NULL AS id, NULL AS task_id, n.notified, n.events FROM`
+	}
+	q += ` (SELECT (SELECT count(*) FROM notified) AS notified, ` + written + ` AS events) n`
+	var rows []struct {
+		ID       *int64  `bun:"id"`
+		TaskID   *string `bun:"task_id"`
+		Notified int     `bun:"notified"`
+		Events   int     `bun:"events"`
+	}
+	if err := tx.NewRaw(q, args...).Scan(ctx, &rows); err != nil {
+		return fmt.Errorf("finish request %s: %w", id, err)
+	}
+	wantEvents := len(f.Events)
+	if f.Status == RequestRejected && f.Rejection != nil {
+		wantEvents = 1
+	}
+	if len(rows) != max(len(f.Outbox), 1) || rows[0].Notified != 1 || rows[0].Events != wantEvents {
+		var n, e int
+		if len(rows) > 0 {
+			n, e = rows[0].Notified, rows[0].Events
+		}
+		return fmt.Errorf("finish request %s: %d of %d outbox rows and %d of %d events written, %d notified",
+			id, len(rows), len(f.Outbox), e, wantEvents, n)
 	}
 	byTask := map[string]int64{}
 	for _, r := range rows {
-		byTask[r.TaskID] = r.ID
+		if r.ID != nil && r.TaskID != nil {
+			byTask[*r.TaskID] = *r.ID
+		}
 	}
-	for _, t := range outbox {
+	for _, t := range f.Outbox {
 		t.ID = byTask[t.TaskID]
+	}
+	return nil
+}
+
+// idOrNil is a decimal ID as a query argument: NULL when it is no ID.
+func idOrNil(s string) any {
+	if id, ok := ParseID(s); ok {
+		return id
 	}
 	return nil
 }
@@ -219,7 +277,8 @@ func GetRequest(ctx context.Context, db bun.IDB, id string) (*Request, error) {
 // never enqueued) or an outage worth a look.
 const PendingRequestLimit = 5 * time.Minute
 
-// PendingStats is how many requests are pending and how long the oldest has.
+// PendingStats is how many requests (or rights, RightsBacklog) are pending and
+// how long the oldest has waited.
 type PendingStats struct {
 	Count  int64
 	Oldest time.Duration // zero when none is pending

@@ -40,7 +40,7 @@ func TestRegisterForgetAdopt(t *testing.T) {
 		if _, err := repo.ClaimRequest(ctx, tx, "k2", "session:start", "fp", nil); err != nil {
 			return err
 		}
-		return repo.FinishRequest(ctx, tx, "k2", repo.RequestApplied, nil, map[string]string{"id": "1"})
+		return repo.FinishRequest(ctx, tx, "k2", repo.Finish{Status: repo.RequestApplied, Result: map[string]string{"id": "1"}})
 	}); err != nil {
 		t.Fatal(err)
 	}

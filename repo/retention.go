@@ -18,6 +18,9 @@ import (
 //     null; and the body_hash of its start and change requests, a hash of a
 //     fingerprint naming the plate (a hash of a plate is no erasure): it
 //     becomes "erased", so a repeat of such a request ID is a conflict;
+//   - events.data of every event of the session (session.started, changed,
+//     ending, stopped, cancelled), rewritten to plate null: the plate is
+//     masked there, but a masked plate is still part of one;
 //   - the body_hash of refused starts and plate corrections (status
 //     rejected, no session) older than the retention, likewise;
 //   - requests.error holds rule messages with the plate masked (worker:
@@ -46,7 +49,7 @@ type RetentionResult struct {
 
 // erasePlatesSQL erases the plates of at most one batch of sessions chosen by
 // the WHERE condition given (on sessions, aliased s0) and rewrites the request
-// outcomes that show them, in one statement. SKIP LOCKED: a session another
+// outcomes and the events that show them, in one statement. SKIP LOCKED: a session another
 // transaction holds is left for the next run rather than waited for.
 const erasePlatesSQL = `
 WITH due AS (
@@ -62,6 +65,10 @@ WITH due AS (
 	WHERE jsonb_typeof(r.result->'plate') = 'string' AND r.result->>'id' = erased.id::text
 	  AND r.type LIKE 'session:%%'
 	RETURNING r.request_id
+), events_erased AS (
+	UPDATE events e SET data = jsonb_set(e.data, '{plate}', 'null'::jsonb)
+	FROM erased
+	WHERE e.session_id = erased.id AND jsonb_typeof(e.data->'plate') = 'string'
 )
 SELECT (SELECT count(*) FROM erased) AS sessions, (SELECT count(*) FROM rewritten) AS requests`
 

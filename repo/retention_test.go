@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/uptrace/bun"
+
 	"github.com/parkd/parkd/jobs"
 	"github.com/parkd/parkd/repo"
 	"github.com/parkd/parkd/repo/repotest"
@@ -59,6 +61,13 @@ func TestErasePlatesOfSessionsEndedBeforeTheRetention(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// Each session's events show its plate masked (two of each: a start and a stop).
+	if _, err := w.store.DB.ExecContext(w.ctx, `INSERT INTO events (type, occurred_at, permit_id, session_id, data)
+		SELECT t, now(), permit_id, id, jsonb_build_object('id', id::text, 'plate', '***' || right(plate, 2), 'status', 'x')
+		FROM sessions, (VALUES ('session.started'), ('session.stopped')) x(t)`); err != nil {
+		t.Fatal(err)
+	}
+
 	// Refused starts: no session, a hash of a fingerprint naming the plate.
 	if _, err := w.store.DB.ExecContext(w.ctx, `INSERT INTO requests (request_id, type, body_hash, status, error, updated_at)
 		VALUES ('refused-old', 'session:start', 'hash-OLDREFUSED', 'rejected', '{"code": "plate_already_parked"}', ?),
@@ -89,6 +98,12 @@ func TestErasePlatesOfSessionsEndedBeforeTheRetention(t *testing.T) {
 		if s, err := repo.GetSession(w.ctx, w.store.DB, id); err != nil || s.Plate != plate {
 			t.Fatalf("session %d: %+v (%v), want its plate %s kept", id, s, err, plate)
 		}
+	}
+	var erasedEvents, keptEvents int
+	if err := w.store.DB.NewRaw(`SELECT count(*) FILTER (WHERE data->'plate' = 'null'::jsonb AND data->>'status' = 'x' AND session_id IN (?)),
+		count(*) FILTER (WHERE data->>'plate' IN ('***G1', '***N1') AND session_id NOT IN (?)) FROM events`, bun.In(old), bun.In(old)).
+		Scan(w.ctx, &erasedEvents, &keptEvents); err != nil || erasedEvents != 10 || keptEvents != 4 {
+		t.Fatalf("%d events' plates erased (want 10: the old sessions'), %d kept (want 4), %v", erasedEvents, keptEvents, err)
 	}
 	var leftovers []string
 	if err := w.store.DB.NewRaw(`SELECT request_id FROM requests WHERE result::text ~ 'OLD' OR body_hash ~ 'OLD'`).Scan(w.ctx, &leftovers); err != nil || len(leftovers) != 0 {

@@ -74,3 +74,113 @@ func (s *Store) RightsLookup(ctx context.Context, db bun.IDB, plate, code string
 	}
 	return z, Cover{SessionID: *rows[0].SessionID, Country: *rows[0].Country}, true, nil
 }
+
+// A session's right in the national register (CONTRACT.md "The registrar"):
+// the registrar's answers to the versions parkd sent, kept in the session's
+// right_* columns. The worker sends; these record what came back.
+
+// rightPendingSQL is a right whose newest version the registrar has neither
+// acknowledged nor refused (the partial index sessions_right_pending).
+const rightPendingSQL = "right_version > right_registered_version AND right_version > right_rejected_version"
+
+// RightPendingLimit is how long a right may wait for the registrar before
+// `parkd check` lists it: retries come within a minute, so five are an outage.
+const RightPendingLimit = 5 * time.Minute
+
+// RightAcknowledgement is what recording an acknowledgement did.
+type RightAcknowledgement struct {
+	// Advanced: this acknowledgement moved right_registered_version forward
+	// (false: an equal or newer version was acknowledged before).
+	Advanced bool
+	// ChangedAt is when the acknowledged version was made (right_changed_at),
+	// while it is still the session's newest; nil otherwise.
+	ChangedAt *time.Time
+}
+
+// AcknowledgeRight records that the registrar acknowledged version of a
+// session's right at at (UTC): right_registered_version becomes the greater of
+// the two and right_registered_at at, in one statement, so that answers
+// arriving in any order leave the highest.
+func AcknowledgeRight(ctx context.Context, db bun.IDB, sessionID int64, version int, at time.Time) (RightAcknowledgement, error) {
+	var rows []struct {
+		RightVersion   int        `bun:"right_version"`
+		RightChangedAt *time.Time `bun:"right_changed_at"`
+	}
+	err := db.NewRaw(`UPDATE sessions SET right_registered_version = ?, right_registered_at = ?
+		WHERE id = ? AND right_registered_version < ?
+		RETURNING right_version, right_changed_at`, version, at, sessionID, version).Scan(ctx, &rows)
+	if err != nil {
+		return RightAcknowledgement{}, fmt.Errorf("acknowledge right of session %d version %d: %w", sessionID, version, err)
+	}
+	if len(rows) == 0 {
+		return RightAcknowledgement{}, nil
+	}
+	ack := RightAcknowledgement{Advanced: true}
+	if rows[0].RightVersion == version {
+		ack.ChangedAt = rows[0].RightChangedAt
+	}
+	return ack, nil
+}
+
+// RejectRight records that the registrar refused version of a session's right
+// for good, and why (a short text without a plate). It reports whether this
+// call recorded it (false: that version or a newer one was refused before).
+func RejectRight(ctx context.Context, db bun.IDB, sessionID int64, version int, reason string) (bool, error) {
+	res, err := db.NewRaw(`UPDATE sessions SET right_rejected_version = ?, right_rejection = ?
+		WHERE id = ? AND right_rejected_version < ?`, version, reason, sessionID, version).Exec(ctx)
+	if err != nil {
+		return false, fmt.Errorf("reject right of session %d version %d: %w", sessionID, version, err)
+	}
+	n, err := res.RowsAffected()
+	return n > 0, err
+}
+
+// PendingRight is a session whose newest right version waits for the registrar.
+type PendingRight struct {
+	SessionID int64 `bun:"id"`
+	Version   int   `bun:"right_version"`
+}
+
+// PendingRights lists, oldest change first, at most limit sessions whose right
+// is pending and was changed before changedBefore: the ones whose
+// right:register task may have been lost (the reconciler queues them again).
+func PendingRights(ctx context.Context, db bun.IDB, changedBefore time.Time, limit int) ([]PendingRight, error) {
+	var out []PendingRight
+	err := db.NewRaw(`SELECT id, right_version FROM sessions
+		WHERE `+rightPendingSQL+` AND right_changed_at < ?
+		ORDER BY right_changed_at LIMIT ?`, changedBefore, limit).Scan(ctx, &out)
+	if err != nil {
+		return nil, fmt.Errorf("pending rights: %w", err)
+	}
+	return out, nil
+}
+
+// RightsBacklog counts the pending rights and ages the oldest change among
+// them, on Postgres's clock.
+func RightsBacklog(ctx context.Context, db bun.IDB) (PendingStats, error) {
+	var row struct {
+		Count  int64   `bun:"n"`
+		Oldest float64 `bun:"oldest"`
+	}
+	err := db.NewRaw(`SELECT count(*) AS n, coalesce(extract(epoch FROM now() - min(right_changed_at)), 0)::float8 AS oldest
+		FROM sessions WHERE `+rightPendingSQL).Scan(ctx, &row)
+	if err != nil {
+		return PendingStats{}, fmt.Errorf("pending rights: %w", err)
+	}
+	return PendingStats{Count: row.Count, Oldest: time.Duration(max(row.Oldest, 0) * float64(time.Second))}, nil
+}
+
+// rightsAuditSQL lists every right the registrar has not taken: pending longer
+// than RightPendingLimit, or refused at its newest version, each with its age
+// (since the change that made the version).
+var rightsAuditSQL = `
+	SELECT format('session %s: right version %s pending for %s', id, right_version,
+	              date_trunc('second', now() - right_changed_at))
+	FROM sessions
+	WHERE ` + rightPendingSQL + ` AND right_changed_at < now() - '` +
+	fmt.Sprintf("%d seconds", int(RightPendingLimit.Seconds())) + `'::interval
+	UNION ALL
+	SELECT format('session %s: right version %s rejected (changed %s ago): %s', id, right_version,
+	              date_trunc('second', now() - right_changed_at), right_rejection)
+	FROM sessions
+	WHERE right_version > 0 AND right_rejected_version >= right_version AND right_registered_version < right_version`

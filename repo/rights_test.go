@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/parkd/parkd/domain"
+	"github.com/parkd/parkd/jobs"
 	"github.com/parkd/parkd/repo"
 	"github.com/parkd/parkd/repo/repotest"
 )
@@ -106,5 +107,115 @@ func TestRightsLookupIsOneIndexScan(t *testing.T) {
 	}
 	if z, _, _, err := st.RightsLookup(ctx, st.DB, "B0000042", "RIGHTS", now); err != nil || z.Name != "Renamed" {
 		t.Fatalf("after PutZone: %v %v", z, err)
+	}
+}
+
+// rightSession inserts an open session on a fresh permit of zone AZ and
+// returns its ID (its right is what these tests look at, not its ledger).
+func rightSession(w *world, plate string) int64 {
+	w.t.Helper()
+	if w.zones["AZ"] == nil {
+		w.zone("AZ", "", "")
+	}
+	p := w.permit("AZ", time.Now(), 0)
+	var id int64
+	now := time.Now().UTC()
+	if err := w.store.DB.NewRaw(`INSERT INTO sessions (permit_id, zone, plate, state, start_at, planned_end_at, reserved_minutes, request_id)
+		VALUES (?, 'AZ', ?, 'open', ?, ?, 0, ?) RETURNING id`, p.ID, plate, now, now.Add(time.Hour), "start-"+plate).Scan(w.ctx, &id); err != nil {
+		w.t.Fatal(err)
+	}
+	return id
+}
+
+var codes = domain.ZoneRegistration{AreaManagerID: "363", AreaID: "OOST", UsageID: "BEZOEKP"}
+
+// The registrar's answers arrive in any order (a retry of an old version
+// may finish after a newer one): what is recorded is the highest version
+// acknowledged and the highest refused, and the session shows the newest
+// version's standing.
+func TestRightAnswersKeepTheHighestVersion(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	id := rightSession(w, "KH01AB")
+	t0 := time.Now().UTC().Truncate(time.Microsecond)
+	for v := 1; v <= 3; v++ {
+		if got := repotest.MarkRightChanged(t, w.store, id, codes, t0); got != v {
+			t.Fatalf("version %d, want %d", got, v)
+		}
+	}
+	view := func() jobs.Registration {
+		s, err := repo.GetSession(w.ctx, w.store.DB, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s.RegistrationView()
+	}
+	if r := view(); r.Status != jobs.RegistrationPending || r.Version != 3 {
+		t.Fatalf("before any answer: %+v", r)
+	}
+	ack, err := repo.AcknowledgeRight(w.ctx, w.store.DB, id, 2, t0.Add(time.Second))
+	if err != nil || !ack.Advanced || ack.ChangedAt != nil {
+		t.Fatalf("ack of 2 (not the newest): %+v %v", ack, err)
+	}
+	if r := view(); r.Status != jobs.RegistrationPending {
+		t.Fatalf("version 2 of 3 acknowledged: %+v", r)
+	}
+	ack, err = repo.AcknowledgeRight(w.ctx, w.store.DB, id, 3, t0.Add(2*time.Second))
+	if err != nil || !ack.Advanced || ack.ChangedAt == nil || !ack.ChangedAt.Equal(t0) {
+		t.Fatalf("ack of 3 (the newest): %+v %v", ack, err)
+	}
+	// A late answer to version 1 changes nothing.
+	ack, err = repo.AcknowledgeRight(w.ctx, w.store.DB, id, 1, t0.Add(3*time.Second))
+	if err != nil || ack.Advanced {
+		t.Fatalf("late ack of 1: %+v %v", ack, err)
+	}
+	r := view()
+	if r.Status != jobs.RegistrationRegistered || r.Version != 3 || r.RegisteredAt == nil || !r.RegisteredAt.Equal(t0.Add(2*time.Second)) {
+		t.Fatalf("after acks of 2, 3, 1: %+v", r)
+	}
+
+	// Version 4 is refused: the session shows it rejected; a late refusal of
+	// an older version is not recorded.
+	repotest.MarkRightChanged(t, w.store, id, codes, t0)
+	if ok, err := repo.RejectRight(w.ctx, w.store.DB, id, 4, "registrar answered 422: bad area"); err != nil || !ok {
+		t.Fatalf("reject 4: %v %v", ok, err)
+	}
+	if ok, err := repo.RejectRight(w.ctx, w.store.DB, id, 2, "late"); err != nil || ok {
+		t.Fatalf("reject 2 after 4: %v %v", ok, err)
+	}
+	if r := view(); r.Status != jobs.RegistrationRejected || r.Version != 4 {
+		t.Fatalf("after the refusal of 4: %+v", r)
+	}
+}
+
+// Pending rights are listed oldest change first, only once older than the
+// cut, and counted with the oldest one's age; answered ones are not.
+func TestPendingRights(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	now := time.Now().UTC()
+	old, fresh, acked, refused := rightSession(w, "PR01AB"), rightSession(w, "PR02AB"), rightSession(w, "PR03AB"), rightSession(w, "PR04AB")
+	repotest.MarkRightChanged(t, w.store, old, codes, now.Add(-10*time.Minute))
+	repotest.MarkRightChanged(t, w.store, old, codes, now.Add(-2*time.Minute)) // version 2, still the older
+	repotest.MarkRightChanged(t, w.store, fresh, codes, now)
+	repotest.MarkRightChanged(t, w.store, acked, codes, now.Add(-time.Hour))
+	repotest.MarkRightChanged(t, w.store, refused, codes, now.Add(-time.Hour))
+	if _, err := repo.AcknowledgeRight(w.ctx, w.store.DB, acked, 1, now); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := repo.RejectRight(w.ctx, w.store.DB, refused, 1, "no"); err != nil {
+		t.Fatal(err)
+	}
+	got, err := repo.PendingRights(w.ctx, w.store.DB, now.Add(-30*time.Second), 10)
+	if err != nil || len(got) != 1 || got[0] != (repo.PendingRight{SessionID: old, Version: 2}) {
+		t.Fatalf("pending before the cut: %+v %v", got, err)
+	}
+	got, err = repo.PendingRights(w.ctx, w.store.DB, now.Add(time.Second), 10)
+	if err != nil || len(got) != 2 || got[0].SessionID != old || got[1].SessionID != fresh {
+		t.Fatalf("pending, every one: %+v %v", got, err)
+	}
+	st, err := repo.RightsBacklog(w.ctx, w.store.DB)
+	if err != nil || st.Count != 2 || st.Oldest < 100*time.Second || st.Oldest > 10*time.Minute {
+		t.Fatalf("backlog %+v %v: want 2, the oldest about 2 minutes", st, err)
 	}
 }

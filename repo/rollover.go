@@ -51,7 +51,8 @@ const RolloverBatch = 10_000
 //     with the purchase and usage counters at zero, and takes the expired
 //     minutes off the balance (only those of a statement written, so the
 //     balance stays its ledger). The rest of the balance and the open sessions'
-//     reservations carry over.
+//     reservations carry over. It returns the permits rolled, as they now
+//     stand, for their permit.year_rolled events (rollYears).
 //
 // Each statement closes at most one year per permit: a permit whose year ended
 // years ago is due again after it and is picked up by the next statement, so every
@@ -93,7 +94,8 @@ SET year_starts_at = rolled.year_ends_at,
 	used_minutes = 0,
 	balance_minutes = p.balance_minutes - coalesce(closed.expired_minutes, 0)
 FROM rolled LEFT JOIN closed ON closed.permit_id = rolled.id
-WHERE p.id = rolled.id AND p.year_ends_at = rolled.year_ends_at`
+WHERE p.id = rolled.id AND p.year_ends_at = rolled.year_ends_at
+RETURNING p.*`
 
 // sqlCarryOverExpired is domain.Zone.CarryOver's expired minutes over the
 // columns balance_minutes and cap_minutes (null: no cap).
@@ -201,6 +203,27 @@ func boundsJSON(b []yearBound) (string, error) {
 	return string(j), nil
 }
 
+// rollYears runs rollSQL (with the extra condition where and its argument, if
+// any) and writes a permit.year_rolled event for each permit it rolled, as the
+// permit now stands, in one more statement: set-wise, however many permits the
+// statement rolled. Both run in the caller's transaction, so a year closes
+// with its event or not at all. It returns the permits rolled.
+func rollYears(ctx context.Context, tx bun.IDB, now time.Time, limit int, bounds, where string, args ...any) ([]Permit, error) {
+	var rolled []Permit
+	all := append([]any{now, limit, bounds}, args...)
+	if err := tx.NewRaw(fmt.Sprintf(rollSQL, where), all...).Scan(ctx, &rolled); err != nil {
+		return nil, err
+	}
+	events := make([]*Event, len(rolled))
+	for i := range rolled {
+		events[i] = PermitEvent(jobs.EventPermitYearRolled, &rolled[i], now, nil)
+	}
+	if err := AddEvents(ctx, tx, events...); err != nil {
+		return nil, err
+	}
+	return rolled, nil
+}
+
 // rollOverBatch closes one permit year of up to limit permits whose year ended at
 // or before now and whose zone and end have a bound, and returns how many it
 // rolled. Zero with permits still due means every one of them is locked by
@@ -210,15 +233,11 @@ func rollOverBatch(ctx context.Context, db bun.IDB, now time.Time, limit int, bo
 	if err != nil {
 		return 0, err
 	}
-	res, err := db.NewRaw(fmt.Sprintf(rollSQL, ""), now, limit, j).Exec(ctx)
+	rolled, err := rollYears(ctx, db, now, limit, j, "")
 	if err != nil {
 		return 0, fmt.Errorf("roll over permit years: %w", err)
 	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return 0, fmt.Errorf("roll over permit years: %w", err)
-	}
-	return int(n), nil
+	return len(rolled), nil
 }
 
 // PermitsDue counts the active permits whose year ended at or before now.
@@ -324,13 +343,10 @@ func rollOneByOne(ctx context.Context, db bun.IDB, now time.Time, bounds []yearB
 		}
 		progress := false
 		for _, id := range ids {
-			var n int64
+			var n int
 			err := db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-				res, err := tx.NewRaw(fmt.Sprintf(rollSQL, "AND p.id = ?3"), now, 1, j, id).Exec(ctx)
-				if err != nil {
-					return err
-				}
-				n, err = res.RowsAffected()
+				rolled, err := rollYears(ctx, tx, now, 1, j, "AND p.id = ?3", id)
+				n = len(rolled)
 				return err
 			})
 			if _, refused := AsRefusal(err); refused {
@@ -341,7 +357,7 @@ func rollOneByOne(ctx context.Context, db bun.IDB, now time.Time, bounds []yearB
 				return r, fmt.Errorf("roll over permit %d: %w", id, err)
 			}
 			r.Statements++
-			r.Years += int(n)
+			r.Years += n
 			progress = progress || n > 0
 		}
 		if !progress { // none left but those other transactions hold
@@ -359,10 +375,13 @@ func rollOneByOne(ctx context.Context, db bun.IDB, now time.Time, bounds []yearB
 const maxYearsBehind = 100
 
 // RollPermitYears closes the ended permit years of one permit of zone z the
-// caller has locked, with the nightly rollover's own statement, and reloads p.
+// caller has locked, with the nightly rollover's own statement and its
+// permit.year_rolled event per year (occurred at now), and reloads p.
 // Requests call it before applying the year's limits, so that a top-up or
 // session just after the anniversary counts in the new year however late the
-// rollover runs, and a year is never closed in two different ways.
+// rollover runs, and a year is never closed in two different ways. The events
+// are written at once, in the caller's transaction, whatever the request then
+// decides: the years stay closed even when the request is rejected.
 func RollPermitYears(ctx context.Context, tx bun.IDB, z *domain.Zone, p *Permit, now time.Time) (int, error) {
 	if p.Status != domain.PermitActive || p.YearEndsAt.After(now) {
 		return 0, nil
@@ -379,10 +398,15 @@ func RollPermitYears(ctx context.Context, tx bun.IDB, z *domain.Zone, p *Permit,
 		if years == maxYearsBehind {
 			return years, fmt.Errorf("roll over permit %d: still due after %d years", p.ID, years)
 		}
-		if _, err := tx.NewRaw(fmt.Sprintf(rollSQL, "AND p.id = ?3"), now, 1, j, p.ID).Exec(ctx); err != nil {
+		rolled, err := rollYears(ctx, tx, now, 1, j, "AND p.id = ?3", p.ID)
+		if err != nil {
 			return years, fmt.Errorf("roll over permit %d: %w", p.ID, err)
 		}
-		if err := tx.NewSelect().Model(p).WherePK().Scan(ctx); err != nil {
+		if len(rolled) == 1 {
+			zv := p.ZoneUpdatedAt
+			*p = rolled[0]
+			p.ZoneUpdatedAt = zv
+		} else if err := tx.NewSelect().Model(p).WherePK().Scan(ctx); err != nil {
 			return years, fmt.Errorf("reload permit %d: %w", p.ID, err)
 		}
 		years++

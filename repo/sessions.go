@@ -126,15 +126,21 @@ func LockOpenSessions(ctx context.Context, tx bun.IDB, permitID int64) ([]*Sessi
 }
 
 // ApplyStart stores a planned session on the locked permit p and reserves its
-// minutes. An overlap with another open session of the plate in the zone is
+// minutes. With reg (the zone's register codes, when a registrar is
+// configured) the session's right is registered: it keeps the codes and its
+// right is at version 1 as of at (CONTRACT.md "The registrar"). An overlap with another open session of the plate in the zone is
 // ErrPlateParked, and then nothing of it is written and the caller's
 // transaction is still usable to record the rejection: the insert meets the
 // exclusion constraint with ON CONFLICT DO NOTHING instead of failing.
-func ApplyStart(ctx context.Context, tx bun.IDB, p *Permit, plan domain.SessionPlan, requestID string, at time.Time) (*Session, error) {
+func ApplyStart(ctx context.Context, tx bun.IDB, p *Permit, plan domain.SessionPlan, reg *domain.ZoneRegistration, requestID string, at time.Time) (*Session, error) {
 	s := &Session{
 		PermitID: p.ID, Zone: p.Zone, Plate: plan.Plate, Country: plan.Country, State: domain.StateOpen,
 		StartAt: plan.StartAt, PlannedEndAt: plan.PlannedEndAt, ReservedMinutes: plan.ReservedMinutes,
 		Notices: plan.Notices, RequestID: requestID,
+	}
+	if reg != nil {
+		codes, changed := *reg, at
+		s.Registration, s.RightVersion, s.RightChangedAt = &codes, 1, &changed
 	}
 	if s.Notices == nil {
 		s.Notices = []domain.Notice{}
@@ -158,11 +164,22 @@ func ApplyStart(ctx context.Context, tx bun.IDB, p *Permit, plan domain.SessionP
 	return s, nil
 }
 
+// bumpRight adds to a session update the next version of its right, changed
+// at, when the session is registered (registration not null): every change of
+// a registered session is a new version for the registrar (CONTRACT.md "The
+// registrar"), written by the statement of the change itself.
+func bumpRight(q *bun.UpdateQuery, at time.Time) *bun.UpdateQuery {
+	return q.Set("right_version = right_version + CASE WHEN registration IS NULL THEN 0 ELSE 1 END").
+		Set("right_changed_at = CASE WHEN registration IS NULL THEN right_changed_at ELSE ?::timestamptz END", at)
+}
+
 // ApplyStop writes a stop decision on a locked session and its locked permit, in
 // the caller's transaction: for a settlement or cancellation the session's end and
 // charge, the release of the whole reservation and the charge as ledger entries,
 // and the permit's balance and usage; for a shortening the new planned end and the
-// partial release. requestID is nil for auto-stops and reconciliations.
+// partial release. requestID is nil for auto-stops and reconciliations. A
+// registered session's right gets its next version (bumpRight), which s then
+// holds: the caller sends it to the registrar.
 func ApplyStop(ctx context.Context, tx bun.IDB, p *Permit, s *Session, plan domain.StopPlan, requestID *string, at time.Time) error {
 	sid := s.ID
 	switch plan.Kind {
@@ -172,9 +189,9 @@ func ApplyStop(ctx context.Context, tx bun.IDB, p *Permit, s *Session, plan doma
 			state = domain.StateCancelled
 		}
 		// The session, its ledger entries and the permit in one statement.
-		settle := tx.NewUpdate().Model((*Session)(nil)).
+		settle := bumpRight(tx.NewUpdate().Model((*Session)(nil)).
 			Set("state = ?", state).Set("end_at = ?", plan.EndAt).Set("charged_minutes = ?", plan.Charge).
-			Set("settled_at = ?", at).
+			Set("settled_at = ?", at), at).
 			Where("id = ?", s.ID).Where("state = ?", domain.StateOpen)
 		entries := []LedgerEntry{
 			{PermitID: p.ID, Kind: LedgerRelease, Minutes: plan.Release, SessionID: &sid, RequestID: requestID, At: at},
@@ -189,12 +206,19 @@ func ApplyStop(ctx context.Context, tx bun.IDB, p *Permit, s *Session, plan doma
 		}
 		end, charged, settledAt := plan.EndAt, plan.Charge, at
 		s.State, s.EndAt, s.ChargedMinutes, s.SettledAt = state, &end, &charged, &settledAt
+		// What bumpRight wrote: the statement returns the permit, and the
+		// session's row is the one read under the permit's lock, which every
+		// writer of the session holds.
+		if s.Registration != nil {
+			changed := at
+			s.RightVersion, s.RightChangedAt = s.RightVersion+1, &changed
+		}
 	case domain.StopShorten:
 		s.Notices = append(s.Notices, domain.Notice{Code: domain.NoticeShortenedByStop, At: plan.EndAt,
 			Message: "the planned end was moved earlier by a stop"})
-		if _, err := tx.NewUpdate().Model(s).
+		if _, err := bumpRight(tx.NewUpdate().Model(s).
 			Set("planned_end_at = ?", plan.EndAt).Set("reserved_minutes = ?", plan.NewReserved).
-			Set("notices = ?", s.Notices).
+			Set("notices = ?", s.Notices), at).
 			WherePK().Where("state = ?", domain.StateOpen).Returning("*").Exec(ctx); err != nil {
 			return fmt.Errorf("shorten session %d: %w", s.ID, err)
 		}
@@ -217,7 +241,9 @@ func ApplyStop(ctx context.Context, tx bun.IDB, p *Permit, s *Session, plan doma
 // whatever is then reserved, so the session's entries still net to minus its
 // charge. A new plate overlapping another open session of the plate in the
 // zone is ErrPlateParked, and then nothing is written: the caller's
-// transaction is still usable to record the rejection. (The look comes first
+// transaction is still usable to record the rejection. A registered
+// session's right gets its next version (bumpRight), which s then holds (the
+// update returns the row). (The look comes first
 // so that the exclusion constraint, which would abort the transaction, is met
 // only by a concurrent writer; that refusal is retried, and the retry sees it.)
 func ApplyChange(ctx context.Context, tx bun.IDB, p *Permit, s *Session, plan domain.ChangePlan, requestID string, at time.Time) error {
@@ -241,10 +267,10 @@ func ApplyChange(ctx context.Context, tx bun.IDB, p *Permit, s *Session, plan do
 	if notices == nil {
 		notices = []domain.Notice{}
 	}
-	res, err := tx.NewUpdate().Model(s).
+	res, err := bumpRight(tx.NewUpdate().Model(s).
 		Set("plate = ?", plan.Plate).Set("country = ?", plan.Country).
 		Set("planned_end_at = ?", plan.PlannedEndAt).Set("reserved_minutes = ?", plan.ReservedMinutes).
-		Set("notices = ?", notices).
+		Set("notices = ?", notices), at).
 		WherePK().Where("state = ?", domain.StateOpen).Returning("*").Exec(ctx)
 	if err != nil {
 		return fmt.Errorf("change session %d: %w", s.ID, err)
@@ -367,6 +393,20 @@ func OpenSessionEnds(ctx context.Context, db bun.IDB, afterID int64, limit int) 
 		OrderExpr("id").Limit(int64(limit)).Scan(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("open sessions: %w", err)
+	}
+	return rows, nil
+}
+
+// OpenSessionsEndingAfter pages through the open sessions whose planned end is
+// after at, by ID, after the given ID: their zone, start and planned end, as
+// the reconciler needs them to schedule their ending notices again.
+func OpenSessionsEndingAfter(ctx context.Context, db bun.IDB, at time.Time, afterID int64, limit int) ([]Session, error) {
+	var rows []Session
+	err := db.NewSelect().Model(&rows).Column("id", "zone", "start_at", "planned_end_at").
+		Where("state = ?", domain.StateOpen).Where("planned_end_at > ?", at).Where("id > ?", afterID).
+		OrderExpr("id").Limit(int64(limit)).Scan(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("open sessions ending after %s: %w", at.UTC().Format(time.RFC3339), err)
 	}
 	return rows, nil
 }

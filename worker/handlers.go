@@ -37,6 +37,9 @@ type Handlers struct {
 	// Registrar, when set, gets the right of every session started in a zone
 	// with register codes (PARKD_REGISTRAR_URL); nil: registration is off.
 	Registrar Registrar
+	// RegistrarIssuer is the issuer of parkd's rights, the first part of
+	// every right ID (PARKD_REGISTRAR_ISSUER); "" is DefaultRegistrarIssuer.
+	RegistrarIssuer string
 	// EventsWritten, when set, is called after a transaction that wrote
 	// events has committed: it nudges the sequencer, which numbers them and
 	// hands them to the webhooks.
@@ -89,6 +92,7 @@ func (h *Handlers) Mux() *asynq.ServeMux {
 	mux.HandleFunc(jobs.TypeSessionStop, h.SessionStop)
 	mux.HandleFunc(jobs.TypeSessionChange, h.SessionChange)
 	mux.HandleFunc(jobs.TypeSessionAutoStop, h.SessionAutoStop)
+	mux.HandleFunc(jobs.TypeSessionEnding, h.SessionEnding)
 	mux.HandleFunc(jobs.TypePermitIssue, h.PermitIssue)
 	mux.HandleFunc(jobs.TypePermitTopup, h.PermitTopup)
 	mux.HandleFunc(jobs.TypePermitEnd, h.PermitEnd)
@@ -96,5 +100,6 @@ func (h *Handlers) Mux() *asynq.ServeMux {
 	mux.HandleFunc(jobs.TypeSessionReconcile, h.SessionReconcile)
 	mux.HandleFunc(jobs.TypePrivacyRetention, h.PrivacyRetention)
 	mux.HandleFunc(jobs.TypeEventDeliver, h.EventDeliver)
+	mux.HandleFunc(jobs.TypeRightRegister, h.RightRegister)
 	return mux
 }

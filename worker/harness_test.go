@@ -409,6 +409,8 @@ type countingObserver struct {
 	relayed  int
 	settled  []string        // how each session was settled
 	lateness []time.Duration // and how late
+	rights   map[string]int  // right:register outcomes
+	rightLag []time.Duration // lags of acknowledgements
 }
 
 func (o *countingObserver) RequestDone(string, string, string, time.Duration) {}
@@ -424,6 +426,29 @@ func (o *countingObserver) OutboxRelayed(n int) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.relayed += n
+}
+
+func (o *countingObserver) RightRegistered(outcome string, lag time.Duration) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.rights == nil {
+		o.rights = map[string]int{}
+	}
+	o.rights[outcome]++
+	if lag > 0 {
+		o.rightLag = append(o.rightLag, lag)
+	}
+}
+
+// registrations is a copy of the right:register outcomes counted so far.
+func (o *countingObserver) registrations() map[string]int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	out := map[string]int{}
+	for k, v := range o.rights {
+		out[k] = v
+	}
+	return out
 }
 
 func (o *countingObserver) relayedTasks() int {

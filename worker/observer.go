@@ -17,6 +17,11 @@ type Observer interface {
 	Reconciled(settled, requeued int)
 	// OutboxRelayed: tasks the relay handed to Redis.
 	OutboxRelayed(n int)
+	// RightRegistered: what one right:register task did (RegisterAcknowledged,
+	// RegisterSuperseded, RegisterRejected, RegisterRetried, RegisterSkipped);
+	// lag, for a version this task was the first to get acknowledged, is from
+	// the change that made the version to the acknowledgement (else 0).
+	RightRegistered(outcome string, lag time.Duration)
 }
 
 // Outcomes and settlement kinds passed to an Observer.
@@ -41,6 +46,7 @@ func (nopObserver) RequestDone(string, string, string, time.Duration) {}
 func (nopObserver) SessionSettled(string, time.Duration)              {}
 func (nopObserver) Reconciled(int, int)                               {}
 func (nopObserver) OutboxRelayed(int)                                 {}
+func (nopObserver) RightRegistered(string, time.Duration)             {}
 
 func (h *Handlers) observer() Observer {
 	if h.Observer != nil {

@@ -4,31 +4,38 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"time"
 
 	"github.com/hibiken/asynq"
 
+	"github.com/parkd/parkd/domain"
 	"github.com/parkd/parkd/jobs"
 	"github.com/parkd/parkd/repo"
 )
 
-// forget deletes scheduled tasks that can no longer do anything. Without it a
-// stopped session's auto-stop would wait in Redis until the session's planned
-// end (hours, at hundreds of sessions a second) only to find nothing to do. A
-// failure costs nothing but that: the task runs and finds the session settled.
-func (h *Handlers) forget(ctx context.Context, taskIDs []string, keep []*repo.OutboxTask) {
-	if len(taskIDs) == 0 || h.Redis == nil {
+// queuedTask names a task in Redis: its queue and task ID.
+type queuedTask struct{ queue, id string }
+
+// forget deletes scheduled tasks that can no longer do anything: a stopped or
+// moved session's auto-stop (critical queue) and ending notice (default
+// queue). Without it such a task would wait in Redis until its instant (hours,
+// at hundreds of sessions a second) only to find nothing to do. A failure
+// costs nothing but that: the task runs and finds the session settled or its
+// end moved.
+func (h *Handlers) forget(ctx context.Context, tasks []queuedTask, keep []*repo.OutboxTask) {
+	if len(tasks) == 0 || h.Redis == nil {
 		return
 	}
 	h.inspectorOnce.Do(func() { h.inspector = asynq.NewInspectorFromRedisClient(h.Redis) })
 next:
-	for _, id := range taskIDs {
+	for _, t := range tasks {
 		for _, k := range keep {
-			if k.TaskID == id { // a shortening by less than a second: the same ID, still wanted
+			if k.Queue == t.queue && k.TaskID == t.id { // a shortening by less than a second: the same ID, still wanted
 				continue next
 			}
 		}
-		if err := h.inspector.DeleteTask(jobs.QueueCritical, id); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {
-			h.logger(ctx).Debug("obsolete task not deleted; it will run and find nothing to do", "task_id", id, "err", err)
+		if err := h.inspector.DeleteTask(t.queue, t.id); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {
+			h.logger(ctx).Debug("obsolete task not deleted; it will run and find nothing to do", "task_id", t.id, "err", err)
 		}
 	}
 }
@@ -78,5 +85,66 @@ func autoStopOutbox(s *repo.Session) *repo.OutboxTask {
 	return &repo.OutboxTask{
 		TaskType: jobs.TypeSessionAutoStop, TaskID: jobs.AutoStopTaskID(sid, s.PlannedEndAt),
 		Queue: jobs.QueueCritical, Payload: jobs.AutoStopPayload(sid, s.PlannedEndAt), ProcessAt: s.PlannedEndAt,
+	}
+}
+
+// obsoleteTasks are the tasks scheduled for a session's planned end until
+// now, which a stop or a moved end makes pointless: its auto-stop and its
+// ending notice.
+func obsoleteTasks(s *repo.Session) []queuedTask {
+	sid := repo.FormatID(s.ID)
+	return []queuedTask{
+		{jobs.QueueCritical, jobs.AutoStopTaskID(sid, s.PlannedEndAt)},
+		{jobs.QueueDefault, jobs.EndingTaskID(sid, s.PlannedEndAt)},
+	}
+}
+
+// endingOutbox is the session.ending notice of session s in zone z, due the
+// zone's ending_notice_minutes before its planned end, never before its start
+// nor before receivedAt, the receipt of the request that set this planned end
+// (domain.SessionEndingAt); nil when that leaves no instant before the end.
+func endingOutbox(z *domain.Zone, s *repo.Session, receivedAt time.Time) *repo.OutboxTask {
+	at, ok := domain.SessionEndingAt(z, s.StartAt, s.PlannedEndAt, receivedAt)
+	if !ok {
+		return nil
+	}
+	sid := repo.FormatID(s.ID)
+	return &repo.OutboxTask{
+		TaskType: jobs.TypeSessionEnding, TaskID: jobs.EndingTaskID(sid, s.PlannedEndAt),
+		Queue: jobs.QueueDefault, Payload: jobs.SessionEndingPayload(sid, s.PlannedEndAt), ProcessAt: at,
+	}
+}
+
+// rightOutbox is the registration of a registered session's right at the
+// version s holds (the one its change just wrote), due at once (at: the
+// change); nil for a session that is not registered (CONTRACT.md "The
+// registrar").
+func rightOutbox(s *repo.Session, at time.Time) *repo.OutboxTask {
+	if s.Registration == nil || s.RightVersion < 1 {
+		return nil
+	}
+	sid := repo.FormatID(s.ID)
+	return &repo.OutboxTask{
+		TaskType: jobs.TypeRightRegister, TaskID: jobs.RightTaskID(sid, s.RightVersion),
+		Queue: jobs.QueueRegistrar, Payload: jobs.RightRegisterPayload(sid, s.RightVersion), ProcessAt: at,
+	}
+}
+
+// tasks are the outbox rows given, but the nil ones.
+func tasks(rows ...*repo.OutboxTask) []*repo.OutboxTask {
+	out := make([]*repo.OutboxTask, 0, len(rows))
+	for _, r := range rows {
+		if r != nil {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// eventsWritten nudges the sequencer after a transaction that wrote events
+// has committed.
+func (h *Handlers) eventsWritten() {
+	if h.EventsWritten != nil {
+		h.EventsWritten()
 	}
 }

@@ -48,7 +48,8 @@ func (h *Handlers) PermitIssue(ctx context.Context, t *asynq.Task) error {
 		if err != nil {
 			return decision{}, err
 		}
-		return decision{result: permit.View()}, nil
+		rid := p.RequestID
+		return decision{result: permit.View(), events: []*repo.Event{repo.PermitEvent(jobs.EventPermitIssued, permit, now, &rid)}}, nil
 	})
 }
 
@@ -89,10 +90,12 @@ func (h *Handlers) PermitTopup(ctx context.Context, t *asynq.Task) error {
 		if err != nil {
 			return decision{}, err
 		}
-		if err := repo.ApplyTopup(ctx, tx, permit, top, p.PaymentRef, p.RequestID, h.now()); err != nil {
+		now := h.now()
+		if err := repo.ApplyTopup(ctx, tx, permit, top, p.PaymentRef, p.RequestID, now); err != nil {
 			return decision{}, err
 		}
-		return decision{result: permit.View()}, nil
+		rid := p.RequestID
+		return decision{result: permit.View(), events: []*repo.Event{repo.PermitEvent(jobs.EventPermitToppedUp, permit, now, &rid)}}, nil
 	})
 }
 
@@ -131,22 +134,28 @@ func (h *Handlers) PermitEnd(ctx context.Context, t *asynq.Task) error {
 			return decision{}, err
 		}
 		rid := p.RequestID
+		var d decision
 		for _, s := range sessions {
-			// Their auto-stops stay queued and find the session settled: a no-op.
+			// Their auto-stops and ending notices stay queued and find the
+			// session settled: a no-op.
 			if err := repo.ApplyStop(ctx, tx, permit, s, domain.StopAtPermitEnd(s.DomainState(), plan.At), &rid, now); err != nil {
 				return decision{}, err
 			}
+			d.events = append(d.events, repo.SessionStopEvent(s, now, &rid, jobs.StopReasonPermitEnded))
+			d.outbox = append(d.outbox, tasks(rightOutbox(s, now))...)
 		}
 		if err := repo.EndPermit(ctx, tx, permit, plan, rid, now); err != nil {
 			return decision{}, err
 		}
+		d.events = append(d.events, repo.PermitEvent(jobs.EventPermitEnded, permit, now, &rid))
 		h.logger(ctx).Info("permit ended", "permit_id", permit.ID, "at", plan.At, "reason", plan.Reason,
 			"sessions_settled", len(sessions))
-		settled := make([]string, len(sessions))
-		for i := range settled {
-			settled[i] = SettledPermitEnd
+		d.settled = make([]string, len(sessions))
+		for i := range d.settled {
+			d.settled[i] = SettledPermitEnd
 		}
-		return decision{result: permit.View(), settled: settled}, nil
+		d.result = permit.View()
+		return d, nil
 	})
 }
 

@@ -28,17 +28,32 @@ const EpochKey = "parkd:epoch"
 type ReconcileReport struct {
 	Settled    int // overdue sessions settled by the reconciler
 	Requeued   int // auto-stops queued again because Redis had lost its data
+	Endings    int // ending notices queued again, likewise
 	Failed     int // overdue sessions the database refused to settle, for good
 	RedisEmpty bool
+	// RightsRequeued: right:register tasks of pending rights queued again
+	// (their task was gone: Redis lost it, or a worker died with it).
+	RightsRequeued int
 }
+
+// RightRequeueAfter is how long a right may be pending before the reconciler
+// queues its task again: longer than the hand-over after commit and the
+// relay (5 s) take, so that a task on its way is not raced for nothing. A
+// task still in Redis (waiting, running or between retries) holds its ID, and
+// the requeue is refused harmlessly.
+const RightRequeueAfter = 30 * time.Second
+
+// RightRequeueLimit bounds the rights one reconciliation queues again; the
+// next run, a minute later, takes the next ones.
+const RightRequeueLimit = 1000
 
 // SessionReconcile handles session:reconcile.
 func (h *Handlers) SessionReconcile(ctx context.Context, _ *asynq.Task) error {
 	rep, err := h.Reconcile(ctx)
 	h.observer().Reconciled(rep.Settled, rep.Requeued)
-	if rep.Settled > 0 || rep.Requeued > 0 || rep.Failed > 0 {
-		h.logger(ctx).Warn("reconciler repaired", "settled", rep.Settled, "requeued", rep.Requeued, "failed", rep.Failed,
-			"redis_lost_data", rep.RedisEmpty)
+	if rep.Settled > 0 || rep.Requeued > 0 || rep.Failed > 0 || rep.RightsRequeued > 0 || rep.Endings > 0 {
+		h.logger(ctx).Warn("reconciler repaired", "settled", rep.Settled, "requeued", rep.Requeued, "endings", rep.Endings,
+			"failed", rep.Failed, "rights_requeued", rep.RightsRequeued, "redis_lost_data", rep.RedisEmpty)
 	}
 	return err
 }
@@ -49,8 +64,15 @@ func (h *Handlers) SessionReconcile(ctx context.Context, _ *asynq.Task) error {
 func (h *Handlers) Reconcile(ctx context.Context) (ReconcileReport, error) {
 	var rep ReconcileReport
 	if h.Redis != nil && h.Client != nil {
-		n, lost, err := h.requeueIfRedisLost(ctx)
+		n, lost, err := h.requeueIfRedisLost(ctx, &rep)
 		rep.Requeued, rep.RedisEmpty = n, lost
+		if err != nil {
+			return rep, err
+		}
+	}
+	if h.Client != nil {
+		n, err := h.requeuePendingRights(ctx)
+		rep.RightsRequeued = n
 		if err != nil {
 			return rep, err
 		}
@@ -89,7 +111,7 @@ func (h *Handlers) Reconcile(ctx context.Context) (ReconcileReport, error) {
 	}
 }
 
-func (h *Handlers) requeueIfRedisLost(ctx context.Context) (int, bool, error) {
+func (h *Handlers) requeueIfRedisLost(ctx context.Context, rep *ReconcileReport) (int, bool, error) {
 	err := h.Redis.Get(ctx, EpochKey).Err()
 	if err == nil {
 		return 0, false, nil
@@ -98,7 +120,8 @@ func (h *Handlers) requeueIfRedisLost(ctx context.Context) (int, bool, error) {
 		return 0, false, fmt.Errorf("read %s: %w", EpochKey, err)
 	}
 	// Redis has no epoch: it is new or lost its data. Queue every open session's
-	// auto-stop (deterministic task IDs make repeats harmless), then set the epoch.
+	// auto-stop and ending notice (deterministic task IDs make repeats
+	// harmless), then set the epoch.
 	// Dying half-way leaves the epoch unset, so the next run starts over.
 	n := 0
 	var after int64
@@ -122,8 +145,39 @@ func (h *Handlers) requeueIfRedisLost(ctx context.Context) (int, bool, error) {
 			break
 		}
 	}
+	endings, err := h.requeueEndings(ctx)
+	rep.Endings = endings
+	if err != nil {
+		return n, true, err
+	}
 	if err := h.Redis.Set(ctx, EpochKey, h.now().Format(time.RFC3339Nano), 0).Err(); err != nil {
 		return n, true, fmt.Errorf("set %s: %w", EpochKey, err)
 	}
 	return n, true, nil
+}
+
+// requeuePendingRights queues again the right:register task of the newest
+// version of every right pending for more than RightRequeueAfter (at most
+// RightRequeueLimit, oldest first). Task IDs are per session and version, so
+// a task still in Redis refuses the copy: only a lost one is replaced. This is
+// what makes registration survive Redis losing its data and a worker killed
+// with a task in hand (DOMAIN.md "Registration").
+func (h *Handlers) requeuePendingRights(ctx context.Context) (int, error) {
+	rows, err := repo.PendingRights(ctx, h.Store.DB, h.now().Add(-RightRequeueAfter), RightRequeueLimit)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, r := range rows {
+		sid := repo.FormatID(r.SessionID)
+		_, err := h.Client.EnqueueContext(ctx, jobs.NewRightRegister(sid, r.Version))
+		if errors.Is(err, asynq.ErrTaskIDConflict) {
+			continue
+		}
+		if err != nil {
+			return n, fmt.Errorf("requeue right of session %s version %d: %w", sid, r.Version, err)
+		}
+		n++
+	}
+	return n, nil
 }

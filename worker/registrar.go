@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"time"
 )
 
@@ -11,11 +12,18 @@ import (
 // nothing there.
 type Registrar interface {
 	// Register sends a right's full state. nil means acknowledged (200, 201,
-	// 204, or 409: the registrar holds a newer version); a *Refusal is a
-	// refusal that retrying cannot change (any other 4xx); any other error is
-	// worth retrying (5xx, 429, a timeout, the registrar unreachable).
+	// 204, or 409: the registrar holds a newer version; an implementation may
+	// say ErrSuperseded for the 409 instead, which is just as acknowledged and
+	// which metrics count apart); a *Refusal is a refusal that retrying cannot
+	// change (any other 4xx); any other error is worth retrying (5xx, 429, a
+	// timeout, the registrar unreachable).
 	Register(ctx context.Context, r Right) error
 }
+
+// ErrSuperseded is a registrar's 409: it holds a newer version of the right
+// than the one sent. The right is acknowledged all the same (CONTRACT.md "The
+// registrar"): the newer version was sent by parkd, so it already stands there.
+var ErrSuperseded = errors.New("registrar holds a newer version of the right (409)")
 
 // Right is a session's right as the registrar gets it. RightID is opaque and
 // stable per session ({issuer}-{session_id}), never the plate.

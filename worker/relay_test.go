@@ -14,8 +14,13 @@ import (
 	"github.com/parkd/parkd/worker"
 )
 
+// startTasks is what a start leaves in the outbox: its auto-stop and its
+// ending notice.
+const startTasks = 2
+
 // leftBehind starts a session whose hand-over is lost (the process died
-// between commit and enqueue): its auto-stop waits in the outbox, not in Redis.
+// between commit and enqueue): its auto-stop and ending notice wait in the
+// outbox, not in Redis.
 func (e *harness) leftBehind(plate string) jobs.Session {
 	e.t.Helper()
 	client := e.h.Client
@@ -26,7 +31,7 @@ func (e *harness) leftBehind(plate string) jobs.Session {
 	if r := e.run(task, e.h.SessionStart, &s); r.Status != repo.RequestApplied {
 		e.t.Fatalf("start %s: %s %s", id, r.Status, r.Error)
 	}
-	e.wantBacklog(1)
+	e.wantBacklog(startTasks)
 	e.wantTask(jobs.AutoStopTaskID(s.ID, s.PlannedEndAt), false)
 	return s
 }
@@ -65,8 +70,8 @@ func TestRelay(t *testing.T) {
 		e := setupParallel(t)
 		s := e.leftBehind("RELAY1")
 		n, err := e.relay().RunOnce(e.ctx)
-		if err != nil || n != 1 {
-			t.Fatalf("relay: %d %v, want 1 handed over", n, err)
+		if err != nil || n != startTasks {
+			t.Fatalf("relay: %d %v, want %d handed over", n, err, startTasks)
 		}
 		e.wantBacklog(0)
 		info := e.wantTask(jobs.AutoStopTaskID(s.ID, s.PlannedEndAt), true)
@@ -86,7 +91,7 @@ func TestRelay(t *testing.T) {
 		e := setupParallel(t)
 		s := e.leftBehind("RELAY2")
 		id := jobs.AutoStopTaskID(s.ID, s.PlannedEndAt)
-		if n, err := e.relay().RunOnce(e.ctx); err != nil || n != 1 {
+		if n, err := e.relay().RunOnce(e.ctx); err != nil || n != startTasks {
 			t.Fatalf("first relay: %d %v", n, err)
 		}
 		if err := repo.AddOutbox(e.ctx, e.store.DB, &repo.OutboxTask{TaskType: jobs.TypeSessionAutoStop,
@@ -113,21 +118,21 @@ func TestRelay(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer other.Rollback() //nolint:errcheck
-		if held, err := repo.ClaimOutbox(e.ctx, other, 0, 10); err != nil || len(held) != 1 {
-			t.Fatalf("the other relay claims %d rows (%v), want 1", len(held), err)
+		if held, err := repo.ClaimOutbox(e.ctx, other, 0, 10); err != nil || len(held) != startTasks {
+			t.Fatalf("the other relay claims %d rows (%v), want %d", len(held), err, startTasks)
 		}
 		ctx, cancel := context.WithTimeout(e.ctx, 10*time.Second) // waiting for the lock would end here
 		defer cancel()
 		if n, err := e.relay().RunOnce(ctx); err != nil || n != 0 {
 			t.Fatalf("relay beside a holder: %d %v, want 0 without waiting", n, err)
 		}
-		e.wantBacklog(1)
+		e.wantBacklog(startTasks)
 		e.wantTask(jobs.AutoStopTaskID(s.ID, s.PlannedEndAt), false)
 		if err := other.Rollback(); err != nil { // the other relay died
 			t.Fatal(err)
 		}
-		if n, err := e.relay().RunOnce(e.ctx); err != nil || n != 1 {
-			t.Fatalf("relay once the holder let go: %d %v, want 1", n, err)
+		if n, err := e.relay().RunOnce(e.ctx); err != nil || n != startTasks {
+			t.Fatalf("relay once the holder let go: %d %v, want %d", n, err, startTasks)
 		}
 		e.wantBacklog(0)
 	})
@@ -141,7 +146,7 @@ func TestRelay(t *testing.T) {
 		if n, err := young.RunOnce(e.ctx); err != nil || n != 0 {
 			t.Fatalf("relay with a row younger than MinAge: %d %v, want 0", n, err)
 		}
-		e.wantBacklog(1)
+		e.wantBacklog(startTasks)
 	})
 
 	// While Redis cannot be reached, rows stay in the outbox for the next round.
@@ -155,9 +160,9 @@ func TestRelay(t *testing.T) {
 		if n, err := r.RunOnce(e.ctx); err != nil || n != 0 {
 			t.Fatalf("relay without Redis: %d %v, want 0 and no error", n, err)
 		}
-		e.wantBacklog(1)
-		if n, err := e.relay().RunOnce(e.ctx); err != nil || n != 1 {
-			t.Fatalf("relay with Redis back: %d %v, want 1", n, err)
+		e.wantBacklog(startTasks)
+		if n, err := e.relay().RunOnce(e.ctx); err != nil || n != startTasks {
+			t.Fatalf("relay with Redis back: %d %v, want %d", n, err, startTasks)
 		}
 	})
 
@@ -179,7 +184,7 @@ func TestRelay(t *testing.T) {
 			t.Fatalf("the loop set no ticker on its clock: %v", err)
 		}
 		time.Sleep(100 * time.Millisecond)
-		e.wantBacklog(1) // nothing before the first tick
+		e.wantBacklog(startTasks) // nothing before the first tick
 		clk.add(time.Hour)
 		deadline := time.Now().Add(5 * time.Second)
 		for obs.relayedTasks() == 0 {
@@ -189,8 +194,8 @@ func TestRelay(t *testing.T) {
 			time.Sleep(10 * time.Millisecond)
 		}
 		e.wantBacklog(0)
-		if n := obs.relayedTasks(); n != 1 {
-			t.Fatalf("observer told of %d relayed tasks, want 1", n)
+		if n := obs.relayedTasks(); n != startTasks {
+			t.Fatalf("observer told of %d relayed tasks, want %d", n, startTasks)
 		}
 	})
 }

@@ -51,6 +51,15 @@ func (h *Handlers) decodeRequest(ctx context.Context, t *asynq.Task, v any) (boo
 	}
 	sum := sha256.Sum256(t.Payload())
 	req := unreadable{id: named.RequestID, fingerprint: "unreadable:" + hex.EncodeToString(sum[:])}
+	// What it names, if that much can be read: its rejection's event names
+	// the permit (permit_id, or a session_id's permit).
+	var names struct {
+		PermitID  any `json:"permit_id"`
+		SessionID any `json:"session_id"`
+	}
+	_ = json.Unmarshal(t.Payload(), &names)
+	req.permitID, _ = names.PermitID.(string)
+	req.sessionID, _ = names.SessionID.(string)
 	what := t.Type() + " payload"
 	if f := unreadableField(t.Payload(), v); f != "" {
 		what += ": " + f
@@ -82,22 +91,54 @@ func unreadableField(payload []byte, v any) string {
 }
 
 // unreadable is a request whose payload could not be decoded, known by its
-// request ID and the hash of its payload alone.
-type unreadable struct{ id, fingerprint string }
+// request ID and the hash of its payload alone, and by the permit or session
+// it names when those could be read.
+type unreadable struct{ id, fingerprint, permitID, sessionID string }
 
 func (u unreadable) ID() string           { return u.id }
 func (u unreadable) Fingerprint() string  { return u.fingerprint }
 func (u unreadable) CheckInstants() error { return nil }
 
-// decision is what a request's transaction decided: the result to record and the
-// follow-up tasks to hand to Redis once it commits.
+// decision is what a request's transaction decided: the result to record, the
+// events of its changes (written with the outcome, in its statement: a unit
+// rolled back and run again alone takes them along), and the follow-up tasks
+// to hand to Redis once it commits.
 type decision struct {
 	result  any
+	events  []*repo.Event
 	outbox  []*repo.OutboxTask
 	settled []string // sessions settled, by how (for the Observer)
-	// obsolete are scheduled tasks (critical queue) that the request made
-	// pointless: a stopped session's auto-stop.
-	obsolete []string
+	// obsolete are scheduled tasks that the request made pointless: a
+	// stopped or moved session's auto-stop and ending notice.
+	obsolete []queuedTask
+}
+
+// names are the permit and the session a request names (decimal IDs, "" for
+// none): its rejection's event names the permit, or the session's.
+func names(req jobs.Request) (permitID, sessionID string) {
+	switch p := req.(type) {
+	case jobs.SessionStart:
+		return p.PermitID, ""
+	case jobs.PermitTopup:
+		return p.PermitID, ""
+	case jobs.PermitEnd:
+		return p.PermitID, ""
+	case jobs.SessionStop:
+		return "", p.SessionID
+	case jobs.SessionChange:
+		return "", p.SessionID
+	case unreadable:
+		return p.permitID, p.sessionID
+	}
+	return "", ""
+}
+
+// rejected is the outcome of a rejected request, with its request.rejected
+// event at now.
+func rejected(req jobs.Request, code, msg string, now time.Time) repo.Finish {
+	f := repo.Finish{Status: repo.RequestRejected, Rejection: &jobs.Rejection{Code: code, Message: msg}, At: now}
+	f.PermitID, f.SessionID = names(req)
+	return f
 }
 
 // apply is the one frame every request runs in (session:start, session:stop,
@@ -143,14 +184,14 @@ func (h *Handlers) apply(ctx context.Context, t *asynq.Task, typ string, req job
 			msg := domain.MaskPlatesIn(rule.Message, platesOf(req)...)
 			log.Info("request rejected", "code", rule.Code, "reason", msg)
 			d, outcome, code = decision{}, OutcomeRejected, string(rule.Code)
-			return repo.FinishRequest(ctx, tx, req.ID(), repo.RequestRejected,
-				&jobs.Rejection{Code: string(rule.Code), Message: msg}, nil)
+			return repo.FinishRequest(ctx, tx, req.ID(), rejected(req, code, msg, h.now()))
 		}
 		if err != nil {
 			return err
 		}
 		outcome = OutcomeApplied
-		return repo.FinishRequest(ctx, tx, req.ID(), repo.RequestApplied, nil, d.result, d.outbox...)
+		return repo.FinishRequest(ctx, tx, req.ID(), repo.Finish{
+			Status: repo.RequestApplied, Result: d.result, Outbox: d.outbox, Events: d.events})
 	})
 	if msg, ok := finalFailure(ctx, err); ok {
 		return h.fail(ctx, typ, req, msg, err, began)
@@ -161,6 +202,9 @@ func (h *Handlers) apply(ctx context.Context, t *asynq.Task, typ string, req job
 	h.observer().RequestDone(typ, outcome, code, h.clock().Since(began))
 	if outcome == OutcomeConflict {
 		return h.conflict(ctx, t, typ, req.ID(), recordedType)
+	}
+	if outcome == OutcomeApplied || outcome == OutcomeRejected {
+		h.eventsWritten()
 	}
 	for _, how := range d.settled {
 		h.observer().SessionSettled(how, 0)
@@ -230,13 +274,13 @@ func (h *Handlers) fail(ctx context.Context, typ string, req jobs.Request, msg s
 			return nil // another request's, or decided meanwhile: not ours to end
 		}
 		recorded = true
-		return repo.FinishRequest(ctx, tx, req.ID(), repo.RequestRejected,
-			&jobs.Rejection{Code: string(domain.CodeRequestFailed), Message: msg}, nil)
+		return repo.FinishRequest(ctx, tx, req.ID(), rejected(req, string(domain.CodeRequestFailed), msg, h.now()))
 	})
 	if err != nil {
 		return fmt.Errorf("%s %s: record that it failed for good (%w): %w", typ, req.ID(), cause, err)
 	}
 	if recorded {
+		h.eventsWritten()
 		log.Error("request failed for good: recorded as rejected, not retried", "code", domain.CodeRequestFailed, "err", cause)
 		h.observer().RequestDone(typ, OutcomeRejected, string(domain.CodeRequestFailed), h.clock().Since(began))
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/parkd/parkd/domain"
 	"github.com/parkd/parkd/jobs"
 	"github.com/parkd/parkd/repo"
 	"github.com/parkd/parkd/worker"
@@ -83,6 +84,24 @@ func pgDump(t *testing.T, e *harness) string {
 		t.Fatalf("pg_dump: %v: %s", err, out)
 	}
 	return string(out)
+}
+
+// eventsOf is the events table's part of a pg_dump.
+func eventsOf(dump string) string {
+	start := strings.Index(dump, "COPY public.events ")
+	if start < 0 {
+		return ""
+	}
+	end := strings.Index(dump[start:], "\\.\n")
+	if end < 0 {
+		return dump[start:]
+	}
+	return dump[start : start+end]
+}
+
+// maskedPlateJSON is how an event's data shows a plate in a dump of jsonb.
+func maskedPlateJSON(plate string) string {
+	return `"plate": "` + domain.MaskPlate(plate) + `"`
 }
 
 // The issue's proof (DOMAIN.md "Privacy"): with the plate retention at an
@@ -167,6 +186,9 @@ func TestRetentionErasesPlatesFromPostgresAndRedis(t *testing.T) {
 		if !strings.Contains(before, plate) {
 			t.Fatalf("the dump holds no %s before retention: the search below would prove nothing", plate)
 		}
+		if !strings.Contains(eventsOf(before), maskedPlateJSON(plate)) {
+			t.Fatalf("the events hold no %s before retention: the search below would prove nothing", maskedPlateJSON(plate))
+		}
 	}
 	if !strings.Contains(redisDump(t, l.rdb), old[0]) {
 		t.Fatalf("Redis holds no %s before retention", old[0])
@@ -188,6 +210,10 @@ func TestRetentionErasesPlatesFromPostgresAndRedis(t *testing.T) {
 		if strings.Contains(dump, plate) {
 			t.Errorf("pg_dump still holds %s", plate)
 		}
+		// Events show plates masked; erased means those go too.
+		if strings.Contains(eventsOf(dump), maskedPlateJSON(plate)) {
+			t.Errorf("the events still hold %s", maskedPlateJSON(plate))
+		}
 		if strings.Contains(keys, plate) {
 			t.Errorf("Redis still holds %s", plate)
 		}
@@ -200,6 +226,20 @@ func TestRetentionErasesPlatesFromPostgresAndRedis(t *testing.T) {
 	for id, plate := range map[string]string{young.ID: "ZQXYOUNG", open.ID: "ZQXOPEN"} {
 		if s := l.session(id); s.Plate != plate || !strings.Contains(dump, plate) {
 			t.Errorf("session %s lost its plate %s: %q", id, plate, s.Plate)
+		}
+		if !strings.Contains(eventsOf(dump), maskedPlateJSON(plate)) {
+			t.Errorf("the events of session %s lost its plate %s", id, maskedPlateJSON(plate))
+		}
+	}
+	for _, id := range oldSessions {
+		evs := l.sessionEvents(id)
+		if len(evs) < 2 {
+			t.Fatalf("session %s has %d events, want its start's and its stop's at least", id, len(evs))
+		}
+		for _, ev := range evs {
+			if d := wantSessionEventData(t, ev); d.Plate != "" || d.ID != id {
+				t.Errorf("%s of session %s after retention: %s", ev.Type, id, ev.Data)
+			}
 		}
 	}
 	l.checkInvariants()

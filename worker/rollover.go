@@ -40,9 +40,13 @@ func (h *Handlers) PermitRollover(ctx context.Context, t *asynq.Task) error {
 }
 
 // Rollover closes every permit year that ended at or before the handlers' clock
-// (read once: a run rolls up to the instant it started), in set-based batches.
+// (read once: a run rolls up to the instant it started), in set-based batches,
+// each with its permit.year_rolled events.
 func (h *Handlers) Rollover(ctx context.Context) (repo.RolloverResult, error) {
 	res, err := repo.RollOver(ctx, h.Store.DB, h.now(), repo.RolloverBatch)
+	if res.Years > 0 {
+		h.eventsWritten() // batches that committed, even when a later one failed
+	}
 	if err != nil {
 		return res, fmt.Errorf("permit rollover: %w", err)
 	}

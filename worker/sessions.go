@@ -42,15 +42,30 @@ func (h *Handlers) SessionStart(ctx context.Context, t *asynq.Task) error {
 		if err != nil {
 			return decision{}, err
 		}
-		s, err := repo.ApplyStart(ctx, tx, permit, plan, p.RequestID, now)
+		s, err := repo.ApplyStart(ctx, tx, permit, plan, h.registration(zone), p.RequestID, now)
 		if errors.Is(err, repo.ErrPlateParked) {
 			return decision{}, domain.PlateAlreadyParked(plan.Plate, permit.Zone)
 		}
 		if err != nil {
 			return decision{}, err
 		}
-		return decision{result: s.View(now), outbox: []*repo.OutboxTask{autoStopOutbox(s)}}, nil
+		rid := p.RequestID
+		return decision{
+			result: s.View(now),
+			events: []*repo.Event{repo.SessionEvent(jobs.EventSessionStarted, s, now, &rid, "")},
+			outbox: tasks(autoStopOutbox(s), endingOutbox(zone, s, req.ReceivedAt), rightOutbox(s, now)),
+		}, nil
 	})
+}
+
+// registration is what a session started in zone z is registered under: the
+// zone's register codes, when it has them and a registrar is configured; nil
+// (not registered) otherwise.
+func (h *Handlers) registration(z *domain.Zone) *domain.ZoneRegistration {
+	if h.Registrar == nil {
+		return nil
+	}
+	return z.Registration
 }
 
 // SessionStop handles session:stop.
@@ -65,28 +80,42 @@ func (h *Handlers) SessionStop(ctx context.Context, t *asynq.Task) error {
 		if err != nil {
 			return decision{}, err
 		}
-		plan, err := domain.PlanStop(s.DomainState(), domain.StopRequest{At: instantPtr(p.At), ReceivedAt: receivedAt(p.ReceivedAt, now)}, now)
+		received := receivedAt(p.ReceivedAt, now)
+		plan, err := domain.PlanStop(s.DomainState(), domain.StopRequest{At: instantPtr(p.At), ReceivedAt: received}, now)
 		if err != nil {
 			return decision{}, err
 		}
 		if err := h.currentYear(ctx, tx, permit, chargeInstant(plan, now)); err != nil {
 			return decision{}, err
 		}
+		if plan.Kind == domain.StopNothing {
+			// Already settled, or running on to its planned end, where its
+			// auto-stop settles it: nothing changes, and its tasks stay.
+			return decision{result: s.View(now)}, nil
+		}
 		rid := p.RequestID
-		// The auto-stop scheduled for the planned end so far is obsolete after
-		// any stop: settled, cancelled, or shortened (which schedules its own).
-		obsolete := jobs.AutoStopTaskID(repo.FormatID(s.ID), s.PlannedEndAt)
+		// The auto-stop and ending notice scheduled for the planned end so far
+		// are obsolete after any stop: settled, cancelled, or shortened (which
+		// schedules its own).
+		obsolete := obsoleteTasks(s)
 		if err := repo.ApplyStop(ctx, tx, permit, s, plan, &rid, now); err != nil {
 			return decision{}, err
 		}
-		d := decision{result: s.View(now), obsolete: []string{obsolete}}
+		d := decision{result: s.View(now), obsolete: obsolete, outbox: tasks(rightOutbox(s, now))}
 		switch plan.Kind {
 		case domain.StopShorten:
-			d.outbox = append(d.outbox, autoStopOutbox(s))
+			zone, err := h.Store.ZoneOf(ctx, tx, permit)
+			if err != nil {
+				return decision{}, err
+			}
+			d.events = []*repo.Event{repo.SessionEvent(jobs.EventSessionChanged, s, now, &rid, "")}
+			d.outbox = append(d.outbox, tasks(autoStopOutbox(s), endingOutbox(zone, s, received))...)
 		case domain.StopSettle:
 			d.settled = []string{SettledStop}
+			d.events = []*repo.Event{repo.SessionStopEvent(s, now, &rid, jobs.StopReasonManual)}
 		case domain.StopCancel:
 			d.settled = []string{SettledCancel}
+			d.events = []*repo.Event{repo.SessionStopEvent(s, now, &rid, "")}
 		}
 		return d, nil
 	})
@@ -124,7 +153,7 @@ func (h *Handlers) SessionChange(ctx context.Context, t *asynq.Task) error {
 		if err != nil {
 			return decision{}, err
 		}
-		oldEnd := s.PlannedEndAt
+		obsolete := obsoleteTasks(s)
 		err = repo.ApplyChange(ctx, tx, permit, s, plan, p.RequestID, now)
 		if errors.Is(err, repo.ErrPlateParked) {
 			return decision{}, domain.PlateAlreadyParked(plan.Plate, permit.Zone)
@@ -133,9 +162,15 @@ func (h *Handlers) SessionChange(ctx context.Context, t *asynq.Task) error {
 			return decision{}, err
 		}
 		d := decision{result: s.View(now)}
+		if !plan.EndChanged && !plan.PlateChanged {
+			return d, nil // nothing changed: no event, no new version
+		}
+		rid := p.RequestID
+		d.events = []*repo.Event{repo.SessionEvent(jobs.EventSessionChanged, s, now, &rid, "")}
+		d.outbox = tasks(rightOutbox(s, now))
 		if plan.EndChanged {
-			d.outbox = []*repo.OutboxTask{autoStopOutbox(s)}
-			d.obsolete = []string{jobs.AutoStopTaskID(repo.FormatID(s.ID), oldEnd)}
+			d.outbox = append(d.outbox, tasks(autoStopOutbox(s), endingOutbox(zone, s, req.ReceivedAt))...)
+			d.obsolete = obsolete
 		}
 		return d, nil
 	})
@@ -183,8 +218,9 @@ var errNotDue = errors.New("auto-stop came before the planned end")
 func (h *Handlers) autoStop(ctx context.Context, sessionID int64, scheduledFor *time.Time, how string) (bool, error) {
 	var plan domain.StopPlan
 	var lateness time.Duration
+	var outbox []*repo.OutboxTask
 	err := h.inTx(ctx, func(ctx context.Context, tx repo.Tx) error {
-		plan, lateness = domain.StopPlan{}, 0
+		plan, lateness, outbox = domain.StopPlan{}, 0, nil
 		now := h.now()
 		s, permit, err := repo.LockSessionAndPermit(ctx, tx, sessionID)
 		if err != nil {
@@ -209,7 +245,17 @@ func (h *Handlers) autoStop(ctx context.Context, sessionID int64, scheduledFor *
 			lateness = now.Sub(s.PlannedEndAt)
 			h.logger(ctx).Info("auto-stopped", "session_id", s.ID, "planned_end_at", s.PlannedEndAt,
 				"lateness", lateness.String(), "charged_minutes", plan.Charge, "by", how)
-			return repo.ApplyStop(ctx, tx, permit, s, plan, nil, now)
+			if err := repo.ApplyStop(ctx, tx, permit, s, plan, nil, now); err != nil {
+				return err
+			}
+			// Its event and its right's new version ride in this
+			// transaction, so that a settlement rolled back (and run
+			// again alone, or retried) leaves neither behind.
+			if err := repo.AddEvents(ctx, tx, repo.SessionStopEvent(s, now, nil, jobs.StopReasonAuto)); err != nil {
+				return err
+			}
+			outbox = tasks(rightOutbox(s, now))
+			return repo.AddOutbox(ctx, tx, outbox...)
 		}
 		return nil
 	})
@@ -217,6 +263,8 @@ func (h *Handlers) autoStop(ctx context.Context, sessionID int64, scheduledFor *
 		return false, fmt.Errorf("auto-stop session %d: %w", sessionID, err)
 	}
 	if plan.Kind == domain.StopSettle {
+		h.eventsWritten()
+		h.handOver(ctx, outbox)
 		h.observer().SessionSettled(how, lateness)
 	}
 	return plan.Kind == domain.StopSettle, nil

@@ -25,7 +25,8 @@ func newCheckCmd(a *app) *cobra.Command {
 		Long: `parkd check is the operator's consistency audit over Postgres: balances equal
 ledgers, reservations equal open sessions, nothing open past its end (plus --grace),
 nothing settled twice or charged past its end, every applied request exactly one
-effect. It prints every check it ran and every violation with the IDs involved,
+effect, every session's right acknowledged by the registrar (a right pending over
+5 minutes, or refused, is listed with its age). It prints every check it ran and every violation with the IDs involved,
 and exits 1 if there is any.`,
 		Args: noArgs,
 	}

@@ -3,10 +3,10 @@ package main
 import (
 	"errors"
 	"fmt"
-	"github.com/parkd/parkd/worker"
 	"log/slog"
 	"net"
 	"os"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -18,6 +18,8 @@ import (
 	"github.com/parkd/parkd/identity"
 	"github.com/parkd/parkd/intake"
 	"github.com/parkd/parkd/redisurl"
+	"github.com/parkd/parkd/registrar"
+	"github.com/parkd/parkd/worker"
 )
 
 // config is parkd's configuration, read from the environment; every setting has
@@ -64,7 +66,17 @@ type config struct {
 	// loopback address, as profiles show internals.
 	PprofAddr string
 	LogLevel  slog.Level
+	// RegistrarURL is the national parking register's base URL ("":
+	// registration off); RegistrarToken its bearer token; RegistrarIssuer the
+	// first part of every right ID (CONTRACT.md "The registrar").
+	RegistrarURL    string
+	RegistrarToken  string
+	RegistrarIssuer string
 }
+
+// issuerRE is the form of PARKD_REGISTRAR_ISSUER: it starts every right ID
+// ({issuer}-{session_id}), which goes into a URL path.
+var issuerRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,32}$`)
 
 const devJWTSecret = "parkd-DEVELOPMENT-ONLY-secret-do-not-use-in-production"
 
@@ -103,6 +115,9 @@ func loadConfig() (config, error) {
 		DBConnMaxLifetime: e.duration("PARKD_DB_CONN_MAX_LIFETIME", 0),
 		PlateRetention:    e.atLeast("PARKD_PLATE_RETENTION", worker.DefaultPlateRetention, time.Minute),
 		MonitorReadOnly:   e.oneOf("PARKD_MONITOR_READONLY", "false", "false", "true") == "true",
+		RegistrarURL:      e.str("PARKD_REGISTRAR_URL", ""),
+		RegistrarToken:    e.str("PARKD_REGISTRAR_TOKEN", ""),
+		RegistrarIssuer:   e.str("PARKD_REGISTRAR_ISSUER", worker.DefaultRegistrarIssuer),
 	}
 	if c.Env == "production" {
 		switch {
@@ -128,6 +143,17 @@ func loadConfig() (config, error) {
 	var err error
 	if c.Redis, err = redisurl.Parse(c.RedisURL); err != nil {
 		e.fail("PARKD_REDIS_URL: %v", err)
+	}
+	if c.RegistrarURL != "" {
+		if err := registrar.CheckURL(c.RegistrarURL); err != nil {
+			e.fail("PARKD_REGISTRAR_URL: %v", err)
+		}
+		if c.Env == "production" && c.RegistrarToken == "" {
+			e.fail("PARKD_REGISTRAR_TOKEN is not set: production sends rights to PARKD_REGISTRAR_URL only with the register's token")
+		}
+	}
+	if !issuerRE.MatchString(c.RegistrarIssuer) {
+		e.fail("PARKD_REGISTRAR_ISSUER=%q: want 1-32 of A-Z, a-z, 0-9, _ and -, such as %s", c.RegistrarIssuer, worker.DefaultRegistrarIssuer)
 	}
 	if c.PprofAddr != "" && !loopback(c.PprofAddr) {
 		e.fail("PARKD_PPROF_ADDR=%q: want a loopback address such as 127.0.0.1:6060 (profiles show internals)", c.PprofAddr)

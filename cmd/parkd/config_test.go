@@ -116,6 +116,27 @@ func TestConfigRefusesInvalidValues(t *testing.T) {
 		{"a Redis URL of another scheme", map[string]string{"PARKD_REDIS_URL": "http://cache:6379"}, []string{`PARKD_REDIS_URL: scheme "http"`}, nil},
 		{"a Redis URL without a host", map[string]string{"PARKD_REDIS_URL": "redis:///0"}, []string{"PARKD_REDIS_URL: redis:// needs a host:port"}, nil},
 
+		{"registration off by default", nil, nil,
+			func(c config) bool { return c.RegistrarURL == "" && c.RegistrarIssuer == "parkd" }},
+		{"a registrar", map[string]string{"PARKD_REGISTRAR_URL": "https://npr.example/api/v1", "PARKD_REGISTRAR_TOKEN": "t0k", "PARKD_REGISTRAR_ISSUER": "ams-parkd_2"}, nil,
+			func(c config) bool {
+				return c.RegistrarURL == "https://npr.example/api/v1" && c.RegistrarToken == "t0k" && c.RegistrarIssuer == "ams-parkd_2"
+			}},
+		{"a registrar without a token is fine in development", map[string]string{"PARKD_REGISTRAR_URL": "http://127.0.0.1:8090"}, nil,
+			func(c config) bool { return c.RegistrarURL == "http://127.0.0.1:8090" && c.RegistrarToken == "" }},
+		{"a registrar in production", map[string]string{"PARKD_ENV": "production", "PARKD_JWT_SECRET": goodSecret, "PARKD_REGISTRAR_URL": "https://npr.example", "PARKD_REGISTRAR_TOKEN": "hunter2"}, nil,
+			func(c config) bool { return c.RegistrarToken == "hunter2" }},
+		{"a registrar without a token in production", map[string]string{"PARKD_ENV": "production", "PARKD_JWT_SECRET": goodSecret, "PARKD_REGISTRAR_URL": "https://npr.example"},
+			[]string{"PARKD_REGISTRAR_TOKEN is not set"}, nil},
+		{"a registrar URL without a scheme", map[string]string{"PARKD_REGISTRAR_URL": "npr.example/api"}, []string{"PARKD_REGISTRAR_URL: "}, nil},
+		{"a registrar URL that does not parse", map[string]string{"PARKD_REGISTRAR_URL": "https://u:hunter2@npr.example/%zz"}, []string{"PARKD_REGISTRAR_URL: not a URL"}, nil},
+		{"a registrar URL of another scheme", map[string]string{"PARKD_REGISTRAR_URL": "ftp://npr.example"}, []string{`PARKD_REGISTRAR_URL: scheme "ftp": want http or https`}, nil},
+		{"a registrar URL without a host", map[string]string{"PARKD_REGISTRAR_URL": "https:///rights"}, []string{"PARKD_REGISTRAR_URL: ", "names no host"}, nil},
+		{"a registrar URL with a password", map[string]string{"PARKD_REGISTRAR_URL": "https://u:hunter2@npr.example"}, []string{"PARKD_REGISTRAR_URL: ", "PARKD_REGISTRAR_TOKEN"}, nil},
+		{"an issuer with a space", map[string]string{"PARKD_REGISTRAR_ISSUER": "park d"}, []string{`PARKD_REGISTRAR_ISSUER="park d": want 1-32 of A-Z`}, nil},
+		{"an issuer too long", map[string]string{"PARKD_REGISTRAR_ISSUER": strings.Repeat("p", 33)}, []string{"PARKD_REGISTRAR_ISSUER="}, nil},
+		{"an issuer with a slash", map[string]string{"PARKD_REGISTRAR_ISSUER": "a/b"}, []string{`PARKD_REGISTRAR_ISSUER="a/b"`}, nil},
+
 		{"every bad variable at once", map[string]string{"PARKD_ENV": "prod", "PARKD_DB_MAX_CONNS": "x", "PARKD_LOG_LEVEL": "loud"},
 			[]string{"PARKD_ENV", "PARKD_DB_MAX_CONNS", "PARKD_LOG_LEVEL"}, nil},
 	} {

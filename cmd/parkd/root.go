@@ -17,7 +17,10 @@ PARKD_DB_CONN_MAX_LIFETIME, PARKD_MONITOR_READONLY (true: asynqmon view-only),
 PARKD_PLATE_RETENTION (how long a plate is kept after its session ended; default 2184h, at least 1m),
 PARKD_METRICS_ADDR (where to serve /metrics, /healthz, /readyz: empty, on PARKD_HTTP_ADDR,
 or nowhere for a worker or scheduler; set, there and not on PARKD_HTTP_ADDR),
-PARKD_PPROF_ADDR (a loopback HOST:PORT for Go's profiler), PARKD_LOG_LEVEL (debug, info, warn, error).
+PARKD_PPROF_ADDR (a loopback HOST:PORT for Go's profiler), PARKD_LOG_LEVEL (debug, info, warn, error),
+PARKD_REGISTRAR_URL (the national parking register's http(s) base URL; unset: rights are not registered),
+PARKD_REGISTRAR_TOKEN (its bearer token; required in production when the URL is set),
+PARKD_REGISTRAR_ISSUER (the first part of every right ID; default parkd, 1-32 of A-Za-z0-9_-).
 PARKD_ENV is development (the default) or production, nothing else; production needs
 PARKD_JWT_SECRET of at least 32 bytes. An invalid value stops every command before it starts
 (exit 2); help and version need no configuration.`

@@ -17,6 +17,7 @@ import (
 	"github.com/parkd/parkd/intake"
 	"github.com/parkd/parkd/jobs"
 	"github.com/parkd/parkd/metrics"
+	"github.com/parkd/parkd/registrar"
 	"github.com/parkd/parkd/repo"
 	"github.com/parkd/parkd/worker"
 )
@@ -121,6 +122,7 @@ func newMetrics(d *deps, r roles) *metrics.Metrics {
 		m.WatchOutbox(d.store)
 		m.WatchRequests(d.store)
 		m.WatchEvents(d.store)
+		m.WatchRights(d.store)
 	}
 	if r.monitor {
 		m.WatchQueues(asynq.NewInspectorFromRedisClient(d.redis))
@@ -132,7 +134,14 @@ func newMetrics(d *deps, r roles) *metrics.Metrics {
 // and the webhooks queue's own asynq server.
 func (p *process) startWorker(ctx context.Context) error {
 	h := &worker.Handlers{Store: p.d.store, Client: p.d.client, Redis: p.d.redis, Log: p.log, Observer: p.m,
-		PlateRetention: p.cfg.PlateRetention}
+		PlateRetention: p.cfg.PlateRetention, RegistrarIssuer: p.cfg.RegistrarIssuer}
+	if p.cfg.RegistrarURL != "" {
+		reg, err := registrar.New(registrar.Config{URL: p.cfg.RegistrarURL, Token: p.cfg.RegistrarToken, Conns: registrarConcurrency})
+		if err != nil {
+			return err
+		}
+		h.Registrar = reg
+	}
 	if p.cfg.SettleBatch > 1 {
 		co := repo.NewCoalescer(p.d.store.DB, repo.CoalescerConfig{MaxBatch: p.cfg.SettleBatch, Committers: p.cfg.SettleCommitters})
 		p.onStop(func() { co.Close() }) // after the server: its last tasks still need it
@@ -173,6 +182,35 @@ func (p *process) startWorker(ctx context.Context) error {
 	p.onStop(hooks.Shutdown)
 	p.log.Info("worker started", "concurrency", p.cfg.Concurrency, "queues", jobs.Queues(),
 		"settle_batch", p.cfg.SettleBatch, "settle_committers", p.cfg.SettleCommitters)
+	return p.startRegistrar(h)
+}
+
+// registrarConcurrency is how many registrations one worker process has in
+// flight: each mostly waits on the registrar's answer.
+const registrarConcurrency = 32
+
+// startRegistrar serves the registrar queue with an asynq server of its own,
+// so that a slow or dead register holds only its own slots, never a
+// session's (CONTRACT.md "The registrar"), with the registrar's backoff (the
+// first retries within two seconds). Without PARKD_REGISTRAR_URL this process
+// leaves the queue alone: a right:register task waits for a worker that can
+// send it, instead of failing here, and meanwhile shows as pending
+// (parkd_rights_pending, parkd check).
+func (p *process) startRegistrar(h *worker.Handlers) error {
+	if h.Registrar == nil {
+		p.log.Info("registration off: PARKD_REGISTRAR_URL is not set")
+		return nil
+	}
+	srv := worker.NewOutboundServer(p.d.redisO, jobs.QueueRegistrar, worker.OutboundConfig{
+		Concurrency: registrarConcurrency, RetryDelay: worker.RegisterRetryDelay,
+		TaskCheckInterval: p.cfg.TaskCheck, DelayedTaskCheckInterval: p.cfg.DelayedCheck,
+	}, p.log)
+	if err := srv.Start(h.Mux()); err != nil {
+		return fmt.Errorf("start registrar worker: %w", err)
+	}
+	p.onStop(srv.Shutdown)
+	p.log.Info("registrar worker started", "queue", jobs.QueueRegistrar, "concurrency", registrarConcurrency,
+		"registrar", p.cfg.RegistrarURL, "issuer", p.cfg.RegistrarIssuer)
 	return nil
 }
 

@@ -6,6 +6,7 @@ package repotest
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"net/url"
@@ -17,6 +18,7 @@ import (
 	_ "github.com/jackc/pgx/v5/stdlib" // driver for the admin connection
 	"github.com/redis/go-redis/v9"
 
+	"github.com/parkd/parkd/domain"
 	"github.com/parkd/parkd/repo"
 )
 
@@ -212,3 +214,24 @@ func NewRedis(t testing.TB) (*redis.Client, int) {
 
 // RedisURL is the redis:// URL of a test index.
 func RedisURL(idx int) string { return fmt.Sprintf("redis://%s/%d", RedisAddr(), idx) }
+
+// MarkRightChanged makes a session's right as a change of the session does
+// (CONTRACT.md "The registrar"): the zone's register codes on the session
+// (kept if it has them), right_version one up, right_changed_at at. It
+// returns the new version. Tests of the registrar use it where the change
+// itself is not what they test.
+func MarkRightChanged(t testing.TB, st *repo.Store, sessionID int64, reg domain.ZoneRegistration, at time.Time) int {
+	t.Helper()
+	codes, err := json.Marshal(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var version int
+	err = st.DB.NewRaw(`UPDATE sessions SET registration = coalesce(registration, ?::jsonb),
+		right_version = right_version + 1, right_changed_at = ?
+		WHERE id = ? RETURNING right_version`, string(codes), at, sessionID).Scan(context.Background(), &version)
+	if err != nil {
+		t.Fatalf("mark the right of session %d changed: %v", sessionID, err)
+	}
+	return version
+}

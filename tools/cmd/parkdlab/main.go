@@ -1,6 +1,6 @@
-// Command parkdlab is parkd's lab: the load generator (bench) and faults under
-// load (chaos). It drives parkd as a separate binary, as production runs it,
-// and is never linked into parkd.
+// Command parkdlab is parkd's lab: the load generator (bench), faults under
+// load (chaos) and the register emulator (registrar). It drives parkd as a
+// separate binary, as production runs it, and is never linked into parkd.
 package main
 
 import (
@@ -28,6 +28,10 @@ commands:
   chaos   faults under load on a private Postgres and Redis: a worker SIGKILLed, Redis
           flushed, Postgres restarted and killed, 3 workers + 3 schedulers; audits after
           each and holds the database to every answer (exit 1 if a check fails; chaos -h)
+  registrar
+          a local national parking register for PARKD_REGISTRAR_URL: keeps the highest
+          version of each right, answers enforcement queries, and fails, loses
+          acknowledgements, reorders and lags on request (registrar -h)
   help    this text
 
 parkd runs as a separate binary: --parkd PATH, by default the parkd next to parkdlab
@@ -57,6 +61,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = benchCmd(ctx, args[1:], stdout, stderr)
 	case "chaos":
 		err = chaosCmd(ctx, args[1:], stdout, stderr)
+	case "registrar":
+		err = registrarCmd(ctx, args[1:], stdout, stderr)
 	default:
 		fmt.Fprintf(stderr, "parkdlab: unknown command %q\n\n%s", cmd, usage)
 		return 2

@@ -1,0 +1,248 @@
+// Package registrar speaks the national parking register's protocol
+// (CONTRACT.md "The registrar", DOMAIN.md "Registration") over HTTP: it is the
+// worker.Registrar that `parkd worker` uses when PARKD_REGISTRAR_URL is set.
+// Each right goes out as PUT {URL}/rights/{right_id} with its full state; the
+// answer is sorted into acknowledged, refused for good, or worth retrying, and
+// the retrying itself is the registrar queue's (worker.RegisterRetryDelay).
+//
+// It is net/http and encoding/json alone: the exchange is one idempotent PUT
+// whose retries asynq already owns (a retrying HTTP client such as
+// go-retryablehttp would retry inside a task and hold its slot).
+package registrar
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/parkd/parkd/domain"
+	"github.com/parkd/parkd/worker"
+)
+
+// Defaults of a Client.
+const (
+	// Timeout bounds one registration, from dialling to the answer's body
+	// (CONTRACT.md: 10 s, then retried).
+	Timeout = 10 * time.Second
+	// MaxMessage is the longest refusal message kept (characters): it is
+	// shown to operators beside the session, not a place for a body.
+	MaxMessage = 200
+	// maxBody is how much of an answer is read for its message.
+	maxBody = 4 << 10
+)
+
+// Config configures a Client.
+type Config struct {
+	// URL is the registrar's base URL (http or https, with a host); rights
+	// go to URL + "/rights/{right_id}".
+	URL string
+	// Token is sent as "Authorization: Bearer {Token}" (PARKD_REGISTRAR_TOKEN);
+	// "" sends no Authorization header.
+	Token string
+	// Timeout of one registration; 0 is Timeout.
+	Timeout time.Duration
+	// Conns is how many connections to the registrar are kept open for reuse:
+	// the registrar queue's concurrency (0: 32).
+	Conns int
+}
+
+// Client registers rights with one registrar. It is safe for concurrent use.
+type Client struct {
+	base  string
+	token string
+	http  *http.Client
+}
+
+var _ worker.Registrar = (*Client)(nil)
+
+// CheckURL says what is wrong with a registrar base URL, or nil: it must be
+// http or https, name a host, and carry no query or fragment (rights are
+// appended as a path).
+func CheckURL(raw string) error {
+	// The URL is not repeated in a message: it may carry a credential.
+	const want = "want http(s)://HOST[:PORT][/PATH]"
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil:
+		return errors.New("not a URL: " + want)
+	case u.Scheme != "http" && u.Scheme != "https":
+		return fmt.Errorf("scheme %q: want http or https", u.Scheme)
+	case u.Host == "" || u.Hostname() == "":
+		return errors.New("names no host: " + want)
+	case u.RawQuery != "" || u.Fragment != "" || u.ForceQuery:
+		return errors.New("has a query or a fragment: " + want)
+	case u.User != nil:
+		return errors.New("carries a user or password: put the credential in PARKD_REGISTRAR_TOKEN")
+	}
+	return nil
+}
+
+// New makes a Client for the registrar at cfg.URL (see CheckURL).
+func New(cfg Config) (*Client, error) {
+	if err := CheckURL(cfg.URL); err != nil {
+		return nil, fmt.Errorf("registrar URL: %w", err)
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = Timeout
+	}
+	if cfg.Conns <= 0 {
+		cfg.Conns = 32
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConns, tr.MaxIdleConnsPerHost = cfg.Conns, cfg.Conns
+	return &Client{
+		base:  strings.TrimRight(cfg.URL, "/"),
+		token: cfg.Token,
+		http: &http.Client{
+			Transport: tr,
+			Timeout:   cfg.Timeout,
+			// A register does not move its API: a redirect is a wrong URL, said
+			// as such (and retried until an operator fixes it), and the bearer
+			// token never follows one.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
+	}, nil
+}
+
+// Register sends the right's full state as PUT {URL}/rights/{right_id}: 200,
+// 201 and 204 are nil; 409 is worker.ErrSuperseded (acknowledged: the
+// registrar holds a newer version); any other 4xx but 429 is a
+// *worker.Refusal with the status and what the registrar said (plate masked,
+// at most MaxMessage characters); 429, 5xx, another status, a timeout or a
+// connection that failed is an error to retry.
+func (c *Client) Register(ctx context.Context, r worker.Right) error {
+	body, err := json.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("encode right %s: %w", r.RightID, err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, c.base+"/rights/"+url.PathEscape(r.RightID), bytes.NewReader(body))
+	if err != nil {
+		return fmt.Errorf("right %s: %w", r.RightID, err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json")
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		// url.Error names the method and URL (the right ID, never the
+		// plate) and what failed: refused, reset, timed out.
+		return fmt.Errorf("registrar call failed: %w", err)
+	}
+	defer func() {
+		// Drain a little so that the connection is reused.
+		_, _ = io.CopyN(io.Discard, resp.Body, 64<<10)
+		resp.Body.Close()
+	}()
+	switch s := resp.StatusCode; {
+	case s == http.StatusOK || s == http.StatusCreated || s == http.StatusNoContent:
+		return nil
+	case s == http.StatusConflict:
+		return worker.ErrSuperseded
+	case s == http.StatusTooManyRequests || s >= 500:
+		return fmt.Errorf("registrar answered %d for right %s (retried): %s", s, r.RightID, message(resp, r.Plate))
+	case s >= 400 && s < 500:
+		return &worker.Refusal{Status: s, Message: message(resp, r.Plate)}
+	default:
+		return fmt.Errorf("registrar answered %d for right %s, which the protocol does not know (retried): %s",
+			s, r.RightID, message(resp, r.Plate))
+	}
+}
+
+// message is the short text of an answer: the message of a JSON error body
+// ({"error":{"message"}}, {"error":"…"}, {"message"}, a problem's "detail" or
+// "title"), else the body as text, else the status; on one line, plate
+// masked, at most MaxMessage characters.
+func message(resp *http.Response, plate string) string {
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	text := fromJSON(b)
+	if text == "" {
+		text = string(b)
+	}
+	text = oneLine(text)
+	if text == "" {
+		text = http.StatusText(resp.StatusCode)
+	}
+	text = maskPlate(text, plate)
+	if utf8.RuneCountInString(text) > MaxMessage {
+		text = string([]rune(text)[:MaxMessage-1]) + "…"
+	}
+	return text
+}
+
+// maskPlate masks the right's plate in text however the registrar wrote it
+// back: as sent, and as any word that normalises to it (AB-12-CD, ab12cd).
+func maskPlate(text, plate string) string {
+	text = domain.MaskPlatesIn(text, plate)
+	norm, err := domain.NormalizePlate(plate)
+	if err != nil || len(norm) <= 2 {
+		return text
+	}
+	return plateWord.ReplaceAllStringFunc(text, func(w string) string {
+		if n, err := domain.NormalizePlate(w); err == nil && n == norm {
+			return domain.MaskPlate(w)
+		}
+		return w
+	})
+}
+
+// plateWord is a run of letters and digits, with dashes or dots inside it.
+var plateWord = regexp.MustCompile(`[\p{L}\p{N}][\p{L}\p{N}.\-]*[\p{L}\p{N}]`)
+
+func fromJSON(b []byte) string {
+	var v struct {
+		Error   json.RawMessage `json:"error"`
+		Message string          `json:"message"`
+		Detail  string          `json:"detail"`
+		Title   string          `json:"title"`
+	}
+	if json.Unmarshal(b, &v) != nil {
+		return ""
+	}
+	var nested struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	}
+	var flat string
+	switch {
+	case json.Unmarshal(v.Error, &nested) == nil && nested.Message != "":
+		if nested.Code != "" {
+			return nested.Code + ": " + nested.Message
+		}
+		return nested.Message
+	case json.Unmarshal(v.Error, &flat) == nil && flat != "":
+		return flat
+	case v.Message != "":
+		return v.Message
+	case v.Detail != "":
+		return v.Detail
+	}
+	return v.Title
+}
+
+// oneLine collapses whitespace and drops control characters and invalid
+// UTF-8, so that a message is one readable line in a log or an audit.
+func oneLine(s string) string {
+	s = strings.ToValidUTF8(s, "")
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsSpace(r) {
+			return ' '
+		}
+		if unicode.IsControl(r) {
+			return -1
+		}
+		return r
+	}, s)
+	return strings.Join(strings.Fields(s), " ")
+}
