@@ -314,6 +314,13 @@ func sequenceInBatches(t *testing.T) {
 func auditFindsEventsUnnumberedOrUndelivered(t *testing.T) {
 	w := newWorld(t)
 	ctx, st := w.ctx, w.store
+	w.zone("EZ", "", "")
+	permit := w.permit("EZ", time.Now(), 0) // an event names a permit that exists
+	event := func(typ, note string) *repo.Event {
+		e := newEvent(typ, note)
+		e.PermitID = &permit.ID
+		return e
+	}
 	for _, wh := range []*repo.Webhook{
 		{Name: "on", URL: "http://a.example/", Secret: "s", Active: true},
 		{Name: "later-off", URL: "http://b.example/", Secret: "s", Active: true},
@@ -323,7 +330,7 @@ func auditFindsEventsUnnumberedOrUndelivered(t *testing.T) {
 		}
 	}
 	for i := range 4 {
-		if err := repo.AddEvents(ctx, st.DB, newEvent(jobs.EventSessionStopped, fmt.Sprint(i))); err != nil {
+		if err := repo.AddEvents(ctx, st.DB, event(jobs.EventSessionStopped, fmt.Sprint(i))); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -349,7 +356,7 @@ func auditFindsEventsUnnumberedOrUndelivered(t *testing.T) {
 	if _, err := repo.PutWebhook(ctx, st.DB, &repo.Webhook{Name: "later-off", URL: "http://b.example/", Secret: "s", Active: false}); err != nil {
 		t.Fatal(err)
 	}
-	if err := repo.AddEvents(ctx, st.DB, newEvent(jobs.EventSessionStarted, "stuck")); err != nil {
+	if err := repo.AddEvents(ctx, st.DB, event(jobs.EventSessionStarted, "stuck")); err != nil {
 		t.Fatal(err)
 	}
 	findings, got := w.plantAndAudit([]string{
@@ -367,7 +374,7 @@ func auditFindsEventsUnnumberedOrUndelivered(t *testing.T) {
 	}
 	all := strings.Join(details, "\n")
 	for _, want := range []string{
-		"(session.started, permit 1, session -): unnumbered for 00:06:",
+		fmt.Sprintf("(session.started, permit %d, session -): unnumbered for 00:06:", permit.ID),
 		fmt.Sprintf("event %s (sequence 1, session.stopped) to webhook on: pending for 00:06:", evs[0].ID),
 		fmt.Sprintf("event %s (sequence 3, session.stopped) to webhook on: failed for 00:06:", evs[2].ID),
 		"1 attempts, last error: status 503",

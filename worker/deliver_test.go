@@ -1,6 +1,7 @@
 package worker_test
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -10,6 +11,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -469,5 +471,66 @@ func TestHangingReceiverDoesNotDelayOthers(t *testing.T) {
 	}
 	if m := most.Load(); m > 2 {
 		t.Fatalf("the hanging receiver had %d calls at once, want at most MaxInFlight (2)", m)
+	}
+}
+
+// Events written by real changes (a start, a stop) are numbered when their
+// transaction's commit kicks the sequencer (its tick is an hour here) and
+// reach the webhook subscribed to their types, plate masked, in sequence
+// order; the permit's own events are not its types and are not sent.
+func TestEventsOfRealChangesReachTheirWebhook(t *testing.T) {
+	e := setup(t)
+	r := newReceiver(t, nil)
+	e.subscribe("app", r, []string{jobs.EventSessionStarted, jobs.EventSessionStopped})
+	seq := e.sequencer()
+	seq.Interval = time.Hour
+	e.h.EventsWritten = seq.Kick
+	ctx, stop := context.WithCancel(e.ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); seq.Run(ctx) }()
+	t.Cleanup(func() { stop(); <-done })
+	e.startOutbound(worker.OutboundConfig{})
+
+	permit := e.permit(5)
+	task, _ := e.startTask(permit, "AB-12-CD", nil, nil)
+	var s jobs.Session
+	if out := e.run(task, e.h.SessionStart, &s); out.Status != repo.RequestApplied {
+		t.Fatalf("start: %s %s", out.Status, out.Error)
+	}
+	stopTask, _ := e.stopTask(s.ID, nil)
+	if out := e.run(stopTask, e.h.SessionStop, nil); out.Status != repo.RequestApplied {
+		t.Fatalf("stop: %s %s", out.Status, out.Error)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(r.events()) < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("after 10s the receiver has %+v", r.events())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	got := r.events()
+	slices.SortFunc(got, func(a, b jobs.Event) int { return int(a.Sequence - b.Sequence) })
+	if len(got) != 2 || got[0].Type != jobs.EventSessionStarted || got[1].Type != jobs.EventSessionStopped || got[0].Sequence >= got[1].Sequence {
+		t.Fatalf("received %+v", got)
+	}
+	for _, ev := range got {
+		if ev.SessionID == nil || *ev.SessionID != s.ID || ev.PermitID == nil || *ev.PermitID != permit {
+			t.Errorf("event %s names session %v, permit %v", ev.Type, ev.SessionID, ev.PermitID)
+		}
+		if strings.Contains(string(ev.Data), "AB12CD") {
+			t.Errorf("event %s carries the plate unmasked: %s", ev.Type, ev.Data)
+		}
+	}
+	var stopped struct{ Reason string }
+	if err := json.Unmarshal(got[1].Data, &stopped); err != nil || stopped.Reason != jobs.StopReasonManual {
+		t.Fatalf("session.stopped data %s: reason %q, want manual", got[1].Data, stopped.Reason)
+	}
+	if n := len(e.feed()); n < 4 { // permit.issued and permit.topped_up too, numbered but not sent
+		t.Fatalf("%d events numbered, want the permit's and the session's", n)
+	}
+	for _, ev := range e.feed() {
+		if owed := e.deliveries(ev.ID); (len(owed) == 1) != (ev.Type == jobs.EventSessionStarted || ev.Type == jobs.EventSessionStopped) {
+			t.Errorf("event %s owed %+v", ev.Type, owed)
+		}
 	}
 }

@@ -59,13 +59,15 @@ func (h *Handlers) handOver(ctx context.Context, rows []*repo.OutboxTask) {
 }
 
 // enqueueAll enqueues outbox tasks and returns the IDs of the rows it handed
-// over; what it could not hand over waits in the outbox for the relay.
+// over. At the first failure it stops (Redis is most likely away, and a
+// sequencer pass may carry hundreds of rows): what it did not hand over waits
+// in the outbox for the relay.
 func enqueueAll(ctx context.Context, c *asynq.Client, log *slog.Logger, rows []*repo.OutboxTask) []int64 {
 	var done []int64
-	for _, r := range rows {
+	for i, r := range rows {
 		if err := enqueueOutbox(ctx, c, r); err != nil {
-			log.Warn("outbox hand-over failed; the relay will retry", "task_id", r.TaskID, "err", err)
-			continue
+			log.Warn("outbox hand-over failed; the relay will retry", "task_id", r.TaskID, "left", len(rows)-i, "err", err)
+			break
 		}
 		done = append(done, r.ID)
 	}
