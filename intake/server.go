@@ -163,6 +163,11 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("PUT /v1/admin/zones/{code}", s.api([]string{identity.RoleOperator}, s.putZone))
 	mux.Handle("POST /v1/admin/addresses", s.api([]string{identity.RoleOperator}, s.putAddress))
 	mux.Handle("POST /v1/admin/registrations", s.api([]string{identity.RoleOperator}, s.putRegistration))
+	// Events and webhooks (events.go): the feed and the subscriptions.
+	mux.Handle("GET /v1/events", s.api([]string{identity.RoleOperator}, s.listEvents))
+	mux.Handle("GET /v1/admin/webhooks", s.api([]string{identity.RoleOperator}, s.listWebhooks))
+	mux.Handle("PUT /v1/admin/webhooks/{name}", s.api([]string{identity.RoleOperator}, s.putWebhook))
+	mux.Handle("DELETE /v1/admin/webhooks/{name}", s.api([]string{identity.RoleOperator}, s.deleteWebhook))
 	// A resident's data (privacy.go).
 	mux.Handle("GET /v1/residents/{resident_id}/export", s.api([]string{identity.RoleOperator, identity.RoleResident}, s.exportResident))
 	mux.Handle("POST /v1/residents/{resident_id}/erase", s.api([]string{identity.RoleOperator}, s.eraseResident))

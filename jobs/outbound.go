@@ -88,9 +88,10 @@ const (
 	// EndingMaxRetry: a notice that cannot be written within about an hour is
 	// not worth sending.
 	EndingMaxRetry = 20
-	// DeliverMaxRetry with worker's webhook backoff (10 s doubling to an hour)
-	// keeps a delivery trying for more than 24 hours before it is archived.
-	DeliverMaxRetry = 34
+	// DeliverMaxRetry with the worker's webhook backoff (worker.WebhookBackoff:
+	// 10 s doubling to an hour, less up to a fifth of jitter) keeps a delivery
+	// trying for more than 24 hours (24.3 to 30.4) before it is archived.
+	DeliverMaxRetry = 38
 	// RegisterMaxRetry is "until acknowledged": with a backoff capped at a
 	// minute, about 70 days; the reconciler re-enqueues what Redis lost.
 	RegisterMaxRetry = 100_000

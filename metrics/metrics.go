@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
-	asynqmetrics "github.com/hibiken/asynq/x/metrics"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -31,6 +30,7 @@ type Metrics struct {
 	repairs    *prometheus.CounterVec
 	relayed    prometheus.Counter
 	http       *prometheus.HistogramVec
+	deliveries *prometheus.CounterVec
 	registered *prometheus.CounterVec
 	regLag     prometheus.Histogram
 }
@@ -73,6 +73,10 @@ func New() *Metrics {
 			// Writes wait up to ?wait= (10 s at most) for their outcome.
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 15},
 		}, []string{"route", "method", "code"}),
+		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "parkd_webhook_deliveries_total",
+			Help: "Webhook delivery attempts by webhook and outcome: delivered (2xx), retried (failed; the task retries), failed (the last retry failed: archived), dropped (webhook deleted or inactive).",
+		}, []string{"webhook", "outcome"}),
 		registered: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "parkd_registrations_total",
 			Help: "right:register tasks by outcome: acknowledged (2xx), superseded (409: the registrar holds a newer version), rejected (refused for good), retried (5xx, 429, timeout, unreachable), skipped (a newer version queued, or already answered).",
@@ -87,7 +91,7 @@ func New() *Metrics {
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.requests, m.settlement, m.settled, m.lateness, m.repairs, m.relayed, m.http,
+		m.requests, m.settlement, m.settled, m.lateness, m.repairs, m.relayed, m.http, m.deliveries,
 		m.registered, m.regLag,
 	)
 	// Known label values start at zero, so that rate() and absent() work from the
@@ -191,10 +195,11 @@ var (
 
 // WatchQueues adds asynq's queue metrics (asynq_queue_size,
 // asynq_queue_latency_seconds, asynq_tasks_enqueued_total{state}, ...), read
-// from Redis at each scrape. They describe the whole system, not this process:
+// from Redis at each scrape, for every queue of jobs.AllQueues from the first
+// scrape (queues.go). They describe the whole system, not this process:
 // export them from one role (the monitor) to keep sums over instances right.
 func (m *Metrics) WatchQueues(inspector *asynq.Inspector) {
-	m.reg.MustRegister(asynqmetrics.NewQueueMetricsCollector(inspector))
+	m.reg.MustRegister(&queueCollector{inspector: inspector})
 }
 
 // RequestDone implements worker.Observer.
@@ -223,6 +228,11 @@ func (m *Metrics) Reconciled(settled, requeued int) {
 
 // OutboxRelayed implements worker.Observer.
 func (m *Metrics) OutboxRelayed(n int) { m.relayed.Add(float64(n)) }
+
+// WebhookDelivery implements worker.DeliveryObserver.
+func (m *Metrics) WebhookDelivery(webhook, outcome string) {
+	m.deliveries.WithLabelValues(webhook, outcome).Inc()
+}
 
 // RightRegistered implements worker.Observer: the lag is observed for the
 // acknowledgements that moved a right forward.

@@ -67,7 +67,7 @@ type AuditCheck struct {
 // request may be pending for PendingRequestLimit.
 func AuditChecks(grace time.Duration) []AuditCheck {
 	g := fmt.Sprintf("%d milliseconds", grace.Milliseconds())
-	return []AuditCheck{
+	return append([]AuditCheck{
 		{"balance equals the sum of the ledger and is not negative", `
 			SELECT format('permit %s: balance %s, ledger sum %s', p.id, p.balance_minutes, coalesce(l.total, 0))
 			FROM permits p
@@ -170,7 +170,7 @@ func AuditChecks(grace time.Duration) []AuditCheck {
 			SELECT format('event %s (%s) of rejected request %s', e.id, e.type, e.request_id)
 			FROM events e JOIN requests r ON r.request_id = e.request_id
 			WHERE r.status = 'rejected' AND e.type <> 'request.rejected'`},
-	}
+	}, eventAuditChecks()...)
 }
 
 // Audit runs every check and returns the violations (at most limit per check)

@@ -17,6 +17,7 @@ func TestAudit(t *testing.T) {
 		subtest{"finds violations", auditFindsViolations},
 		subtest{"finds requests pending too long", auditFindsRequestsPendingTooLong},
 		subtest{"finds favourites and expiries out of place", auditFindsFavouritesAndExpiriesOutOfPlace},
+		subtest{"finds events unnumbered or undelivered", auditFindsEventsUnnumberedOrUndelivered},
 		subtest{"finds rights the registrar has not taken", auditFindsRightsNotTaken},
 		subtest{"finds events out of place", auditFindsEventsOutOfPlace},
 	)

@@ -44,9 +44,13 @@ type Handlers struct {
 	// events has committed: it nudges the sequencer, which numbers them and
 	// hands them to the webhooks.
 	EventsWritten func()
+	// Delivery tunes webhook delivery (deliver.go); zero is the defaults.
+	Delivery DeliveryConfig
 
 	inspectorOnce sync.Once
 	inspector     *asynq.Inspector
+	deliverOnce   sync.Once
+	deliver       *deliverer
 }
 
 // inTx runs fn in a transaction: a shared one through the Coalescer when there
@@ -95,6 +99,7 @@ func (h *Handlers) Mux() *asynq.ServeMux {
 	mux.HandleFunc(jobs.TypePermitRollover, h.PermitRollover)
 	mux.HandleFunc(jobs.TypeSessionReconcile, h.SessionReconcile)
 	mux.HandleFunc(jobs.TypePrivacyRetention, h.PrivacyRetention)
+	mux.HandleFunc(jobs.TypeEventDeliver, h.EventDeliver)
 	mux.HandleFunc(jobs.TypeRightRegister, h.RightRegister)
 	return mux
 }

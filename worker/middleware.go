@@ -27,7 +27,10 @@ func (h *Handlers) frame(next asynq.Handler) asynq.Handler {
 			l.Error("task failed for good: archived, not retried", "err", err)
 			return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
 		}
-		if err != nil && !errors.Is(err, asynq.SkipRetry) {
+		switch {
+		case errors.Is(err, ErrNotTried):
+			l.Debug("task did not try: run again shortly", "err", err)
+		case err != nil && !errors.Is(err, asynq.SkipRetry):
 			l.Warn("task failed, will retry", "err", err)
 		}
 		return err

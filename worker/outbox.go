@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -45,14 +46,7 @@ func (h *Handlers) handOver(ctx context.Context, rows []*repo.OutboxTask) {
 	if len(rows) == 0 || h.Client == nil {
 		return
 	}
-	var done []int64
-	for _, r := range rows {
-		if err := enqueueOutbox(ctx, h.Client, r); err != nil {
-			h.logger(ctx).Warn("outbox hand-over failed; the relay will retry", "task_id", r.TaskID, "err", err)
-			continue
-		}
-		done = append(done, r.ID)
-	}
+	done := enqueueAll(ctx, h.Client, h.logger(ctx), rows)
 	if len(done) == 0 {
 		return
 	}
@@ -62,6 +56,22 @@ func (h *Handlers) handOver(ctx context.Context, rows []*repo.OutboxTask) {
 	if err != nil {
 		h.logger(ctx).Warn("outbox cleanup failed; the relay will re-enqueue (harmless)", "err", err)
 	}
+}
+
+// enqueueAll enqueues outbox tasks and returns the IDs of the rows it handed
+// over. At the first failure it stops (Redis is most likely away, and a
+// sequencer pass may carry hundreds of rows): what it did not hand over waits
+// in the outbox for the relay.
+func enqueueAll(ctx context.Context, c *asynq.Client, log *slog.Logger, rows []*repo.OutboxTask) []int64 {
+	var done []int64
+	for i, r := range rows {
+		if err := enqueueOutbox(ctx, c, r); err != nil {
+			log.Warn("outbox hand-over failed; the relay will retry", "task_id", r.TaskID, "left", len(rows)-i, "err", err)
+			break
+		}
+		done = append(done, r.ID)
+	}
+	return done
 }
 
 func enqueueOutbox(ctx context.Context, c *asynq.Client, r *repo.OutboxTask) error {

@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -119,14 +120,23 @@ func NewOutboundServer(redisOpt asynq.RedisConnOpt, queue string, cfg OutboundCo
 		cfg.ShutdownTimeout = DefaultShutdownTimeout
 	}
 	l := log.With("component", "asynq", "queue", queue)
+	retryDelay := cfg.RetryDelay
 	return asynq.NewServer(redisOpt, asynq.Config{
 		Concurrency:              cfg.Concurrency,
 		Queues:                   map[string]int{queue: 1},
 		TaskCheckInterval:        cfg.TaskCheckInterval,
 		DelayedTaskCheckInterval: cfg.DelayedTaskCheckInterval,
 		ShutdownTimeout:          cfg.ShutdownTimeout,
-		RetryDelayFunc:           cfg.RetryDelay,
-		Logger:                   asynqLogger{l},
+		// A task that did not try (ErrNotTried) is run again shortly and
+		// keeps its retries: it never reached its receiver.
+		IsFailure: func(err error) bool { return !errors.Is(err, ErrNotTried) },
+		RetryDelayFunc: func(n int, err error, t *asynq.Task) time.Duration {
+			if errors.Is(err, ErrNotTried) {
+				return NotTriedDelay/2 + rand.N(NotTriedDelay/2+1)
+			}
+			return retryDelay(n, err, t)
+		},
+		Logger: asynqLogger{l},
 		ErrorHandler: asynq.ErrorHandlerFunc(func(ctx context.Context, t *asynq.Task, err error) {
 			retried, _ := asynq.GetRetryCount(ctx)
 			maxRetry, _ := asynq.GetMaxRetry(ctx)
@@ -137,3 +147,13 @@ func NewOutboundServer(redisOpt asynq.RedisConnOpt, queue string, cfg OutboundCo
 		}),
 	})
 }
+
+// ErrNotTried is what an outbound task returns when it did not try its call
+// because its receiver already has as many calls in flight as it may have
+// (DeliveryConfig.MaxInFlight): the outbound server runs it again after about
+// NotTriedDelay without counting a retry, so waiting its turn never brings a
+// task nearer its archive.
+var ErrNotTried = errors.New("not tried: the receiver has its share of calls in flight")
+
+// NotTriedDelay is how long, with jitter, a task that did not try waits.
+const NotTriedDelay = 2 * time.Second

@@ -121,6 +121,7 @@ func newMetrics(d *deps, r roles) *metrics.Metrics {
 	if r.worker || r.monitor {
 		m.WatchOutbox(d.store)
 		m.WatchRequests(d.store)
+		m.WatchEvents(d.store)
 		m.WatchRights(d.store)
 	}
 	if r.monitor {
@@ -129,7 +130,8 @@ func newMetrics(d *deps, r roles) *metrics.Metrics {
 	return m
 }
 
-// startWorker starts the asynq server and the outbox relay.
+// startWorker starts the asynq server, the outbox relay, the event sequencer
+// and the webhooks queue's own asynq server.
 func (p *process) startWorker(ctx context.Context) error {
 	h := &worker.Handlers{Store: p.d.store, Client: p.d.client, Redis: p.d.redis, Log: p.log, Observer: p.m,
 		PlateRetention: p.cfg.PlateRetention, RegistrarIssuer: p.cfg.RegistrarIssuer}
@@ -153,6 +155,15 @@ func (p *process) startWorker(ctx context.Context) error {
 	relay := &worker.Relay{Store: p.d.store, Client: p.d.client, Log: p.log.With("component", "outbox"), Observer: p.m}
 	go func() { defer close(relayDone); relay.Run(relayCtx) }()
 	p.onStop(func() { stopRelay(); <-relayDone })
+	// The sequencer numbers the events the handlers write, kicked after each
+	// commit that wrote some; like the relay it stops after the server, so
+	// that what the last tasks wrote is numbered and handed over now.
+	seq := &worker.Sequencer{Store: p.d.store, Client: p.d.client, Log: p.log.With("component", "sequencer")}
+	h.EventsWritten = seq.Kick
+	seqCtx, stopSeq := context.WithCancel(context.WithoutCancel(ctx))
+	seqDone := make(chan struct{})
+	go func() { defer close(seqDone); seq.Run(seqCtx) }()
+	p.onStop(func() { stopSeq(); <-seqDone })
 	srv := worker.NewServer(p.d.redisO, worker.Config{
 		Concurrency: p.cfg.Concurrency, TaskCheckInterval: p.cfg.TaskCheck, DelayedTaskCheckInterval: p.cfg.DelayedCheck,
 	}, p.log)
@@ -160,6 +171,15 @@ func (p *process) startWorker(ctx context.Context) error {
 		return fmt.Errorf("start worker: %w", err)
 	}
 	p.onStop(srv.Shutdown)
+	// Webhook deliveries on a server of their own: a slow or dead receiver
+	// holds only its slots, never one a session's task needs.
+	hooks := worker.NewOutboundServer(p.d.redisO, jobs.QueueWebhooks, worker.OutboundConfig{
+		RetryDelay: worker.WebhookRetryDelay, TaskCheckInterval: p.cfg.TaskCheck, DelayedTaskCheckInterval: p.cfg.DelayedCheck,
+	}, p.log)
+	if err := hooks.Start(h.Mux()); err != nil {
+		return fmt.Errorf("start webhooks worker: %w", err)
+	}
+	p.onStop(hooks.Shutdown)
 	p.log.Info("worker started", "concurrency", p.cfg.Concurrency, "queues", jobs.Queues(),
 		"settle_batch", p.cfg.SettleBatch, "settle_committers", p.cfg.SettleCommitters)
 	return p.startRegistrar(h)
