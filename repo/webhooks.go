@@ -99,6 +99,27 @@ func GetDelivery(ctx context.Context, db bun.IDB, webhook, eventID string) (*Web
 	})
 }
 
+// PendingDeliveries lists, after the delivery (afterWebhook, afterEvent) in
+// (webhook, event_id) order, at most limit deliveries still being tried
+// (pending) to an active webhook: the ones whose event:deliver task lives
+// only in Redis, which the reconciler queues again when Redis lost its data.
+// The first page starts after ("", "").
+func PendingDeliveries(ctx context.Context, db bun.IDB, afterWebhook, afterEvent string, limit int) ([]WebhookDelivery, error) {
+	if afterEvent == "" {
+		afterEvent = "00000000-0000-0000-0000-000000000000"
+	}
+	var out []WebhookDelivery
+	err := db.NewSelect().Model(&out).ModelTableExpr("webhook_deliveries AS d").Column("d.webhook", "d.event_id").
+		Join("JOIN webhooks AS w ON w.name = d.webhook AND w.active").
+		Where("d.status = ?", DeliveryPending).
+		Where("(d.webhook, d.event_id) > (?, ?::uuid)", afterWebhook, afterEvent).
+		OrderExpr("d.webhook, d.event_id").Limit(int64(limit)).Scan(ctx)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("pending deliveries: %w", err)
+	}
+	return out, nil
+}
+
 // RecordDelivered records an attempt the receiver answered with a 2xx, at.
 func RecordDelivered(ctx context.Context, db bun.IDB, webhook, eventID string, at time.Time) error {
 	_, err := db.NewUpdate().Model((*WebhookDelivery)(nil)).

@@ -348,3 +348,35 @@ func errorText(err error) string {
 	}
 	return s
 }
+
+// requeueDeliveries queues again the event:deliver task of every delivery
+// still pending to an active webhook, when Redis lost its data: a delivery
+// waiting for its retry lives only in Redis, and without its task it would
+// never be tried again (CONTRACT.md "Events and webhooks": at least once).
+// The task ID is per webhook and event, so a task still in Redis refuses the
+// copy. The requeued task is due at once; a receiver still down makes it
+// back off again.
+func (h *Handlers) requeueDeliveries(ctx context.Context) (int, error) {
+	n := 0
+	var afterWebhook, afterEvent string
+	for {
+		rows, err := repo.PendingDeliveries(ctx, h.Store.DB, afterWebhook, afterEvent, 1000)
+		if err != nil {
+			return n, err
+		}
+		for _, d := range rows {
+			afterWebhook, afterEvent = d.Webhook, d.EventID
+			_, err := h.Client.EnqueueContext(ctx, jobs.NewEventDeliver(d.EventID, d.Webhook))
+			if errors.Is(err, asynq.ErrTaskIDConflict) {
+				continue
+			}
+			if err != nil {
+				return n, fmt.Errorf("requeue delivery of event %s to webhook %s: %w", d.EventID, d.Webhook, err)
+			}
+			n++
+		}
+		if len(rows) < 1000 {
+			return n, nil
+		}
+	}
+}

@@ -534,3 +534,62 @@ func TestEventsOfRealChangesReachTheirWebhook(t *testing.T) {
 		}
 	}
 }
+
+// A delivery waiting for its retry lives only in Redis: when Redis loses its
+// data the reconciler queues again every delivery still pending to an active
+// webhook (not one delivered, nor one to an inactive webhook), once, and the
+// receiver gets the event.
+func TestReconcilerRequeuesPendingDeliveriesAfterRedisFlushed(t *testing.T) {
+	e := setup(t)
+	r := newReceiver(t, nil)
+	e.subscribe("back", r, nil)
+	e.addEvents(3, jobs.EventSessionStarted)
+	if n, err := e.sequencer().RunOnce(e.ctx); err != nil || n != 3 {
+		t.Fatalf("sequencer: %d %v", n, err)
+	}
+	feed := e.feed()
+	pending, done := feed[0], feed[1]
+	if err := repo.RecordDelivered(e.ctx, e.store.DB, "back", done.ID, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	off := newReceiver(t, nil)
+	e.subscribe("off", off, nil)
+	e.addEvents(1, jobs.EventPermitIssued)
+	if _, err := e.sequencer().RunOnce(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := repo.PutWebhook(e.ctx, e.store.DB, &repo.Webhook{Name: "off", URL: off.srv.URL, Secret: off.secret, Active: false}); err != nil {
+		t.Fatal(err)
+	}
+	// The third event's delivery failed for good: its archived task is an
+	// operator's matter, not the reconciler's.
+	if err := repo.RecordDeliveryFailure(e.ctx, e.store.DB, "back", feed[2].ID, "status 503", true, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.rdb.FlushDB(e.ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+
+	rep, err := e.h.Reconcile(e.ctx)
+	if err != nil || !rep.RedisEmpty || rep.DeliveriesRequeued != 2 {
+		t.Fatalf("reconcile after the loss: %+v %v; want the 2 pending deliveries to back queued again", rep, err)
+	}
+	for _, ev := range e.feed() {
+		want := ev.ID == pending.ID || ev.Type == jobs.EventPermitIssued
+		if got := e.taskInRedis(jobs.QueueWebhooks, jobs.DeliverTaskID("back", ev.ID)); got != want {
+			t.Errorf("delivery of %s (%s) to back in Redis: %v, want %v", ev.ID, ev.Type, got, want)
+		}
+		if e.taskInRedis(jobs.QueueWebhooks, jobs.DeliverTaskID("off", ev.ID)) {
+			t.Errorf("delivery of %s to the inactive webhook queued again", ev.ID)
+		}
+	}
+	if rep, err := e.h.Reconcile(e.ctx); err != nil || rep.DeliveriesRequeued != 0 {
+		t.Fatalf("reconcile with the epoch back: %+v %v; want nothing queued again", rep, err)
+	}
+
+	e.startOutbound(worker.OutboundConfig{})
+	e.awaitDelivered("back", []repo.Event{pending}, 10*time.Second)
+	if got := r.events(); len(got) != 2 {
+		t.Fatalf("received %+v; want the two pending events", got)
+	}
+}

@@ -34,6 +34,9 @@ type ReconcileReport struct {
 	// RightsRequeued: right:register tasks of pending rights queued again
 	// (their task was gone: Redis lost it, or a worker died with it).
 	RightsRequeued int
+	// DeliveriesRequeued: event:deliver tasks of pending webhook deliveries
+	// queued again because Redis had lost its data.
+	DeliveriesRequeued int
 }
 
 // RightRequeueAfter is how long a right may be pending before the reconciler
@@ -51,9 +54,10 @@ const RightRequeueLimit = 1000
 func (h *Handlers) SessionReconcile(ctx context.Context, _ *asynq.Task) error {
 	rep, err := h.Reconcile(ctx)
 	h.observer().Reconciled(rep.Settled, rep.Requeued)
-	if rep.Settled > 0 || rep.Requeued > 0 || rep.Failed > 0 || rep.RightsRequeued > 0 || rep.Endings > 0 {
+	if rep.Settled > 0 || rep.Requeued > 0 || rep.Failed > 0 || rep.RightsRequeued > 0 || rep.Endings > 0 || rep.DeliveriesRequeued > 0 {
 		h.logger(ctx).Warn("reconciler repaired", "settled", rep.Settled, "requeued", rep.Requeued, "endings", rep.Endings,
-			"failed", rep.Failed, "rights_requeued", rep.RightsRequeued, "redis_lost_data", rep.RedisEmpty)
+			"failed", rep.Failed, "rights_requeued", rep.RightsRequeued, "deliveries_requeued", rep.DeliveriesRequeued,
+			"redis_lost_data", rep.RedisEmpty)
 	}
 	return err
 }
@@ -120,8 +124,8 @@ func (h *Handlers) requeueIfRedisLost(ctx context.Context, rep *ReconcileReport)
 		return 0, false, fmt.Errorf("read %s: %w", EpochKey, err)
 	}
 	// Redis has no epoch: it is new or lost its data. Queue every open session's
-	// auto-stop and ending notice (deterministic task IDs make repeats
-	// harmless), then set the epoch.
+	// auto-stop and ending notice, and every pending webhook delivery
+	// (deterministic task IDs make repeats harmless), then set the epoch.
 	// Dying half-way leaves the epoch unset, so the next run starts over.
 	n := 0
 	var after int64
@@ -147,6 +151,11 @@ func (h *Handlers) requeueIfRedisLost(ctx context.Context, rep *ReconcileReport)
 	}
 	endings, err := h.requeueEndings(ctx)
 	rep.Endings = endings
+	if err != nil {
+		return n, true, err
+	}
+	deliveries, err := h.requeueDeliveries(ctx)
+	rep.DeliveriesRequeued = deliveries
 	if err != nil {
 		return n, true, err
 	}
