@@ -121,14 +121,14 @@ func (ob outbound) measure(ctx context.Context, dsn string, wait time.Duration, 
 		return r, err
 	}
 	defer st.Close()
-	took, done, b, err := load.WaitOutbound(ctx, st.DB, wait, said)
+	took, done, b, err := load.WaitOutbound(ctx, st, wait, said)
 	r.WaitSeconds, r.WaitDone, r.Backlog = took.Seconds(), done, b
 	if err != nil {
 		return r, err
 	}
 	inMax := func(t time.Time) bool { return !maxFrom.IsZero() && !t.Before(maxFrom) && t.Before(maxTo) }
 	if ob.register != nil {
-		sessions, err := load.ReadRegistered(ctx, st.DB)
+		sessions, err := load.ReadRegistered(ctx, st)
 		if err != nil {
 			return r, err
 		}
@@ -149,7 +149,7 @@ func (ob outbound) measure(ctx context.Context, dsn string, wait time.Duration, 
 		r.MaxPhaseLag = load.SpreadOf(first)
 	}
 	if ob.rx != nil {
-		events, _, err := load.ReadEvents(ctx, st.DB)
+		events, _, err := load.ReadEvents(ctx, st)
 		if err != nil {
 			return r, err
 		}

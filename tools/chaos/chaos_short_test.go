@@ -16,11 +16,14 @@ func TestMain(m *testing.M) { parkdtest.Main(m) }
 // TestChaosShort is `parkdlab chaos` in its short form: the split topology
 // with 3 workers and 3 schedulers (the parkd binary parkdtest builds) on a
 // private Postgres and Redis, under load, with a worker SIGKILLed, Redis
-// restarted empty and Postgres restarted 15 s apart; after each, parkd must
-// serve again and pass `parkd check`, and at the end every session must be
-// settled within two minutes of its planned end and the database must agree
-// with every answer the client was given. About two and a half minutes, most
-// of it the last auto-stops reaching their planned end.
+// restarted empty and Postgres restarted 15 s apart, a register emulator
+// failing 30 % of calls and losing 10 % of acknowledgements, and a webhook
+// receiver down for 16 s; after each fault, parkd must serve again and pass
+// `parkd check`, and at the end every session must be settled within two
+// minutes of its planned end, the database must agree with every answer the
+// client was given, the register with every session, and the receiver and
+// the feed with every event. About two and a half minutes, most of it the
+// last auto-stops reaching their planned end.
 func TestChaosShort(t *testing.T) {
 	if testing.Short() {
 		t.Skip("about two and a half minutes of faults under load")
@@ -48,6 +51,13 @@ func TestChaosShort(t *testing.T) {
 	}
 	if res.Load.Starts == 0 || res.Load.Stops == 0 || res.Lateness.Count == 0 {
 		t.Fatalf("no load to speak of: %+v, %d auto-stops settled", res.Load, res.Lateness.Count)
+	}
+	// The register and the receiver went through their faults, and every
+	// session and event reached them (the run's checks hold them to parkd).
+	ob := res.Outbound
+	if ob == nil || ob.Rights == 0 || ob.Register.Failed == 0 || ob.Register.AcksLost == 0 || ob.Register.Held == 0 ||
+		ob.Receiver.Unavailable == 0 || len(ob.Outages) != 2 || ob.Events == 0 || ob.Received != ob.Events || !ob.WaitDone {
+		t.Fatalf("register and receiver: %+v", ob)
 	}
 }
 

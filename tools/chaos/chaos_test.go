@@ -243,6 +243,8 @@ func TestLogTapTalliesByKind(t *testing.T) {
 		`[worker-2] time=x level=WARN msg="task failed, will retry" task_id=autostop:95:18 err="auto-stop session 95: ERROR: deadlock detected (SQLSTATE 40P01)"`,
 		`[intake] time=x level=ERROR msg="request failed" status=503 err=refused`,
 		`[intake] time=x level=INFO msg="intake listening"`,
+		`[worker-1] time=x level=WARN msg="task failed, will retry" err="deliver event 26580528-0404-4a6c-984b-aa87c8336ce2 to webhook chaos: circuit breaker is open"`,
+		`[worker-3] time=x level=WARN msg="task failed, will retry" err="deliver event 45732945-7292-4290-bff8-33970036eeb7 to webhook chaos: circuit breaker is open"`,
 	}
 	for _, l := range lines {
 		// Split across writes: a line is a line however it arrives.
@@ -253,15 +255,18 @@ func TestLogTapTalliesByKind(t *testing.T) {
 		t.Errorf("passed on %q", out.String())
 	}
 	kinds := tap.Kinds()
-	if len(kinds) != 2 {
-		t.Fatalf("kinds = %+v; want 2", kinds)
+	if len(kinds) != 3 {
+		t.Fatalf("kinds = %+v; want 3", kinds)
 	}
 	k := kinds[0]
 	if k.Count != 2 || k.Procs["worker-1"] != 1 || k.Procs["worker-2"] != 1 || !strings.HasPrefix(k.Kind, `worker WARN "task failed, will retry" err="auto-stop session N: ERROR: deadlock detected`) || k.First != lines[0] {
 		t.Errorf("first kind = %+v", k)
 	}
-	if kinds[1].Kind != "intake ERROR \"request failed\" err=refused" {
-		t.Errorf("second kind = %q", kinds[1].Kind)
+	if k := kinds[1]; k.Count != 2 || k.Kind != `worker WARN "task failed, will retry" err="deliver event UUID to webhook chaos: circuit breaker is open"` {
+		t.Errorf("second kind = %+v; want both deliveries' failures as one kind", k)
+	}
+	if kinds[2].Kind != "intake ERROR \"request failed\" err=refused" {
+		t.Errorf("third kind = %q", kinds[2].Kind)
 	}
 }
 

@@ -57,6 +57,8 @@ var (
 	logMsgRE   = regexp.MustCompile(`msg=("(?:[^"\\]|\\.)*"|\S+)`)
 	logErrRE   = regexp.MustCompile(` err=("(?:[^"\\]|\\.)*"|\S+)`)
 	digitsRE   = regexp.MustCompile(`\d+`)
+	// An event's ID names one delivery: folded so that its failures are one kind.
+	uuidRE = regexp.MustCompile(`[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}`)
 )
 
 func (t *logTap) line(s string) {
@@ -73,7 +75,7 @@ func (t *logTap) line(s string) {
 		kind += " " + m[1]
 	}
 	if m := logErrRE.FindStringSubmatch(s); m != nil {
-		kind += " err=" + clip(digitsRE.ReplaceAllString(m[1], "N"), 160)
+		kind += " err=" + clip(digitsRE.ReplaceAllString(uuidRE.ReplaceAllString(m[1], "UUID"), "N"), 160)
 	}
 	k := t.kinds[kind]
 	if k == nil {

@@ -73,6 +73,10 @@ type Options struct {
 	// RegistrarFaults.
 	Registrar       bool
 	RegistrarFaults npr.Faults
+	// CalmAfterLoad ends the register's faults when the load stops, so
+	// that the retries still backing off (up to a minute apart) land while
+	// the last auto-stops come due; false keeps them to the end.
+	CalmAfterLoad bool
 	// Webhook subscribes a webhook receiver in this process (package
 	// receiver) to every event; it is down for ReceiverDown from
 	// ReceiverDownAt after the load began (503 the first half, connections
@@ -138,7 +142,7 @@ func ShortOptions() Options {
 	// deliveries it failed are retried (10-20 s, then 16-40 s later) while
 	// the last auto-stops come due.
 	o.ReceiverDownAt, o.ReceiverDown = 8*time.Second, 16*time.Second
-	o.OutboundWait = 3 * time.Minute
+	o.CalmAfterLoad, o.OutboundWait = true, 3*time.Minute
 	return o
 }
 

@@ -75,6 +75,19 @@ func (c *chaosRun) startOutbound(context.Context) (err error) {
 	return nil
 }
 
+// calm ends the register's faults when the options say so (at the load's
+// end).
+func (c *chaosRun) calm() {
+	if c.register == nil || !c.o.CalmAfterLoad {
+		return
+	}
+	if err := c.register.SetFaults(npr.Faults{}); err != nil {
+		c.res.Findings = append(c.res.Findings, fmt.Sprintf("register: ending its faults: %v", err))
+		return
+	}
+	c.pr.linef("register  faults ended with the load (retries backing off land while the last auto-stops come due)")
+}
+
 // outboundEnv is what parkd's processes need to register with the emulator.
 func (c *chaosRun) outboundEnv() []string {
 	if c.register == nil {
@@ -159,7 +172,7 @@ func (c *chaosRun) awaitOutbound(ctx context.Context, st *repo.Store) {
 	}
 	<-c.rxUp
 	c.out = &OutboundResult{}
-	took, done, b, err := load.WaitOutbound(ctx, st.DB, c.o.OutboundWait, func(b load.OutboundBacklog, left time.Duration) {
+	took, done, b, err := load.WaitOutbound(ctx, st, c.o.OutboundWait, func(b load.OutboundBacklog, left time.Duration) {
 		c.pr.linef("outbound  %s; waiting up to %s more", b, left.Round(time.Second))
 	})
 	c.out.WaitSeconds, c.out.WaitDone, c.out.Backlog = took.Seconds(), done, b
@@ -191,7 +204,7 @@ func (c *chaosRun) judgeOutbound(ctx context.Context, st *repo.Store) error {
 	out := c.out
 	issuer := worker.DefaultRegistrarIssuer
 	if c.register != nil {
-		sessions, err := load.ReadRegistered(ctx, st.DB)
+		sessions, err := load.ReadRegistered(ctx, st)
 		if err != nil {
 			return err
 		}
@@ -206,7 +219,7 @@ func (c *chaosRun) judgeOutbound(ctx context.Context, st *repo.Store) error {
 		c.res.Checks = append(c.res.Checks, rightsVerdict(issuer, sessions, snap.Rights), acknowledgedVerdict(sessions))
 	}
 	if c.rx != nil {
-		events, unnumbered, err := load.ReadEvents(ctx, st.DB)
+		events, unnumbered, err := load.ReadEvents(ctx, st)
 		if err != nil {
 			return err
 		}

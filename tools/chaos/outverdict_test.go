@@ -57,8 +57,14 @@ func TestRightsVerdict(t *testing.T) {
 		{"still active", func(m map[string]npr.Right) { r := m["parkd-1"]; r.Status = "active"; m["parkd-1"] = r }, "status active, parkd has ended"},
 		{"another plate", func(m map[string]npr.Right) { r := m["parkd-1"]; r.Plate = "ZZ99ZZ"; m["parkd-1"] = r }, "another plate"},
 		{"another area", func(m map[string]npr.Right) { r := m["parkd-2"]; r.AreaID = "OTHER"; m["parkd-2"] = r }, "codes parkd/363/OTHER/BEZOEKP"},
-		{"another start", func(m map[string]npr.Right) { r := m["parkd-2"]; r.StartAt = r.StartAt.Add(-time.Minute); m["parkd-2"] = r }, "start 2026-11-30T12:59:00Z"},
-		{"a right of no session", func(m map[string]npr.Right) { m["parkd-9"] = npr.Right{RightID: "parkd-9", Version: 1, Status: "active"} }, "holds right parkd-9"},
+		{"another start", func(m map[string]npr.Right) {
+			r := m["parkd-2"]
+			r.StartAt = r.StartAt.Add(-time.Minute)
+			m["parkd-2"] = r
+		}, "start 2026-11-30T12:59:00Z"},
+		{"a right of no session", func(m map[string]npr.Right) {
+			m["parkd-9"] = npr.Right{RightID: "parkd-9", Version: 1, Status: "active"}
+		}, "holds right parkd-9"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			m := held()

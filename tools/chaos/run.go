@@ -245,6 +245,7 @@ func (c *chaosRun) runLoad(ctx context.Context) {
 	c.pr.linef("load      stopping at +%.0fs: users finish the pair they are in", time.Since(c.t0).Seconds())
 	c.t1 = time.Now()
 	c.load.stop()
+	c.calm()
 	c.res.Load.Seconds = time.Since(c.t0).Seconds()
 	c.restartCrashed(ctx, "after the load")
 

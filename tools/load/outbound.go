@@ -10,8 +10,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/uptrace/bun"
-
 	"github.com/parkd/parkd/domain"
 	"github.com/parkd/parkd/identity"
 	"github.com/parkd/parkd/repo"
@@ -114,11 +112,11 @@ func ReadFeed(ctx context.Context, a *Client, operator string) ([]receiver.Event
 }
 
 // ReadRegistered reads every session whose right is registered, by ID.
-func ReadRegistered(ctx context.Context, db bun.IDB) ([]repo.Session, error) {
+func ReadRegistered(ctx context.Context, st *repo.Store) ([]repo.Session, error) {
 	var out []repo.Session
 	var after int64
 	for {
-		page, err := repo.RegisteredSessions(ctx, db, after, 2000)
+		page, err := repo.RegisteredSessions(ctx, st.DB, after, 2000)
 		if err != nil {
 			return nil, err
 		}
@@ -132,11 +130,11 @@ func ReadRegistered(ctx context.Context, db bun.IDB) ([]repo.Session, error) {
 
 // ReadEvents reads every numbered event, by sequence, and counts the
 // events not yet numbered.
-func ReadEvents(ctx context.Context, db bun.IDB) ([]repo.Event, int64, error) {
+func ReadEvents(ctx context.Context, st *repo.Store) ([]repo.Event, int64, error) {
 	var out []repo.Event
 	var after int64
 	for {
-		page, err := repo.EventsAfter(ctx, db, after, nil, 5000)
+		page, err := repo.EventsAfter(ctx, st.DB, after, nil, 5000)
 		if err != nil {
 			return nil, 0, err
 		}
@@ -146,7 +144,7 @@ func ReadEvents(ctx context.Context, db bun.IDB) ([]repo.Event, int64, error) {
 		}
 		after = *page[len(page)-1].Sequence
 	}
-	unnumbered, err := repo.UnsequencedEvents(ctx, db)
+	unnumbered, err := repo.UnsequencedEvents(ctx, st.DB)
 	return out, unnumbered, err
 }
 
@@ -168,17 +166,17 @@ func (b OutboundBacklog) String() string {
 }
 
 // ReadBacklog reads what parkd still owes.
-func ReadBacklog(ctx context.Context, db bun.IDB) (OutboundBacklog, error) {
+func ReadBacklog(ctx context.Context, st *repo.Store) (OutboundBacklog, error) {
 	var b OutboundBacklog
-	rights, err := repo.RightsBacklog(ctx, db)
+	rights, err := repo.RightsBacklog(ctx, st.DB)
 	if err != nil {
 		return b, err
 	}
 	b.PendingRights = rights.Count
-	if b.Unnumbered, err = repo.UnsequencedEvents(ctx, db); err != nil {
+	if b.Unnumbered, err = repo.UnsequencedEvents(ctx, st.DB); err != nil {
 		return b, err
 	}
-	hooks, err := repo.WebhookBacklogs(ctx, db)
+	hooks, err := repo.WebhookBacklogs(ctx, st.DB)
 	if err != nil {
 		return b, err
 	}
@@ -192,11 +190,11 @@ func ReadBacklog(ctx context.Context, db bun.IDB) (OutboundBacklog, error) {
 // said, when given, is called about every 15 s while it waits, with the
 // backlog and the time left. It returns how long it waited, whether
 // everything was done, and the last backlog read.
-func WaitOutbound(ctx context.Context, db bun.IDB, limit time.Duration, said func(OutboundBacklog, time.Duration)) (time.Duration, bool, OutboundBacklog, error) {
+func WaitOutbound(ctx context.Context, st *repo.Store, limit time.Duration, said func(OutboundBacklog, time.Duration)) (time.Duration, bool, OutboundBacklog, error) {
 	t0 := time.Now()
 	lastSaid := t0
 	for {
-		b, err := ReadBacklog(ctx, db)
+		b, err := ReadBacklog(ctx, st)
 		if err != nil {
 			return time.Since(t0), false, b, err
 		}

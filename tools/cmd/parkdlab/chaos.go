@@ -51,6 +51,7 @@ func chaosCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.Float64Var(&o.RegistrarFaults.Fail, "registrar-fail", o.RegistrarFaults.Fail, "register emulator: share of PUTs answered 503 before storing (0 to 1)")
 	fs.Float64Var(&o.RegistrarFaults.LoseAck, "registrar-lose-ack", o.RegistrarFaults.LoseAck, "register emulator: share of PUTs stored, then answered 500 or cut off (0 to 1)")
 	fs.Float64Var(&o.RegistrarFaults.Reorder, "registrar-reorder", o.RegistrarFaults.Reorder, "register emulator: share of PUTs held back up to 2 s, so that later ones overtake them (0 to 1)")
+	fs.BoolVar(&o.CalmAfterLoad, "registrar-calm-after-load", o.CalmAfterLoad, "end the register emulator's faults when the load stops (default: they last to the end)")
 	fs.BoolVar(&o.Webhook, "webhook", o.Webhook, "subscribe a webhook receiver in this process to every event, and hold it to parkd's events at the end")
 	fs.DurationVar(&o.ReceiverDownAt, "receiver-down-at", o.ReceiverDownAt, "when the webhook receiver goes down, from the load's start")
 	fs.DurationVar(&o.ReceiverDown, "receiver-down", o.ReceiverDown, "how long it stays down: 503 the first half, connections refused the second (0: never)")
