@@ -39,19 +39,19 @@ type OutboundResult struct {
 	FinalLag        load.Spread `json:"final_version_lag_s"`
 	LagMissing      int         `json:"lag_missing"`
 
-	Events          int                  `json:"events"` // numbered events in parkd's table
-	Unnumbered      int64                `json:"unnumbered_events"`
-	Receiver        receiver.Stats       `json:"receiver"`
-	Received        int                  `json:"received_distinct"`
-	Outages         []receiver.Outage    `json:"receiver_outages,omitempty"`
-	DownSeconds     float64              `json:"receiver_down_s"`
-	WebhookLag      load.Spread          `json:"webhook_lag_s"` // first receipt − occurred_at
-	WebhookLagByTyp []load.TypeSpread    `json:"webhook_lag_by_type_s,omitempty"`
-	FeedEvents      int                  `json:"feed_events"`
-	FeedPages       int                  `json:"feed_pages"`
-	WaitSeconds     float64              `json:"wait_s"` // after every session settled, until parkd owed nothing
-	WaitDone        bool                 `json:"wait_done"`
-	Backlog         load.OutboundBacklog `json:"backlog_after_wait"`
+	Events           int                  `json:"events"` // numbered events in parkd's table
+	Unnumbered       int64                `json:"unnumbered_events"`
+	Receiver         receiver.Stats       `json:"receiver"`
+	Received         int                  `json:"received_distinct"`
+	Outages          []receiver.Outage    `json:"receiver_outages,omitempty"`
+	DownSeconds      float64              `json:"receiver_down_s"`
+	WebhookLag       load.Spread          `json:"webhook_lag_s"` // first receipt − occurred_at
+	WebhookLagByType []load.TypeSpread    `json:"webhook_lag_by_type_s,omitempty"`
+	FeedEvents       int                  `json:"feed_events"`
+	FeedPages        int                  `json:"feed_pages"`
+	WaitSeconds      float64              `json:"wait_s"` // after every session settled, until parkd owed nothing
+	WaitDone         bool                 `json:"wait_done"`
+	Backlog          load.OutboundBacklog `json:"backlog_after_wait"`
 }
 
 // startOutbound starts the register emulator and the webhook receiver the
@@ -170,7 +170,9 @@ func (c *chaosRun) awaitOutbound(ctx context.Context, st *repo.Store) {
 	if c.register == nil && c.rx == nil {
 		return
 	}
-	<-c.rxUp
+	if c.rxUp != nil {
+		<-c.rxUp
+	}
 	c.out = &OutboundResult{}
 	took, done, b, err := load.WaitOutbound(ctx, st, c.o.OutboundWait, func(b load.OutboundBacklog, left time.Duration) {
 		c.pr.linef("outbound  %s; waiting up to %s more", b, left.Round(time.Second))
@@ -229,7 +231,7 @@ func (c *chaosRun) judgeOutbound(ctx context.Context, st *repo.Store) error {
 			out.DownSeconds += o.Seconds()
 		}
 		all, byType := load.WebhookLags(snap.Events)
-		out.WebhookLag, out.WebhookLagByTyp = load.SpreadOf(all), load.SpreadsByType(byType)
+		out.WebhookLag, out.WebhookLagByType = load.SpreadOf(all), load.SpreadsByType(byType)
 		c.res.Checks = append(c.res.Checks, deliveredVerdict(events, unnumbered, snap.Events), nothingElseVerdict(events, snap))
 
 		op, err := c.operator()
@@ -268,7 +270,7 @@ func (c *chaosRun) reportOutbound() {
 		p.linef("webhook   %d events numbered (%d unnumbered); %d distinct received; %d deliveries accepted, %d duplicates, %d answered 503 while down, %d refused (signature or body)",
 			o.Events, o.Unnumbered, o.Received, s.Accepted, s.Duplicates, s.Unavailable, s.BadSig+s.Malformed)
 		p.linef("          receiver down %.1fs in all (%d spells); webhook lag (occurred_at → first receipt) %s", o.DownSeconds, len(o.Outages), spreadSec(o.WebhookLag))
-		for _, ts := range o.WebhookLagByTyp {
+		for _, ts := range o.WebhookLagByType {
 			p.linef("            %-20s %s", ts.Type, spreadSec(ts.Spread))
 		}
 		p.linef("          feed: %d events in %d pages", o.FeedEvents, o.FeedPages)

@@ -328,10 +328,3 @@ func (r *Receiver) Mode() Mode {
 	defer r.mu.Unlock()
 	return r.mode
 }
-
-// CountEvents is how many distinct events were accepted so far.
-func (r *Receiver) CountEvents() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return len(r.events)
-}
