@@ -200,7 +200,7 @@ func TestWebhookAdmin(t *testing.T) {
 		{"second", good("types", []string{}), "types"},
 		{"second", good("types", []string{jobs.EventSessionStarted, "session.parked"}), "types"},
 		{"second", good("types", jobs.EventSessionStarted), "types"},
-		{"second", good("types", []int{1}), "types"},
+		{"second", good("types", []int{1}), "types[0]"},
 		{"second", good("active", "yes"), "active"},
 		{"second", good("colour", "red"), "colour"},
 		{"second", `{"url":`, "body"},
