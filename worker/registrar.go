@@ -14,9 +14,11 @@ type Registrar interface {
 	// Register sends a right's full state. nil means acknowledged (200, 201,
 	// 204, or 409: the registrar holds a newer version; an implementation may
 	// say ErrSuperseded for the 409 instead, which is just as acknowledged and
-	// which metrics count apart); a *Refusal is a refusal that retrying cannot
-	// change (any other 4xx); any other error is worth retrying (5xx, 429, a
-	// timeout, the registrar unreachable).
+	// which metrics count apart); a *Refusal is a refusal of the right that
+	// retrying cannot change (400, 422, another 4xx that judges the right);
+	// any other error is worth retrying (5xx, a timeout, the registrar
+	// unreachable, and 401, 403, 404, 408 and 429, which say that parkd's token
+	// or URL is wrong or the registrar is busy, nothing about the right).
 	Register(ctx context.Context, r Right) error
 }
 
@@ -48,7 +50,8 @@ const (
 	RightCancelled = "cancelled" // cancelled before its start
 )
 
-// Refusal is a registrar's refusal of a right (a 4xx other than 409 and 429).
+// Refusal is a registrar's refusal of a right: a 4xx other than 401, 403,
+// 404, 408, 409 and 429.
 type Refusal struct {
 	Status  int    // the HTTP status
 	Message string // what the registrar said, plates masked
