@@ -155,13 +155,14 @@ func New(cfg Config) (*Client, error) {
 
 // Register sends the right's full state as PUT {URL}/rights/{right_id}: 200,
 // 201 and 204 are nil; 409 is worker.ErrSuperseded (acknowledged: the
-// registrar holds a newer version); a 4xx that judges the right (400, 422 and
-// any other but those below) is a *worker.Refusal with the status and what
-// the registrar said (plate masked, at most MaxMessage characters). Anything
-// else is an error to retry: 5xx, another status, a timeout or a connection
-// that failed, and the 4xx that say something about parkd's own
-// configuration or the registrar's state rather than the right (see
-// configFault): 401, 403, 404, 408 and 429.
+// registrar holds a newer version); any other 4xx but 408 and 429 is a
+// *worker.Refusal (CONTRACT.md "The registrar": not retried, the session shows
+// registration rejected) with the status and what the registrar said (plate
+// masked, at most MaxMessage characters) — for 401, 403 and 404, which judge
+// parkd's token or URL rather than the right, the message says what to check,
+// and once it is fixed an operator sends the refused rights again by running
+// their archived tasks. Anything else is an error to retry: 5xx, 408, 429,
+// another status, a timeout or a connection that failed.
 func (c *Client) Register(ctx context.Context, r worker.Right) error {
 	body, err := json.Marshal(r)
 	if err != nil {
@@ -192,22 +193,27 @@ func (c *Client) Register(ctx context.Context, r worker.Right) error {
 		return nil
 	case s == http.StatusConflict:
 		return worker.ErrSuperseded
-	case configFault[s] != "":
+	case s == http.StatusRequestTimeout || s == http.StatusTooManyRequests:
 		return fmt.Errorf("registrar answered %d for right %s (retried: %s): %s", s, r.RightID, configFault[s], message(resp, r.Plate))
 	case s >= 500:
 		return fmt.Errorf("registrar answered %d for right %s (retried): %s", s, r.RightID, message(resp, r.Plate))
 	case s >= 400 && s < 500:
-		return &worker.Refusal{Status: s, Message: message(resp, r.Plate)}
+		msg := message(resp, r.Plate)
+		if hint := configFault[s]; hint != "" {
+			msg = hint + ": " + msg
+		}
+		return &worker.Refusal{Status: s, Message: msg}
 	default:
 		return fmt.Errorf("registrar answered %d for right %s, which the protocol does not know (retried): %s",
 			s, r.RightID, message(resp, r.Plate))
 	}
 }
 
-// configFault are the 4xx that are no verdict on the right, with what an
-// operator should look at: they are retried like a 5xx, so that a wrong
-// PARKD_REGISTRAR_TOKEN or URL fixed within the hour costs no right, where a
-// refusal would have archived every right sent meanwhile.
+// configFault says what an operator should look at for the 4xx that are no
+// verdict on the right itself. 408 and 429 are retried; 401, 403 and 404 are
+// refusals as the contract has every other 4xx, and the hint goes with the
+// refusal: after fixing the token or URL, "run all" on the registrar queue's
+// archived tasks in asynqmon sends every right refused meanwhile again.
 var configFault = map[int]string{
 	http.StatusUnauthorized:    "check PARKD_REGISTRAR_TOKEN",
 	http.StatusForbidden:       "check PARKD_REGISTRAR_TOKEN and PARKD_REGISTRAR_ISSUER: the register does not let this token register",

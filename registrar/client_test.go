@@ -62,9 +62,8 @@ func client(t *testing.T, url, token string, timeout time.Duration) *registrar.C
 
 // The protocol's answers (CONTRACT.md "The registrar"): 200, 201, 204
 // acknowledge; 409 is superseded, acknowledged too; a 4xx that judges the
-// right is a refusal; 5xx, and the 4xx that judge parkd's token or URL or say
-// the register is busy (401, 403, 404, 408, 429), are retried, saying what to
-// look at.
+// right is a refusal, and so are 401, 403 and 404 (the contract: any other
+// 4xx), saying what to check; 5xx, 408 and 429 are retried.
 func TestRegistrarAnswers(t *testing.T) {
 	for _, c := range []struct {
 		status  int
@@ -77,9 +76,10 @@ func TestRegistrarAnswers(t *testing.T) {
 		{204, "", "ack", ""},
 		{409, `{"error":"newer version held"}`, "superseded", ""},
 		{400, `{"error":{"code":"bad_area","message":"area OOST unknown for AB12CD"}}`, "refusal", "bad_area: area OOST unknown for ****CD"},
-		{401, "", "retry", "check PARKD_REGISTRAR_TOKEN): Unauthorized"},
-		{403, `{"message":"issuer parkd may not register in area 363"}`, "retry", "issuer parkd may not register in area 363"},
-		{404, "no such\n\tendpoint", "retry", "check the path of PARKD_REGISTRAR_URL): no such endpoint"},
+		{401, "", "refusal", "check PARKD_REGISTRAR_TOKEN: Unauthorized"},
+		{403, `{"message":"issuer parkd may not register in area 363"}`, "refusal",
+			"check PARKD_REGISTRAR_TOKEN and PARKD_REGISTRAR_ISSUER: the register does not let this token register: issuer parkd may not register in area 363"},
+		{404, "no such\n\tendpoint", "refusal", "check the path of PARKD_REGISTRAR_URL: no such endpoint"},
 		{408, "", "retry", "Request Timeout"},
 		{410, `{"error":"area OOST withdrawn"}`, "refusal", "area OOST withdrawn"},
 		{413, "", "refusal", "Request Entity Too Large"},

@@ -34,7 +34,7 @@ const (
 	RegisterAcknowledged = "acknowledged" // 200, 201 or 204
 	RegisterSuperseded   = "superseded"   // 409: the registrar holds a newer version (acknowledged too)
 	RegisterRejected     = "rejected"     // refused (a 4xx that judges the right), or not sendable (plate erased)
-	RegisterRetried      = "retried"      // 5xx, 401, 403, 404, 408, 429, a timeout, unreachable, or no registrar in this process
+	RegisterRetried      = "retried"      // 5xx, 408, 429, a timeout, unreachable, or no registrar in this process
 	RegisterSkipped      = "skipped"      // nothing to send: a newer version is queued, or this one was answered
 )
 

@@ -15,10 +15,9 @@ type Registrar interface {
 	// 204, or 409: the registrar holds a newer version; an implementation may
 	// say ErrSuperseded for the 409 instead, which is just as acknowledged and
 	// which metrics count apart); a *Refusal is a refusal of the right that
-	// retrying cannot change (400, 422, another 4xx that judges the right);
-	// any other error is worth retrying (5xx, a timeout, the registrar
-	// unreachable, and 401, 403, 404, 408 and 429, which say that parkd's token
-	// or URL is wrong or the registrar is busy, nothing about the right).
+	// retrying cannot change (any 4xx but 408, 409 and 429: CONTRACT.md "The
+	// registrar"); any other error is worth retrying (5xx, 408, 429, a timeout,
+	// the registrar unreachable).
 	Register(ctx context.Context, r Right) error
 }
 
@@ -50,8 +49,9 @@ const (
 	RightCancelled = "cancelled" // cancelled before its start
 )
 
-// Refusal is a registrar's refusal of a right: a 4xx other than 401, 403,
-// 404, 408, 409 and 429.
+// Refusal is a registrar's refusal of a right: a 4xx other than 408, 409
+// and 429. An operator sends a refused right again by running its archived
+// right:register task (asynqmon, queue registrar).
 type Refusal struct {
 	Status  int    // the HTTP status
 	Message string // what the registrar said, plates masked
