@@ -10,10 +10,12 @@ import (
 	"github.com/MicahParks/jwkset"
 	"github.com/MicahParks/keyfunc/v3"
 	"golang.org/x/time/rate"
+
+	"github.com/parkd/parkd/hostport"
 )
 
 // CheckJWKSURL says what is wrong with a JWKS URL, if anything: it must be an
-// absolute http or https URL.
+// absolute http or https URL, with a port from 1 to 65535 if it gives one.
 func CheckJWKSURL(s string) error {
 	u, err := url.Parse(s)
 	if err != nil {
@@ -21,6 +23,9 @@ func CheckJWKSURL(s string) error {
 	}
 	if (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 		return fmt.Errorf("%q: want an http(s) URL such as https://login.example.nl/realms/parkd/protocol/openid-connect/certs", s)
+	}
+	if err := hostport.CheckHost(u.Host); err != nil {
+		return fmt.Errorf("%q: %w", redact(s), err)
 	}
 	return nil
 }

@@ -198,9 +198,13 @@ func TestVerifyOnlyWhatIsConfigured(t *testing.T) {
 	})
 	t.Run("not an http URL", func(t *testing.T) {
 		t.Parallel()
-		for _, u := range []string{"file:///etc/jwks.json", "login.example.nl/certs", "https://"} {
+		for _, u := range []string{"file:///etc/jwks.json", "login.example.nl/certs", "https://",
+			"https://login.example.nl:99999/certs", "https://login.example.nl:0/certs", "https://login.example.nl:/certs"} {
 			if _, err := identity.NewVerifier(identity.Config{JWKSURL: u}); err == nil {
 				t.Errorf("JWKS URL %q accepted", u)
+			}
+			if err := identity.CheckJWKSURL(u); err == nil {
+				t.Errorf("CheckJWKSURL(%q) accepted it", u)
 			}
 		}
 	})

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/parkd/parkd/hostport"
 	"github.com/parkd/parkd/identity"
 	"github.com/parkd/parkd/jobs"
 	"github.com/parkd/parkd/repo"
@@ -160,9 +161,10 @@ func (s *Server) putWebhook(w http.ResponseWriter, r *http.Request, _ *identity.
 	return nil
 }
 
-// webhookURL checks a webhook's url: http or https, with a host, without a
-// user or password (a secret in a URL ends up in logs) or a fragment (never
-// sent).
+// webhookURL checks a webhook's url: http or https, with a host (and a port
+// from 1 to 65535 if it gives one: url.Parse takes :99999 and :, which only
+// fail when every delivery is dialled), without a user or password (a secret
+// in a URL ends up in logs) or a fragment (never sent).
 func webhookURL(s *string) (string, error) {
 	v, err := required("url", s)
 	if err != nil {
@@ -179,6 +181,8 @@ func webhookURL(s *string) (string, error) {
 		return "", badRequest("url", "must be http or https")
 	case u.Hostname() == "":
 		return "", badRequest("url", "must name a host")
+	case hostport.CheckHost(u.Host) != nil:
+		return "", badRequest("url", "must have a port from 1 to 65535, or none")
 	case u.User != nil:
 		return "", badRequest("url", "must not carry a user or password")
 	case u.Fragment != "" || strings.Contains(v, "#"):

@@ -26,3 +26,19 @@ func IsAPIError(err error) bool {
 // Routes are the mux patterns Handler registered ("GET /v1/rights"); Handler
 // must have been called.
 func (s *Server) Routes() []string { return s.apiPatterns }
+
+// DecodeBody exposes the one body reader to its unit test.
+func DecodeBody(b []byte, v any) error { return decodeBody(b, v) }
+
+// RouteQuery is, for each API route Handler registered, the query parameters
+// it reads, each true when it may be repeated.
+func (s *Server) RouteQuery() map[string]map[string]bool {
+	out := map[string]map[string]bool{}
+	for pattern, params := range s.apiQuery {
+		out[pattern] = map[string]bool{}
+		for _, p := range params {
+			out[pattern][p.name] = p.many
+		}
+	}
+	return out
+}

@@ -93,6 +93,42 @@ func TestOpenAPIDocumentIsComplete(t *testing.T) {
 			t.Errorf("openapi.yaml describes %s, which the intake does not serve", d)
 		}
 	}
+
+	// Every query parameter an endpoint reads is documented for it, and
+	// nothing else (the endpoint refuses every other); one it lets repeat
+	// says so, and one it reads once is no array.
+	query := api.RouteQuery()
+	for path, item := range doc.Paths.Map() {
+		for method, op := range item.Operations() {
+			at := method + " " + path
+			reads, served := query[at]
+			if !served {
+				continue // not an API route (probes, the document itself)
+			}
+			documentedQuery := map[string]*openapi3.Parameter{}
+			for _, p := range append(item.Parameters, op.Parameters...) {
+				if p.Value != nil && p.Value.In == "query" {
+					documentedQuery[p.Value.Name] = p.Value
+				}
+			}
+			for name, repeatable := range reads {
+				p := documentedQuery[name]
+				switch {
+				case p == nil:
+					t.Errorf("%s reads ?%s=, which openapi.yaml does not list for it", at, name)
+				case repeatable && !strings.Contains(p.Description, "repeated"):
+					t.Errorf("%s: ?%s= may be repeated; its description does not say so", at, name)
+				case !repeatable && p.Schema != nil && p.Schema.Value != nil && p.Schema.Value.Type.Is("array"):
+					t.Errorf("%s: ?%s= is read once; openapi.yaml makes it an array", at, name)
+				}
+			}
+			for name := range documentedQuery {
+				if _, ok := reads[name]; !ok {
+					t.Errorf("openapi.yaml lists ?%s= for %s, which refuses it as unknown", name, at)
+				}
+			}
+		}
+	}
 }
 
 // checkResponses: every response has a description; every status the server
@@ -118,9 +154,10 @@ func checkResponses(t *testing.T, at string, op *openapi3.Operation, item *opena
 	})
 	var want []string
 	if authenticated {
-		// api(): authentication, the role, the rate limit; every handler may
+		// api(): authentication, the role, the rate limit, a query parameter
+		// the endpoint does not read or one given twice; every handler may
 		// meet an unreachable Postgres or Redis, or a fault of parkd's.
-		want = append(want, "401", "403", "429", "500", "503")
+		want = append(want, "400", "401", "403", "429", "500", "503")
 	}
 	if write {
 		// submit: pending, a reused request ID, a rule, not_found of a rule.

@@ -67,7 +67,8 @@ type Server struct {
 	OpsApart bool
 
 	ids           *identity.Verifier
-	apiPatterns   []string // what Handler registered, for tests
+	apiPatterns   []string                // what Handler registered, for tests
+	apiQuery      map[string][]queryParam // the query parameters of each, for tests
 	healthOnce    sync.Once
 	health        http.Handler
 	limiter       *limiter
@@ -140,31 +141,35 @@ func (s *Server) Handler() http.Handler {
 	s.ops(mux)
 	mux.HandleFunc("GET /v1/openapi.yaml", serveOpenAPI)
 
+	// Each endpoint names the query parameters it reads (a write: ?wait=);
+	// api refuses any other, and a repeat (checkQuery).
 	resident, eloket := []string{identity.RoleResident}, []string{identity.RoleResident, identity.RoleEloket}
-	mux.Handle("POST /v1/permits/{permit_id}/sessions", s.api(resident, s.startSession))
-	mux.Handle("POST /v1/sessions/{session_id}/stop", s.api(resident, s.stopSession))
+	mux.Handle("POST /v1/permits/{permit_id}/sessions", s.api(resident, s.startSession, waitParam))
+	mux.Handle("POST /v1/sessions/{session_id}/stop", s.api(resident, s.stopSession, waitParam))
 	mux.Handle("GET /v1/sessions/{session_id}", s.api(resident, s.getSession))
-	mux.Handle("PATCH /v1/sessions/{session_id}", s.api(resident, s.changeSession))
+	mux.Handle("PATCH /v1/sessions/{session_id}", s.api(resident, s.changeSession, waitParam))
 	mux.Handle("POST /v1/permits/{permit_id}/quotes", s.api(resident, s.quote))
-	mux.Handle("GET /v1/permits/{permit_id}/sessions", s.api(resident, s.listSessions))
+	mux.Handle("GET /v1/permits/{permit_id}/sessions", s.api(resident, s.listSessions, one("status")))
 	mux.Handle("GET /v1/permits/{permit_id}", s.api(eloket, s.getPermit))
-	mux.Handle("POST /v1/permits/{permit_id}/topups", s.api(resident, s.topup))
-	mux.Handle("GET /v1/permits/{permit_id}/ledger", s.api(eloket, s.ledger))
+	mux.Handle("POST /v1/permits/{permit_id}/topups", s.api(resident, s.topup, waitParam))
+	mux.Handle("GET /v1/permits/{permit_id}/ledger", s.api(eloket, s.ledger, one("limit"), one("before")))
 	mux.Handle("GET /v1/permits/{permit_id}/statements", s.api(eloket, s.statements))
 	// Favourites: written directly, not queued (favourites.go).
 	mux.Handle("GET /v1/permits/{permit_id}/favourites", s.api(resident, s.listFavourites))
 	mux.Handle("PUT /v1/permits/{permit_id}/favourites/{plate}", s.api(resident, s.putFavourite))
 	mux.Handle("DELETE /v1/permits/{permit_id}/favourites/{plate}", s.api(resident, s.deleteFavourite))
-	mux.Handle("POST /v1/permits", s.api([]string{identity.RoleEloket}, s.issuePermit))
-	mux.Handle("POST /v1/permits/{permit_id}/end", s.api([]string{identity.RoleEloket}, s.endPermit))
-	mux.Handle("GET /v1/rights", s.api([]string{identity.RoleEnforcement}, s.rights))
+	mux.Handle("POST /v1/permits", s.api([]string{identity.RoleEloket}, s.issuePermit, waitParam))
+	mux.Handle("POST /v1/permits/{permit_id}/end", s.api([]string{identity.RoleEloket}, s.endPermit, waitParam))
+	mux.Handle("GET /v1/rights", s.api([]string{identity.RoleEnforcement}, s.rights,
+		one("plate"), one("zone"), one("place"), one("at")))
 	// Every role may read its own requests' outcomes; the handler checks whose.
 	mux.Handle("GET /v1/requests/{request_id}", s.api(identity.Roles, s.getRequest))
 	mux.Handle("PUT /v1/admin/zones/{code}", s.api([]string{identity.RoleOperator}, s.putZone))
 	mux.Handle("POST /v1/admin/addresses", s.api([]string{identity.RoleOperator}, s.putAddress))
 	mux.Handle("POST /v1/admin/registrations", s.api([]string{identity.RoleOperator}, s.putRegistration))
 	// Events and webhooks (events.go): the feed and the subscriptions.
-	mux.Handle("GET /v1/events", s.api([]string{identity.RoleOperator}, s.listEvents))
+	mux.Handle("GET /v1/events", s.api([]string{identity.RoleOperator}, s.listEvents,
+		one("after"), one("limit"), many("type")))
 	mux.Handle("GET /v1/admin/webhooks", s.api([]string{identity.RoleOperator}, s.listWebhooks))
 	mux.Handle("PUT /v1/admin/webhooks/{name}", s.api([]string{identity.RoleOperator}, s.putWebhook))
 	mux.Handle("DELETE /v1/admin/webhooks/{name}", s.api([]string{identity.RoleOperator}, s.deleteWebhook))
@@ -172,7 +177,7 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("GET /v1/residents/{resident_id}/export", s.api([]string{identity.RoleOperator, identity.RoleResident}, s.exportResident))
 	mux.Handle("POST /v1/residents/{resident_id}/erase", s.api([]string{identity.RoleOperator}, s.eraseResident))
 
-	s.apiPatterns = mux.patterns
+	s.apiPatterns, s.apiQuery = mux.patterns, mux.query
 	return s.wrap(mux.ServeMux)
 }
 
@@ -231,18 +236,25 @@ func (s *Server) probes(mux *patternMux) {
 	mux.Handle("GET /metrics", metrics)
 }
 
-// patternMux is a ServeMux that keeps the patterns registered on it, so that a
-// test can hold the API's routes against openapi.yaml both ways.
+// patternMux is a ServeMux that keeps the patterns registered on it and the
+// query parameters each endpoint reads, so that a test can hold the API's
+// routes and their parameters against openapi.yaml both ways.
 type patternMux struct {
 	*http.ServeMux
 	patterns []string
+	query    map[string][]queryParam
 }
 
-func newPatternMux() *patternMux { return &patternMux{ServeMux: http.NewServeMux()} }
+func newPatternMux() *patternMux {
+	return &patternMux{ServeMux: http.NewServeMux(), query: map[string][]queryParam{}}
+}
 
 func (m *patternMux) Handle(pattern string, h http.Handler) {
 	m.ServeMux.Handle(pattern, h)
 	m.patterns = append(m.patterns, pattern)
+	if ep, ok := h.(*endpoint); ok {
+		m.query[pattern] = ep.query
+	}
 }
 
 func (m *patternMux) HandleFunc(pattern string, h func(http.ResponseWriter, *http.Request)) {
@@ -327,28 +339,45 @@ func (s *Server) recoverer(next http.Handler) http.Handler {
 // for writeError.
 type handlerFunc func(w http.ResponseWriter, r *http.Request, p *identity.Principal) error
 
-// api authenticates, checks the role, applies the subject's rate limit and runs h.
-func (s *Server) api(roles []string, h handlerFunc) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p, err := s.authenticate(r)
-		if err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		r = r.WithContext(context.WithValue(r.Context(), logKey{}, s.logger(r).With("subject", p.Subject())))
-		if !slices.Contains(roles, p.Role) {
-			s.writeError(w, r, errForbidden("role "+p.Role+" may not use this endpoint"))
-			return
-		}
-		if s.limiter != nil && !s.limiter.allow(p.Subject()) {
-			s.writeError(w, r, &apiError{Status: http.StatusTooManyRequests, Code: CodeRateLimited,
-				Message: "too many requests; slow down"})
-			return
-		}
-		if err := h(w, r, p); err != nil {
-			s.writeError(w, r, err)
-		}
-	})
+// api authenticates, checks the role, applies the subject's rate limit, refuses
+// a query parameter the endpoint does not read (query: those it does) or one
+// given twice, and runs h.
+func (s *Server) api(roles []string, h handlerFunc, query ...queryParam) http.Handler {
+	return &endpoint{s: s, roles: roles, h: h, query: query}
+}
+
+// endpoint is an API route's handler (api).
+type endpoint struct {
+	s     *Server
+	roles []string
+	h     handlerFunc
+	query []queryParam
+}
+
+func (e *endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s := e.s
+	p, err := s.authenticate(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	r = r.WithContext(context.WithValue(r.Context(), logKey{}, s.logger(r).With("subject", p.Subject())))
+	if !slices.Contains(e.roles, p.Role) {
+		s.writeError(w, r, errForbidden("role "+p.Role+" may not use this endpoint"))
+		return
+	}
+	if s.limiter != nil && !s.limiter.allow(p.Subject()) {
+		s.writeError(w, r, &apiError{Status: http.StatusTooManyRequests, Code: CodeRateLimited,
+			Message: "too many requests; slow down"})
+		return
+	}
+	if err := checkQuery(r, e.query); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if err := e.h(w, r, p); err != nil {
+		s.writeError(w, r, err)
+	}
 }
 
 // dbCtx bounds one Postgres or Redis call.

@@ -12,6 +12,8 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/parkd/parkd/hostport"
 )
 
 // Parse reads a Redis URL into the connection option from which
@@ -42,6 +44,10 @@ func Parse(s string) (asynq.RedisConnOpt, error) {
 	case "redis", "rediss":
 		if u.Host == "" { // go-redis would take localhost:6379
 			return nil, fmt.Errorf("%s:// needs a host:port", u.Scheme)
+		}
+		// go-redis takes any digits, and an empty port as 6379.
+		if err := hostport.CheckHost(u.Host); err != nil {
+			return nil, fmt.Errorf("%s://: %w", u.Scheme, err)
 		}
 		opt, err := redis.ParseURL(s)
 		if err != nil {
@@ -112,6 +118,9 @@ func spreadHosts(u *url.URL, scheme string) error {
 	for _, a := range addrs {
 		if _, port, err := net.SplitHostPort(a); err != nil || port == "" {
 			return fmt.Errorf("%s: %q is not host:port", u.Scheme, a)
+		}
+		if err := hostport.CheckHost(a); err != nil {
+			return fmt.Errorf("%s: %q: %w", u.Scheme, a, err)
 		}
 	}
 	q := u.Query()

@@ -101,6 +101,12 @@ func TestParseRedisURLRefuses(t *testing.T) {
 		"redis://127.0.0.1:6379/0?pool=40":             "unexpected option: pool",
 		"redis-sentinel://s1:26379?master=m&db=x":      "database",
 		"redis://:top-secret@127.0.0.1:6379/%zz?x=%zz": "not a URL",
+		"redis://:top-secret@127.0.0.1:99999/0":        "port \"99999\"",
+		"rediss://cache:0/0":                           "port \"0\"",
+		"redis://cache:/0":                             "empty port",
+		"redis-sentinel://s1:26379,s2:0?master=m":      `"s2:0": port "0"`,
+		"redis-sentinel://s1:99999?master=m":           `port "99999"`,
+		"redis-cluster://n1:6379,n2:65536":             `port "65536"`,
 	} {
 		_, err := Parse(url)
 		if err == nil || !strings.Contains(err.Error(), want) {

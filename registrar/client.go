@@ -26,6 +26,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/parkd/parkd/domain"
+	"github.com/parkd/parkd/hostport"
 	"github.com/parkd/parkd/worker"
 )
 
@@ -66,8 +67,8 @@ type Client struct {
 var _ worker.Registrar = (*Client)(nil)
 
 // CheckURL says what is wrong with a registrar base URL, or nil: it must be
-// http or https, name a host, and carry no query or fragment (rights are
-// appended as a path).
+// http or https, name a host, with a port from 1 to 65535 if it gives one,
+// and carry no query or fragment (rights are appended as a path).
 func CheckURL(raw string) error {
 	// The URL is not repeated in a message: it may carry a credential.
 	const want = "want http(s)://HOST[:PORT][/PATH]"
@@ -84,13 +85,51 @@ func CheckURL(raw string) error {
 	case u.User != nil:
 		return errors.New("carries a user or password: put the credential in PARKD_REGISTRAR_TOKEN")
 	}
+	if err := hostport.CheckHost(u.Host); err != nil {
+		return fmt.Errorf("%w: %s", err, want)
+	}
 	return nil
 }
 
-// New makes a Client for the registrar at cfg.URL (see CheckURL).
+// b64token is RFC 6750's form of a bearer token (section 2.1): what can
+// follow "Bearer " in an Authorization header.
+var b64token = regexp.MustCompile(`^[A-Za-z0-9._~+/-]+=*$`)
+
+// CheckToken says what is wrong with a registrar's bearer token, or nil: it
+// must be RFC 6750's b64token, 1 or more of A-Z a-z 0-9 - . _ ~ + / with
+// trailing = only. Anything else (a space, a newline left by `echo` or a
+// secrets file) cannot be sent in the header: net/http refuses every request,
+// so every right would be retried for ever. The message never repeats the
+// token; it names the first character that cannot be sent and where it is.
+func CheckToken(token string) error {
+	if b64token.MatchString(token) {
+		return nil
+	}
+	if token == "" {
+		return errors.New("empty: want RFC 6750 bearer token characters A-Z a-z 0-9 - . _ ~ + / (= only at the end)")
+	}
+	at, r := 0, rune(0)
+	for i, c := range token {
+		if !strings.ContainsRune("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/=", c) ||
+			c == '=' && strings.TrimLeft(token[i:], "=") != "" {
+			at, r = utf8.RuneCountInString(token[:i])+1, c
+			break
+		}
+	}
+	return fmt.Errorf("character %d (%q) cannot be sent in an Authorization header: want RFC 6750 bearer token characters A-Z a-z 0-9 - . _ ~ + / (= only at the end), with no space or newline",
+		at, r)
+}
+
+// New makes a Client for the registrar at cfg.URL (see CheckURL) with
+// cfg.Token (see CheckToken; "" sends none).
 func New(cfg Config) (*Client, error) {
 	if err := CheckURL(cfg.URL); err != nil {
 		return nil, fmt.Errorf("registrar URL: %w", err)
+	}
+	if cfg.Token != "" {
+		if err := CheckToken(cfg.Token); err != nil {
+			return nil, fmt.Errorf("registrar token: %w", err)
+		}
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = Timeout
@@ -116,10 +155,14 @@ func New(cfg Config) (*Client, error) {
 
 // Register sends the right's full state as PUT {URL}/rights/{right_id}: 200,
 // 201 and 204 are nil; 409 is worker.ErrSuperseded (acknowledged: the
-// registrar holds a newer version); any other 4xx but 429 is a
-// *worker.Refusal with the status and what the registrar said (plate masked,
-// at most MaxMessage characters); 429, 5xx, another status, a timeout or a
-// connection that failed is an error to retry.
+// registrar holds a newer version); any other 4xx but 408 and 429 is a
+// *worker.Refusal (CONTRACT.md "The registrar": not retried, the session shows
+// registration rejected) with the status and what the registrar said (plate
+// masked, at most MaxMessage characters) — for 401, 403 and 404, which judge
+// parkd's token or URL rather than the right, the message says what to check,
+// and once it is fixed an operator sends the refused rights again by running
+// their archived tasks. Anything else is an error to retry: 5xx, 408, 429,
+// another status, a timeout or a connection that failed.
 func (c *Client) Register(ctx context.Context, r worker.Right) error {
 	body, err := json.Marshal(r)
 	if err != nil {
@@ -150,14 +193,33 @@ func (c *Client) Register(ctx context.Context, r worker.Right) error {
 		return nil
 	case s == http.StatusConflict:
 		return worker.ErrSuperseded
-	case s == http.StatusTooManyRequests || s >= 500:
+	case s == http.StatusRequestTimeout || s == http.StatusTooManyRequests:
+		return fmt.Errorf("registrar answered %d for right %s (retried: %s): %s", s, r.RightID, configFault[s], message(resp, r.Plate))
+	case s >= 500:
 		return fmt.Errorf("registrar answered %d for right %s (retried): %s", s, r.RightID, message(resp, r.Plate))
 	case s >= 400 && s < 500:
-		return &worker.Refusal{Status: s, Message: message(resp, r.Plate)}
+		msg := message(resp, r.Plate)
+		if hint := configFault[s]; hint != "" {
+			msg = hint + ": " + msg
+		}
+		return &worker.Refusal{Status: s, Message: msg}
 	default:
 		return fmt.Errorf("registrar answered %d for right %s, which the protocol does not know (retried): %s",
 			s, r.RightID, message(resp, r.Plate))
 	}
+}
+
+// configFault says what an operator should look at for the 4xx that are no
+// verdict on the right itself. 408 and 429 are retried; 401, 403 and 404 are
+// refusals as the contract has every other 4xx, and the hint goes with the
+// refusal: after fixing the token or URL, "run all" on the registrar queue's
+// archived tasks in asynqmon sends every right refused meanwhile again.
+var configFault = map[int]string{
+	http.StatusUnauthorized:    "check PARKD_REGISTRAR_TOKEN",
+	http.StatusForbidden:       "check PARKD_REGISTRAR_TOKEN and PARKD_REGISTRAR_ISSUER: the register does not let this token register",
+	http.StatusNotFound:        "check the path of PARKD_REGISTRAR_URL",
+	http.StatusRequestTimeout:  "the register timed the request out",
+	http.StatusTooManyRequests: "the register asks for fewer requests",
 }
 
 // message is the short text of an answer: the message of a JSON error body

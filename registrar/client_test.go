@@ -61,25 +61,30 @@ func client(t *testing.T, url, token string, timeout time.Duration) *registrar.C
 }
 
 // The protocol's answers (CONTRACT.md "The registrar"): 200, 201, 204
-// acknowledge; 409 is superseded, acknowledged too; any other 4xx is a
-// refusal; 429 and 5xx are retried.
+// acknowledge; 409 is superseded, acknowledged too; a 4xx that judges the
+// right is a refusal, and so are 401, 403 and 404 (the contract: any other
+// 4xx), saying what to check; 5xx, 408 and 429 are retried.
 func TestRegistrarAnswers(t *testing.T) {
 	for _, c := range []struct {
 		status  int
 		body    string
 		want    string // ack, superseded, refusal, retry
-		message string // of a refusal
+		message string // of a refusal; of a retried error, a part of it
 	}{
 		{200, "", "ack", ""},
 		{201, `{"right_id":"parkd-17"}`, "ack", ""},
 		{204, "", "ack", ""},
 		{409, `{"error":"newer version held"}`, "superseded", ""},
 		{400, `{"error":{"code":"bad_area","message":"area OOST unknown for AB12CD"}}`, "refusal", "bad_area: area OOST unknown for ****CD"},
-		{401, "", "refusal", "Unauthorized"},
-		{403, `{"message":"issuer parkd may not register in area 363"}`, "refusal", "issuer parkd may not register in area 363"},
-		{404, "no such\n\tendpoint", "refusal", "no such endpoint"},
+		{401, "", "refusal", "check PARKD_REGISTRAR_TOKEN: Unauthorized"},
+		{403, `{"message":"issuer parkd may not register in area 363"}`, "refusal",
+			"check PARKD_REGISTRAR_TOKEN and PARKD_REGISTRAR_ISSUER: the register does not let this token register: issuer parkd may not register in area 363"},
+		{404, "no such\n\tendpoint", "refusal", "check the path of PARKD_REGISTRAR_URL: no such endpoint"},
+		{408, "", "retry", "Request Timeout"},
+		{410, `{"error":"area OOST withdrawn"}`, "refusal", "area OOST withdrawn"},
+		{413, "", "refusal", "Request Entity Too Large"},
 		{422, `{"title":"Unprocessable","detail":"plate AB-12-CD is not a Dutch plate"}`, "refusal", "plate ******CD is not a Dutch plate"},
-		{429, `{"error":"slow down"}`, "retry", ""},
+		{429, `{"error":"slow down"}`, "retry", "slow down"},
 		{500, "", "retry", ""},
 		{502, "<html>bad gateway</html>", "retry", ""},
 		{503, "", "retry", ""},
@@ -112,6 +117,9 @@ func TestRegistrarAnswers(t *testing.T) {
 				}
 				if strings.Contains(err.Error(), "AB12CD") {
 					t.Fatalf("the error names the plate: %v", err)
+				}
+				if !strings.Contains(err.Error(), c.message) {
+					t.Fatalf("the error %q does not say %q", err, c.message)
 				}
 			}
 		})
@@ -222,9 +230,59 @@ func TestCheckURL(t *testing.T) {
 		{"https://npr.example/#top", false},
 		{"https://user:pw@npr.example", false},
 		{"", false},
+		{"http://npr.example:65535/api", true},
+		{"http://[::1]:8090", true},
+		{"http://npr.example:99999", false},
+		{"http://npr.example:0/", false},
+		{"http://npr.example:/", false},
+		{"http://[::1]:/", false},
 	} {
 		if err := registrar.CheckURL(c.url); (err == nil) != c.ok {
 			t.Errorf("CheckURL(%q) = %v", c.url, err)
+		}
+		if _, err := registrar.New(registrar.Config{URL: c.url}); (err == nil) != c.ok {
+			t.Errorf("New(%q) = %v", c.url, err)
+		}
+	}
+}
+
+// A bearer token is RFC 6750's b64token, or it cannot be sent: net/http
+// refuses a header value with a newline, and every right would be retried
+// for ever. The refusal names the character, never the token.
+func TestCheckToken(t *testing.T) {
+	for _, c := range []struct {
+		token string
+		ok    bool
+		says  string
+	}{
+		{"npr-secret", true, ""},
+		{"eyJhbGciOi.JIUzI1NiJ9_~+/x==", true, ""},
+		{"Zm9vYmFy=", true, ""},
+		{"tkn\n", false, `character 4 ('\n')`},
+		{"a b", false, `character 2 (' ')`},
+		{" tkn", false, "character 1"},
+		{"tkn\r", false, `'\r'`},
+		{"tk\x00n", false, `'\x00'`},
+		{"tkn\t", false, `'\t'`},
+		{"a=b", false, "character 2 ('=')"},
+		{"=abc", false, "character 1"},
+		{"tökén", false, "character 2 ('ö')"},
+		{"a,b", false, "character 2"},
+		{"", false, "empty"},
+	} {
+		err := registrar.CheckToken(c.token)
+		if (err == nil) != c.ok {
+			t.Errorf("CheckToken(%q) = %v", c.token, err)
+			continue
+		}
+		if err != nil && !strings.Contains(err.Error(), c.says) {
+			t.Errorf("CheckToken(%q) = %q, want it to say %q", c.token, err, c.says)
+		}
+		if len(c.token) > 2 && err != nil && strings.Contains(err.Error(), c.token) {
+			t.Errorf("CheckToken(%q) repeats the token: %v", c.token, err)
+		}
+		if _, err := registrar.New(registrar.Config{URL: "http://npr.example", Token: c.token}); (err == nil) != (c.ok || c.token == "") {
+			t.Errorf("New with token %q = %v", c.token, err)
 		}
 	}
 }

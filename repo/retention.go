@@ -47,6 +47,13 @@ type RetentionResult struct {
 	Total    time.Duration
 }
 
+// endedSQL is when a session (sessions s0, not open) ended: a stopped one at
+// its end, a cancelled one when it was cancelled (settled_at), which is before
+// its end_at (the planned start) by up to max_plan_ahead_days. It is the
+// expression of the index sessions_plate_due_ended (migration
+// 20261129000014), which the retention reads.
+const endedSQL = `least(s0.end_at, s0.settled_at)`
+
 // erasePlatesSQL erases the plates of at most one batch of sessions chosen by
 // the WHERE condition given (on sessions, aliased s0) and rewrites the request
 // outcomes and the events that show them, in one statement. SKIP LOCKED: a session another
@@ -55,7 +62,7 @@ const erasePlatesSQL = `
 WITH due AS (
 	SELECT s0.id FROM sessions s0
 	WHERE s0.plate IS NOT NULL AND s0.state <> 'open' AND (%s)
-	ORDER BY s0.end_at, s0.id LIMIT ? FOR UPDATE SKIP LOCKED
+	ORDER BY ` + endedSQL + `, s0.id LIMIT ? FOR UPDATE SKIP LOCKED
 ), erased AS (
 	UPDATE sessions s SET plate = NULL FROM due WHERE s.id = due.id RETURNING s.id
 ), rewritten AS (
@@ -72,16 +79,25 @@ WITH due AS (
 )
 SELECT (SELECT count(*) FROM erased) AS sessions, (SELECT count(*) FROM rewritten) AS requests`
 
+// erasePlatesQuery is erasePlatesSQL for at most limit sessions chosen by
+// where (with its args), and its arguments.
+func erasePlatesQuery(limit int, where string, args ...any) (string, []any) {
+	return fmt.Sprintf(erasePlatesSQL, where), append(append([]any{}, args...), limit, ErasedPlate)
+}
+
 func erasePlatesBatch(ctx context.Context, db bun.IDB, limit int, where string, args ...any) (sessions, requests int64, err error) {
-	q := fmt.Sprintf(erasePlatesSQL, where)
-	all := append(append([]any{}, args...), limit, ErasedPlate)
+	q, all := erasePlatesQuery(limit, where, args...)
 	err = db.NewRaw(q, all...).Scan(ctx, &sessions, &requests)
 	return sessions, requests, err
 }
 
+// dueWhere chooses the sessions that ended before cutoff (endedSQL).
+func dueWhere(cutoff time.Time) (string, []any) { return endedSQL + " < ?", []any{cutoff.UTC()} }
+
 // ErasePlates erases the plate of every session that ended before cutoff (now
 // minus the plate retention), batch sessions per transaction, oldest end
-// first, until none is left.
+// first, until none is left. A cancelled session ended when it was cancelled
+// (endedSQL).
 func ErasePlates(ctx context.Context, db *bun.DB, cutoff time.Time, batch int) (RetentionResult, error) {
 	if batch <= 0 {
 		batch = RetentionBatch
@@ -93,7 +109,8 @@ func ErasePlates(ctx context.Context, db *bun.DB, cutoff time.Time, batch int) (
 		var s, r int64
 		err := db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
 			var err error
-			s, r, err = erasePlatesBatch(ctx, tx, batch, "s0.end_at < ?", cutoff.UTC())
+			where, args := dueWhere(cutoff)
+			s, r, err = erasePlatesBatch(ctx, tx, batch, where, args...)
 			return err
 		})
 		if err != nil {

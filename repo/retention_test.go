@@ -3,6 +3,7 @@ package repo_test
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -176,10 +177,10 @@ func BenchmarkRetention1M(b *testing.B) {
 	b.Logf("setup: %d sessions, %d outcomes in %s", permits*per, 2*permits*per, time.Since(setup).Round(time.Millisecond))
 	cutoff := base.Add(time.Duration(permits*per)*10*time.Second + 2*time.Hour) // every session ended before
 
-	// What the migration's two indexes cost to build on this much (they are
+	// What the migrations' two indexes cost to build on this much (they are
 	// built in its transaction, holding off writes to the table meanwhile).
 	for _, ix := range []struct{ name, create string }{
-		{"sessions_plate_due", `CREATE INDEX sessions_plate_due ON sessions (end_at, id) WHERE plate IS NOT NULL AND state <> 'open'`},
+		{"sessions_plate_due_ended", `CREATE INDEX sessions_plate_due_ended ON sessions ((least(end_at, settled_at)), id) WHERE plate IS NOT NULL AND state <> 'open'`},
 		{"requests_session_plate", `CREATE INDEX requests_session_plate ON requests ((result->>'id')) WHERE jsonb_typeof(result->'plate') = 'string'`},
 	} {
 		if _, err := db.ExecContext(ctx, "DROP INDEX "+ix.name); err != nil {
@@ -235,4 +236,57 @@ func BenchmarkRetention1M(b *testing.B) {
 	b.ReportMetric(res.Total.Seconds(), "s/retention")
 	b.ReportMetric(float64(res.Longest.Milliseconds()), "ms-longest-statement")
 	b.ReportMetric(float64(worstStart.Milliseconds()), "ms-longest-start")
+}
+
+// The retention's choice of sessions is a scan of the head of the index
+// sessions_plate_due_ended (least(end_at, settled_at): when a session ended,
+// a cancelled one at its cancellation), never a scan of the table, and in
+// order of it; and a cancelled session planned days ahead is due from its
+// cancellation on.
+func TestRetentionReadsTheIndexOfWhenSessionsEnded(t *testing.T) {
+	w := newWorld(t)
+	ctx := w.ctx
+	w.zone("TEST", "Europe/Amsterdam", "01-01")
+	p := w.permit("TEST", time.Date(2026, 1, 5, 9, 0, 0, 0, time.UTC), 600)
+	base := time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC)
+	// 20,000 stopped sessions, and one cancelled at base+1h with a planned
+	// start (its end_at) a week later.
+	if _, err := w.store.DB.ExecContext(ctx, `
+		INSERT INTO sessions (permit_id, zone, plate, state, start_at, planned_end_at, end_at, reserved_minutes,
+		                      charged_minutes, request_id, settled_at)
+		SELECT ?0, 'TEST', 'P' || g, 'stopped', ?1::timestamptz + g * interval '1 minute',
+		       ?1::timestamptz + g * interval '1 minute' + interval '2 hours', ?1::timestamptz + g * interval '1 minute' + interval '1 hour',
+		       120, 60, 'seed-' || g, ?1::timestamptz + g * interval '1 minute' + interval '1 hour'
+		FROM generate_series(1, 20000) g;
+		INSERT INTO sessions (permit_id, zone, plate, state, start_at, planned_end_at, end_at, reserved_minutes,
+		                      charged_minutes, request_id, settled_at)
+		VALUES (?0, 'TEST', 'CANCELLED1', 'cancelled', ?1::timestamptz + interval '7 days', ?1::timestamptz + interval '7 days 2 hours',
+		        ?1::timestamptz + interval '7 days', 120, 0, 'seed-cancelled', ?1::timestamptz + interval '1 hour');
+		ANALYZE sessions`, p.ID, base); err != nil {
+		t.Fatal(err)
+	}
+	cutoff := base.Add(2 * time.Hour)
+	q, args := repo.ErasePlatesQuery(cutoff, 100)
+	var plan []string
+	if err := w.store.DB.NewRaw("EXPLAIN "+q, args...).Scan(ctx, &plan); err != nil {
+		t.Fatal(err)
+	}
+	text := strings.Join(plan, "\n")
+	if !strings.Contains(text, "Index Scan using sessions_plate_due_ended on sessions s0") || strings.Contains(text, "Seq Scan on sessions s0") ||
+		strings.Contains(text, "Sort") {
+		t.Fatalf("the retention's choice is not an ordered index scan of sessions_plate_due_ended:\n%s", text)
+	}
+	res, err := repo.ErasePlates(ctx, w.store.DB, cutoff, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cancelledPlate *string
+	if err := w.store.DB.NewRaw("SELECT plate FROM sessions WHERE request_id = 'seed-cancelled'").Scan(ctx, &cancelledPlate); err != nil {
+		t.Fatal(err)
+	}
+	// Sessions 1-60 ended (end_at = base + g min + 1 h) before base + 2 h,
+	// and the one cancelled at base + 1 h.
+	if cancelledPlate != nil || res.Sessions != 60 {
+		t.Fatalf("erased %+v; the cancelled session's plate %v: want 60 sessions, the cancelled one among them", res, cancelledPlate)
+	}
 }

@@ -122,12 +122,14 @@ func AcknowledgeRight(ctx context.Context, db bun.IDB, sessionID int64, version 
 	return ack, nil
 }
 
-// RejectRight records that the registrar refused version of a session's right
-// for good, and why (a short text without a plate). It reports whether this
-// call recorded it (false: that version or a newer one was refused before).
+// RejectRight records that the registrar refused version of a session's right,
+// and why (a short text without a plate). It reports whether this call
+// recorded it (false: a newer version was refused before). A version refused
+// again (an operator sent it again: worker.RightRegister) keeps the newest
+// reason.
 func RejectRight(ctx context.Context, db bun.IDB, sessionID int64, version int, reason string) (bool, error) {
 	res, err := db.NewRaw(`UPDATE sessions SET right_rejected_version = ?, right_rejection = ?
-		WHERE id = ? AND right_rejected_version < ?`, version, reason, sessionID, version).Exec(ctx)
+		WHERE id = ? AND right_rejected_version <= ?`, version, reason, sessionID, version).Exec(ctx)
 	if err != nil {
 		return false, fmt.Errorf("reject right of session %d version %d: %w", sessionID, version, err)
 	}
@@ -172,7 +174,9 @@ func RightsBacklog(ctx context.Context, db bun.IDB) (PendingStats, error) {
 
 // rightsAuditSQL lists every right the registrar has not taken: pending longer
 // than RightPendingLimit, or refused at its newest version, each with its age
-// (since the change that made the version).
+// (since the change that made the version); a refused one says how to send it
+// again (worker.RightRegister sends a refused version when its archived task
+// is run: jobs.RightTaskID).
 var rightsAuditSQL = `
 	SELECT format('session %s: right version %s pending for %s', id, right_version,
 	              date_trunc('second', now() - right_changed_at))
@@ -180,8 +184,8 @@ var rightsAuditSQL = `
 	WHERE ` + rightPendingSQL + ` AND right_changed_at < now() - '` +
 	fmt.Sprintf("%d seconds", int(RightPendingLimit.Seconds())) + `'::interval
 	UNION ALL
-	SELECT format('session %s: right version %s rejected (changed %s ago): %s', id, right_version,
-	              date_trunc('second', now() - right_changed_at), right_rejection)
+	SELECT format('session %s: right version %s rejected (changed %s ago): %s; after fixing the cause, run the archived task right:%s:%s in asynqmon''s registrar queue to send it again',
+	              id, right_version, date_trunc('second', now() - right_changed_at), right_rejection, id, right_version)
 	FROM sessions
 	WHERE right_version > 0 AND right_rejected_version >= right_version AND right_registered_version < right_version`
 

@@ -58,7 +58,12 @@ const (
 	// slots until its breaker opens.
 	DefaultMaxInFlight     = 16
 	DefaultBreakerFailures = 5
-	DefaultBreakerOpen     = 30 * time.Second
+	// DefaultBreakerOpen is how long an open breaker skips a receiver's
+	// calls before one goes through to see whether it is back. It saves a
+	// dead receiver's retries from each holding a slot for up to the 10 s
+	// timeout; it is short because it also delays a receiver that came
+	// back: by up to this long, beside the retry schedule's own wait.
+	DefaultBreakerOpen = 10 * time.Second
 )
 
 // maxErrorText bounds the last error a delivery records (never the

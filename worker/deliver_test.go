@@ -427,6 +427,56 @@ func TestWebhookCircuitBreakerSkipsAFailingReceiver(t *testing.T) {
 	}
 }
 
+// The breaker does not hold back a receiver that came back for long: with the
+// defaults (5 failures in a row open it for worker.DefaultBreakerOpen, 10 s),
+// a delivery tried after the receiver is back is skipped at first, and made
+// within about 10 s of the breaker opening, not 30.
+func TestWebhookCircuitBreakerLetsAReceiverBackWithinTenSeconds(t *testing.T) {
+	e := setupParallel(t)
+	var down atomic.Bool
+	down.Store(true)
+	r := newReceiver(t, func(int64) int {
+		if down.Load() {
+			return http.StatusServiceUnavailable
+		}
+		return http.StatusOK
+	})
+	e.subscribe("flaky", r, nil)
+	e.addEvents(worker.DefaultBreakerFailures+1, jobs.EventSessionChanged)
+	e.numberOnly()
+	feed := e.feed()
+	for _, ev := range feed[:worker.DefaultBreakerFailures] {
+		if err := e.h.EventDeliver(e.ctx, jobs.NewEventDeliver(ev.ID, "flaky")); err == nil || errors.Is(err, gobreaker.ErrOpenState) {
+			t.Fatalf("while down: %v, want a failed call", err)
+		}
+	}
+	opened := time.Now()
+	down.Store(false) // back at once
+	last := feed[worker.DefaultBreakerFailures]
+	if err := e.h.EventDeliver(e.ctx, jobs.NewEventDeliver(last.ID, "flaky")); !errors.Is(err, gobreaker.ErrOpenState) {
+		t.Fatalf("just after %d failures: %v, want skipped by the open breaker", worker.DefaultBreakerFailures, err)
+	}
+	for {
+		err := e.h.EventDeliver(e.ctx, jobs.NewEventDeliver(last.ID, "flaky"))
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, gobreaker.ErrOpenState) {
+			t.Fatalf("%v, want skipped or delivered", err)
+		}
+		if waited := time.Since(opened); waited > 14*time.Second {
+			t.Fatalf("the receiver is back but still skipped %s after the breaker opened", waited.Round(time.Second))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if waited := time.Since(opened); waited < 9*time.Second {
+		t.Fatalf("delivered %s after the breaker opened, want it open about 10 s", waited.Round(100*time.Millisecond))
+	}
+	if d := e.delivery("flaky", last.ID); d.Status != repo.DeliveryDelivered {
+		t.Fatalf("delivery %+v", d)
+	}
+}
+
 func closedURL(t *testing.T) string {
 	srv := httptest.NewServer(http.NotFoundHandler())
 	u := srv.URL

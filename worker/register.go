@@ -33,8 +33,8 @@ func RightID(issuer, sessionID string) string { return issuer + "-" + sessionID 
 const (
 	RegisterAcknowledged = "acknowledged" // 200, 201 or 204
 	RegisterSuperseded   = "superseded"   // 409: the registrar holds a newer version (acknowledged too)
-	RegisterRejected     = "rejected"     // refused for good (another 4xx), or not sendable (plate erased)
-	RegisterRetried      = "retried"      // 5xx, 429, a timeout, unreachable, or no registrar in this process
+	RegisterRejected     = "rejected"     // refused (a 4xx that judges the right), or not sendable (plate erased)
+	RegisterRetried      = "retried"      // 5xx, 408, 429, a timeout, unreachable, or no registrar in this process
 	RegisterSkipped      = "skipped"      // nothing to send: a newer version is queued, or this one was answered
 )
 
@@ -57,10 +57,17 @@ func RegisterRetryDelay(n int, _ error, _ *asynq.Task) time.Duration {
 }
 
 // RightRegister handles right:register: when the task's version is still the
-// session's newest and the registrar has neither acknowledged nor refused it,
-// it sends the session's right as it is now and records the answer. A refusal
-// is recorded on the session (registration.status rejected) and archived, not
+// session's newest and the registrar has not acknowledged it, it sends the
+// session's right as it is now and records the answer. A refusal is recorded
+// on the session (registration.status rejected) and the task archived, not
 // retried; anything else that failed is retried (RegisterRetryDelay).
+//
+// A version already refused is sent again: only an operator's run of the
+// archived task (asynqmon, queue registrar, right:{session}:{version}) gets
+// here with one, after fixing what the registrar refused (the zone's codes,
+// the register's own data), since the reconciler requeues pending rights
+// only. Acknowledged, the session shows registration registered; refused
+// again, rejected with the new reason.
 func (h *Handlers) RightRegister(ctx context.Context, t *asynq.Task) error {
 	var p jobs.RightRegister
 	if err := decode(t, &p); err != nil {
@@ -131,7 +138,7 @@ func (h *Handlers) RightRegister(ctx context.Context, t *asynq.Task) error {
 }
 
 // registerNeedless says why a right:register task of version has nothing to
-// send, or "" when it has.
+// send, or "" when it has. A refused version has: see RightRegister.
 func registerNeedless(s *repo.Session, version int) string {
 	switch {
 	case s.Registration == nil || s.RightVersion == 0:
@@ -140,8 +147,6 @@ func registerNeedless(s *repo.Session, version int) string {
 		return "a newer version is queued"
 	case s.RightRegisteredVersion >= s.RightVersion:
 		return "already acknowledged"
-	case s.RightRejectedVersion >= s.RightVersion:
-		return "already refused"
 	}
 	return ""
 }

@@ -1,6 +1,7 @@
 package worker_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -44,6 +46,15 @@ type register struct {
 	mu     sync.Mutex
 	calls  []registerCall
 	answer func(rightID string, n int) (status int, body string, delay time.Duration)
+	token  string // when set, a call without it is answered 401, as a register does
+}
+
+// requireToken makes the register answer 401 to every call without the
+// bearer token.
+func (r *register) requireToken(token string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.token = token
 }
 
 func (r *register) ServeHTTP(w http.ResponseWriter, req *http.Request) {
@@ -58,7 +69,13 @@ func (r *register) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		}
 	}
 	r.calls = append(r.calls, registerCall{Path: req.URL.Path, Auth: req.Header.Get("Authorization"), Right: right, At: time.Now()})
+	unauthorized := r.token != "" && req.Header.Get("Authorization") != "Bearer "+r.token
 	r.mu.Unlock()
+	if unauthorized {
+		w.WriteHeader(http.StatusUnauthorized)
+		_, _ = io.WriteString(w, `{"error":"invalid token"}`)
+		return
+	}
 	status, body, delay := r.answer(right.RightID, n)
 	if delay > 0 {
 		select {
@@ -225,13 +242,16 @@ func TestRegistrarConflictIsAcknowledged(t *testing.T) {
 	}
 }
 
-// Another 4xx is a refusal: recorded on the session, which answers
-// registration.status rejected, with the register's reason (plate masked) for
-// `parkd check`; the task is archived, not retried, and nothing is sent again.
+// A 4xx that judges the right is a refusal: recorded on the session, which
+// answers registration.status rejected, with the register's reason (plate
+// masked) for `parkd check`, which says how to send it again; the task is
+// archived, not retried. Run again (an operator, from the archive), the
+// version is sent again, and a second refusal keeps the newer reason.
 func TestRegistrarRefusalIsShownOnTheSession(t *testing.T) {
 	e := setupParallel(t)
-	reg, obs := e.withRegister(0, always(http.StatusUnprocessableEntity,
-		`{"error":{"code":"unknown_area","message":"area OOST has no usage BEZOEKP for RG04AB"}}`))
+	reg, obs := e.withRegister(0, func(_ string, n int) (int, string, time.Duration) {
+		return http.StatusUnprocessableEntity, fmt.Sprintf(`{"error":{"code":"unknown_area","message":"area OOST has no usage BEZOEKP for RG04AB (%d)"}}`, n), 0
+	})
 	s, v := e.registeredSession("RG-04-AB", nil)
 	err := e.registerNow(s.ID, v)
 	var refusal *worker.Refusal
@@ -242,14 +262,8 @@ func TestRegistrarRefusalIsShownOnTheSession(t *testing.T) {
 	if r := row.View(time.Now()).Registration; r.Status != jobs.RegistrationRejected || r.Version != v || r.RegisteredAt != nil {
 		t.Fatalf("registration %+v", r)
 	}
-	if row.RightRejection == nil || *row.RightRejection != "registrar answered 422: unknown_area: area OOST has no usage BEZOEKP for ****AB" {
+	if row.RightRejection == nil || *row.RightRejection != "registrar answered 422: unknown_area: area OOST has no usage BEZOEKP for ****AB (0)" {
 		t.Fatalf("rejection %v", row.RightRejection)
-	}
-	if err := e.registerNow(s.ID, v); err != nil || reg.count() != 1 {
-		t.Fatalf("run again: %v, %d calls; want nothing sent", err, reg.count())
-	}
-	if got := obs.registrations(); got[worker.RegisterRejected] != 1 || got[worker.RegisterSkipped] != 1 {
-		t.Fatalf("outcomes %v", got)
 	}
 	_, findings, err := repo.Audit(e.ctx, e.store.DB, time.Hour, 10)
 	if err != nil {
@@ -257,17 +271,157 @@ func TestRegistrarRefusalIsShownOnTheSession(t *testing.T) {
 	}
 	listed := false
 	for _, f := range findings {
-		listed = listed || strings.Contains(f.Detail, "session "+s.ID+": right version") && strings.Contains(f.Detail, "unknown_area")
+		listed = listed || strings.Contains(f.Detail, "session "+s.ID+": right version") && strings.Contains(f.Detail, "unknown_area") &&
+			strings.Contains(f.Detail, "run the archived task "+jobs.RightTaskID(s.ID, v)+" in asynqmon's registrar queue")
 	}
 	if !listed {
-		t.Fatalf("parkd check does not list the refused right: %+v", findings)
+		t.Fatalf("parkd check does not list the refused right with how to send it again: %+v", findings)
+	}
+
+	err = e.registerNow(s.ID, v)
+	if !errors.As(err, &refusal) || !errors.Is(err, asynq.SkipRetry) || reg.count() != 2 {
+		t.Fatalf("run again: %v, %d calls; want it sent again and refused again", err, reg.count())
+	}
+	if row := e.session(s.ID); row.RegistrationView().Status != jobs.RegistrationRejected || row.RightRejection == nil ||
+		!strings.HasSuffix(*row.RightRejection, "(1)") {
+		t.Fatalf("after the second refusal: %+v, rejection %q", row.RegistrationView(), *row.RightRejection)
+	}
+	if got := obs.registrations(); got[worker.RegisterRejected] != 2 || len(got) != 1 {
+		t.Fatalf("outcomes %v", got)
 	}
 }
 
-// 503, 429 and a register that does not answer within the timeout are each
-// retried, the first retry within two seconds (worker.RegisterRetryDelay),
-// until the register acknowledges; through a real asynq server on the
-// registrar queue.
+// A refused right is sent again when an operator runs its archived task
+// (asynqmon: queue registrar, right:{session}:{version}) once the cause is
+// fixed, and the session is then registered; the reconciler, which requeues
+// pending rights, leaves a refused one alone. Through the registrar queue's
+// own asynq server, the operator's run being asynq's Inspector.RunTask.
+func TestRefusedRightIsSentAgainByRunningItsArchivedTask(t *testing.T) {
+	e := setup(t)
+	var fixed atomic.Bool
+	reg, obs := e.withRegister(0, func(string, int) (int, string, time.Duration) {
+		if fixed.Load() {
+			return http.StatusCreated, "", 0
+		}
+		return http.StatusUnprocessableEntity, `{"error":{"code":"unknown_area","message":"area OOST unknown"}}`, 0
+	})
+	e.startRegistrar()
+	s, v := e.registeredSession("RG-11-AB", nil)
+	id, _ := repo.ParseID(s.ID)
+	repotest.MarkRightChanged(t, e.store, id, testCodes, time.Now().Add(-time.Hour)) // long enough for the reconciler
+	v++
+	e.enqueue(jobs.NewRightRegister(s.ID, v))
+	taskID := jobs.RightTaskID(s.ID, v)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		info, err := e.inspector.GetTaskInfo(jobs.QueueRegistrar, taskID)
+		if err == nil && info.State == asynq.TaskStateArchived {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("task %s not archived after a refusal: %v %v", taskID, info, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if r := e.session(s.ID).RegistrationView(); r.Status != jobs.RegistrationRejected || reg.count() != 1 {
+		t.Fatalf("registration %+v after %d calls", r, reg.count())
+	}
+	if rep, err := e.h.Reconcile(e.ctx); err != nil || rep.RightsRequeued != 0 {
+		t.Fatalf("reconcile: %+v %v; want a refused right left alone", rep, err)
+	}
+
+	fixed.Store(true) // the register's area table, or the zone's codes, corrected
+	if err := e.inspector.RunTask(jobs.QueueRegistrar, taskID); err != nil {
+		t.Fatal(err)
+	}
+	e.awaitRegistered(s.ID, 30*time.Second)
+	if calls := reg.callsOf("parkd-" + s.ID); len(calls) != 2 || calls[1].Right.Version != v {
+		t.Fatalf("sent %+v, want version %d twice", calls, v)
+	}
+	row := e.session(s.ID)
+	if r := row.RegistrationView(); r.Status != jobs.RegistrationRegistered || r.Version != v || r.RegisteredAt == nil {
+		t.Fatalf("registration %+v", r)
+	}
+	if _, findings, err := repo.Audit(e.ctx, e.store.DB, time.Hour, 10); err != nil || len(findings) != 0 {
+		t.Fatalf("parkd check after the right was registered: %+v %v", findings, err)
+	}
+	if got := obs.registrations(); got[worker.RegisterRejected] != 1 || got[worker.RegisterAcknowledged] != 1 {
+		t.Fatalf("outcomes %v", got)
+	}
+}
+
+// swapRegistrar is the Registrar of a worker whose configuration an operator
+// corrects: what a restart with a new PARKD_REGISTRAR_TOKEN does, without
+// stopping the test's server.
+type swapRegistrar struct {
+	atomic.Pointer[registrar.Client]
+}
+
+func (s *swapRegistrar) Register(ctx context.Context, r worker.Right) error {
+	return s.Load().Register(ctx, r)
+}
+
+// A wrong PARKD_REGISTRAR_TOKEN (the register answers 401) is a refusal, as
+// the contract has every 4xx but 409 and 429 (CONTRACT.md "The registrar"):
+// the session shows registration rejected and the refusal says to check the
+// token. Once the token is corrected, the operator's run of the archived task
+// sends the right again, with the new token, and the session is registered.
+func TestWrongRegistrarTokenIsRefusedAndSentAgainOnceCorrected(t *testing.T) {
+	e := setup(t)
+	reg, obs := e.withRegister(0, always(http.StatusCreated, ""))
+	reg.requireToken(registerToken)
+	srv := httptest.NewServer(reg)
+	t.Cleanup(srv.Close)
+	client := func(token string) *registrar.Client {
+		c, err := registrar.New(registrar.Config{URL: srv.URL, Token: token})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	swap := &swapRegistrar{}
+	swap.Store(client("a-wrong-token"))
+	e.h.Registrar = swap
+	e.startRegistrar()
+
+	s, v := e.registeredSession("RG-12-AB", nil)
+	taskID := jobs.RightTaskID(s.ID, v)
+	e.enqueue(jobs.NewRightRegister(s.ID, v))
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		info, err := e.inspector.GetTaskInfo(jobs.QueueRegistrar, taskID)
+		if err == nil && info.State == asynq.TaskStateArchived {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("task %s not archived after a 401: %v %v", taskID, info, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	row := e.session(s.ID)
+	if r := row.RegistrationView(); r.Status != jobs.RegistrationRejected || row.RightRejection == nil ||
+		!strings.Contains(*row.RightRejection, "check PARKD_REGISTRAR_TOKEN") {
+		t.Fatalf("registration %+v (%v) after a 401, want rejected saying to check the token", r, row.RightRejection)
+	}
+
+	swap.Store(client(registerToken))                                        // the operator corrects the token…
+	if err := e.inspector.RunTask(jobs.QueueRegistrar, taskID); err != nil { // …and runs the archived task
+		t.Fatal(err)
+	}
+	e.awaitRegistered(s.ID, 30*time.Second)
+	calls := reg.callsOf("parkd-" + s.ID)
+	if last := calls[len(calls)-1]; last.Auth != "Bearer "+registerToken || last.Right.Version != v {
+		t.Fatalf("last call %+v", last)
+	}
+	if got := obs.registrations(); got[worker.RegisterRejected] != 1 || got[worker.RegisterAcknowledged] != 1 {
+		t.Fatalf("outcomes %v", got)
+	}
+}
+
+// 503, 429, 408 and a register that does not answer within the timeout are
+// each retried, the first retry within two seconds
+// (worker.RegisterRetryDelay), until the register acknowledges; through a
+// real asynq server on the registrar queue.
 func TestRegistrarFailuresAreRetriedUntilAcknowledged(t *testing.T) {
 	e := setup(t)
 	first := map[string]int{} // right ID → the failure its first call gets
@@ -287,7 +441,9 @@ func TestRegistrarFailuresAreRetriedUntilAcknowledged(t *testing.T) {
 	})
 	e.startRegistrar()
 	sessions := map[int]jobs.Session{}
-	for i, failure := range []int{http.StatusServiceUnavailable, http.StatusTooManyRequests, http.StatusGatewayTimeout} {
+	failures := []int{http.StatusServiceUnavailable, http.StatusTooManyRequests, http.StatusGatewayTimeout,
+		http.StatusRequestTimeout}
+	for i, failure := range failures {
 		s, v := e.registeredSession(fmt.Sprintf("RT-%02d-AB", i), nil)
 		mu.Lock()
 		first["parkd-"+s.ID] = failure
@@ -307,8 +463,8 @@ func TestRegistrarFailuresAreRetriedUntilAcknowledged(t *testing.T) {
 			t.Errorf("%d: retried after %s, want within about 2 s", failure, gap)
 		}
 	}
-	if got := obs.registrations(); got[worker.RegisterRetried] != 3 || got[worker.RegisterAcknowledged] != 3 {
-		t.Errorf("outcomes %v, want 3 retried and 3 acknowledged", got)
+	if got := obs.registrations(); got[worker.RegisterRetried] != len(failures) || got[worker.RegisterAcknowledged] != len(failures) {
+		t.Errorf("outcomes %v, want %d retried and as many acknowledged", got, len(failures))
 	}
 }
 

@@ -14,9 +14,10 @@ type Registrar interface {
 	// Register sends a right's full state. nil means acknowledged (200, 201,
 	// 204, or 409: the registrar holds a newer version; an implementation may
 	// say ErrSuperseded for the 409 instead, which is just as acknowledged and
-	// which metrics count apart); a *Refusal is a refusal that retrying cannot
-	// change (any other 4xx); any other error is worth retrying (5xx, 429, a
-	// timeout, the registrar unreachable).
+	// which metrics count apart); a *Refusal is a refusal of the right that
+	// retrying cannot change (any 4xx but 408, 409 and 429: CONTRACT.md "The
+	// registrar"); any other error is worth retrying (5xx, 408, 429, a timeout,
+	// the registrar unreachable).
 	Register(ctx context.Context, r Right) error
 }
 
@@ -48,7 +49,9 @@ const (
 	RightCancelled = "cancelled" // cancelled before its start
 )
 
-// Refusal is a registrar's refusal of a right (a 4xx other than 409 and 429).
+// Refusal is a registrar's refusal of a right: a 4xx other than 408, 409
+// and 429. An operator sends a refused right again by running its archived
+// right:register task (asynqmon, queue registrar).
 type Refusal struct {
 	Status  int    // the HTTP status
 	Message string // what the registrar said, plates masked

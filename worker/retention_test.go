@@ -281,3 +281,64 @@ func TestRetentionSchedulersOnThreeHostsEnqueueOncePerHour(t *testing.T) {
 		t.Fatalf("ran %d retention tasks (%v), want 1: %s", len(done), err, jobs.RetentionTaskID(hour))
 	}
 }
+
+// A cancelled session ended when it was cancelled (DOMAIN.md "Privacy"), not
+// at its planned start, which its end_at holds: a session planned three days
+// ahead and cancelled now loses its plate, in its row, its request outcomes
+// and its events, once the retention has passed since the cancellation, not
+// three days later.
+func TestRetentionCountsACancelledSessionFromItsCancellation(t *testing.T) {
+	l := withClock(setup(t), time.Now())
+	l.h.PlateRetention = time.Hour
+	permit := l.permit(10)
+	const plate = "ZQXCANC1"
+	startAt := l.clk.now().Add(3 * 24 * time.Hour)
+	start, err := jobs.NewSessionStart(jobs.SessionStart{RequestID: rid("start"), PermitID: permit, Plate: plate,
+		StartAt: &startAt, ReceivedAt: l.clk.now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s jobs.Session
+	if r := l.run(start, l.h.SessionStart, &s); r.Status != repo.RequestApplied {
+		t.Fatalf("planned start: %s %s", r.Status, r.Error)
+	}
+	l.clk.add(time.Minute)
+	cancel, err := jobs.NewSessionStop(jobs.SessionStop{RequestID: rid("stop"), SessionID: s.ID, ReceivedAt: l.clk.now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.run(cancel, l.h.SessionStop, nil)
+	row := l.session(s.ID)
+	if row.State != domain.StateCancelled || row.EndAt == nil || !row.EndAt.After(l.clk.now().Add(48*time.Hour)) {
+		t.Fatalf("not cancelled with its planned start as its end: %+v", row)
+	}
+	if !strings.Contains(pgDump(t, l.harness), plate) || len(l.sessionEvents(s.ID)) < 2 {
+		t.Fatal("the plate is nowhere before retention: the search below would prove nothing")
+	}
+
+	// Within the retention after the cancellation: kept.
+	l.clk.add(59 * time.Minute)
+	if res, err := l.h.Retention(l.ctx); err != nil || res.Sessions != 0 {
+		t.Fatalf("retention within the hour: %+v %v, want nothing erased", res, err)
+	}
+	if l.session(s.ID).Plate != plate {
+		t.Fatal("the plate was erased before the retention passed")
+	}
+
+	// The retention passed since the cancellation, the planned start still
+	// days ahead: erased everywhere.
+	l.clk.add(2 * time.Minute)
+	res, err := l.h.Retention(l.ctx)
+	if err != nil || res.Sessions != 1 || res.Requests != 2 {
+		t.Fatalf("retention after the hour: %+v %v, want 1 session and its start's and cancel's outcomes", res, err)
+	}
+	if dump := pgDump(t, l.harness); strings.Contains(dump, plate) || strings.Contains(eventsOf(dump), maskedPlateJSON(plate)) {
+		t.Error("pg_dump still holds the plate")
+	}
+	for _, ev := range l.sessionEvents(s.ID) {
+		if d := wantSessionEventData(t, ev); d.Plate != "" || d.ID != s.ID {
+			t.Errorf("%s after retention: %s", ev.Type, ev.Data)
+		}
+	}
+	l.checkInvariants()
+}

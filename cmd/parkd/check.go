@@ -21,13 +21,20 @@ func newCheckCmd(a *app) *cobra.Command {
 	var limit int
 	cmd := &cobra.Command{
 		Use:   "check",
-		Short: "audit Postgres: ledgers, reservations, settlements, request effects (exit 1 on a violation)",
-		Long: `parkd check is the operator's consistency audit over Postgres: balances equal
+		Short: "audit Postgres: ledgers, reservations, settlements, request effects, events, webhook deliveries, registered rights (exit 1 on a violation)",
+		Long: fmt.Sprintf(`parkd check is the operator's consistency audit over Postgres (%d checks): balances equal
 ledgers, reservations equal open sessions, nothing open past its end (plus --grace),
-nothing settled twice or charged past its end, every applied request exactly one
-effect, every session's right acknowledged by the registrar (a right pending over
-5 minutes, or refused, is listed with its age). It prints every check it ran and every violation with the IDs involved,
-and exits 1 if there is any.`,
+nothing settled twice or charged past its end, every applied request exactly one effect
+and no ledger entry from a rejected one, no request pending over 5 minutes, every year's
+expired minutes booked once, no favourites beyond the rules; events: none of a session or
+permit that does not exist, none of a rejected request but its rejection, none left
+unnumbered over 5 minutes; webhooks: every event numbered over 5 minutes ago delivered to
+every active webhook it is owed to (else listed with status, attempts and last error); the
+registrar: every session's right acknowledged (a right pending over 5 minutes, or refused,
+is listed with its age and the refusal). A refused right is sent again by running its
+archived task right:{session}:{version} in asynqmon's registrar queue after fixing the
+cause. It prints every check it ran and every violation with the IDs involved, and exits 1
+if there is any.`, len(repo.AuditChecks(0))),
 		Args: noArgs,
 	}
 	cmd.Flags().DurationVar(&grace, "grace", 2*time.Minute, "how long past its planned end a session may still be open")

@@ -1,11 +1,14 @@
 package main
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/parkd/parkd/repo"
 )
 
 // commandPaths lists every command of parkd's tree, as its arguments
@@ -116,6 +119,34 @@ func TestRefusedCommandLines(t *testing.T) {
 	})
 	if n := dials(); n > 0 {
 		t.Errorf("connected %d times to Postgres or Redis", n)
+	}
+}
+
+// The help says what `check` audits and what `retention` erases, as they are
+// now: every audit's subject (events, webhook deliveries, the registrar's
+// rights), how many checks run, how to send a refused right again; events
+// among what retention erases, and webhook deliveries as holding no plate.
+func TestHelpSaysWhatCheckAndRetentionCover(t *testing.T) {
+	env, _ := usageEnv(t)
+	help, _, _ := runParkd(t, env, "help")
+	check, _, _ := runParkd(t, env, "check", "-h")
+	retention, _, _ := runParkd(t, env, "retention", "-h")
+	for _, c := range []struct {
+		what, text string
+		want       []string
+	}{
+		{"parkd help", help, []string{"events, webhook deliveries, registered rights"}},
+		{"parkd check -h", check, []string{fmt.Sprintf("(%d checks)", len(repo.AuditChecks(0))), "events:", "unnumbered",
+			"webhooks:", "every active webhook", "the registrar:", "right:{session}:{version} in asynqmon's registrar queue"}},
+		{"parkd retention -h", retention, []string{"its events", "Webhook deliveries and the registrar's tasks hold no plate",
+			"a cancelled session ended when it was cancelled"}},
+	} {
+		text := strings.Join(strings.Fields(c.text), " ") // the lines as one
+		for _, w := range c.want {
+			if !strings.Contains(text, w) {
+				t.Errorf("%s does not say %q:\n%s", c.what, w, c.text)
+			}
+		}
 	}
 }
 

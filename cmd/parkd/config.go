@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"regexp"
 	"slices"
@@ -15,6 +16,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/parkd/parkd/hostport"
 	"github.com/parkd/parkd/identity"
 	"github.com/parkd/parkd/intake"
 	"github.com/parkd/parkd/redisurl"
@@ -139,6 +141,8 @@ func loadConfig() (config, error) {
 	}
 	if _, err := pgx.ParseConfig(c.DatabaseURL); err != nil {
 		e.fail("PARKD_DATABASE_URL: %v: want postgres://USER[:PASSWORD]@HOST:PORT/DATABASE[?sslmode=...]", err)
+	} else if err := databasePorts(c.DatabaseURL); err != nil {
+		e.fail("PARKD_DATABASE_URL: %v: want postgres://USER[:PASSWORD]@HOST:PORT/DATABASE[?sslmode=...]", err)
 	}
 	var err error
 	if c.Redis, err = redisurl.Parse(c.RedisURL); err != nil {
@@ -150,6 +154,12 @@ func loadConfig() (config, error) {
 		}
 		if c.Env == "production" && c.RegistrarToken == "" {
 			e.fail("PARKD_REGISTRAR_TOKEN is not set: production sends rights to PARKD_REGISTRAR_URL only with the register's token")
+		}
+	}
+	if c.RegistrarToken != "" {
+		// Never the value: it is a secret.
+		if err := registrar.CheckToken(c.RegistrarToken); err != nil {
+			e.fail("PARKD_REGISTRAR_TOKEN: %v", err)
 		}
 	}
 	if !issuerRE.MatchString(c.RegistrarIssuer) {
@@ -250,11 +260,28 @@ func (e *envReader) addr(name, def string) string {
 		return v
 	}
 	_, port, err := net.SplitHostPort(v)
-	if n, perr := strconv.Atoi(port); err != nil || perr != nil || n < 1 || n > 65535 {
+	if err != nil || hostport.CheckPort(port) != nil {
 		e.fail("%s=%q: want HOST:PORT or :PORT with a port from 1 to 65535, such as :8080", name, v)
 		return def
 	}
 	return v
+}
+
+// databasePorts checks the ports of a postgres:// URL's hosts (one, or a
+// comma list): pgx refuses one out of range but takes an empty one after the
+// colon (postgres://u@db:/parkd) as 5432. A connection string of key=value
+// words is pgx's alone to check.
+func databasePorts(s string) error {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+		return nil
+	}
+	for _, h := range strings.Split(u.Host, ",") {
+		if err := hostport.CheckHost(h); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func loopback(addr string) bool {

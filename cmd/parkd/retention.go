@@ -17,10 +17,12 @@ func newRetentionCmd(a *app) *cobra.Command {
 		Use:   "retention",
 		Short: "erase now every plate past PARKD_PLATE_RETENTION (what the hourly privacy:retention does) and print the counts",
 		Long: `parkd retention erases, now, the plate of every session that ended longer than
-PARKD_PLATE_RETENTION (default 2184h, 13 weeks) ago, everywhere parkd wrote it: the
-session, the request outcomes that show it, and the task payloads in Redis. It
-does in this process what the hourly privacy:retention task does in a worker,
-and may run beside them. Minutes, money, ledger and statements stay.`,
+PARKD_PLATE_RETENTION (default 2184h, 13 weeks) ago (a cancelled session ended when it
+was cancelled), everywhere parkd wrote it: the session, the request outcomes that show
+it, its events (their masked plate becomes null), and the task payloads in Redis.
+Webhook deliveries and the registrar's tasks hold no plate. It does in this process
+what the hourly privacy:retention task does in a worker, and may run beside them.
+Minutes, money, ledger and statements stay.`,
 		Args: noArgs,
 	}
 	cmd.RunE = a.work(func(ctx context.Context, cfg config, log *slog.Logger, _ []string) error {
