@@ -75,6 +75,11 @@ func TestWorkerKilledUnderLoadLosesNothing(t *testing.T) {
 	if testing.Short() {
 		t.Skip("takes about two minutes: asynq recovers a killed worker's tasks only after their 30 s lease and a 1 min recoverer tick")
 	}
+	// Most of its minute is waiting for asynq's recoverer: the package's
+	// other parallel test (the help of every command, which touches neither
+	// Postgres nor Redis) runs meanwhile. No other test of the package may
+	// run beside it with Redis: the test process has one Redis index.
+	t.Parallel()
 	ctx := context.Background()
 	store, dsn := repotest.NewDB(t)
 	rdb, idx := repotest.NewRedis(t)

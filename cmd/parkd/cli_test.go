@@ -38,6 +38,7 @@ func usageEnv(t *testing.T) ([]string, func() int64) {
 // standard output and exit 0: without a valid configuration, and starting
 // nothing (no connection to Postgres or Redis, no port).
 func TestEveryCommandAnswersHelp(t *testing.T) {
+	t.Parallel() // beside TestWorkerKilledUnderLoadLosesNothing's waiting; it dials nothing real
 	env, dials := usageEnv(t)
 	paths := commandPaths()
 	if len(paths) < 14 {
