@@ -56,14 +56,20 @@ func NewServer(redisOpt asynq.RedisConnOpt, cfg Config, log *slog.Logger) *asynq
 		ShutdownTimeout:          cfg.ShutdownTimeout,
 		RetryDelayFunc:           RetryDelay,
 		Logger:                   asynqLogger{log.With("component", "asynq")},
-		ErrorHandler: asynq.ErrorHandlerFunc(func(ctx context.Context, t *asynq.Task, err error) {
-			retried, _ := asynq.GetRetryCount(ctx)
-			maxRetry, _ := asynq.GetMaxRetry(ctx)
-			if retried >= maxRetry {
-				id, _ := asynq.GetTaskID(ctx)
-				log.Error("task archived after its last retry", "task_id", id, "task_type", t.Type(), "err", err)
-			}
-		}),
+		ErrorHandler:             logArchived(log),
+	})
+}
+
+// logArchived logs a task asynq archives after its last retry: what an
+// operator then finds in asynqmon's Archived tab.
+func logArchived(log *slog.Logger) asynq.ErrorHandler {
+	return asynq.ErrorHandlerFunc(func(ctx context.Context, t *asynq.Task, err error) {
+		retried, _ := asynq.GetRetryCount(ctx)
+		maxRetry, _ := asynq.GetMaxRetry(ctx)
+		if retried >= maxRetry {
+			id, _ := asynq.GetTaskID(ctx)
+			log.Error("task archived after its last retry", "task_id", id, "task_type", t.Type(), "err", err)
+		}
 	})
 }
 
@@ -136,15 +142,8 @@ func NewOutboundServer(redisOpt asynq.RedisConnOpt, queue string, cfg OutboundCo
 			}
 			return retryDelay(n, err, t)
 		},
-		Logger: asynqLogger{l},
-		ErrorHandler: asynq.ErrorHandlerFunc(func(ctx context.Context, t *asynq.Task, err error) {
-			retried, _ := asynq.GetRetryCount(ctx)
-			maxRetry, _ := asynq.GetMaxRetry(ctx)
-			if retried >= maxRetry {
-				id, _ := asynq.GetTaskID(ctx)
-				log.Error("task archived after its last retry", "task_id", id, "task_type", t.Type(), "err", err)
-			}
-		}),
+		Logger:       asynqLogger{l},
+		ErrorHandler: logArchived(log),
 	})
 }
 
