@@ -234,7 +234,11 @@ func (r *Register) put(w http.ResponseWriter, req *http.Request) {
 	r.count(func(s *Stats) { s.Puts++ })
 	if r.token != "" && req.Header.Get("Authorization") != "Bearer "+r.token {
 		r.count(func(s *Stats) { s.Unauthorized++ })
-		writeError(w, http.StatusUnauthorized, "unauthenticated", "a bearer token is required")
+		msg := "an Authorization: Bearer token is required"
+		if req.Header.Get("Authorization") != "" {
+			msg = "the bearer token is not this register's"
+		}
+		writeError(w, http.StatusUnauthorized, "unauthenticated", msg)
 		return
 	}
 	right, err := decodeRight(req, req.PathValue("id"))

@@ -150,9 +150,9 @@ func TestRegisterRecordsWhenEachVersionWasFirstStored(t *testing.T) {
 // stores nothing.
 func TestRegisterChecksTheToken(t *testing.T) {
 	e := start(t, npr.Options{Token: "s3cret"})
-	for _, token := range []string{"", "wrong"} {
-		if st, _, _ := e.put("parkd-1", right("parkd-1", 1, "AB12CD", "active"), token); st != 401 {
-			t.Fatalf("token %q: %d", token, st)
+	for token, says := range map[string]string{"": "token is required", "wrong": "not this register's"} {
+		if st, body, _ := e.put("parkd-1", right("parkd-1", 1, "AB12CD", "active"), token); st != 401 || !strings.Contains(body, says) {
+			t.Fatalf("token %q: %d %s, want 401 saying %q", token, st, body, says)
 		}
 	}
 	if st, _, _ := e.put("parkd-1", right("parkd-1", 1, "AB12CD", "active"), "s3cret"); st != 201 {
