@@ -12,6 +12,7 @@ import (
 	"github.com/parkd/parkd/domain"
 	"github.com/parkd/parkd/jobs"
 	"github.com/parkd/parkd/repo"
+	"github.com/parkd/parkd/repo/repotest"
 )
 
 func (l *lifecycle) changeTask(sessionID string, end *time.Time, plate *string) *asynq.Task {
@@ -227,9 +228,7 @@ func TestChangeThenRedisLostRequeuesTheNewEnd(t *testing.T) {
 	p := l.newPermit("TEST", 5)
 	s := l.mustStart(p.ID, "LOST1", nil, ptr(t0.Add(30*time.Minute)))
 	c := l.mustChange(s.ID, ptr(t0.Add(100*time.Minute)), nil)
-	if err := l.rdb.FlushDB(l.ctx).Err(); err != nil {
-		t.Fatal(err)
-	}
+	repotest.FlushRedis(t, l.rdb)
 	l.h.Client = asynq.NewClient(l.redisOpt)
 	t.Cleanup(func() { l.h.Client.Close() })
 	rep, err := l.h.Reconcile(l.ctx)

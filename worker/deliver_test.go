@@ -24,6 +24,7 @@ import (
 
 	"github.com/parkd/parkd/jobs"
 	"github.com/parkd/parkd/repo"
+	"github.com/parkd/parkd/repo/repotest"
 	"github.com/parkd/parkd/worker"
 )
 
@@ -616,9 +617,7 @@ func TestReconcilerRequeuesPendingDeliveriesAfterRedisFlushed(t *testing.T) {
 	if err := repo.RecordDeliveryFailure(e.ctx, e.store.DB, "back", feed[2].ID, "status 503", true, true); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.rdb.FlushDB(e.ctx).Err(); err != nil {
-		t.Fatal(err)
-	}
+	repotest.FlushRedis(t, e.rdb)
 
 	rep, err := e.h.Reconcile(e.ctx)
 	if err != nil || !rep.RedisEmpty || rep.DeliveriesRequeued != 2 {

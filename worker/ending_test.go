@@ -11,6 +11,7 @@ import (
 	"github.com/parkd/parkd/domain"
 	"github.com/parkd/parkd/jobs"
 	"github.com/parkd/parkd/repo"
+	"github.com/parkd/parkd/repo/repotest"
 )
 
 // endingTask is the session:ending task of session s in the default queue,
@@ -186,9 +187,7 @@ func TestReconcileRequeuesEndingsWhenRedisLostItsEpoch(t *testing.T) {
 		t.Fatalf("first reconcile: %+v %v, want nothing requeued (the hand-over queued them)", rep, err)
 	}
 
-	if err := l.rdb.FlushDB(l.ctx).Err(); err != nil {
-		t.Fatal(err)
-	}
+	repotest.FlushRedis(t, l.rdb)
 	l.h.Client = asynq.NewClient(l.redisOpt)
 	t.Cleanup(func() { l.h.Client.Close() })
 	rep, err := l.h.Reconcile(l.ctx)

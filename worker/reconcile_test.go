@@ -10,6 +10,7 @@ import (
 	"github.com/parkd/parkd/domain"
 	"github.com/parkd/parkd/jobs"
 	"github.com/parkd/parkd/repo"
+	"github.com/parkd/parkd/repo/repotest"
 	"github.com/parkd/parkd/worker"
 )
 
@@ -110,9 +111,7 @@ func TestReconcileRequeuesAutoStopsWhenRedisLostItsEpoch(t *testing.T) {
 	// Redis loses everything. (An asynq client registers a queue with Redis
 	// once, so the Inspector finds the queue again only through a fresh client;
 	// a worker's server takes the tasks either way.)
-	if err := l.rdb.FlushDB(l.ctx).Err(); err != nil {
-		t.Fatal(err)
-	}
+	repotest.FlushRedis(t, l.rdb)
 	l.h.Client = asynq.NewClient(l.redisOpt)
 	t.Cleanup(func() { l.h.Client.Close() })
 	rep, err = l.h.Reconcile(l.ctx)
@@ -158,9 +157,7 @@ func TestRedisFlushedMidSessionThenReconciled(t *testing.T) {
 	}
 	// Everything in Redis is gone: scheduled auto-stops, the epoch, the queues.
 	e.srv.Shutdown()
-	if err := e.rdb.FlushDB(e.ctx).Err(); err != nil {
-		t.Fatal(err)
-	}
+	repotest.FlushRedis(t, e.rdb)
 	time.Sleep(time.Until(soon) + 200*time.Millisecond)
 	if s := e.session(overdue.ID); s.State != domain.StateOpen {
 		t.Fatalf("session settled without Redis or reconciler: %+v", s)

@@ -552,9 +552,7 @@ func TestReconcilerRequeuesPendingRightsAfterRedisFlushed(t *testing.T) {
 	if err := e.registerNow(done.ID, vd+1); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.rdb.FlushDB(e.ctx).Err(); err != nil {
-		t.Fatal(err)
-	}
+	repotest.FlushRedis(t, e.rdb)
 
 	rep, err := e.h.Reconcile(e.ctx)
 	if err != nil || rep.RightsRequeued != 1 {

@@ -152,9 +152,7 @@ func TestWorkerKilledUnderLoadLosesNothing(t *testing.T) {
 	}
 	// Redis loses everything; the reconciler (run here as the scheduler would)
 	// settles what is overdue and queues the rest again.
-	if err := rdb.FlushDB(ctx).Err(); err != nil {
-		t.Fatal(err)
-	}
+	repotest.FlushRedis(t, rdb)
 	h.ReconcileGrace = time.Second
 	deadline = time.Now().Add(2 * time.Minute)
 	for {

@@ -203,13 +203,40 @@ func NewRedis(t testing.TB) (*redis.Client, int) {
 		}
 	}
 	c := redis.NewClient(&redis.Options{Addr: RedisAddr(), DB: redisIdx})
-	if err := c.FlushDB(ctx).Err(); err != nil {
+	// The flush and the claim in one MULTI: between a bare FLUSHDB and the
+	// claim set again, another test process looking for a free index saw this
+	// one empty, claimed it too, and the two flushed each other's queues
+	// (requests left pending in both).
+	if _, err := c.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.FlushDB(ctx)
+		p.Set(ctx, ownedKey, "1", 0)
+		p.Set(ctx, claimKey, redisToken, claimTTL)
+		return nil
+	}); err != nil {
 		t.Fatal(err)
 	}
-	c.Set(ctx, ownedKey, "1", 0)
-	c.Set(ctx, claimKey, redisToken, claimTTL)
 	t.Cleanup(func() { c.Close() })
 	return c, redisIdx
+}
+
+// FlushRedis empties the test process's Redis index as Redis losing its data
+// would (a test of the reconciler), keeping the process's claim on it in the
+// same MULTI: a bare FLUSHDB would leave the index looking free to another
+// test process for a moment, and the two would then share it.
+func FlushRedis(t testing.TB, c *redis.Client) {
+	t.Helper()
+	ctx := context.Background()
+	redisMu.Lock()
+	token := redisToken
+	redisMu.Unlock()
+	if _, err := c.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.FlushDB(ctx)
+		p.Set(ctx, ownedKey, "1", 0)
+		p.Set(ctx, claimKey, token, claimTTL)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // RedisURL is the redis:// URL of a test index.
