@@ -25,6 +25,8 @@ import (
 	"time"
 
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
+
+	"github.com/parkd/parkd/jobs"
 )
 
 // Mode is how the receiver answers.
@@ -42,16 +44,9 @@ const (
 	Refusing Mode = "refusing"
 )
 
-// Event is a delivered event as the contract's body carries it.
-type Event struct {
-	ID         string          `json:"id"`
-	Sequence   int64           `json:"sequence"`
-	Type       string          `json:"type"`
-	OccurredAt time.Time       `json:"occurred_at"`
-	PermitID   *string         `json:"permit_id"`
-	SessionID  *string         `json:"session_id,omitempty"`
-	Data       json.RawMessage `json:"data"`
-}
+// Event is a delivered event: the body parkd's contract gives it (jobs.Event,
+// what upstream apps read it into).
+type Event = jobs.Event
 
 // Receipt is an event the receiver accepted: the event as first received,
 // when, and how many times it was delivered (duplicates included).
