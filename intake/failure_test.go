@@ -17,6 +17,7 @@ import (
 	"github.com/parkd/parkd/intake"
 	"github.com/parkd/parkd/jobs"
 	"github.com/parkd/parkd/repo"
+	"github.com/parkd/parkd/repo/repotest"
 )
 
 // TestUnavailableIsAPrompt503 points the intake at a Postgres and a Redis that
@@ -129,7 +130,7 @@ func TestRetryEnqueuesAStrandedPendingRequest(t *testing.T) {
 	key := uid("stranded")
 	body := map[string]any{"plate": "STRAND1"}
 	// What the first attempt left: the pending row, and no task.
-	if _, _, err := repo.RegisterRequest(e.ctx, e.store.DB, key, "session:start", fingerprintOf(t, r.permit, "STRAND1"), "resident:"+r.id); err != nil {
+	if _, _, err := repo.RegisterRequest(e.ctx, e.store.DB, key, "session:start", fingerprintOf(t, r.permit, "STRAND1"), "resident:"+r.id, nil); err != nil {
 		t.Fatal(err)
 	}
 	var s jobs.Session
@@ -197,3 +198,81 @@ type quietRedis struct{}
 func (quietRedis) Printf(context.Context, string, ...any) {}
 
 func init() { redis.SetLogger(quietRedis{}) }
+
+// TestAnAnswerWithinTheWaitLeavesNoIntakeRecord: a write answered inside its
+// wait is recorded by the worker's transaction alone (the intake writes
+// nothing), and the record still knows who asked: GET /v1/requests/{id}
+// answers the requester and refuses another resident.
+func TestAnAnswerWithinTheWaitLeavesNoIntakeRecord(t *testing.T) {
+	e := setup(t, options{})
+	r, other := e.resident(2), e.resident(2)
+	key := uid("inwait")
+	var s jobs.Session
+	e.mustDo("POST", "/v1/permits/"+r.permit+"/sessions?wait=10s", r.token, map[string]any{"plate": "WAIT01"},
+		http.StatusCreated, &s, "Idempotency-Key", key)
+	rec, err := repo.GetRequest(e.ctx, e.store.DB, key)
+	if err != nil || rec.Status != repo.RequestApplied || rec.TaskPayload != nil {
+		t.Fatalf("record = %+v %v, want applied, without a task payload", rec, err)
+	}
+	if rec.Subject == nil || *rec.Subject != "resident:"+r.id {
+		t.Fatalf("the worker's record lost who asked: %v", rec.Subject)
+	}
+	var out jobs.Outcome
+	e.mustDo("GET", "/v1/requests/"+key, r.token, nil, http.StatusOK, &out)
+	if out.Status != repo.RequestApplied {
+		t.Fatalf("outcome = %+v", out)
+	}
+	wantError(t, e.do("GET", "/v1/requests/"+key, other.token, nil), http.StatusForbidden, "forbidden")
+	// Another resident's request under the same key, while the first is
+	// answered: a conflict, and nothing of theirs is applied.
+	wantError(t, e.do("POST", "/v1/permits/"+other.permit+"/sessions?wait=2s", other.token, map[string]any{"plate": "WAIT02"},
+		"Idempotency-Key", key), http.StatusConflict, intake.CodeIdempotencyConflict)
+}
+
+// TestA202IsKeptWhateverRedisLoses: a write answered 202 is recorded with its
+// task before the answer; when Redis then loses the task, the reconciler
+// enqueues it again from the record, and it is applied once.
+func TestA202IsKeptWhateverRedisLoses(t *testing.T) {
+	e := setup(t, options{noWorker: true})
+	e.start()
+	r := e.resident(2)
+	e.worker.Shutdown() // no worker from here: the wait runs out
+	key := uid("lost202")
+	res := e.do("POST", "/v1/permits/"+r.permit+"/sessions?wait=200ms", r.token, map[string]any{"plate": "LOST202"},
+		"Idempotency-Key", key)
+	if res.Status != http.StatusAccepted {
+		t.Fatalf("no worker: got %s, want 202", res)
+	}
+	rec, err := repo.GetRequest(e.ctx, e.store.DB, key)
+	if err != nil || rec.Status != repo.RequestPending || len(rec.TaskPayload) == 0 {
+		t.Fatalf("record of a 202 = %+v %v, want pending with its task", rec, err)
+	}
+	repotest.FlushRedis(t, e.rdb)
+	// Not yet: a task may still be on its way for RequestRequeueAfter.
+	if rep, err := e.handlers.Reconcile(e.ctx); err != nil || rep.RequestsRequeued != 0 {
+		t.Fatalf("reconcile at once: %+v %v, want nothing requeued", rep, err)
+	}
+	if _, err := e.store.DB.ExecContext(e.ctx, "UPDATE requests SET created_at = created_at - interval '1 minute' WHERE request_id = ?", key); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := e.handlers.Reconcile(e.ctx)
+	if err != nil || rep.RequestsRequeued != 1 {
+		t.Fatalf("reconcile: %+v %v, want the request requeued", rep, err)
+	}
+	// Requeued again while still queued: refused by its task ID, harmless.
+	if rep, err := e.handlers.Reconcile(e.ctx); err != nil || rep.RequestsRequeued != 0 {
+		t.Fatalf("second reconcile: %+v %v", rep, err)
+	}
+	e.start()
+	var s jobs.Session
+	e.mustDo("POST", "/v1/permits/"+r.permit+"/sessions?wait=10s", r.token, map[string]any{"plate": "LOST202"},
+		http.StatusCreated, &s, "Idempotency-Key", key)
+	var list struct{ Sessions []jobs.Session }
+	e.mustDo("GET", "/v1/permits/"+r.permit+"/sessions", r.token, nil, http.StatusOK, &list)
+	if len(list.Sessions) != 1 || list.Sessions[0].ID != s.ID {
+		t.Fatalf("sessions = %+v, want the one", list.Sessions)
+	}
+	if rec, err := repo.GetRequest(e.ctx, e.store.DB, key); err != nil || rec.TaskPayload != nil || rec.Status != repo.RequestApplied {
+		t.Fatalf("finished record = %+v %v, want applied and its task payload gone", rec, err)
+	}
+}

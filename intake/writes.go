@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"net/http"
@@ -24,26 +25,38 @@ import (
 //
 //  1. The form is checked here (JSON, types, sizes, text, instants): a bad form
 //     is a 400 and nothing is written anywhere.
-//  2. The request is registered in Postgres as pending, with its type, its
-//     fingerprint and who asked (RegisterRequest). An ID already known answers
-//     for itself: another request under it is 409 idempotency_conflict, a
-//     finished one is answered from its recorded outcome without enqueuing.
+//  2. The request ID is looked up (GetRequest, a read). An ID already known
+//     answers for itself: another request under it is 409
+//     idempotency_conflict, a finished one is answered from its recorded
+//     outcome without enqueuing.
 //  3. The task is submitted (jobs.Submit) under its request's task ID
 //     (jobs.RequestTaskID: the request ID in a namespace no task of parkd's
-//     own can take). A still-pending request is submitted again on every
-//     repeat: if an earlier attempt registered it but never reached Redis, the
-//     repeat repairs that; if its task is still there, Submit looks at it: one
-//     waiting, running or retrying is awaited, an archived one (retries spent,
-//     or archived by an operator: nothing would ever run it) is run again, and
-//     for one that has finished the recorded outcome is read and answered.
-//  4. If Redis refuses the task, the pending row this attempt created is
-//     deleted and the client gets 503: nothing of the request remains, and a
-//     retry under the same key starts afresh. (Should the task have reached
-//     Redis despite the error, the worker re-creates the row when it runs it,
-//     and a retry under the same key adopts that row; the change is still
-//     applied once, by the worker's claim on the request ID.)
-//  5. The outcome is awaited up to ?wait= (see repo.Listener) and answered: 201/200
-//     with the result, 422 with the rule's code, or 202 pending.
+//     own can take), saying who asked (jobs.WithSubject: the worker's claim
+//     records it with the request). A still-pending request is submitted
+//     again on every repeat: if an earlier attempt recorded it but never
+//     reached Redis, the repeat repairs that; if its task is still there,
+//     Submit looks at it: one waiting, running or retrying is awaited, an
+//     archived one (retries spent, or archived by an operator: nothing would
+//     ever run it) is run again, and for one that has finished the recorded
+//     outcome is read and answered.
+//  4. The outcome is awaited up to ?wait= (see repo.Listener). One that
+//     comes is answered, 201/200 with the result or 422 with the rule's code,
+//     once it is known to be this request's (the notice carries its type,
+//     fingerprint and requester; another's under the same ID is 409). The
+//     intake has then written nothing: the worker's transaction made the
+//     request's row with its outcome.
+//  5. If the wait runs out (or ?wait=0), the request is recorded as pending
+//     with its task's payload (RegisterRequest) before 202 is answered: GET
+//     /v1/requests/{id} knows it from then on, and should Redis lose the task
+//     the reconciler enqueues it again from the record
+//     (worker.requeueStrandedRequests). A 202 is a promise kept whatever Redis
+//     loses. With ?wait=0 the record comes first, then the task.
+//  6. If Redis refuses the task, the pending row this attempt created (if
+//     any) is deleted and the client gets 503: nothing of the request
+//     remains, and a retry under the same key starts afresh. (Should the task
+//     have reached Redis despite the error, the worker makes the row when it
+//     runs it, and a retry under the same key adopts that row; the change is
+//     still applied once, by the worker's claim on the request ID.)
 
 // writeParams reads what every write takes besides its body: the request ID
 // (Idempotency-Key, or a fresh one) and ?wait=.
@@ -103,51 +116,78 @@ type submission struct {
 	wait   time.Duration
 }
 
-// submit registers, enqueues and awaits a write, and answers it.
+// submit looks up, enqueues and awaits a write, records it if it must
+// answer 202, and answers it.
 func (s *Server) submit(w http.ResponseWriter, r *http.Request, p *identity.Principal, sub submission) error {
 	id, fp, subject := sub.req.ID(), sub.req.Fingerprint(), p.Subject()
-	// Subscribe before the status is first read (by RegisterRequest): an
-	// outcome committed at any moment after that read wakes this request, so
-	// none is missed and no re-read is needed before the first wake-up.
+	// Subscribe before the status is first read: an outcome committed at any
+	// moment after that read wakes this request, so none is missed and no
+	// re-read is needed before the first wake-up.
 	var watch *repo.Subscription
 	if s.Listener != nil {
 		watch = s.Listener.Subscribe(id)
 		defer watch.Close()
 	}
-	ctx, cancel := dbCtx(r.Context())
-	rec, created, err := repo.RegisterRequest(ctx, s.Store.DB, id, sub.typ, fp, subject)
-	cancel()
-	if err != nil {
-		return err
-	}
 	conflict := &apiError{Status: http.StatusConflict, Code: CodeIdempotencyConflict,
 		Message: fmt.Sprintf("request ID %s was already used for a different request", id)}
-	if rec.Type != sub.typ || rec.BodyHash != fp {
-		return conflict
+	// known answers for a request ID already recorded: a conflict, or the
+	// outcome of a finished request; nil (go on) for this request, pending.
+	known := func(rec *repo.Request) (bool, error) {
+		if rec.Type != sub.typ || rec.BodyHash != fp {
+			return true, conflict
+		}
+		if rec.Subject == nil {
+			ctx, cancel := dbCtx(r.Context())
+			ok, err := repo.AdoptRequest(ctx, s.Store.DB, id, sub.typ, fp, subject)
+			cancel()
+			if err != nil {
+				return true, err
+			}
+			if !ok {
+				return true, conflict
+			}
+		} else if *rec.Subject != subject {
+			return true, conflict
+		}
+		if rec.Status != repo.RequestPending {
+			return true, s.answer(w, rec, sub.status)
+		}
+		return false, nil
 	}
-	if rec.Subject == nil {
+
+	task, err := sub.build()
+	if err == nil {
+		task, err = jobs.WithSubject(task, subject)
+	}
+	if err != nil {
+		// The form was checked before, so this is a bug; nothing is written.
+		return fmt.Errorf("build %s task: %w", sub.typ, err)
+	}
+	ctx, cancel := dbCtx(r.Context())
+	rec, err := repo.GetRequest(ctx, s.Store.DB, id)
+	cancel()
+	recorded, created := err == nil, false
+	switch {
+	case errors.Is(err, repo.ErrNotFound) && sub.wait <= 0:
+		// No wait: the answer is 202, so the record comes before the task.
 		ctx, cancel := dbCtx(r.Context())
-		ok, err := repo.AdoptRequest(ctx, s.Store.DB, id, sub.typ, fp, subject)
+		rec, created, err = repo.RegisterRequest(ctx, s.Store.DB, id, sub.typ, fp, subject, task.Payload())
 		cancel()
 		if err != nil {
 			return err
 		}
-		if !ok {
-			return conflict
-		}
-	} else if *rec.Subject != subject {
-		return conflict
+		recorded = true
+	case errors.Is(err, repo.ErrNotFound):
+		rec = &repo.Request{RequestID: id, Type: sub.typ, BodyHash: fp, Subject: &subject, Status: repo.RequestPending}
+	case err != nil:
+		return err
 	}
-	if rec.Status != repo.RequestPending {
-		return s.answer(w, rec, sub.status)
+	if recorded {
+		if done, err := known(rec); done {
+			return err
+		}
 	}
 
-	task, err := sub.build()
-	if err != nil {
-		// The form was checked above, so this is a bug; leave nothing behind.
-		s.forget(r, created, id, subject)
-		return fmt.Errorf("build %s task: %w", sub.typ, err)
-	}
 	for tries := 1; ; tries++ {
 		ctx, cancel = dbCtx(r.Context())
 		st, err := jobs.Submit(ctx, s.Client, s.inspector(), task)
@@ -168,22 +208,45 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, p *identity.Prin
 		// Its task has run: the outcome is recorded, unless what ran under
 		// this ID was not this request (then the next round queues it).
 		ctx, cancel = dbCtx(r.Context())
-		rec, err = repo.GetRequest(ctx, s.Store.DB, id)
+		got, err := repo.GetRequest(ctx, s.Store.DB, id)
 		cancel()
-		if err != nil {
+		if err != nil && !errors.Is(err, repo.ErrNotFound) {
 			return err
 		}
-		if rec.Status != repo.RequestPending {
-			return s.answer(w, rec, sub.status)
+		if err == nil && got.Status != repo.RequestPending {
+			_, err := known(got)
+			return err
 		}
 	}
 
 	rec, err = s.await(r.Context(), rec, watch, sub.wait)
 	if err != nil {
 		// The request is queued and will be applied; only reading its outcome
-		// failed. Say so, rather than inviting a retry with a 503.
+		// failed. It is recorded below before 202 is answered.
 		s.logger(r).Warn("reading the outcome failed; answering pending", "err", err)
-		rec = &repo.Request{RequestID: id, Status: repo.RequestPending}
+		rec = &repo.Request{RequestID: id, Type: sub.typ, BodyHash: fp, Subject: &subject, Status: repo.RequestPending}
+	}
+	if rec.Status != repo.RequestPending {
+		// An outcome that came while waiting: this request's, or another's
+		// under the same ID (a conflict the worker refused to apply).
+		_, err := known(rec)
+		return err
+	}
+	if !recorded {
+		// 202: recorded first, so that the promise holds whatever Redis
+		// loses. The worker may have finished it a moment ago: then its
+		// outcome is the answer.
+		ctx, cancel := dbCtx(context.WithoutCancel(r.Context()))
+		rec, _, err = repo.RegisterRequest(ctx, s.Store.DB, id, sub.typ, fp, subject, task.Payload())
+		cancel()
+		if err != nil {
+			// Queued, but not promised: say so, and a retry under the same key
+			// finds it (or its outcome).
+			return errUnavailable("the database", err)
+		}
+		if done, err := known(rec); done {
+			return err
+		}
 	}
 	return s.answer(w, rec, sub.status)
 }
@@ -214,7 +277,8 @@ func (s *Server) forget(r *http.Request, created bool, id, subject string) {
 	}
 }
 
-// await waits up to wait for the outcome of rec, a request known to be pending,
+// await waits up to wait for the outcome of rec, a request known to be pending
+// (recorded or not: a request without a row is one no worker has finished),
 // and returns the request as it then stands. watch is the listener's
 // subscription to the request (nil without a listener); a notification that
 // carries the outcome is the answer, one that does not is a cue to read it;
@@ -252,6 +316,9 @@ func (s *Server) await(ctx context.Context, rec *repo.Request, watch *repo.Subsc
 		rctx, cancel := dbCtx(ctx)
 		got, err := repo.GetRequest(rctx, s.Store.DB, rec.RequestID)
 		cancel()
+		if errors.Is(err, repo.ErrNotFound) {
+			continue // not recorded yet: the worker has not finished it
+		}
 		if err != nil {
 			return nil, err
 		}

@@ -347,6 +347,52 @@ func requestTask(typ string, payload Request) (*asynq.Task, error) {
 	), nil
 }
 
+// SubjectHeader is the task header in which parkd's HTTP intake says who
+// asked for a request ("role:subject"), so that the worker's claim records it
+// with the request (GET /v1/requests/{id} answers only them and operators).
+// A task enqueued directly by an upstream app has none: its request has no
+// subject until an HTTP repeat under its ID adopts it.
+const SubjectHeader = "parkd-subject"
+
+// WithSubject is task t (a request task built by this package) with who asked
+// in its SubjectHeader; its queue, ID and retry policy are those of its type.
+func WithSubject(t *asynq.Task, subject string) (*asynq.Task, error) {
+	return RebuildRequest(t.Type(), t.Payload(), subject)
+}
+
+// RebuildRequest builds the task of a request from its type and payload as
+// recorded (repo.Request), with subject in SubjectHeader ("" for none): the
+// reconciler enqueues it again should Redis have lost it.
+func RebuildRequest(typ string, payload []byte, subject string) (*asynq.Task, error) {
+	queue, ok := RequestQueue(typ)
+	if !ok {
+		return nil, fmt.Errorf("jobs: %s is not a request type", typ)
+	}
+	var named struct {
+		RequestID string `json:"request_id"`
+	}
+	if err := json.Unmarshal(payload, &named); err != nil || !ValidRequestID(named.RequestID) {
+		return nil, fmt.Errorf("jobs: %s payload names no valid request_id", typ)
+	}
+	var headers map[string]string
+	if subject != "" {
+		headers = map[string]string{SubjectHeader: subject}
+	}
+	return asynq.NewTaskWithHeaders(typ, payload, headers,
+		asynq.Queue(queue), asynq.TaskID(RequestTaskID(named.RequestID)),
+		asynq.MaxRetry(RequestMaxRetry), asynq.Timeout(RequestTimeout),
+	), nil
+}
+
+// SubjectOf is who asked for the request of task t (SubjectHeader), nil when
+// it does not say.
+func SubjectOf(t *asynq.Task) *string {
+	if v, ok := t.Headers()[SubjectHeader]; ok && v != "" {
+		return &v
+	}
+	return nil
+}
+
 // NewSessionStart builds a session:start task, stamping ReceivedAt with the
 // current instant when it is zero.
 func NewSessionStart(p SessionStart) (*asynq.Task, error) {

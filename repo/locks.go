@@ -60,6 +60,14 @@ func (p LockPolicy) permitFor() string {
 	return "UPDATE OF permit"
 }
 
+// lockPermitSQL is the statement that locks the permit where selects (alias
+// permit, $1… parameters), with its zone's version, as the policy says: one
+// text per policy and condition, so that each is prepared once (prepared.go).
+func (p LockPolicy) lockPermitSQL(where string) string {
+	return `SELECT permit.*, (SELECT updated_at FROM zones WHERE code = permit.zone) AS zone_updated_at
+		FROM permits AS permit WHERE ` + where + ` FOR ` + p.permitFor()
+}
+
 // missing explains a permit lock that found no row: under FailIfBusy the row
 // may exist but be held by another transaction (ErrBusy); otherwise what is
 // missing is not found (ErrNotFound, naming what). table and id name the row

@@ -22,16 +22,22 @@ import (
 const RequestChannel = "parkd_request_done"
 
 // noticeSQL is the payload announced on RequestChannel for a finished request
-// (a row of done): the outcome itself as JSON, so that a waiting intake can
-// answer without reading it back; or, when that would pass NOTIFY's 8000-byte
+// (a row of done): the outcome itself as JSON, with the request's type,
+// fingerprint and subject, so that a waiting intake can answer without
+// reading it back, and can tell that it is the outcome of its own request
+// (the intake has no record of its own while it waits); or, when that would pass NOTIFY's 8000-byte
 // limit, only the request ID. ParseRequestNotice reads both.
 const noticeSQL = `(SELECT CASE WHEN octet_length(n) < 7900 THEN n ELSE request_id END
-	FROM (SELECT json_build_object('request_id', request_id, 'status', status, 'error', error, 'result', result)::text AS n) j)`
+	FROM (SELECT json_build_object('request_id', request_id, 'type', type, 'body_hash', body_hash, 'subject', subject,
+	                               'status', status, 'error', error, 'result', result)::text AS n) j)`
 
 // requestNotice is the payload of a notification on RequestChannel that
 // carries the outcome (noticeSQL's JSON).
 type requestNotice struct {
 	RequestID string          `json:"request_id"`
+	Type      string          `json:"type"`
+	BodyHash  string          `json:"body_hash"`
+	Subject   *string         `json:"subject"`
 	Status    string          `json:"status"`
 	Error     json.RawMessage `json:"error"`
 	Result    json.RawMessage `json:"result"`
@@ -47,7 +53,7 @@ func ParseRequestNotice(payload string) (string, *Request) {
 	if err := json.Unmarshal([]byte(payload), &n); err != nil || n.RequestID == "" {
 		return payload, nil
 	}
-	r := &Request{RequestID: n.RequestID, Status: n.Status}
+	r := &Request{RequestID: n.RequestID, Type: n.Type, BodyHash: n.BodyHash, Subject: n.Subject, Status: n.Status}
 	// JSON null is what SQL NULL became: absent, as a read from the table gives.
 	if string(n.Error) != "null" {
 		r.Error = n.Error

@@ -83,12 +83,13 @@ func TestNotify(t *testing.T) {
 			{"rejected", "n-rejected", repo.RequestRejected, &jobs.Rejection{Code: "insufficient_balance", Message: "no minutes left"}, nil, nil, true},
 			{"too big to carry", "n-big", repo.RequestApplied, nil, map[string]string{"notes": strings.Repeat("x", 9000)}, nil, false},
 		}
+		subject := "resident:r1"
 		for _, c := range cases {
 			t.Run(c.name, func(t *testing.T) {
 				sub := l.Subscribe(c.id)
 				defer sub.Close()
 				if err := st.InTx(ctx, func(ctx context.Context, tx repo.Tx) error {
-					if _, err := repo.ClaimRequest(ctx, tx, c.id, "session:start", "fp", nil); err != nil {
+					if _, err := repo.ClaimRequest(ctx, tx, c.id, "session:start", "fp", &subject); err != nil {
 						return err
 					}
 					return repo.FinishRequest(ctx, tx, c.id, repo.Finish{Status: c.status, Rejection: c.rejection, Result: c.result, Outbox: c.outbox})
@@ -109,6 +110,11 @@ func TestNotify(t *testing.T) {
 				stored, err := repo.GetRequest(ctx, st.DB, c.id)
 				if err != nil {
 					t.Fatal(err)
+				}
+				// Whose request it was comes along: a waiting intake has no
+				// record of its own to compare the outcome with.
+				if got.Type != "session:start" || got.BodyHash != "fp" || got.Subject == nil || *got.Subject != subject {
+					t.Fatalf("announced type %q, fingerprint %q, subject %v; want session:start, fp, %s", got.Type, got.BodyHash, got.Subject, subject)
 				}
 				if got.RequestID != c.id || got.Status != stored.Status || !sameJSON(t, got.Result, stored.Result) || !sameJSON(t, got.Error, stored.Error) {
 					t.Fatalf("announced %s %s %s %s, stored %s %s %s", got.RequestID, got.Status, got.Result, got.Error, stored.Status, stored.Result, stored.Error)

@@ -2,6 +2,7 @@ package repo
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"time"
@@ -101,14 +102,16 @@ func GetPermit(ctx context.Context, db bun.IDB, id int64) (*Permit, error) {
 // never deadlock. A permit another transaction holds is waited for, or ErrBusy,
 // as tx.Locks says.
 func LockPermit(ctx context.Context, tx Tx, id int64) (*Permit, error) {
-	p := new(Permit)
 	// The zone's version comes along, so that Store.ZoneOf needs no query of its
 	// own while the compiled zone in its cache is current.
-	if err := tx.NewSelect().Model(p).ColumnExpr("permit.*").
-		ColumnExpr("(SELECT updated_at FROM zones WHERE code = permit.zone) AS zone_updated_at").
-		Where("permit.id = ?", id).For(tx.Locks.permitFor()).Scan(ctx); err != nil {
-		return nil, tx.Locks.missing(ctx, tx, err, "permits", id, fmt.Sprintf("permit %d", id))
+	var permits []Permit
+	if err := scanPrepared(ctx, tx, tx.Locks.lockPermitSQL("permit.id = $1"), []any{id}, &permits); err != nil {
+		return nil, fmt.Errorf("lock permit %d: %w", id, err)
 	}
+	if len(permits) == 0 {
+		return nil, tx.Locks.missing(ctx, tx, sql.ErrNoRows, "permits", id, fmt.Sprintf("permit %d", id))
+	}
+	p := &permits[0]
 	return p, nil
 }
 
@@ -254,9 +257,13 @@ func isNotFound(err error) bool { return err != nil && errors.Is(err, ErrNotFoun
 // PermitHolder is the resident who holds a permit, by parkd's own records:
 // what a resident's token is checked against, whatever the token claims.
 func PermitHolder(ctx context.Context, db bun.IDB, id int64) (string, error) {
-	var holder string
-	if err := db.NewSelect().Table("permits").Column("resident_id").Where("id = ?", id).Scan(ctx, &holder); err != nil {
-		return "", notFound(err, fmt.Sprintf("permit %d", id))
+	var holders []string
+	if err := scanPrepared(ctx, db, `SELECT resident_id FROM permits WHERE id = $1`, []any{id}, &holders); err != nil {
+		return "", fmt.Errorf("permit %d: %w", id, err)
 	}
+	if len(holders) == 0 {
+		return "", notFound(sql.ErrNoRows, fmt.Sprintf("permit %d", id))
+	}
+	holder := holders[0]
 	return holder, nil
 }

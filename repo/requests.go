@@ -13,14 +13,16 @@ import (
 	"github.com/parkd/parkd/jobs"
 )
 
-// A request's whole life in the requests table: the intake registers it
-// before it enqueues the task (RegisterRequest, AdoptRequest, and
-// ForgetPendingRequest when the queue is unreachable); the worker claims it
-// (ClaimRequest) and finishes it with its outcome in the transaction of the
-// change it made (FinishRequest, which announces it: notify.go); the intake
-// and clients read the outcome (GetRequest); `parkd check` and the metrics
-// watch what stays pending (PendingRequests); the lab reads what became of a
-// run (RequestOutcomes).
+// A request's whole life in the requests table: the worker claims it
+// (ClaimRequest, which makes its row when none is there) and finishes it with
+// its outcome in the transaction of the change it made (FinishRequest, which
+// announces it: notify.go); the HTTP intake reads it first (GetRequest: an ID
+// already known answers for itself) and records it, with its task's payload,
+// only when it is about to answer 202 or asked not to wait (RegisterRequest,
+// AdoptRequest, and ForgetPendingRequest when the queue is unreachable); the
+// reconciler enqueues again what such a record promised and Redis lost
+// (StrandedRequests); `parkd check` and the metrics watch what stays pending
+// (PendingRequests); the lab reads what became of a run (RequestOutcomes).
 
 // Request statuses.
 const (
@@ -40,26 +42,34 @@ type Request struct {
 	Subject   *string         `bun:"subject"`
 	Error     json.RawMessage `bun:"error,type:jsonb"`
 	Result    json.RawMessage `bun:"result,type:jsonb"`
-	CreatedAt time.Time       `bun:"created_at,default:current_timestamp"`
-	UpdatedAt time.Time       `bun:"updated_at,default:current_timestamp"`
+	// TaskPayload is the payload of the request's task while the request is
+	// pending and its record was made by the intake (RegisterRequest): what
+	// the reconciler enqueues again should Redis lose the task. Nil once
+	// finished (it names a plate).
+	TaskPayload []byte    `bun:"task_payload"`
+	CreatedAt   time.Time `bun:"created_at,default:current_timestamp"`
+	UpdatedAt   time.Time `bun:"updated_at,default:current_timestamp"`
 }
 
-// RegisterRequest records a request the intake is about to enqueue as pending,
-// owned by subject (who asked, "role:sub"), unless its ID is already known. It
-// returns the row as it now stands and whether this call created it. The caller
-// compares type, fingerprint and subject: the same ID for another request is an
-// idempotency conflict, and an ID already finished is answered from its outcome.
+// RegisterRequest records a request the intake has enqueued or is about to
+// (its task's payload, taskPayload) as pending, owned by subject (who asked,
+// "role:sub"), unless its ID is already known. It returns the row as it now
+// stands and whether this call created it. The caller compares type,
+// fingerprint and subject: the same ID for another request is an idempotency
+// conflict, and an ID already finished (the worker may have finished it a
+// moment ago) is answered from its outcome.
 //
-// The row exists before the task does, so that GET /v1/requests/{id} knows the
-// request (and whose it is) from the moment it was accepted, and the worker's
-// ClaimRequest finds it and keeps its subject.
-func RegisterRequest(ctx context.Context, db bun.IDB, id, typ, bodyHash, subject string) (*Request, bool, error) {
+// The intake calls it before it answers 202, so that GET /v1/requests/{id}
+// knows the request (and whose it is) from the moment it was accepted, and
+// the reconciler can enqueue the payload again should Redis lose the task
+// (StrandedRequests): a 202 is never lost.
+func RegisterRequest(ctx context.Context, db bun.IDB, id, typ, bodyHash, subject string, taskPayload []byte) (*Request, bool, error) {
 	var rows []Request
 	err := db.NewRaw(`
-		INSERT INTO requests (request_id, type, body_hash, status, subject)
-		VALUES (?, ?, ?, ?, ?)
+		INSERT INTO requests (request_id, type, body_hash, status, subject, task_payload)
+		VALUES (?, ?, ?, ?, ?, ?)
 		ON CONFLICT (request_id) DO NOTHING
-		RETURNING *`, id, typ, bodyHash, RequestPending, subject).Scan(ctx, &rows)
+		RETURNING *`, id, typ, bodyHash, RequestPending, subject, taskPayload).Scan(ctx, &rows)
 	if err != nil {
 		return nil, false, fmt.Errorf("register request %s: %w", id, err)
 	}
@@ -102,42 +112,35 @@ func ForgetPendingRequest(ctx context.Context, db bun.IDB, id, subject string) e
 // ClaimRequest records a request as pending, or locks the row it already has, and
 // returns it. Inside the caller's transaction this serialises two deliveries of the
 // same request: the second waits for the first to commit and then sees its outcome.
+// subject is who asked, as the intake put it on the task (nil: a task enqueued
+// directly by an upstream app); a row the intake recorded keeps its own.
 func ClaimRequest(ctx context.Context, tx bun.IDB, id, typ, bodyHash string, subject *string) (*Request, error) {
-	// A request that came through the HTTP intake already has its row (the
-	// intake records it before enqueueing), so the lock comes first: one
-	// statement on that path. A task enqueued directly by an upstream app has
-	// none yet: the insert makes it, and the inserted row is ours (locked by the
-	// insert itself).
-	lock := func() (*Request, error) {
-		got := new(Request)
-		err := tx.NewSelect().Model(got).Where("request_id = ?", id).For("UPDATE").Scan(ctx)
-		if errors.Is(err, sql.ErrNoRows) {
-			return nil, nil
-		}
-		if err != nil {
-			return nil, fmt.Errorf("lock request %s: %w", id, err)
-		}
-		return got, nil
-	}
-	if got, err := lock(); got != nil || err != nil {
-		return got, err
-	}
-	r := &Request{RequestID: id, Type: typ, BodyHash: bodyHash, Status: RequestPending, Subject: subject}
-	res, err := tx.NewInsert().Model(r).
-		Column("request_id", "type", "body_hash", "status", "subject").
-		On("CONFLICT (request_id) DO NOTHING").Returning("*").Exec(ctx)
-	if err != nil {
+	// The intake records a request only when it answers 202 (RegisterRequest),
+	// so most requests have no row yet: the insert comes first, and the row it
+	// inserts is ours (locked by the insert itself), one statement. An insert
+	// that meets a row, the intake's or an earlier delivery's, waits for its
+	// transaction, and then the row is locked and read.
+	var mine []Request
+	if err := scanPrepared(ctx, tx, `
+		INSERT INTO requests (request_id, type, body_hash, status, subject) VALUES ($1, $2, $3, $4, $5)
+		ON CONFLICT (request_id) DO NOTHING RETURNING *`,
+		[]any{id, typ, bodyHash, RequestPending, subject}, &mine); err != nil {
 		return nil, fmt.Errorf("claim request %s: %w", id, err)
 	}
-	if n, _ := res.RowsAffected(); n == 1 {
-		return r, nil
+	if len(mine) == 1 {
+		return &mine[0], nil
 	}
-	// Inserted by someone else since the first look: lock theirs.
-	got, err := lock()
-	if err == nil && got == nil {
-		err = fmt.Errorf("lock request %s: vanished after a conflicting insert", id)
+	got := new(Request)
+	err := tx.NewSelect().Model(got).Where("request_id = ?", id).For("UPDATE").Scan(ctx)
+	if errors.Is(err, sql.ErrNoRows) {
+		// Deleted between the two (ForgetPendingRequest of an intake whose
+		// enqueue failed): asynq runs the task again and the insert makes it.
+		return nil, fmt.Errorf("lock request %s: gone after a conflicting insert", id)
 	}
-	return got, err
+	if err != nil {
+		return nil, fmt.Errorf("lock request %s: %w", id, err)
+	}
+	return got, nil
 }
 
 // ErrUnrecordable is returned by FinishRequest for a result that cannot be
@@ -183,55 +186,51 @@ func FinishRequest(ctx context.Context, tx bun.IDB, id string, f Finish) error {
 			return fmt.Errorf("finish request %s: %w: %w", id, ErrUnrecordable, err)
 		}
 	}
-	// The update, and the notification of the row it changed, first; then
-	// what rides with it.
-	q := `
-		WITH done AS (
-			UPDATE requests SET status = ?, error = ?, result = ?, updated_at = now()
-			WHERE request_id = ? RETURNING request_id, type, status, error, result),
-		notified AS (SELECT pg_notify(?, ` + noticeSQL + `) FROM done)`
-	args := []any{f.Status, errJSON, resJSON, id, RequestChannel}
-	written := "0"
-	if len(f.Events) > 0 {
-		q += `,
-		ev AS (?)`
-		args = append(args, tx.NewInsert().Model(&f.Events).ExcludeColumn("pk", "id", "sequence", "created_at").Returning("pk"))
-		written = "(SELECT count(*) FROM ev)"
+	// The events and outbox rows go as arrays, one per column, so that the
+	// statement's text is the same whatever they are: prepared once per
+	// connection (prepared.go).
+	var ev struct {
+		types, requests, data []*string
+		at                    []time.Time
+		permits, sessions     []*int64
 	}
-	if f.Status == RequestRejected && f.Rejection != nil {
-		q += `,
-		rejected AS (
-			INSERT INTO events (type, occurred_at, permit_id, request_id, data)
-			SELECT ?, ?, coalesce((SELECT id FROM permits WHERE id = ?), (SELECT permit_id FROM sessions WHERE id = ?)),
-			       done.request_id,
-			       jsonb_build_object('request_id', done.request_id, 'type', done.type,
-			                          'code', done.error->'code', 'message', done.error->'message')
-			FROM done RETURNING pk)`
-		args = append(args, jobs.EventRequestRejected, Instant(f.At), idOrNil(f.PermitID), idOrNil(f.SessionID))
-		written = "(SELECT count(*) FROM rejected)"
+	for _, e := range f.Events {
+		data := string(e.Data)
+		ev.types = append(ev.types, &e.Type)
+		ev.at = append(ev.at, e.OccurredAt)
+		ev.permits = append(ev.permits, e.PermitID)
+		ev.sessions = append(ev.sessions, e.SessionID)
+		ev.requests = append(ev.requests, e.RequestID)
+		ev.data = append(ev.data, &data)
 	}
-	if len(f.Outbox) > 0 {
-		q += `,
-		o AS (?)
-		SELECT o.id, o.task_id, n.notified, n.events FROM o,`
-		args = append(args, tx.NewInsert().Model(&f.Outbox).ExcludeColumn("created_at").Returning("id, task_id"))
-	} else {
-		q += `
-		SELECT NULL AS id, NULL AS task_id, n.notified, n.events FROM`
+	var ob struct {
+		types, ids, queues, payloads []string
+		at                           []time.Time
 	}
-	q += ` (SELECT (SELECT count(*) FROM notified) AS notified, ` + written + ` AS events) n`
+	for _, t := range f.Outbox {
+		ob.types = append(ob.types, t.TaskType)
+		ob.ids = append(ob.ids, t.TaskID)
+		ob.queues = append(ob.queues, t.Queue)
+		ob.payloads = append(ob.payloads, string(t.Payload))
+		ob.at = append(ob.at, t.ProcessAt)
+	}
+	rejected := f.Status == RequestRejected && f.Rejection != nil
 	var rows []struct {
 		ID       *int64  `bun:"id"`
 		TaskID   *string `bun:"task_id"`
 		Notified int     `bun:"notified"`
 		Events   int     `bun:"events"`
 	}
-	if err := tx.NewRaw(q, args...).Scan(ctx, &rows); err != nil {
+	args := []any{f.Status, nullJSON(errJSON), nullJSON(resJSON), id,
+		ev.types, ev.at, ev.permits, ev.sessions, ev.requests, ev.data,
+		rejected, jobs.EventRequestRejected, Instant(f.At), idOrNil(f.PermitID), idOrNil(f.SessionID),
+		ob.types, ob.ids, ob.queues, ob.payloads, ob.at}
+	if err := scanPrepared(ctx, tx, finishSQL, args, &rows); err != nil {
 		return fmt.Errorf("finish request %s: %w", id, err)
 	}
 	wantEvents := len(f.Events)
-	if f.Status == RequestRejected && f.Rejection != nil {
-		wantEvents = 1
+	if rejected {
+		wantEvents++
 	}
 	if len(rows) != max(len(f.Outbox), 1) || rows[0].Notified != 1 || rows[0].Events != wantEvents {
 		var n, e int
@@ -253,6 +252,46 @@ func FinishRequest(ctx context.Context, tx bun.IDB, id string, f Finish) error {
 	return nil
 }
 
+// finishSQL is FinishRequest's statement: the outcome, its notification
+// (noticeSQL), the change's events ($5-$10, one array per column), a
+// rejection's request.rejected event ($11-$15) and the outbox rows
+// ($16-$20). Its last SELECT gives one row per outbox row (one with NULLs
+// when there are none), each with how many notifications and events the
+// statement wrote.
+const finishSQL = `
+WITH done AS (
+    UPDATE requests SET status = $1, error = $2::jsonb, result = $3::jsonb, task_payload = NULL, updated_at = now()
+    WHERE request_id = $4 RETURNING request_id, type, body_hash, subject, status, error, result),
+notified AS (SELECT pg_notify('` + RequestChannel + `', ` + noticeSQL + `) FROM done),
+ev AS (
+    INSERT INTO events (type, occurred_at, permit_id, session_id, request_id, data)
+    SELECT t, a, p, s, r, d::jsonb
+    FROM unnest($5::text[], $6::timestamptz[], $7::int8[], $8::int8[], $9::text[], $10::text[]) AS e(t, a, p, s, r, d)
+    RETURNING pk),
+rejected AS (
+    INSERT INTO events (type, occurred_at, permit_id, request_id, data)
+    SELECT $12, $13, coalesce((SELECT id FROM permits WHERE id = $14), (SELECT permit_id FROM sessions WHERE id = $15)),
+           done.request_id,
+           jsonb_build_object('request_id', done.request_id, 'type', done.type,
+                              'code', done.error->'code', 'message', done.error->'message')
+    FROM done WHERE $11::bool RETURNING pk),
+o AS (
+    INSERT INTO outbox (task_type, task_id, queue, payload, process_at)
+    SELECT t, i, q, p::jsonb, a
+    FROM unnest($16::text[], $17::text[], $18::text[], $19::text[], $20::timestamptz[]) AS x(t, i, q, p, a)
+    RETURNING id, task_id),
+n AS (SELECT (SELECT count(*) FROM notified) AS notified,
+             (SELECT count(*) FROM ev) + (SELECT count(*) FROM rejected) AS events)
+SELECT o.id, o.task_id, n.notified, n.events FROM n LEFT JOIN o ON true`
+
+// nullJSON is a JSON document as a query argument: NULL when empty.
+func nullJSON(b json.RawMessage) any {
+	if len(b) == 0 {
+		return nil
+	}
+	return string(b)
+}
+
 // idOrNil is a decimal ID as a query argument: NULL when it is no ID.
 func idOrNil(s string) any {
 	if id, ok := ParseID(s); ok {
@@ -263,11 +302,33 @@ func idOrNil(s string) any {
 
 // GetRequest reads a request's outcome.
 func GetRequest(ctx context.Context, db bun.IDB, id string) (*Request, error) {
-	r := new(Request)
-	if err := db.NewSelect().Model(r).Where("request_id = ?", id).Scan(ctx); err != nil {
-		return nil, notFound(err, "request "+id)
+	var rows []Request
+	if err := scanPrepared(ctx, db, `SELECT * FROM requests WHERE request_id = $1`, []any{id}, &rows); err != nil {
+		return nil, fmt.Errorf("request %s: %w", id, err)
 	}
-	return r, nil
+	if len(rows) == 0 {
+		return nil, notFound(sql.ErrNoRows, "request "+id)
+	}
+	return &rows[0], nil
+}
+
+// StrandedRequests reads up to limit requests the intake answered 202 (their
+// record holds the task's payload) that are still pending more than olderThan
+// after they were recorded, oldest first: the reconciler enqueues each again
+// (under its request's task ID, so one still queued is left as it is), since
+// Redis may have lost it (a flush, a failover to a replica that had not yet
+// received it). Postgres's clock ages them, as it stamped them.
+func StrandedRequests(ctx context.Context, db bun.IDB, olderThan time.Duration, limit int) ([]Request, error) {
+	var out []Request
+	err := db.NewSelect().Model(&out).Column("request_id", "type", "subject", "task_payload").
+		Where("status = ?", RequestPending).
+		Where("created_at < now() - ?::interval", fmt.Sprintf("%d milliseconds", olderThan.Milliseconds())).
+		Where("task_payload IS NOT NULL").
+		OrderExpr("created_at").Limit(int64(limit)).Scan(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("stranded requests: %w", err)
+	}
+	return out, nil
 }
 
 // PendingRequestLimit is how long a request may stay pending before `parkd

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/parkd/parkd/repo"
 	"github.com/parkd/parkd/repo/repotest"
@@ -14,11 +15,11 @@ func TestRegisterForgetAdopt(t *testing.T) {
 	t.Parallel()
 	st, _ := repotest.NewDB(t)
 	ctx := context.Background()
-	r, created, err := repo.RegisterRequest(ctx, st.DB, "k1", "session:start", "fp", "resident:a")
+	r, created, err := repo.RegisterRequest(ctx, st.DB, "k1", "session:start", "fp", "resident:a", []byte(`{"plate":"X"}`))
 	if err != nil || !created || r.Status != repo.RequestPending || r.Subject == nil || *r.Subject != "resident:a" {
 		t.Fatalf("first register: %+v %v %v", r, created, err)
 	}
-	r, created, err = repo.RegisterRequest(ctx, st.DB, "k1", "session:stop", "other", "resident:b")
+	r, created, err = repo.RegisterRequest(ctx, st.DB, "k1", "session:stop", "other", "resident:b", nil)
 	if err != nil || created || r.Type != "session:start" || r.BodyHash != "fp" || *r.Subject != "resident:a" {
 		t.Fatalf("second register must return the first row unchanged: %+v %v %v", r, created, err)
 	}
@@ -59,5 +60,67 @@ func TestRegisterForgetAdopt(t *testing.T) {
 	}
 	if ok, err := repo.AdoptRequest(ctx, st.DB, "k2", "session:start", "fp", "resident:b"); err != nil || ok {
 		t.Fatalf("adopt of an adopted request: %v %v", ok, err)
+	}
+}
+
+// TestRequestRecordedWhenAnswered202: the intake records a request only when
+// it answers 202, with its task's payload; the worker's claim makes the row
+// of any other (keeping who asked, from the task); the payload is what the
+// reconciler enqueues again while the request is pending, and it is gone once
+// the request is finished (it names a plate).
+func TestRequestRecordedWhenAnswered202(t *testing.T) {
+	t.Parallel()
+	st, _ := repotest.NewDB(t)
+	ctx := context.Background()
+	payload := []byte(`{"request_id":"p1","plate":"AB12CD"}`)
+	if _, created, err := repo.RegisterRequest(ctx, st.DB, "p1", "session:start", "fp", "resident:a", payload); err != nil || !created {
+		t.Fatalf("register: %v %v", created, err)
+	}
+	if got, err := repo.StrandedRequests(ctx, st.DB, time.Hour, 10); err != nil || len(got) != 0 {
+		t.Fatalf("a request recorded a moment ago is stranded: %+v %v", got, err)
+	}
+	got, err := repo.StrandedRequests(ctx, st.DB, 0, 10)
+	if err != nil || len(got) != 1 || got[0].RequestID != "p1" || got[0].Type != "session:start" ||
+		string(got[0].TaskPayload) != string(payload) || got[0].Subject == nil || *got[0].Subject != "resident:a" {
+		t.Fatalf("stranded = %+v %v, want p1 with its payload and subject", got, err)
+	}
+	// The worker claims it (the row is there: locked and read, its subject
+	// kept) and finishes it: the payload goes.
+	other := "resident:other"
+	finish := func(id, subject string) *repo.Request {
+		var claimed *repo.Request
+		if err := st.InTx(ctx, func(ctx context.Context, tx repo.Tx) error {
+			var err error
+			if claimed, err = repo.ClaimRequest(ctx, tx, id, "session:start", "fp", &subject); err != nil {
+				return err
+			}
+			return repo.FinishRequest(ctx, tx, id, repo.Finish{Status: repo.RequestApplied, Result: map[string]string{"id": "1"}})
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return claimed
+	}
+	if c := finish("p1", other); *c.Subject != "resident:a" {
+		t.Fatalf("the claim took the task's subject over the record's: %s", *c.Subject)
+	}
+	r, err := repo.GetRequest(ctx, st.DB, "p1")
+	if err != nil || r.Status != repo.RequestApplied || r.TaskPayload != nil {
+		t.Fatalf("finished: %+v %v, want applied without its payload", r, err)
+	}
+	if got, err := repo.StrandedRequests(ctx, st.DB, 0, 10); err != nil || len(got) != 0 {
+		t.Fatalf("a finished request is stranded: %+v %v", got, err)
+	}
+	// No record: the claim makes the row, with who asked.
+	if c := finish("p2", other); c.Subject == nil || *c.Subject != other {
+		t.Fatalf("claimed without a record: %+v", c)
+	}
+	r, err = repo.GetRequest(ctx, st.DB, "p2")
+	if err != nil || r.Subject == nil || *r.Subject != other || r.Status != repo.RequestApplied {
+		t.Fatalf("row the claim made: %+v %v", r, err)
+	}
+	// The intake recording it after the worker finished meets the outcome.
+	r, created, err := repo.RegisterRequest(ctx, st.DB, "p2", "session:start", "fp", other, payload)
+	if err != nil || created || r.Status != repo.RequestApplied || r.TaskPayload != nil {
+		t.Fatalf("register after the outcome: %+v %v %v", r, created, err)
 	}
 }

@@ -2,6 +2,8 @@ package repo
 
 import (
 	"context"
+	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -98,17 +100,24 @@ func GetSession(ctx context.Context, db bun.IDB, id int64) (*Session, error) {
 // writer, so they never deadlock), so the session needs no lock of its own. A
 // permit another transaction holds is waited for, or ErrBusy, as tx.Locks says.
 func LockSessionAndPermit(ctx context.Context, tx Tx, sessionID int64) (*Session, *Permit, error) {
-	p := new(Permit)
-	if err := tx.NewSelect().Model(p).ColumnExpr("permit.*").
-		ColumnExpr("(SELECT updated_at FROM zones WHERE code = permit.zone) AS zone_updated_at").
-		Where("permit.id = (SELECT permit_id FROM sessions WHERE id = ?)", sessionID).
-		For(tx.Locks.permitFor()).Scan(ctx); err != nil {
-		return nil, nil, tx.Locks.missing(ctx, tx, err, "sessions", sessionID, fmt.Sprintf("session %d", sessionID))
+	// Two statements, not a join: the session is read after the permit's
+	// lock is held, in a snapshot that sees whatever the lock waited for.
+	var permits []Permit
+	if err := scanPrepared(ctx, tx, tx.Locks.lockPermitSQL("permit.id = (SELECT permit_id FROM sessions WHERE id = $1)"),
+		[]any{sessionID}, &permits); err != nil {
+		return nil, nil, fmt.Errorf("lock permit of session %d: %w", sessionID, err)
 	}
-	s := new(Session)
-	if err := tx.NewSelect().Model(s).Where("id = ?", sessionID).Scan(ctx); err != nil {
-		return nil, nil, notFound(err, fmt.Sprintf("session %d", sessionID))
+	if len(permits) == 0 {
+		return nil, nil, tx.Locks.missing(ctx, tx, sql.ErrNoRows, "sessions", sessionID, fmt.Sprintf("session %d", sessionID))
 	}
+	var sessions []Session
+	if err := scanPrepared(ctx, tx, `SELECT * FROM sessions WHERE id = $1`, []any{sessionID}, &sessions); err != nil {
+		return nil, nil, fmt.Errorf("read session %d: %w", sessionID, err)
+	}
+	if len(sessions) == 0 {
+		return nil, nil, notFound(sql.ErrNoRows, fmt.Sprintf("session %d", sessionID))
+	}
+	s, p := &sessions[0], &permits[0]
 	return s, p, nil
 }
 
@@ -147,20 +156,49 @@ func ApplyStart(ctx context.Context, tx bun.IDB, p *Permit, plan domain.SessionP
 	}
 	// The only constraint an insert of a fresh session can meet is the plate's
 	// exclusion constraint: DO NOTHING turns that into "no row" (no savepoint
-	// round trip).
-	res, err := tx.NewInsert().Model(s).ExcludeColumn("created_at").
-		On("CONFLICT DO NOTHING").Returning("*").Exec(ctx)
+	// round trip). Both statements are prepared (prepared.go): every start
+	// runs them.
+	var regJSON any
+	if s.Registration != nil {
+		b, err := json.Marshal(s.Registration)
+		if err != nil {
+			return nil, fmt.Errorf("insert session: register codes: %w", err)
+		}
+		regJSON = string(b)
+	}
+	notices, err := json.Marshal(s.Notices)
 	if err != nil {
+		return nil, fmt.Errorf("insert session: notices: %w", err)
+	}
+	var inserted []Session
+	if err := scanPrepared(ctx, tx, `
+		INSERT INTO sessions (permit_id, zone, plate, country, state, start_at, planned_end_at, reserved_minutes,
+		                      notices, request_id, registration, right_version, right_changed_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10, $11::jsonb, $12, $13)
+		ON CONFLICT DO NOTHING RETURNING *`,
+		[]any{s.PermitID, s.Zone, s.Plate, s.Country, string(s.State), s.StartAt, s.PlannedEndAt, s.ReservedMinutes,
+			string(notices), s.RequestID, regJSON, s.RightVersion, s.RightChangedAt}, &inserted); err != nil {
 		return nil, fmt.Errorf("insert session: %w", err)
 	}
-	if n, _ := res.RowsAffected(); n == 0 {
+	if len(inserted) == 0 {
 		return nil, ErrPlateParked
 	}
-	sid := s.ID
-	e := []LedgerEntry{{PermitID: p.ID, Kind: LedgerReserve, Minutes: -plan.ReservedMinutes, SessionID: &sid, RequestID: &requestID, At: at}}
-	if err := bookOnPermit(ctx, tx, p, e, "reserved_minutes = reserved_minutes + ?", plan.ReservedMinutes); err != nil {
+	s = &inserted[0]
+	// The reserve entry, the balance and the reserved minutes.
+	var permits []Permit
+	if err := scanPrepared(ctx, tx, `
+		WITH booked AS (
+		    INSERT INTO ledger (permit_id, kind, minutes, session_id, request_id, at) VALUES ($1, $2, $3, $4, $5, $6))
+		UPDATE permits SET balance_minutes = balance_minutes + $3, reserved_minutes = reserved_minutes - $3
+		WHERE id = $1 RETURNING *`,
+		[]any{p.ID, LedgerReserve, -plan.ReservedMinutes, s.ID, requestID, at}, &permits); err != nil {
 		return nil, fmt.Errorf("reserve on permit %d: %w", p.ID, err)
 	}
+	if len(permits) == 0 {
+		return nil, fmt.Errorf("reserve on permit %d: %w", p.ID, notFound(sql.ErrNoRows, fmt.Sprintf("permit %d", p.ID)))
+	}
+	permits[0].ZoneUpdatedAt = p.ZoneUpdatedAt
+	*p = permits[0]
 	return s, nil
 }
 
@@ -188,22 +226,34 @@ func ApplyStop(ctx context.Context, tx bun.IDB, p *Permit, s *Session, plan doma
 		if plan.Kind == domain.StopCancel {
 			state = domain.StateCancelled
 		}
-		// The session, its ledger entries and the permit in one statement.
-		settle := bumpRight(tx.NewUpdate().Model((*Session)(nil)).
-			Set("state = ?", state).Set("end_at = ?", plan.EndAt).Set("charged_minutes = ?", plan.Charge).
-			Set("settled_at = ?", at), at).
-			Where("id = ?", s.ID).Where("state = ?", domain.StateOpen)
-		entries := []LedgerEntry{
-			{PermitID: p.ID, Kind: LedgerRelease, Minutes: plan.Release, SessionID: &sid, RequestID: requestID, At: at},
-			{PermitID: p.ID, Kind: LedgerCharge, Minutes: -plan.Charge, SessionID: &sid, RequestID: requestID, At: at},
-		}
-		if err := bookAfter(ctx, tx, p, settle, entries,
-			"reserved_minutes = reserved_minutes - ?, used_minutes = used_minutes + ?", plan.Release, plan.Charge); err != nil {
-			if errors.Is(err, ErrNotFound) {
-				return fmt.Errorf("settle session %d: it was not open", s.ID)
-			}
+		// The session, its ledger entries (release of the whole reservation,
+		// then the charge) and the permit in one prepared statement: every
+		// stop and auto-stop runs it. Nothing is written unless the session
+		// was still open.
+		var permits []Permit
+		if err := scanPrepared(ctx, tx, `
+			WITH changed AS (
+			    UPDATE sessions SET state = $1, end_at = $2, charged_minutes = $3, settled_at = $4,
+			        right_version = right_version + CASE WHEN registration IS NULL THEN 0 ELSE 1 END,
+			        right_changed_at = CASE WHEN registration IS NULL THEN right_changed_at ELSE $4 END
+			    WHERE id = $5 AND state = $6 RETURNING id),
+			booked AS (
+			    INSERT INTO ledger (permit_id, kind, minutes, session_id, request_id, at)
+			    SELECT $7, k, m, $5, $8, $4
+			    FROM unnest(ARRAY[$9, $10]::text[], ARRAY[$11, $12]::int[]) WITH ORDINALITY AS x(k, m, i)
+			    WHERE EXISTS (SELECT 1 FROM changed) ORDER BY i)
+			UPDATE permits SET balance_minutes = balance_minutes + $11 + $12,
+			    reserved_minutes = reserved_minutes - $11, used_minutes = used_minutes - $12
+			WHERE id = $7 AND EXISTS (SELECT 1 FROM changed) RETURNING *`,
+			[]any{string(state), plan.EndAt, plan.Charge, at, s.ID, string(domain.StateOpen), p.ID, requestID,
+				LedgerRelease, LedgerCharge, plan.Release, -plan.Charge}, &permits); err != nil {
 			return fmt.Errorf("settle session %d on permit %d: %w", s.ID, p.ID, err)
 		}
+		if len(permits) == 0 {
+			return fmt.Errorf("settle session %d: it was not open", s.ID)
+		}
+		permits[0].ZoneUpdatedAt = p.ZoneUpdatedAt
+		*p = permits[0]
 		end, charged, settledAt := plan.EndAt, plan.Charge, at
 		s.State, s.EndAt, s.ChargedMinutes, s.SettledAt = state, &end, &charged, &settledAt
 		// What bumpRight wrote: the statement returns the permit, and the
@@ -324,11 +374,10 @@ func PermitIntervals(ctx context.Context, db bun.IDB, z *domain.Zone, permitID i
 		StartAt time.Time `bun:"start_at"`
 		EndAt   time.Time `bun:"end_at"`
 	}
-	err := db.NewSelect().Model((*Session)(nil)).
-		Column("start_at").ColumnExpr("coalesce(end_at, planned_end_at) AS end_at").
-		Where("permit_id = ?", permitID).Where("state <> ?", domain.StateCancelled).Where("id <> ?", except).
-		Where("start_at < ?", iv.End).Where("coalesce(end_at, planned_end_at) > ?", iv.Start).
-		Scan(ctx, &rows)
+	err := scanPrepared(ctx, db, `
+		SELECT start_at, coalesce(end_at, planned_end_at) AS end_at FROM sessions
+		WHERE permit_id = $1 AND state <> $2 AND id <> $3 AND start_at < $4 AND coalesce(end_at, planned_end_at) > $5`,
+		[]any{permitID, string(domain.StateCancelled), except, iv.End, iv.Start}, &rows)
 	if err != nil {
 		return nil, fmt.Errorf("sessions of permit %d between %s and %s: %w", permitID,
 			iv.Start.Format(time.RFC3339), iv.End.Format(time.RFC3339), err)

@@ -51,6 +51,7 @@ type Handlers struct {
 	inspector     *asynq.Inspector
 	deliverOnce   sync.Once
 	deliver       *deliverer
+	handedOver    handedOver
 }
 
 // inTx runs fn in a transaction: a shared one through the Coalescer when there

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -46,15 +47,47 @@ func (h *Handlers) handOver(ctx context.Context, rows []*repo.OutboxTask) {
 	if len(rows) == 0 || h.Client == nil {
 		return
 	}
-	done := enqueueAll(ctx, h.Client, h.logger(ctx), rows)
-	if len(done) == 0 {
+	h.handedOver.add(h, enqueueAll(ctx, h.Client, h.logger(ctx), rows))
+}
+
+// OutboxSweep is how long rows handed to Redis wait to be deleted with those
+// of other commits: one DELETE a sweep instead of a transaction per request
+// (issue 16: it was one of the statements every start paid for). Well under
+// the relay's minimum age (RelayMinAge), so the relay does not enqueue a row
+// again that was handed over; should it (a crash before the sweep), the task
+// ID makes that harmless, as for any row the relay takes.
+const OutboxSweep = 200 * time.Millisecond
+
+// handedOver collects the IDs of outbox rows handed to Redis until the next
+// sweep deletes them.
+type handedOver struct {
+	mu        sync.Mutex
+	ids       []int64
+	scheduled bool
+}
+
+func (o *handedOver) add(h *Handlers, ids []int64) {
+	if len(ids) == 0 {
 		return
 	}
-	err := h.inTx(context.WithoutCancel(ctx), func(ctx context.Context, tx repo.Tx) error {
-		return repo.DeleteOutbox(ctx, tx, done...)
-	})
-	if err != nil {
-		h.logger(ctx).Warn("outbox cleanup failed; the relay will re-enqueue (harmless)", "err", err)
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.ids = append(o.ids, ids...)
+	if !o.scheduled {
+		o.scheduled = true
+		time.AfterFunc(OutboxSweep, func() { o.sweep(h) })
+	}
+}
+
+func (o *handedOver) sweep(h *Handlers) {
+	o.mu.Lock()
+	ids := o.ids
+	o.ids, o.scheduled = nil, false
+	o.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := repo.DeleteOutbox(ctx, h.Store.DB, ids...); err != nil {
+		h.logger(ctx).Warn("outbox cleanup failed; the relay will re-enqueue (harmless)", "rows", len(ids), "err", err)
 	}
 }
 

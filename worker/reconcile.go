@@ -37,7 +37,19 @@ type ReconcileReport struct {
 	// DeliveriesRequeued: event:deliver tasks of pending webhook deliveries
 	// queued again because Redis had lost its data.
 	DeliveriesRequeued int
+	// RequestsRequeued: tasks of requests answered 202 and still pending
+	// queued again (their task was gone: Redis lost it).
+	RequestsRequeued int
 }
+
+// RequestRequeueAfter is how long a request answered 202 may be pending
+// before the reconciler queues its task again from its record (the same
+// reasoning as RightRequeueAfter: a task still in Redis holds its ID, and the
+// requeue is refused harmlessly).
+const RequestRequeueAfter = 30 * time.Second
+
+// RequestRequeueLimit bounds the requests one reconciliation queues again.
+const RequestRequeueLimit = 1000
 
 // RightRequeueAfter is how long a right may be pending before the reconciler
 // queues its task again: longer than the hand-over after commit and the
@@ -54,10 +66,11 @@ const RightRequeueLimit = 1000
 func (h *Handlers) SessionReconcile(ctx context.Context, _ *asynq.Task) error {
 	rep, err := h.Reconcile(ctx)
 	h.observer().Reconciled(rep.Settled, rep.Requeued)
-	if rep.Settled > 0 || rep.Requeued > 0 || rep.Failed > 0 || rep.RightsRequeued > 0 || rep.Endings > 0 || rep.DeliveriesRequeued > 0 {
+	if rep.Settled > 0 || rep.Requeued > 0 || rep.Failed > 0 || rep.RightsRequeued > 0 || rep.Endings > 0 ||
+		rep.DeliveriesRequeued > 0 || rep.RequestsRequeued > 0 {
 		h.logger(ctx).Warn("reconciler repaired", "settled", rep.Settled, "requeued", rep.Requeued, "endings", rep.Endings,
 			"failed", rep.Failed, "rights_requeued", rep.RightsRequeued, "deliveries_requeued", rep.DeliveriesRequeued,
-			"redis_lost_data", rep.RedisEmpty)
+			"requests_requeued", rep.RequestsRequeued, "redis_lost_data", rep.RedisEmpty)
 	}
 	return err
 }
@@ -78,6 +91,9 @@ func (h *Handlers) Reconcile(ctx context.Context) (ReconcileReport, error) {
 		n, err := h.requeuePendingRights(ctx)
 		rep.RightsRequeued = n
 		if err != nil {
+			return rep, err
+		}
+		if rep.RequestsRequeued, err = h.requeueStrandedRequests(ctx); err != nil {
 			return rep, err
 		}
 	}
@@ -185,6 +201,43 @@ func (h *Handlers) requeuePendingRights(ctx context.Context) (int, error) {
 		}
 		if err != nil {
 			return n, fmt.Errorf("requeue right of session %s version %d: %w", sid, r.Version, err)
+		}
+		n++
+	}
+	return n, nil
+}
+
+// requeueStrandedRequests queues again the task of every request the intake
+// answered 202 that is still pending RequestRequeueAfter after (from the
+// payload its record keeps, repo.StrandedRequests), whatever the epoch says:
+// a failover to a replica that had not yet received a task loses it and
+// keeps the epoch. A task still in Redis (waiting, running, retrying, or
+// archived for an operator) holds its ID and is left as it is; the request
+// claim makes a second run of one that did run harmless.
+func (h *Handlers) requeueStrandedRequests(ctx context.Context) (int, error) {
+	rows, err := repo.StrandedRequests(ctx, h.Store.DB, RequestRequeueAfter, RequestRequeueLimit)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, r := range rows {
+		subject := ""
+		if r.Subject != nil {
+			subject = *r.Subject
+		}
+		t, err := jobs.RebuildRequest(r.Type, r.TaskPayload, subject)
+		if err != nil {
+			// Recorded by the intake from a task it built: never unreadable
+			// unless the row was tampered with. `parkd check` lists it.
+			h.logger(ctx).Error("pending request's recorded task cannot be rebuilt", "request_id", r.RequestID, "err", err)
+			continue
+		}
+		_, err = h.Client.EnqueueContext(ctx, t)
+		if errors.Is(err, asynq.ErrTaskIDConflict) {
+			continue
+		}
+		if err != nil {
+			return n, fmt.Errorf("requeue request %s: %w", r.RequestID, err)
 		}
 		n++
 	}

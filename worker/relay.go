@@ -20,16 +20,21 @@ type Relay struct {
 	Client   *asynq.Client
 	Log      *slog.Logger
 	Interval time.Duration   // how often to look; default 1s
-	MinAge   time.Duration   // leave younger rows to the fast path; default 5s
+	MinAge   time.Duration   // leave younger rows to the fast path; default RelayMinAge
 	Batch    int             // default 200
 	Clock    clockwork.Clock // ticks the loop; nil is the real clock
 }
+
+// RelayMinAge is the age of the youngest outbox rows a relay takes by
+// default: younger ones are still being handed over by the fast path
+// (Handlers.handOver, whose rows are deleted within OutboxSweep).
+const RelayMinAge = 5 * time.Second
 
 // RunOnce relays one batch and returns how many tasks it handed over.
 func (r *Relay) RunOnce(ctx context.Context) (int, error) {
 	minAge, batch := r.MinAge, r.Batch
 	if minAge == 0 {
-		minAge = 5 * time.Second
+		minAge = RelayMinAge
 	}
 	if batch == 0 {
 		batch = 200

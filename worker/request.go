@@ -156,12 +156,18 @@ func (h *Handlers) apply(ctx context.Context, t *asynq.Task, typ string, req job
 		return fmt.Errorf("%s: request_id %q is not 1-64 of [A-Za-z0-9_.:-]: %w", typ, req.ID(), asynq.SkipRetry)
 	}
 	log := h.logger(ctx).With("request_id", req.ID())
+	// Who asked, as the HTTP intake put it on the task: the row the claim
+	// makes keeps it (the intake records a request only when it answers 202).
+	var subject *string
+	if t != nil {
+		subject = jobs.SubjectOf(t)
+	}
 	var d decision
 	var outcome, code, recordedType string
 	began := h.clock().Now()
 	err := h.inTx(ctx, func(ctx context.Context, tx repo.Tx) error {
 		d, outcome, code, recordedType = decision{}, OutcomeDuplicate, "", ""
-		r, err := repo.ClaimRequest(ctx, tx, req.ID(), typ, req.Fingerprint(), nil)
+		r, err := repo.ClaimRequest(ctx, tx, req.ID(), typ, req.Fingerprint(), subject)
 		if err != nil {
 			return err
 		}
@@ -194,7 +200,7 @@ func (h *Handlers) apply(ctx context.Context, t *asynq.Task, typ string, req job
 			Status: repo.RequestApplied, Result: d.result, Outbox: d.outbox, Events: d.events})
 	})
 	if msg, ok := finalFailure(ctx, err); ok {
-		return h.fail(ctx, typ, req, msg, err, began)
+		return h.fail(ctx, typ, req, subject, msg, err, began)
 	}
 	if err != nil {
 		return fmt.Errorf("%s %s: %w", typ, req.ID(), err)
@@ -261,12 +267,12 @@ func finalFailure(ctx context.Context, err error) (string, bool) {
 // request as rejected with domain.CodeRequestFailed, so that the client reads
 // an outcome (422) instead of a 202 that stays pending through every retry.
 // Only a failure to record that is retried.
-func (h *Handlers) fail(ctx context.Context, typ string, req jobs.Request, msg string, cause error, began time.Time) error {
+func (h *Handlers) fail(ctx context.Context, typ string, req jobs.Request, subject *string, msg string, cause error, began time.Time) error {
 	log := h.logger(ctx).With("request_id", req.ID())
 	recorded := false
 	err := h.inTx(ctx, func(ctx context.Context, tx repo.Tx) error {
 		recorded = false
-		r, err := repo.ClaimRequest(ctx, tx, req.ID(), typ, req.Fingerprint(), nil)
+		r, err := repo.ClaimRequest(ctx, tx, req.ID(), typ, req.Fingerprint(), subject)
 		if err != nil {
 			return err
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -26,6 +27,18 @@ type Sequencer struct {
 	Interval time.Duration   // the tick; default 250 ms
 	Batch    int             // events numbered per pass (one transaction); default 500
 	Clock    clockwork.Clock // ticks the loop; nil is the real clock
+	// Gap is the least time from the start of one pass to the start of the
+	// next (default 100 ms): kicks that come sooner wait for it. A pass costs
+	// Postgres about the same whether it numbers 5 events or 500 (its lock,
+	// its scan of the unnumbered, its commit), so under load passes that each
+	// take what a tenth of a second brought cost a fraction of one per
+	// commit; a webhook or feed reader waits at most Gap longer. Measured in
+	// docs/BENCHMARKS.md (issue 16): a pass per 2 or 3 commits cost a
+	// quarter of Postgres's time.
+	Gap time.Duration
+
+	// Passes counts the passes Run began.
+	Passes atomic.Int64
 
 	once sync.Once
 	kick chan struct{}
@@ -79,6 +92,10 @@ func (s *Sequencer) Run(ctx context.Context) {
 	if every <= 0 {
 		every = 250 * time.Millisecond
 	}
+	gap := s.Gap
+	if gap <= 0 {
+		gap = 100 * time.Millisecond
+	}
 	t := orReal(s.Clock).NewTicker(every)
 	defer t.Stop()
 	for {
@@ -88,8 +105,21 @@ func (s *Sequencer) Run(ctx context.Context) {
 		case <-t.Chan():
 		case <-s.kick:
 		}
+		// The gap is real time, whatever clock ticks the loop: it paces
+		// Postgres's work, not the schedule.
+		began := time.Now()
+		s.Passes.Add(1)
 		if _, err := s.RunOnce(ctx); err != nil && ctx.Err() == nil {
 			s.logger().Warn("event sequencer", "err", err)
+		}
+		// Kicks that came during the pass wait out the gap (one pass takes
+		// them all).
+		if rest := gap - time.Since(began); rest > 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(rest):
+			}
 		}
 	}
 }

@@ -105,6 +105,33 @@ func TestSequencer(t *testing.T) {
 		clk.Advance(time.Second)
 		e.awaitNumbered(2)
 	})
+	t.Run("KicksWithinTheGapAreOnePass", func(t *testing.T) {
+		e := setupParallel(t)
+		s := e.sequencer()
+		s.Interval, s.Gap = time.Hour, 700*time.Millisecond
+		ctx, stop := context.WithCancel(e.ctx)
+		done := make(chan struct{})
+		go func() { defer close(done); s.Run(ctx) }()
+		defer func() { stop(); <-done }()
+		s.Kick()
+		for s.Passes.Load() == 0 {
+			time.Sleep(5 * time.Millisecond)
+		}
+		// Five commits' kicks right after the first pass: none may start a
+		// pass before the gap is out, and the next pass numbers all five.
+		for range 5 {
+			e.addEvents(1, jobs.EventSessionStarted)
+			s.Kick()
+		}
+		time.Sleep(300 * time.Millisecond)
+		if n := s.Passes.Load(); n != 1 {
+			t.Fatalf("%d passes within the gap, want 1", n)
+		}
+		e.awaitNumbered(5)
+		if n := s.Passes.Load(); n != 2 {
+			t.Fatalf("%d passes numbered five kicked events, want 2 (one after the gap)", n)
+		}
+	})
 	t.Run("PassesOfBatchUntilDone", func(t *testing.T) {
 		e := setupParallel(t)
 		e.addEvents(7, jobs.EventSessionStopped)

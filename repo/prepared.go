@@ -1,0 +1,49 @@
+package repo
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/uptrace/bun"
+)
+
+// Prepared statements for the hot path (issue 16). bun writes every argument
+// into the SQL text, and parkd's connections speak pgx's simple protocol, so
+// Postgres parses and plans each statement afresh: for the statements every
+// start and stop runs, planning was over a third of Postgres's time
+// (docs/BENCHMARKS.md, "Issue 16"). A statement written here with $1…
+// parameters and run through queryPrepared is prepared once per connection
+// (pgx's statement cache, QueryExecModeCacheStatement) and then only bound
+// and executed; after five runs Postgres keeps its generic plan. Everything
+// else keeps bun's query builder, where it reads better and runs rarely.
+
+// queryPrepared runs query (SQL with $1… parameters) on db as a prepared
+// statement, in db's transaction when db is one.
+func queryPrepared(ctx context.Context, db bun.IDB, query string, args ...any) (*sql.Rows, error) {
+	all := make([]any, 0, len(args)+1)
+	all = append(all, pgx.QueryExecModeCacheStatement)
+	all = append(all, args...)
+	switch c := db.(type) {
+	case Tx:
+		return c.Tx.Tx.QueryContext(ctx, query, all...)
+	case bun.Tx:
+		return c.Tx.QueryContext(ctx, query, all...)
+	case *bun.DB:
+		return c.DB.QueryContext(ctx, query, all...)
+	case bun.Conn:
+		return c.Conn.QueryContext(ctx, query, all...)
+	}
+	return nil, fmt.Errorf("repo: %T cannot run a prepared statement", db)
+}
+
+// scanPrepared runs query as queryPrepared does and scans its rows into dest
+// as bun scans a model (a struct, a slice of them, or columns' values).
+func scanPrepared(ctx context.Context, db bun.IDB, query string, args []any, dest ...any) error {
+	rows, err := queryPrepared(ctx, db, query, args...)
+	if err != nil {
+		return err
+	}
+	return db.NewRaw("").DB().ScanRows(ctx, rows, dest...)
+}
