@@ -88,11 +88,14 @@ var ErrPlateParked = errors.New("repo: plate already has an open session in this
 
 // GetSession reads a session without locking it.
 func GetSession(ctx context.Context, db bun.IDB, id int64) (*Session, error) {
-	s := new(Session)
-	if err := db.NewSelect().Model(s).Where("id = ?", id).Scan(ctx); err != nil {
-		return nil, notFound(err, fmt.Sprintf("session %d", id))
+	var rows []Session
+	if err := scanPrepared(ctx, db, `SELECT * FROM sessions WHERE id = $1`, []any{id}, &rows); err != nil {
+		return nil, fmt.Errorf("session %d: %w", id, err)
 	}
-	return s, nil
+	if len(rows) == 0 {
+		return nil, notFound(sql.ErrNoRows, fmt.Sprintf("session %d", id))
+	}
+	return &rows[0], nil
 }
 
 // LockSessionAndPermit locks a session's permit and reads the session. Every
@@ -110,14 +113,11 @@ func LockSessionAndPermit(ctx context.Context, tx Tx, sessionID int64) (*Session
 	if len(permits) == 0 {
 		return nil, nil, tx.Locks.missing(ctx, tx, sql.ErrNoRows, "sessions", sessionID, fmt.Sprintf("session %d", sessionID))
 	}
-	var sessions []Session
-	if err := scanPrepared(ctx, tx, `SELECT * FROM sessions WHERE id = $1`, []any{sessionID}, &sessions); err != nil {
-		return nil, nil, fmt.Errorf("read session %d: %w", sessionID, err)
+	s, err := GetSession(ctx, tx, sessionID)
+	if err != nil {
+		return nil, nil, err
 	}
-	if len(sessions) == 0 {
-		return nil, nil, notFound(sql.ErrNoRows, fmt.Sprintf("session %d", sessionID))
-	}
-	s, p := &sessions[0], &permits[0]
+	p := &permits[0]
 	return s, p, nil
 }
 
