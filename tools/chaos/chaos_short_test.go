@@ -3,6 +3,7 @@ package chaos
 import (
 	"context"
 	"errors"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -58,6 +59,52 @@ func TestChaosShort(t *testing.T) {
 	if ob == nil || ob.Rights == 0 || ob.Register.Failed == 0 || ob.Register.AcksLost == 0 || ob.Register.Held == 0 ||
 		ob.Receiver.Unavailable == 0 || len(ob.Outages) != 2 || ob.Events == 0 || ob.Received != ob.Events || !ob.WaitDone {
 		t.Fatalf("register and receiver: %+v", ob)
+	}
+}
+
+// TestChaosSentinel is `parkdlab chaos --topology sentinel` in a short form:
+// 2 intakes, 3 workers and 3 schedulers on a Redis primary, its replica and
+// three Sentinels, the primary SIGKILLed twice under load 25 s apart (the
+// first killed node back as a replica in between); parkd must serve again
+// after each and pass every check of the verdict. It takes about three
+// minutes (the last auto-stops come due a minute after the load), too long
+// for `make test`: it runs only with PARKD_CHAOS_SENTINEL=1.
+func TestChaosSentinel(t *testing.T) {
+	if os.Getenv("PARKD_CHAOS_SENTINEL") != "1" {
+		t.Skip("about three minutes of Redis failovers under load: set PARKD_CHAOS_SENTINEL=1 to run it")
+	}
+	o := SentinelOptions()
+	o.Permits, o.Concurrency, o.SetupConcurrency = 30, 6, 6
+	o.Faults = []Fault{FaultRedisFailover, FaultRedisFailover}
+	o.Warmup, o.Spacing = 10*time.Second, 25*time.Second
+	o.CalmAfterLoad, o.OutboundWait = true, 3*time.Minute
+	o.Dir = t.TempDir()
+	o.Parkd = parkdtest.Binary(t)
+	var out strings.Builder
+	o.Out = &out
+	childLog := &syncWriter{}
+	o.ChildLog = childLog
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	res, err := Run(ctx, o)
+	if errors.Is(err, ErrUnavailable) {
+		t.Skip(err)
+	}
+	t.Logf("parkd chaos (sentinel):\n%s", out.String())
+	if err != nil {
+		t.Logf("parkd processes' log, %s", childLog.notable(150))
+		t.Fatal(err)
+	}
+	if len(res.Faults) != 2 {
+		t.Fatalf("%d faults injected, want 2", len(res.Faults))
+	}
+	for i, f := range res.Faults {
+		if f.Promoted == "" || f.Promoted == f.KilledPrimary || f.PromotedSec <= 0 || f.ProbeSec < f.PromotedSec || f.RejoinedSec == 0 {
+			t.Errorf("failover %d: %+v", i+1, f)
+		}
+	}
+	if res.Load.Starts == 0 || res.Load.Stops == 0 || res.Lateness.Count == 0 {
+		t.Fatalf("no load to speak of: %+v, %d auto-stops settled", res.Load, res.Lateness.Count)
 	}
 }
 
