@@ -30,23 +30,7 @@ func TestChaosShort(t *testing.T) {
 		t.Skip("about two and a half minutes of faults under load")
 	}
 	o := ShortOptions()
-	o.Dir = t.TempDir()
-	o.Parkd = parkdtest.Binary(t)
-	var out strings.Builder
-	o.Out = &out
-	childLog := &syncWriter{}
-	o.ChildLog = childLog
-	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
-	defer cancel()
-	res, err := Run(ctx, o)
-	if errors.Is(err, ErrUnavailable) {
-		t.Skip(err)
-	}
-	t.Logf("parkd chaos (short form):\n%s", out.String())
-	if err != nil {
-		t.Logf("parkd processes' log, %s", childLog.notable(150))
-		t.Fatal(err)
-	}
+	res := runForTest(t, o, "short form")
 	if len(res.Faults) != len(o.Faults) {
 		t.Fatalf("%d faults injected, want %d", len(res.Faults), len(o.Faults))
 	}
@@ -78,6 +62,26 @@ func TestChaosSentinel(t *testing.T) {
 	o.Faults = []Fault{FaultRedisFailover, FaultRedisFailover}
 	o.Warmup, o.Spacing = 10*time.Second, 25*time.Second
 	o.CalmAfterLoad, o.OutboundWait = true, 3*time.Minute
+	res := runForTest(t, o, "sentinel")
+	if len(res.Faults) != 2 {
+		t.Fatalf("%d faults injected, want 2", len(res.Faults))
+	}
+	for i, f := range res.Faults {
+		if f.Promoted == "" || f.Promoted == f.KilledPrimary || f.PromotedSec <= 0 || f.ProbeSec < f.PromotedSec || f.RejoinedSec == 0 {
+			t.Errorf("failover %d: %+v", i+1, f)
+		}
+	}
+	if res.Load.Starts == 0 || res.Load.Stops == 0 || res.Lateness.Count == 0 {
+		t.Fatalf("no load to speak of: %+v, %d auto-stops settled", res.Load, res.Lateness.Count)
+	}
+}
+
+// runForTest runs a chaos run with o in a directory of the test's, on the
+// parkd binary parkdtest builds, bounded at 8 minutes; it skips t where the
+// private servers cannot run, and fails it, with the report and parkd's log,
+// when a check fails.
+func runForTest(t *testing.T, o Options, form string) *Result {
+	t.Helper()
 	o.Dir = t.TempDir()
 	o.Parkd = parkdtest.Binary(t)
 	var out strings.Builder
@@ -90,22 +94,12 @@ func TestChaosSentinel(t *testing.T) {
 	if errors.Is(err, ErrUnavailable) {
 		t.Skip(err)
 	}
-	t.Logf("parkd chaos (sentinel):\n%s", out.String())
+	t.Logf("parkd chaos (%s):\n%s", form, out.String())
 	if err != nil {
 		t.Logf("parkd processes' log, %s", childLog.notable(150))
 		t.Fatal(err)
 	}
-	if len(res.Faults) != 2 {
-		t.Fatalf("%d faults injected, want 2", len(res.Faults))
-	}
-	for i, f := range res.Faults {
-		if f.Promoted == "" || f.Promoted == f.KilledPrimary || f.PromotedSec <= 0 || f.ProbeSec < f.PromotedSec || f.RejoinedSec == 0 {
-			t.Errorf("failover %d: %+v", i+1, f)
-		}
-	}
-	if res.Load.Starts == 0 || res.Load.Stops == 0 || res.Lateness.Count == 0 {
-		t.Fatalf("no load to speak of: %+v, %d auto-stops settled", res.Load, res.Lateness.Count)
-	}
+	return res
 }
 
 // syncWriter serialises writes to a strings.Builder, and reads of it.
