@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -22,15 +25,27 @@ const ReconcileGrace = 15 * time.Second
 // EpochKey is a key parkd keeps in Redis to notice when Redis lost its data
 // (FLUSHALL, a restart without persistence, a failover to an empty replica):
 // scheduled auto-stops live only in Redis, so then they must all be queued again.
+//
+// Its value is the instant it was set and the run ID of the primary that
+// held it (every primary's, in a Cluster). A primary that is not the one
+// named may have lost some of the data without losing the key: a replica
+// promoted by Sentinel had not been sent the old primary's last writes
+// (replication is asynchronous), a restart from an AOF synced every second
+// lacks up to a second of them. So a key naming another primary counts as a
+// loss too, and everything is queued again once (deterministic task IDs make
+// that harmless for what survived).
 const EpochKey = "parkd:epoch"
 
 // ReconcileReport says what one reconciliation did.
 type ReconcileReport struct {
-	Settled    int // overdue sessions settled by the reconciler
-	Requeued   int // auto-stops queued again because Redis had lost its data
-	Endings    int // ending notices queued again, likewise
-	Failed     int // overdue sessions the database refused to settle, for good
-	RedisEmpty bool
+	Settled  int // overdue sessions settled by the reconciler
+	Requeued int // auto-stops queued again because Redis had lost its data
+	Endings  int // ending notices queued again, likewise
+	Failed   int // overdue sessions the database refused to settle, for good
+	// RedisEmpty: the epoch was missing, or named another primary (then
+	// RedisReplaced too), and what Redis holds for parkd was queued again.
+	RedisEmpty    bool
+	RedisReplaced bool
 	// RightsRequeued: right:register tasks of pending rights queued again
 	// (their task was gone: Redis lost it, or a worker died with it).
 	RightsRequeued int
@@ -67,10 +82,10 @@ func (h *Handlers) SessionReconcile(ctx context.Context, _ *asynq.Task) error {
 	rep, err := h.Reconcile(ctx)
 	h.observer().Reconciled(rep.Settled, rep.Requeued)
 	if rep.Settled > 0 || rep.Requeued > 0 || rep.Failed > 0 || rep.RightsRequeued > 0 || rep.Endings > 0 ||
-		rep.DeliveriesRequeued > 0 || rep.RequestsRequeued > 0 {
+		rep.DeliveriesRequeued > 0 || rep.RequestsRequeued > 0 || rep.RedisReplaced {
 		h.logger(ctx).Warn("reconciler repaired", "settled", rep.Settled, "requeued", rep.Requeued, "endings", rep.Endings,
 			"failed", rep.Failed, "rights_requeued", rep.RightsRequeued, "deliveries_requeued", rep.DeliveriesRequeued,
-			"requests_requeued", rep.RequestsRequeued, "redis_lost_data", rep.RedisEmpty)
+			"requests_requeued", rep.RequestsRequeued, "redis_lost_data", rep.RedisEmpty, "redis_primary_changed", rep.RedisReplaced)
 	}
 	return err
 }
@@ -132,17 +147,28 @@ func (h *Handlers) Reconcile(ctx context.Context) (ReconcileReport, error) {
 }
 
 func (h *Handlers) requeueIfRedisLost(ctx context.Context, rep *ReconcileReport) (int, bool, error) {
-	err := h.Redis.Get(ctx, EpochKey).Err()
-	if err == nil {
-		return 0, false, nil
+	// The primary is named before the key is read: should it change in
+	// between, the epoch set below names the old one, and the next run
+	// queues everything again, which is harmless.
+	primary, err := redisPrimary(ctx, h.Redis)
+	if err != nil {
+		return 0, false, fmt.Errorf("name the Redis primary: %w", err)
 	}
-	if !errors.Is(err, redis.Nil) {
+	epoch, err := h.Redis.Get(ctx, EpochKey).Result()
+	switch {
+	case err == nil:
+		if _, held, _ := strings.Cut(epoch, " "); held == primary {
+			return 0, false, nil
+		}
+		rep.RedisReplaced = true
+	case !errors.Is(err, redis.Nil):
 		return 0, false, fmt.Errorf("read %s: %w", EpochKey, err)
 	}
-	// Redis has no epoch: it is new or lost its data. Queue every open session's
+	// Redis has no epoch, or another primary set it: it is new, lost its
+	// data, or may have lost its last writes. Queue every open session's
 	// auto-stop and ending notice, and every pending webhook delivery
 	// (deterministic task IDs make repeats harmless), then set the epoch.
-	// Dying half-way leaves the epoch unset, so the next run starts over.
+	// Dying half-way leaves the epoch as it was, so the next run starts over.
 	n := 0
 	var after int64
 	for {
@@ -175,10 +201,45 @@ func (h *Handlers) requeueIfRedisLost(ctx context.Context, rep *ReconcileReport)
 	if err != nil {
 		return n, true, err
 	}
-	if err := h.Redis.Set(ctx, EpochKey, h.now().Format(time.RFC3339Nano), 0).Err(); err != nil {
+	if err := h.Redis.Set(ctx, EpochKey, h.now().Format(time.RFC3339Nano)+" "+primary, 0).Err(); err != nil {
 		return n, true, fmt.Errorf("set %s: %w", EpochKey, err)
 	}
 	return n, true, nil
+}
+
+// redisPrimary names the Redis primary parkd's client writes to by its run
+// ID (INFO server), which is new at every start of a server and differs
+// between a primary and the replica promoted in its place; for a Cluster,
+// every primary's, sorted and comma-separated.
+func redisPrimary(ctx context.Context, rc redis.UniversalClient) (string, error) {
+	cc, ok := rc.(*redis.ClusterClient)
+	if !ok {
+		return runID(ctx, rc)
+	}
+	var mu sync.Mutex
+	var ids []string
+	err := cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
+		id, err := runID(ctx, c)
+		mu.Lock()
+		ids = append(ids, id)
+		mu.Unlock()
+		return err
+	})
+	slices.Sort(ids)
+	return strings.Join(ids, ","), err
+}
+
+func runID(ctx context.Context, c redis.Cmdable) (string, error) {
+	info, err := c.Info(ctx, "server").Result()
+	if err != nil {
+		return "", err
+	}
+	for line := range strings.SplitSeq(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "run_id:"); ok && v != "" {
+			return v, nil
+		}
+	}
+	return "", errors.New("INFO server has no run_id")
 }
 
 // requeuePendingRights queues again the right:register task of the newest

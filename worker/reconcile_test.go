@@ -2,6 +2,7 @@ package worker_test
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -130,6 +131,64 @@ func TestReconcileRequeuesAutoStopsWhenRedisLostItsEpoch(t *testing.T) {
 	rep, err = l.h.Reconcile(l.ctx)
 	if err != nil || rep.RedisEmpty || rep.Requeued != 0 {
 		t.Fatalf("reconcile with the epoch set: %+v %v, want nothing requeued", rep, err)
+	}
+	l.checkInvariants()
+}
+
+// A failover keeps the epoch but not what the old primary had not yet
+// passed on: an auto-stop it acknowledged is missing on the promoted
+// replica, whose epoch names the old primary. The reconciler takes that for
+// a loss, queues everything again, and sets an epoch naming the new primary,
+// after which nothing is queued again. It reads and writes the epoch of
+// this process's Redis index: it runs alone.
+func TestReconcileRequeuesWhenTheEpochNamesAnotherPrimary(t *testing.T) {
+	t0 := time.Now().UTC().Truncate(time.Second)
+	l := withClock(setup(t), t0)
+	p := l.newPermit("TEST", 10)
+	kept := l.mustStart(p.ID, "FAILOVER1", ptr(t0.Add(time.Hour)), nil)
+	lost := l.mustStart(p.ID, "FAILOVER2", ptr(t0.Add(2*time.Hour)), nil)
+	if rep, err := l.h.Reconcile(l.ctx); err != nil || !rep.RedisEmpty || rep.RedisReplaced {
+		t.Fatalf("first reconcile: %+v %v, want the epoch found missing, and set", rep, err)
+	}
+	epoch, err := l.rdb.Get(l.ctx, worker.EpochKey).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, primary, ok := strings.Cut(epoch, " ")
+	if _, perr := time.Parse(time.RFC3339Nano, set); !ok || perr != nil || len(primary) != 40 {
+		t.Fatalf("epoch %q: want an instant and the primary's run ID", epoch)
+	}
+
+	// The failover: the auto-stop the old primary acknowledged last is not
+	// on the promoted replica, and the epoch it holds names the old primary.
+	lostID := jobs.AutoStopTaskID(lost.ID, lost.PlannedEndAt)
+	if err := l.inspector.DeleteTask(jobs.QueueCritical, lostID); err != nil {
+		t.Fatal(err)
+	}
+	oldPrimary := strings.Repeat("0", 40)
+	if err := l.rdb.Set(l.ctx, worker.EpochKey, set+" "+oldPrimary, 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := l.h.Reconcile(l.ctx)
+	if err != nil || !rep.RedisEmpty || !rep.RedisReplaced || rep.Requeued != 1 {
+		t.Fatalf("reconcile after the failover: %+v %v, want the primary seen changed and the lost auto-stop requeued", rep, err)
+	}
+	l.wantTask(lostID, true)
+	l.wantTask(jobs.AutoStopTaskID(kept.ID, kept.PlannedEndAt), true)
+	if now, _ := l.rdb.Get(l.ctx, worker.EpochKey).Result(); !strings.HasSuffix(now, " "+primary) {
+		t.Fatalf("epoch after the requeue %q, want it to name the primary %s", now, primary)
+	}
+
+	// An epoch written before it named a primary is taken for one naming
+	// another: everything is queued again once.
+	if err := l.rdb.Set(l.ctx, worker.EpochKey, set, 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if rep, err = l.h.Reconcile(l.ctx); err != nil || !rep.RedisReplaced {
+		t.Fatalf("reconcile with an epoch naming no primary: %+v %v", rep, err)
+	}
+	if rep, err = l.h.Reconcile(l.ctx); err != nil || rep.RedisEmpty || rep.RedisReplaced || rep.Requeued != 0 {
+		t.Fatalf("reconcile with the epoch naming the primary: %+v %v, want nothing requeued", rep, err)
 	}
 	l.checkInvariants()
 }

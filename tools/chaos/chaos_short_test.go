@@ -3,6 +3,7 @@ package chaos
 import (
 	"context"
 	"errors"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -29,23 +30,7 @@ func TestChaosShort(t *testing.T) {
 		t.Skip("about two and a half minutes of faults under load")
 	}
 	o := ShortOptions()
-	o.Dir = t.TempDir()
-	o.Parkd = parkdtest.Binary(t)
-	var out strings.Builder
-	o.Out = &out
-	childLog := &syncWriter{}
-	o.ChildLog = childLog
-	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
-	defer cancel()
-	res, err := Run(ctx, o)
-	if errors.Is(err, ErrUnavailable) {
-		t.Skip(err)
-	}
-	t.Logf("parkd chaos (short form):\n%s", out.String())
-	if err != nil {
-		t.Logf("parkd processes' log, %s", childLog.notable(150))
-		t.Fatal(err)
-	}
+	res := runForTest(t, o, "short form")
 	if len(res.Faults) != len(o.Faults) {
 		t.Fatalf("%d faults injected, want %d", len(res.Faults), len(o.Faults))
 	}
@@ -59,6 +44,62 @@ func TestChaosShort(t *testing.T) {
 		ob.Receiver.Unavailable == 0 || len(ob.Outages) != 2 || ob.Events == 0 || ob.Received != ob.Events || !ob.WaitDone {
 		t.Fatalf("register and receiver: %+v", ob)
 	}
+}
+
+// TestChaosSentinel is `parkdlab chaos --topology sentinel` in a short form:
+// 2 intakes, 3 workers and 3 schedulers on a Redis primary, its replica and
+// three Sentinels, the primary SIGKILLed twice under load 25 s apart (the
+// first killed node back as a replica in between); parkd must serve again
+// after each and pass every check of the verdict. It takes about three
+// minutes (the last auto-stops come due a minute after the load), too long
+// for `make test`: it runs only with PARKD_CHAOS_SENTINEL=1.
+func TestChaosSentinel(t *testing.T) {
+	if os.Getenv("PARKD_CHAOS_SENTINEL") != "1" {
+		t.Skip("about three minutes of Redis failovers under load: set PARKD_CHAOS_SENTINEL=1 to run it")
+	}
+	o := SentinelOptions()
+	o.Permits, o.Concurrency, o.SetupConcurrency = 30, 6, 6
+	o.Faults = []Fault{FaultRedisFailover, FaultRedisFailover}
+	o.Warmup, o.Spacing = 10*time.Second, 25*time.Second
+	o.CalmAfterLoad, o.OutboundWait = true, 3*time.Minute
+	res := runForTest(t, o, "sentinel")
+	if len(res.Faults) != 2 {
+		t.Fatalf("%d faults injected, want 2", len(res.Faults))
+	}
+	for i, f := range res.Faults {
+		if f.Promoted == "" || f.Promoted == f.KilledPrimary || f.PromotedSec <= 0 || f.ProbeSec < f.PromotedSec || f.RejoinedSec == 0 {
+			t.Errorf("failover %d: %+v", i+1, f)
+		}
+	}
+	if res.Load.Starts == 0 || res.Load.Stops == 0 || res.Lateness.Count == 0 {
+		t.Fatalf("no load to speak of: %+v, %d auto-stops settled", res.Load, res.Lateness.Count)
+	}
+}
+
+// runForTest runs a chaos run with o in a directory of the test's, on the
+// parkd binary parkdtest builds, bounded at 8 minutes; it skips t where the
+// private servers cannot run, and fails it, with the report and parkd's log,
+// when a check fails.
+func runForTest(t *testing.T, o Options, form string) *Result {
+	t.Helper()
+	o.Dir = t.TempDir()
+	o.Parkd = parkdtest.Binary(t)
+	var out strings.Builder
+	o.Out = &out
+	childLog := &syncWriter{}
+	o.ChildLog = childLog
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	res, err := Run(ctx, o)
+	if errors.Is(err, ErrUnavailable) {
+		t.Skip(err)
+	}
+	t.Logf("parkd chaos (%s):\n%s", form, out.String())
+	if err != nil {
+		t.Logf("parkd processes' log, %s", childLog.notable(150))
+		t.Fatal(err)
+	}
+	return res
 }
 
 // syncWriter serialises writes to a strings.Builder, and reads of it.

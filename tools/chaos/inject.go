@@ -30,6 +30,9 @@ func (c *chaosRun) fault(ctx context.Context, i int, f Fault) FaultResult {
 		return fr
 	}
 	c.awaitRecovery(ctx, i, began, &fr)
+	if f == FaultRedisFailover {
+		c.rejoin(ctx, began, &fr)
+	}
 	c.auditAfter(ctx, i, began, &fr)
 	return fr
 }
@@ -45,6 +48,8 @@ func (c *chaosRun) inject(ctx context.Context, fr *FaultResult) error {
 		return c.restartPostgres(ctx, fr)
 	case FaultPostgresKill:
 		return c.killPostgres(ctx, fr)
+	case FaultRedisFailover:
+		return c.failOver(ctx, fr)
 	}
 	return fmt.Errorf("unknown fault %q", fr.Fault)
 }
@@ -97,8 +102,44 @@ func (c *chaosRun) killPostgres(ctx context.Context, fr *FaultResult) error {
 	return c.pg.Restart(ctx)
 }
 
+// failOver SIGKILLs the Redis primary and waits, up to RecoveryTimeout, for
+// the Sentinels to promote the replica.
+func (c *chaosRun) failOver(ctx context.Context, fr *FaultResult) error {
+	began := time.Now()
+	killed, err := c.sn.KillPrimary(ctx)
+	if err != nil {
+		return err
+	}
+	fr.KilledPrimary = killed
+	fr.What = fmt.Sprintf("Redis primary %s SIGKILLed: the Sentinels promote the replica", killed)
+	wctx, cancel := context.WithDeadline(ctx, began.Add(c.o.RecoveryTimeout))
+	defer cancel()
+	promoted, err := c.sn.AwaitPromotion(wctx, killed)
+	if err != nil {
+		return err
+	}
+	fr.Promoted, fr.PromotedSec = promoted, time.Since(began).Seconds()
+	fr.What = fmt.Sprintf("Redis primary %s SIGKILLed; the Sentinels promoted the replica %s after %.1fs", killed, promoted, fr.PromotedSec)
+	return nil
+}
+
+// rejoin starts the killed primary again, empty, as the new primary's
+// replica, once parkd serves again: the topology is whole for the next
+// failover.
+func (c *chaosRun) rejoin(ctx context.Context, began time.Time, fr *FaultResult) {
+	err := c.sn.RestartAsReplica(ctx, fr.KilledPrimary)
+	name := fmt.Sprintf("the killed Redis primary %s is back as the new primary's replica", fr.KilledPrimary)
+	if err != nil {
+		c.pr.linef("          %s: FAILED: %v", name, err)
+		c.res.Checks = append(c.res.Checks, Check{Name: name, Note: err.Error()})
+		return
+	}
+	fr.RejoinedSec = time.Since(began).Seconds()
+	c.pr.linef("          %s, in sync, after %.1fs", name, fr.RejoinedSec)
+}
+
 // awaitRecovery waits, up to RecoveryTimeout from the fault's start, for
-// parkd to serve again: the intake ready, then a start and a stop answered.
+// parkd to serve again: every intake ready, then a start and a stop answered.
 // Processes that exited meanwhile are restarted, as a supervisor would.
 func (c *chaosRun) awaitRecovery(ctx context.Context, i int, began time.Time, fr *FaultResult) {
 	when := fmt.Sprintf("after fault %d (%s)", i+1, fr.Fault)
@@ -106,12 +147,12 @@ func (c *chaosRun) awaitRecovery(ctx context.Context, i int, began time.Time, fr
 	hc := &http.Client{Timeout: 2 * time.Second}
 	for {
 		fr.Crashed = append(fr.Crashed, c.restartCrashed(ctx, when)...)
-		if ready(hc, c.cl.URL()) {
+		if allReady(hc, c.cl.URLs()) {
 			fr.ReadySec = time.Since(began).Seconds()
 			break
 		}
 		if time.Now().After(deadline) || !load.SleepCtx(ctx, 100*time.Millisecond) {
-			fr.Problem = fmt.Sprintf("the intake's /readyz was not 200 within %s", fmtDur(c.o.RecoveryTimeout))
+			fr.Problem = fmt.Sprintf("the intakes' /readyz were not 200 within %s", fmtDur(c.o.RecoveryTimeout))
 			break
 		}
 	}
@@ -205,6 +246,16 @@ func (c *chaosRun) restartCrashed(ctx context.Context, when string) []string {
 	}
 	c.res.Crashed = append(c.res.Crashed, out...)
 	return out
+}
+
+// allReady says whether every intake at bases answers /readyz 200.
+func allReady(hc *http.Client, bases []string) bool {
+	for _, b := range bases {
+		if !ready(hc, b) {
+			return false
+		}
+	}
+	return true
 }
 
 func ready(hc *http.Client, base string) bool {

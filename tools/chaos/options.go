@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"slices"
 	"strings"
 	"time"
 
@@ -28,10 +27,29 @@ const (
 	// FaultPostgresKill SIGKILLs the postmaster and every backend, then starts
 	// Postgres again after Options.PostgresDown: crash recovery.
 	FaultPostgresKill Fault = "postgres-kill"
+	// FaultRedisFailover (TopologySentinel only) SIGKILLs the Redis primary:
+	// the Sentinels promote the replica, with whatever the old primary had
+	// acknowledged but not yet passed on lost. Once parkd serves again, the
+	// killed node is started again, empty, as the new primary's replica, so
+	// that a later failover finds a replica to promote.
+	FaultRedisFailover Fault = "redis-failover"
 )
 
-// AllFaults is every fault, in order.
-var AllFaults = []Fault{FaultKillWorker, FaultRedisFlushed, FaultPostgresRestart, FaultPostgresKill}
+// AllFaults is every fault, in the order a chaos run of the single topology
+// injects them by default, then the Sentinel topology's own.
+var AllFaults = []Fault{FaultKillWorker, FaultRedisFlushed, FaultPostgresRestart, FaultPostgresKill, FaultRedisFailover}
+
+// Topology is the Redis a chaos run gives parkd.
+type Topology string
+
+const (
+	// TopologySingle is one private redis-server.
+	TopologySingle Topology = "single"
+	// TopologySentinel is a private primary, its replica and three Sentinels
+	// (package faults: Sentinel); parkd is given the Sentinels'
+	// redis-sentinel:// URL.
+	TopologySentinel Topology = "sentinel"
+)
 
 // ErrUnavailable is returned (wrapped, saying what is missing) when the
 // private Postgres or Redis of a chaos run cannot be had on this machine.
@@ -43,6 +61,8 @@ type Options struct {
 	// temporary directory, removed at the end unless Keep or a check failed.
 	Dir        string
 	Keep       bool
+	Topology   Topology
+	Intakes    int // the load is spread over them, request by request
 	Workers    int
 	Schedulers int
 
@@ -101,6 +121,8 @@ type Options struct {
 // apart (about 6 to 8 minutes in all).
 func DefaultOptions() Options {
 	return Options{
+		Topology:         TopologySingle,
+		Intakes:          1,
 		Workers:          3,
 		Schedulers:       3,
 		Permits:          200,
@@ -111,7 +133,7 @@ func DefaultOptions() Options {
 		AutostopAhead:    time.Minute,
 		RequestDeadline:  90 * time.Second,
 		FollowUp:         2 * time.Minute,
-		Faults:           slices.Clone(AllFaults),
+		Faults:           []Fault{FaultKillWorker, FaultRedisFlushed, FaultPostgresRestart, FaultPostgresKill},
 		Warmup:           20 * time.Second,
 		Spacing:          time.Minute,
 		WorkerDown:       2 * time.Second,
@@ -149,10 +171,43 @@ func ShortOptions() Options {
 	return o
 }
 
+// SentinelOptions are the Sentinel topology's long form (issue 16, "past
+// one machine"): two intakes and three workers on a Redis primary, its
+// replica and three Sentinels; the primary SIGKILLed under load, a worker
+// killed, and the primary (the first one, back as a replica) killed again,
+// a minute apart (about 5 to 7 minutes in all).
+func SentinelOptions() Options {
+	o := DefaultOptions()
+	o.Topology, o.Intakes = TopologySentinel, 2
+	o.Faults = SentinelFaults()
+	return o
+}
+
+// SentinelFaults are the Sentinel topology's faults by default.
+func SentinelFaults() []Fault {
+	return []Fault{FaultRedisFailover, FaultKillWorker, FaultRedisFailover}
+}
+
 func (o *Options) check() error {
 	var errs []error
 	if o.Parkd == "" {
 		errs = append(errs, errors.New("--parkd: the parkd executable is required"))
+	}
+	switch o.Topology {
+	case TopologySingle, TopologySentinel:
+	default:
+		errs = append(errs, fmt.Errorf("--topology %q: want %s or %s", o.Topology, TopologySingle, TopologySentinel))
+	}
+	for _, f := range o.Faults {
+		if f == FaultRedisFailover && o.Topology != TopologySentinel {
+			errs = append(errs, fmt.Errorf("fault %s needs --topology %s (a single Redis has no replica to promote)", f, TopologySentinel))
+		}
+		if f == FaultRedisFlushed && o.Topology == TopologySentinel {
+			errs = append(errs, fmt.Errorf("fault %s is the single topology's (--topology %s); the Sentinel topology's Redis fault is %s", f, TopologySingle, FaultRedisFailover))
+		}
+	}
+	if o.Intakes < 1 {
+		errs = append(errs, errors.New("--intakes must be at least 1"))
 	}
 	if o.Workers < 1 {
 		errs = append(errs, errors.New("--workers must be at least 1"))

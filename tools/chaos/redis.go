@@ -18,7 +18,7 @@ import (
 func (c *chaosRun) activeTasks() map[string]bool {
 	out := map[string]bool{}
 	// Best effort: what could not be read is reported as nothing.
-	_ = load.EachQueue(c.rd.URL(), func(insp *asynq.Inspector, q string) error {
+	_ = load.EachQueue(c.redisURL, func(insp *asynq.Inspector, q string) error {
 		tasks, _ := insp.ListActiveTasks(q, asynq.PageSize(1000))
 		for _, t := range tasks {
 			out[t.ID] = true
@@ -32,7 +32,7 @@ func (c *chaosRun) activeTasks() map[string]bool {
 // often it was tried and its last error.
 func (c *chaosRun) archivedTasks() map[string][]string {
 	out := map[string][]string{}
-	_ = load.EachQueue(c.rd.URL(), func(insp *asynq.Inspector, q string) error {
+	_ = load.EachQueue(c.redisURL, func(insp *asynq.Inspector, q string) error {
 		tasks, _ := insp.ListArchivedTasks(q, asynq.PageSize(10))
 		for _, t := range tasks {
 			out[q] = append(out[q], fmt.Sprintf("%s %s (tried %d of %d, last failed %s: %s)",
@@ -46,11 +46,10 @@ func (c *chaosRun) archivedTasks() map[string][]string {
 // epoch reads the reconciler's marker in Redis at the end: present means the
 // reconciler noticed the flush and queued the auto-stops again.
 func (c *chaosRun) epoch(ctx context.Context) string {
-	opt, err := redis.ParseURL(c.rd.URL())
+	rc, err := load.RedisClient(c.redisURL)
 	if err != nil {
 		return err.Error()
 	}
-	rc := redis.NewClient(opt)
 	defer rc.Close()
 	v, err := rc.Get(ctx, "parkd:epoch").Result()
 	if errors.Is(err, redis.Nil) {

@@ -60,8 +60,12 @@ func (c *chaosRun) report() {
 		if f.Fault == FaultKillWorker {
 			p.linef("        %s", orphanLine(f.Orphaned))
 		}
+		if f.Fault == FaultRedisFailover && f.Promoted != "" {
+			p.linef("        time to recover from the SIGKILL: the Sentinels' promotion %.1fs, a probe start+stop answered through the API %.1fs; the killed node back as a replica at %.1fs",
+				f.PromotedSec, f.ProbeSec, f.RejoinedSec)
+		}
 		if f.Recovered {
-			p.linef("        recovery: intake /readyz 200 after %.1fs, probe start+stop answered after %.1fs", f.ReadySec, f.ProbeSec)
+			p.linef("        recovery: every intake's /readyz 200 after %.1fs, probe start+stop answered after %.1fs", f.ReadySec, f.ProbeSec)
 		} else {
 			p.linef("        NOT RECOVERED: %s", f.Problem)
 		}

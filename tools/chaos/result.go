@@ -28,9 +28,16 @@ type FaultResult struct {
 	Crashed    []string         `json:"crashed,omitempty"` // processes that exited by themselves
 	// Orphaned (kill-worker): tasks active in Redis both right after the
 	// kill and once the worker was back: those the dead worker held.
-	Orphaned    []string            `json:"orphaned_tasks,omitempty"`
-	Check       cluster.CheckResult `json:"check"`
-	CheckAfterS float64             `json:"check_after_s"`
+	Orphaned []string `json:"orphaned_tasks,omitempty"`
+	// redis-failover: the primary killed, the replica promoted (seconds
+	// from the SIGKILL until a majority of the Sentinels named it and it
+	// said it was a primary), and the killed node back as its replica.
+	KilledPrimary string              `json:"killed_primary,omitempty"`
+	Promoted      string              `json:"promoted,omitempty"`
+	PromotedSec   float64             `json:"promoted_s,omitempty"`
+	RejoinedSec   float64             `json:"rejoined_s,omitempty"`
+	Check         cluster.CheckResult `json:"check"`
+	CheckAfterS   float64             `json:"check_after_s"`
 }
 
 // LoadTotals are the chaos load's requests over the whole run.

@@ -28,9 +28,11 @@ type chaosRun struct {
 	undo  []func() // stops and closes what the phases started, run last first
 
 	pg           *faults.Postgres
-	rd           *faults.Redis
-	dsn          string // parkd's database on pg
-	secret       string // parkd's JWT secret
+	rd           *faults.Redis    // TopologySingle
+	sn           *faults.Sentinel // TopologySentinel
+	redisURL     string           // PARKD_REDIS_URL: rd's, or sn's Sentinels
+	dsn          string           // parkd's database on pg
+	secret       string           // parkd's JWT secret
 	tap          *logTap
 	cl           *cluster.Cluster
 	parkdStopped bool
@@ -88,7 +90,7 @@ func newRun(o Options) *chaosRun {
 	}
 	began := time.Now()
 	res := &Result{StartedAt: began.UTC(), Permits: o.Permits, CPUs: runtime.NumCPU(), LoadStart: load.LoadAvg(),
-		Topology: fmt.Sprintf("split: 1 intake, %d workers, %d schedulers", o.Workers, o.Schedulers)}
+		Topology: topologyLine(o)}
 	c := &chaosRun{o: o, res: res, pr: &printer{w: o.Out}, began: began}
 	c.pr.linef("parkd chaos  (%s; %d permits, %d users, 1 in %d starts left to a %s auto-stop; faults %s, %s apart)",
 		res.Topology, o.Permits, o.Concurrency, o.AutostopEvery, fmtDur(o.AutostopAhead), faultList(o.Faults), fmtDur(o.Spacing))
@@ -130,22 +132,49 @@ func (c *chaosRun) makeDir(context.Context) error {
 	return nil
 }
 
-// startServers starts the private Postgres and Redis, and makes parkd's
-// database.
+// topologyLine says what a run with o runs.
+func topologyLine(o Options) string {
+	intakes := "1 intake"
+	if o.Intakes > 1 {
+		intakes = fmt.Sprintf("%d intakes", o.Intakes)
+	}
+	line := fmt.Sprintf("split: %s, %d workers, %d schedulers", intakes, o.Workers, o.Schedulers)
+	if o.Topology == TopologySentinel {
+		line += "; Redis Sentinel: a primary, a replica, 3 Sentinels"
+	}
+	return line
+}
+
+// startServers starts the private Postgres and Redis (one server, or the
+// Sentinel topology), and makes parkd's database.
 func (c *chaosRun) startServers(ctx context.Context) (err error) {
 	if c.pg, err = faults.StartPostgres(ctx, filepath.Join(c.o.Dir, "postgres")); err != nil {
 		return fmt.Errorf("private postgres: %w", err)
 	}
 	c.undo = append(c.undo, func() { _ = c.pg.Stop() })
-	if c.rd, err = faults.StartRedis(ctx, filepath.Join(c.o.Dir, "redis")); err != nil {
-		return fmt.Errorf("private redis: %w", err)
+	redisLine := ""
+	if c.o.Topology == TopologySentinel {
+		ts := time.Now()
+		if c.sn, err = faults.StartSentinel(ctx, filepath.Join(c.o.Dir, "redis")); err != nil {
+			return fmt.Errorf("private redis sentinel: %w", err)
+		}
+		c.undo = append(c.undo, func() { _ = c.sn.Stop() })
+		c.redisURL = c.sn.URL()
+		redisLine = fmt.Sprintf("private redis sentinel %s (primary and replica %s; ready in %.1fs; down after %s, quorum %d)",
+			c.redisURL, strings.Join(c.sn.DataAddrs(ctx), " and "), time.Since(ts).Seconds(), fmtDur(faults.SentinelDownAfter), faults.SentinelQuorum)
+	} else {
+		if c.rd, err = faults.StartRedis(ctx, filepath.Join(c.o.Dir, "redis")); err != nil {
+			return fmt.Errorf("private redis: %w", err)
+		}
+		c.undo = append(c.undo, func() { _ = c.rd.Stop() })
+		c.redisURL = c.rd.URL()
+		redisLine = "private redis " + c.redisURL
 	}
-	c.undo = append(c.undo, func() { _ = c.rd.Stop() })
-	c.res.Postgres, c.res.Redis = c.pg.Addr(), c.rd.URL()
+	c.res.Postgres, c.res.Redis = c.pg.Addr(), c.redisURL
 	if c.dsn, err = load.RecreateDB(ctx, c.pg.URL("postgres"), "parkd_chaos"); err != nil {
 		return err
 	}
-	c.pr.linef("servers   private postgres %s (database parkd_chaos), private redis %s", c.pg.Addr(), c.rd.URL())
+	c.pr.linef("servers   private postgres %s (database parkd_chaos), %s", c.pg.Addr(), redisLine)
 	return nil
 }
 
@@ -163,10 +192,10 @@ func (c *chaosRun) startParkd(ctx context.Context) error {
 	}
 	c.tap = newLogTap(childLog)
 	c.secret = load.RandomSecret()
-	c.cl = &cluster.Cluster{Parkd: c.o.Parkd, Split: true, Workers: c.o.Workers, Schedulers: c.o.Schedulers, Log: c.tap,
+	c.cl = &cluster.Cluster{Parkd: c.o.Parkd, Split: true, Intakes: c.o.Intakes, Workers: c.o.Workers, Schedulers: c.o.Schedulers, Log: c.tap,
 		Env: []string{
 			"PARKD_DATABASE_URL=" + c.dsn,
-			"PARKD_REDIS_URL=" + c.rd.URL(),
+			"PARKD_REDIS_URL=" + c.redisURL,
 			"PARKD_JWT_SECRET=" + c.secret,
 			"PARKD_LOG_LEVEL=warn",
 			// A process (re)started while a server is down waits for it.
@@ -184,14 +213,16 @@ func (c *chaosRun) startParkd(ctx context.Context) error {
 			_ = c.cl.Stop(10 * time.Second)
 		}
 	})
-	c.pr.linef("parkd     migrated; %s ready in %.1fs at %s", c.cl.Describe(), time.Since(ts).Seconds(), c.cl.URL())
+	c.pr.linef("parkd     migrated; %s ready in %.1fs at %s", c.cl.Describe(), time.Since(ts).Seconds(), strings.Join(c.cl.URLs(), " and "))
 	return nil
 }
 
 // setUp makes the municipality through the API: one permit more than the
 // load's, for the probes.
 func (c *chaosRun) setUp(ctx context.Context) (err error) {
-	c.api = load.NewClient(c.cl.URL(), 2*c.o.Concurrency+32)
+	// Spread over the intakes request by request, as a load balancer would:
+	// a retry under the same key may reach the other one.
+	c.api = load.NewSpreadClient(c.cl.URLs(), 2*c.o.Concurrency+32)
 	c.api.HTTP.Timeout = 15 * time.Second // a write is answered within its 2 s wait; 15 s is a hung intake
 	c.undo = append(c.undo, c.api.Close)
 	c.runID = fmt.Sprintf("%d", c.began.Unix())
@@ -289,7 +320,7 @@ func (c *chaosRun) judge(ctx context.Context) error {
 	if err := c.judgeOutbound(snapCtx, st); err != nil {
 		return fmt.Errorf("outbound verdict: %w", err)
 	}
-	if rs, err := load.ReadRedisState(snapCtx, c.rd.URL(), c.dsn); err == nil {
+	if rs, err := load.ReadRedisState(snapCtx, c.redisURL, c.dsn); err == nil {
 		c.res.RedisAfter = &rs
 	} else {
 		c.res.Findings = append(c.res.Findings, err.Error())

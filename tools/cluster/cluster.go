@@ -30,8 +30,8 @@ const (
 )
 
 // Cluster runs parkd as child processes, in one of two topologies: everything
-// in one `parkd serve`, or split as production runs it (one `parkd intake`,
-// Workers `parkd worker`, Schedulers `parkd scheduler`), and lets a driver
+// in one `parkd serve`, or split as production runs it (Intakes `parkd
+// intake`, Workers `parkd worker`, Schedulers `parkd scheduler`), and lets a driver
 // kill and restart any one of them by role and index, which is what a chaos
 // test needs besides a load.
 //
@@ -47,6 +47,7 @@ type Cluster struct {
 	Env []string
 	// Split selects the production topology; otherwise one `parkd serve`.
 	Split      bool
+	Intakes    int // split: intake processes (0 is taken as 1), each an API of its own
 	Workers    int // split: worker processes (at least 1)
 	Schedulers int // split: scheduler processes (0 is allowed: nothing reconciles then)
 	// Log receives every child's stderr, each line prefixed with the process's
@@ -58,7 +59,7 @@ type Cluster struct {
 
 	mu     sync.Mutex
 	procs  []*Proc
-	Client string // host:port of the intake (serve or intake)
+	Client string // host:port of the first intake (serve or intake)
 	logMu  sync.Mutex
 }
 
@@ -67,6 +68,8 @@ type Proc struct {
 	Role  Role
 	Index int    // 1-based within its role
 	Addr  string // host:port of its HTTP port (API or metrics)
+	// only: the one process of its role, named without an index
+	only bool
 
 	out *lineWriter
 
@@ -80,10 +83,10 @@ type Proc struct {
 	stopping bool
 }
 
-// Name is the process's role and index, e.g. "worker-2" ("serve" and
-// "intake" have no index: there is one).
+// Name is the process's role and index, e.g. "worker-2" ("serve", and
+// "intake" when there is one, have no index).
 func (p *Proc) Name() string {
-	if p.Role == RoleServe || p.Role == RoleIntake {
+	if p.Role == RoleServe || p.Role == RoleIntake && p.only {
 		return string(p.Role)
 	}
 	return fmt.Sprintf("%s-%d", p.Role, p.Index)
@@ -214,7 +217,7 @@ func (c *Cluster) Start(ctx context.Context) error {
 		plan = []struct {
 			role Role
 			n    int
-		}{{RoleWorker, max(c.Workers, 1)}, {RoleScheduler, c.Schedulers}, {RoleIntake, 1}}
+		}{{RoleWorker, max(c.Workers, 1)}, {RoleScheduler, c.Schedulers}, {RoleIntake, max(c.Intakes, 1)}}
 	}
 	c.mu.Lock()
 	for _, step := range plan {
@@ -224,8 +227,8 @@ func (c *Cluster) Start(ctx context.Context) error {
 				c.mu.Unlock()
 				return err
 			}
-			p := &Proc{Role: step.role, Index: i, Addr: addr}
-			if step.role == RoleServe || step.role == RoleIntake {
+			p := &Proc{Role: step.role, Index: i, Addr: addr, only: step.n == 1}
+			if (step.role == RoleServe || step.role == RoleIntake) && i == 1 {
 				c.Client = addr
 			}
 			c.procs = append(c.procs, p)
@@ -334,11 +337,23 @@ func (c *Cluster) Describe() string {
 	return strings.Join(parts, ", ")
 }
 
-// URL is the base URL of the HTTP API.
+// URL is the base URL of the HTTP API of the first intake.
 func (c *Cluster) URL() string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return "http://" + c.Client
+}
+
+// URLs are the base URLs of every intake's HTTP API (serve's, or each
+// intake's), for a load spread over them as a load balancer would.
+func (c *Cluster) URLs() []string {
+	var out []string
+	for _, p := range c.Procs() {
+		if p.Role == RoleServe || p.Role == RoleIntake {
+			out = append(out, "http://"+p.Addr)
+		}
+	}
+	return out
 }
 
 // Procs returns the processes of the Cluster.

@@ -22,3 +22,23 @@ func TestLineWriterCountsLevels(t *testing.T) {
 		t.Fatalf("tail = %q", w.Tail())
 	}
 }
+
+// An intake is named "intake" when it is the only one, so that the reports
+// of a one-intake topology read as they always have; with more, each has
+// its index, like workers.
+func TestProcNames(t *testing.T) {
+	for _, c := range []struct {
+		p    *Proc
+		want string
+	}{
+		{&Proc{Role: RoleServe, Index: 1, only: true}, "serve"},
+		{&Proc{Role: RoleIntake, Index: 1, only: true}, "intake"},
+		{&Proc{Role: RoleIntake, Index: 2}, "intake-2"},
+		{&Proc{Role: RoleWorker, Index: 1, only: true}, "worker-1"},
+		{&Proc{Role: RoleScheduler, Index: 3}, "scheduler-3"},
+	} {
+		if got := c.p.Name(); got != c.want {
+			t.Errorf("%s %d: name %q, want %q", c.p.Role, c.p.Index, got, c.want)
+		}
+	}
+}

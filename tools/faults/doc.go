@@ -10,7 +10,12 @@
 //     address (scheduled and pending asynq tasks are gone);
 //   - [Postgres.Restart]: a fast shutdown and start, committed data kept;
 //   - [Postgres.Kill] followed by [Postgres.Restart]: the postmaster and its
-//     backends die at once, and the restart runs crash recovery.
+//     backends die at once, and the restart runs crash recovery;
+//   - [Sentinel.KillPrimary], [Sentinel.AwaitPromotion] and
+//     [Sentinel.RestartAsReplica]: a replicated Redis (a primary, a replica
+//     and three Sentinels, from the same redis-server binary) loses its
+//     primary to SIGKILL, the Sentinels promote the replica, and the killed
+//     node comes back empty as the new primary's replica.
 //
 // Callers must defer Stop on every server they start: Stop is what ends the
 // process (and, for Postgres, all its backends). As a backstop, the servers

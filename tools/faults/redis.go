@@ -109,42 +109,59 @@ func (r *Redis) Stop() error {
 // start runs a new server on r.port; it is called with r.mu held, or before
 // r is shared.
 func (r *Redis) start(ctx context.Context) error {
-	// No persistence is configured, but a client's SAVE or BGSAVE still
-	// writes a dump, which the next start would load.
-	if err := os.Remove(filepath.Join(r.dir, "dump.rdb")); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("faults: flush redis dump: %w", err)
-	}
-	args := []string{
-		"--port", strconv.Itoa(r.port),
-		"--bind", "127.0.0.1",
-		"--save", "",
-		"--appendonly", "no",
-		"--dir", r.dir,
-		"--daemonize", "no",
-		"--logfile", "", // stdout, which is the log file startServer opened
-	}
-	srv, err := startServer(r.bin, args, r.dir, filepath.Join(r.dir, "redis.log"), nil)
+	srv, err := startRedisServer(ctx, r.bin, r.dir, r.port, nil)
 	if err != nil {
-		return fmt.Errorf("faults: %w", err)
-	}
-	if err := srv.waitReady(ctx, r.ping); err != nil {
-		srv.kill()
-		return srv.withLog(fmt.Errorf("faults: redis-server on %s: %w", r.Addr(), err))
+		return err
 	}
 	r.srv = srv
 	return nil
 }
 
-func (r *Redis) ping(ctx context.Context) error {
-	c := redis.NewClient(&redis.Options{
-		Addr:        r.Addr(),
-		DialTimeout: time.Second,
-		// One dial, no retries: waitReady does the retrying, every 20ms
-		// rather than go-redis's 100ms.
-		DialerRetries: 1,
-		MaxRetries:    -1,
-		PoolSize:      1,
-	})
+// startRedisServer runs redis-server on port with nothing persisted, dir as
+// its working directory and log (dir/redis.log), and extra arguments after
+// the common ones, and returns once it answers PING.
+func startRedisServer(ctx context.Context, bin, dir string, port int, extra []string) (*server, error) {
+	// No persistence is configured, but a client's SAVE or BGSAVE still
+	// writes a dump, which the next start would load.
+	if err := os.Remove(filepath.Join(dir, "dump.rdb")); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("faults: flush redis dump: %w", err)
+	}
+	args := []string{
+		"--port", strconv.Itoa(port),
+		"--bind", "127.0.0.1",
+		"--save", "",
+		"--appendonly", "no",
+		"--dir", dir,
+		"--daemonize", "no",
+		"--logfile", "", // stdout, which is the log file startServer opened
+	}
+	return startRedisProcess(ctx, bin, dir, port, append(args, extra...))
+}
+
+// startRedisProcess runs bin with args, logging to dir/redis.log, and returns
+// once 127.0.0.1:port answers PING.
+func startRedisProcess(ctx context.Context, bin, dir string, port int, args []string) (*server, error) {
+	srv, err := startServer(bin, args, dir, filepath.Join(dir, "redis.log"), nil)
+	if err != nil {
+		return nil, fmt.Errorf("faults: %w", err)
+	}
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	if err := srv.waitReady(ctx, func(ctx context.Context) error { return pingRedis(ctx, addr) }); err != nil {
+		srv.kill()
+		return nil, srv.withLog(fmt.Errorf("faults: redis-server on %s: %w", addr, err))
+	}
+	return srv, nil
+}
+
+func pingRedis(ctx context.Context, addr string) error {
+	c := redis.NewClient(probeOptions(addr))
 	defer c.Close()
 	return c.Ping(ctx).Err()
+}
+
+// probeOptions are those of a client that asks a server one thing: one
+// dial, no retries (the caller polls, every 20ms rather than go-redis's
+// 100ms), one connection.
+func probeOptions(addr string) *redis.Options {
+	return &redis.Options{Addr: addr, DialTimeout: time.Second, DialerRetries: 1, MaxRetries: -1, PoolSize: 1}
 }

@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -19,7 +20,8 @@ import (
 // Client is a thin client of parkd's HTTP API: just enough to set up a zone and
 // permits and to drive sessions and rights checks, timing nothing itself.
 type Client struct {
-	base string
+	bases []string      // the APIs' base URLs; requests take them in turn
+	next  atomic.Uint64 // the next request's turn
 	// HTTP sends the requests; a driver may change its Timeout.
 	HTTP *http.Client
 }
@@ -27,6 +29,14 @@ type Client struct {
 // NewClient is a client of the API at base keeping up to maxConns
 // connections open.
 func NewClient(base string, maxConns int) *Client {
+	return NewSpreadClient([]string{base}, maxConns)
+}
+
+// NewSpreadClient is a client of several intakes of one parkd, as behind a
+// load balancer: each request, a retry under the same Idempotency-Key
+// included, goes to the next base in turn. It keeps up to maxConns
+// connections open to each.
+func NewSpreadClient(bases []string, maxConns int) *Client {
 	tr := &http.Transport{
 		// Every virtual user keeps its connection: the bench measures parkd,
 		// not TCP handshakes (except where a phase says otherwise).
@@ -36,7 +46,11 @@ func NewClient(base string, maxConns int) *Client {
 		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 	}
 	// A write waits up to 2 s for its outcome; 30 s is a hung server.
-	return &Client{base: strings.TrimRight(base, "/"), HTTP: &http.Client{Transport: tr, Timeout: 30 * time.Second}}
+	c := &Client{HTTP: &http.Client{Transport: tr, Timeout: 30 * time.Second}}
+	for _, b := range bases {
+		c.bases = append(c.bases, strings.TrimRight(b, "/"))
+	}
+	return c
 }
 
 // Close closes the idle connections.
@@ -87,7 +101,8 @@ func (a *Client) Do(ctx context.Context, method, path, token, key string, body a
 		}
 		rd = bytes.NewReader(b)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, a.base+path, rd)
+	base := a.bases[(a.next.Add(1)-1)%uint64(len(a.bases))]
+	req, err := http.NewRequestWithContext(ctx, method, base+path, rd)
 	if err != nil {
 		return Answer{}, fmt.Errorf("%s %s: %w", method, path, err)
 	}

@@ -85,3 +85,29 @@ func TestPartitionIsDisjoint(t *testing.T) {
 		t.Fatalf("more users than permits: %d users", got)
 	}
 }
+
+// A spread client sends its requests to its intakes in turn, as a load
+// balancer would, the retries of one key included.
+func TestSpreadClientTakesIntakesInTurn(t *testing.T) {
+	var hits [2]atomic.Int32
+	var srvs []*httptest.Server
+	for i := range hits {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			hits[i].Add(1)
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}))
+		defer srv.Close()
+		srvs = append(srvs, srv)
+	}
+	a := NewSpreadClient([]string{srvs[0].URL, srvs[1].URL + "/"}, 4)
+	defer a.Close()
+	for range 5 {
+		an, err := a.Do(context.Background(), http.MethodPost, "/v1/permits/7/sessions", "tok", "k1", map[string]any{})
+		if err != nil || an.Status != http.StatusServiceUnavailable {
+			t.Fatalf("answer %+v, %v", an, err)
+		}
+	}
+	if hits[0].Load() != 3 || hits[1].Load() != 2 {
+		t.Fatalf("hits %d and %d, want 3 and 2", hits[0].Load(), hits[1].Load())
+	}
+}

@@ -7,7 +7,9 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 
+	"github.com/parkd/parkd/redisurl"
 	"github.com/parkd/parkd/repo"
 )
 
@@ -60,9 +62,10 @@ func ReadRedisState(ctx context.Context, redisURL, dsn string) (RedisState, erro
 }
 
 // EachQueue calls fn with an inspector of the asynq queues at redisURL for each
-// queue, in name order, until fn fails.
+// queue, in name order, until fn fails. redisURL is any form PARKD_REDIS_URL
+// takes (package redisurl), a Sentinel's included.
 func EachQueue(redisURL string, fn func(insp *asynq.Inspector, queue string) error) error {
-	opt, err := asynq.ParseRedisURI(redisURL)
+	opt, err := redisurl.Parse(redisURL)
 	if err != nil {
 		return err
 	}
@@ -79,4 +82,20 @@ func EachQueue(redisURL string, fn func(insp *asynq.Inspector, queue string) err
 		}
 	}
 	return nil
+}
+
+// RedisClient is a go-redis client of redisURL, any form PARKD_REDIS_URL
+// takes (package redisurl): a failover client for a Sentinel's, which asks
+// the Sentinels where the primary is, as parkd does.
+func RedisClient(redisURL string) (redis.UniversalClient, error) {
+	opt, err := redisurl.Parse(redisURL)
+	if err != nil {
+		return nil, err
+	}
+	made := opt.MakeRedisClient()
+	rc, ok := made.(redis.UniversalClient)
+	if !ok {
+		return nil, fmt.Errorf("%T is not a go-redis client", made)
+	}
+	return rc, nil
 }

@@ -20,7 +20,13 @@ Redis restarted empty, Postgres restarted and then crashed, a register emulator 
 calls and losing 10 % of acknowledgements, a webhook receiver down for a minute; parkd check
 after each, and at the end every session settled, every answer the client got matched against
 the database, every right in the register as parkd's session, every event delivered (signed)
-and in the feed once. Exit 1 if any check fails.`
+and in the feed once. Exit 1 if any check fails.
+
+--topology sentinel (issue 16, past one machine): 2 intakes, 3 workers and 3 schedulers on a
+Redis primary, its replica and three Sentinels (the same redis-server binary with --sentinel);
+parkd is given the Sentinels' redis-sentinel:// URL; the primary is SIGKILLed under load
+(redis-failover), a worker is killed, and the new primary is killed in turn; the time from each
+SIGKILL to the Sentinels' promotion and to a probe start+stop answered is reported.`
 
 // chaosCmd is `parkdlab chaos`: flags in, chaos.Run out.
 func chaosCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -29,6 +35,8 @@ func chaosCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	parkd := fs.String("parkd", "", parkdFlagHelp)
 	fs.StringVar(&o.Dir, "dir", "", "directory for the private servers' files and the logs (default: a temporary one, removed when every check passes)")
 	fs.BoolVar(&o.Keep, "keep", false, "keep the temporary directory even when every check passes")
+	topology := fs.String("topology", string(o.Topology), "the Redis parkd is given: single (one redis-server) or sentinel (a primary, a replica and 3 Sentinels; then 2 intakes and the faults redis-failover, kill-worker, redis-failover unless --intakes or --faults say otherwise)")
+	fs.IntVar(&o.Intakes, "intakes", o.Intakes, "intake processes; the load takes them in turn, request by request")
 	fs.IntVar(&o.Workers, "workers", o.Workers, "worker processes")
 	fs.IntVar(&o.Schedulers, "schedulers", o.Schedulers, "scheduler processes")
 	fs.IntVar(&o.Permits, "permits", o.Permits, "permits of the load (one more is set up for the probes)")
@@ -39,7 +47,7 @@ func chaosCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.DurationVar(&o.AutostopAhead, "autostop-ahead", o.AutostopAhead, "end_at of the starts left to their auto-stop, from their start (whole minutes)")
 	fs.DurationVar(&o.RequestDeadline, "request-deadline", o.RequestDeadline, "a request is sent again (same key) until definitively answered or this long has passed")
 	fs.DurationVar(&o.FollowUp, "follow-up", o.FollowUp, "after the load, requests still unanswered are sent again for this long")
-	faultList := fs.String("faults", joinList(o.Faults), "faults to inject, in order: kill-worker, redis-flushed, postgres-restart, postgres-kill")
+	faultList := fs.String("faults", joinList(o.Faults), "faults to inject, in order: kill-worker, redis-flushed, postgres-restart, postgres-kill (single), redis-failover (sentinel)")
 	fs.DurationVar(&o.Warmup, "warmup", o.Warmup, "load before the first fault")
 	fs.DurationVar(&o.Spacing, "spacing", o.Spacing, "from one fault to the next, and after the last until the load stops")
 	fs.DurationVar(&o.WorkerDown, "worker-down", o.WorkerDown, "kill-worker: how long the worker stays dead")
@@ -64,6 +72,18 @@ func chaosCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var err error
 	if o.Parkd, err = parkdBinary(*parkd); err != nil {
 		return fmt.Errorf("chaos: %w", err)
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	o.Topology = chaos.Topology(*topology)
+	if o.Topology == chaos.TopologySentinel {
+		so := chaos.SentinelOptions()
+		if !set["intakes"] {
+			o.Intakes = so.Intakes
+		}
+		if !set["faults"] {
+			*faultList = joinList(so.Faults)
+		}
 	}
 	if o.Faults, err = parseList(*faultList, chaos.AllFaults, "fault"); err != nil {
 		return fmt.Errorf("chaos: --faults: %w", err)

@@ -102,7 +102,7 @@ func TestParseList(t *testing.T) {
 		t.Fatalf("faults = %v, %v", fs, err)
 	}
 	if _, err := parseList("kill-redis", chaos.AllFaults, "fault"); err == nil ||
-		err.Error() != `unknown fault "kill-redis" (faults: kill-worker,redis-flushed,postgres-restart,postgres-kill)` {
+		err.Error() != `unknown fault "kill-redis" (faults: kill-worker,redis-flushed,postgres-restart,postgres-kill,redis-failover)` {
 		t.Errorf("an unknown fault: %v; want an error listing the faults", err)
 	}
 	ps, err := parseList(joinList(bench.AllPhases), bench.AllPhases, "phase")
