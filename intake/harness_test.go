@@ -61,6 +61,9 @@ type options struct {
 	burst       int
 	taskCheck   time.Duration // the worker's TaskCheckInterval; 10 ms (parkd's default) when zero
 	log         *slog.Logger  // the intake's and the worker's log; discarded when nil
+	// scheduleHorizon is the worker's (worker.Handlers.ScheduleHorizon);
+	// zero is parkd's own.
+	scheduleHorizon time.Duration
 	// identity, with a JWKS URL, verifies that provider's tokens beside the
 	// env's HS256 ones (its Secret is the env's).
 	identity identity.Config
@@ -87,7 +90,7 @@ func setup(t testing.TB, o options) *env {
 	if e.log == nil {
 		e.log = quietLog()
 	}
-	e.handlers = &worker.Handlers{Store: store, Client: e.client, Redis: rdb, Log: e.log}
+	e.handlers = &worker.Handlers{Store: store, Client: e.client, Redis: rdb, Log: e.log, ScheduleHorizon: o.scheduleHorizon}
 
 	if o.listenerDSN != "-" {
 		ldsn := o.listenerDSN

@@ -72,6 +72,31 @@ func (s *Server) sessionFor(r *http.Request, p *identity.Principal) (*repo.Sessi
 	return sess, nil
 }
 
+// sessionWriteFor is what a write on the session in r's path (a stop, a
+// change) needs to know: its ID, once p may act on it (as sessionFor), read
+// in one statement with its permit's holder (repo.SessionHolder) rather than
+// the whole session.
+func (s *Server) sessionWriteFor(r *http.Request, p *identity.Principal) (int64, error) {
+	raw := r.PathValue("session_id")
+	id, ok := repo.ParseID(raw)
+	if !ok {
+		return 0, errNotFound("session %s not found", raw)
+	}
+	ctx, cancel := dbCtx(r.Context())
+	defer cancel()
+	permitID, holder, err := repo.SessionHolder(ctx, s.Store.DB, id)
+	if errors.Is(err, repo.ErrNotFound) {
+		return 0, errNotFound("session %s not found", raw)
+	}
+	if err != nil {
+		return 0, err
+	}
+	if err := allowed(p, repo.FormatID(permitID), holder, raw); err != nil {
+		return 0, err
+	}
+	return id, nil
+}
+
 // getSession: GET /v1/sessions/{session_id} (resident).
 func (s *Server) getSession(w http.ResponseWriter, r *http.Request, p *identity.Principal) error {
 	sess, err := s.sessionFor(r, p)

@@ -56,7 +56,8 @@ func TestArchivedRequestIsRunAgainOnRetry(t *testing.T) {
 // other: applied, and the auto-stop is still there. Before, asynq's "task ID
 // already exists" was taken for "already queued": 202, never applied.
 func TestIdempotencyKeyOfAnAutoStopIsApplied(t *testing.T) {
-	e := setup(t, options{})
+	// Its auto-stop in Redis from the start, whenever its end.
+	e := setup(t, options{scheduleHorizon: 48 * time.Hour})
 	a, b := e.resident(5), e.resident(5)
 	s := e.startSession(a, "AU-70-ST", nil)
 	key := jobs.AutoStopTaskID(s.ID, s.PlannedEndAt) // autostop:{session}:{unix}

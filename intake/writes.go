@@ -25,10 +25,13 @@ import (
 //
 //  1. The form is checked here (JSON, types, sizes, text, instants): a bad form
 //     is a 400 and nothing is written anywhere.
-//  2. The request ID is looked up (GetRequest, a read). An ID already known
-//     answers for itself: another request under it is 409
-//     idempotency_conflict, a finished one is answered from its recorded
-//     outcome without enqueuing.
+//  2. Nothing is read first. With ?wait=0 the request is recorded as pending
+//     at once (step 5); an ID already known then answers for itself: another
+//     request under it is 409 idempotency_conflict, a finished one is
+//     answered from its recorded outcome without enqueuing. With a wait, an
+//     ID already known is found by the worker's claim, which changes nothing
+//     and announces the recorded outcome (repo.AnnounceRequest): the intake
+//     answers it, or 409 when it is another request's.
 //  3. The task is submitted (jobs.Submit) under its request's task ID
 //     (jobs.RequestTaskID: the request ID in a namespace no task of parkd's
 //     own can take), saying who asked (jobs.WithSubject: the worker's claim
@@ -163,13 +166,13 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, p *identity.Prin
 		// The form was checked before, so this is a bug; nothing is written.
 		return fmt.Errorf("build %s task: %w", sub.typ, err)
 	}
-	ctx, cancel := dbCtx(r.Context())
-	rec, err := repo.GetRequest(ctx, s.Store.DB, id)
-	cancel()
-	recorded, created := err == nil, false
-	switch {
-	case errors.Is(err, repo.ErrNotFound) && sub.wait <= 0:
-		// No wait: the answer is 202, so the record comes before the task.
+	// With a wait, nothing is read or written first: an ID already known is
+	// answered by the worker's claim, which announces the recorded outcome
+	// (and a conflict shows in it: known). Without one, the answer is 202, so
+	// the record comes before the task.
+	rec := &repo.Request{RequestID: id, Type: sub.typ, BodyHash: fp, Subject: &subject, Status: repo.RequestPending}
+	recorded, created := false, false
+	if sub.wait <= 0 {
 		ctx, cancel := dbCtx(r.Context())
 		rec, created, err = repo.RegisterRequest(ctx, s.Store.DB, id, sub.typ, fp, subject, task.Payload())
 		cancel()
@@ -177,19 +180,13 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, p *identity.Prin
 			return err
 		}
 		recorded = true
-	case errors.Is(err, repo.ErrNotFound):
-		rec = &repo.Request{RequestID: id, Type: sub.typ, BodyHash: fp, Subject: &subject, Status: repo.RequestPending}
-	case err != nil:
-		return err
-	}
-	if recorded {
 		if done, err := known(rec); done {
 			return err
 		}
 	}
 
 	for tries := 1; ; tries++ {
-		ctx, cancel = dbCtx(r.Context())
+		ctx, cancel := dbCtx(r.Context())
 		st, err := jobs.Submit(ctx, s.Client, s.inspector(), task)
 		cancel()
 		if err != nil {
@@ -429,7 +426,7 @@ func decodeStart(b []byte) (startForm, error) {
 // stopSession: POST /v1/sessions/{session_id}/stop (resident). The session is
 // read first: whose it is decides 403, and one that does not exist is 404.
 func (s *Server) stopSession(w http.ResponseWriter, r *http.Request, p *identity.Principal) error {
-	sess, err := s.sessionFor(r, p)
+	sessionID, err := s.sessionWriteFor(r, p)
 	if err != nil {
 		return err
 	}
@@ -447,7 +444,7 @@ func (s *Server) stopSession(w http.ResponseWriter, r *http.Request, p *identity
 	if err != nil {
 		return err
 	}
-	pl := jobs.SessionStop{RequestID: id, SessionID: repo.FormatID(sess.ID), At: at, ReceivedAt: s.now()}
+	pl := jobs.SessionStop{RequestID: id, SessionID: repo.FormatID(sessionID), At: at, ReceivedAt: s.now()}
 	return s.submit(w, r, p, submission{typ: jobs.TypeSessionStop, req: pl, status: http.StatusOK, wait: wait,
 		build: func() (*asynq.Task, error) { return jobs.NewSessionStop(pl) }})
 }
@@ -456,7 +453,7 @@ func (s *Server) stopSession(w http.ResponseWriter, r *http.Request, p *identity
 // corrected plate, or both. Whose the session is decides as for a stop; the
 // rules (session_not_open first) are the worker's.
 func (s *Server) changeSession(w http.ResponseWriter, r *http.Request, p *identity.Principal) error {
-	sess, err := s.sessionFor(r, p)
+	sessionID, err := s.sessionWriteFor(r, p)
 	if err != nil {
 		return err
 	}
@@ -480,7 +477,7 @@ func (s *Server) changeSession(w http.ResponseWriter, r *http.Request, p *identi
 	}
 	// A change naming neither is the worker's to refuse (bad_request), after
 	// session_not_open, which comes before any other check.
-	pl := jobs.SessionChange{RequestID: id, SessionID: repo.FormatID(sess.ID), EndAt: end, Plate: f.Plate, ReceivedAt: s.now()}
+	pl := jobs.SessionChange{RequestID: id, SessionID: repo.FormatID(sessionID), EndAt: end, Plate: f.Plate, ReceivedAt: s.now()}
 	return s.submit(w, r, p, submission{typ: jobs.TypeSessionChange, req: pl, status: http.StatusOK, wait: wait,
 		build: func() (*asynq.Task, error) { return jobs.NewSessionChange(pl) }})
 }

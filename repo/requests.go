@@ -292,6 +292,20 @@ func nullJSON(b json.RawMessage) any {
 	return string(b)
 }
 
+// AnnounceRequest announces request id's recorded outcome on RequestChannel
+// (delivered when the caller's transaction commits), as FinishRequest does
+// when it records it: the worker calls it for a request ID it finds already
+// known (a repeat of a finished request, or another request under the same
+// ID), whose waiting intake has read nothing itself and learns the answer,
+// or the conflict, from the notice.
+func AnnounceRequest(ctx context.Context, tx bun.IDB, id string) error {
+	rows, err := queryPrepared(ctx, tx, `SELECT pg_notify('`+RequestChannel+`', `+noticeSQL+`) FROM requests WHERE request_id = $1`, id)
+	if err != nil {
+		return fmt.Errorf("announce request %s: %w", id, err)
+	}
+	return rows.Close()
+}
+
 // idOrNil is a decimal ID as a query argument: NULL when it is no ID.
 func idOrNil(s string) any {
 	if id, ok := ParseID(s); ok {

@@ -124,3 +124,18 @@ func TestRequestRecordedWhenAnswered202(t *testing.T) {
 		t.Fatalf("register after the outcome: %+v %v %v", r, created, err)
 	}
 }
+
+// TestSessionHolder: the intake's one read before a write on a session: its
+// permit and who holds it; a session that does not exist is ErrNotFound.
+func TestSessionHolder(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 6, 1, 10, 0, 0, 0, time.UTC)
+	w, p, s := eventWorld(t, now)
+	permitID, holder, err := repo.SessionHolder(w.ctx, w.store.DB, s.ID)
+	if err != nil || permitID != p.ID || holder != p.ResidentID {
+		t.Fatalf("SessionHolder = %d %q %v, want %d %q", permitID, holder, err, p.ID, p.ResidentID)
+	}
+	if _, _, err := repo.SessionHolder(w.ctx, w.store.DB, s.ID+1000); !errors.Is(err, repo.ErrNotFound) {
+		t.Fatalf("SessionHolder of no session: %v, want ErrNotFound", err)
+	}
+}

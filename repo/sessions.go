@@ -460,6 +460,22 @@ func OpenSessionsEndingAfter(ctx context.Context, db bun.IDB, at time.Time, afte
 	return rows, nil
 }
 
+// OpenSessionsEndingBetween pages through the open sessions whose planned end
+// is in (from, to], by ID, after the given ID: their zone, start and planned
+// end, as the reconciler needs them to schedule their auto-stops and ending
+// notices when they come within the schedule horizon (sessions_open_by_end).
+func OpenSessionsEndingBetween(ctx context.Context, db bun.IDB, from, to time.Time, afterID int64, limit int) ([]Session, error) {
+	var rows []Session
+	err := db.NewSelect().Model(&rows).Column("id", "zone", "start_at", "planned_end_at").
+		Where("state = ?", domain.StateOpen).Where("planned_end_at > ?", from).Where("planned_end_at <= ?", to).
+		Where("id > ?", afterID).OrderExpr("id").Limit(int64(limit)).Scan(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("open sessions ending between %s and %s: %w",
+			from.UTC().Format(time.RFC3339), to.UTC().Format(time.RFC3339), err)
+	}
+	return rows, nil
+}
+
 // What a load left of the sessions, as the lab (tools/) reads it once the
 // load has run: how many are still open, and when each was settled against
 // its planned end. An empty ids means every session.

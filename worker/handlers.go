@@ -46,6 +46,9 @@ type Handlers struct {
 	EventsWritten func()
 	// Delivery tunes webhook delivery (deliver.go); zero is the defaults.
 	Delivery DeliveryConfig
+	// ScheduleHorizon is how far ahead a session's auto-stop and ending
+	// notice are handed to Redis (schedule.go); zero is ScheduleHorizon.
+	ScheduleHorizon time.Duration
 
 	inspectorOnce sync.Once
 	inspector     *asynq.Inspector

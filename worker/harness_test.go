@@ -100,7 +100,11 @@ func newHarness(t testing.TB, rdb *redis.Client, idx int) *harness {
 		co = repo.NewCoalescer(store.DB, repo.CoalescerConfig{})
 		t.Cleanup(co.Close)
 	}
-	e.h = &worker.Handlers{Store: store, Client: e.client, Redis: rdb, Log: quietLog(), Coalescer: co}
+	// A horizon of two days: these tests look at the hand-over of a
+	// session's scheduled tasks at the change that sets them, for ends hours
+	// ahead; schedule_test.go tests parkd's own horizon (worker.ScheduleHorizon).
+	e.h = &worker.Handlers{Store: store, Client: e.client, Redis: rdb, Log: quietLog(), Coalescer: co,
+		ScheduleHorizon: 48 * time.Hour}
 	// A zone with no invalid weekday, so that tests pass on any day of the week.
 	z, err := domain.CompileZone("TEST", domain.ZoneSpec{Name: "Test", TimeZone: "Europe/Amsterdam", TariffCentsPerHour: 210, InvalidWeekdays: []string{}})
 	if err != nil {

@@ -125,13 +125,22 @@ func autoStopOutbox(s *repo.Session) *repo.OutboxTask {
 
 // obsoleteTasks are the tasks scheduled for a session's planned end until
 // now, which a stop or a moved end makes pointless: its auto-stop and its
-// ending notice.
-func obsoleteTasks(s *repo.Session) []queuedTask {
+// ending notice, those of them that may be in Redis. A task due beyond the
+// schedule horizon (with a minute's slack for clocks and a reconciler run in
+// progress) was never handed over (schedule.go), so there is nothing to
+// delete: the auto-stop is due at the planned end, the ending notice at most
+// MaxEndingNoticeMinutes before it.
+func (h *Handlers) obsoleteTasks(s *repo.Session, now time.Time) []queuedTask {
 	sid := repo.FormatID(s.ID)
-	return []queuedTask{
-		{jobs.QueueCritical, jobs.AutoStopTaskID(sid, s.PlannedEndAt)},
-		{jobs.QueueDefault, jobs.EndingTaskID(sid, s.PlannedEndAt)},
+	reach := now.Add(h.horizon() + time.Minute)
+	var out []queuedTask
+	if !s.PlannedEndAt.After(reach) {
+		out = append(out, queuedTask{jobs.QueueCritical, jobs.AutoStopTaskID(sid, s.PlannedEndAt)})
 	}
+	if !s.PlannedEndAt.Add(-domain.MaxEndingNoticeMinutes * time.Minute).After(reach) {
+		out = append(out, queuedTask{jobs.QueueDefault, jobs.EndingTaskID(sid, s.PlannedEndAt)})
+	}
+	return out
 }
 
 // endingOutbox is the session.ending notice of session s in zone z, due the

@@ -55,6 +55,9 @@ type ReconcileReport struct {
 	// RequestsRequeued: tasks of requests answered 202 and still pending
 	// queued again (their task was gone: Redis lost it).
 	RequestsRequeued int
+	// Scheduled: auto-stops and ending notices handed to Redis as they
+	// came within the schedule horizon (schedule.go); routine, not a repair.
+	Scheduled int
 }
 
 // RequestRequeueAfter is how long a request answered 202 may be pending
@@ -109,6 +112,9 @@ func (h *Handlers) Reconcile(ctx context.Context) (ReconcileReport, error) {
 			return rep, err
 		}
 		if rep.RequestsRequeued, err = h.requeueStrandedRequests(ctx); err != nil {
+			return rep, err
+		}
+		if rep.Scheduled, err = h.scheduleDueSoon(ctx); err != nil {
 			return rep, err
 		}
 	}

@@ -171,13 +171,16 @@ func (h *Handlers) apply(ctx context.Context, t *asynq.Task, typ string, req job
 		if err != nil {
 			return err
 		}
+		// An ID already known: nothing is applied, and whoever waits for
+		// this task (the HTTP intake reads nothing before it enqueues) hears
+		// the recorded outcome, and from it a conflict.
 		if r.Type != typ || r.BodyHash != req.Fingerprint() {
 			outcome, code, recordedType = OutcomeConflict, CodeIdempotencyConflict, r.Type
-			return nil
+			return repo.AnnounceRequest(ctx, tx, req.ID())
 		}
 		if r.Status != repo.RequestPending {
 			log.Info("request already " + r.Status + ": nothing to do")
-			return nil
+			return repo.AnnounceRequest(ctx, tx, req.ID())
 		}
 		// An instant out of range, or a string with NUL, is refused before any
 		// rule looks at it: neither can be stored or written back as JSON.

@@ -53,7 +53,7 @@ func (h *Handlers) SessionStart(ctx context.Context, t *asynq.Task) error {
 		return decision{
 			result: s.View(now),
 			events: []*repo.Event{repo.SessionEvent(jobs.EventSessionStarted, s, now, &rid, "")},
-			outbox: tasks(autoStopOutbox(s), endingOutbox(zone, s, req.ReceivedAt), rightOutbox(s, now)),
+			outbox: tasks(h.soon(now, autoStopOutbox(s)), h.soon(now, endingOutbox(zone, s, req.ReceivedAt)), rightOutbox(s, now)),
 		}, nil
 	})
 }
@@ -97,7 +97,7 @@ func (h *Handlers) SessionStop(ctx context.Context, t *asynq.Task) error {
 		// The auto-stop and ending notice scheduled for the planned end so far
 		// are obsolete after any stop: settled, cancelled, or shortened (which
 		// schedules its own).
-		obsolete := obsoleteTasks(s)
+		obsolete := h.obsoleteTasks(s, now)
 		if err := repo.ApplyStop(ctx, tx, permit, s, plan, &rid, now); err != nil {
 			return decision{}, err
 		}
@@ -109,7 +109,7 @@ func (h *Handlers) SessionStop(ctx context.Context, t *asynq.Task) error {
 				return decision{}, err
 			}
 			d.events = []*repo.Event{repo.SessionEvent(jobs.EventSessionChanged, s, now, &rid, "")}
-			d.outbox = append(d.outbox, tasks(autoStopOutbox(s), endingOutbox(zone, s, received))...)
+			d.outbox = append(d.outbox, tasks(h.soon(now, autoStopOutbox(s)), h.soon(now, endingOutbox(zone, s, received)))...)
 		case domain.StopSettle:
 			d.settled = []string{SettledStop}
 			d.events = []*repo.Event{repo.SessionStopEvent(s, now, &rid, jobs.StopReasonManual)}
@@ -153,7 +153,7 @@ func (h *Handlers) SessionChange(ctx context.Context, t *asynq.Task) error {
 		if err != nil {
 			return decision{}, err
 		}
-		obsolete := obsoleteTasks(s)
+		obsolete := h.obsoleteTasks(s, now)
 		err = repo.ApplyChange(ctx, tx, permit, s, plan, p.RequestID, now)
 		if errors.Is(err, repo.ErrPlateParked) {
 			return decision{}, domain.PlateAlreadyParked(plan.Plate, permit.Zone)
@@ -169,7 +169,7 @@ func (h *Handlers) SessionChange(ctx context.Context, t *asynq.Task) error {
 		d.events = []*repo.Event{repo.SessionEvent(jobs.EventSessionChanged, s, now, &rid, "")}
 		d.outbox = tasks(rightOutbox(s, now))
 		if plan.EndChanged {
-			d.outbox = append(d.outbox, tasks(autoStopOutbox(s), endingOutbox(zone, s, req.ReceivedAt))...)
+			d.outbox = append(d.outbox, tasks(h.soon(now, autoStopOutbox(s)), h.soon(now, endingOutbox(zone, s, req.ReceivedAt)))...)
 			d.obsolete = obsolete
 		}
 		return d, nil
