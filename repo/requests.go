@@ -159,6 +159,10 @@ type Finish struct {
 	Outbox []*OutboxTask
 	// Events are the change's events (eventdata.go).
 	Events []*Event
+	// Booking, when set, is written by the same statement (booking.go): a
+	// start's reservation, a stop's settlement. A settlement of a session
+	// no longer open writes nothing and FinishRequest fails.
+	Booking *Booking
 	// A rejection is an event of its own (request.rejected, CONTRACT.md
 	// "Events and webhooks"), which occurred At and names the permit the
 	// request named, if it exists: PermitID, or the permit of SessionID
@@ -220,17 +224,26 @@ func FinishRequest(ctx context.Context, tx bun.IDB, id string, f Finish) error {
 		TaskID   *string `bun:"task_id"`
 		Notified int     `bun:"notified"`
 		Events   int     `bun:"events"`
+		Booked   int     `bun:"booked"`
 	}
 	args := []any{f.Status, nullJSON(errJSON), nullJSON(resJSON), id,
 		ev.types, ev.at, ev.permits, ev.sessions, ev.requests, ev.data,
 		rejected, jobs.EventRequestRejected, Instant(f.At), idOrNil(f.PermitID), idOrNil(f.SessionID),
 		ob.types, ob.ids, ob.queues, ob.payloads, ob.at}
+	args = append(args, bookingArgs(f.Booking)...)
 	if err := scanPrepared(ctx, tx, finishSQL, args, &rows); err != nil {
 		return fmt.Errorf("finish request %s: %w", id, err)
 	}
 	wantEvents := len(f.Events)
 	if rejected {
 		wantEvents++
+	}
+	if f.Booking != nil && (len(rows) == 0 || rows[0].Booked != 1) {
+		if f.Booking.Settle != nil {
+			return fmt.Errorf("finish request %s: settle session %d: it was not open", id, f.Booking.SessionID)
+		}
+		return fmt.Errorf("finish request %s: book on permit %d: %w", id, f.Booking.PermitID,
+			notFound(sql.ErrNoRows, fmt.Sprintf("permit %d", f.Booking.PermitID)))
 	}
 	if len(rows) != max(len(f.Outbox), 1) || rows[0].Notified != 1 || rows[0].Events != wantEvents {
 		var n, e int
@@ -255,10 +268,10 @@ func FinishRequest(ctx context.Context, tx bun.IDB, id string, f Finish) error {
 // finishSQL is FinishRequest's statement: the outcome, its notification
 // (noticeSQL), the change's events ($5-$10, one array per column), a
 // rejection's request.rejected event ($11-$15) and the outbox rows
-// ($16-$20). Its last SELECT gives one row per outbox row (one with NULLs
-// when there are none), each with how many notifications and events the
-// statement wrote.
-const finishSQL = `
+// ($16-$20), and a booking ($21-$34, bookingSQL). Its last SELECT gives one
+// row per outbox row (one with NULLs when there are none), each with how
+// many notifications and events the statement wrote, and whether it booked.
+var finishSQL = `
 WITH done AS (
     UPDATE requests SET status = $1, error = $2::jsonb, result = $3::jsonb, task_payload = NULL, updated_at = now()
     WHERE request_id = $4 RETURNING request_id, type, body_hash, subject, status, error, result),
@@ -280,9 +293,11 @@ o AS (
     SELECT t, i, q, p::jsonb, a
     FROM unnest($16::text[], $17::text[], $18::text[], $19::text[], $20::timestamptz[]) AS x(t, i, q, p, a)
     RETURNING id, task_id),
+` + bookingSQL(21) + `,
 n AS (SELECT (SELECT count(*) FROM notified) AS notified,
-             (SELECT count(*) FROM ev) + (SELECT count(*) FROM rejected) AS events)
-SELECT o.id, o.task_id, n.notified, n.events FROM n LEFT JOIN o ON true`
+             (SELECT count(*) FROM ev) + (SELECT count(*) FROM rejected) AS events,
+             (SELECT count(*) FROM booked_permit) AS booked)
+SELECT o.id, o.task_id, n.notified, n.events, n.booked FROM n LEFT JOIN o ON true`
 
 // nullJSON is a JSON document as a query argument: NULL when empty.
 func nullJSON(b json.RawMessage) any {

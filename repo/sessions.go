@@ -142,6 +142,21 @@ func LockOpenSessions(ctx context.Context, tx bun.IDB, permitID int64) ([]*Sessi
 // transaction is still usable to record the rejection: the insert meets the
 // exclusion constraint with ON CONFLICT DO NOTHING instead of failing.
 func ApplyStart(ctx context.Context, tx bun.IDB, p *Permit, plan domain.SessionPlan, reg *domain.ZoneRegistration, requestID string, at time.Time) (*Session, error) {
+	s, b, err := StartSession(ctx, tx, p, plan, reg, requestID, at)
+	if err != nil {
+		return nil, err
+	}
+	if err := Book(ctx, tx, p, b); err != nil {
+		return nil, fmt.Errorf("reserve on permit %d: %w", p.ID, err)
+	}
+	return s, nil
+}
+
+// StartSession is ApplyStart but the reservation: it stores the session and
+// returns the booking that reserves its minutes, for the caller to write (in
+// FinishRequest's statement: Finish.Booking; or with Book) in the same
+// transaction.
+func StartSession(ctx context.Context, tx bun.IDB, p *Permit, plan domain.SessionPlan, reg *domain.ZoneRegistration, requestID string, at time.Time) (*Session, Booking, error) {
 	s := &Session{
 		PermitID: p.ID, Zone: p.Zone, Plate: plan.Plate, Country: plan.Country, State: domain.StateOpen,
 		StartAt: plan.StartAt, PlannedEndAt: plan.PlannedEndAt, ReservedMinutes: plan.ReservedMinutes,
@@ -162,13 +177,13 @@ func ApplyStart(ctx context.Context, tx bun.IDB, p *Permit, plan domain.SessionP
 	if s.Registration != nil {
 		b, err := json.Marshal(s.Registration)
 		if err != nil {
-			return nil, fmt.Errorf("insert session: register codes: %w", err)
+			return nil, Booking{}, fmt.Errorf("insert session: register codes: %w", err)
 		}
 		regJSON = string(b)
 	}
 	notices, err := json.Marshal(s.Notices)
 	if err != nil {
-		return nil, fmt.Errorf("insert session: notices: %w", err)
+		return nil, Booking{}, fmt.Errorf("insert session: notices: %w", err)
 	}
 	var inserted []Session
 	if err := scanPrepared(ctx, tx, `
@@ -178,28 +193,13 @@ func ApplyStart(ctx context.Context, tx bun.IDB, p *Permit, plan domain.SessionP
 		ON CONFLICT DO NOTHING RETURNING *`,
 		[]any{s.PermitID, s.Zone, s.Plate, s.Country, string(s.State), s.StartAt, s.PlannedEndAt, s.ReservedMinutes,
 			string(notices), s.RequestID, regJSON, s.RightVersion, s.RightChangedAt}, &inserted); err != nil {
-		return nil, fmt.Errorf("insert session: %w", err)
+		return nil, Booking{}, fmt.Errorf("insert session: %w", err)
 	}
 	if len(inserted) == 0 {
-		return nil, ErrPlateParked
+		return nil, Booking{}, ErrPlateParked
 	}
 	s = &inserted[0]
-	// The reserve entry, the balance and the reserved minutes.
-	var permits []Permit
-	if err := scanPrepared(ctx, tx, `
-		WITH booked AS (
-		    INSERT INTO ledger (permit_id, kind, minutes, session_id, request_id, at) VALUES ($1, $2, $3, $4, $5, $6))
-		UPDATE permits SET balance_minutes = balance_minutes + $3, reserved_minutes = reserved_minutes - $3
-		WHERE id = $1 RETURNING *`,
-		[]any{p.ID, LedgerReserve, -plan.ReservedMinutes, s.ID, requestID, at}, &permits); err != nil {
-		return nil, fmt.Errorf("reserve on permit %d: %w", p.ID, err)
-	}
-	if len(permits) == 0 {
-		return nil, fmt.Errorf("reserve on permit %d: %w", p.ID, notFound(sql.ErrNoRows, fmt.Sprintf("permit %d", p.ID)))
-	}
-	permits[0].ZoneUpdatedAt = p.ZoneUpdatedAt
-	*p = permits[0]
-	return s, nil
+	return s, reserveBooking(p, s, plan.ReservedMinutes, requestID, at), nil
 }
 
 // bumpRight adds to a session update the next version of its right, changed
@@ -222,46 +222,8 @@ func ApplyStop(ctx context.Context, tx bun.IDB, p *Permit, s *Session, plan doma
 	sid := s.ID
 	switch plan.Kind {
 	case domain.StopSettle, domain.StopCancel:
-		state := domain.StateStopped
-		if plan.Kind == domain.StopCancel {
-			state = domain.StateCancelled
-		}
-		// The session, its ledger entries (release of the whole reservation,
-		// then the charge) and the permit in one prepared statement: every
-		// stop and auto-stop runs it. Nothing is written unless the session
-		// was still open.
-		var permits []Permit
-		if err := scanPrepared(ctx, tx, `
-			WITH changed AS (
-			    UPDATE sessions SET state = $1, end_at = $2, charged_minutes = $3, settled_at = $4,
-			        right_version = right_version + CASE WHEN registration IS NULL THEN 0 ELSE 1 END,
-			        right_changed_at = CASE WHEN registration IS NULL THEN right_changed_at ELSE $4 END
-			    WHERE id = $5 AND state = $6 RETURNING id),
-			booked AS (
-			    INSERT INTO ledger (permit_id, kind, minutes, session_id, request_id, at)
-			    SELECT $7, k, m, $5, $8, $4
-			    FROM unnest(ARRAY[$9, $10]::text[], ARRAY[$11, $12]::int[]) WITH ORDINALITY AS x(k, m, i)
-			    WHERE EXISTS (SELECT 1 FROM changed) ORDER BY i)
-			UPDATE permits SET balance_minutes = balance_minutes + $11 + $12,
-			    reserved_minutes = reserved_minutes - $11, used_minutes = used_minutes - $12
-			WHERE id = $7 AND EXISTS (SELECT 1 FROM changed) RETURNING *`,
-			[]any{string(state), plan.EndAt, plan.Charge, at, s.ID, string(domain.StateOpen), p.ID, requestID,
-				LedgerRelease, LedgerCharge, plan.Release, -plan.Charge}, &permits); err != nil {
+		if err := Book(ctx, tx, p, Settle(p, s, plan, requestID, at)); err != nil {
 			return fmt.Errorf("settle session %d on permit %d: %w", s.ID, p.ID, err)
-		}
-		if len(permits) == 0 {
-			return fmt.Errorf("settle session %d: it was not open", s.ID)
-		}
-		permits[0].ZoneUpdatedAt = p.ZoneUpdatedAt
-		*p = permits[0]
-		end, charged, settledAt := plan.EndAt, plan.Charge, at
-		s.State, s.EndAt, s.ChargedMinutes, s.SettledAt = state, &end, &charged, &settledAt
-		// What bumpRight wrote: the statement returns the permit, and the
-		// session's row is the one read under the permit's lock, which every
-		// writer of the session holds.
-		if s.Registration != nil {
-			changed := at
-			s.RightVersion, s.RightChangedAt = s.RightVersion+1, &changed
 		}
 	case domain.StopShorten:
 		s.Notices = append(s.Notices, domain.Notice{Code: domain.NoticeShortenedByStop, At: plan.EndAt,
@@ -280,6 +242,27 @@ func ApplyStop(ctx context.Context, tx bun.IDB, p *Permit, s *Session, plan doma
 		}
 	}
 	return nil
+}
+
+// Settle is ApplyStop's settlement or cancellation (plan.Kind StopSettle or
+// StopCancel) but the write: it returns the booking that settles s on the
+// locked permit p, for the caller to write in the same transaction (in
+// FinishRequest's statement: Finish.Booking; or with Book), and sets s as
+// that booking leaves it: its state, end, charge and settled_at, and a
+// registered session's next right version (what bumpRight writes).
+func Settle(p *Permit, s *Session, plan domain.StopPlan, requestID *string, at time.Time) Booking {
+	state := domain.StateStopped
+	if plan.Kind == domain.StopCancel {
+		state = domain.StateCancelled
+	}
+	b := settleBooking(p, s, plan, state, requestID, at)
+	end, charged, settledAt := plan.EndAt, plan.Charge, at
+	s.State, s.EndAt, s.ChargedMinutes, s.SettledAt = state, &end, &charged, &settledAt
+	if s.Registration != nil {
+		changed := at
+		s.RightVersion, s.RightChangedAt = s.RightVersion+1, &changed
+	}
+	return b
 }
 
 // ApplyChange writes an accepted change (domain.PlanChange) on a locked

@@ -107,7 +107,8 @@ type decision struct {
 	result  any
 	events  []*repo.Event
 	outbox  []*repo.OutboxTask
-	settled []string // sessions settled, by how (for the Observer)
+	booking *repo.Booking // written with the outcome, in its statement
+	settled []string      // sessions settled, by how (for the Observer)
 	// obsolete are scheduled tasks that the request made pointless: a
 	// stopped or moved session's auto-stop and ending notice.
 	obsolete []queuedTask
@@ -200,7 +201,7 @@ func (h *Handlers) apply(ctx context.Context, t *asynq.Task, typ string, req job
 		}
 		outcome = OutcomeApplied
 		return repo.FinishRequest(ctx, tx, req.ID(), repo.Finish{
-			Status: repo.RequestApplied, Result: d.result, Outbox: d.outbox, Events: d.events})
+			Status: repo.RequestApplied, Result: d.result, Outbox: d.outbox, Events: d.events, Booking: d.booking})
 	})
 	if msg, ok := finalFailure(ctx, err); ok {
 		return h.fail(ctx, typ, req, subject, msg, err, began)

@@ -42,7 +42,8 @@ func (h *Handlers) SessionStart(ctx context.Context, t *asynq.Task) error {
 		if err != nil {
 			return decision{}, err
 		}
-		s, err := repo.ApplyStart(ctx, tx, permit, plan, h.registration(zone), p.RequestID, now)
+		// The reservation is written with the outcome (one statement).
+		s, booking, err := repo.StartSession(ctx, tx, permit, plan, h.registration(zone), p.RequestID, now)
 		if errors.Is(err, repo.ErrPlateParked) {
 			return decision{}, domain.PlateAlreadyParked(plan.Plate, permit.Zone)
 		}
@@ -51,9 +52,10 @@ func (h *Handlers) SessionStart(ctx context.Context, t *asynq.Task) error {
 		}
 		rid := p.RequestID
 		return decision{
-			result: s.View(now),
-			events: []*repo.Event{repo.SessionEvent(jobs.EventSessionStarted, s, now, &rid, "")},
-			outbox: tasks(h.soon(now, autoStopOutbox(s)), h.soon(now, endingOutbox(zone, s, req.ReceivedAt)), rightOutbox(s, now)),
+			result:  s.View(now),
+			booking: &booking,
+			events:  []*repo.Event{repo.SessionEvent(jobs.EventSessionStarted, s, now, &rid, "")},
+			outbox:  tasks(h.soon(now, autoStopOutbox(s)), h.soon(now, endingOutbox(zone, s, req.ReceivedAt)), rightOutbox(s, now)),
 		}, nil
 	})
 }
@@ -98,10 +100,15 @@ func (h *Handlers) SessionStop(ctx context.Context, t *asynq.Task) error {
 		// are obsolete after any stop: settled, cancelled, or shortened (which
 		// schedules its own).
 		obsolete := h.obsoleteTasks(s, now)
-		if err := repo.ApplyStop(ctx, tx, permit, s, plan, &rid, now); err != nil {
+		var booking *repo.Booking
+		if plan.Kind == domain.StopSettle || plan.Kind == domain.StopCancel {
+			// Written with the outcome (one statement).
+			b := repo.Settle(permit, s, plan, &rid, now)
+			booking = &b
+		} else if err := repo.ApplyStop(ctx, tx, permit, s, plan, &rid, now); err != nil {
 			return decision{}, err
 		}
-		d := decision{result: s.View(now), obsolete: obsolete, outbox: tasks(rightOutbox(s, now))}
+		d := decision{result: s.View(now), obsolete: obsolete, outbox: tasks(rightOutbox(s, now)), booking: booking}
 		switch plan.Kind {
 		case domain.StopShorten:
 			zone, err := h.Store.ZoneOf(ctx, tx, permit)
