@@ -35,11 +35,21 @@ import (
 // reconciler's minute, so that a run or two missed costs nothing.
 const ScheduleHorizon = 10 * time.Minute
 
-// endingRescan is how far back the reconciler looks for ending notices
-// whose due time has just passed: one that came due between two runs (its
-// session started with the notice already within the horizon is handed over
-// at the start, not here) is still sent, a moment late.
-const endingRescan = 2 * time.Minute
+// endingWindow is how far inside the horizon the reconciler looks for ending
+// notices to hand over: those due in (now+ScheduleHorizon-endingWindow,
+// now+ScheduleHorizon]. A notice crosses into the horizon once, after the
+// change that set its due time (one due within the horizon then was handed
+// over by that change), and five runs a minute apart find it there. The
+// window never reaches back to a notice already due: that one may have been
+// sent and its task gone from Redis, and handing it over again would run it
+// again for nothing (a first measurement did that to every short session's
+// notice, a burst of transactions each minute).
+const endingWindow = 5 * time.Minute
+
+// autoStopRescan is how far back the reconciler looks for auto-stops: an open
+// session past its planned end has its auto-stop due or retrying in Redis, or
+// lost; enqueuing it again is refused while it is there.
+const autoStopRescan = 2 * time.Minute
 
 func (h *Handlers) horizon() time.Duration {
 	if h.ScheduleHorizon > 0 {
@@ -58,9 +68,10 @@ func (h *Handlers) soon(now time.Time, t *repo.OutboxTask) *repo.OutboxTask {
 }
 
 // scheduleDueSoon enqueues the auto-stop of every open session whose planned
-// end is within the schedule horizon, and the ending notice of every open
-// session whose notice is due within it (or came due within endingRescan),
-// and returns how many tasks Redis did not hold yet.
+// end is within the schedule horizon (or passed within autoStopRescan), and
+// the ending notice of every open session whose notice has come into the
+// horizon's last endingWindow, and returns how many tasks Redis did not hold
+// yet.
 func (h *Handlers) scheduleDueSoon(ctx context.Context) (int, error) {
 	now := h.now()
 	until := now.Add(h.horizon())
@@ -83,7 +94,7 @@ func (h *Handlers) scheduleDueSoon(ctx context.Context) (int, error) {
 	for {
 		// An ending notice is due up to MaxEndingNoticeMinutes before the
 		// end: those sessions are read too, and their zone says.
-		rows, err := repo.OpenSessionsEndingBetween(ctx, h.Store.DB, now.Add(-endingRescan),
+		rows, err := repo.OpenSessionsEndingBetween(ctx, h.Store.DB, now.Add(-autoStopRescan),
 			until.Add(domain.MaxEndingNoticeMinutes*time.Minute), after, 1000)
 		if err != nil {
 			return n, err
@@ -104,7 +115,7 @@ func (h *Handlers) scheduleDueSoon(ctx context.Context) (int, error) {
 				zones[s.Zone] = z
 			}
 			due, ok := domain.SessionEndingAt(z, s.StartAt, s.PlannedEndAt, time.Time{})
-			if !ok || due.Before(now.Add(-endingRescan)) || due.After(until) {
+			if !ok || !due.After(until.Add(-endingWindow)) || due.After(until) {
 				continue
 			}
 			if err := enqueue(endingOutbox(z, s, now)); err != nil {

@@ -42,6 +42,18 @@ func TestScheduledTasksReachRedisWithinTheHorizon(t *testing.T) {
 		}
 	}
 
+	// A notice already due is never handed over again: once sent, its task
+	// is gone from Redis, and a second would run for nothing.
+	if err := l.inspector.DeleteTask(jobs.QueueDefault, jobs.EndingTaskID(near.ID, near.PlannedEndAt)); err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := l.h.Reconcile(l.ctx); err != nil || rep.Scheduled != 0 {
+		t.Fatalf("reconcile after the near notice was sent: %+v %v, want nothing scheduled", rep, err)
+	}
+	if info := l.endingTask(near); info != nil {
+		t.Fatalf("a sent ending notice handed over again: %+v", info)
+	}
+
 	// A reconciliation before the horizon reaches it hands nothing over.
 	l.clk.set(t0.Add(30 * time.Minute))
 	if rep, err := l.h.Reconcile(l.ctx); err != nil || rep.Scheduled != 0 {
