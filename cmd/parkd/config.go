@@ -111,7 +111,7 @@ func loadConfig() (config, error) {
 		Concurrency:       e.positiveInt("PARKD_WORKER_CONCURRENCY", 64),
 		SettleBatch:       e.positiveInt("PARKD_SETTLE_BATCH", 64),
 		SettleCommitters:  e.positiveInt("PARKD_SETTLE_COMMITTERS", 4),
-		TaskCheck:         e.duration("PARKD_TASK_CHECK_INTERVAL", 10*time.Millisecond),
+		TaskCheck:         e.duration("PARKD_TASK_CHECK_INTERVAL", worker.DefaultTaskCheckInterval),
 		DelayedCheck:      e.duration("PARKD_DELAYED_TASK_CHECK_INTERVAL", 500*time.Millisecond),
 		StartupWait:       e.duration("PARKD_STARTUP_WAIT", 60*time.Second),
 		DBConnMaxLifetime: e.duration("PARKD_DB_CONN_MAX_LIFETIME", 0),
@@ -292,3 +292,15 @@ func loopback(addr string) bool {
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
 }
+
+// outboundTaskCheck is how long the webhook and registrar servers sleep when
+// idle: PARKD_TASK_CHECK_INTERVAL, but never under outboundTaskCheckFloor.
+// A request waits for the main server's look at its queue (a start's
+// latency at half load was a 10 ms look away: issue 16), a delivery or a
+// registration for seconds anyway; each server that looks every few
+// milliseconds costs an idle process a few per cent of a core.
+func (c *config) outboundTaskCheck() time.Duration {
+	return max(c.TaskCheck, outboundTaskCheckFloor)
+}
+
+const outboundTaskCheckFloor = 10 * time.Millisecond

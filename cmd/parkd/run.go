@@ -174,7 +174,7 @@ func (p *process) startWorker(ctx context.Context) error {
 	// Webhook deliveries on a server of their own: a slow or dead receiver
 	// holds only its slots, never one a session's task needs.
 	hooks := worker.NewOutboundServer(p.d.redisO, jobs.QueueWebhooks, worker.OutboundConfig{
-		RetryDelay: worker.WebhookRetryDelay, TaskCheckInterval: p.cfg.TaskCheck, DelayedTaskCheckInterval: p.cfg.DelayedCheck,
+		RetryDelay: worker.WebhookRetryDelay, TaskCheckInterval: p.cfg.outboundTaskCheck(), DelayedTaskCheckInterval: p.cfg.DelayedCheck,
 	}, p.log)
 	if err := hooks.Start(h.Mux()); err != nil {
 		return fmt.Errorf("start webhooks worker: %w", err)
@@ -203,7 +203,7 @@ func (p *process) startRegistrar(h *worker.Handlers) error {
 	}
 	srv := worker.NewOutboundServer(p.d.redisO, jobs.QueueRegistrar, worker.OutboundConfig{
 		Concurrency: registrarConcurrency, RetryDelay: worker.RegisterRetryDelay,
-		TaskCheckInterval: p.cfg.TaskCheck, DelayedTaskCheckInterval: p.cfg.DelayedCheck,
+		TaskCheckInterval: p.cfg.outboundTaskCheck(), DelayedTaskCheckInterval: p.cfg.DelayedCheck,
 	}, p.log)
 	if err := srv.Start(h.Mux()); err != nil {
 		return fmt.Errorf("start registrar worker: %w", err)
