@@ -82,7 +82,8 @@ func (h *Handlers) requeueEndings(ctx context.Context) (int, error) {
 				}
 				zones[s.Zone] = z
 			}
-			o := endingOutbox(z, s, now)
+			// Beyond the schedule horizon it is scheduleDueSoon's.
+			o := h.soon(now, endingOutbox(z, s, now))
 			if o == nil {
 				continue
 			}

@@ -172,10 +172,13 @@ func (h *Handlers) requeueIfRedisLost(ctx context.Context, rep *ReconcileReport)
 	}
 	// Redis has no epoch, or another primary set it: it is new, lost its
 	// data, or may have lost its last writes. Queue every open session's
-	// auto-stop and ending notice, and every pending webhook delivery
-	// (deterministic task IDs make repeats harmless), then set the epoch.
-	// Dying half-way leaves the epoch as it was, so the next run starts over.
+	// auto-stop and ending notice due within the schedule horizon (later
+	// ones are scheduleDueSoon's, as they come within it: schedule.go), and
+	// every pending webhook delivery (deterministic task IDs make repeats
+	// harmless), then set the epoch. Dying half-way leaves the epoch as it
+	// was, so the next run starts over.
 	n := 0
+	until := h.now().Add(h.horizon())
 	var after int64
 	for {
 		rows, err := repo.OpenSessionEnds(ctx, h.Store.DB, after, 1000)
@@ -183,6 +186,10 @@ func (h *Handlers) requeueIfRedisLost(ctx context.Context, rep *ReconcileReport)
 			return n, true, err
 		}
 		for i := range rows {
+			after = rows[i].ID
+			if rows[i].PlannedEndAt.After(until) {
+				continue
+			}
 			sid := repo.FormatID(rows[i].ID)
 			_, err := h.Client.EnqueueContext(ctx, jobs.NewSessionAutoStop(sid, rows[i].PlannedEndAt))
 			if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
@@ -191,7 +198,6 @@ func (h *Handlers) requeueIfRedisLost(ctx context.Context, rep *ReconcileReport)
 			if err == nil {
 				n++
 			}
-			after = rows[i].ID
 		}
 		if len(rows) < 1000 {
 			break

@@ -8,6 +8,7 @@ import (
 
 	"github.com/parkd/parkd/jobs"
 	"github.com/parkd/parkd/repo"
+	"github.com/parkd/parkd/repo/repotest"
 	"github.com/parkd/parkd/worker"
 )
 
@@ -15,10 +16,15 @@ import (
 // them only when due within worker.ScheduleHorizon; a later one is handed
 // over by the reconciler once it comes within the horizon, and is then in
 // Redis, due at its instant, minutes ahead of it (schedule.go).
+//
+// Alone (setup): it reconciles, which reads the epoch in Redis.
 func TestScheduledTasksReachRedisWithinTheHorizon(t *testing.T) {
 	t0 := time.Now().UTC().Truncate(time.Second)
-	l := withClock(setupParallel(t), t0)
+	l := withClock(setup(t), t0)
 	l.h.ScheduleHorizon = 0 // parkd's own
+	if _, err := l.h.Reconcile(l.ctx); err != nil { // the epoch set: Redis has lost nothing from here
+		t.Fatal(err)
+	}
 	p := l.newPermit("TEST", 10)
 
 	far := l.mustStart(p.ID, "SC-12-AB", nil, ptr(t0.Add(time.Hour)))
@@ -92,8 +98,11 @@ func TestScheduledTasksReachRedisWithinTheHorizon(t *testing.T) {
 // a session no longer open.
 func TestStoppedSessionIsNeverScheduled(t *testing.T) {
 	t0 := time.Now().UTC().Truncate(time.Second)
-	l := withClock(setupParallel(t), t0)
+	l := withClock(setup(t), t0)
 	l.h.ScheduleHorizon = 0
+	if _, err := l.h.Reconcile(l.ctx); err != nil { // the epoch set
+		t.Fatal(err)
+	}
 	p := l.newPermit("TEST", 10)
 	s := l.mustStart(p.ID, "SC-34-AB", nil, ptr(t0.Add(2*time.Hour)))
 	l.clk.set(t0.Add(time.Minute))
@@ -105,5 +114,37 @@ func TestStoppedSessionIsNeverScheduled(t *testing.T) {
 	l.wantTask(jobs.AutoStopTaskID(s.ID, s.PlannedEndAt), false)
 	if info := l.endingTask(s); info != nil {
 		t.Fatalf("ending notice of a stopped session in Redis: %+v", info)
+	}
+}
+
+// When Redis lost its data, the reconciler queues again what is due within
+// the horizon; a later task is left for scheduleDueSoon, as it would be
+// after any start (it is not in Redis to be lost, nor should it be).
+func TestRedisLostRequeuesOnlyWhatIsDueSoon(t *testing.T) {
+	t0 := time.Now().UTC().Truncate(time.Second)
+	l := withClock(setup(t), t0)
+	l.h.ScheduleHorizon = 0
+	p := l.newPermit("TEST", 10)
+	far := l.mustStart(p.ID, "SC-56-AB", nil, ptr(t0.Add(time.Hour)))
+	near := l.mustStart(p.ID, "SC-56-CD", nil, ptr(t0.Add(5*time.Minute)))
+	repotest.FlushRedis(t, l.rdb)
+	rep, err := l.h.Reconcile(l.ctx)
+	if err != nil || !rep.RedisEmpty || rep.Requeued != 1 || rep.Endings != 1 {
+		t.Fatalf("reconcile after the loss: %+v %v, want the near session's auto-stop and notice queued again", rep, err)
+	}
+	// By key: after a flush asynq's client does not list its queues again,
+	// so the Inspector finds none.
+	for _, c := range []struct {
+		queue, id string
+		want      bool
+	}{
+		{jobs.QueueCritical, jobs.AutoStopTaskID(near.ID, near.PlannedEndAt), true},
+		{jobs.QueueDefault, jobs.EndingTaskID(near.ID, near.PlannedEndAt), true},
+		{jobs.QueueCritical, jobs.AutoStopTaskID(far.ID, far.PlannedEndAt), false},
+		{jobs.QueueDefault, jobs.EndingTaskID(far.ID, far.PlannedEndAt), false},
+	} {
+		if got := l.taskInRedis(c.queue, c.id); got != c.want {
+			t.Errorf("%s in Redis: %v, want %v", c.id, got, c.want)
+		}
 	}
 }
