@@ -21,7 +21,7 @@ import (
 func TestScheduledTasksReachRedisWithinTheHorizon(t *testing.T) {
 	t0 := time.Now().UTC().Truncate(time.Second)
 	l := withClock(setup(t), t0)
-	l.h.ScheduleHorizon = 0 // parkd's own
+	l.h.ScheduleHorizon = 0                         // parkd's own
 	if _, err := l.h.Reconcile(l.ctx); err != nil { // the epoch set: Redis has lost nothing from here
 		t.Fatal(err)
 	}
