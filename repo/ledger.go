@@ -65,37 +65,3 @@ func LedgerPage(ctx context.Context, db bun.IDB, permitID, before int64, limit i
 	return rows, nil
 }
 
-// bookOnPermit inserts ledger entries and applies the matching change to the
-// locked permit p in one statement, refreshing p. set is the SET list of the
-// permit update (counters besides the balance), args its arguments.
-func bookOnPermit(ctx context.Context, tx bun.IDB, p *Permit, entries []LedgerEntry, set string, args ...any) error {
-	return bookAfter(ctx, tx, p, nil, entries, set, args...)
-}
-
-// bookAfter is bookOnPermit with a session update in the same statement (one
-// round trip instead of two): the permit changes only if the session update
-// changed a row, and otherwise bookAfter returns ErrNotFound and the caller's
-// transaction, ledger entries included, must be rolled back.
-func bookAfter(ctx context.Context, tx bun.IDB, p *Permit, session *bun.UpdateQuery, entries []LedgerEntry, set string, args ...any) error {
-	delta := 0
-	for _, e := range entries {
-		delta += e.Minutes
-	}
-	ins := tx.NewInsert().Model(&entries)
-	q := tx.NewUpdate().With("booked", ins).Model(p).
-		Set("balance_minutes = balance_minutes + ?", delta)
-	if session != nil {
-		q = q.With("changed", session.Returning("id")).Where("EXISTS (SELECT 1 FROM changed)")
-	}
-	if set != "" {
-		q = q.Set(set, args...)
-	}
-	if err := q.WherePK().Returning("*").Scan(ctx); err != nil {
-		what := fmt.Sprintf("permit %d", p.ID)
-		if session != nil {
-			what = "open session on " + what
-		}
-		return notFound(err, what)
-	}
-	return nil
-}

@@ -219,7 +219,6 @@ func bumpRight(q *bun.UpdateQuery, at time.Time) *bun.UpdateQuery {
 // registered session's right gets its next version (bumpRight), which s then
 // holds: the caller sends it to the registrar.
 func ApplyStop(ctx context.Context, tx bun.IDB, p *Permit, s *Session, plan domain.StopPlan, requestID *string, at time.Time) error {
-	sid := s.ID
 	switch plan.Kind {
 	case domain.StopSettle, domain.StopCancel:
 		if err := Book(ctx, tx, p, Settle(p, s, plan, requestID, at)); err != nil {
@@ -235,8 +234,9 @@ func ApplyStop(ctx context.Context, tx bun.IDB, p *Permit, s *Session, plan doma
 			return fmt.Errorf("shorten session %d: %w", s.ID, err)
 		}
 		if plan.Release > 0 {
-			e := []LedgerEntry{{PermitID: p.ID, Kind: LedgerRelease, Minutes: plan.Release, SessionID: &sid, RequestID: requestID, At: at}}
-			if err := bookOnPermit(ctx, tx, p, e, "reserved_minutes = reserved_minutes - ?", plan.Release); err != nil {
+			if err := Book(ctx, tx, p, Booking{PermitID: p.ID, SessionID: s.ID, RequestID: requestID, At: at,
+				Kinds: []string{LedgerRelease}, Minutes: []int{plan.Release},
+				Balance: plan.Release, Reserved: -plan.Release}); err != nil {
 				return fmt.Errorf("release of session %d on permit %d: %w", s.ID, p.ID, err)
 			}
 		}
@@ -314,12 +314,13 @@ func ApplyChange(ctx context.Context, tx bun.IDB, p *Permit, s *Session, plan do
 	if plan.DeltaMinutes == 0 {
 		return nil
 	}
-	sid := s.ID
-	e := LedgerEntry{PermitID: p.ID, Kind: LedgerReserve, Minutes: -plan.DeltaMinutes, SessionID: &sid, RequestID: &requestID, At: at}
+	kind := LedgerReserve
 	if plan.DeltaMinutes < 0 {
-		e.Kind = LedgerRelease
+		kind = LedgerRelease
 	}
-	if err := bookOnPermit(ctx, tx, p, []LedgerEntry{e}, "reserved_minutes = reserved_minutes + ?", plan.DeltaMinutes); err != nil {
+	if err := Book(ctx, tx, p, Booking{PermitID: p.ID, SessionID: s.ID, RequestID: &requestID, At: at,
+		Kinds: []string{kind}, Minutes: []int{-plan.DeltaMinutes},
+		Balance: -plan.DeltaMinutes, Reserved: plan.DeltaMinutes}); err != nil {
 		return fmt.Errorf("rebook session %d on permit %d: %w", s.ID, p.ID, err)
 	}
 	return nil
