@@ -64,4 +64,3 @@ func LedgerPage(ctx context.Context, db bun.IDB, permitID, before int64, limit i
 	}
 	return rows, nil
 }
-
