@@ -123,9 +123,9 @@ type submission struct {
 // answer 202, and answers it.
 func (s *Server) submit(w http.ResponseWriter, r *http.Request, p *identity.Principal, sub submission) error {
 	id, fp, subject := sub.req.ID(), sub.req.Fingerprint(), p.Subject()
-	// Subscribe before the status is first read: an outcome committed at any
-	// moment after that read wakes this request, so none is missed and no
-	// re-read is needed before the first wake-up.
+	// Subscribe before anything is read or enqueued: an outcome committed at
+	// any moment after wakes this request, so none is missed and no re-read
+	// is needed before the first wake-up.
 	var watch *repo.Subscription
 	if s.Listener != nil {
 		watch = s.Listener.Subscribe(id)
