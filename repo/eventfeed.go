@@ -127,23 +127,7 @@ func EventsAfter(ctx context.Context, db bun.IDB, after int64, types []string, l
 
 // GetEvent reads an event by its ID (ErrNotFound when there is none).
 func GetEvent(ctx context.Context, db bun.IDB, id string) (*Event, error) {
-	return selectOne[Event](ctx, db, "event "+id, func(q *bun.SelectQuery) *bun.SelectQuery {
-		return q.Where("id = ?::uuid", id)
-	})
-}
-
-// selectOne reads the one row of T that where selects (ErrNotFound when
-// there is none); what names it in an error.
-func selectOne[T any](ctx context.Context, db bun.IDB, what string, where func(*bun.SelectQuery) *bun.SelectQuery) (*T, error) {
-	row := new(T)
-	err := where(db.NewSelect().Model(row)).Scan(ctx)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, ErrNotFound
-	}
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", what, err)
-	}
-	return row, nil
+	return getPrepared[Event](ctx, db, "event "+id, `SELECT * FROM events WHERE id = $1::uuid`, id)
 }
 
 // View is the event as consumers read it (jobs.Event): the feed's items and

@@ -47,3 +47,43 @@ func scanPrepared(ctx context.Context, db bun.IDB, query string, args []any, des
 	}
 	return db.NewRaw("").DB().ScanRows(ctx, rows, dest...)
 }
+
+// getPrepared reads the one row of T that query (with $1… parameters)
+// selects, as a prepared statement: ErrNotFound, naming what, when there is
+// none.
+func getPrepared[T any](ctx context.Context, db bun.IDB, what, query string, args ...any) (*T, error) {
+	var rows []T
+	if err := scanPrepared(ctx, db, query, args, &rows); err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	if len(rows) == 0 {
+		return nil, notFound(sql.ErrNoRows, what)
+	}
+	return &rows[0], nil
+}
+
+// execPrepared runs query (with $1… parameters) as a prepared statement and
+// reports how many rows it changed.
+func execPrepared(ctx context.Context, db bun.IDB, query string, args ...any) (int64, error) {
+	all := make([]any, 0, len(args)+1)
+	all = append(all, pgx.QueryExecModeCacheStatement)
+	all = append(all, args...)
+	var res sql.Result
+	var err error
+	switch c := db.(type) {
+	case Tx:
+		res, err = c.Tx.Tx.ExecContext(ctx, query, all...)
+	case bun.Tx:
+		res, err = c.Tx.ExecContext(ctx, query, all...)
+	case *bun.DB:
+		res, err = c.DB.ExecContext(ctx, query, all...)
+	case bun.Conn:
+		res, err = c.Conn.ExecContext(ctx, query, all...)
+	default:
+		return 0, fmt.Errorf("repo: %T cannot run a prepared statement", db)
+	}
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}

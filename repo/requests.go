@@ -331,14 +331,7 @@ func idOrNil(s string) any {
 
 // GetRequest reads a request's outcome.
 func GetRequest(ctx context.Context, db bun.IDB, id string) (*Request, error) {
-	var rows []Request
-	if err := scanPrepared(ctx, db, `SELECT * FROM requests WHERE request_id = $1`, []any{id}, &rows); err != nil {
-		return nil, fmt.Errorf("request %s: %w", id, err)
-	}
-	if len(rows) == 0 {
-		return nil, notFound(sql.ErrNoRows, "request "+id)
-	}
-	return &rows[0], nil
+	return getPrepared[Request](ctx, db, "request "+id, `SELECT * FROM requests WHERE request_id = $1`, id)
 }
 
 // StrandedRequests reads up to limit requests the intake answered 202 (their

@@ -106,9 +106,9 @@ func AcknowledgeRight(ctx context.Context, db bun.IDB, sessionID int64, version 
 		RightVersion   int        `bun:"right_version"`
 		RightChangedAt *time.Time `bun:"right_changed_at"`
 	}
-	err := db.NewRaw(`UPDATE sessions SET right_registered_version = ?, right_registered_at = ?
-		WHERE id = ? AND right_registered_version < ?
-		RETURNING right_version, right_changed_at`, version, at, sessionID, version).Scan(ctx, &rows)
+	err := scanPrepared(ctx, db, `UPDATE sessions SET right_registered_version = $1, right_registered_at = $2
+		WHERE id = $3 AND right_registered_version < $1
+		RETURNING right_version, right_changed_at`, []any{version, at, sessionID}, &rows)
 	if err != nil {
 		return RightAcknowledgement{}, fmt.Errorf("acknowledge right of session %d version %d: %w", sessionID, version, err)
 	}

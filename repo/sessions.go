@@ -88,14 +88,7 @@ var ErrPlateParked = errors.New("repo: plate already has an open session in this
 
 // GetSession reads a session without locking it.
 func GetSession(ctx context.Context, db bun.IDB, id int64) (*Session, error) {
-	var rows []Session
-	if err := scanPrepared(ctx, db, `SELECT * FROM sessions WHERE id = $1`, []any{id}, &rows); err != nil {
-		return nil, fmt.Errorf("session %d: %w", id, err)
-	}
-	if len(rows) == 0 {
-		return nil, notFound(sql.ErrNoRows, fmt.Sprintf("session %d", id))
-	}
-	return &rows[0], nil
+	return getPrepared[Session](ctx, db, fmt.Sprintf("session %d", id), `SELECT * FROM sessions WHERE id = $1`, id)
 }
 
 // LockSessionAndPermit locks a session's permit and reads the session. Every

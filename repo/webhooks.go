@@ -45,9 +45,7 @@ func pgTextArray(s []string) any {
 
 // GetWebhook reads a webhook by name (ErrNotFound when there is none).
 func GetWebhook(ctx context.Context, db bun.IDB, name string) (*Webhook, error) {
-	return selectOne[Webhook](ctx, db, "webhook "+name, func(q *bun.SelectQuery) *bun.SelectQuery {
-		return q.Where("name = ?", name)
-	})
+	return getPrepared[Webhook](ctx, db, "webhook "+name, `SELECT * FROM webhooks WHERE name = $1`, name)
 }
 
 // ListWebhooks lists every webhook by name.
@@ -94,9 +92,8 @@ var undelivered = []string{DeliveryPending, DeliveryFailed}
 
 // GetDelivery reads what an event owes a webhook (ErrNotFound when nothing).
 func GetDelivery(ctx context.Context, db bun.IDB, webhook, eventID string) (*WebhookDelivery, error) {
-	return selectOne[WebhookDelivery](ctx, db, "delivery of event "+eventID+" to webhook "+webhook, func(q *bun.SelectQuery) *bun.SelectQuery {
-		return q.Where("webhook = ?", webhook).Where("event_id = ?::uuid", eventID)
-	})
+	return getPrepared[WebhookDelivery](ctx, db, "delivery of event "+eventID+" to webhook "+webhook,
+		`SELECT * FROM webhook_deliveries WHERE webhook = $1 AND event_id = $2::uuid`, webhook, eventID)
 }
 
 // PendingDeliveries lists, after the delivery (afterWebhook, afterEvent) in
@@ -122,9 +119,8 @@ func PendingDeliveries(ctx context.Context, db bun.IDB, afterWebhook, afterEvent
 
 // RecordDelivered records an attempt the receiver answered with a 2xx, at.
 func RecordDelivered(ctx context.Context, db bun.IDB, webhook, eventID string, at time.Time) error {
-	_, err := db.NewUpdate().Model((*WebhookDelivery)(nil)).
-		Set("status = ?", DeliveryDelivered).Set("delivered_at = ?", at).Set("attempts = attempts + 1").
-		Where("webhook = ?", webhook).Where("event_id = ?::uuid", eventID).Exec(ctx)
+	_, err := execPrepared(ctx, db, `UPDATE webhook_deliveries SET status = $1, delivered_at = $2, attempts = attempts + 1
+		WHERE webhook = $3 AND event_id = $4::uuid`, DeliveryDelivered, at, webhook, eventID)
 	if err != nil {
 		return fmt.Errorf("record delivery of event %s to webhook %s: %w", eventID, webhook, err)
 	}
