@@ -58,8 +58,9 @@ func settleBooking(p *Permit, s *Session, plan domain.StopPlan, state domain.Sta
 
 // bookingSQL is a Booking as common table expressions (settled, go, booked,
 // booked_permit) whose parameters start at $first, in bookingArgs' order;
-// booked_permit returns the permit's row when the booking was written.
-func bookingSQL(first int) string {
+// booked_permit returns returning (columns of permits) when the booking was
+// written.
+func bookingSQL(first int, returning string) string {
 	r := strings.NewReplacer(
 		"$BOOK", fmt.Sprintf("$%d::bool", first), "$SETTLE", fmt.Sprintf("$%d::bool", first+1),
 		"$STATE", fmt.Sprintf("$%d::text", first+2), "$END", fmt.Sprintf("$%d::timestamptz", first+3),
@@ -81,7 +82,7 @@ booked AS (
 booked_permit AS (
     UPDATE permits SET balance_minutes = balance_minutes + $BALANCE,
         reserved_minutes = reserved_minutes + $RESERVED, used_minutes = used_minutes + $USED
-    FROM go WHERE go.ok AND permits.id = $PERMIT RETURNING permits.*)`)
+    FROM go WHERE go.ok AND permits.id = $PERMIT RETURNING ` + returning + `)`)
 }
 
 // bookingArgs are b's parameters in bookingSQL's order; a nil b books nothing.
@@ -101,16 +102,16 @@ func bookingArgs(b *Booking) []any {
 		b.Kinds, b.Minutes, b.Balance, b.Reserved, b.Used}
 }
 
-var bookSQL = `WITH ` + bookingSQL(1) + `
-SELECT * FROM booked_permit`
-
 // Book writes booking b in the caller's transaction (one statement) and
 // refreshes p, the permit it books on (which the caller has locked). A
 // settlement of a session no longer open books nothing and is an error: the
 // caller's transaction must be rolled back.
 func Book(ctx context.Context, tx bun.IDB, p *Permit, b Booking) error {
 	var permits []Permit
-	if err := scanPrepared(ctx, tx, bookSQL, bookingArgs(&b), &permits); err != nil {
+	cols := columns[Permit](tx, "permits")
+	q := `WITH ` + bookingSQL(1, cols) + `
+SELECT * FROM booked_permit`
+	if err := scanPrepared(ctx, tx, q, bookingArgs(&b), &permits); err != nil {
 		return fmt.Errorf("book on permit %d: %w", b.PermitID, err)
 	}
 	if len(permits) == 0 {

@@ -127,7 +127,7 @@ func EventsAfter(ctx context.Context, db bun.IDB, after int64, types []string, l
 
 // GetEvent reads an event by its ID (ErrNotFound when there is none).
 func GetEvent(ctx context.Context, db bun.IDB, id string) (*Event, error) {
-	return getPrepared[Event](ctx, db, "event "+id, `SELECT * FROM events WHERE id = $1::uuid`, id)
+	return getPrepared[Event](ctx, db, "event "+id, `SELECT `+columns[Event](db, "")+` FROM events WHERE id = $1::uuid`, id)
 }
 
 // View is the event as consumers read it (jobs.Event): the feed's items and

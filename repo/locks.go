@@ -61,10 +61,11 @@ func (p LockPolicy) permitFor() string {
 }
 
 // lockPermitSQL is the statement that locks the permit where selects (alias
-// permit, $1… parameters), with its zone's version, as the policy says: one
-// text per policy and condition, so that each is prepared once (prepared.go).
-func (p LockPolicy) lockPermitSQL(where string) string {
-	return `SELECT permit.*, (SELECT updated_at FROM zones WHERE code = permit.zone) AS zone_updated_at
+// permit, $1… parameters), reading cols (the permit's columns, prefixed
+// permit.) and its zone's version, as the policy says: one text per policy
+// and condition, so that each is prepared once (prepared.go).
+func (p LockPolicy) lockPermitSQL(cols, where string) string {
+	return `SELECT ` + cols + `, (SELECT updated_at FROM zones WHERE code = permit.zone) AS zone_updated_at
 		FROM permits AS permit WHERE ` + where + ` FOR ` + p.permitFor()
 }
 

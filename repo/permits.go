@@ -105,7 +105,7 @@ func LockPermit(ctx context.Context, tx Tx, id int64) (*Permit, error) {
 	// The zone's version comes along, so that Store.ZoneOf needs no query of its
 	// own while the compiled zone in its cache is current.
 	var permits []Permit
-	if err := scanPrepared(ctx, tx, tx.Locks.lockPermitSQL("permit.id = $1"), []any{id}, &permits); err != nil {
+	if err := scanPrepared(ctx, tx, tx.Locks.lockPermitSQL(columns[Permit](tx, "permit"), "permit.id = $1"), []any{id}, &permits); err != nil {
 		return nil, fmt.Errorf("lock permit %d: %w", id, err)
 	}
 	if len(permits) == 0 {

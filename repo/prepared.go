@@ -4,6 +4,9 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"reflect"
+	"strings"
+	"sync"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/uptrace/bun"
@@ -87,3 +90,35 @@ func execPrepared(ctx context.Context, db bun.IDB, query string, args ...any) (i
 	}
 	return res.RowsAffected()
 }
+
+// columns is the select list of T's stored columns, as bun models T (its
+// fields but the scan-only ones), each prefixed with alias and a dot when
+// alias is given. Statements name their columns rather than select *: a
+// column a later migration adds must not reach code that does not know it
+// (bun refuses to scan a column its model lacks), nor change the result of a
+// statement Postgres has prepared ("cached plan must not change result
+// type"). Deployments migrate before the new code runs (deploy/README.md).
+func columns[T any](db bun.IDB, alias string) string {
+	key := columnsKey{reflect.TypeFor[T](), alias}
+	if v, ok := columnLists.Load(key); ok {
+		return v.(string)
+	}
+	fields := db.Dialect().Tables().Get(key.typ).Fields
+	names := make([]string, len(fields))
+	for i, f := range fields {
+		names[i] = string(f.SQLName)
+		if alias != "" {
+			names[i] = alias + "." + names[i]
+		}
+	}
+	list := strings.Join(names, ", ")
+	columnLists.Store(key, list)
+	return list
+}
+
+type columnsKey struct {
+	typ   reflect.Type
+	alias string
+}
+
+var columnLists sync.Map // columnsKey → string

@@ -123,7 +123,7 @@ func ClaimRequest(ctx context.Context, tx bun.IDB, id, typ, bodyHash string, sub
 	var mine []Request
 	if err := scanPrepared(ctx, tx, `
 		INSERT INTO requests (request_id, type, body_hash, status, subject) VALUES ($1, $2, $3, $4, $5)
-		ON CONFLICT (request_id) DO NOTHING RETURNING *`,
+		ON CONFLICT (request_id) DO NOTHING RETURNING `+columns[Request](tx, ""),
 		[]any{id, typ, bodyHash, RequestPending, subject}, &mine); err != nil {
 		return nil, fmt.Errorf("claim request %s: %w", id, err)
 	}
@@ -293,7 +293,7 @@ o AS (
     SELECT t, i, q, p::jsonb, a
     FROM unnest($16::text[], $17::text[], $18::text[], $19::text[], $20::timestamptz[]) AS x(t, i, q, p, a)
     RETURNING id, task_id),
-` + bookingSQL(21) + `,
+` + bookingSQL(21, "permits.id") + `,
 n AS (SELECT (SELECT count(*) FROM notified) AS notified,
              (SELECT count(*) FROM ev) + (SELECT count(*) FROM rejected) AS events,
              (SELECT count(*) FROM booked_permit) AS booked)
@@ -331,7 +331,7 @@ func idOrNil(s string) any {
 
 // GetRequest reads a request's outcome.
 func GetRequest(ctx context.Context, db bun.IDB, id string) (*Request, error) {
-	return getPrepared[Request](ctx, db, "request "+id, `SELECT * FROM requests WHERE request_id = $1`, id)
+	return getPrepared[Request](ctx, db, "request "+id, `SELECT `+columns[Request](db, "")+` FROM requests WHERE request_id = $1`, id)
 }
 
 // StrandedRequests reads up to limit requests the intake answered 202 (their

@@ -3,9 +3,12 @@ package repo_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
+	"github.com/parkd/parkd/domain"
+	"github.com/parkd/parkd/jobs"
 	"github.com/parkd/parkd/repo"
 	"github.com/parkd/parkd/repo/repotest"
 )
@@ -138,4 +141,57 @@ func TestSessionHolder(t *testing.T) {
 	if _, _, err := repo.SessionHolder(w.ctx, w.store.DB, s.ID+1000); !errors.Is(err, repo.ErrNotFound) {
 		t.Fatalf("SessionHolder of no session: %v, want ErrNotFound", err)
 	}
+}
+
+// TestPreparedStatementsSurviveAnAddedColumn: a migration that adds a column
+// (deploy/README.md: migrations keep working with the previous release's
+// code) changes nothing for the prepared statements of the hot path, whether
+// a connection prepared them before the column came or after: they name
+// their columns (columns in prepared.go), so bun is never handed one its
+// model lacks and Postgres never sees a prepared result change its type.
+func TestPreparedStatementsSurviveAnAddedColumn(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 6, 1, 10, 0, 0, 0, time.UTC)
+	w, p, _ := eventWorld(t, now)
+	st := w.store
+	round := func(n int) {
+		t.Helper()
+		id := fmt.Sprintf("col-%d", n)
+		plate := fmt.Sprintf("COL%d", n)
+		err := st.InTx(w.ctx, func(ctx context.Context, tx repo.Tx) error {
+			if _, err := repo.ClaimRequest(ctx, tx, id, "session:start", "fp", nil); err != nil {
+				return err
+			}
+			locked, err := repo.LockPermit(ctx, tx, p.ID)
+			if err != nil {
+				return err
+			}
+			plan := domain.SessionPlan{Plate: plate, Country: "NL", StartAt: now, PlannedEndAt: now.Add(time.Hour), ReservedMinutes: 60}
+			s, b, err := repo.StartSession(ctx, tx, locked, plan, nil, id, now)
+			if err != nil {
+				return err
+			}
+			if _, _, err := repo.LockSessionAndPermit(ctx, tx, s.ID); err != nil {
+				return err
+			}
+			return repo.FinishRequest(ctx, tx, id, repo.Finish{Status: repo.RequestApplied, Result: s.View(now), Booking: &b,
+				Events: []*repo.Event{repo.SessionEvent(jobs.EventSessionStarted, s, now, &id, "")}})
+		})
+		if err != nil {
+			t.Fatalf("round %d: %v", n, err)
+		}
+		if r, err := repo.GetRequest(w.ctx, st.DB, id); err != nil || r.Status != repo.RequestApplied {
+			t.Fatalf("round %d: request %+v %v", n, r, err)
+		}
+	}
+	round(1)
+	for _, table := range []string{"requests", "sessions", "permits", "events", "webhooks", "webhook_deliveries", "ledger"} {
+		if _, err := st.DB.ExecContext(w.ctx, "ALTER TABLE "+table+" ADD COLUMN added_later int"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for n := 2; n <= 8; n++ { // past the five runs after which Postgres keeps a generic plan
+		round(n)
+	}
+	w.checkLedger()
 }

@@ -88,7 +88,7 @@ var ErrPlateParked = errors.New("repo: plate already has an open session in this
 
 // GetSession reads a session without locking it.
 func GetSession(ctx context.Context, db bun.IDB, id int64) (*Session, error) {
-	return getPrepared[Session](ctx, db, fmt.Sprintf("session %d", id), `SELECT * FROM sessions WHERE id = $1`, id)
+	return getPrepared[Session](ctx, db, fmt.Sprintf("session %d", id), `SELECT `+columns[Session](db, "")+` FROM sessions WHERE id = $1`, id)
 }
 
 // LockSessionAndPermit locks a session's permit and reads the session. Every
@@ -99,7 +99,7 @@ func LockSessionAndPermit(ctx context.Context, tx Tx, sessionID int64) (*Session
 	// Two statements, not a join: the session is read after the permit's
 	// lock is held, in a snapshot that sees whatever the lock waited for.
 	var permits []Permit
-	if err := scanPrepared(ctx, tx, tx.Locks.lockPermitSQL("permit.id = (SELECT permit_id FROM sessions WHERE id = $1)"),
+	if err := scanPrepared(ctx, tx, tx.Locks.lockPermitSQL(columns[Permit](tx, "permit"), "permit.id = (SELECT permit_id FROM sessions WHERE id = $1)"),
 		[]any{sessionID}, &permits); err != nil {
 		return nil, nil, fmt.Errorf("lock permit of session %d: %w", sessionID, err)
 	}
@@ -183,7 +183,7 @@ func StartSession(ctx context.Context, tx bun.IDB, p *Permit, plan domain.Sessio
 		INSERT INTO sessions (permit_id, zone, plate, country, state, start_at, planned_end_at, reserved_minutes,
 		                      notices, request_id, registration, right_version, right_changed_at)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10, $11::jsonb, $12, $13)
-		ON CONFLICT DO NOTHING RETURNING *`,
+		ON CONFLICT DO NOTHING RETURNING `+columns[Session](tx, ""),
 		[]any{s.PermitID, s.Zone, s.Plate, s.Country, string(s.State), s.StartAt, s.PlannedEndAt, s.ReservedMinutes,
 			string(notices), s.RequestID, regJSON, s.RightVersion, s.RightChangedAt}, &inserted); err != nil {
 		return nil, Booking{}, fmt.Errorf("insert session: %w", err)

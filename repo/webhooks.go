@@ -45,7 +45,7 @@ func pgTextArray(s []string) any {
 
 // GetWebhook reads a webhook by name (ErrNotFound when there is none).
 func GetWebhook(ctx context.Context, db bun.IDB, name string) (*Webhook, error) {
-	return getPrepared[Webhook](ctx, db, "webhook "+name, `SELECT * FROM webhooks WHERE name = $1`, name)
+	return getPrepared[Webhook](ctx, db, "webhook "+name, `SELECT `+columns[Webhook](db, "")+` FROM webhooks WHERE name = $1`, name)
 }
 
 // ListWebhooks lists every webhook by name.
@@ -93,7 +93,7 @@ var undelivered = []string{DeliveryPending, DeliveryFailed}
 // GetDelivery reads what an event owes a webhook (ErrNotFound when nothing).
 func GetDelivery(ctx context.Context, db bun.IDB, webhook, eventID string) (*WebhookDelivery, error) {
 	return getPrepared[WebhookDelivery](ctx, db, "delivery of event "+eventID+" to webhook "+webhook,
-		`SELECT * FROM webhook_deliveries WHERE webhook = $1 AND event_id = $2::uuid`, webhook, eventID)
+		`SELECT `+columns[WebhookDelivery](db, "")+` FROM webhook_deliveries WHERE webhook = $1 AND event_id = $2::uuid`, webhook, eventID)
 }
 
 // PendingDeliveries lists, after the delivery (afterWebhook, afterEvent) in
