@@ -57,7 +57,7 @@ func SaveFavourite(ctx context.Context, tx Tx, permitID int64, f domain.Favourit
 	row := &Favourite{PermitID: permitID, Plate: f.Plate, Name: f.Name, CreatedAt: now}
 	if _, err := tx.NewInsert().Model(row).
 		On("CONFLICT (permit_id, plate) DO UPDATE").Set("name = EXCLUDED.name").
-		Returning("*").Exec(ctx); err != nil {
+		Returning(columns[Favourite](tx, "")).Exec(ctx); err != nil {
 		return nil, fmt.Errorf("save favourite of permit %d: %w", permitID, err)
 	}
 	return row, nil

@@ -155,7 +155,7 @@ func InsertPermit(ctx context.Context, tx bun.IDB, z *domain.Zone, residentID, a
 	}
 	res, err := tx.NewInsert().Model(p).
 		On("CONFLICT (address_id) WHERE status = 'active' DO NOTHING").
-		Returning("*").Exec(ctx)
+		Returning(columns[Permit](tx, "")).Exec(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("insert permit: %w", err)
 	}
@@ -214,7 +214,7 @@ func ApplyTopup(ctx context.Context, tx bun.IDB, p *Permit, t domain.Topup, paym
 	if err := tx.NewUpdate().Model(p).
 		Set("balance_minutes = balance_minutes + ?", t.Minutes).
 		Set("purchased_minutes = purchased_minutes + ?", t.Minutes).
-		WherePK().Returning("*").Scan(ctx); err != nil {
+		WherePK().Returning(columns[Permit](tx, "")).Scan(ctx); err != nil {
 		return fmt.Errorf("credit permit %d: %w", p.ID, err)
 	}
 	return nil
@@ -242,7 +242,7 @@ func EndPermit(ctx context.Context, tx bun.IDB, p *Permit, plan domain.EndPlan, 
 		Set("end_reason = ?", plan.Reason).
 		Set("balance_minutes = balance_minutes - ?", domain.Expiry(p.BalanceMinutes)).
 		WherePK().Where("status = ?", domain.PermitActive).
-		Returning("*").Exec(ctx)
+		Returning(columns[Permit](tx, "")).Exec(ctx)
 	if err != nil {
 		return fmt.Errorf("end permit %d: %w", p.ID, err)
 	}

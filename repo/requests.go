@@ -69,7 +69,7 @@ func RegisterRequest(ctx context.Context, db bun.IDB, id, typ, bodyHash, subject
 		INSERT INTO requests (request_id, type, body_hash, status, subject, task_payload)
 		VALUES (?, ?, ?, ?, ?, ?)
 		ON CONFLICT (request_id) DO NOTHING
-		RETURNING *`, id, typ, bodyHash, RequestPending, subject, taskPayload).Scan(ctx, &rows)
+		RETURNING `+columns[Request](db, ""), id, typ, bodyHash, RequestPending, subject, taskPayload).Scan(ctx, &rows)
 	if err != nil {
 		return nil, false, fmt.Errorf("register request %s: %w", id, err)
 	}

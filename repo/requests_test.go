@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -192,6 +193,18 @@ func TestPreparedStatementsSurviveAnAddedColumn(t *testing.T) {
 	}
 	for n := 2; n <= 8; n++ { // past the five runs after which Postgres keeps a generic plan
 		round(n)
+	}
+	// The other writes that read back their row: an issue and a top-up, a
+	// webhook.
+	p2 := w.permit("EV", now, 60)
+	if err := repo.ApplyTopup(w.ctx, st.DB, p2, domain.Topup{Minutes: 60, Cents: 60}, "col-pay", "col-topup", now); err != nil {
+		t.Fatalf("top-up after the added column: %v", err)
+	}
+	if _, err := repo.PutWebhook(w.ctx, st.DB, &repo.Webhook{Name: "col", URL: "http://127.0.0.1:1/", Secret: "whsec_" + strings.Repeat("A", 32), Active: true}); err != nil {
+		t.Fatalf("put webhook after the added column: %v", err)
+	}
+	if _, err := repo.GetWebhook(w.ctx, st.DB, "col"); err != nil {
+		t.Fatalf("get webhook after the added column: %v", err)
 	}
 	w.checkLedger()
 }

@@ -67,7 +67,7 @@ WITH bounds AS MATERIALIZED (
 	       (SELECT b.next_ends_at FROM bounds b WHERE b.zone = p.zone AND b.ends_at = p.year_ends_at) AS next_ends_at,
 	       (SELECT b.cap_minutes FROM bounds b WHERE b.zone = p.zone AND b.ends_at = p.year_ends_at) AS cap_minutes
 	FROM permits p
-	WHERE p.status = 'active' AND p.year_ends_at <= ?0 %s
+	WHERE p.status = 'active' AND p.year_ends_at <= ?0 %[1]s
 	ORDER BY p.year_ends_at
 	LIMIT ?1
 	FOR UPDATE SKIP LOCKED
@@ -95,7 +95,7 @@ SET year_starts_at = rolled.year_ends_at,
 	balance_minutes = p.balance_minutes - coalesce(closed.expired_minutes, 0)
 FROM rolled LEFT JOIN closed ON closed.permit_id = rolled.id
 WHERE p.id = rolled.id AND p.year_ends_at = rolled.year_ends_at
-RETURNING p.*`
+RETURNING %[2]s`
 
 // sqlCarryOverExpired is domain.Zone.CarryOver's expired minutes over the
 // columns balance_minutes and cap_minutes (null: no cap).
@@ -211,7 +211,7 @@ func boundsJSON(b []yearBound) (string, error) {
 func rollYears(ctx context.Context, tx bun.IDB, now time.Time, limit int, bounds, where string, args ...any) ([]Permit, error) {
 	var rolled []Permit
 	all := append([]any{now, limit, bounds}, args...)
-	if err := tx.NewRaw(fmt.Sprintf(rollSQL, where), all...).Scan(ctx, &rolled); err != nil {
+	if err := tx.NewRaw(fmt.Sprintf(rollSQL, where, columns[Permit](tx, "p")), all...).Scan(ctx, &rolled); err != nil {
 		return nil, err
 	}
 	events := make([]*Event, len(rolled))

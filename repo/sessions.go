@@ -223,7 +223,7 @@ func ApplyStop(ctx context.Context, tx bun.IDB, p *Permit, s *Session, plan doma
 		if _, err := bumpRight(tx.NewUpdate().Model(s).
 			Set("planned_end_at = ?", plan.EndAt).Set("reserved_minutes = ?", plan.NewReserved).
 			Set("notices = ?", s.Notices), at).
-			WherePK().Where("state = ?", domain.StateOpen).Returning("*").Exec(ctx); err != nil {
+			WherePK().Where("state = ?", domain.StateOpen).Returning(columns[Session](tx, "")).Exec(ctx); err != nil {
 			return fmt.Errorf("shorten session %d: %w", s.ID, err)
 		}
 		if plan.Release > 0 {
@@ -297,7 +297,7 @@ func ApplyChange(ctx context.Context, tx bun.IDB, p *Permit, s *Session, plan do
 		Set("plate = ?", plan.Plate).Set("country = ?", plan.Country).
 		Set("planned_end_at = ?", plan.PlannedEndAt).Set("reserved_minutes = ?", plan.ReservedMinutes).
 		Set("notices = ?", notices), at).
-		WherePK().Where("state = ?", domain.StateOpen).Returning("*").Exec(ctx)
+		WherePK().Where("state = ?", domain.StateOpen).Returning(columns[Session](tx, "")).Exec(ctx)
 	if err != nil {
 		return fmt.Errorf("change session %d: %w", s.ID, err)
 	}

@@ -28,7 +28,7 @@ func PutWebhook(ctx context.Context, db bun.IDB, w *Webhook) (*Webhook, error) {
 		ON CONFLICT (name) DO UPDATE
 		SET url = EXCLUDED.url, secret = EXCLUDED.secret, types = EXCLUDED.types,
 		    active = EXCLUDED.active, updated_at = now()
-		RETURNING *`, w.Name, w.URL, w.Secret, pgTextArray(w.Types), w.Active).Scan(ctx, out)
+		RETURNING `+columns[Webhook](db, ""), w.Name, w.URL, w.Secret, pgTextArray(w.Types), w.Active).Scan(ctx, out)
 	if err != nil {
 		return nil, fmt.Errorf("put webhook %s: %w", w.Name, err)
 	}
