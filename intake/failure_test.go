@@ -276,3 +276,35 @@ func TestA202IsKeptWhateverRedisLoses(t *testing.T) {
 		t.Fatalf("finished record = %+v %v, want applied and its task payload gone", rec, err)
 	}
 }
+
+// TestRepeatOfAFinishedRequestIsAnsweredWhileWorkersAreBusy: the intake reads
+// nothing before it enqueues, so a repeat of a finished request, or another
+// request under its ID, is answered by the worker's claim; when no worker
+// gets to that task (here: its queue paused), the intake's own look at the
+// table answers it long before the wait runs out.
+func TestRepeatOfAFinishedRequestIsAnsweredWhileWorkersAreBusy(t *testing.T) {
+	e := setup(t, options{})
+	r := e.resident(2)
+	key := uid("busy")
+	body := map[string]any{"plate": "BUSY01"}
+	var first jobs.Session
+	e.mustDo("POST", "/v1/permits/"+r.permit+"/sessions?wait=10s", r.token, body, http.StatusCreated, &first, "Idempotency-Key", key)
+	insp := asynq.NewInspectorFromRedisClient(e.rdb)
+	if err := insp.PauseQueue(jobs.QueueCritical); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = insp.UnpauseQueue(jobs.QueueCritical) }()
+	const wait = 6 * time.Second
+	t0 := time.Now()
+	var again jobs.Session
+	e.mustDo("POST", "/v1/permits/"+r.permit+"/sessions?wait=6s", r.token, body, http.StatusCreated, &again, "Idempotency-Key", key)
+	if took := time.Since(t0); took >= wait/2 || again.ID != first.ID {
+		t.Fatalf("repeat answered %+v after %s, want session %s well inside the %s wait", again, took, first.ID, wait)
+	}
+	t0 = time.Now()
+	wantError(t, e.do("POST", "/v1/permits/"+r.permit+"/sessions?wait=6s", r.token, map[string]any{"plate": "BUSY02"},
+		"Idempotency-Key", key), http.StatusConflict, intake.CodeIdempotencyConflict)
+	if took := time.Since(t0); took >= wait/2 {
+		t.Fatalf("conflict answered after %s, want well inside the %s wait", took, wait)
+	}
+}

@@ -199,6 +199,21 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, p *identity.Prin
 		} else {
 			log.Debug("request enqueued", "wait", sub.wait.String())
 		}
+		if st == jobs.Queued && !recorded {
+			// A task under this ID was there already: its outcome may be
+			// recorded and announced before this request subscribed (a
+			// repeat's task not yet acknowledged), so look.
+			ctx, cancel = dbCtx(r.Context())
+			got, err := repo.GetRequest(ctx, s.Store.DB, id)
+			cancel()
+			if err != nil && !errors.Is(err, repo.ErrNotFound) {
+				return err
+			}
+			if err == nil && got.Status != repo.RequestPending {
+				_, err := known(got)
+				return err
+			}
+		}
 		if st != jobs.Finished || tries == maxSubmits {
 			break
 		}
@@ -216,7 +231,16 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, p *identity.Prin
 		}
 	}
 
-	rec, err = s.await(r.Context(), rec, watch, sub.wait)
+	// Unrecorded, the request may be a repeat of one finished long ago whose
+	// new task waits behind others: one look at the table after firstLook
+	// answers it then rather than at the end of the wait. A request that is
+	// new is answered by its notice well before (it costs the slowest few a
+	// read).
+	look := time.Duration(0)
+	if !recorded {
+		look = firstLook
+	}
+	rec, err = s.await(r.Context(), rec, watch, sub.wait, look)
 	if err != nil {
 		// The request is queued and will be applied; only reading its outcome
 		// failed. It is recorded below before 202 is answered.
@@ -248,6 +272,10 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, p *identity.Prin
 	return s.answer(w, rec, sub.status)
 }
 
+// firstLook is when a waiting request the intake has not recorded reads its
+// row once, in case it is a repeat of a finished request (see submit).
+const firstLook = 250 * time.Millisecond
+
 // maxSubmits bounds the rounds of submit: a task that finished between a
 // conflicting enqueue and the look at it makes a second round, and only a
 // race with another request under the same ID could make a third.
@@ -276,11 +304,12 @@ func (s *Server) forget(r *http.Request, created bool, id, subject string) {
 
 // await waits up to wait for the outcome of rec, a request known to be pending
 // (recorded or not: a request without a row is one no worker has finished),
-// and returns the request as it then stands. watch is the listener's
+// and returns the request as it then stands; with look, it also reads the row
+// once at that time. watch is the listener's
 // subscription to the request (nil without a listener); a notification that
 // carries the outcome is the answer, one that does not is a cue to read it;
 // while the listener is down (or there is none) it polls.
-func (s *Server) await(ctx context.Context, rec *repo.Request, watch *repo.Subscription, wait time.Duration) (*repo.Request, error) {
+func (s *Server) await(ctx context.Context, rec *repo.Request, watch *repo.Subscription, wait, look time.Duration) (*repo.Request, error) {
 	if wait <= 0 {
 		return rec, nil
 	}
@@ -290,6 +319,12 @@ func (s *Server) await(ctx context.Context, rec *repo.Request, watch *repo.Subsc
 	}
 	deadline := time.NewTimer(wait)
 	defer deadline.Stop()
+	var first <-chan time.Time
+	if look > 0 && look < wait {
+		t := time.NewTimer(look)
+		defer t.Stop()
+		first = t.C
+	}
 	for last := false; !last; {
 		var poll <-chan time.Time
 		if s.Listener == nil || !s.Listener.Connected() {
@@ -305,6 +340,7 @@ func (s *Server) await(ctx context.Context, rec *repo.Request, watch *repo.Subsc
 				return got, nil
 			}
 		case <-poll:
+		case <-first:
 		case <-deadline.C:
 			last = true // one more look: the outcome may have just missed the timer
 		case <-ctx.Done():
