@@ -26,7 +26,14 @@ type zoneAnswer struct {
 func (s *Server) putZone(w http.ResponseWriter, r *http.Request, _ *identity.Principal) error {
 	code := r.PathValue("code")
 	var spec domain.ZoneSpec
-	if err := decodeJSON(w, r, &spec); err != nil {
+	b, err := readBody(w, r)
+	if err != nil {
+		return err
+	}
+	if err := decodeBody(b, &spec); err != nil {
+		return err
+	}
+	if err := givenZoneDefaults(b, &spec); err != nil {
 		return err
 	}
 	if err := text("name", spec.Name); err != nil {
@@ -45,6 +52,49 @@ func (s *Server) putZone(w http.ResponseWriter, r *http.Request, _ *identity.Pri
 		return err
 	}
 	writeJSON(w, http.StatusOK, zoneAnswer{Code: z.Code, ZoneSpec: z.Spec})
+	return nil
+}
+
+// givenZoneDefaults refuses a zero or empty value given for a zone setting
+// whose absence means its default (ZoneSpec's zero): left out, the default
+// is filled in (CONTRACT.md), but "ending_notice_minutes": 0 is a value out
+// of range, not a request for the default. A number given as 0 is made -1,
+// so that the rule (domain.CompileZone) refuses it in its own words, naming
+// the setting and its range; an empty text is refused here.
+func givenZoneDefaults(body []byte, spec *domain.ZoneSpec) error {
+	var given struct {
+		MaxSessionMinutes        *int    `json:"max_session_minutes"`
+		MaxPlanAheadDays         *int    `json:"max_plan_ahead_days"`
+		AnnualPurchaseLimitHours *int    `json:"annual_purchase_limit_hours"`
+		AnnualUsageLimitHours    *int    `json:"annual_usage_limit_hours"`
+		EndingNoticeMinutes      *int    `json:"ending_notice_minutes"`
+		TimeZone                 *string `json:"time_zone"`
+		YearStarts               *string `json:"year_starts"`
+		DefaultEnd               *string `json:"default_end"`
+	}
+	_ = json.Unmarshal(body, &given) // decoded once already: it reads
+	for _, f := range []struct {
+		given *int
+		field *int
+	}{
+		{given.MaxSessionMinutes, &spec.MaxSessionMinutes},
+		{given.MaxPlanAheadDays, &spec.MaxPlanAheadDays},
+		{given.AnnualPurchaseLimitHours, &spec.AnnualPurchaseLimitHours},
+		{given.AnnualUsageLimitHours, &spec.AnnualUsageLimitHours},
+		{given.EndingNoticeMinutes, &spec.EndingNoticeMinutes},
+	} {
+		if f.given != nil && *f.given == 0 {
+			*f.field = -1
+		}
+	}
+	for _, f := range []struct {
+		name  string
+		given *string
+	}{{"time_zone", given.TimeZone}, {"year_starts", given.YearStarts}, {"default_end", given.DefaultEnd}} {
+		if f.given != nil && *f.given == "" {
+			return domain.Reject(domain.CodeInvalidZone, "%s must not be empty (leave it out for the default)", f.name)
+		}
+	}
 	return nil
 }
 

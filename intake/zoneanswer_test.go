@@ -2,6 +2,7 @@ package intake_test
 
 import (
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/parkd/parkd/identity"
@@ -54,4 +55,37 @@ func TestPutZoneAnswersEveryField(t *testing.T) {
 	// Strict as ever: a field the spec does not have is a 400 naming it.
 	wantError(t, e.do("PUT", "/v1/admin/zones/GOLD", op, `{"name":"C","tariff_cents_per_hour":210,"code":"GOLD"}`),
 		http.StatusBadRequest, intake.CodeBadRequest, "code")
+}
+
+// TestPutZoneRefusesZeroForADefaultedSetting: a setting left out gets its
+// default, but one given as 0 or "" is out of range and refused as
+// invalid_zone naming it; the zone stays as it was.
+func TestPutZoneRefusesZeroForADefaultedSetting(t *testing.T) {
+	t.Parallel()
+	e := setup(t, options{noWorker: true})
+	op := e.token(identity.RoleOperator, "op")
+	before := e.do("PUT", "/v1/admin/zones/ZERO", op, []byte(`{"name":"Zero","tariff_cents_per_hour":100}`))
+	if before.Status != http.StatusOK {
+		t.Fatalf("put zone: %s", before)
+	}
+	for _, c := range []struct{ field, value string }{
+		{"max_session_minutes", "0"}, {"max_plan_ahead_days", "0"}, {"annual_purchase_limit_hours", "0"},
+		{"annual_usage_limit_hours", "0"}, {"ending_notice_minutes", "0"},
+		{"time_zone", `""`}, {"year_starts", `""`}, {"default_end", `""`},
+	} {
+		body := `{"name":"Zero","tariff_cents_per_hour":100,"` + c.field + `":` + c.value + `}`
+		res := e.do("PUT", "/v1/admin/zones/ZERO", op, []byte(body))
+		wantError(t, res, http.StatusUnprocessableEntity, "invalid_zone")
+		if !strings.Contains(string(res.Body), c.field) {
+			t.Errorf("%s = %s: the refusal does not name the setting: %s", c.field, c.value, res.Body)
+		}
+	}
+	// Nothing stored changed: the zone is read back from Postgres.
+	z, err := e.store.Zone(e.ctx, e.store.DB, "ZERO")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if z.Spec.EndingNoticeMinutes != 10 || z.Spec.MaxSessionMinutes != 180 || z.Spec.TimeZone != "Europe/Amsterdam" {
+		t.Fatalf("zone after refused puts: %+v", z.Spec)
+	}
 }
