@@ -308,3 +308,29 @@ func TestRepeatOfAFinishedRequestIsAnsweredWhileWorkersAreBusy(t *testing.T) {
 		t.Fatalf("conflict answered after %s, want well inside the %s wait", took, wait)
 	}
 }
+
+// TestARepeatOfA202IsDecidedAsAccepted: a request answered 202 whose task
+// Redis then lost, repeated later under its key, is decided as it was
+// accepted: at its first receipt, not the repeat's (the worker decides the
+// task the intake recorded, not the repeat's own).
+func TestARepeatOfA202IsDecidedAsAccepted(t *testing.T) {
+	e := setup(t, options{noWorker: true})
+	e.start()
+	r := e.resident(2)
+	e.worker.Shutdown()
+	key := uid("asaccepted")
+	body := map[string]any{"plate": "ACCEPT1"}
+	accepted := time.Now()
+	if res := e.do("POST", "/v1/permits/"+r.permit+"/sessions?wait=100ms", r.token, body, "Idempotency-Key", key); res.Status != http.StatusAccepted {
+		t.Fatalf("no worker: %s, want 202", res)
+	}
+	repotest.FlushRedis(t, e.rdb) // the task is lost
+	time.Sleep(1500 * time.Millisecond)
+	e.start()
+	repeated := time.Now()
+	var s jobs.Session
+	e.mustDo("POST", "/v1/permits/"+r.permit+"/sessions?wait=10s", r.token, body, http.StatusCreated, &s, "Idempotency-Key", key)
+	if s.StartAt.Before(accepted.Add(-time.Second)) || !s.StartAt.Before(repeated.Add(-time.Second)) {
+		t.Fatalf("session starts %s; accepted at %s, repeated at %s: want the first receipt", s.StartAt, accepted, repeated)
+	}
+}

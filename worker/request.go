@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -165,6 +166,7 @@ func (h *Handlers) apply(ctx context.Context, t *asynq.Task, typ string, req job
 	}
 	var d decision
 	var outcome, code, recordedType string
+	var recorded []byte
 	began := h.clock().Now()
 	err := h.inTx(ctx, func(ctx context.Context, tx repo.Tx) error {
 		d, outcome, code, recordedType = decision{}, OutcomeDuplicate, "", ""
@@ -182,6 +184,13 @@ func (h *Handlers) apply(ctx context.Context, t *asynq.Task, typ string, req job
 		if r.Status != repo.RequestPending {
 			log.Info("request already " + r.Status + ": nothing to do")
 			return repo.AnnounceRequest(ctx, tx, req.ID())
+		}
+		// The intake answered 202 for this request and recorded its task; a
+		// repeat's task (its own receipt) is not the request as accepted:
+		// the recorded one is decided instead.
+		if r.TaskPayload != nil && t != nil && !bytes.Equal(r.TaskPayload, t.Payload()) {
+			recorded = r.TaskPayload
+			return errDecideRecorded
 		}
 		// An instant out of range, or a string with NUL, is refused before any
 		// rule looks at it: neither can be stored or written back as JSON.
@@ -203,6 +212,10 @@ func (h *Handlers) apply(ctx context.Context, t *asynq.Task, typ string, req job
 		return repo.FinishRequest(ctx, tx, req.ID(), repo.Finish{
 			Status: repo.RequestApplied, Result: d.result, Outbox: d.outbox, Events: d.events, Booking: d.booking})
 	})
+	if errors.Is(err, errDecideRecorded) {
+		log.Info("a repeat of a request answered 202: its recorded task is decided, with the receipt it was accepted at")
+		return h.Mux().ProcessTask(ctx, asynq.NewTaskWithHeaders(t.Type(), recorded, t.Headers()))
+	}
 	if msg, ok := finalFailure(ctx, err); ok {
 		return h.fail(ctx, typ, req, subject, msg, err, began)
 	}
@@ -223,6 +236,11 @@ func (h *Handlers) apply(ctx context.Context, t *asynq.Task, typ string, req job
 	h.forget(ctx, d.obsolete, d.outbox)
 	return nil
 }
+
+// errDecideRecorded ends the claim of a task whose request the intake
+// recorded with another payload (its receipt) when it answered 202: apply
+// then runs the recorded task instead.
+var errDecideRecorded = errors.New("the request's recorded task is decided instead")
 
 // platesOf are the plates a request names.
 func platesOf(req jobs.Request) []string {
