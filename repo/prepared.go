@@ -25,20 +25,41 @@ import (
 // queryPrepared runs query (SQL with $1… parameters) on db as a prepared
 // statement, in db's transaction when db is one.
 func queryPrepared(ctx context.Context, db bun.IDB, query string, args ...any) (*sql.Rows, error) {
-	all := make([]any, 0, len(args)+1)
-	all = append(all, pgx.QueryExecModeCacheStatement)
-	all = append(all, args...)
+	r, err := runnerOf(db)
+	if err != nil {
+		return nil, err
+	}
+	return r.QueryContext(ctx, query, preparedArgs(args)...)
+}
+
+// runner is what database/sql's DB, Tx and Conn share: bun's wrappers would
+// write the arguments into the text.
+type runner interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+// runnerOf is the database/sql handle under db: its transaction when db is one.
+func runnerOf(db bun.IDB) (runner, error) {
 	switch c := db.(type) {
 	case Tx:
-		return c.Tx.Tx.QueryContext(ctx, query, all...)
+		return c.Tx.Tx, nil
 	case bun.Tx:
-		return c.Tx.QueryContext(ctx, query, all...)
+		return c.Tx, nil
 	case *bun.DB:
-		return c.DB.QueryContext(ctx, query, all...)
+		return c.DB, nil
 	case bun.Conn:
-		return c.Conn.QueryContext(ctx, query, all...)
+		return c.Conn, nil
 	}
 	return nil, fmt.Errorf("repo: %T cannot run a prepared statement", db)
+}
+
+// preparedArgs are args with pgx's mode for a statement it prepares once per
+// connection and keeps.
+func preparedArgs(args []any) []any {
+	all := make([]any, 0, len(args)+1)
+	all = append(all, pgx.QueryExecModeCacheStatement)
+	return append(all, args...)
 }
 
 // scanPrepared runs query as queryPrepared does and scans its rows into dest
@@ -68,23 +89,11 @@ func getPrepared[T any](ctx context.Context, db bun.IDB, what, query string, arg
 // execPrepared runs query (with $1… parameters) as a prepared statement and
 // reports how many rows it changed.
 func execPrepared(ctx context.Context, db bun.IDB, query string, args ...any) (int64, error) {
-	all := make([]any, 0, len(args)+1)
-	all = append(all, pgx.QueryExecModeCacheStatement)
-	all = append(all, args...)
-	var res sql.Result
-	var err error
-	switch c := db.(type) {
-	case Tx:
-		res, err = c.Tx.Tx.ExecContext(ctx, query, all...)
-	case bun.Tx:
-		res, err = c.Tx.ExecContext(ctx, query, all...)
-	case *bun.DB:
-		res, err = c.DB.ExecContext(ctx, query, all...)
-	case bun.Conn:
-		res, err = c.Conn.ExecContext(ctx, query, all...)
-	default:
-		return 0, fmt.Errorf("repo: %T cannot run a prepared statement", db)
+	r, err := runnerOf(db)
+	if err != nil {
+		return 0, err
 	}
+	res, err := r.ExecContext(ctx, query, preparedArgs(args)...)
 	if err != nil {
 		return 0, err
 	}
