@@ -199,26 +199,15 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, p *identity.Prin
 		} else {
 			log.Debug("request enqueued", "wait", sub.wait.String())
 		}
-		if st == jobs.Queued && !recorded {
-			// A task under this ID was there already: its outcome may be
-			// recorded and announced before this request subscribed (a
-			// repeat's task not yet acknowledged), so look.
-			ctx, cancel = dbCtx(r.Context())
-			got, err := repo.GetRequest(ctx, s.Store.DB, id)
-			cancel()
-			if err != nil && !errors.Is(err, repo.ErrNotFound) {
-				return err
-			}
-			if err == nil && got.Status != repo.RequestPending {
-				_, err := known(got)
-				return err
-			}
-		}
-		if st != jobs.Finished || tries == maxSubmits {
+		// A task under this ID was there already (its outcome may have been
+		// recorded and announced before this request subscribed: a repeat's
+		// task not yet acknowledged), or it has run (the outcome is recorded,
+		// unless what ran under this ID was not this request: then the next
+		// round queues it). Either way, look.
+		look := st == jobs.Queued && !recorded
+		if !look && (st != jobs.Finished || tries == maxSubmits) {
 			break
 		}
-		// Its task has run: the outcome is recorded, unless what ran under
-		// this ID was not this request (then the next round queues it).
 		ctx, cancel = dbCtx(r.Context())
 		got, err := repo.GetRequest(ctx, s.Store.DB, id)
 		cancel()
@@ -228,6 +217,9 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, p *identity.Prin
 		if err == nil && got.Status != repo.RequestPending {
 			_, err := known(got)
 			return err
+		}
+		if look {
+			break
 		}
 	}
 
