@@ -371,14 +371,13 @@ func (h *Handlers) requeueDeliveries(ctx context.Context) (int, error) {
 		}
 		for _, d := range rows {
 			afterWebhook, afterEvent = d.Webhook, d.EventID
-			_, err := h.Client.EnqueueContext(ctx, jobs.NewEventDeliver(d.EventID, d.Webhook))
-			if errors.Is(err, asynq.ErrTaskIDConflict) {
-				continue
-			}
+			queued, err := enqueueNew(ctx, h.Client, jobs.NewEventDeliver(d.EventID, d.Webhook))
 			if err != nil {
 				return n, fmt.Errorf("requeue delivery of event %s to webhook %s: %w", d.EventID, d.Webhook, err)
 			}
-			n++
+			if queued {
+				n++
+			}
 		}
 		if len(rows) < 1000 {
 			return n, nil

@@ -87,11 +87,11 @@ func (h *Handlers) requeueEndings(ctx context.Context) (int, error) {
 			if o == nil {
 				continue
 			}
-			_, err := h.Client.EnqueueContext(ctx, jobs.Rebuild(o.TaskType, o.TaskID, o.Queue, o.Payload, o.ProcessAt))
-			if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+			queued, err := enqueueNew(ctx, h.Client, jobs.Rebuild(o.TaskType, o.TaskID, o.Queue, o.Payload, o.ProcessAt))
+			if err != nil {
 				return n, fmt.Errorf("requeue the ending notice of session %d: %w", s.ID, err)
 			}
-			if err == nil {
+			if queued {
 				n++
 			}
 		}

@@ -108,11 +108,19 @@ func enqueueAll(ctx context.Context, c *asynq.Client, log *slog.Logger, rows []*
 }
 
 func enqueueOutbox(ctx context.Context, c *asynq.Client, r *repo.OutboxTask) error {
-	t := jobs.Rebuild(r.TaskType, r.TaskID, r.Queue, r.Payload, r.ProcessAt)
-	if _, err := c.EnqueueContext(ctx, t); err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
-		return err
+	_, err := enqueueNew(ctx, c, jobs.Rebuild(r.TaskType, r.TaskID, r.Queue, r.Payload, r.ProcessAt))
+	return err
+}
+
+// enqueueNew enqueues t unless a task under its ID is in Redis already (every
+// task parkd hands over again has a deterministic ID: that one does the
+// same), and reports whether t was queued now.
+func enqueueNew(ctx context.Context, c *asynq.Client, t *asynq.Task) (bool, error) {
+	_, err := c.EnqueueContext(ctx, t)
+	if errors.Is(err, asynq.ErrTaskIDConflict) {
+		return false, nil
 	}
-	return nil
+	return err == nil, err
 }
 
 func autoStopOutbox(s *repo.Session) *repo.OutboxTask {

@@ -191,11 +191,11 @@ func (h *Handlers) requeueIfRedisLost(ctx context.Context, rep *ReconcileReport)
 				continue
 			}
 			sid := repo.FormatID(rows[i].ID)
-			_, err := h.Client.EnqueueContext(ctx, jobs.NewSessionAutoStop(sid, rows[i].PlannedEndAt))
-			if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+			queued, err := enqueueNew(ctx, h.Client, jobs.NewSessionAutoStop(sid, rows[i].PlannedEndAt))
+			if err != nil {
 				return n, true, fmt.Errorf("requeue auto-stop of session %s: %w", sid, err)
 			}
-			if err == nil {
+			if queued {
 				n++
 			}
 		}
@@ -268,14 +268,13 @@ func (h *Handlers) requeuePendingRights(ctx context.Context) (int, error) {
 	n := 0
 	for _, r := range rows {
 		sid := repo.FormatID(r.SessionID)
-		_, err := h.Client.EnqueueContext(ctx, jobs.NewRightRegister(sid, r.Version))
-		if errors.Is(err, asynq.ErrTaskIDConflict) {
-			continue
-		}
+		queued, err := enqueueNew(ctx, h.Client, jobs.NewRightRegister(sid, r.Version))
 		if err != nil {
 			return n, fmt.Errorf("requeue right of session %s version %d: %w", sid, r.Version, err)
 		}
-		n++
+		if queued {
+			n++
+		}
 	}
 	return n, nil
 }
@@ -305,14 +304,13 @@ func (h *Handlers) requeueStrandedRequests(ctx context.Context) (int, error) {
 			h.logger(ctx).Error("pending request's recorded task cannot be rebuilt", "request_id", r.RequestID, "err", err)
 			continue
 		}
-		_, err = h.Client.EnqueueContext(ctx, t)
-		if errors.Is(err, asynq.ErrTaskIDConflict) {
-			continue
-		}
+		queued, err := enqueueNew(ctx, h.Client, t)
 		if err != nil {
 			return n, fmt.Errorf("requeue request %s: %w", r.RequestID, err)
 		}
-		n++
+		if queued {
+			n++
+		}
 	}
 	return n, nil
 }

@@ -2,11 +2,8 @@ package worker
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
-
-	"github.com/hibiken/asynq"
 
 	"github.com/parkd/parkd/domain"
 	"github.com/parkd/parkd/jobs"
@@ -81,11 +78,8 @@ func (h *Handlers) scheduleDueSoon(ctx context.Context) (int, error) {
 		if o == nil {
 			return nil
 		}
-		_, err := h.Client.EnqueueContext(ctx, jobs.Rebuild(o.TaskType, o.TaskID, o.Queue, o.Payload, o.ProcessAt))
-		if errors.Is(err, asynq.ErrTaskIDConflict) {
-			return nil
-		}
-		if err == nil {
+		queued, err := enqueueNew(ctx, h.Client, jobs.Rebuild(o.TaskType, o.TaskID, o.Queue, o.Payload, o.ProcessAt))
+		if queued {
 			n++
 		}
 		return err
