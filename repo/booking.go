@@ -59,8 +59,12 @@ func settleBooking(p *Permit, s *Session, plan domain.StopPlan, state domain.Sta
 // bookingSQL is a Booking as common table expressions (settled, go, booked,
 // booked_permit) whose parameters start at $first, in bookingArgs' order;
 // booked_permit returns returning (columns of permits) when the booking was
-// written.
-func bookingSQL(first int, returning string) string {
+// written. only, when not "", is a condition the booking also waits for
+// (FinishRequest's: that the request was finished).
+func bookingSQL(first int, returning, only string) string {
+	if only == "" {
+		only = "true"
+	}
 	r := strings.NewReplacer(
 		"$BOOK", fmt.Sprintf("$%d::bool", first), "$SETTLE", fmt.Sprintf("$%d::bool", first+1),
 		"$STATE", fmt.Sprintf("$%d::text", first+2), "$END", fmt.Sprintf("$%d::timestamptz", first+3),
@@ -73,8 +77,8 @@ func bookingSQL(first int, returning string) string {
     UPDATE sessions SET state = $STATE, end_at = $END, charged_minutes = $CHARGED, settled_at = $AT,
         right_version = right_version + CASE WHEN registration IS NULL THEN 0 ELSE 1 END,
         right_changed_at = CASE WHEN registration IS NULL THEN right_changed_at ELSE $AT END
-    WHERE $SETTLE AND id = $SESSION AND state = 'open' RETURNING id),
-go AS (SELECT $BOOK AND (NOT $SETTLE OR EXISTS (SELECT 1 FROM settled)) AS ok),
+    WHERE $SETTLE AND ` + only + ` AND id = $SESSION AND state = 'open' RETURNING id),
+go AS (SELECT $BOOK AND (NOT $SETTLE OR EXISTS (SELECT 1 FROM settled)) AND ` + only + ` AS ok),
 booked AS (
     INSERT INTO ledger (permit_id, kind, minutes, session_id, request_id, at)
     SELECT $PERMIT, x.k, x.m, $SESSION, $REQUEST, $AT
@@ -109,7 +113,7 @@ func bookingArgs(b *Booking) []any {
 func Book(ctx context.Context, tx bun.IDB, p *Permit, b Booking) error {
 	var permits []Permit
 	cols := columns[Permit](tx, "permits")
-	q := `WITH ` + bookingSQL(1, cols) + `
+	q := `WITH ` + bookingSQL(1, cols, "") + `
 SELECT * FROM booked_permit`
 	if err := scanPrepared(ctx, tx, q, bookingArgs(&b), &permits); err != nil {
 		return fmt.Errorf("book on permit %d: %w", b.PermitID, err)

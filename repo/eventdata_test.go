@@ -39,6 +39,7 @@ func (w *world) finish(id, typ string, f repo.Finish) error {
 		if _, err := repo.ClaimRequest(ctx, tx, id, typ, "fp-"+id, nil); err != nil {
 			return err
 		}
+		f.Type, f.BodyHash = typ, "fp-"+id
 		return repo.FinishRequest(ctx, tx, id, f)
 	})
 }
@@ -95,7 +96,7 @@ func finishRequestWritesItsEvents(t *testing.T) {
 			return err
 		}
 		stopped := "rolled"
-		if err := repo.FinishRequest(ctx, tx, "rolled", repo.Finish{Status: repo.RequestApplied, Result: s.View(now),
+		if err := repo.FinishRequest(ctx, tx, "rolled", repo.Finish{Type: jobs.TypeSessionStop, BodyHash: "fp", Status: repo.RequestApplied, Result: s.View(now),
 			Events: []*repo.Event{repo.SessionEvent(jobs.EventSessionStopped, s, now, &stopped, jobs.StopReasonManual)}}); err != nil {
 			return err
 		}

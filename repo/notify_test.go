@@ -92,7 +92,7 @@ func TestNotify(t *testing.T) {
 					if _, err := repo.ClaimRequest(ctx, tx, c.id, "session:start", "fp", &subject); err != nil {
 						return err
 					}
-					return repo.FinishRequest(ctx, tx, c.id, repo.Finish{Status: c.status, Rejection: c.rejection, Result: c.result, Outbox: c.outbox})
+					return repo.FinishRequest(ctx, tx, c.id, repo.Finish{Type: "session:start", BodyHash: "fp", Status: c.status, Rejection: c.rejection, Result: c.result, Outbox: c.outbox})
 				}); err != nil {
 					t.Fatal(err)
 				}

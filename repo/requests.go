@@ -151,9 +151,17 @@ var ErrUnrecordable = errors.New("repo: the outcome cannot be encoded")
 // Finish is what FinishRequest records of a request: its outcome, and what
 // rides with it in the same statement.
 type Finish struct {
-	Status    string          // RequestApplied or RequestRejected
-	Rejection *jobs.Rejection // why, when rejected
-	Result    any             // the answer, when applied
+	// Type and BodyHash are the request's (its task type and fingerprint),
+	// Subject who asked (nil: a task enqueued directly), and TaskPayload the
+	// payload of the task being decided (nil outside a task): a row already
+	// there is finished only if it is this request, still pending, and, when
+	// the intake recorded its task (a 202), that task (see FinishRequest).
+	Type, BodyHash string
+	Subject        *string
+	TaskPayload    []byte
+	Status         string          // RequestApplied or RequestRejected
+	Rejection      *jobs.Rejection // why, when rejected
+	Result         any             // the answer, when applied
 	// Outbox are tasks to enqueue once the transaction commits (their IDs
 	// are filled in).
 	Outbox []*OutboxTask
@@ -172,12 +180,32 @@ type Finish struct {
 	PermitID, SessionID string
 }
 
+// ErrRequestKnown is returned by FinishRequest when the request's ID is
+// already recorded as something other than this request, pending: finished
+// (a second delivery of it), another request under the same ID, or a 202's
+// recorded task other than the one decided. The caller's transaction must be
+// rolled back (what it decided was decided without knowing that) and the
+// request claimed first (ClaimRequest), which tells which of these it is.
+var ErrRequestKnown = errors.New("repo: the request ID is already recorded")
+
 // FinishRequest stores a request's outcome and announces it on RequestChannel; the
 // notification is delivered when (and only if) the transaction commits. The
 // outbox tasks and events given are written by the same statement (one round
 // trip), and so is a rejection's request.rejected event: its data is the
 // request's ID, type, code and message (already plate-masked by the caller).
+//
+// The request's row is written here, once, with its outcome: a worker need
+// not claim it first (ClaimRequest). A row already there (the intake's record
+// of a 202, or a claim) is finished only if it is the same request (f.Type,
+// f.BodyHash), still pending, and its recorded task, if any, is
+// f.TaskPayload; otherwise nothing is written and the error is
+// ErrRequestKnown. Two deliveries of one request decided at once cannot both
+// finish it: the second's insert waits for the first's transaction on the
+// primary key, and then finds it finished.
 func FinishRequest(ctx context.Context, tx bun.IDB, id string, f Finish) error {
+	if f.Type == "" || f.BodyHash == "" {
+		return fmt.Errorf("finish request %s: its type and fingerprint are required", id)
+	}
 	var errJSON, resJSON json.RawMessage
 	var err error
 	if f.Rejection != nil {
@@ -225,14 +253,19 @@ func FinishRequest(ctx context.Context, tx bun.IDB, id string, f Finish) error {
 		Notified int     `bun:"notified"`
 		Events   int     `bun:"events"`
 		Booked   int     `bun:"booked"`
+		Done     int     `bun:"done"`
 	}
 	args := []any{f.Status, nullJSON(errJSON), nullJSON(resJSON), id,
 		ev.types, ev.at, ev.permits, ev.sessions, ev.requests, ev.data,
 		rejected, jobs.EventRequestRejected, Instant(f.At), idOrNil(f.PermitID), idOrNil(f.SessionID),
 		ob.types, ob.ids, ob.queues, ob.payloads, ob.at}
 	args = append(args, bookingArgs(f.Booking)...)
+	args = append(args, f.Type, f.BodyHash, f.Subject, f.TaskPayload)
 	if err := scanPrepared(ctx, tx, finishSQL, args, &rows); err != nil {
 		return fmt.Errorf("finish request %s: %w", id, err)
+	}
+	if len(rows) == 0 || rows[0].Done != 1 {
+		return fmt.Errorf("finish request %s: %w", id, ErrRequestKnown)
 	}
 	wantEvents := len(f.Events)
 	if rejected {
@@ -268,18 +301,28 @@ func FinishRequest(ctx context.Context, tx bun.IDB, id string, f Finish) error {
 // finishSQL is FinishRequest's statement: the outcome, its notification
 // (noticeSQL), the change's events ($5-$10, one array per column), a
 // rejection's request.rejected event ($11-$15) and the outbox rows
-// ($16-$20), and a booking ($21-$34, bookingSQL). Its last SELECT gives one
-// row per outbox row (one with NULLs when there are none), each with how
-// many notifications and events the statement wrote, and whether it booked.
+// ($16-$20), a booking ($21-$34, bookingSQL), and the request's type,
+// fingerprint, subject and decided task ($35-$38). The outcome is inserted,
+// or finishes the row already there if that is this request, pending (done);
+// nothing else is written unless it did. Its last SELECT gives one row per
+// outbox row (one with NULLs when there are none), each with how many
+// requests were finished (0 or 1), notifications and events written, and
+// whether it booked.
 var finishSQL = `
 WITH done AS (
-    UPDATE requests SET status = $1, error = $2::jsonb, result = $3::jsonb, task_payload = NULL, updated_at = now()
-    WHERE request_id = $4 RETURNING request_id, type, body_hash, subject, status, error, result),
+    INSERT INTO requests AS r (request_id, type, body_hash, status, subject, error, result, updated_at)
+    VALUES ($4, $35, $36, $1, $37, $2::jsonb, $3::jsonb, now())
+    ON CONFLICT (request_id) DO UPDATE
+    SET status = excluded.status, error = excluded.error, result = excluded.result, task_payload = NULL, updated_at = now()
+    WHERE r.status = '` + RequestPending + `' AND r.type = excluded.type AND r.body_hash = excluded.body_hash
+      AND (r.task_payload IS NULL OR $38::bytea IS NULL OR r.task_payload = $38::bytea)
+    RETURNING request_id, type, body_hash, subject, status, error, result),
 notified AS (SELECT pg_notify('` + RequestChannel + `', ` + noticeSQL + `) FROM done),
 ev AS (
     INSERT INTO events (type, occurred_at, permit_id, session_id, request_id, data)
     SELECT t, a, p, s, r, d::jsonb
     FROM unnest($5::text[], $6::timestamptz[], $7::int8[], $8::int8[], $9::text[], $10::text[]) AS e(t, a, p, s, r, d)
+    WHERE EXISTS (SELECT 1 FROM done)
     RETURNING pk),
 rejected AS (
     INSERT INTO events (type, occurred_at, permit_id, request_id, data)
@@ -292,12 +335,14 @@ o AS (
     INSERT INTO outbox (task_type, task_id, queue, payload, process_at)
     SELECT t, i, q, p::jsonb, a
     FROM unnest($16::text[], $17::text[], $18::text[], $19::text[], $20::timestamptz[]) AS x(t, i, q, p, a)
+    WHERE EXISTS (SELECT 1 FROM done)
     RETURNING id, task_id),
-` + bookingSQL(21, "permits.id") + `,
-n AS (SELECT (SELECT count(*) FROM notified) AS notified,
+` + bookingSQL(21, "permits.id", "EXISTS (SELECT 1 FROM done)") + `,
+n AS (SELECT (SELECT count(*) FROM done) AS done,
+             (SELECT count(*) FROM notified) AS notified,
              (SELECT count(*) FROM ev) + (SELECT count(*) FROM rejected) AS events,
              (SELECT count(*) FROM booked_permit) AS booked)
-SELECT o.id, o.task_id, n.notified, n.events, n.booked FROM n LEFT JOIN o ON true`
+SELECT o.id, o.task_id, n.done, n.notified, n.events, n.booked FROM n LEFT JOIN o ON true`
 
 // nullJSON is a JSON document as a query argument: NULL when empty.
 func nullJSON(b json.RawMessage) any {

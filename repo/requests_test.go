@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/uptrace/bun"
+
 	"github.com/parkd/parkd/domain"
 	"github.com/parkd/parkd/jobs"
 	"github.com/parkd/parkd/repo"
@@ -45,7 +47,7 @@ func TestRegisterForgetAdopt(t *testing.T) {
 		if _, err := repo.ClaimRequest(ctx, tx, "k2", "session:start", "fp", nil); err != nil {
 			return err
 		}
-		return repo.FinishRequest(ctx, tx, "k2", repo.Finish{Status: repo.RequestApplied, Result: map[string]string{"id": "1"}})
+		return repo.FinishRequest(ctx, tx, "k2", repo.Finish{Type: "session:start", BodyHash: "fp", Status: repo.RequestApplied, Result: map[string]string{"id": "1"}})
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +100,7 @@ func TestRequestRecordedWhenAnswered202(t *testing.T) {
 			if claimed, err = repo.ClaimRequest(ctx, tx, id, "session:start", "fp", &subject); err != nil {
 				return err
 			}
-			return repo.FinishRequest(ctx, tx, id, repo.Finish{Status: repo.RequestApplied, Result: map[string]string{"id": "1"}})
+			return repo.FinishRequest(ctx, tx, id, repo.Finish{Type: "session:start", BodyHash: "fp", Status: repo.RequestApplied, Result: map[string]string{"id": "1"}})
 		}); err != nil {
 			t.Fatal(err)
 		}
@@ -175,7 +177,7 @@ func TestPreparedStatementsSurviveAnAddedColumn(t *testing.T) {
 			if _, _, err := repo.LockSessionAndPermit(ctx, tx, s.ID); err != nil {
 				return err
 			}
-			return repo.FinishRequest(ctx, tx, id, repo.Finish{Status: repo.RequestApplied, Result: s.View(now), Booking: &b,
+			return repo.FinishRequest(ctx, tx, id, repo.Finish{Type: "session:start", BodyHash: "fp", Status: repo.RequestApplied, Result: s.View(now), Booking: &b,
 				Events: []*repo.Event{repo.SessionEvent(jobs.EventSessionStarted, s, now, &id, "")}})
 		})
 		if err != nil {
@@ -207,4 +209,148 @@ func TestPreparedStatementsSurviveAnAddedColumn(t *testing.T) {
 		t.Fatalf("get webhook after the added column: %v", err)
 	}
 	w.checkLedger()
+}
+
+// TestFinishRequestWritesTheRowOnce: a request's row is written with its
+// outcome, claimed or not; a row already there is finished only when it is
+// the same request, pending, and (a 202's record) the same task. Otherwise
+// the statement writes nothing at all (no outcome, event, ledger entry nor
+// permit change) and says ErrRequestKnown.
+func TestFinishRequestWritesTheRowOnce(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 6, 1, 10, 0, 0, 0, time.UTC)
+	task := []byte(`{"request_id":"x","plate":"AB12CD"}`)
+	cases := []struct {
+		name    string
+		before  func(ctx context.Context, st *repo.Store, id string) error // what is recorded under id first
+		typ, fp string
+		payload []byte
+		known   bool
+	}{
+		{name: "no row: inserted with the outcome", typ: "session:start", fp: "fp", payload: task},
+		{name: "the intake's record of the same task: finished", typ: "session:start", fp: "fp", payload: task,
+			before: func(ctx context.Context, st *repo.Store, id string) error {
+				_, _, err := repo.RegisterRequest(ctx, st.DB, id, "session:start", "fp", "resident:R1", task)
+				return err
+			}},
+		{name: "the intake's record, decided outside a task: finished", typ: "session:start", fp: "fp",
+			before: func(ctx context.Context, st *repo.Store, id string) error {
+				_, _, err := repo.RegisterRequest(ctx, st.DB, id, "session:start", "fp", "resident:R1", task)
+				return err
+			}},
+		{name: "the intake's record of another task (a repeat's receipt): known", typ: "session:start", fp: "fp", payload: []byte(`{"other":1}`), known: true,
+			before: func(ctx context.Context, st *repo.Store, id string) error {
+				_, _, err := repo.RegisterRequest(ctx, st.DB, id, "session:start", "fp", "resident:R1", task)
+				return err
+			}},
+		{name: "another fingerprint under the ID: known", typ: "session:start", fp: "other", payload: task, known: true,
+			before: func(ctx context.Context, st *repo.Store, id string) error {
+				_, _, err := repo.RegisterRequest(ctx, st.DB, id, "session:start", "fp", "resident:R1", task)
+				return err
+			}},
+		{name: "another type under the ID: known", typ: "session:stop", fp: "fp", payload: task, known: true,
+			before: func(ctx context.Context, st *repo.Store, id string) error {
+				_, _, err := repo.RegisterRequest(ctx, st.DB, id, "session:start", "fp", "resident:R1", task)
+				return err
+			}},
+		{name: "already finished: known", typ: "session:start", fp: "fp", payload: task, known: true,
+			before: func(ctx context.Context, st *repo.Store, id string) error {
+				return st.InTx(ctx, func(ctx context.Context, tx repo.Tx) error {
+					return repo.FinishRequest(ctx, tx, id, repo.Finish{Type: "session:start", BodyHash: "fp", Status: repo.RequestApplied, Result: map[string]string{"id": "0"}})
+				})
+			}},
+	}
+	for i, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			w, p, _ := eventWorld(t, now)
+			id := fmt.Sprintf("once-%d", i)
+			if c.before != nil {
+				if err := c.before(w.ctx, w.store, id); err != nil {
+					t.Fatal(err)
+				}
+			}
+			before, _ := repo.GetRequest(w.ctx, w.store.DB, id)
+			reserved := w.reload(p).ReservedMinutes
+			subject := "resident:R1"
+			var started *repo.Session
+			err := w.store.InTx(w.ctx, func(ctx context.Context, tx repo.Tx) error {
+				locked, err := repo.LockPermit(ctx, tx, p.ID)
+				if err != nil {
+					return err
+				}
+				plan := domain.SessionPlan{Plate: "ONCE1", Country: "NL", StartAt: now, PlannedEndAt: now.Add(time.Hour), ReservedMinutes: 60}
+				s, b, err := repo.StartSession(ctx, tx, locked, plan, nil, id, now)
+				if err != nil {
+					return err
+				}
+				started = s
+				return repo.FinishRequest(ctx, tx, id, repo.Finish{Type: c.typ, BodyHash: c.fp, Subject: &subject, TaskPayload: c.payload,
+					Status: repo.RequestApplied, Result: s.View(now), Booking: &b,
+					Events: []*repo.Event{repo.SessionEvent(jobs.EventSessionStarted, s, now, &id, "")}})
+			})
+			got, gerr := repo.GetRequest(w.ctx, w.store.DB, id)
+			if c.known {
+				if !errors.Is(err, repo.ErrRequestKnown) {
+					t.Fatalf("finish: %v, want ErrRequestKnown", err)
+				}
+				// The transaction was rolled back: the row is as it was.
+				if gerr != nil || got.Status != before.Status || got.Type != before.Type || got.BodyHash != before.BodyHash {
+					t.Fatalf("row after a refused finish: %+v %v (before %+v)", got, gerr, before)
+				}
+				if r := w.reload(p); r.ReservedMinutes != reserved {
+					t.Fatalf("reserved %d after a refused finish, was %d", r.ReservedMinutes, reserved)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("finish: %v", err)
+			}
+			if gerr != nil || got.Status != repo.RequestApplied || got.TaskPayload != nil || got.Subject == nil || *got.Subject != subject {
+				t.Fatalf("row: %+v %v", got, gerr)
+			}
+			if ev := w.events("request_id = ?", id); len(ev) != 1 {
+				t.Fatalf("events: %d, want 1", len(ev))
+			}
+			if r := w.reload(p); r.ReservedMinutes != reserved+60 || started == nil {
+				t.Fatalf("reservation not booked: %+v", r)
+			}
+			w.checkLedger()
+		})
+	}
+}
+
+// TestFinishRequestOfATwiceDecidedRequest: two transactions deciding the
+// same request at once (a retry beside the first delivery) cannot both
+// finish it: the second waits for the first on the row's key, then finds it
+// finished and writes nothing.
+func TestFinishRequestOfATwiceDecidedRequest(t *testing.T) {
+	t.Parallel()
+	st, _ := repotest.NewDB(t)
+	ctx := context.Background()
+	first, err := st.DB.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	finish := func(tx bun.IDB) error {
+		return repo.FinishRequest(ctx, tx, "twice", repo.Finish{Type: "permit:end", BodyHash: "fp", Status: repo.RequestApplied, Result: map[string]string{"id": "1"}})
+	}
+	if err := finish(first); err != nil {
+		t.Fatal(err)
+	}
+	second := make(chan error, 1)
+	go func() {
+		second <- st.InTx(ctx, func(ctx context.Context, tx repo.Tx) error { return finish(tx) })
+	}()
+	select {
+	case err := <-second:
+		t.Fatalf("the second finished before the first committed: %v", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	if err := first.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-second; !errors.Is(err, repo.ErrRequestKnown) {
+		t.Fatalf("second finish: %v, want ErrRequestKnown", err)
+	}
 }

@@ -164,54 +164,84 @@ func (h *Handlers) apply(ctx context.Context, t *asynq.Task, typ string, req job
 	if t != nil {
 		subject = jobs.SubjectOf(t)
 	}
+	var payload []byte
+	if t != nil {
+		payload = t.Payload()
+	}
 	var d decision
 	var outcome, code, recordedType string
 	var recorded []byte
+	// The request's row is written once, with its outcome (FinishRequest),
+	// without claiming it first: a claim is a write and a round trip of its
+	// own for every request, and what it guards against (the ID already
+	// known) is the rare case, which FinishRequest finds (ErrRequestKnown).
+	// Then everything decided is rolled back and the request is decided again
+	// with its claim first, which serialises it behind any other delivery and
+	// says what is known under its ID.
+	claim := false
 	began := h.clock().Now()
-	err := h.inTx(ctx, func(ctx context.Context, tx repo.Tx) error {
+	frame := func(ctx context.Context, tx repo.Tx) error {
 		d, outcome, code, recordedType = decision{}, OutcomeDuplicate, "", ""
-		r, err := repo.ClaimRequest(ctx, tx, req.ID(), typ, req.Fingerprint(), subject)
-		if err != nil {
-			return err
-		}
-		// An ID already known: nothing is applied, and whoever waits for
-		// this task (the HTTP intake reads nothing before it enqueues) hears
-		// the recorded outcome, and from it a conflict.
-		if r.Type != typ || r.BodyHash != req.Fingerprint() {
-			outcome, code, recordedType = OutcomeConflict, CodeIdempotencyConflict, r.Type
-			return repo.AnnounceRequest(ctx, tx, req.ID())
-		}
-		if r.Status != repo.RequestPending {
-			log.Info("request already " + r.Status + ": nothing to do")
-			return repo.AnnounceRequest(ctx, tx, req.ID())
-		}
-		// The intake answered 202 for this request and recorded its task; a
-		// repeat's task (its own receipt) is not the request as accepted:
-		// the recorded one is decided instead.
-		if r.TaskPayload != nil && t != nil && !bytes.Equal(r.TaskPayload, t.Payload()) {
-			recorded = r.TaskPayload
-			return errDecideRecorded
+		if claim {
+			r, err := repo.ClaimRequest(ctx, tx, req.ID(), typ, req.Fingerprint(), subject)
+			if err != nil {
+				return err
+			}
+			// An ID already known: nothing is applied, and whoever waits for
+			// this task (the HTTP intake reads nothing before it enqueues) hears
+			// the recorded outcome, and from it a conflict.
+			if r.Type != typ || r.BodyHash != req.Fingerprint() {
+				outcome, code, recordedType = OutcomeConflict, CodeIdempotencyConflict, r.Type
+				return repo.AnnounceRequest(ctx, tx, req.ID())
+			}
+			if r.Status != repo.RequestPending {
+				log.Info("request already " + r.Status + ": nothing to do")
+				return repo.AnnounceRequest(ctx, tx, req.ID())
+			}
+			// The intake answered 202 for this request and recorded its task; a
+			// repeat's task (its own receipt) is not the request as accepted:
+			// the recorded one is decided instead.
+			if r.TaskPayload != nil && t != nil && !bytes.Equal(r.TaskPayload, t.Payload()) {
+				recorded = r.TaskPayload
+				return errDecideRecorded
+			}
 		}
 		// An instant out of range, or a string with NUL, is refused before any
 		// rule looks at it: neither can be stored or written back as JSON.
-		if err = jobs.Check(req); err == nil {
+		err := jobs.Check(req)
+		if err == nil {
 			d, err = decide(ctx, tx)
 		}
+		var f repo.Finish
 		if rule, ok := domain.AsRule(err); ok {
 			// The message is kept, shown to operators and logged: whatever a
 			// rule said, the plate the request names shows masked.
 			msg := domain.MaskPlatesIn(rule.Message, platesOf(req)...)
-			log.Info("request rejected", "code", rule.Code, "reason", msg)
 			d, outcome, code = decision{}, OutcomeRejected, string(rule.Code)
-			return repo.FinishRequest(ctx, tx, req.ID(), rejected(req, code, msg, h.now()))
+			f = rejected(req, code, msg, h.now())
+		} else if err != nil {
+			return err
+		} else {
+			outcome = OutcomeApplied
+			f = repo.Finish{Status: repo.RequestApplied, Result: d.result, Outbox: d.outbox, Events: d.events, Booking: d.booking}
 		}
-		if err != nil {
+		f.Type, f.BodyHash, f.Subject, f.TaskPayload = typ, req.Fingerprint(), subject, payload
+		if err := repo.FinishRequest(ctx, tx, req.ID(), f); err != nil {
+			if errors.Is(err, repo.ErrRequestKnown) {
+				claim = true // a batch that shares the transaction runs it again alone
+			}
 			return err
 		}
-		outcome = OutcomeApplied
-		return repo.FinishRequest(ctx, tx, req.ID(), repo.Finish{
-			Status: repo.RequestApplied, Result: d.result, Outbox: d.outbox, Events: d.events, Booking: d.booking})
-	})
+		if outcome == OutcomeRejected {
+			log.Info("request rejected", "code", code, "reason", f.Rejection.Message)
+		}
+		return nil
+	}
+	err := h.inTx(ctx, frame)
+	if errors.Is(err, repo.ErrRequestKnown) {
+		// Decided alone, without its claim: again, with it.
+		err = h.inTx(ctx, frame)
+	}
 	if errors.Is(err, errDecideRecorded) {
 		log.Info("a repeat of a request answered 202: its recorded task is decided, with the receipt it was accepted at")
 		return h.Mux().ProcessTask(ctx, asynq.NewTaskWithHeaders(t.Type(), recorded, t.Headers()))
@@ -302,7 +332,9 @@ func (h *Handlers) fail(ctx context.Context, typ string, req jobs.Request, subje
 			return nil // another request's, or decided meanwhile: not ours to end
 		}
 		recorded = true
-		return repo.FinishRequest(ctx, tx, req.ID(), rejected(req, string(domain.CodeRequestFailed), msg, h.now()))
+		f := rejected(req, string(domain.CodeRequestFailed), msg, h.now())
+		f.Type, f.BodyHash, f.Subject = typ, req.Fingerprint(), subject
+		return repo.FinishRequest(ctx, tx, req.ID(), f)
 	})
 	if err != nil {
 		return fmt.Errorf("%s %s: record that it failed for good (%w): %w", typ, req.ID(), cause, err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -477,5 +478,130 @@ func TestPlatesOfEuropeWithTheirCountry(t *testing.T) {
 	if k := e.ledgerKinds(p2); k["reserve"] != 0 {
 		t.Fatalf("rejected starts reserved: %v", k)
 	}
+	e.checkInvariants()
+}
+
+// A repeat of a finished request is decided without its claim first (the
+// row is written once, with the outcome), so what it decides can differ from
+// the first time: a start repeated after its session was stopped would start
+// another, a rejection repeated after a top-up would now be applied, a stop
+// repeated settles nothing. Each is found when the outcome is written,
+// rolled back whole, and answered as the duplicate it is: alone, and in a
+// transaction shared with other requests (which are still applied).
+func TestRepeatDecidedDifferentlyHasNoEffect(t *testing.T) {
+	e := setup(t)
+	e.start()
+	pid := e.permit(1)
+	var first jobs.Session
+	start, startID := e.startTask(pid, "REP1", nil, nil)
+	e.run(start, e.h.SessionStart, &first)
+	stop, stopID := e.stopTask(first.ID, nil)
+	e.run(stop, e.h.SessionStop, nil)
+	// Rejected for want of minutes on an empty permit, which is then topped up.
+	empty := e.permit(0)
+	greedy, greedyID := e.startTask(empty, "REP2", nil, nil)
+	if r := e.run(greedy, e.h.SessionStart, nil); r.Status != repo.RequestRejected {
+		t.Fatalf("start on an empty permit: %s, want rejected", r.Status)
+	}
+	topup, err := jobs.NewPermitTopup(jobs.PermitTopup{RequestID: rid("topup"), PermitID: empty, Hours: 10, PaymentRef: rid("pay")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.run(topup, e.h.PermitTopup, nil)
+	permits := func() string {
+		var out string
+		for _, id := range []string{pid, empty} {
+			p := e.permitRow(id)
+			out += fmt.Sprintf("permit %s: balance %d reserved %d used %d purchased %d; ", id, p.BalanceMinutes, p.ReservedMinutes, p.UsedMinutes, p.PurchasedMinutes)
+		}
+		return out
+	}
+	ledgers := func() string { return fmt.Sprint(e.ledgerKinds(pid), e.ledgerKinds(empty)) }
+	before, ledger := permits(), ledgers()
+	sessions := func() int {
+		n, err := e.store.DB.NewSelect().Model((*repo.Session)(nil)).Count(e.ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return int(n)
+	}
+	nSessions := sessions()
+	fallbacks := e.h.Coalescer.Fallbacks.Load()
+
+	repeats := []struct {
+		name string
+		task *asynq.Task
+		fn   func(context.Context, *asynq.Task) error
+		id   string
+	}{
+		{"a start after its session was stopped", start, e.h.SessionStart, startID},
+		{"a stop of a settled session", stop, e.h.SessionStop, stopID},
+		{"a rejection after a top-up", greedy, e.h.SessionStart, greedyID},
+	}
+	outcomes := map[string]*repo.Request{}
+	for _, r := range repeats {
+		outcomes[r.id] = e.outcome(r.id, nil)
+	}
+	check := func(how string) {
+		t.Helper()
+		for _, r := range repeats {
+			got := e.outcome(r.id, nil)
+			if got.Status != outcomes[r.id].Status || string(got.Result) != string(outcomes[r.id].Result) || string(got.Error) != string(outcomes[r.id].Error) {
+				t.Errorf("%s, %s: outcome changed from %s %s%s to %s %s%s", how, r.name,
+					outcomes[r.id].Status, outcomes[r.id].Result, outcomes[r.id].Error, got.Status, got.Result, got.Error)
+			}
+		}
+	}
+	// Alone, one after another.
+	for _, r := range repeats {
+		if err := r.fn(e.ctx, r.task); err != nil {
+			t.Fatalf("alone, %s: %v", r.name, err)
+		}
+	}
+	check("alone")
+	// All at once, beside fresh starts on other permits: they share
+	// transactions; a batch that met a repeat is run again unit by unit.
+	var wg sync.WaitGroup
+	fresh := make([]string, 8)
+	for i := range fresh {
+		other := e.permit(1)
+		task, id := e.startTask(other, fmt.Sprintf("FRESH%d", i), nil, nil)
+		fresh[i] = id
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := e.h.SessionStart(e.ctx, task); err != nil {
+				t.Errorf("fresh start: %v", err)
+			}
+		}()
+	}
+	for range 3 {
+		for _, r := range repeats {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := r.fn(e.ctx, r.task); err != nil {
+					t.Errorf("shared, %s: %v", r.name, err)
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	check("shared")
+	for _, id := range fresh {
+		if r := e.outcome(id, nil); r.Status != repo.RequestApplied {
+			t.Errorf("fresh start %s beside the repeats: %s %s", id, r.Status, r.Error)
+		}
+	}
+	if n := sessions(); n != nSessions+len(fresh) {
+		t.Errorf("sessions: %d, want %d (the repeats started none)", n, nSessions+len(fresh))
+	}
+	if after := permits(); after != before {
+		t.Errorf("permits changed by repeats: %s, were %s", after, before)
+	}
+	if after := ledgers(); after != ledger {
+		t.Errorf("ledgers changed by repeats: %s, were %s", after, ledger)
+	}
+	t.Logf("shared batches run again unit by unit: %d", e.h.Coalescer.Fallbacks.Load()-fallbacks)
 	e.checkInvariants()
 }
