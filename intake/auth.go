@@ -33,26 +33,33 @@ func (s *Server) authenticate(r *http.Request) (*identity.Principal, error) {
 // it (identity.Principal.MayActOn). Otherwise 403, whether or not the permit
 // exists, so that nobody learns which IDs exist, nor another's session's
 // permit. Other roles are not residents' business: the endpoint's roles decide
-// for them. The holder is read per request, never cached: it is one
-// primary-key lookup.
-func (s *Server) reach(ctx context.Context, p *identity.Principal, permitID, session string) error {
+// for them. Allowed, it returns the permit's holder ("" for other roles: for
+// them it is not read).
+//
+// The holder comes from the intake's cache (holders) when it is there, and a
+// remembered holder is as good as a fresh read: no statement of parkd ever
+// updates permits.resident_id (nor sessions.permit_id), nor deletes a permit
+// or session, and their IDs are identity columns, never given twice. A permit
+// not found is never remembered: its ID may be issued a moment later.
+func (s *Server) reach(ctx context.Context, p *identity.Principal, permitID, session string) (string, error) {
 	if p.Role != identity.RoleResident {
-		return nil
+		return "", nil
 	}
 	var holder string
 	if id, ok := repo.ParseID(permitID); ok {
-		ctx, cancel := dbCtx(ctx)
-		defer cancel()
-		h, err := repo.PermitHolder(ctx, s.Store.DB, id)
+		h, err := s.holders.permit(ctx, id)
 		switch {
 		case errors.Is(err, repo.ErrNotFound):
 		case err != nil:
-			return err
+			return "", err
 		default:
 			holder = h
 		}
 	}
-	return allowed(p, permitID, holder, session)
+	if err := allowed(p, permitID, holder, session); err != nil {
+		return "", err
+	}
+	return holder, nil
 }
 
 // allowed is reach's decision once the permit's holder is known ("" for a

@@ -42,3 +42,7 @@ func (s *Server) RouteQuery() map[string]map[string]bool {
 	}
 	return out
 }
+
+// HolderReads counts the reads of a permit's or a session's holder that went
+// to Postgres (misses of the holder caches); Handler must have been called.
+func (s *Server) HolderReads() int64 { return s.holders.reads.Load() }

@@ -276,8 +276,14 @@ type resident struct {
 
 func (e *env) resident(hours int) resident {
 	e.t.Helper()
+	return e.residentAs(uid("R"), hours)
+}
+
+// residentAs is resident with the resident ID rid.
+func (e *env) residentAs(rid string, hours int) resident {
+	e.t.Helper()
 	op, el := e.token(identity.RoleOperator, "op"), e.token(identity.RoleEloket, "eloket")
-	addr, rid := uid("A"), uid("R")
+	addr := uid("A")
 	e.mustDo("POST", "/v1/admin/addresses", op, map[string]any{"address_id": addr, "zone": e.zone}, http.StatusCreated, nil)
 	e.mustDo("POST", "/v1/admin/registrations", op, map[string]any{"resident_id": rid, "address_id": addr}, http.StatusCreated, nil)
 	var pv jobs.Permit

@@ -38,7 +38,7 @@ func (s *Server) permitFor(r *http.Request, p *identity.Principal) (*repo.Permit
 // returns its ID.
 func (s *Server) reachPermit(r *http.Request, p *identity.Principal) (int64, error) {
 	raw := r.PathValue("permit_id")
-	if err := s.reach(r.Context(), p, raw, ""); err != nil {
+	if _, err := s.reach(r.Context(), p, raw, ""); err != nil {
 		return 0, err
 	}
 	id, ok := repo.ParseID(raw)
@@ -66,32 +66,31 @@ func (s *Server) sessionFor(r *http.Request, p *identity.Principal) (*repo.Sessi
 	if err != nil {
 		return nil, err
 	}
-	if err := s.reach(r.Context(), p, repo.FormatID(sess.PermitID), raw); err != nil {
+	if _, err := s.reach(r.Context(), p, repo.FormatID(sess.PermitID), raw); err != nil {
 		return nil, err
 	}
 	return sess, nil
 }
 
 // sessionWriteFor is what a write on the session in r's path (a stop, a
-// change) needs to know: its ID, once p may act on it (as sessionFor), read
-// in one statement with its permit's holder (repo.SessionHolder) rather than
-// the whole session.
+// change) needs to know: its ID, once p may act on it (as sessionFor), from
+// its permit and that permit's holder alone (holders: remembered since its
+// start or an earlier write, else one statement, repo.SessionHolder) rather
+// than the whole session.
 func (s *Server) sessionWriteFor(r *http.Request, p *identity.Principal) (int64, error) {
 	raw := r.PathValue("session_id")
 	id, ok := repo.ParseID(raw)
 	if !ok {
 		return 0, errNotFound("session %s not found", raw)
 	}
-	ctx, cancel := dbCtx(r.Context())
-	defer cancel()
-	permitID, holder, err := repo.SessionHolder(ctx, s.Store.DB, id)
+	sh, err := s.holders.session(r.Context(), id)
 	if errors.Is(err, repo.ErrNotFound) {
 		return 0, errNotFound("session %s not found", raw)
 	}
 	if err != nil {
 		return 0, err
 	}
-	if err := allowed(p, repo.FormatID(permitID), holder, raw); err != nil {
+	if err := allowed(p, repo.FormatID(sh.permitID), sh.holder, raw); err != nil {
 		return 0, err
 	}
 	return id, nil

@@ -74,6 +74,7 @@ type Server struct {
 	limiter       *limiter
 	inspectorOnce sync.Once
 	insp          *asynq.Inspector
+	holders       *holders // who holds a permit, a session's permit (reach)
 }
 
 // Console is the operators' console: a handler for everything under Root()+"/".
@@ -135,6 +136,9 @@ func (s *Server) Handler() http.Handler {
 	}
 	if rl > 0 {
 		s.limiter = newLimiter(rl, burst, s.clock())
+	}
+	if s.holders == nil {
+		s.holders = storeHolders(s)
 	}
 
 	mux := newPatternMux()

@@ -117,6 +117,9 @@ type submission struct {
 	build  func() (*asynq.Task, error)
 	status int // the status of an applied outcome: 201 for what it creates, else 200
 	wait   time.Duration
+	// applied, when set, is told the result of an applied outcome as it is
+	// answered.
+	applied func(result json.RawMessage)
 }
 
 // submit looks up, enqueues and awaits a write, records it if it must
@@ -153,7 +156,7 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, p *identity.Prin
 			return true, conflict
 		}
 		if rec.Status != repo.RequestPending {
-			return true, s.answer(w, rec, sub.status)
+			return true, s.answer(w, rec, sub)
 		}
 		return false, nil
 	}
@@ -261,7 +264,7 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, p *identity.Prin
 			return err
 		}
 	}
-	return s.answer(w, rec, sub.status)
+	return s.answer(w, rec, sub)
 }
 
 // firstLook is when a waiting request the intake has not recorded reads its
@@ -354,9 +357,10 @@ func (s *Server) await(ctx context.Context, rec *repo.Request, watch *repo.Subsc
 	return rec, nil
 }
 
-// answer writes a request's outcome: the result with status ok when applied, the
-// rule's error when rejected, 202 with where to look when still pending.
-func (s *Server) answer(w http.ResponseWriter, rec *repo.Request, ok int) error {
+// answer writes a request's outcome: the result with sub's status when
+// applied (and tells sub.applied), the rule's error when rejected, 202 with
+// where to look when still pending.
+func (s *Server) answer(w http.ResponseWriter, rec *repo.Request, sub submission) error {
 	switch rec.Status {
 	case repo.RequestApplied:
 		w.Header().Set("X-Request-Id", rec.RequestID)
@@ -367,7 +371,10 @@ func (s *Server) answer(w http.ResponseWriter, rec *repo.Request, ok int) error 
 			// Not the result itself: it holds the plate, and this goes to the log.
 			return fmt.Errorf("request %s: recorded result (%d bytes) unreadable: %w", rec.RequestID, len(rec.Result), err)
 		}
-		writeRaw(w, ok, body.Bytes())
+		writeRaw(w, sub.status, body.Bytes())
+		if sub.applied != nil {
+			sub.applied(rec.Result)
+		}
 		return nil
 	case repo.RequestRejected:
 		var ro jobs.Rejection
@@ -392,7 +399,8 @@ func writeRaw(w http.ResponseWriter, status int, body []byte) {
 // startSession: POST /v1/permits/{permit_id}/sessions (resident).
 func (s *Server) startSession(w http.ResponseWriter, r *http.Request, p *identity.Principal) error {
 	permitID := r.PathValue("permit_id")
-	if err := s.reach(r.Context(), p, permitID, ""); err != nil {
+	holder, err := s.reach(r.Context(), p, permitID, "")
+	if err != nil {
 		return err
 	}
 	id, wait, err := writeParams(r)
@@ -409,8 +417,13 @@ func (s *Server) startSession(w http.ResponseWriter, r *http.Request, p *identit
 	}
 	pl := jobs.SessionStart{RequestID: id, PermitID: permitID, Plate: f.Plate, Country: f.Country,
 		StartAt: f.StartAt, EndAt: f.EndAt, ReceivedAt: s.now()}
+	// The session started is remembered with its permit's holder as reach
+	// found it (the resident's own sub, since reach let it through), so that
+	// its stop or change reads nothing before it is queued.
+	permit, _ := repo.ParseID(permitID) // reach passed: a permit's ID
 	return s.submit(w, r, p, submission{typ: jobs.TypeSessionStart, req: pl, status: http.StatusCreated, wait: wait,
-		build: func() (*asynq.Task, error) { return jobs.NewSessionStart(pl) }})
+		build:   func() (*asynq.Task, error) { return jobs.NewSessionStart(pl) },
+		applied: func(result json.RawMessage) { s.holders.started(result, permit, holder) }})
 }
 
 // startForm is a session start's body, checked for form (the rules are the
@@ -513,7 +526,7 @@ func (s *Server) changeSession(w http.ResponseWriter, r *http.Request, p *identi
 // topup: POST /v1/permits/{permit_id}/topups (resident).
 func (s *Server) topup(w http.ResponseWriter, r *http.Request, p *identity.Principal) error {
 	permitID := r.PathValue("permit_id")
-	if err := s.reach(r.Context(), p, permitID, ""); err != nil {
+	if _, err := s.reach(r.Context(), p, permitID, ""); err != nil {
 		return err
 	}
 	id, wait, err := writeParams(r)
