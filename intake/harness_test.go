@@ -43,7 +43,7 @@ type env struct {
 	redisOpt  asynq.RedisClientOpt
 	client    *asynq.Client
 	handlers  *worker.Handlers
-	worker    *asynq.Server
+	worker    *worker.Server
 	listener  *repo.Listener
 	api       *intake.Server
 	srv       *httptest.Server

@@ -28,14 +28,16 @@ const (
 	TypeSessionReconcile = "session:reconcile"
 )
 
-// Queues and their weights: sessions first, permits next, maintenance last.
+// Queues: sessions first, permits next, maintenance last.
 const (
 	QueueCritical    = "critical"
 	QueueDefault     = "default"
 	QueueMaintenance = "maintenance"
 )
 
-// Queues maps each queue to its priority weight for the asynq server.
+// Queues maps each of parkd's own queues to its priority weight. The worker
+// (worker.NewServer) serves the critical queue on a server of its own, and
+// the other two on a second, by these weights.
 func Queues() map[string]int {
 	return map[string]int{QueueCritical: 6, QueueDefault: 3, QueueMaintenance: 1}
 }

@@ -54,10 +54,16 @@ var ErrBusy = errors.New("repo: row locked by another transaction")
 // permitFor is the FOR clause that locks a permit read with its alias permit:
 // under FailIfBusy a held row reads as absent instead of being waited for.
 func (p LockPolicy) permitFor() string {
+	return "UPDATE OF permit" + p.skipLocked()
+}
+
+// skipLocked ends a FOR UPDATE clause as the policy says: under FailIfBusy a
+// held row reads as absent instead of being waited for.
+func (p LockPolicy) skipLocked() string {
 	if p == FailIfBusy {
-		return "UPDATE OF permit SKIP LOCKED"
+		return " SKIP LOCKED"
 	}
-	return "UPDATE OF permit"
+	return ""
 }
 
 // lockPermitSQL is the statement that locks the permit where selects (alias

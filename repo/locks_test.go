@@ -185,3 +185,92 @@ func TestLockPolicy(t *testing.T) {
 		}
 	})
 }
+
+// TestLockSessionAndPermitReadsWhatItWaitedFor: a LockSessionAndPermit that
+// waits for another transaction reads the session and the permit as that
+// transaction left them once it commits, never as they were when the wait
+// began; whether the other held the permit (every writer's way) or only the
+// session's row (a registrar's acknowledgement).
+func TestLockSessionAndPermitReadsWhatItWaitedFor(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name   string
+		change func(ctx context.Context, tx repo.Tx, w lockWorld) error
+	}{
+		{"the other held the permit and changed both", func(ctx context.Context, tx repo.Tx, w lockWorld) error {
+			if _, err := repo.LockPermit(ctx, tx, w.permit); err != nil {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, "UPDATE sessions SET planned_end_at = planned_end_at + interval '7 minutes' WHERE id = ?", w.session); err != nil {
+				return err
+			}
+			_, err := tx.ExecContext(ctx, "UPDATE permits SET balance_minutes = balance_minutes - 7 WHERE id = ?", w.permit)
+			return err
+		}},
+		{"the other held only the session's row", func(ctx context.Context, tx repo.Tx, w lockWorld) error {
+			_, err := tx.ExecContext(ctx, "UPDATE sessions SET planned_end_at = planned_end_at + interval '7 minutes' WHERE id = ?", w.session)
+			return err
+		}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			w := newLockWorld(t)
+			ctx := context.Background()
+			var before *repo.Session
+			var permitBefore *repo.Permit
+			if err := w.st.InTx(ctx, func(ctx context.Context, tx repo.Tx) error {
+				var err error
+				before, permitBefore, err = repo.LockSessionAndPermit(ctx, tx, w.session)
+				return err
+			}); err != nil {
+				t.Fatal(err)
+			}
+			tx, err := w.st.DB.BeginTx(ctx, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tx.Rollback()
+			if err := c.change(ctx, repo.Tx{Tx: tx, Locks: repo.WaitForLocks}, w); err != nil {
+				t.Fatal(err)
+			}
+			type read struct {
+				s   *repo.Session
+				p   *repo.Permit
+				err error
+			}
+			got := make(chan read, 1)
+			go func() {
+				var r read
+				r.err = w.st.InTx(ctx, func(ctx context.Context, tx repo.Tx) error {
+					var err error
+					r.s, r.p, err = repo.LockSessionAndPermit(ctx, tx, w.session)
+					return err
+				})
+				got <- r
+			}()
+			select {
+			case r := <-got:
+				t.Fatalf("did not wait for the other transaction: %+v", r)
+			case <-time.After(200 * time.Millisecond):
+			}
+			if err := tx.Commit(); err != nil {
+				t.Fatal(err)
+			}
+			r := <-got
+			if r.err != nil {
+				t.Fatal(r.err)
+			}
+			if want := before.PlannedEndAt.Add(7 * time.Minute); !r.s.PlannedEndAt.Equal(want) {
+				t.Errorf("session read after the wait: planned end %s, want %s (the committed change)", r.s.PlannedEndAt, want)
+			}
+			fresh, err := repo.GetPermit(ctx, w.st.DB, w.permit)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.p.BalanceMinutes != fresh.BalanceMinutes {
+				t.Errorf("permit read after the wait: balance %d, want %d (was %d)", r.p.BalanceMinutes, fresh.BalanceMinutes, permitBefore.BalanceMinutes)
+			}
+		})
+	}
+}

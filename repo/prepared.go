@@ -107,8 +107,13 @@ func execPrepared(ctx context.Context, db bun.IDB, query string, args ...any) (i
 // (bun refuses to scan a column its model lacks), nor change the result of a
 // statement Postgres has prepared ("cached plan must not change result
 // type"). Deployments migrate before the new code runs (deploy/README.md).
-func columns[T any](db bun.IDB, alias string) string {
-	key := columnsKey{reflect.TypeFor[T](), alias}
+func columns[T any](db bun.IDB, alias string) string { return aliasedColumns[T](db, alias, "") }
+
+// aliasedColumns is columns[T] with each column renamed prefix+name (AS)
+// when prefix is not "", for a statement that reads two tables' rows into
+// one struct of fields tagged bun:"embed:prefix".
+func aliasedColumns[T any](db bun.IDB, alias, prefix string) string {
+	key := columnsKey{reflect.TypeFor[T](), alias, prefix}
 	if v, ok := columnLists.Load(key); ok {
 		return v.(string)
 	}
@@ -119,6 +124,9 @@ func columns[T any](db bun.IDB, alias string) string {
 		if alias != "" {
 			names[i] = alias + "." + names[i]
 		}
+		if prefix != "" {
+			names[i] += " AS " + prefix + f.Name
+		}
 	}
 	list := strings.Join(names, ", ")
 	columnLists.Store(key, list)
@@ -126,8 +134,8 @@ func columns[T any](db bun.IDB, alias string) string {
 }
 
 type columnsKey struct {
-	typ   reflect.Type
-	alias string
+	typ           reflect.Type
+	alias, prefix string
 }
 
 var columnLists sync.Map // columnsKey → string

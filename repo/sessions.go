@@ -91,27 +91,31 @@ func GetSession(ctx context.Context, db bun.IDB, id int64) (*Session, error) {
 	return getPrepared[Session](ctx, db, fmt.Sprintf("session %d", id), `SELECT `+columns[Session](db, "")+` FROM sessions WHERE id = $1`, id)
 }
 
-// LockSessionAndPermit locks a session's permit and reads the session. Every
-// write to a session happens under its permit's lock (taken first, by every
-// writer, so they never deadlock), so the session needs no lock of its own. A
-// permit another transaction holds is waited for, or ErrBusy, as tx.Locks says.
+// LockSessionAndPermit locks a session's permit and the session, and reads
+// both, in one statement. Every write to a session happens under its
+// permit's lock (taken first, by every writer, so they never deadlock). The
+// session's row is locked too, after the permit (the order FOR UPDATE OF
+// names them in), so that a lock that had to wait reads the session as the
+// transaction it waited for left it: Postgres reads a row it locks after a
+// wait in its newest version, and one it only joins in the statement's older
+// snapshot. A lock another transaction holds is waited for, or ErrBusy, as
+// tx.Locks says.
 func LockSessionAndPermit(ctx context.Context, tx Tx, sessionID int64) (*Session, *Permit, error) {
-	// Two statements, not a join: the session is read after the permit's
-	// lock is held, in a snapshot that sees whatever the lock waited for.
-	var permits []Permit
-	if err := scanPrepared(ctx, tx, tx.Locks.lockPermitSQL(columns[Permit](tx, "permit"), "permit.id = (SELECT permit_id FROM sessions WHERE id = $1)"),
-		[]any{sessionID}, &permits); err != nil {
-		return nil, nil, fmt.Errorf("lock permit of session %d: %w", sessionID, err)
+	var rows []struct {
+		Permit  Permit  `bun:"embed:p__"`
+		Session Session `bun:"embed:s__"`
 	}
-	if len(permits) == 0 {
+	if err := scanPrepared(ctx, tx, `SELECT `+aliasedColumns[Permit](tx, "permit", "p__")+`,
+		(SELECT updated_at FROM zones WHERE code = permit.zone) AS p__zone_updated_at, `+aliasedColumns[Session](tx, "s", "s__")+`
+		FROM permits AS permit JOIN sessions AS s ON s.permit_id = permit.id
+		WHERE s.id = $1 FOR UPDATE OF permit, s`+tx.Locks.skipLocked(),
+		[]any{sessionID}, &rows); err != nil {
+		return nil, nil, fmt.Errorf("lock session %d and its permit: %w", sessionID, err)
+	}
+	if len(rows) == 0 {
 		return nil, nil, tx.Locks.missing(ctx, tx, sql.ErrNoRows, "sessions", sessionID, fmt.Sprintf("session %d", sessionID))
 	}
-	s, err := GetSession(ctx, tx, sessionID)
-	if err != nil {
-		return nil, nil, err
-	}
-	p := &permits[0]
-	return s, p, nil
+	return &rows[0].Session, &rows[0].Permit, nil
 }
 
 // LockOpenSessions locks every open session of a permit whose row the caller has

@@ -35,7 +35,7 @@ type harness struct {
 	client    *asynq.Client
 	inspector *asynq.Inspector
 	h         *worker.Handlers
-	srv       *asynq.Server
+	srv       *worker.Server
 	shared    bool // Redis is shared with other tests (setupParallel)
 }
 

@@ -40,8 +40,28 @@ const (
 	DefaultShutdownTimeout          = 20 * time.Second
 )
 
-// NewServer builds the asynq server for parkd's queues.
-func NewServer(redisOpt asynq.RedisConnOpt, cfg Config, log *slog.Logger) *asynq.Server {
+// Server serves parkd's own queues with two asynq servers: one for
+// jobs.QueueCritical alone (session requests and auto-stops), and one for
+// jobs.QueueDefault and jobs.QueueMaintenance (permit requests, ending
+// notices, the scheduled jobs), weighted 3 to 1.
+//
+// Why two: asynq looks at a server's queues one Redis call each, in an order
+// drawn by weight for every look, so a session task behind two other queues
+// cost up to three calls to fetch (1.5 on average at weights 6:3:1), and an
+// idle server three calls per look. Alone on its server, the critical queue
+// is fetched in one. Its slots are its own, too: a burst of ending notices or
+// a rollover never holds one a session needs, and under a flood of sessions
+// the maintenance queue is still served (strict priority on one server would
+// starve it).
+type Server struct {
+	sessions, others *asynq.Server
+}
+
+// NewServer builds the servers of parkd's own queues: the critical queue's
+// with cfg as given, and the other queues' with a quarter of cfg.Concurrency
+// (at least 8) and a look every OtherTaskCheckInterval (a permit request or a
+// notice may wait those milliseconds; a session's start never does).
+func NewServer(redisOpt asynq.RedisConnOpt, cfg Config, log *slog.Logger) *Server {
 	if cfg.Concurrency <= 0 {
 		cfg.Concurrency = DefaultConcurrency
 	}
@@ -54,16 +74,54 @@ func NewServer(redisOpt asynq.RedisConnOpt, cfg Config, log *slog.Logger) *asynq
 	if cfg.ShutdownTimeout <= 0 {
 		cfg.ShutdownTimeout = DefaultShutdownTimeout
 	}
-	return asynq.NewServer(redisOpt, asynq.Config{
-		Concurrency:              cfg.Concurrency,
-		Queues:                   jobs.Queues(),
-		TaskCheckInterval:        cfg.TaskCheckInterval,
-		DelayedTaskCheckInterval: cfg.DelayedTaskCheckInterval,
-		ShutdownTimeout:          cfg.ShutdownTimeout,
-		RetryDelayFunc:           RetryDelay,
-		Logger:                   asynqLogger{log.With("component", "asynq")},
-		ErrorHandler:             logArchived(log),
-	})
+	server := func(queues map[string]int, concurrency int, check time.Duration) *asynq.Server {
+		return asynq.NewServer(redisOpt, asynq.Config{
+			Concurrency:              concurrency,
+			Queues:                   queues,
+			TaskCheckInterval:        check,
+			DelayedTaskCheckInterval: cfg.DelayedTaskCheckInterval,
+			ShutdownTimeout:          cfg.ShutdownTimeout,
+			RetryDelayFunc:           RetryDelay,
+			Logger:                   asynqLogger{log.With("component", "asynq")},
+			ErrorHandler:             logArchived(log),
+		})
+	}
+	others := map[string]int{}
+	for q, w := range jobs.Queues() {
+		if q != jobs.QueueCritical {
+			others[q] = w
+		}
+	}
+	return &Server{
+		sessions: server(map[string]int{jobs.QueueCritical: 1}, cfg.Concurrency, cfg.TaskCheckInterval),
+		others:   server(others, max(cfg.Concurrency/4, 8), max(cfg.TaskCheckInterval, OtherTaskCheckInterval)),
+	}
+}
+
+// OtherTaskCheckInterval is how long the server of the default and
+// maintenance queues sleeps when idle before it looks again (never less than
+// Config.TaskCheckInterval).
+const OtherTaskCheckInterval = 10 * time.Millisecond
+
+// Start starts both servers with handler (Handlers.Mux).
+func (s *Server) Start(handler asynq.Handler) error {
+	if err := s.sessions.Start(handler); err != nil {
+		return err
+	}
+	if err := s.others.Start(handler); err != nil {
+		s.sessions.Shutdown()
+		return err
+	}
+	return nil
+}
+
+// Shutdown stops both servers, each waiting up to its ShutdownTimeout for
+// the tasks it runs (at once, so the wait is not doubled).
+func (s *Server) Shutdown() {
+	done := make(chan struct{})
+	go func() { defer close(done); s.others.Shutdown() }()
+	s.sessions.Shutdown()
+	<-done
 }
 
 // logArchived logs a task asynq archives after its last retry: what an

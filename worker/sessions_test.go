@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -604,4 +605,54 @@ func TestRepeatDecidedDifferentlyHasNoEffect(t *testing.T) {
 	}
 	t.Logf("shared batches run again unit by unit: %d", e.h.Coalescer.Fallbacks.Load()-fallbacks)
 	e.checkInvariants()
+}
+
+// The critical queue (session requests, auto-stops) has an asynq server of
+// its own, fetched in one Redis call and never sharing its slots; the
+// default and maintenance queues share the other, by their weights.
+func TestSessionsHaveAServerOfTheirOwn(t *testing.T) {
+	e := setup(t)
+	e.start()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		servers, err := e.inspector.Servers()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, s := range servers {
+			got = append(got, fmt.Sprint(s.Queues))
+		}
+		slices.Sort(got)
+		want := []string{
+			fmt.Sprint(map[string]int{jobs.QueueCritical: 1}),
+			fmt.Sprint(map[string]int{jobs.QueueDefault: jobs.Queues()[jobs.QueueDefault], jobs.QueueMaintenance: jobs.Queues()[jobs.QueueMaintenance]}),
+		}
+		slices.Sort(want)
+		if slices.Equal(got, want) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("servers' queues: %v, want %v", got, want)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// Both serve: a session request and a permit request.
+	pid := e.permit(1) // a top-up, through the handler
+	task, id := e.startTask(pid, "OWN1", nil, nil)
+	e.enqueue(task)
+	var s jobs.Session
+	e.await(id, &s)
+	topup, err := jobs.NewPermitTopup(jobs.PermitTopup{RequestID: rid("topup"), PermitID: pid, Hours: 1, PaymentRef: rid("pay")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.enqueue(topup)
+	var p struct {
+		RequestID string `json:"request_id"`
+	}
+	_ = json.Unmarshal(topup.Payload(), &p)
+	if r := e.await(p.RequestID, nil); r.Status != repo.RequestApplied {
+		t.Fatalf("top-up through the queue: %s", r.Status)
+	}
 }
