@@ -3,6 +3,7 @@ package repo
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -31,6 +32,9 @@ type Booking struct {
 	// end_at EndAt and charged_minutes Charged, and a registered session's
 	// right its next version (bumpRight).
 	Settle *Settlement
+	// Start, when set, is a session to insert first (StartSession), with its
+	// ID; nothing is booked if the plate's exclusion constraint refuses it.
+	Start *Session
 }
 
 // Settlement is what a Booking writes on the session it settles.
@@ -56,43 +60,61 @@ func settleBooking(p *Permit, s *Session, plan domain.StopPlan, state domain.Sta
 		Settle: &Settlement{State: state, EndAt: plan.EndAt, Charged: plan.Charge}}
 }
 
-// bookingSQL is a Booking as common table expressions (settled, go, booked,
-// booked_permit) whose parameters start at $first, in bookingArgs' order;
-// booked_permit returns returning (columns of permits) when the booking was
-// written. only, when not "", is a condition the booking also waits for
-// (FinishRequest's: that the request was finished).
-func bookingSQL(first int, returning, only string) string {
+// bookingSQL is a Booking as common table expressions (started, settled,
+// go, booked, booked_permit) whose parameters start at $first, in
+// bookingArgs' order; booked_permit returns returning (columns of permits)
+// when the booking was written. only, when not "", is a condition the
+// booking also waits for (FinishRequest's: that the request was finished);
+// the session a start inserts does not wait for it (the request's row waits
+// for the session instead, see finishSQL). It comes in two parts: start (the
+// started CTE) and the rest, so that CTEs the rest refers to may come
+// between them.
+func bookingSQL(first int, returning, only string) (start, rest string) {
 	if only == "" {
 		only = "true"
 	}
-	r := strings.NewReplacer(
-		"$BOOK", fmt.Sprintf("$%d::bool", first), "$SETTLE", fmt.Sprintf("$%d::bool", first+1),
-		"$STATE", fmt.Sprintf("$%d::text", first+2), "$END", fmt.Sprintf("$%d::timestamptz", first+3),
-		"$CHARGED", fmt.Sprintf("$%d::int", first+4), "$AT", fmt.Sprintf("$%d::timestamptz", first+5),
-		"$SESSION", fmt.Sprintf("$%d::int8", first+6), "$PERMIT", fmt.Sprintf("$%d::int8", first+7),
-		"$REQUEST", fmt.Sprintf("$%d::text", first+8), "$KINDS", fmt.Sprintf("$%d::text[]", first+9),
-		"$MINUTES", fmt.Sprintf("$%d::int[]", first+10), "$BALANCE", fmt.Sprintf("$%d::int", first+11),
-		"$RESERVED", fmt.Sprintf("$%d::int", first+12), "$USED", fmt.Sprintf("$%d::int", first+13))
-	return r.Replace(`settled AS (
-    UPDATE sessions SET state = $STATE, end_at = $END, charged_minutes = $CHARGED, settled_at = $AT,
+	names := []string{"BOOK::bool", "SETTLE::bool", "STATE::text", "END::timestamptz", "CHARGED::int", "AT::timestamptz",
+		"SESSION::int8", "PERMIT::int8", "REQUEST::text", "KINDS::text[]", "MINUTES::int[]", "BALANCE::int", "RESERVED::int",
+		"USED::int", "START::bool", "ZONE::text", "PLATE::text", "COUNTRY::text", "STARTAT::timestamptz",
+		"PLANNED::timestamptz", "MINS::int", "NOTICES::jsonb", "REG::jsonb", "RV::int", "RCA::timestamptz"}
+	var pairs []string
+	for i, n := range names {
+		name, typ, _ := strings.Cut(n, "::")
+		pairs = append(pairs, "$"+name+"$", fmt.Sprintf("$%d::%s", first+i, typ))
+	}
+	r := strings.NewReplacer(pairs...)
+	return r.Replace(`started AS (
+    INSERT INTO sessions (id, permit_id, zone, plate, country, state, start_at, planned_end_at, reserved_minutes,
+                          notices, request_id, registration, right_version, right_changed_at)
+    OVERRIDING SYSTEM VALUE
+    SELECT $SESSION$, $PERMIT$, $ZONE$, $PLATE$, $COUNTRY$, 'open', $STARTAT$, $PLANNED$, $MINS$,
+           $NOTICES$, $REQUEST$, $REG$, $RV$, $RCA$
+    WHERE $START$
+    ON CONFLICT DO NOTHING RETURNING id)`), r.Replace(`settled AS (
+    UPDATE sessions SET state = $STATE$, end_at = $END$, charged_minutes = $CHARGED$, settled_at = $AT$,
         right_version = right_version + CASE WHEN registration IS NULL THEN 0 ELSE 1 END,
-        right_changed_at = CASE WHEN registration IS NULL THEN right_changed_at ELSE $AT END
-    WHERE $SETTLE AND ` + only + ` AND id = $SESSION AND state = 'open' RETURNING id),
-go AS (SELECT $BOOK AND (NOT $SETTLE OR EXISTS (SELECT 1 FROM settled)) AND ` + only + ` AS ok),
+        right_changed_at = CASE WHEN registration IS NULL THEN right_changed_at ELSE $AT$ END
+    WHERE $SETTLE$ AND ` + only + ` AND id = $SESSION$ AND state = 'open' RETURNING id),
+go AS (SELECT $BOOK$ AND (NOT $SETTLE$ OR EXISTS (SELECT 1 FROM settled))
+              AND (NOT $START$ OR EXISTS (SELECT 1 FROM started)) AND ` + only + ` AS ok),
 booked AS (
     INSERT INTO ledger (permit_id, kind, minutes, session_id, request_id, at)
-    SELECT $PERMIT, x.k, x.m, $SESSION, $REQUEST, $AT
-    FROM unnest($KINDS, $MINUTES) WITH ORDINALITY AS x(k, m, i), go WHERE go.ok ORDER BY x.i),
+    SELECT $PERMIT$, x.k, x.m, $SESSION$, $REQUEST$, $AT$
+    FROM unnest($KINDS$, $MINUTES$) WITH ORDINALITY AS x(k, m, i), go WHERE go.ok ORDER BY x.i),
 booked_permit AS (
-    UPDATE permits SET balance_minutes = balance_minutes + $BALANCE,
-        reserved_minutes = reserved_minutes + $RESERVED, used_minutes = used_minutes + $USED
-    FROM go WHERE go.ok AND permits.id = $PERMIT RETURNING ` + returning + `)`)
+    UPDATE permits SET balance_minutes = balance_minutes + $BALANCE$,
+        reserved_minutes = reserved_minutes + $RESERVED$, used_minutes = used_minutes + $USED$
+    FROM go WHERE go.ok AND permits.id = $PERMIT$ RETURNING ` + returning + `)`)
 }
+
+// bookingParams is how many parameters bookingSQL takes.
+const bookingParams = 25
 
 // bookingArgs are b's parameters in bookingSQL's order; a nil b books nothing.
 func bookingArgs(b *Booking) []any {
+	book := b != nil
 	if b == nil {
-		return []any{false, false, "", nil, 0, nil, 0, 0, nil, []string{}, []int{}, 0, 0, 0}
+		b = &Booking{Kinds: []string{}, Minutes: []int{}}
 	}
 	st := &Settlement{}
 	if b.Settle != nil {
@@ -102,8 +124,53 @@ func bookingArgs(b *Booking) []any {
 	if b.Settle != nil {
 		end = st.EndAt
 	}
-	return []any{true, b.Settle != nil, string(st.State), end, st.Charged, b.At, b.SessionID, b.PermitID, b.RequestID,
-		b.Kinds, b.Minutes, b.Balance, b.Reserved, b.Used}
+	start := b.Start
+	if start == nil {
+		start = &Session{}
+	}
+	var notices, reg any
+	if b.Start != nil {
+		n, err := json.Marshal(start.Notices)
+		if err != nil {
+			panic(err) // codes and instants
+		}
+		notices = string(n)
+		if start.Registration != nil {
+			r, err := json.Marshal(start.Registration)
+			if err != nil {
+				panic(err) // strings
+			}
+			reg = string(r)
+		}
+	}
+	var at any
+	if !b.At.IsZero() {
+		at = b.At
+	}
+	return []any{book, b.Settle != nil, string(st.State), end, st.Charged, at, b.SessionID, b.PermitID, b.RequestID,
+		b.Kinds, b.Minutes, b.Balance, b.Reserved, b.Used,
+		b.Start != nil, start.Zone, start.Plate, start.Country, nullTime(start.StartAt), nullTime(start.PlannedEndAt),
+		start.ReservedMinutes, notices, reg, start.RightVersion, start.RightChangedAt}
+}
+
+// nullTime is an instant as a query argument: NULL when zero.
+func nullTime(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t
+}
+
+// refused is why a booking wrote nothing: its session could not be inserted
+// (ErrPlateParked), was no longer open, or its permit is not there.
+func (b *Booking) refused() error {
+	switch {
+	case b.Start != nil:
+		return ErrPlateParked
+	case b.Settle != nil:
+		return fmt.Errorf("settle session %d: it was not open", b.SessionID)
+	}
+	return fmt.Errorf("book on permit %d: %w", b.PermitID, notFound(sql.ErrNoRows, fmt.Sprintf("permit %d", b.PermitID)))
 }
 
 // Book writes booking b in the caller's transaction (one statement) and
@@ -113,16 +180,14 @@ func bookingArgs(b *Booking) []any {
 func Book(ctx context.Context, tx bun.IDB, p *Permit, b Booking) error {
 	var permits []Permit
 	cols := columns[Permit](tx, "permits")
-	q := `WITH ` + bookingSQL(1, cols, "") + `
+	start, rest := bookingSQL(1, cols, "")
+	q := `WITH ` + start + `, ` + rest + `
 SELECT * FROM booked_permit`
 	if err := scanPrepared(ctx, tx, q, bookingArgs(&b), &permits); err != nil {
 		return fmt.Errorf("book on permit %d: %w", b.PermitID, err)
 	}
 	if len(permits) == 0 {
-		if b.Settle != nil {
-			return fmt.Errorf("settle session %d: it was not open", b.SessionID)
-		}
-		return fmt.Errorf("book on permit %d: %w", b.PermitID, notFound(sql.ErrNoRows, fmt.Sprintf("permit %d", b.PermitID)))
+		return b.refused()
 	}
 	permits[0].ZoneUpdatedAt = p.ZoneUpdatedAt
 	*p = permits[0]

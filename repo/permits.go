@@ -115,6 +115,26 @@ func LockPermit(ctx context.Context, tx Tx, id int64) (*Permit, error) {
 	return p, nil
 }
 
+// LockPermitForStart is LockPermit for a session's start: the same
+// statement also draws the new session's ID (newSessionIDSQL), so that the
+// session is written with the outcome, in FinishRequest's statement
+// (StartSession), and a start costs no statement of its own for it.
+func LockPermitForStart(ctx context.Context, tx Tx, id int64) (*Permit, int64, error) {
+	var rows []struct {
+		Permit    Permit `bun:"embed:p__"`
+		SessionID int64  `bun:"new_session_id"`
+	}
+	if err := scanPrepared(ctx, tx, `SELECT `+aliasedColumns[Permit](tx, "permit", "p__")+`,
+		(SELECT updated_at FROM zones WHERE code = permit.zone) AS p__zone_updated_at, `+newSessionIDSQL+` AS new_session_id
+		FROM permits AS permit WHERE permit.id = $1 FOR `+tx.Locks.permitFor(), []any{id}, &rows); err != nil {
+		return nil, 0, fmt.Errorf("lock permit %d: %w", id, err)
+	}
+	if len(rows) == 0 {
+		return nil, 0, tx.Locks.missing(ctx, tx, sql.ErrNoRows, "permits", id, fmt.Sprintf("permit %d", id))
+	}
+	return &rows[0].Permit, rows[0].SessionID, nil
+}
+
 // GatherIssueFacts collects what the issue rules need, locking the address row so
 // that two concurrent issues for one address serialise (the unique index on active
 // permits per address backs this up).

@@ -254,6 +254,7 @@ func FinishRequest(ctx context.Context, tx bun.IDB, id string, f Finish) error {
 		Events   int     `bun:"events"`
 		Booked   int     `bun:"booked"`
 		Done     int     `bun:"done"`
+		Started  int     `bun:"started"`
 	}
 	args := []any{f.Status, nullJSON(errJSON), nullJSON(resJSON), id,
 		ev.types, ev.at, ev.permits, ev.sessions, ev.requests, ev.data,
@@ -264,6 +265,9 @@ func FinishRequest(ctx context.Context, tx bun.IDB, id string, f Finish) error {
 	if err := scanPrepared(ctx, tx, finishSQL, args, &rows); err != nil {
 		return fmt.Errorf("finish request %s: %w", id, err)
 	}
+	if f.Booking != nil && f.Booking.Start != nil && (len(rows) == 0 || rows[0].Started != 1) {
+		return fmt.Errorf("finish request %s: %w", id, ErrPlateParked)
+	}
 	if len(rows) == 0 || rows[0].Done != 1 {
 		return fmt.Errorf("finish request %s: %w", id, ErrRequestKnown)
 	}
@@ -272,11 +276,7 @@ func FinishRequest(ctx context.Context, tx bun.IDB, id string, f Finish) error {
 		wantEvents++
 	}
 	if f.Booking != nil && (len(rows) == 0 || rows[0].Booked != 1) {
-		if f.Booking.Settle != nil {
-			return fmt.Errorf("finish request %s: settle session %d: it was not open", id, f.Booking.SessionID)
-		}
-		return fmt.Errorf("finish request %s: book on permit %d: %w", id, f.Booking.PermitID,
-			notFound(sql.ErrNoRows, fmt.Sprintf("permit %d", f.Booking.PermitID)))
+		return fmt.Errorf("finish request %s: %w", id, f.Booking.refused())
 	}
 	if len(rows) != max(len(f.Outbox), 1) || rows[0].Notified != 1 || rows[0].Events != wantEvents {
 		var n, e int
@@ -309,13 +309,15 @@ func FinishRequest(ctx context.Context, tx bun.IDB, id string, f Finish) error {
 // requests were finished (0 or 1), notifications and events written, and
 // whether it booked.
 var finishSQL = `
-WITH done AS (
+WITH ` + bookingStart + `,
+done AS (
     INSERT INTO requests AS r (request_id, type, body_hash, status, subject, error, result, updated_at)
-    VALUES ($4, $35, $36, $1, $37, $2::jsonb, $3::jsonb, now())
+    SELECT $4, $` + lastParam(1) + `, $` + lastParam(2) + `, $1, $` + lastParam(3) + `, $2::jsonb, $3::jsonb, now()
+    WHERE NOT $` + startParam + `::bool OR EXISTS (SELECT 1 FROM started)
     ON CONFLICT (request_id) DO UPDATE
     SET status = excluded.status, error = excluded.error, result = excluded.result, task_payload = NULL, updated_at = now()
     WHERE r.status = '` + RequestPending + `' AND r.type = excluded.type AND r.body_hash = excluded.body_hash
-      AND (r.task_payload IS NULL OR $38::bytea IS NULL OR r.task_payload = $38::bytea)
+      AND (r.task_payload IS NULL OR $` + lastParam(4) + `::bytea IS NULL OR r.task_payload = $` + lastParam(4) + `::bytea)
     RETURNING request_id, type, body_hash, subject, status, error, result),
 notified AS (SELECT pg_notify('` + RequestChannel + `', ` + noticeSQL + `) FROM done),
 ev AS (
@@ -337,12 +339,26 @@ o AS (
     FROM unnest($16::text[], $17::text[], $18::text[], $19::text[], $20::timestamptz[]) AS x(t, i, q, p, a)
     WHERE EXISTS (SELECT 1 FROM done)
     RETURNING id, task_id),
-` + bookingSQL(21, "permits.id", "EXISTS (SELECT 1 FROM done)") + `,
+` + bookingRest + `,
 n AS (SELECT (SELECT count(*) FROM done) AS done,
+             (SELECT count(*) FROM started) AS started,
              (SELECT count(*) FROM notified) AS notified,
              (SELECT count(*) FROM ev) + (SELECT count(*) FROM rejected) AS events,
              (SELECT count(*) FROM booked_permit) AS booked)
-SELECT o.id, o.task_id, n.done, n.notified, n.events, n.booked FROM n LEFT JOIN o ON true`
+SELECT o.id, o.task_id, n.done, n.started, n.notified, n.events, n.booked FROM n LEFT JOIN o ON true`
+
+// finishSQL's booking (bookingSQL, from $21): the session a start inserts
+// comes first, the request's row waits for it, and the rest of the booking
+// waits for the row.
+var bookingStart, bookingRest = bookingSQL(21, "permits.id", "EXISTS (SELECT 1 FROM done)")
+
+// startParam is the parameter of finishSQL that says whether its booking
+// starts a session (bookingSQL's START, from $21).
+var startParam = fmt.Sprint(21 + 14)
+
+// lastParam is the n-th parameter of finishSQL after the booking's: the
+// request's type, fingerprint, subject and decided task.
+func lastParam(n int) string { return fmt.Sprint(20 + bookingParams + n) }
 
 // nullJSON is a JSON document as a query argument: NULL when empty.
 func nullJSON(b json.RawMessage) any {

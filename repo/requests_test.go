@@ -165,20 +165,21 @@ func TestPreparedStatementsSurviveAnAddedColumn(t *testing.T) {
 			if _, err := repo.ClaimRequest(ctx, tx, id, "session:start", "fp", nil); err != nil {
 				return err
 			}
-			locked, err := repo.LockPermit(ctx, tx, p.ID)
+			locked, sid, err := repo.LockPermitForStart(ctx, tx, p.ID)
 			if err != nil {
 				return err
 			}
 			plan := domain.SessionPlan{Plate: plate, Country: "NL", StartAt: now, PlannedEndAt: now.Add(time.Hour), ReservedMinutes: 60}
-			s, b, err := repo.StartSession(ctx, tx, locked, plan, nil, id, now)
+			s, b, err := repo.StartSession(locked, sid, plan, nil, id, now)
 			if err != nil {
 				return err
 			}
-			if _, _, err := repo.LockSessionAndPermit(ctx, tx, s.ID); err != nil {
+			if err := repo.FinishRequest(ctx, tx, id, repo.Finish{Type: "session:start", BodyHash: "fp", Status: repo.RequestApplied, Result: s.View(now), Booking: &b,
+				Events: []*repo.Event{repo.SessionEvent(jobs.EventSessionStarted, s, now, &id, "")}}); err != nil {
 				return err
 			}
-			return repo.FinishRequest(ctx, tx, id, repo.Finish{Type: "session:start", BodyHash: "fp", Status: repo.RequestApplied, Result: s.View(now), Booking: &b,
-				Events: []*repo.Event{repo.SessionEvent(jobs.EventSessionStarted, s, now, &id, "")}})
+			_, _, err = repo.LockSessionAndPermit(ctx, tx, s.ID)
+			return err
 		})
 		if err != nil {
 			t.Fatalf("round %d: %v", n, err)
@@ -275,12 +276,12 @@ func TestFinishRequestWritesTheRowOnce(t *testing.T) {
 			subject := "resident:R1"
 			var started *repo.Session
 			err := w.store.InTx(w.ctx, func(ctx context.Context, tx repo.Tx) error {
-				locked, err := repo.LockPermit(ctx, tx, p.ID)
+				locked, sid, err := repo.LockPermitForStart(ctx, tx, p.ID)
 				if err != nil {
 					return err
 				}
 				plan := domain.SessionPlan{Plate: "ONCE1", Country: "NL", StartAt: now, PlannedEndAt: now.Add(time.Hour), ReservedMinutes: 60}
-				s, b, err := repo.StartSession(ctx, tx, locked, plan, nil, id, now)
+				s, b, err := repo.StartSession(locked, sid, plan, nil, id, now)
 				if err != nil {
 					return err
 				}
@@ -353,4 +354,60 @@ func TestFinishRequestOfATwiceDecidedRequest(t *testing.T) {
 	if err := <-second; !errors.Is(err, repo.ErrRequestKnown) {
 		t.Fatalf("second finish: %v, want ErrRequestKnown", err)
 	}
+}
+
+// TestFinishRequestOfAStartWhosePlateIsParked: a start's session is
+// inserted by the outcome's own statement; when the plate's exclusion
+// constraint refuses it, the statement writes nothing (no session, request
+// row, event, ledger entry or permit change) and says ErrPlateParked, and
+// the transaction can still record the rejection.
+func TestFinishRequestOfAStartWhosePlateIsParked(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 6, 1, 10, 0, 0, 0, time.UTC)
+	w, p, _ := eventWorld(t, now) // AB12CD is parked on p from now for an hour
+	before := w.reload(p)
+	id := "parked-again"
+	sessions := func() int {
+		n, err := w.store.DB.NewSelect().Model((*repo.Session)(nil)).Count(w.ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return int(n)
+	}
+	nSessions := sessions()
+	var parked error
+	err := w.store.InTx(w.ctx, func(ctx context.Context, tx repo.Tx) error {
+		locked, sid, err := repo.LockPermitForStart(ctx, tx, p.ID)
+		if err != nil {
+			return err
+		}
+		plan := domain.SessionPlan{Plate: "AB12CD", Country: "NL", StartAt: now.Add(10 * time.Minute), PlannedEndAt: now.Add(30 * time.Minute), ReservedMinutes: 20}
+		s, b, err := repo.StartSession(locked, sid, plan, nil, id, now)
+		if err != nil {
+			return err
+		}
+		parked = repo.FinishRequest(ctx, tx, id, repo.Finish{Type: "session:start", BodyHash: "fp", Status: repo.RequestApplied,
+			Result: s.View(now), Booking: &b, Events: []*repo.Event{repo.SessionEvent(jobs.EventSessionStarted, s, now, &id, "")}})
+		if !errors.Is(parked, repo.ErrPlateParked) {
+			return fmt.Errorf("finish: %v, want ErrPlateParked", parked)
+		}
+		if n := len(w.events("request_id = ?", id)); n != 0 {
+			return fmt.Errorf("%d events written by the refused start", n)
+		}
+		return repo.FinishRequest(ctx, tx, id, repo.Finish{Type: "session:start", BodyHash: "fp", Status: repo.RequestRejected,
+			Rejection: &jobs.Rejection{Code: "plate_already_parked", Message: "parked"}, At: now, PermitID: repo.FormatID(p.ID)})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err := repo.GetRequest(w.ctx, w.store.DB, id); err != nil || r.Status != repo.RequestRejected {
+		t.Fatalf("request: %+v %v, want rejected", r, err)
+	}
+	if n := sessions(); n != nSessions {
+		t.Errorf("sessions: %d, want %d", n, nSessions)
+	}
+	if after := w.reload(p); after.BalanceMinutes != before.BalanceMinutes || after.ReservedMinutes != before.ReservedMinutes {
+		t.Errorf("permit changed: %+v, was %+v", after, before)
+	}
+	w.checkLedger()
 }

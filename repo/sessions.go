@@ -3,7 +3,6 @@ package repo
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -139,23 +138,36 @@ func LockOpenSessions(ctx context.Context, tx bun.IDB, permitID int64) ([]*Sessi
 // transaction is still usable to record the rejection: the insert meets the
 // exclusion constraint with ON CONFLICT DO NOTHING instead of failing.
 func ApplyStart(ctx context.Context, tx bun.IDB, p *Permit, plan domain.SessionPlan, reg *domain.ZoneRegistration, requestID string, at time.Time) (*Session, error) {
-	s, b, err := StartSession(ctx, tx, p, plan, reg, requestID, at)
+	var ids []int64
+	if err := scanPrepared(ctx, tx, `SELECT `+newSessionIDSQL, nil, &ids); err != nil || len(ids) != 1 {
+		return nil, fmt.Errorf("a new session's ID: %d of 1 (%w)", len(ids), err)
+	}
+	s, b, err := StartSession(p, ids[0], plan, reg, requestID, at)
 	if err != nil {
 		return nil, err
 	}
 	if err := Book(ctx, tx, p, b); err != nil {
-		return nil, fmt.Errorf("reserve on permit %d: %w", p.ID, err)
+		return nil, err
 	}
 	return s, nil
 }
 
-// StartSession is ApplyStart but the reservation: it stores the session and
-// returns the booking that reserves its minutes, for the caller to write (in
-// FinishRequest's statement: Finish.Booking; or with Book) in the same
-// transaction.
-func StartSession(ctx context.Context, tx bun.IDB, p *Permit, plan domain.SessionPlan, reg *domain.ZoneRegistration, requestID string, at time.Time) (*Session, Booking, error) {
+// newSessionIDSQL draws the ID of a session about to be started from the
+// sessions' identity sequence (a start that is refused or rolled back leaves
+// a gap, as an insert's own draw does).
+const newSessionIDSQL = `nextval(pg_get_serial_sequence('sessions', 'id'))`
+
+// StartSession is ApplyStart but the writing: it makes the session, with ID
+// id (from LockPermitForStart), and the booking that inserts it and reserves
+// its minutes, for the caller to write in the same transaction (in
+// FinishRequest's statement: Finish.Booking; or with Book). The write meets
+// an overlap with another open session of the plate in the zone (the
+// exclusion constraint) with ON CONFLICT DO NOTHING, writes nothing, and
+// says ErrPlateParked; the transaction is still usable to record the
+// rejection.
+func StartSession(p *Permit, id int64, plan domain.SessionPlan, reg *domain.ZoneRegistration, requestID string, at time.Time) (*Session, Booking, error) {
 	s := &Session{
-		PermitID: p.ID, Zone: p.Zone, Plate: plan.Plate, Country: plan.Country, State: domain.StateOpen,
+		ID: id, PermitID: p.ID, Zone: p.Zone, Plate: plan.Plate, Country: plan.Country, State: domain.StateOpen,
 		StartAt: plan.StartAt, PlannedEndAt: plan.PlannedEndAt, ReservedMinutes: plan.ReservedMinutes,
 		Notices: plan.Notices, RequestID: requestID,
 	}
@@ -166,37 +178,9 @@ func StartSession(ctx context.Context, tx bun.IDB, p *Permit, plan domain.Sessio
 	if s.Notices == nil {
 		s.Notices = []domain.Notice{}
 	}
-	// The only constraint an insert of a fresh session can meet is the plate's
-	// exclusion constraint: DO NOTHING turns that into "no row" (no savepoint
-	// round trip). Both statements are prepared (prepared.go): every start
-	// runs them.
-	var regJSON any
-	if s.Registration != nil {
-		b, err := json.Marshal(s.Registration)
-		if err != nil {
-			return nil, Booking{}, fmt.Errorf("insert session: register codes: %w", err)
-		}
-		regJSON = string(b)
-	}
-	notices, err := json.Marshal(s.Notices)
-	if err != nil {
-		return nil, Booking{}, fmt.Errorf("insert session: notices: %w", err)
-	}
-	var inserted []Session
-	if err := scanPrepared(ctx, tx, `
-		INSERT INTO sessions (permit_id, zone, plate, country, state, start_at, planned_end_at, reserved_minutes,
-		                      notices, request_id, registration, right_version, right_changed_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10, $11::jsonb, $12, $13)
-		ON CONFLICT DO NOTHING RETURNING `+columns[Session](tx, ""),
-		[]any{s.PermitID, s.Zone, s.Plate, s.Country, string(s.State), s.StartAt, s.PlannedEndAt, s.ReservedMinutes,
-			string(notices), s.RequestID, regJSON, s.RightVersion, s.RightChangedAt}, &inserted); err != nil {
-		return nil, Booking{}, fmt.Errorf("insert session: %w", err)
-	}
-	if len(inserted) == 0 {
-		return nil, Booking{}, ErrPlateParked
-	}
-	s = &inserted[0]
-	return s, reserveBooking(p, s, plan.ReservedMinutes, requestID, at), nil
+	b := reserveBooking(p, s, plan.ReservedMinutes, requestID, at)
+	b.Start = s
+	return s, b, nil
 }
 
 // bumpRight adds to a session update the next version of its right, changed

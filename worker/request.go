@@ -113,6 +113,11 @@ type decision struct {
 	// obsolete are scheduled tasks that the request made pointless: a
 	// stopped or moved session's auto-stop and ending notice.
 	obsolete []queuedTask
+	// refused, when set, says what an error of the outcome's statement
+	// means as a rule (a *domain.RuleError, recorded as the rejection), or
+	// nil when it is no rule's: a start's session meeting the plate's
+	// exclusion constraint as it is written.
+	refused func(error) error
 }
 
 // names are the permit and the session a request names (decimal IDs, "" for
@@ -213,29 +218,39 @@ func (h *Handlers) apply(ctx context.Context, t *asynq.Task, typ string, req job
 			d, err = decide(ctx, tx)
 		}
 		var f repo.Finish
-		if rule, ok := domain.AsRule(err); ok {
+		rejectAs := func(rule *domain.RuleError) {
 			// The message is kept, shown to operators and logged: whatever a
 			// rule said, the plate the request names shows masked.
 			msg := domain.MaskPlatesIn(rule.Message, platesOf(req)...)
 			d, outcome, code = decision{}, OutcomeRejected, string(rule.Code)
 			f = rejected(req, code, msg, h.now())
+			f.Type, f.BodyHash, f.Subject, f.TaskPayload = typ, req.Fingerprint(), subject, payload
+		}
+		if rule, ok := domain.AsRule(err); ok {
+			rejectAs(rule)
 		} else if err != nil {
 			return err
 		} else {
 			outcome = OutcomeApplied
-			f = repo.Finish{Status: repo.RequestApplied, Result: d.result, Outbox: d.outbox, Events: d.events, Booking: d.booking}
+			f = repo.Finish{Status: repo.RequestApplied, Result: d.result, Outbox: d.outbox, Events: d.events, Booking: d.booking,
+				Type: typ, BodyHash: req.Fingerprint(), Subject: subject, TaskPayload: payload}
 		}
-		f.Type, f.BodyHash, f.Subject, f.TaskPayload = typ, req.Fingerprint(), subject, payload
-		if err := repo.FinishRequest(ctx, tx, req.ID(), f); err != nil {
-			if errors.Is(err, repo.ErrRequestKnown) {
-				claim = true // a batch that shares the transaction runs it again alone
+		err = repo.FinishRequest(ctx, tx, req.ID(), f)
+		if d.refused != nil && err != nil {
+			// The write refused what was decided (a plate found parked as
+			// the session was inserted): that is the outcome.
+			if rule, ok := domain.AsRule(d.refused(err)); ok {
+				rejectAs(rule)
+				err = repo.FinishRequest(ctx, tx, req.ID(), f)
 			}
-			return err
 		}
-		if outcome == OutcomeRejected {
+		if errors.Is(err, repo.ErrRequestKnown) {
+			claim = true // a batch that shares the transaction runs it again alone
+		}
+		if err == nil && outcome == OutcomeRejected {
 			log.Info("request rejected", "code", code, "reason", f.Rejection.Message)
 		}
-		return nil
+		return err
 	}
 	err := h.inTx(ctx, frame)
 	if errors.Is(err, repo.ErrRequestKnown) {

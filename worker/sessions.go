@@ -21,9 +21,13 @@ func (h *Handlers) SessionStart(ctx context.Context, t *asynq.Task) error {
 	}
 	return h.apply(ctx, t, jobs.TypeSessionStart, p, func(ctx context.Context, tx repo.Tx) (decision, error) {
 		now := h.now()
-		permit, err := lockPermit(ctx, tx, p.PermitID)
+		pid, ok := repo.ParseID(p.PermitID)
+		if !ok {
+			return decision{}, domain.Reject(domain.CodeNotFound, "permit %q not found", p.PermitID)
+		}
+		permit, sessionID, err := repo.LockPermitForStart(ctx, tx, pid)
 		if err != nil {
-			return decision{}, err
+			return decision{}, notFoundRule(err, "permit", p.PermitID)
 		}
 		if err := h.currentYear(ctx, tx, permit, now); err != nil {
 			return decision{}, err
@@ -42,16 +46,21 @@ func (h *Handlers) SessionStart(ctx context.Context, t *asynq.Task) error {
 		if err != nil {
 			return decision{}, err
 		}
-		// The reservation is written with the outcome (one statement).
-		s, booking, err := repo.StartSession(ctx, tx, permit, plan, h.registration(zone), p.RequestID, now)
-		if errors.Is(err, repo.ErrPlateParked) {
-			return decision{}, domain.PlateAlreadyParked(plan.Plate, permit.Zone)
-		}
+		// The session and its reservation are written with the outcome (one
+		// statement), where the plate's exclusion constraint may yet refuse
+		// the session: then the plate is parked.
+		s, booking, err := repo.StartSession(permit, sessionID, plan, h.registration(zone), p.RequestID, now)
 		if err != nil {
 			return decision{}, err
 		}
 		rid := p.RequestID
 		return decision{
+			refused: func(err error) error {
+				if errors.Is(err, repo.ErrPlateParked) {
+					return domain.PlateAlreadyParked(plan.Plate, permit.Zone)
+				}
+				return nil
+			},
 			result:  s.View(now),
 			booking: &booking,
 			events:  []*repo.Event{repo.SessionEvent(jobs.EventSessionStarted, s, now, &rid, "")},
