@@ -334,3 +334,41 @@ func TestARepeatOfA202IsDecidedAsAccepted(t *testing.T) {
 		t.Fatalf("session starts %s; accepted at %s, repeated at %s: want the first receipt", s.StartAt, accepted, repeated)
 	}
 }
+
+// A repeat that meets its request's earlier task still queued under the ID
+// (the intake that enqueued it died before it recorded anything) records,
+// for its 202, the earlier task, the request as first accepted: the worker
+// decides that one, with its receipt, not the repeat's. With a wait and
+// without (?wait=0 records first, then corrects the record).
+func TestARepeatBehindItsQueuedTaskRecordsTheFirstReceipt(t *testing.T) {
+	for _, wait := range []string{"100ms", "0"} {
+		t.Run("wait="+wait, func(t *testing.T) {
+			e := setup(t, options{noWorker: true})
+			e.start()
+			r := e.resident(2)
+			e.worker.Shutdown()
+			key := uid("firstreceipt")
+			body := map[string]any{"plate": "FIRST1"}
+			accepted := time.Now()
+			if res := e.do("POST", "/v1/permits/"+r.permit+"/sessions?wait="+wait, r.token, body, "Idempotency-Key", key); res.Status != http.StatusAccepted {
+				t.Fatalf("no worker: %s, want 202", res)
+			}
+			// As if that intake had died before recording it: its task is
+			// queued, the table knows nothing.
+			if _, err := e.store.DB.NewDelete().Model((*repo.Request)(nil)).Where("request_id = ?", key).Exec(e.ctx); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(1500 * time.Millisecond)
+			repeated := time.Now()
+			if res := e.do("POST", "/v1/permits/"+r.permit+"/sessions?wait="+wait, r.token, body, "Idempotency-Key", key); res.Status != http.StatusAccepted {
+				t.Fatalf("repeat, no worker: %s, want 202", res)
+			}
+			e.start()
+			var s jobs.Session
+			e.mustDo("POST", "/v1/permits/"+r.permit+"/sessions?wait=10s", r.token, body, http.StatusCreated, &s, "Idempotency-Key", key)
+			if s.StartAt.Before(accepted.Add(-time.Second)) || !s.StartAt.Before(repeated.Add(-time.Second)) {
+				t.Fatalf("session starts %s; accepted at %s, repeated at %s: want the first receipt", s.StartAt, accepted, repeated)
+			}
+		})
+	}
+}

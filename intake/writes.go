@@ -188,10 +188,12 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, p *identity.Prin
 		}
 	}
 
+	var last jobs.Submitted
 	for tries := 1; ; tries++ {
 		ctx, cancel := dbCtx(r.Context())
 		st, err := jobs.Submit(ctx, s.Client, s.inspector(), task)
 		cancel()
+		last = st
 		if err != nil {
 			s.forget(r, created, id, subject)
 			return errUnavailable("the queue", err)
@@ -225,6 +227,25 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, p *identity.Prin
 			break
 		}
 	}
+	// What a 202 records is the request as first accepted: an earlier
+	// attempt's task that still holds the ID (its receipt), not this
+	// repeat's.
+	accepted := task.Payload()
+	if st := last; st == jobs.Queued || st == jobs.Rerun {
+		if held, same, err := jobs.HeldTask(s.inspector(), task); err != nil {
+			s.logger(r).Warn("could not read the task holding the request's ID", "err", err)
+		} else if same && !bytes.Equal(held, accepted) {
+			accepted = held
+			if recorded {
+				ctx, cancel := dbCtx(context.WithoutCancel(r.Context()))
+				err := repo.RecordHeldTask(ctx, s.Store.DB, id, task.Payload(), held)
+				cancel()
+				if err != nil {
+					return errUnavailable("the database", err)
+				}
+			}
+		}
+	}
 
 	// Unrecorded, the request may be a repeat of one finished long ago whose
 	// new task waits behind others: one look at the table after firstLook
@@ -253,7 +274,7 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, p *identity.Prin
 		// loses. The worker may have finished it a moment ago: then its
 		// outcome is the answer.
 		ctx, cancel := dbCtx(context.WithoutCancel(r.Context()))
-		rec, _, err = repo.RegisterRequest(ctx, s.Store.DB, id, sub.typ, fp, subject, task.Payload())
+		rec, _, err = repo.RegisterRequest(ctx, s.Store.DB, id, sub.typ, fp, subject, accepted)
 		cancel()
 		if err != nil {
 			// Queued, but not promised: say so, and a retry under the same key

@@ -107,3 +107,64 @@ func submitted(state asynq.TaskState) Submitted {
 	}
 	return Queued
 }
+
+// HeldTask reads the task that holds the request task ID of task (after
+// Submit said Queued or Rerun: an earlier attempt's task, or another
+// request's under the same ID) and returns its payload when it is the same
+// request as task (its type and Fingerprint), whatever its receipt: the
+// request as first accepted, which a 202 must record rather than a repeat's
+// later receipt (a backed-up queue must not move anyone's parking right).
+// same is false for another request, or a task no longer there.
+func HeldTask(in *asynq.Inspector, task *asynq.Task) (payload []byte, same bool, err error) {
+	queue, ok := RequestQueue(task.Type())
+	if !ok {
+		return nil, false, fmt.Errorf("jobs: held task of %s: not a request type", task.Type())
+	}
+	mine, err := DecodeRequest(task.Type(), task.Payload())
+	if err != nil {
+		return nil, false, err
+	}
+	info, err := in.GetTaskInfo(queue, RequestTaskID(mine.ID()))
+	switch {
+	case errors.Is(err, asynq.ErrTaskNotFound), errors.Is(err, asynq.ErrQueueNotFound):
+		return nil, false, nil
+	case err != nil:
+		return nil, false, fmt.Errorf("jobs: look at task %s: %w", RequestTaskID(mine.ID()), err)
+	}
+	if info.Type != task.Type() {
+		return nil, false, nil
+	}
+	held, err := DecodeRequest(info.Type, info.Payload)
+	if err != nil || held.ID() != mine.ID() || held.Fingerprint() != mine.Fingerprint() {
+		return nil, false, nil
+	}
+	return info.Payload, true, nil
+}
+
+// DecodeRequest reads the payload of a request task of type typ.
+func DecodeRequest(typ string, payload []byte) (Request, error) {
+	decode, ok := requestDecoders[typ]
+	if !ok {
+		return nil, fmt.Errorf("jobs: %s is not a request type", typ)
+	}
+	r, err := decode(payload)
+	if err != nil {
+		return nil, fmt.Errorf("jobs: %s payload: %w", typ, err)
+	}
+	return r, nil
+}
+
+var requestDecoders = map[string]func([]byte) (Request, error){
+	TypeSessionStart:  decodeAs[SessionStart],
+	TypeSessionStop:   decodeAs[SessionStop],
+	TypeSessionChange: decodeAs[SessionChange],
+	TypePermitIssue:   decodeAs[PermitIssue],
+	TypePermitTopup:   decodeAs[PermitTopup],
+	TypePermitEnd:     decodeAs[PermitEnd],
+}
+
+func decodeAs[T Request](payload []byte) (Request, error) {
+	var p T
+	err := json.Unmarshal(payload, &p)
+	return p, err
+}

@@ -168,3 +168,27 @@ func TestSubmitLooksAtTheTaskThatHoldsTheID(t *testing.T) {
 		t.Fatal("Submit took a task that is no request")
 	}
 }
+
+// DecodeRequest reads every request type's payload as the request it is, and
+// refuses a type that is no request and a payload that cannot be read.
+func TestDecodeRequest(t *testing.T) {
+	for _, c := range []struct {
+		typ, payload string
+		wantID       string
+		wantErr      bool
+	}{
+		{jobs.TypeSessionStart, `{"request_id":"a","permit_id":"1","plate":"AB12CD"}`, "a", false},
+		{jobs.TypeSessionStop, `{"request_id":"b","session_id":"2"}`, "b", false},
+		{jobs.TypeSessionChange, `{"request_id":"c","session_id":"2"}`, "c", false},
+		{jobs.TypePermitIssue, `{"request_id":"d"}`, "d", false},
+		{jobs.TypePermitTopup, `{"request_id":"e","permit_id":"1"}`, "e", false},
+		{jobs.TypePermitEnd, `{"request_id":"f","permit_id":"1"}`, "f", false},
+		{jobs.TypeSessionAutoStop, `{"session_id":"2"}`, "", true},
+		{jobs.TypeSessionStart, `{"request_id":`, "", true},
+	} {
+		r, err := jobs.DecodeRequest(c.typ, []byte(c.payload))
+		if (err != nil) != c.wantErr || (err == nil && r.ID() != c.wantID) {
+			t.Errorf("%s %s: %v %v", c.typ, c.payload, r, err)
+		}
+	}
+}

@@ -83,6 +83,19 @@ func RegisterRequest(ctx context.Context, db bun.IDB, id, typ, bodyHash, subject
 	return r, false, nil
 }
 
+// RecordHeldTask replaces the task recorded with pending request id, ours,
+// with held: the same request's task that already held its task ID in
+// Redis when ours was refused (jobs.HeldTask), its first receipt, which is
+// the one the worker must decide. A request finished, or recorded with
+// another task meanwhile, is left as it is.
+func RecordHeldTask(ctx context.Context, db bun.IDB, id string, ours, held []byte) error {
+	if _, err := db.NewUpdate().Model((*Request)(nil)).Set("task_payload = ?", held).
+		Where("request_id = ? AND status = ? AND task_payload = ?", id, RequestPending, ours).Exec(ctx); err != nil {
+		return fmt.Errorf("record the held task of request %s: %w", id, err)
+	}
+	return nil
+}
+
 // AdoptRequest gives a request that has no subject (enqueued through package jobs
 // directly, or re-created by the worker after the intake forgot it) to subject,
 // provided it is the same request. It reports whether the request is now

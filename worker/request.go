@@ -197,6 +197,14 @@ func (h *Handlers) apply(ctx context.Context, t *asynq.Task, typ string, req job
 			// the recorded outcome, and from it a conflict.
 			if r.Type != typ || r.BodyHash != req.Fingerprint() {
 				outcome, code, recordedType = OutcomeConflict, CodeIdempotencyConflict, r.Type
+				// The ID belongs to a request the intake accepted (202, its
+				// task recorded) whose own task could not be queued: this
+				// one held the ID in Redis. Its recorded task is decided
+				// here first, or nothing ever would decide it.
+				if r.Status == repo.RequestPending && r.TaskPayload != nil && t != nil {
+					recorded = r.TaskPayload
+					return errDecideOwner
+				}
 				return repo.AnnounceRequest(ctx, tx, req.ID())
 			}
 			if r.Status != repo.RequestPending {
@@ -261,6 +269,15 @@ func (h *Handlers) apply(ctx context.Context, t *asynq.Task, typ string, req job
 		log.Info("a repeat of a request answered 202: its recorded task is decided, with the receipt it was accepted at")
 		return h.Mux().ProcessTask(ctx, asynq.NewTaskWithHeaders(t.Type(), recorded, t.Headers()))
 	}
+	if errors.Is(err, errDecideOwner) {
+		log.Info("another request under an ID accepted with 202: the accepted request's recorded task is decided first",
+			"recorded_type", recordedType)
+		if err := h.Mux().ProcessTask(ctx, asynq.NewTaskWithHeaders(recordedType, recorded, t.Headers())); err != nil {
+			return fmt.Errorf("%s %s: decide the request accepted under its ID (%s): %w", typ, req.ID(), recordedType, err)
+		}
+		h.observer().RequestDone(typ, OutcomeConflict, CodeIdempotencyConflict, h.clock().Since(began))
+		return h.conflict(ctx, t, typ, req.ID(), recordedType)
+	}
 	if msg, ok := finalFailure(ctx, err); ok {
 		return h.fail(ctx, typ, req, subject, msg, err, began)
 	}
@@ -286,6 +303,11 @@ func (h *Handlers) apply(ctx context.Context, t *asynq.Task, typ string, req job
 // recorded with another payload (its receipt) when it answered 202: apply
 // then runs the recorded task instead.
 var errDecideRecorded = errors.New("the request's recorded task is decided instead")
+
+// errDecideOwner ends the claim of a task that is another request under an
+// ID the intake accepted (202) and recorded with its own task: apply decides
+// the recorded task, then answers this one as the conflict it is.
+var errDecideOwner = errors.New("the recorded request under this ID is decided first")
 
 // platesOf are the plates a request names.
 func platesOf(req jobs.Request) []string {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/parkd/parkd/domain"
 	"github.com/parkd/parkd/jobs"
 	"github.com/parkd/parkd/repo"
+	"github.com/parkd/parkd/worker"
 )
 
 func TestStartThenStopEarlyRefunds(t *testing.T) {
@@ -655,4 +657,63 @@ func TestSessionsHaveAServerOfTheirOwn(t *testing.T) {
 	if r := e.await(p.RequestID, nil); r.Status != repo.RequestApplied {
 		t.Fatalf("top-up through the queue: %s", r.Status)
 	}
+}
+
+// Another request under an ID the intake accepted with 202 (its record holds
+// its task), whose own task could not be queued because this one held the
+// ID in Redis, must not leave the accepted request pending for ever: the
+// worker decides the recorded task first, then answers this task as the
+// conflict it is. Table: the other request of another type, and of the same
+// type with another body.
+func TestAnotherRequestHoldingAnAcceptedIDDecidesTheAcceptedOne(t *testing.T) {
+	e := setup(t)
+	e.start()
+	pid := e.permit(2)
+	var running jobs.Session
+	end := time.Now().Add(20 * time.Minute)
+	first, _ := e.startTask(pid, "OWNER0", nil, &end)
+	e.run(first, e.h.SessionStart, &running)
+	cases := []struct {
+		name  string
+		other func(id string) (*asynq.Task, func(context.Context, *asynq.Task) error)
+	}{
+		{"a stop under a start's ID", func(id string) (*asynq.Task, func(context.Context, *asynq.Task) error) {
+			task, err := jobs.NewSessionStop(jobs.SessionStop{RequestID: id, SessionID: running.ID})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return task, e.h.SessionStop
+		}},
+		{"a start of another plate under a start's ID", func(id string) (*asynq.Task, func(context.Context, *asynq.Task) error) {
+			task, err := jobs.NewSessionStart(jobs.SessionStart{RequestID: id, PermitID: pid, Plate: "OTHER1"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return task, e.h.SessionStart
+		}},
+	}
+	for i, c := range cases {
+		accepted, id := e.startTask(pid, fmt.Sprintf("OWNER%d", i+1), nil, &end)
+		var start jobs.SessionStart
+		if err := json.Unmarshal(accepted.Payload(), &start); err != nil {
+			t.Fatal(err)
+		}
+		// The intake's record of its 202: the task it accepted.
+		if _, created, err := repo.RegisterRequest(e.ctx, e.store.DB, id, accepted.Type(), start.Fingerprint(), "resident:x", accepted.Payload()); err != nil || !created {
+			t.Fatalf("%s: register: %v %v", c.name, created, err)
+		}
+		other, handler := c.other(id)
+		err := handler(e.ctx, other)
+		if err == nil || !errors.Is(err, asynq.SkipRetry) || !strings.Contains(err.Error(), worker.CodeIdempotencyConflict) {
+			t.Errorf("%s: the other request: %v, want an idempotency conflict, not retried", c.name, err)
+		}
+		var s jobs.Session
+		if r := e.outcome(id, &s); r.Status != repo.RequestApplied || s.Plate != jobs.Plate(fmt.Sprintf("OWNER%d", i+1)) {
+			t.Errorf("%s: the accepted request: %s %s %+v, want applied", c.name, r.Status, r.Error, s)
+		}
+	}
+	if got := e.session(running.ID); got.State != "open" {
+		t.Errorf("the stop under another request's ID stopped the session: %s", got.State)
+	}
+	e.checkInvariants()
 }

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -169,5 +171,42 @@ func TestVersion(t *testing.T) {
 	version, commit = "v1.4.0", "0123456789abcdef"
 	if got := versionText(); !strings.HasPrefix(got, "parkd v1.4.0\ncommit 0123456789abcdef") {
 		t.Errorf("with -ldflags: %q", got)
+	}
+}
+
+// `parkd token --permits` narrows a resident's token to the permits given,
+// to none at all when given empty; without the flag the token has no permits
+// claim (every permit the resident holds).
+func TestTokenPermitsFlag(t *testing.T) {
+	env := []string{"PARKD_JWT_SECRET=" + strings.Repeat("k", 40)}
+	for _, c := range []struct {
+		args []string
+		want string // the permits claim as JSON; "" for none
+	}{
+		{[]string{"token", "--role", "resident", "--sub", "x"}, ""},
+		{[]string{"token", "--role", "resident", "--sub", "x", "--permits="}, `[]`},
+		{[]string{"token", "--role", "resident", "--sub", "x", "--permits=2,3"}, `["2","3"]`},
+	} {
+		t.Run(strings.Join(c.args, " "), func(t *testing.T) {
+			stdout, stderr, code := runParkd(t, env, c.args...)
+			if code != 0 {
+				t.Fatalf("exit %d: %s", code, stderr)
+			}
+			parts := strings.Split(strings.TrimSpace(stdout), ".")
+			if len(parts) != 3 {
+				t.Fatalf("not a JWT: %q", stdout)
+			}
+			raw, err := base64.RawURLEncoding.DecodeString(parts[1])
+			if err != nil {
+				t.Fatal(err)
+			}
+			var claims map[string]json.RawMessage
+			if err := json.Unmarshal(raw, &claims); err != nil {
+				t.Fatal(err)
+			}
+			if got := string(claims["permits"]); got != c.want {
+				t.Errorf("permits claim %q, want %q", got, c.want)
+			}
+		})
 	}
 }

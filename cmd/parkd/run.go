@@ -181,6 +181,7 @@ func (p *process) startWorker(ctx context.Context) error {
 	}
 	p.onStop(hooks.Shutdown)
 	p.log.Info("worker started", "concurrency", p.cfg.Concurrency, "queues", jobs.Queues(),
+		"servers", "critical alone; default and maintenance by weight, a quarter of the concurrency (at least 8)",
 		"settle_batch", p.cfg.SettleBatch, "settle_committers", p.cfg.SettleCommitters)
 	return p.startRegistrar(h)
 }

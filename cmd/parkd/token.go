@@ -50,10 +50,15 @@ func newTokenCmd(a *app) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&role, "role", "", "resident, eloket, enforcement or operator (required)")
 	cmd.Flags().StringVar(&sub, "sub", "", "the subject: who the token is for (required)")
-	cmd.Flags().StringVar(&permits, "permits", "", "residents: comma-separated permit IDs they hold")
+	cmd.Flags().StringVar(&permits, "permits", "", "residents: comma-separated permit IDs the token may act on (\"\": none); not given, every permit they hold")
 	cmd.Flags().DurationVar(&ttl, "ttl", 24*time.Hour, "how long the token is valid")
 	cmd.RunE = a.work(func(_ context.Context, cfg config, _ *slog.Logger, _ []string) error {
 		var ids []string
+		if cmd.Flags().Changed("permits") {
+			// Given, even empty: the token is narrowed to these (none at
+			// all for ""), as the permits claim says; not given, it is not.
+			ids = []string{}
+		}
 		for p := range strings.SplitSeq(permits, ",") {
 			if p = strings.TrimSpace(p); p != "" {
 				ids = append(ids, p)
