@@ -412,12 +412,16 @@ func OpenSessionEnds(ctx context.Context, db bun.IDB, afterID int64, limit int) 
 }
 
 // OpenSessionsEndingAfter pages through the open sessions whose planned end is
-// after at, by ID, after the given ID: their zone, start and planned end, as
-// the reconciler needs them to schedule their ending notices again.
+// after at and whose ending notice for it is not sent yet (no session.ending
+// event names that end), by ID, after the given ID: their zone, start and
+// planned end, as the reconciler needs them to schedule their ending notices
+// again. A notice already sent would only run again to send nothing.
 func OpenSessionsEndingAfter(ctx context.Context, db bun.IDB, at time.Time, afterID int64, limit int) ([]Session, error) {
 	var rows []Session
 	err := db.NewSelect().Model(&rows).Column("id", "zone", "start_at", "planned_end_at").
 		Where("state = ?", domain.StateOpen).Where("planned_end_at > ?", at).Where("id > ?", afterID).
+		Where(`NOT EXISTS (SELECT 1 FROM events AS e WHERE e.type = ? AND e.session_id = session.id
+			AND (e.data->>'planned_end_at')::timestamptz = session.planned_end_at)`, jobs.EventSessionEnding).
 		OrderExpr("id").Limit(int64(limit)).Scan(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("open sessions ending after %s: %w", at.UTC().Format(time.RFC3339), err)
