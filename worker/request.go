@@ -214,7 +214,7 @@ func (h *Handlers) apply(ctx context.Context, t *asynq.Task, typ string, req job
 			// The intake answered 202 for this request and recorded its task; a
 			// repeat's task (its own receipt) is not the request as accepted:
 			// the recorded one is decided instead.
-			if r.TaskPayload != nil && t != nil && !bytes.Equal(r.TaskPayload, t.Payload()) {
+			if r.TaskPayload != nil && t != nil && !bytes.Equal(r.TaskPayload, payload) {
 				recorded = r.TaskPayload
 				return errDecideRecorded
 			}
@@ -226,13 +226,16 @@ func (h *Handlers) apply(ctx context.Context, t *asynq.Task, typ string, req job
 			d, err = decide(ctx, tx)
 		}
 		var f repo.Finish
+		finish := func() error {
+			f.Type, f.BodyHash, f.Subject, f.TaskPayload = typ, req.Fingerprint(), subject, payload
+			return repo.FinishRequest(ctx, tx, req.ID(), f)
+		}
 		rejectAs := func(rule *domain.RuleError) {
 			// The message is kept, shown to operators and logged: whatever a
 			// rule said, the plate the request names shows masked.
 			msg := domain.MaskPlatesIn(rule.Message, platesOf(req)...)
 			d, outcome, code = decision{}, OutcomeRejected, string(rule.Code)
 			f = rejected(req, code, msg, h.now())
-			f.Type, f.BodyHash, f.Subject, f.TaskPayload = typ, req.Fingerprint(), subject, payload
 		}
 		if rule, ok := domain.AsRule(err); ok {
 			rejectAs(rule)
@@ -240,16 +243,15 @@ func (h *Handlers) apply(ctx context.Context, t *asynq.Task, typ string, req job
 			return err
 		} else {
 			outcome = OutcomeApplied
-			f = repo.Finish{Status: repo.RequestApplied, Result: d.result, Outbox: d.outbox, Events: d.events, Booking: d.booking,
-				Type: typ, BodyHash: req.Fingerprint(), Subject: subject, TaskPayload: payload}
+			f = repo.Finish{Status: repo.RequestApplied, Result: d.result, Outbox: d.outbox, Events: d.events, Booking: d.booking}
 		}
-		err = repo.FinishRequest(ctx, tx, req.ID(), f)
+		err = finish()
 		if d.refused != nil && err != nil {
 			// The write refused what was decided (a plate found parked as
 			// the session was inserted): that is the outcome.
 			if rule, ok := domain.AsRule(d.refused(err)); ok {
 				rejectAs(rule)
-				err = repo.FinishRequest(ctx, tx, req.ID(), f)
+				err = finish()
 			}
 		}
 		if errors.Is(err, repo.ErrRequestKnown) {
