@@ -181,8 +181,8 @@ type Finish struct {
 	// Events are the change's events (eventdata.go).
 	Events []*Event
 	// Booking, when set, is written by the same statement (booking.go): a
-	// start's reservation, a stop's settlement. A settlement of a session
-	// no longer open writes nothing and FinishRequest fails.
+	// start's session and reservation, a stop's settlement. A settlement of
+	// a session no longer open writes nothing and FinishRequest fails.
 	Booking *Booking
 	// A rejection is an event of its own (request.rejected, CONTRACT.md
 	// "Events and webhooks"), which occurred At and names the permit the
@@ -214,7 +214,9 @@ var ErrRequestKnown = errors.New("repo: the request ID is already recorded")
 // f.TaskPayload; otherwise nothing is written and the error is
 // ErrRequestKnown. Two deliveries of one request decided at once cannot both
 // finish it: the second's insert waits for the first's transaction on the
-// primary key, and then finds it finished.
+// primary key, and then finds it finished. A start's session (Booking.Start)
+// that the plate's exclusion constraint refuses writes nothing at all, and the
+// error is ErrPlateParked: the caller may record the rejection instead.
 func FinishRequest(ctx context.Context, tx bun.IDB, id string, f Finish) error {
 	if f.Type == "" || f.BodyHash == "" {
 		return fmt.Errorf("finish request %s: its type and fingerprint are required", id)
@@ -314,10 +316,11 @@ func FinishRequest(ctx context.Context, tx bun.IDB, id string, f Finish) error {
 // finishSQL is FinishRequest's statement: the outcome, its notification
 // (noticeSQL), the change's events ($5-$10, one array per column), a
 // rejection's request.rejected event ($11-$15) and the outbox rows
-// ($16-$20), a booking ($21-$34, bookingSQL), and the request's type,
-// fingerprint, subject and decided task ($35-$38). The outcome is inserted,
-// or finishes the row already there if that is this request, pending (done);
-// nothing else is written unless it did. Its last SELECT gives one row per
+// ($16-$20), a booking ($21-$45, bookingSQL: a start's session first), and
+// the request's type, fingerprint, subject and decided task ($46-$49). The
+// outcome is inserted, or finishes the row already there if that is this
+// request, pending (done), once a start's session was inserted; nothing else
+// is written unless it was. Its last SELECT gives one row per
 // outbox row (one with NULLs when there are none), each with how many
 // requests were finished (0 or 1), notifications and events written, and
 // whether it booked.
