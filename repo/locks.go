@@ -67,12 +67,20 @@ func (p LockPolicy) skipLocked() string {
 }
 
 // lockPermitSQL is the statement that locks the permit where selects (alias
-// permit, $1… parameters), reading cols (the permit's columns, prefixed
-// permit.) and its zone's version, as the policy says: one text per policy
+// permit, $1… parameters), reading cols (lockedPermitColumns, and whatever
+// else the statement reads with it), as the policy says: one text per policy
 // and condition, so that each is prepared once (prepared.go).
 func (p LockPolicy) lockPermitSQL(cols, where string) string {
-	return `SELECT ` + cols + `, (SELECT updated_at FROM zones WHERE code = permit.zone) AS zone_updated_at
-		FROM permits AS permit WHERE ` + where + ` FOR ` + p.permitFor()
+	return `SELECT ` + cols + ` FROM permits AS permit WHERE ` + where + ` FOR ` + p.permitFor()
+}
+
+// lockedPermitColumns is what a lock reads of a permit (alias permit): its
+// columns and its zone's version (so that Store.ZoneOf needs no query of its
+// own while the compiled zone in its cache is current), each named prefix +
+// its column, for a Permit field tagged bun:"embed:prefix" ("" for a Permit).
+func lockedPermitColumns(db bun.IDB, prefix string) string {
+	return aliasedColumns[Permit](db, "permit", prefix) +
+		", (SELECT updated_at FROM zones WHERE code = permit.zone) AS " + prefix + "zone_updated_at"
 }
 
 // missing explains a permit lock that found no row: under FailIfBusy the row

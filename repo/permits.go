@@ -105,7 +105,7 @@ func LockPermit(ctx context.Context, tx Tx, id int64) (*Permit, error) {
 	// The zone's version comes along, so that Store.ZoneOf needs no query of its
 	// own while the compiled zone in its cache is current.
 	var permits []Permit
-	if err := scanPrepared(ctx, tx, tx.Locks.lockPermitSQL(columns[Permit](tx, "permit"), "permit.id = $1"), []any{id}, &permits); err != nil {
+	if err := scanPrepared(ctx, tx, tx.Locks.lockPermitSQL(lockedPermitColumns(tx, ""), "permit.id = $1"), []any{id}, &permits); err != nil {
 		return nil, fmt.Errorf("lock permit %d: %w", id, err)
 	}
 	if len(permits) == 0 {
@@ -124,9 +124,8 @@ func LockPermitForStart(ctx context.Context, tx Tx, id int64) (*Permit, int64, e
 		Permit    Permit `bun:"embed:p__"`
 		SessionID int64  `bun:"new_session_id"`
 	}
-	if err := scanPrepared(ctx, tx, `SELECT `+aliasedColumns[Permit](tx, "permit", "p__")+`,
-		(SELECT updated_at FROM zones WHERE code = permit.zone) AS p__zone_updated_at, `+newSessionIDSQL+` AS new_session_id
-		FROM permits AS permit WHERE permit.id = $1 FOR `+tx.Locks.permitFor(), []any{id}, &rows); err != nil {
+	if err := scanPrepared(ctx, tx, tx.Locks.lockPermitSQL(lockedPermitColumns(tx, "p__")+", "+newSessionIDSQL+" AS new_session_id",
+		"permit.id = $1"), []any{id}, &rows); err != nil {
 		return nil, 0, fmt.Errorf("lock permit %d: %w", id, err)
 	}
 	if len(rows) == 0 {

@@ -170,10 +170,7 @@ func TestPreparedStatementsSurviveAnAddedColumn(t *testing.T) {
 				return err
 			}
 			plan := domain.SessionPlan{Plate: plate, Country: "NL", StartAt: now, PlannedEndAt: now.Add(time.Hour), ReservedMinutes: 60}
-			s, b, err := repo.StartSession(locked, sid, plan, nil, id, now)
-			if err != nil {
-				return err
-			}
+			s, b := repo.StartSession(locked, sid, plan, nil, id, now)
 			if err := repo.FinishRequest(ctx, tx, id, repo.Finish{Type: "session:start", BodyHash: "fp", Status: repo.RequestApplied, Result: s.View(now), Booking: &b,
 				Events: []*repo.Event{repo.SessionEvent(jobs.EventSessionStarted, s, now, &id, "")}}); err != nil {
 				return err
@@ -281,10 +278,7 @@ func TestFinishRequestWritesTheRowOnce(t *testing.T) {
 					return err
 				}
 				plan := domain.SessionPlan{Plate: "ONCE1", Country: "NL", StartAt: now, PlannedEndAt: now.Add(time.Hour), ReservedMinutes: 60}
-				s, b, err := repo.StartSession(locked, sid, plan, nil, id, now)
-				if err != nil {
-					return err
-				}
+				s, b := repo.StartSession(locked, sid, plan, nil, id, now)
 				started = s
 				return repo.FinishRequest(ctx, tx, id, repo.Finish{Type: c.typ, BodyHash: c.fp, Subject: &subject, TaskPayload: c.payload,
 					Status: repo.RequestApplied, Result: s.View(now), Booking: &b,
@@ -382,10 +376,7 @@ func TestFinishRequestOfAStartWhosePlateIsParked(t *testing.T) {
 			return err
 		}
 		plan := domain.SessionPlan{Plate: "AB12CD", Country: "NL", StartAt: now.Add(10 * time.Minute), PlannedEndAt: now.Add(30 * time.Minute), ReservedMinutes: 20}
-		s, b, err := repo.StartSession(locked, sid, plan, nil, id, now)
-		if err != nil {
-			return err
-		}
+		s, b := repo.StartSession(locked, sid, plan, nil, id, now)
 		parked = repo.FinishRequest(ctx, tx, id, repo.Finish{Type: "session:start", BodyHash: "fp", Status: repo.RequestApplied,
 			Result: s.View(now), Booking: &b, Events: []*repo.Event{repo.SessionEvent(jobs.EventSessionStarted, s, now, &id, "")}})
 		if !errors.Is(parked, repo.ErrPlateParked) {

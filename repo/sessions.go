@@ -104,8 +104,7 @@ func LockSessionAndPermit(ctx context.Context, tx Tx, sessionID int64) (*Session
 		Permit  Permit  `bun:"embed:p__"`
 		Session Session `bun:"embed:s__"`
 	}
-	if err := scanPrepared(ctx, tx, `SELECT `+aliasedColumns[Permit](tx, "permit", "p__")+`,
-		(SELECT updated_at FROM zones WHERE code = permit.zone) AS p__zone_updated_at, `+aliasedColumns[Session](tx, "s", "s__")+`
+	if err := scanPrepared(ctx, tx, `SELECT `+lockedPermitColumns(tx, "p__")+`, `+aliasedColumns[Session](tx, "s", "s__")+`
 		FROM permits AS permit JOIN sessions AS s ON s.permit_id = permit.id
 		WHERE s.id = $1 FOR UPDATE OF permit, s`+tx.Locks.skipLocked(),
 		[]any{sessionID}, &rows); err != nil {
@@ -142,10 +141,7 @@ func ApplyStart(ctx context.Context, tx bun.IDB, p *Permit, plan domain.SessionP
 	if err := scanPrepared(ctx, tx, `SELECT `+newSessionIDSQL, nil, &ids); err != nil || len(ids) != 1 {
 		return nil, fmt.Errorf("a new session's ID: %d of 1 (%w)", len(ids), err)
 	}
-	s, b, err := StartSession(p, ids[0], plan, reg, requestID, at)
-	if err != nil {
-		return nil, err
-	}
+	s, b := StartSession(p, ids[0], plan, reg, requestID, at)
 	if err := Book(ctx, tx, p, b); err != nil {
 		return nil, err
 	}
@@ -165,7 +161,7 @@ const newSessionIDSQL = `nextval(pg_get_serial_sequence('sessions', 'id'))`
 // exclusion constraint) with ON CONFLICT DO NOTHING, writes nothing, and
 // says ErrPlateParked; the transaction is still usable to record the
 // rejection.
-func StartSession(p *Permit, id int64, plan domain.SessionPlan, reg *domain.ZoneRegistration, requestID string, at time.Time) (*Session, Booking, error) {
+func StartSession(p *Permit, id int64, plan domain.SessionPlan, reg *domain.ZoneRegistration, requestID string, at time.Time) (*Session, Booking) {
 	s := &Session{
 		ID: id, PermitID: p.ID, Zone: p.Zone, Plate: plan.Plate, Country: plan.Country, State: domain.StateOpen,
 		StartAt: plan.StartAt, PlannedEndAt: plan.PlannedEndAt, ReservedMinutes: plan.ReservedMinutes,
@@ -180,7 +176,7 @@ func StartSession(p *Permit, id int64, plan domain.SessionPlan, reg *domain.Zone
 	}
 	b := reserveBooking(p, s, plan.ReservedMinutes, requestID, at)
 	b.Start = s
-	return s, b, nil
+	return s, b
 }
 
 // bumpRight adds to a session update the next version of its right, changed

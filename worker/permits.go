@@ -14,12 +14,29 @@ import (
 
 // lockPermit locks the permit a request names; an ID that names no permit is not_found.
 func lockPermit(ctx context.Context, tx repo.Tx, id string) (*repo.Permit, error) {
+	p, _, err := lockNamedPermit(ctx, tx, id, func(ctx context.Context, tx repo.Tx, pid int64) (*repo.Permit, int64, error) {
+		p, err := repo.LockPermit(ctx, tx, pid)
+		return p, 0, err
+	})
+	return p, err
+}
+
+// lockPermitForStart is lockPermit for a session's start: it also draws the
+// new session's ID (repo.LockPermitForStart).
+func lockPermitForStart(ctx context.Context, tx repo.Tx, id string) (*repo.Permit, int64, error) {
+	return lockNamedPermit(ctx, tx, id, repo.LockPermitForStart)
+}
+
+// lockNamedPermit locks the permit named id with lock; an ID that names no
+// permit is not_found.
+func lockNamedPermit(ctx context.Context, tx repo.Tx, id string,
+	lock func(context.Context, repo.Tx, int64) (*repo.Permit, int64, error)) (*repo.Permit, int64, error) {
 	pid, ok := repo.ParseID(id)
 	if !ok {
-		return nil, domain.Reject(domain.CodeNotFound, "permit %q not found", id)
+		return nil, 0, domain.Reject(domain.CodeNotFound, "permit %q not found", id)
 	}
-	p, err := repo.LockPermit(ctx, tx, pid)
-	return p, notFoundRule(err, "permit", id)
+	p, sessionID, err := lock(ctx, tx, pid)
+	return p, sessionID, notFoundRule(err, "permit", id)
 }
 
 // PermitIssue handles permit:issue.

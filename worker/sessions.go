@@ -21,13 +21,9 @@ func (h *Handlers) SessionStart(ctx context.Context, t *asynq.Task) error {
 	}
 	return h.apply(ctx, t, jobs.TypeSessionStart, p, func(ctx context.Context, tx repo.Tx) (decision, error) {
 		now := h.now()
-		pid, ok := repo.ParseID(p.PermitID)
-		if !ok {
-			return decision{}, domain.Reject(domain.CodeNotFound, "permit %q not found", p.PermitID)
-		}
-		permit, sessionID, err := repo.LockPermitForStart(ctx, tx, pid)
+		permit, sessionID, err := lockPermitForStart(ctx, tx, p.PermitID)
 		if err != nil {
-			return decision{}, notFoundRule(err, "permit", p.PermitID)
+			return decision{}, err
 		}
 		if err := h.currentYear(ctx, tx, permit, now); err != nil {
 			return decision{}, err
@@ -49,10 +45,7 @@ func (h *Handlers) SessionStart(ctx context.Context, t *asynq.Task) error {
 		// The session and its reservation are written with the outcome (one
 		// statement), where the plate's exclusion constraint may yet refuse
 		// the session: then the plate is parked.
-		s, booking, err := repo.StartSession(permit, sessionID, plan, h.registration(zone), p.RequestID, now)
-		if err != nil {
-			return decision{}, err
-		}
+		s, booking := repo.StartSession(permit, sessionID, plan, h.registration(zone), p.RequestID, now)
 		rid := p.RequestID
 		return decision{
 			refused: func(err error) error {
