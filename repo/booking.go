@@ -68,35 +68,99 @@ func settleBooking(p *Permit, s *Session, plan domain.StopPlan, state domain.Sta
 // the session a start inserts does not wait for it (the request's row waits
 // for the session instead, see finishSQL). It comes in two parts: start (the
 // started CTE) and the rest, so that CTEs the rest refers to may come
-// between them.
-func bookingSQL(first int, returning, only string) (start, rest string) {
+// between them. Only the parts of shape are written; a statement that leaves
+// some out must still name every parameter's type (bookingParamTypes), since
+// Postgres refuses to prepare a statement with a parameter it cannot type.
+func bookingSQL(first int, returning, only string, shape bookingShape) (start, rest string) {
 	if only == "" {
 		only = "true"
 	}
-	names := []string{"BOOK::bool", "SETTLE::bool", "STATE::text", "END::timestamptz", "CHARGED::int", "AT::timestamptz",
-		"SESSION::int8", "PERMIT::int8", "REQUEST::text", "KINDS::text[]", "MINUTES::int[]", "BALANCE::int", "RESERVED::int",
-		"USED::int", "START::bool", "ZONE::text", "PLATE::text", "COUNTRY::text", "STARTAT::timestamptz",
-		"PLANNED::timestamptz", "MINS::int", "NOTICES::jsonb", "REG::jsonb", "RV::int", "RCA::timestamptz"}
+	names := bookingParamNames
 	var pairs []string
 	for i, n := range names {
 		name, typ, _ := strings.Cut(n, "::")
 		pairs = append(pairs, "$"+name+"$", fmt.Sprintf("$%d::%s", first+i, typ))
 	}
-	r := strings.NewReplacer(pairs...)
-	return r.Replace(`started AS (
+	r := strings.NewReplacer(append(pairs, "$ONLY$", only)...)
+	// What the shape leaves out is a CTE that selects nothing and touches no
+	// table, under the same name and columns, so that the rest reads alike.
+	start = `started AS (SELECT NULL::int8 AS id WHERE false)`
+	if shape.start {
+		start = r.Replace(bookingStartSQL)
+	}
+	settled := `settled AS (SELECT NULL::int8 AS id WHERE false)`
+	if shape.settle {
+		settled = r.Replace(bookingSettledSQL)
+	}
+	if !shape.book {
+		return start, settled + `,
+booked_permit AS (SELECT NULL::int8 AS id WHERE false)`
+	}
+	return start, settled + ",\n" + r.Replace(strings.ReplaceAll(bookingRestSQL, "$RETURNING$", returning))
+}
+
+// bookingShape is which parts of a booking a statement writes: a session
+// inserted (Start), one settled (Settle), and any booking at all. A statement
+// is prepared per shape (issue 16): a CTE that writes nothing still costs
+// Postgres the opening of its table and every index of it on every run.
+type bookingShape struct{ start, settle, book bool }
+
+// shapeOf is b's shape; a nil b books nothing.
+func shapeOf(b *Booking) bookingShape {
+	if b == nil {
+		return bookingShape{}
+	}
+	return bookingShape{start: b.Start != nil, settle: b.Settle != nil, book: true}
+}
+
+// bookingParamNames are bookingSQL's parameters in bookingArgs' order, each
+// with its type.
+var bookingParamNames = []string{"BOOK::bool", "SETTLE::bool", "STATE::text", "END::timestamptz", "CHARGED::int", "AT::timestamptz",
+	"SESSION::int8", "PERMIT::int8", "REQUEST::text", "KINDS::text[]", "MINUTES::int[]", "BALANCE::int", "RESERVED::int",
+	"USED::int", "START::bool", "ZONE::text", "PLATE::text", "COUNTRY::text", "STARTAT::timestamptz",
+	"PLANNED::timestamptz", "MINS::int", "NOTICES::jsonb", "REG::jsonb", "RV::int", "RCA::timestamptz"}
+
+// bookingParamTypes is bookingSQL's parameters from $first, each cast to
+// its type ("$21::bool", …).
+func bookingParamTypes(first int) []string {
+	out := make([]string, len(bookingParamNames))
+	for i, n := range bookingParamNames {
+		_, typ, _ := strings.Cut(n, "::")
+		out[i] = fmt.Sprintf("$%d::%s", first+i, typ)
+	}
+	return out
+}
+
+// paramsCTE is a CTE that names every parameter of a statement with its
+// type (casts, from $1 in order) and is never read, so Postgres plans it
+// away: it types the parameters that the parts a shape leaves out would
+// have typed.
+func paramsCTE(casts []string) string {
+	cols := make([]string, len(casts))
+	for i, c := range casts {
+		cols[i] = fmt.Sprintf("%s AS p%d", c, i+1)
+	}
+	return "params AS (SELECT " + strings.Join(cols, ", ") + ")"
+}
+
+// bookingSQL's parts, with its parameters named ($NAME$, bookingParamNames).
+const bookingStartSQL = `started AS (
     INSERT INTO sessions (id, permit_id, zone, plate, country, state, start_at, planned_end_at, reserved_minutes,
                           notices, request_id, registration, right_version, right_changed_at)
     OVERRIDING SYSTEM VALUE
     SELECT $SESSION$, $PERMIT$, $ZONE$, $PLATE$, $COUNTRY$, 'open', $STARTAT$, $PLANNED$, $MINS$,
            $NOTICES$, $REQUEST$, $REG$, $RV$, $RCA$
     WHERE $START$
-    ON CONFLICT DO NOTHING RETURNING id)`), r.Replace(`settled AS (
+    ON CONFLICT DO NOTHING RETURNING id)`
+
+const bookingSettledSQL = `settled AS (
     UPDATE sessions SET state = $STATE$, end_at = $END$, charged_minutes = $CHARGED$, settled_at = $AT$,
         right_version = right_version + CASE WHEN registration IS NULL THEN 0 ELSE 1 END,
         right_changed_at = CASE WHEN registration IS NULL THEN right_changed_at ELSE $AT$ END
-    WHERE $SETTLE$ AND ` + only + ` AND id = $SESSION$ AND state = 'open' RETURNING id),
-go AS (SELECT $BOOK$ AND (NOT $SETTLE$ OR EXISTS (SELECT 1 FROM settled))
-              AND (NOT $START$ OR EXISTS (SELECT 1 FROM started)) AND ` + only + ` AS ok),
+    WHERE $SETTLE$ AND $ONLY$ AND id = $SESSION$ AND state = 'open' RETURNING id)`
+
+const bookingRestSQL = `go AS (SELECT $BOOK$ AND (NOT $SETTLE$ OR EXISTS (SELECT 1 FROM settled))
+              AND (NOT $START$ OR EXISTS (SELECT 1 FROM started)) AND $ONLY$ AS ok),
 booked AS (
     INSERT INTO ledger (permit_id, kind, minutes, session_id, request_id, at)
     SELECT $PERMIT$, x.k, x.m, $SESSION$, $REQUEST$, $AT$
@@ -104,8 +168,7 @@ booked AS (
 booked_permit AS (
     UPDATE permits SET balance_minutes = balance_minutes + $BALANCE$,
         reserved_minutes = reserved_minutes + $RESERVED$, used_minutes = used_minutes + $USED$
-    FROM go WHERE go.ok AND permits.id = $PERMIT$ RETURNING ` + returning + `)`)
-}
+    FROM go WHERE go.ok AND permits.id = $PERMIT$ RETURNING $RETURNING$)`
 
 // bookingParams is how many parameters bookingSQL takes.
 const bookingParams = 25
@@ -180,8 +243,8 @@ func (b *Booking) refused() error {
 func Book(ctx context.Context, tx bun.IDB, p *Permit, b Booking) error {
 	var permits []Permit
 	cols := columns[Permit](tx, "permits")
-	start, rest := bookingSQL(1, cols, "")
-	q := `WITH ` + start + `, ` + rest + `
+	start, rest := bookingSQL(1, cols, "", shapeOf(&b))
+	q := `WITH ` + paramsCTE(bookingParamTypes(1)) + `, ` + start + `, ` + rest + `
 SELECT * FROM booked_permit`
 	if err := scanPrepared(ctx, tx, q, bookingArgs(&b), &permits); err != nil {
 		return fmt.Errorf("book on permit %d: %w", b.PermitID, err)

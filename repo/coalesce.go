@@ -64,10 +64,11 @@ const (
 )
 
 type unit struct {
-	ctx   context.Context
-	fn    func(ctx context.Context, tx Tx) error
-	state atomic.Int32
-	done  chan error
+	ctx       context.Context
+	fn        func(ctx context.Context, tx Tx) error
+	pipelined bool // its FinishRequest may be held for the flush (pipeline.go)
+	state     atomic.Int32
+	done      chan error
 }
 
 // NewCoalescer starts cfg.Committers committers over db; Close stops them.
@@ -90,6 +91,10 @@ func NewCoalescer(db *bun.DB, cfg CoalescerConfig) *Coalescer {
 	return c
 }
 
+// Waiting is how many units were handed to Do and not yet taken by a
+// committer.
+func (c *Coalescer) Waiting() int { return len(c.units) }
+
 // ErrCoalescerClosed is returned by Do after Close.
 var ErrCoalescerClosed = errors.New("repo: coalescer closed")
 
@@ -100,7 +105,19 @@ var ErrCoalescerClosed = errors.New("repo: coalescer closed")
 // its locks behave: FailIfBusy when the transaction is shared, WaitForLocks
 // when fn runs alone (by itself, after ErrBusy, or after a failed batch).
 func (c *Coalescer) Do(ctx context.Context, fn func(ctx context.Context, tx Tx) error) error {
-	u := &unit{ctx: ctx, fn: fn, done: make(chan error, 1)}
+	return c.do(ctx, &unit{ctx: ctx, fn: fn, done: make(chan error, 1)})
+}
+
+// DoPipelined is Do for a unit whose FinishRequest may be held and sent with
+// the batch's others before the commit (pipeline.go): fn must read nothing
+// that another unit's FinishRequest writes except through its permit's lock
+// (LockPermit, LockPermitForStart, LockSessionAndPermit), which the batch
+// gives one unit per permit, or what a constraint guards.
+func (c *Coalescer) DoPipelined(ctx context.Context, fn func(ctx context.Context, tx Tx) error) error {
+	return c.do(ctx, &unit{ctx: ctx, fn: fn, pipelined: true, done: make(chan error, 1)})
+}
+
+func (c *Coalescer) do(ctx context.Context, u *unit) error {
 	select {
 	case <-c.closed:
 		return ErrCoalescerClosed
@@ -194,20 +211,38 @@ func (c *Coalescer) run(batch []*unit) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 	defer cancel()
-	tx, err := c.db.BeginTx(ctx, nil)
+	// A connection of its own, so that the held outcomes can go to Postgres
+	// through it in one pipeline (pipeline.go).
+	conn, err := c.db.Conn(ctx)
+	var tx bun.Tx
+	if err == nil {
+		if tx, err = conn.BeginTx(ctx, nil); err != nil {
+			_ = conn.Close()
+		}
+	}
 	if err != nil {
 		for _, u := range batch {
 			u.done <- fmt.Errorf("begin shared transaction: %w", err)
 		}
 		return
 	}
+	defer conn.Close()
+	shared := newSharedTx(conn)
 	failed := false
 	var deferred []*unit
-	for _, u := range batch {
-		err := call(unitCtx(ctx, u), Tx{Tx: tx, Locks: FailIfBusy}, u.fn)
+	for i, u := range batch {
+		if !u.pipelined && shared.flush(ctx) != nil {
+			// A unit that is not pipelined may read what the held outcomes
+			// write: they go first. One that failed fails the batch.
+			failed = true
+			break
+		}
+		held := len(shared.held)
+		err := call(unitCtx(ctx, u), Tx{Tx: tx, Locks: FailIfBusy, shared: shared, unit: i, pipelined: u.pipelined}, u.fn)
 		if errors.Is(err, ErrBusy) {
 			// It has written nothing that matters (at most its request row,
 			// as pending); it runs again alone, after the commit.
+			shared.held = shared.held[:held]
 			deferred = append(deferred, u)
 			continue
 		}
@@ -215,6 +250,9 @@ func (c *Coalescer) run(batch []*unit) {
 			failed = true
 			break
 		}
+	}
+	if !failed && shared.flush(ctx) != nil {
+		failed = true
 	}
 	if failed {
 		_ = tx.Rollback()

@@ -22,6 +22,12 @@ import (
 type Tx struct {
 	bun.Tx
 	Locks LockPolicy
+	// shared is the state of a transaction several units share (the
+	// Coalescer's), nil for a unit alone; unit is this unit's place in it,
+	// and pipelined says whether its FinishRequest is held (pipeline.go).
+	shared    *sharedTx
+	unit      int
+	pipelined bool
 }
 
 // LockPolicy is what a lock does when another transaction holds it.

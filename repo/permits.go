@@ -112,6 +112,9 @@ func LockPermit(ctx context.Context, tx Tx, id int64) (*Permit, error) {
 		return nil, tx.Locks.missing(ctx, tx, sql.ErrNoRows, "permits", id, fmt.Sprintf("permit %d", id))
 	}
 	p := &permits[0]
+	if err := tx.hold(p.ID); err != nil {
+		return nil, err
+	}
 	return p, nil
 }
 
@@ -130,6 +133,9 @@ func LockPermitForStart(ctx context.Context, tx Tx, id int64) (*Permit, int64, e
 	}
 	if len(rows) == 0 {
 		return nil, 0, tx.Locks.missing(ctx, tx, sql.ErrNoRows, "permits", id, fmt.Sprintf("permit %d", id))
+	}
+	if err := tx.hold(rows[0].Permit.ID); err != nil {
+		return nil, 0, err
 	}
 	return &rows[0].Permit, rows[0].SessionID, nil
 }

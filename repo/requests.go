@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/uptrace/bun"
@@ -217,6 +218,11 @@ var ErrRequestKnown = errors.New("repo: the request ID is already recorded")
 // primary key, and then finds it finished. A start's session (Booking.Start)
 // that the plate's exclusion constraint refuses writes nothing at all, and the
 // error is ErrPlateParked: the caller may record the rejection instead.
+//
+// In a pipelined unit of a shared transaction (Coalescer.DoPipelined) the
+// statement is held and sent with the batch's others before the commit
+// (pipeline.go): FinishRequest then returns nil, and any of these errors
+// fails the batch, whose units then run again alone.
 func FinishRequest(ctx context.Context, tx bun.IDB, id string, f Finish) error {
 	if f.Type == "" || f.BodyHash == "" {
 		return fmt.Errorf("finish request %s: its type and fingerprint are required", id)
@@ -262,24 +268,42 @@ func FinishRequest(ctx context.Context, tx bun.IDB, id string, f Finish) error {
 		ob.at = append(ob.at, t.ProcessAt)
 	}
 	rejected := f.Status == RequestRejected && f.Rejection != nil
-	var rows []struct {
-		ID       *int64  `bun:"id"`
-		TaskID   *string `bun:"task_id"`
-		Notified int     `bun:"notified"`
-		Events   int     `bun:"events"`
-		Booked   int     `bun:"booked"`
-		Done     int     `bun:"done"`
-		Started  int     `bun:"started"`
-	}
 	args := []any{f.Status, nullJSON(errJSON), nullJSON(resJSON), id,
 		ev.types, ev.at, ev.permits, ev.sessions, ev.requests, ev.data,
 		rejected, jobs.EventRequestRejected, Instant(f.At), idOrNil(f.PermitID), idOrNil(f.SessionID),
 		ob.types, ob.ids, ob.queues, ob.payloads, ob.at}
 	args = append(args, bookingArgs(f.Booking)...)
 	args = append(args, f.Type, f.BodyHash, f.Subject, f.TaskPayload)
-	if err := scanPrepared(ctx, tx, finishSQL, args, &rows); err != nil {
+	shape := finishShape{bookingShape: shapeOf(f.Booking), rejected: rejected, events: len(f.Events) > 0, outbox: len(f.Outbox) > 0}
+	check := func(rows []finishRow) error { return checkFinish(id, f, rejected, rows) }
+	if shared, ok := holding(tx); ok {
+		// Sent with the batch's other outcomes before its commit (pipeline.go).
+		shared.held = append(shared.held, heldFinish{query: finishSQL(shape), args: args, check: check})
+		return nil
+	}
+	var rows []finishRow
+	if err := scanPrepared(ctx, tx, finishSQL(shape), args, &rows); err != nil {
 		return fmt.Errorf("finish request %s: %w", id, err)
 	}
+	return check(rows)
+}
+
+// finishRow is a row finishSQL returns.
+type finishRow struct {
+	ID       *int64  `bun:"id"`
+	TaskID   *string `bun:"task_id"`
+	Notified int     `bun:"notified"`
+	Events   int     `bun:"events"`
+	Booked   int     `bun:"booked"`
+	Done     int     `bun:"done"`
+	Started  int     `bun:"started"`
+}
+
+// checkFinish says what FinishRequest's statement did, from its rows: nil
+// when it wrote what f asked for (and then f's outbox rows have their IDs),
+// ErrPlateParked, ErrRequestKnown, a booking's refusal, or an error naming
+// what is missing.
+func checkFinish(id string, f Finish, rejected bool, rows []finishRow) error {
 	if f.Booking != nil && f.Booking.Start != nil && (len(rows) == 0 || rows[0].Started != 1) {
 		return fmt.Errorf("finish request %s: %w", id, ErrPlateParked)
 	}
@@ -290,16 +314,12 @@ func FinishRequest(ctx context.Context, tx bun.IDB, id string, f Finish) error {
 	if rejected {
 		wantEvents++
 	}
-	if f.Booking != nil && (len(rows) == 0 || rows[0].Booked != 1) {
+	if f.Booking != nil && rows[0].Booked != 1 {
 		return fmt.Errorf("finish request %s: %w", id, f.Booking.refused())
 	}
 	if len(rows) != max(len(f.Outbox), 1) || rows[0].Notified != 1 || rows[0].Events != wantEvents {
-		var n, e int
-		if len(rows) > 0 {
-			n, e = rows[0].Notified, rows[0].Events
-		}
 		return fmt.Errorf("finish request %s: %d of %d outbox rows and %d of %d events written, %d notified",
-			id, len(rows), len(f.Outbox), e, wantEvents, n)
+			id, len(rows), len(f.Outbox), rows[0].Events, wantEvents, rows[0].Notified)
 	}
 	byTask := map[string]int64{}
 	for _, r := range rows {
@@ -313,19 +333,61 @@ func FinishRequest(ctx context.Context, tx bun.IDB, id string, f Finish) error {
 	return nil
 }
 
-// finishSQL is FinishRequest's statement: the outcome, its notification
-// (noticeSQL), the change's events ($5-$10, one array per column), a
-// rejection's request.rejected event ($11-$15) and the outbox rows
+// finishSQL is FinishRequest's statement for a shape: the outcome, its
+// notification (noticeSQL), the change's events ($5-$10, one array per
+// column), a rejection's request.rejected event ($11-$15) and the outbox rows
 // ($16-$20), a booking ($21-$45, bookingSQL: a start's session first), and
 // the request's type, fingerprint, subject and decided task ($46-$49). The
 // outcome is inserted, or finishes the row already there if that is this
 // request, pending (done), once a start's session was inserted; nothing else
-// is written unless it was. Its last SELECT gives one row per
-// outbox row (one with NULLs when there are none), each with how many
-// requests were finished (0 or 1), notifications and events written, and
-// whether it booked.
-var finishSQL = `
-WITH ` + bookingStart + `,
+// is written unless it was. Its last SELECT gives one row per outbox row (one
+// with NULLs when there are none), each with how many requests were finished
+// (0 or 1), notifications and events written, and whether it booked. The
+// parts a shape has none of are left out (bookingShape says why).
+func finishSQL(shape finishShape) string {
+	if q, ok := finishSQLs.Load(shape); ok {
+		return q.(string)
+	}
+	bookingStart, bookingRest := bookingSQL(21, "permits.id", "EXISTS (SELECT 1 FROM done)", shape.bookingShape)
+	ev := `ev AS (SELECT NULL::int8 AS pk WHERE false)`
+	if shape.events {
+		ev = `ev AS (
+    INSERT INTO events (type, occurred_at, permit_id, session_id, request_id, data)
+    SELECT t, a, p, s, r, d::jsonb
+    FROM unnest($5::text[], $6::timestamptz[], $7::int8[], $8::int8[], $9::text[], $10::text[]) AS e(t, a, p, s, r, d)
+    WHERE EXISTS (SELECT 1 FROM done)
+    RETURNING pk)`
+	}
+	rejected := `rejected AS (SELECT NULL::int8 AS pk WHERE false)`
+	if shape.rejected {
+		rejected = `rejected AS (
+    INSERT INTO events (type, occurred_at, permit_id, request_id, data)
+    SELECT $12, $13, coalesce((SELECT id FROM permits WHERE id = $14), (SELECT permit_id FROM sessions WHERE id = $15)),
+           done.request_id,
+           jsonb_build_object('request_id', done.request_id, 'type', done.type,
+                              'code', done.error->'code', 'message', done.error->'message')
+    FROM done WHERE $11::bool RETURNING pk)`
+	}
+	o := `o AS (SELECT NULL::int8 AS id, NULL::text AS task_id WHERE false)`
+	if shape.outbox {
+		o = `o AS (
+    INSERT INTO outbox (task_type, task_id, queue, payload, process_at)
+    SELECT t, i, q, p::jsonb, a
+    FROM unnest($16::text[], $17::text[], $18::text[], $19::text[], $20::timestamptz[]) AS x(t, i, q, p, a)
+    WHERE EXISTS (SELECT 1 FROM done)
+    RETURNING id, task_id)`
+	}
+	casts := []string{"$1::text", "$2::jsonb", "$3::jsonb", "$4::text",
+		"$5::text[]", "$6::timestamptz[]", "$7::int8[]", "$8::int8[]", "$9::text[]", "$10::text[]",
+		"$11::bool", "$12::text", "$13::timestamptz", "$14::int8", "$15::int8",
+		"$16::text[]", "$17::text[]", "$18::text[]", "$19::text[]", "$20::timestamptz[]"}
+	casts = append(casts, bookingParamTypes(21)...)
+	for i, t := range []string{"text", "text", "text", "bytea"} {
+		casts = append(casts, "$"+lastParam(i+1)+"::"+t)
+	}
+	q := `
+WITH ` + paramsCTE(casts) + `,
+` + bookingStart + `,
 done AS (
     INSERT INTO requests AS r (request_id, type, body_hash, status, subject, error, result, updated_at)
     SELECT $4, $` + lastParam(1) + `, $` + lastParam(2) + `, $1, $` + lastParam(3) + `, $2::jsonb, $3::jsonb, now()
@@ -336,25 +398,9 @@ done AS (
       AND (r.task_payload IS NULL OR $` + lastParam(4) + `::bytea IS NULL OR r.task_payload = $` + lastParam(4) + `::bytea)
     RETURNING request_id, type, body_hash, subject, status, error, result),
 notified AS (SELECT pg_notify('` + RequestChannel + `', ` + noticeSQL + `) FROM done),
-ev AS (
-    INSERT INTO events (type, occurred_at, permit_id, session_id, request_id, data)
-    SELECT t, a, p, s, r, d::jsonb
-    FROM unnest($5::text[], $6::timestamptz[], $7::int8[], $8::int8[], $9::text[], $10::text[]) AS e(t, a, p, s, r, d)
-    WHERE EXISTS (SELECT 1 FROM done)
-    RETURNING pk),
-rejected AS (
-    INSERT INTO events (type, occurred_at, permit_id, request_id, data)
-    SELECT $12, $13, coalesce((SELECT id FROM permits WHERE id = $14), (SELECT permit_id FROM sessions WHERE id = $15)),
-           done.request_id,
-           jsonb_build_object('request_id', done.request_id, 'type', done.type,
-                              'code', done.error->'code', 'message', done.error->'message')
-    FROM done WHERE $11::bool RETURNING pk),
-o AS (
-    INSERT INTO outbox (task_type, task_id, queue, payload, process_at)
-    SELECT t, i, q, p::jsonb, a
-    FROM unnest($16::text[], $17::text[], $18::text[], $19::text[], $20::timestamptz[]) AS x(t, i, q, p, a)
-    WHERE EXISTS (SELECT 1 FROM done)
-    RETURNING id, task_id),
+` + ev + `,
+` + rejected + `,
+` + o + `,
 ` + bookingRest + `,
 n AS (SELECT (SELECT count(*) FROM done) AS done,
              (SELECT count(*) FROM started) AS started,
@@ -362,11 +408,19 @@ n AS (SELECT (SELECT count(*) FROM done) AS done,
              (SELECT count(*) FROM ev) + (SELECT count(*) FROM rejected) AS events,
              (SELECT count(*) FROM booked_permit) AS booked)
 SELECT o.id, o.task_id, n.done, n.started, n.notified, n.events, n.booked FROM n LEFT JOIN o ON true`
+	finishSQLs.Store(shape, q)
+	return q
+}
 
-// finishSQL's booking (bookingSQL, from $21): the session a start inserts
-// comes first, the request's row waits for it, and the rest of the booking
-// waits for the row.
-var bookingStart, bookingRest = bookingSQL(21, "permits.id", "EXISTS (SELECT 1 FROM done)")
+// finishShape is which parts a FinishRequest writes: its booking's, a
+// rejection's event, the change's events, outbox rows.
+type finishShape struct {
+	bookingShape
+	rejected, events, outbox bool
+}
+
+// finishSQLs holds finishSQL's statement of each shape met so far.
+var finishSQLs sync.Map
 
 // startParam is the parameter of finishSQL that says whether its booking
 // starts a session (bookingSQL's START, from $21).

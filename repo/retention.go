@@ -209,6 +209,13 @@ func LockResidentPermits(ctx context.Context, tx Tx, residentID string) ([]Permi
 	if err := tx.NewSelect().Model(&rows).Where("resident_id = ?", residentID).OrderExpr("id").For("UPDATE").Scan(ctx); err != nil {
 		return nil, fmt.Errorf("lock permits of resident %s: %w", residentID, err)
 	}
+	ids := make([]int64, len(rows))
+	for i, p := range rows {
+		ids[i] = p.ID
+	}
+	if err := tx.hold(ids...); err != nil {
+		return nil, err
+	}
 	return rows, nil
 }
 

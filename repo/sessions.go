@@ -113,6 +113,9 @@ func LockSessionAndPermit(ctx context.Context, tx Tx, sessionID int64) (*Session
 	if len(rows) == 0 {
 		return nil, nil, tx.Locks.missing(ctx, tx, sql.ErrNoRows, "sessions", sessionID, fmt.Sprintf("session %d", sessionID))
 	}
+	if err := tx.hold(rows[0].Permit.ID); err != nil {
+		return nil, nil, err
+	}
 	return &rows[0].Session, &rows[0].Permit, nil
 }
 

@@ -66,6 +66,16 @@ func (h *Handlers) inTx(ctx context.Context, fn func(ctx context.Context, tx rep
 	return h.Store.InTx(ctx, fn)
 }
 
+// inPipelinedTx is inTx for a unit whose outcome may be held and sent with
+// its batch's others (repo.Coalescer.DoPipelined): fn reads nothing another
+// request's outcome writes except through its permit's lock.
+func (h *Handlers) inPipelinedTx(ctx context.Context, fn func(ctx context.Context, tx repo.Tx) error) error {
+	if h.Coalescer != nil {
+		return h.Coalescer.DoPipelined(ctx, fn)
+	}
+	return h.Store.InTx(ctx, fn)
+}
+
 // now is the worker's clock, at Postgres's precision (microseconds), so that an
 // instant written and read back compares equal.
 func (h *Handlers) now() time.Time { return repo.Instant(h.clock().Now()) }

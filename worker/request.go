@@ -262,10 +262,17 @@ func (h *Handlers) apply(ctx context.Context, t *asynq.Task, typ string, req job
 		}
 		return err
 	}
-	err := h.inTx(ctx, frame)
+	// A start and a stop read what others write only through their permit's
+	// lock: their outcomes may be held and sent with the batch's
+	// (repo.Coalescer.DoPipelined, one round trip fewer each).
+	run := h.inTx
+	if typ == jobs.TypeSessionStart || typ == jobs.TypeSessionStop {
+		run = h.inPipelinedTx
+	}
+	err := run(ctx, frame)
 	if errors.Is(err, repo.ErrRequestKnown) {
 		// Decided alone, without its claim: again, with it.
-		err = h.inTx(ctx, frame)
+		err = run(ctx, frame)
 	}
 	if errors.Is(err, errDecideRecorded) {
 		log.Info("a repeat of a request answered 202: its recorded task is decided, with the receipt it was accepted at")

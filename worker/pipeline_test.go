@@ -1,0 +1,144 @@
+package worker_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/parkd/parkd/domain"
+	"github.com/parkd/parkd/repo"
+)
+
+// oneBatch runs every task (with its handler) in one transaction shared by
+// all of them: the harness's Coalescer is replaced by one with a single
+// committer, held busy until every task waits for it. It returns the
+// Coalescer, for its counters.
+func oneBatch(t *testing.T, l *lifecycle, tasks []*asynq.Task, fns []func(context.Context, *asynq.Task) error) *repo.Coalescer {
+	t.Helper()
+	co := repo.NewCoalescer(l.store.DB, repo.CoalescerConfig{Committers: 1})
+	t.Cleanup(co.Close)
+	l.h.Coalescer = co
+	release := make(chan struct{})
+	go func() {
+		_ = co.Do(context.Background(), func(context.Context, repo.Tx) error { <-release; return nil })
+	}()
+	for co.Units.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	errs := make(chan error, len(tasks))
+	for i, task := range tasks {
+		go func() { errs <- fns[i](context.Background(), task) }()
+		deadline := time.Now().Add(10 * time.Second)
+		for co.Waiting() < i+1 && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	if co.Waiting() != len(tasks) {
+		t.Fatalf("%d of %d tasks wait for the committer", co.Waiting(), len(tasks))
+	}
+	close(release)
+	for range tasks {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	if co.Batches.Load() != 2 {
+		t.Fatalf("%d transactions, want the held one and one for every task", co.Batches.Load())
+	}
+	return co
+}
+
+// Starts and stops share a transaction, their outcomes held and sent
+// together before its commit (repo.Coalescer.DoPipelined): each is applied
+// as it would be alone, balances and ledgers agree, and nothing falls back.
+func TestStartsAndStopsInOneBatch(t *testing.T) {
+	l := withClock(setupParallel(t), time.Now())
+	l.zone("PIPE", domain.ZoneSpec{Name: "Pipe", TimeZone: "Europe/Amsterdam", TariffCentsPerHour: 210})
+	var tasks []*asynq.Task
+	var fns []func(context.Context, *asynq.Task) error
+	var ids []string
+	for i := range 4 {
+		p := l.newPermit("PIPE", 10)
+		s := l.mustStart(p.ID, fmt.Sprintf("PIPEA%d", i), nil, nil)
+		stop, id := l.stopTask(s.ID, nil)
+		tasks, fns, ids = append(tasks, stop), append(fns, l.h.SessionStop), append(ids, id)
+		other := l.newPermit("PIPE", 10)
+		start, id := l.sessionTask(other.ID, fmt.Sprintf("PIPEB%d", i), nil, nil)
+		tasks, fns, ids = append(tasks, start), append(fns, l.h.SessionStart), append(ids, id)
+	}
+	co := oneBatch(t, l, tasks, fns)
+	if co.Fallbacks.Load() != 0 || co.Deferred.Load() != 0 {
+		t.Fatalf("fallbacks %d, deferred %d: want none", co.Fallbacks.Load(), co.Deferred.Load())
+	}
+	for _, id := range ids {
+		if r := l.outcome(id, nil); r.Status != repo.RequestApplied {
+			t.Errorf("request %s: %s %s", id, r.Status, r.Error)
+		}
+	}
+	l.checkInvariants()
+}
+
+// One permit, one unit per shared transaction: a second start on a permit
+// that a start of the same batch locked would not see that start's session,
+// whose outcome is held, and the zone's max_concurrent_sessions of 1 would
+// let both park. It runs alone after the commit instead, and is refused.
+func TestABatchGivesAPermitToOneUnit(t *testing.T) {
+	l := withClock(setupParallel(t), time.Now())
+	l.zone("PIPE1", domain.ZoneSpec{Name: "Pipe", TimeZone: "Europe/Amsterdam", TariffCentsPerHour: 210, MaxConcurrentSessions: ptr(1)})
+	p := l.newPermit("PIPE1", 10)
+	var tasks []*asynq.Task
+	var fns []func(context.Context, *asynq.Task) error
+	var ids []string
+	for i := range 3 {
+		task, id := l.sessionTask(p.ID, fmt.Sprintf("ONEP%d", i), nil, nil)
+		tasks, fns, ids = append(tasks, task), append(fns, l.h.SessionStart), append(ids, id)
+	}
+	co := oneBatch(t, l, tasks, fns)
+	if co.Deferred.Load() != 2 {
+		t.Errorf("deferred %d, want the two later starts on the permit", co.Deferred.Load())
+	}
+	started := 0
+	for _, id := range ids {
+		switch code := rejection(t, l.outcome(id, nil)); code {
+		case "":
+			started++
+		case string(domain.CodeTooManySessions):
+		default:
+			t.Errorf("start %s: %s", id, code)
+		}
+	}
+	if started != 1 {
+		t.Fatalf("%d of 3 starts on one permit in one batch started, want 1 (max_concurrent_sessions)", started)
+	}
+	l.checkInvariants()
+}
+
+// One plate started on two permits in one batch: the second held session
+// meets the first's in the plate's exclusion constraint at the flush, the
+// batch runs again unit by unit, and the second is refused as parked.
+func TestAPlateParkedTwiceInOneBatch(t *testing.T) {
+	l := withClock(setupParallel(t), time.Now())
+	l.zone("PIPE2", domain.ZoneSpec{Name: "Pipe", TimeZone: "Europe/Amsterdam", TariffCentsPerHour: 210})
+	var tasks []*asynq.Task
+	var fns []func(context.Context, *asynq.Task) error
+	var ids []string
+	for range 2 {
+		p := l.newPermit("PIPE2", 10)
+		task, id := l.sessionTask(p.ID, "TWICE1", nil, nil)
+		tasks, fns, ids = append(tasks, task), append(fns, l.h.SessionStart), append(ids, id)
+	}
+	co := oneBatch(t, l, tasks, fns)
+	if co.Fallbacks.Load() != 1 {
+		t.Errorf("fallbacks %d, want the batch run again unit by unit", co.Fallbacks.Load())
+	}
+	if code := rejection(t, l.outcome(ids[0], nil)); code != "" {
+		t.Errorf("the first start: %s", code)
+	}
+	if code := rejection(t, l.outcome(ids[1], nil)); code != string(domain.CodePlateAlreadyParked) {
+		t.Errorf("the second start of the plate: %q, want %s", code, domain.CodePlateAlreadyParked)
+	}
+	l.checkInvariants()
+}
