@@ -51,7 +51,11 @@ type CoalescerConfig struct {
 	// holds its row locks longer and makes a rollback costlier.
 	MaxBatch int
 	// Committers is how many batches run at once, each on its own connection
-	// (default 4): while one waits for its COMMIT to be flushed, others fill.
+	// (default 2): while one waits for its COMMIT to be flushed, the other
+	// fills. More committers make smaller batches, and a shared transaction's
+	// saving grows with its size (its round trips, pipeline.go): on two cores
+	// 2 did 5-20 % more pairs a second than 4, for 15-20 % less CPU a pair
+	// (docs/BENCHMARKS.md, issue 16, third session).
 	Committers int
 	// Timeout bounds one batch's transaction (default 30s).
 	Timeout time.Duration
@@ -77,7 +81,7 @@ func NewCoalescer(db *bun.DB, cfg CoalescerConfig) *Coalescer {
 		cfg.MaxBatch = 64
 	}
 	if cfg.Committers <= 0 {
-		cfg.Committers = 4
+		cfg.Committers = 2
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 30 * time.Second

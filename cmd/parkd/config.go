@@ -110,7 +110,7 @@ func loadConfig() (config, error) {
 		DBMaxConns:        e.positiveInt("PARKD_DB_MAX_CONNS", 25),
 		Concurrency:       e.positiveInt("PARKD_WORKER_CONCURRENCY", 64),
 		SettleBatch:       e.positiveInt("PARKD_SETTLE_BATCH", 64),
-		SettleCommitters:  e.positiveInt("PARKD_SETTLE_COMMITTERS", 4),
+		SettleCommitters:  e.positiveInt("PARKD_SETTLE_COMMITTERS", 2),
 		TaskCheck:         e.duration("PARKD_TASK_CHECK_INTERVAL", worker.DefaultTaskCheckInterval),
 		DelayedCheck:      e.duration("PARKD_DELAYED_TASK_CHECK_INTERVAL", 500*time.Millisecond),
 		StartupWait:       e.duration("PARKD_STARTUP_WAIT", 60*time.Second),
