@@ -125,11 +125,6 @@ func EventsAfter(ctx context.Context, db bun.IDB, after int64, types []string, l
 	return out, nil
 }
 
-// GetEvent reads an event by its ID (ErrNotFound when there is none).
-func GetEvent(ctx context.Context, db bun.IDB, id string) (*Event, error) {
-	return getPrepared[Event](ctx, db, "event "+id, `SELECT `+columns[Event](db, "")+` FROM events WHERE id = $1::uuid`, id)
-}
-
 // View is the event as consumers read it (jobs.Event): the feed's items and
 // every webhook's body. Only a numbered event has one.
 func (e *Event) View() jobs.Event {

@@ -274,6 +274,24 @@ func sequenceOwesDeliveries(t *testing.T) {
 	if v.Sequence != 2 || v.PermitID == nil || *v.PermitID != "1" || v.SessionID != nil || v.Type != jobs.EventPermitIssued {
 		t.Fatalf("view %+v", v)
 	}
+
+	// What an event:deliver task reads, in one statement: the delivery, its
+	// webhook and its event; a delivery nobody owes is ErrNotFound, and a
+	// webhook gone (no foreign key keeps it) is nil.
+	w, err := repo.GetDeliveryWork(ctx, st.DB, "starts", started)
+	if err != nil || w.Delivery.Status != repo.DeliveryPending || w.Webhook == nil || w.Webhook.Name != "starts" ||
+		w.Event.ID != started || w.Event.Sequence == nil || *w.Event.Sequence != 1 {
+		t.Fatalf("delivery work %+v %v", w, err)
+	}
+	if _, err := repo.GetDeliveryWork(ctx, st.DB, "starts", issued); !errors.Is(err, repo.ErrNotFound) {
+		t.Fatalf("delivery work of an event not owed: %v, want ErrNotFound", err)
+	}
+	if _, err := st.DB.ExecContext(ctx, "DELETE FROM webhooks WHERE name = 'starts'"); err != nil {
+		t.Fatal(err)
+	}
+	if w, err := repo.GetDeliveryWork(ctx, st.DB, "starts", started); err != nil || w.Webhook != nil || w.Event.ID != started {
+		t.Fatalf("delivery work of a webhook gone: %+v %v", w, err)
+	}
 }
 
 func sequenceInBatches(t *testing.T) {

@@ -96,6 +96,40 @@ func GetDelivery(ctx context.Context, db bun.IDB, webhook, eventID string) (*Web
 		`SELECT `+columns[WebhookDelivery](db, "")+` FROM webhook_deliveries WHERE webhook = $1 AND event_id = $2::uuid`, webhook, eventID)
 }
 
+// DeliveryWork is what an event:deliver task reads: the delivery, its
+// webhook (nil when deleted) and its event.
+type DeliveryWork struct {
+	Delivery WebhookDelivery `bun:"embed:d__"`
+	Webhook  *Webhook        `bun:"-"`
+	Event    Event           `bun:"embed:e__"`
+}
+
+// GetDeliveryWork reads the delivery of event eventID to webhook, with the
+// webhook and the event, in one statement (issue 16: three before, for every
+// event and webhook); ErrNotFound when no such delivery is owed.
+func GetDeliveryWork(ctx context.Context, db bun.IDB, webhook, eventID string) (*DeliveryWork, error) {
+	var rows []struct {
+		DeliveryWork
+		Hook  Webhook `bun:"embed:w__"`
+		Found bool    `bun:"webhook_found"`
+	}
+	q := `SELECT ` + aliasedColumns[WebhookDelivery](db, "d", "d__") + `, ` + aliasedColumns[Event](db, "e", "e__") + `,
+		` + aliasedColumns[Webhook](db, "w", "w__") + `, w.name IS NOT NULL AS webhook_found
+		FROM webhook_deliveries AS d JOIN events AS e ON e.id = d.event_id LEFT JOIN webhooks AS w ON w.name = d.webhook
+		WHERE d.webhook = $1 AND d.event_id = $2::uuid`
+	if err := scanPrepared(ctx, db, q, []any{webhook, eventID}, &rows); err != nil {
+		return nil, fmt.Errorf("delivery of event %s to webhook %s: %w", eventID, webhook, err)
+	}
+	if len(rows) == 0 {
+		return nil, fmt.Errorf("delivery of event %s to webhook %s: %w", eventID, webhook, ErrNotFound)
+	}
+	w := rows[0].DeliveryWork
+	if rows[0].Found {
+		w.Webhook = &rows[0].Hook
+	}
+	return &w, nil
+}
+
 // PendingDeliveries lists, after the delivery (afterWebhook, afterEvent) in
 // (webhook, event_id) order, at most limit deliveries still being tried
 // (pending) to an active webhook: the ones whose event:deliver task lives

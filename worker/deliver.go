@@ -261,7 +261,8 @@ func (h *Handlers) EventDeliver(ctx context.Context, t *asynq.Task) error {
 		return fmt.Errorf("event:deliver payload without event and webhook (%v): %w", err, asynq.SkipRetry)
 	}
 	db := h.Store.DB
-	d, err := repo.GetDelivery(ctx, db, p.Webhook, p.EventID)
+	// The delivery, its webhook and its event, in one statement.
+	work, err := repo.GetDeliveryWork(ctx, db, p.Webhook, p.EventID)
 	if errors.Is(err, repo.ErrNotFound) {
 		h.logger(ctx).Warn("event:deliver for a delivery nobody owes: nothing to do", "webhook", p.Webhook, "event_id", p.EventID)
 		return nil
@@ -269,13 +270,10 @@ func (h *Handlers) EventDeliver(ctx context.Context, t *asynq.Task) error {
 	if err != nil {
 		return err
 	}
-	if d.Status == repo.DeliveryDelivered || d.Status == repo.DeliveryDropped {
+	if d := work.Delivery; d.Status == repo.DeliveryDelivered || d.Status == repo.DeliveryDropped {
 		return nil // a task enqueued twice (the relay after a lost clean-up)
 	}
-	wh, err := repo.GetWebhook(ctx, db, p.Webhook)
-	if err != nil && !errors.Is(err, repo.ErrNotFound) {
-		return err
-	}
+	wh := work.Webhook
 	if wh == nil || !wh.Active {
 		if err := repo.DropDelivery(ctx, db, p.Webhook, p.EventID); err != nil {
 			return err
@@ -283,10 +281,7 @@ func (h *Handlers) EventDeliver(ctx context.Context, t *asynq.Task) error {
 		h.observeDelivery(p.Webhook, DeliveryDropped)
 		return nil
 	}
-	ev, err := repo.GetEvent(ctx, db, p.EventID)
-	if err != nil {
-		return err
-	}
+	ev := &work.Event
 	body, err := json.Marshal(ev.View())
 	if err != nil {
 		return fmt.Errorf("event %s: %w: %w", ev.ID, err, asynq.SkipRetry)
