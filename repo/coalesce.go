@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -32,6 +33,7 @@ import (
 // failure (the request claim turns a retry of what did commit into a no-op).
 type Coalescer struct {
 	db      *bun.DB
+	log     *slog.Logger
 	max     int
 	timeout time.Duration
 	units   chan *unit
@@ -59,6 +61,9 @@ type CoalescerConfig struct {
 	Committers int
 	// Timeout bounds one batch's transaction (default 30s).
 	Timeout time.Duration
+	// Log gets what a shared transaction's held outcomes met that made its
+	// units run again alone (default slog.Default()).
+	Log *slog.Logger
 }
 
 const (
@@ -86,7 +91,10 @@ func NewCoalescer(db *bun.DB, cfg CoalescerConfig) *Coalescer {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 30 * time.Second
 	}
-	c := &Coalescer{db: db, max: cfg.MaxBatch, timeout: cfg.Timeout,
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	c := &Coalescer{db: db, log: cfg.Log, max: cfg.MaxBatch, timeout: cfg.Timeout,
 		units: make(chan *unit, cfg.MaxBatch*cfg.Committers), closed: make(chan struct{}), stopped: make(chan struct{})}
 	for range cfg.Committers {
 		c.wg.Add(1)
@@ -230,12 +238,31 @@ func (c *Coalescer) run(batch []*unit) {
 		}
 		return
 	}
-	defer conn.Close()
 	shared := newSharedTx(conn)
 	failed := false
 	var deferred []*unit
+	// flush sends the held outcomes; a unit whose plate it found parked
+	// wrote nothing, and runs again alone after the commit, where its
+	// refusal is recorded (pipeline.go).
+	flush := func() bool {
+		parked, err := shared.flush(ctx)
+		if err != nil {
+			// A request decided twice is a repeat, met as it would be alone;
+			// anything else is worth an operator's look.
+			level := slog.LevelWarn
+			if errors.Is(err, ErrRequestKnown) {
+				level = slog.LevelDebug
+			}
+			c.log.Log(ctx, level, "held outcomes of a shared transaction refused: its units run again alone", "units", len(batch), "err", err)
+			return false
+		}
+		for _, i := range parked {
+			deferred = append(deferred, batch[i])
+		}
+		return true
+	}
 	for i, u := range batch {
-		if !u.pipelined && shared.flush(ctx) != nil {
+		if !u.pipelined && !flush() {
 			// A unit that is not pipelined may read what the held outcomes
 			// write: they go first. One that failed fails the batch.
 			failed = true
@@ -255,11 +282,14 @@ func (c *Coalescer) run(batch []*unit) {
 			break
 		}
 	}
-	if !failed && shared.flush(ctx) != nil {
+	if !failed && !flush() {
 		failed = true
 	}
 	if failed {
 		_ = tx.Rollback()
+		// The connection goes back before the units run again alone, each
+		// on a connection of its own.
+		_ = conn.Close()
 		// Someone's unit failed: give each its own transaction, so only the
 		// failing one fails.
 		c.Fallbacks.Add(1)
@@ -268,7 +298,9 @@ func (c *Coalescer) run(batch []*unit) {
 		}
 		return
 	}
-	if err := tx.Commit(); err != nil {
+	err = tx.Commit()
+	_ = conn.Close()
+	if err != nil {
 		err = fmt.Errorf("commit shared transaction of %d units: %w", len(batch), err)
 		for _, u := range batch {
 			u.done <- err

@@ -2,6 +2,7 @@ package repo
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
@@ -29,10 +30,16 @@ import (
 //     runs alone after the commit, where it reads what the first one wrote;
 //   - a unit that is not pipelined (it may read anything) runs only after
 //     the held statements were sent (the Coalescer flushes first);
-//   - what a constraint refuses at the flush (a plate parked by a unit of the
-//     same batch, a request ID decided twice) fails the flush, and the
-//     Coalescer then runs every unit of the batch again alone, as for any
-//     failed unit, where FinishRequest runs at once and says what it is.
+//   - a start whose plate the flush finds parked (by a unit of the same
+//     batch, or long before) wrote nothing: it runs again alone after the
+//     commit, as a busy unit does, and there its refusal is recorded;
+//   - anything else refused at the flush (a request ID decided twice) fails
+//     the flush, and the Coalescer then runs every unit of the batch again
+//     alone, as for any failed unit, where FinishRequest runs at once and
+//     says what it is.
+//
+// A unit that is not pipelined needs no permit of its own: it runs after the
+// held outcomes were sent, and what it writes is written at once.
 
 // sharedTx is what the units of one shared transaction share: its
 // connection, who holds which permit, and the held statements.
@@ -45,6 +52,7 @@ type sharedTx struct {
 // heldFinish is a FinishRequest held for the flush: its statement, and what
 // checks the rows it returns (finishRows.check).
 type heldFinish struct {
+	unit  int // the unit's place in the batch
 	query string
 	args  []any
 	check func([]finishRow) error
@@ -58,7 +66,7 @@ func newSharedTx(conn bun.Conn) *sharedTx {
 // unit of the same shared transaction locked is ErrBusy (see above). Outside
 // a shared transaction it does nothing.
 func (tx Tx) hold(permits ...int64) error {
-	if tx.shared == nil {
+	if tx.shared == nil || !tx.pipelined {
 		return nil
 	}
 	for _, id := range permits {
@@ -83,15 +91,26 @@ func holding(db bun.IDB) (*sharedTx, bool) {
 }
 
 // flush sends the held statements in one pipeline, in the order they were
-// held, and checks each one's rows; the first failure is the error (the
-// transaction is then aborted and must be rolled back).
-func (s *sharedTx) flush(ctx context.Context) error {
+// held, and checks each one's rows. It returns the units (their places in
+// the batch) whose start found its plate parked and wrote nothing, to run
+// again alone after the commit; any other failure is the error (the
+// transaction must then be rolled back). Once sent, the held outcomes are
+// visible to what follows, so every permit is free again.
+func (s *sharedTx) flush(ctx context.Context) (parked []int, err error) {
 	if len(s.held) == 0 {
-		return nil
+		return nil, nil
 	}
 	held := s.held
 	s.held = nil
-	return s.conn.Raw(func(driverConn any) error {
+	clear(s.holders)
+	err = s.conn.Raw(func(driverConn any) (err error) {
+		// Outside any unit's own recovery: a panic here must still end in
+		// an error, and the connection be given back whole.
+		defer func() {
+			if p := recover(); p != nil {
+				err = fmt.Errorf("panic in held outcomes: %v", p)
+			}
+		}()
 		sc, ok := driverConn.(*stdlib.Conn)
 		if !ok {
 			return fmt.Errorf("repo: pipeline on a %T connection", driverConn)
@@ -121,6 +140,10 @@ func (s *sharedTx) flush(ctx context.Context) error {
 			got, err := scanFinishRows(rows)
 			if err == nil && first == nil {
 				err = h.check(got)
+				if errors.Is(err, ErrPlateParked) {
+					parked = append(parked, h.unit)
+					continue
+				}
 			}
 			if err != nil && first == nil {
 				first = err
@@ -134,6 +157,10 @@ func (s *sharedTx) flush(ctx context.Context) error {
 		}
 		return nil
 	})
+	if err != nil {
+		return nil, err
+	}
+	return parked, nil
 }
 
 // scanFinishRows reads the rows of finishSQL.

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/parkd/parkd/repo"
+	"github.com/parkd/parkd/repo/repotest"
 )
 
 // waitQueued waits until n units wait for co's committer.
@@ -101,4 +102,43 @@ func TestPipelinedOutcomes(t *testing.T) {
 			t.Fatal("the bystander's write was lost with the batch")
 		}
 	})
+}
+
+// A shared transaction gives its connection back before its units run again
+// alone (after a failure, or busy): with a pool of one connection they would
+// otherwise wait for it until the batch's timeout.
+func TestUnitsRunAgainAloneOnTheirOwnConnection(t *testing.T) {
+	t.Parallel()
+	_, dsn := repotest.NewDB(t)
+	st, err := repo.Open(dsn, repo.PoolConfig{MaxConns: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if _, err := st.DB.ExecContext(context.Background(), "CREATE TABLE scratch (k text PRIMARY KEY)"); err != nil {
+		t.Fatal(err)
+	}
+	for _, fail := range []error{repo.ErrBusy, errors.New("boom")} {
+		co := repo.NewCoalescer(st.DB, repo.CoalescerConfig{Committers: 1, Timeout: 3 * time.Second})
+		release := hold(t, co)
+		failing := func(context.Context, repo.Tx) error { return fail }
+		errs := make(chan error, 2)
+		go func() { errs <- co.Do(context.Background(), insertKey("k-"+fail.Error())) }()
+		waitQueued(t, co, 1)
+		go func() { errs <- co.Do(context.Background(), failing) }()
+		waitQueued(t, co, 2)
+		close(release)
+		for range 2 {
+			if err := <-errs; err != nil && !errors.Is(err, fail) {
+				t.Errorf("a unit beside one that says %v: %v", fail, err)
+			}
+		}
+		co.Close()
+		if !keys(t, st)["k-"+fail.Error()] {
+			t.Errorf("beside one that says %v: the healthy unit's key is missing", fail)
+		}
+		if _, err := st.DB.ExecContext(context.Background(), "DELETE FROM scratch WHERE k = 'first'"); err != nil {
+			t.Fatal(err) // hold's, for the next round
+		}
+	}
 }

@@ -278,7 +278,7 @@ func FinishRequest(ctx context.Context, tx bun.IDB, id string, f Finish) error {
 	check := func(rows []finishRow) error { return checkFinish(id, f, rejected, rows) }
 	if shared, ok := holding(tx); ok {
 		// Sent with the batch's other outcomes before its commit (pipeline.go).
-		shared.held = append(shared.held, heldFinish{query: finishSQL(shape), args: args, check: check})
+		shared.held = append(shared.held, heldFinish{unit: tx.(Tx).unit, query: finishSQL(shape), args: args, check: check})
 		return nil
 	}
 	var rows []finishRow

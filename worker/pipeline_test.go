@@ -117,8 +117,9 @@ func TestABatchGivesAPermitToOneUnit(t *testing.T) {
 }
 
 // One plate started on two permits in one batch: the second held session
-// meets the first's in the plate's exclusion constraint at the flush, the
-// batch runs again unit by unit, and the second is refused as parked.
+// meets the first's in the plate's exclusion constraint at the flush and
+// writes nothing; it runs again alone after the commit and is refused as
+// parked, and the batch does not fall back.
 func TestAPlateParkedTwiceInOneBatch(t *testing.T) {
 	l := withClock(setupParallel(t), time.Now())
 	l.zone("PIPE2", domain.ZoneSpec{Name: "Pipe", TimeZone: "Europe/Amsterdam", TariffCentsPerHour: 210})
@@ -131,14 +132,71 @@ func TestAPlateParkedTwiceInOneBatch(t *testing.T) {
 		tasks, fns, ids = append(tasks, task), append(fns, l.h.SessionStart), append(ids, id)
 	}
 	co := oneBatch(t, l, tasks, fns)
-	if co.Fallbacks.Load() != 1 {
-		t.Errorf("fallbacks %d, want the batch run again unit by unit", co.Fallbacks.Load())
+	if co.Fallbacks.Load() != 0 || co.Deferred.Load() != 1 {
+		t.Errorf("fallbacks %d, deferred %d: want the second start run again alone", co.Fallbacks.Load(), co.Deferred.Load())
 	}
 	if code := rejection(t, l.outcome(ids[0], nil)); code != "" {
 		t.Errorf("the first start: %s", code)
 	}
 	if code := rejection(t, l.outcome(ids[1], nil)); code != string(domain.CodePlateAlreadyParked) {
 		t.Errorf("the second start of the plate: %q, want %s", code, domain.CodePlateAlreadyParked)
+	}
+	l.checkInvariants()
+}
+
+// A start of a plate parked long before, in a batch with others: its held
+// outcome wrote nothing, so it alone runs again after the commit, where it
+// is refused as parked; the others are applied in the batch, which does not
+// fall back.
+func TestAParkedPlateInABatchRunsAloneWithoutTheOthers(t *testing.T) {
+	l := withClock(setupParallel(t), time.Now())
+	l.zone("PIPE3", domain.ZoneSpec{Name: "Pipe", TimeZone: "Europe/Amsterdam", TariffCentsPerHour: 210})
+	l.mustStart(l.newPermit("PIPE3", 10).ID, "PARKED1", nil, nil)
+	var tasks []*asynq.Task
+	var fns []func(context.Context, *asynq.Task) error
+	var ids []string
+	for i := range 6 {
+		plate := fmt.Sprintf("FREE%d", i)
+		if i == 2 {
+			plate = "PARKED1"
+		}
+		task, id := l.sessionTask(l.newPermit("PIPE3", 10).ID, plate, nil, nil)
+		tasks, fns, ids = append(tasks, task), append(fns, l.h.SessionStart), append(ids, id)
+	}
+	co := oneBatch(t, l, tasks, fns)
+	if co.Fallbacks.Load() != 0 || co.Deferred.Load() != 1 {
+		t.Errorf("fallbacks %d, deferred %d: want only the parked plate's start run again alone", co.Fallbacks.Load(), co.Deferred.Load())
+	}
+	for i, id := range ids {
+		want := ""
+		if i == 2 {
+			want = string(domain.CodePlateAlreadyParked)
+		}
+		if code := rejection(t, l.outcome(id, nil)); code != want {
+			t.Errorf("start %d: %q, want %q", i, code, want)
+		}
+	}
+	l.checkInvariants()
+}
+
+// Units that are not pipelined write at once, and those after them read
+// it: two top-ups on one permit still share a transaction.
+func TestUnitsNotPipelinedShareAPermit(t *testing.T) {
+	l := withClock(setupParallel(t), time.Now())
+	l.zone("PIPE4", domain.ZoneSpec{Name: "Pipe", TimeZone: "Europe/Amsterdam", TariffCentsPerHour: 210})
+	p := l.newPermit("PIPE4", 10)
+	var tasks []*asynq.Task
+	var fns []func(context.Context, *asynq.Task) error
+	for i := range 2 {
+		task, _ := l.topupTask(p.ID, 1, rid(fmt.Sprintf("pay%d", i)))
+		tasks, fns = append(tasks, task), append(fns, l.h.PermitTopup)
+	}
+	co := oneBatch(t, l, tasks, fns)
+	if co.Deferred.Load() != 0 || co.Fallbacks.Load() != 0 {
+		t.Errorf("deferred %d, fallbacks %d: two top-ups on one permit no longer share a transaction", co.Deferred.Load(), co.Fallbacks.Load())
+	}
+	if got := l.permitRow(p.ID).PurchasedMinutes; got != 12*60 {
+		t.Errorf("purchased %d minutes, want 720 (10 h and two top-ups of 1 h)", got)
 	}
 	l.checkInvariants()
 }

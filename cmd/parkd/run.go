@@ -143,7 +143,8 @@ func (p *process) startWorker(ctx context.Context) error {
 		h.Registrar = reg
 	}
 	if p.cfg.SettleBatch > 1 {
-		co := repo.NewCoalescer(p.d.store.DB, repo.CoalescerConfig{MaxBatch: p.cfg.SettleBatch, Committers: p.cfg.SettleCommitters})
+		co := repo.NewCoalescer(p.d.store.DB, repo.CoalescerConfig{MaxBatch: p.cfg.SettleBatch, Committers: p.cfg.SettleCommitters,
+			Log: p.log.With("component", "coalescer")})
 		p.onStop(func() { co.Close() }) // after the server: its last tasks still need it
 		h.Coalescer = co
 	}
