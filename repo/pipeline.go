@@ -25,9 +25,10 @@ import (
 // rows) is read by a unit only through its permit's lock, or is guarded by a
 // constraint; so:
 //
-//   - a permit is held by one unit per shared transaction (Tx.hold): a unit
-//     that locks a permit an earlier unit of the batch locked is ErrBusy and
-//     runs alone after the commit, where it reads what the first one wrote;
+//   - a permit is held by one pipelined unit per shared transaction (until
+//     the next flush, Tx.hold): a pipelined unit that locks a permit an
+//     earlier one of the batch locked is ErrBusy and runs alone after the
+//     commit, where it reads what the first one wrote;
 //   - a unit that is not pipelined (it may read anything) runs only after
 //     the held statements were sent (the Coalescer flushes first);
 //   - a start whose plate the flush finds parked (by a unit of the same
@@ -49,8 +50,8 @@ type sharedTx struct {
 	held    []heldFinish
 }
 
-// heldFinish is a FinishRequest held for the flush: its statement, and what
-// checks the rows it returns (finishRows.check).
+// heldFinish is a FinishRequest held for the flush: its unit, its
+// statement, and what checks the rows it returns (checkFinish).
 type heldFinish struct {
 	unit  int // the unit's place in the batch
 	query string
@@ -63,8 +64,8 @@ func newSharedTx(conn bun.Conn) *sharedTx {
 }
 
 // hold records that tx's unit locked these permits; a permit an earlier
-// unit of the same shared transaction locked is ErrBusy (see above). Outside
-// a shared transaction it does nothing.
+// pipelined unit of the same shared transaction locked since the last flush
+// is ErrBusy (see above). For any other unit it does nothing.
 func (tx Tx) hold(permits ...int64) error {
 	if tx.shared == nil || !tx.pipelined {
 		return nil
