@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -494,6 +495,7 @@ func TestBadRequests(t *testing.T) {
 		{"negative wait", start + "?wait=-1s", `{"plate":"AB12CD"}`, "wait", nil},
 		{"wait over max", start + "?wait=11s", `{"plate":"AB12CD"}`, "wait", nil},
 		{"bad idempotency key", start, `{"plate":"AB12CD"}`, "Idempotency-Key", []string{"Idempotency-Key", "has spaces in it"}},
+		{"empty idempotency key", start, `{"plate":"AB12CD"}`, "Idempotency-Key", []string{"Idempotency-Key", ""}},
 		{"hours a string", "/v1/permits/" + r.permit + "/topups", `{"hours":"3","payment_ref":"p"}`, "hours", nil},
 		{"hours a fraction", "/v1/permits/" + r.permit + "/topups", `{"hours":1.5,"payment_ref":"p"}`, "hours", nil},
 		{"hours missing", "/v1/permits/" + r.permit + "/topups", `{"payment_ref":"p"}`, "hours", nil},
@@ -511,6 +513,24 @@ func TestBadRequests(t *testing.T) {
 			wantError(t, e.do("POST", path, r.token, c.body, c.headers...), http.StatusBadRequest, intake.CodeBadRequest, c.field)
 		})
 	}
+	// Two Idempotency-Key headers: which one would be meant?
+	t.Run("idempotency key twice", func(t *testing.T) {
+		req, err := http.NewRequest("POST", e.srv.URL+start, strings.NewReader(`{"plate":"AB12CD"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+r.token)
+		req.Header.Add("Idempotency-Key", "twice-a")
+		req.Header.Add("Idempotency-Key", "twice-b")
+		res, err := e.hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		wantError(t, &resp{Status: res.StatusCode, Header: res.Header, Body: b}, http.StatusBadRequest, intake.CodeBadRequest, "Idempotency-Key")
+	})
 	// Nothing of a bad request reached the queue or the database.
 	var list struct{ Sessions []jobs.Session }
 	e.mustDo("GET", start, r.token, nil, http.StatusOK, &list)

@@ -68,6 +68,14 @@ func writeParams(r *http.Request) (string, time.Duration, error) {
 	if err != nil {
 		return "", 0, err
 	}
+	// A header given empty or twice is a client's mistake, not a key left
+	// out: answered 400, never taken for a request of its own.
+	switch keys := r.Header.Values("Idempotency-Key"); {
+	case len(keys) > 1:
+		return "", 0, badRequest("Idempotency-Key", "is given more than once; give one key")
+	case len(keys) == 1 && keys[0] == "":
+		return "", 0, badRequest("Idempotency-Key", "is empty; give a key of 1-64 characters of A-Z a-z 0-9 _ . : -, or leave the header out")
+	}
 	id := r.Header.Get("Idempotency-Key")
 	if id == "" {
 		// The one withLog chose, so that the log lines carry it.
