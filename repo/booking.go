@@ -75,11 +75,11 @@ func bookingSQL(first int, returning, only string, shape bookingShape) (start, r
 	if only == "" {
 		only = "true"
 	}
-	names := bookingParamNames
+	casts := bookingParamTypes(first)
 	var pairs []string
-	for i, n := range names {
-		name, typ, _ := strings.Cut(n, "::")
-		pairs = append(pairs, "$"+name+"$", fmt.Sprintf("$%d::%s", first+i, typ))
+	for i, n := range bookingParamNames {
+		name, _, _ := strings.Cut(n, "::")
+		pairs = append(pairs, "$"+name+"$", casts[i])
 	}
 	r := strings.NewReplacer(append(pairs, "$ONLY$", only)...)
 	// What the shape leaves out is a CTE that selects nothing and touches no

@@ -56,7 +56,7 @@ type CoalescerConfig struct {
 	// (default 2): while one waits for its COMMIT to be flushed, the other
 	// fills. More committers make smaller batches, and a shared transaction's
 	// saving grows with its size (its round trips, pipeline.go): on two cores
-	// 2 did 5-20 % more pairs a second than 4, for 15-20 % less CPU a pair
+	// 2 did about 12 % more pairs a second than 4, for 13 % less CPU a pair
 	// (docs/BENCHMARKS.md, issue 16, third session).
 	Committers int
 	// Timeout bounds one batch's transaction (default 30s).

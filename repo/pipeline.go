@@ -83,12 +83,9 @@ func (tx Tx) hold(permits ...int64) error {
 
 // holding says whether db is a pipelined unit's share of a transaction,
 // whose FinishRequest is held for the flush.
-func holding(db bun.IDB) (*sharedTx, bool) {
+func holding(db bun.IDB) (Tx, bool) {
 	tx, ok := db.(Tx)
-	if !ok || tx.shared == nil || !tx.pipelined {
-		return nil, false
-	}
-	return tx.shared, true
+	return tx, ok && tx.shared != nil && tx.pipelined
 }
 
 // flush sends the held statements in one pipeline, in the order they were

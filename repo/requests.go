@@ -221,7 +221,8 @@ var ErrRequestKnown = errors.New("repo: the request ID is already recorded")
 //
 // In a pipelined unit of a shared transaction (Coalescer.DoPipelined) the
 // statement is held and sent with the batch's others before the commit
-// (pipeline.go): FinishRequest then returns nil, and any of these errors
+// (pipeline.go): FinishRequest then returns nil; ErrPlateParked there makes
+// the unit run again alone after the commit, and any other of these errors
 // fails the batch, whose units then run again alone.
 func FinishRequest(ctx context.Context, tx bun.IDB, id string, f Finish) error {
 	if f.Type == "" || f.BodyHash == "" {
@@ -276,9 +277,9 @@ func FinishRequest(ctx context.Context, tx bun.IDB, id string, f Finish) error {
 	args = append(args, f.Type, f.BodyHash, f.Subject, f.TaskPayload)
 	shape := finishShape{bookingShape: shapeOf(f.Booking), rejected: rejected, events: len(f.Events) > 0, outbox: len(f.Outbox) > 0}
 	check := func(rows []finishRow) error { return checkFinish(id, f, rejected, rows) }
-	if shared, ok := holding(tx); ok {
+	if t, ok := holding(tx); ok {
 		// Sent with the batch's other outcomes before its commit (pipeline.go).
-		shared.held = append(shared.held, heldFinish{unit: tx.(Tx).unit, query: finishSQL(shape), args: args, check: check})
+		t.shared.held = append(t.shared.held, heldFinish{unit: t.unit, query: finishSQL(shape), args: args, check: check})
 		return nil
 	}
 	var rows []finishRow
