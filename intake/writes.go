@@ -70,20 +70,20 @@ func writeParams(r *http.Request) (string, time.Duration, error) {
 	}
 	// A header given empty or twice is a client's mistake, not a key left
 	// out: answered 400, never taken for a request of its own.
-	switch keys := r.Header.Values("Idempotency-Key"); {
+	keys := r.Header.Values("Idempotency-Key")
+	switch {
 	case len(keys) > 1:
 		return "", 0, badRequest("Idempotency-Key", "is given more than once; give one key")
 	case len(keys) == 1 && keys[0] == "":
 		return "", 0, badRequest("Idempotency-Key", "is empty; give a key of 1-64 characters of A-Z a-z 0-9 _ . : -, or leave the header out")
-	}
-	id := r.Header.Get("Idempotency-Key")
-	if id == "" {
+	case len(keys) == 0:
 		// The one withLog chose, so that the log lines carry it.
 		if id, ok := r.Context().Value(requestIDKey{}).(string); ok {
 			return id, wait, nil
 		}
 		return newRequestID(), wait, nil
 	}
+	id := keys[0]
 	if !jobs.ValidRequestID(id) {
 		return "", 0, badRequest("Idempotency-Key", "must be 1-64 characters of A-Z a-z 0-9 _ . : -")
 	}

@@ -171,7 +171,7 @@ booked_permit AS (
     FROM go WHERE go.ok AND permits.id = $PERMIT$ RETURNING $RETURNING$)`
 
 // bookingParams is how many parameters bookingSQL takes.
-const bookingParams = 25
+var bookingParams = len(bookingParamNames)
 
 // bookingArgs are b's parameters in bookingSQL's order; a nil b books nothing.
 func bookingArgs(b *Booking) []any {

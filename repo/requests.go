@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -425,7 +426,7 @@ var finishSQLs sync.Map
 
 // startParam is the parameter of finishSQL that says whether its booking
 // starts a session (bookingSQL's START, from $21).
-var startParam = fmt.Sprint(21 + 14)
+var startParam = fmt.Sprint(21 + slices.Index(bookingParamNames, "START::bool"))
 
 // lastParam is the n-th parameter of finishSQL after the booking's: the
 // request's type, fingerprint, subject and decided task.
