@@ -63,25 +63,20 @@ func settleBooking(p *Permit, s *Session, plan domain.StopPlan, state domain.Sta
 // bookingSQL is a Booking as common table expressions (started, settled,
 // go, booked, booked_permit) whose parameters start at $first, in
 // bookingArgs' order; booked_permit returns returning (columns of permits)
-// when the booking was written. only, when not "", is a condition the
-// booking also waits for (FinishRequest's: that the request was finished);
-// the session a start inserts does not wait for it (the request's row waits
-// for the session instead, see finishSQL). It comes in two parts: start (the
-// started CTE) and the rest, so that CTEs the rest refers to may come
-// between them. Only the parts of shape are written; a statement that leaves
-// some out must still name every parameter's type (bookingParamTypes), since
-// Postgres refuses to prepare a statement with a parameter it cannot type.
-func bookingSQL(first int, returning, only string, shape bookingShape) (start, rest string) {
-	if only == "" {
-		only = "true"
-	}
+// when the booking was written. It comes in two parts: start (the started
+// CTE) and the rest. Only the parts of shape are written; a statement that
+// leaves some out must still name every parameter's type
+// (bookingParamTypes), since Postgres refuses to prepare a statement with a
+// parameter it cannot type. (FinishRequest writes its booking set-wise, in
+// finish.go.)
+func bookingSQL(first int, returning string, shape bookingShape) (start, rest string) {
 	casts := bookingParamTypes(first)
 	var pairs []string
 	for i, n := range bookingParamNames {
 		name, _, _ := strings.Cut(n, "::")
 		pairs = append(pairs, "$"+name+"$", casts[i])
 	}
-	r := strings.NewReplacer(append(pairs, "$ONLY$", only)...)
+	r := strings.NewReplacer(pairs...)
 	// What the shape leaves out is a CTE that selects nothing and touches no
 	// table, under the same name and columns, so that the rest reads alike.
 	start = `started AS (SELECT NULL::int8 AS id WHERE false)`
@@ -157,10 +152,10 @@ const bookingSettledSQL = `settled AS (
     UPDATE sessions SET state = $STATE$, end_at = $END$, charged_minutes = $CHARGED$, settled_at = $AT$,
         right_version = right_version + CASE WHEN registration IS NULL THEN 0 ELSE 1 END,
         right_changed_at = CASE WHEN registration IS NULL THEN right_changed_at ELSE $AT$ END
-    WHERE $SETTLE$ AND $ONLY$ AND id = $SESSION$ AND state = 'open' RETURNING id)`
+    WHERE $SETTLE$ AND id = $SESSION$ AND state = 'open' RETURNING id)`
 
 const bookingRestSQL = `go AS (SELECT $BOOK$ AND (NOT $SETTLE$ OR EXISTS (SELECT 1 FROM settled))
-              AND (NOT $START$ OR EXISTS (SELECT 1 FROM started)) AND $ONLY$ AS ok),
+              AND (NOT $START$ OR EXISTS (SELECT 1 FROM started)) AS ok),
 booked AS (
     INSERT INTO ledger (permit_id, kind, minutes, session_id, request_id, at)
     SELECT $PERMIT$, x.k, x.m, $SESSION$, $REQUEST$, $AT$
@@ -243,7 +238,7 @@ func (b *Booking) refused() error {
 func Book(ctx context.Context, tx bun.IDB, p *Permit, b Booking) error {
 	var permits []Permit
 	cols := columns[Permit](tx, "permits")
-	start, rest := bookingSQL(1, cols, "", shapeOf(&b))
+	start, rest := bookingSQL(1, cols, shapeOf(&b))
 	q := `WITH ` + paramsCTE(bookingParamTypes(1)) + `, ` + start + `, ` + rest + `
 SELECT * FROM booked_permit`
 	if err := scanPrepared(ctx, tx, q, bookingArgs(&b), &permits); err != nil {

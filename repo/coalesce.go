@@ -223,22 +223,14 @@ func (c *Coalescer) run(batch []*unit) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 	defer cancel()
-	// A connection of its own, so that the held outcomes can go to Postgres
-	// through it in one pipeline (pipeline.go).
-	conn, err := c.db.Conn(ctx)
-	var tx bun.Tx
-	if err == nil {
-		if tx, err = conn.BeginTx(ctx, nil); err != nil {
-			_ = conn.Close()
-		}
-	}
+	tx, err := c.db.BeginTx(ctx, nil)
 	if err != nil {
 		for _, u := range batch {
 			u.done <- fmt.Errorf("begin shared transaction: %w", err)
 		}
 		return
 	}
-	shared := newSharedTx(conn)
+	shared := newSharedTx(tx)
 	failed := false
 	var deferred []*unit
 	// flush sends the held outcomes; a unit whose plate it found parked
@@ -286,10 +278,9 @@ func (c *Coalescer) run(batch []*unit) {
 		failed = true
 	}
 	if failed {
-		_ = tx.Rollback()
 		// The connection goes back before the units run again alone, each
 		// on a connection of its own.
-		_ = conn.Close()
+		_ = tx.Rollback()
 		// Someone's unit failed: give each its own transaction, so only the
 		// failing one fails.
 		c.Fallbacks.Add(1)
@@ -299,7 +290,6 @@ func (c *Coalescer) run(batch []*unit) {
 		return
 	}
 	err = tx.Commit()
-	_ = conn.Close()
 	if err != nil {
 		err = fmt.Errorf("commit shared transaction of %d units: %w", len(batch), err)
 		for _, u := range batch {

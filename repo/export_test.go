@@ -1,6 +1,11 @@
 package repo
 
-import "time"
+import (
+	"context"
+	"time"
+
+	"github.com/uptrace/bun"
+)
 
 // RightsQuery is the statement RightsLookup sends, for the test that EXPLAINs it.
 func RightsQuery(plate, code string, at time.Time) (string, []any) {
@@ -16,3 +21,18 @@ func ErasePlatesQuery(cutoff time.Time, batch int) (string, []any) {
 
 // Waiting is how many request IDs have waiters (tests check cleanup).
 func (l *Listener) Waiting() int { return l.waiting() }
+
+// FinishUnits writes the outcomes of requests ids (fs) in one statement, as
+// a shared transaction's held outcomes are written: each one's error, and
+// the statement's.
+func FinishUnits(ctx context.Context, tx bun.IDB, ids []string, fs []Finish) ([]error, error) {
+	units := make([]finishUnit, len(ids))
+	for i, id := range ids {
+		u, err := newFinishUnit(id, fs[i])
+		if err != nil {
+			return nil, err
+		}
+		units[i] = u
+	}
+	return finishUnits(ctx, tx, units)
+}

@@ -6,8 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
-	"sync"
 	"time"
 
 	"github.com/uptrace/bun"
@@ -221,223 +219,27 @@ var ErrRequestKnown = errors.New("repo: the request ID is already recorded")
 // error is ErrPlateParked: the caller may record the rejection instead.
 //
 // In a pipelined unit of a shared transaction (Coalescer.DoPipelined) the
-// statement is held and sent with the batch's others before the commit
-// (pipeline.go): FinishRequest then returns nil; ErrPlateParked there makes
-// the unit run again alone after the commit, and any other of these errors
-// fails the batch, whose units then run again alone.
+// outcome is held and written with the batch's others, in one statement,
+// before the commit (pipeline.go, finish.go): FinishRequest then returns nil;
+// ErrPlateParked there makes the unit run again alone after the commit, and
+// any other of these errors fails the batch, whose units then run again
+// alone.
 func FinishRequest(ctx context.Context, tx bun.IDB, id string, f Finish) error {
-	if f.Type == "" || f.BodyHash == "" {
-		return fmt.Errorf("finish request %s: its type and fingerprint are required", id)
+	u, err := newFinishUnit(id, f)
+	if err != nil {
+		return err
 	}
-	var errJSON, resJSON json.RawMessage
-	var err error
-	if f.Rejection != nil {
-		if errJSON, err = json.Marshal(f.Rejection); err != nil {
-			return err
-		}
-	}
-	if f.Result != nil {
-		if resJSON, err = json.Marshal(f.Result); err != nil {
-			return fmt.Errorf("finish request %s: %w: %w", id, ErrUnrecordable, err)
-		}
-	}
-	// The events and outbox rows go as arrays, one per column, so that the
-	// statement's text is the same whatever they are: prepared once per
-	// connection (prepared.go).
-	var ev struct {
-		types, requests, data []*string
-		at                    []time.Time
-		permits, sessions     []*int64
-	}
-	for _, e := range f.Events {
-		data := string(e.Data)
-		ev.types = append(ev.types, &e.Type)
-		ev.at = append(ev.at, e.OccurredAt)
-		ev.permits = append(ev.permits, e.PermitID)
-		ev.sessions = append(ev.sessions, e.SessionID)
-		ev.requests = append(ev.requests, e.RequestID)
-		ev.data = append(ev.data, &data)
-	}
-	var ob struct {
-		types, ids, queues, payloads []string
-		at                           []time.Time
-	}
-	for _, t := range f.Outbox {
-		ob.types = append(ob.types, t.TaskType)
-		ob.ids = append(ob.ids, t.TaskID)
-		ob.queues = append(ob.queues, t.Queue)
-		ob.payloads = append(ob.payloads, string(t.Payload))
-		ob.at = append(ob.at, t.ProcessAt)
-	}
-	rejected := f.Status == RequestRejected && f.Rejection != nil
-	args := []any{f.Status, nullJSON(errJSON), nullJSON(resJSON), id,
-		ev.types, ev.at, ev.permits, ev.sessions, ev.requests, ev.data,
-		rejected, jobs.EventRequestRejected, Instant(f.At), idOrNil(f.PermitID), idOrNil(f.SessionID),
-		ob.types, ob.ids, ob.queues, ob.payloads, ob.at}
-	args = append(args, bookingArgs(f.Booking)...)
-	args = append(args, f.Type, f.BodyHash, f.Subject, f.TaskPayload)
-	shape := finishShape{bookingShape: shapeOf(f.Booking), rejected: rejected, events: len(f.Events) > 0, outbox: len(f.Outbox) > 0}
-	check := func(rows []finishRow) error { return checkFinish(id, f, rejected, rows) }
 	if t, ok := holding(tx); ok {
-		// Sent with the batch's other outcomes before its commit (pipeline.go).
-		t.shared.held = append(t.shared.held, heldFinish{unit: t.unit, query: finishSQL(shape), args: args, check: check})
+		// Written with the batch's other outcomes before its commit
+		// (pipeline.go).
+		t.shared.held = append(t.shared.held, heldUnit{unit: t.unit, finish: u})
 		return nil
 	}
-	var rows []finishRow
-	if err := scanPrepared(ctx, tx, finishSQL(shape), args, &rows); err != nil {
-		return fmt.Errorf("finish request %s: %w", id, err)
+	errs, err := finishUnits(ctx, tx, []finishUnit{u})
+	if err != nil {
+		return err
 	}
-	return check(rows)
-}
-
-// finishRow is a row finishSQL returns.
-type finishRow struct {
-	ID       *int64  `bun:"id"`
-	TaskID   *string `bun:"task_id"`
-	Notified int     `bun:"notified"`
-	Events   int     `bun:"events"`
-	Booked   int     `bun:"booked"`
-	Done     int     `bun:"done"`
-	Started  int     `bun:"started"`
-}
-
-// checkFinish says what FinishRequest's statement did, from its rows: nil
-// when it wrote what f asked for (and then f's outbox rows have their IDs),
-// ErrPlateParked, ErrRequestKnown, a booking's refusal, or an error naming
-// what is missing.
-func checkFinish(id string, f Finish, rejected bool, rows []finishRow) error {
-	if f.Booking != nil && f.Booking.Start != nil && (len(rows) == 0 || rows[0].Started != 1) {
-		return fmt.Errorf("finish request %s: %w", id, ErrPlateParked)
-	}
-	if len(rows) == 0 || rows[0].Done != 1 {
-		return fmt.Errorf("finish request %s: %w", id, ErrRequestKnown)
-	}
-	wantEvents := len(f.Events)
-	if rejected {
-		wantEvents++
-	}
-	if f.Booking != nil && rows[0].Booked != 1 {
-		return fmt.Errorf("finish request %s: %w", id, f.Booking.refused())
-	}
-	if len(rows) != max(len(f.Outbox), 1) || rows[0].Notified != 1 || rows[0].Events != wantEvents {
-		return fmt.Errorf("finish request %s: %d of %d outbox rows and %d of %d events written, %d notified",
-			id, len(rows), len(f.Outbox), rows[0].Events, wantEvents, rows[0].Notified)
-	}
-	byTask := map[string]int64{}
-	for _, r := range rows {
-		if r.ID != nil && r.TaskID != nil {
-			byTask[*r.TaskID] = *r.ID
-		}
-	}
-	for _, t := range f.Outbox {
-		t.ID = byTask[t.TaskID]
-	}
-	return nil
-}
-
-// finishSQL is FinishRequest's statement for a shape: the outcome, its
-// notification (noticeSQL), the change's events ($5-$10, one array per
-// column), a rejection's request.rejected event ($11-$15) and the outbox rows
-// ($16-$20), a booking ($21-$45, bookingSQL: a start's session first), and
-// the request's type, fingerprint, subject and decided task ($46-$49). The
-// outcome is inserted, or finishes the row already there if that is this
-// request, pending (done), once a start's session was inserted; nothing else
-// is written unless it was. Its last SELECT gives one row per outbox row (one
-// with NULLs when there are none), each with how many requests were finished
-// (0 or 1), notifications and events written, and whether it booked. The
-// parts a shape has none of are left out (bookingShape says why).
-func finishSQL(shape finishShape) string {
-	if q, ok := finishSQLs.Load(shape); ok {
-		return q.(string)
-	}
-	bookingStart, bookingRest := bookingSQL(21, "permits.id", "EXISTS (SELECT 1 FROM done)", shape.bookingShape)
-	ev := `ev AS (SELECT NULL::int8 AS pk WHERE false)`
-	if shape.events {
-		ev = `ev AS (
-    INSERT INTO events (type, occurred_at, permit_id, session_id, request_id, data)
-    SELECT t, a, p, s, r, d::jsonb
-    FROM unnest($5::text[], $6::timestamptz[], $7::int8[], $8::int8[], $9::text[], $10::text[]) AS e(t, a, p, s, r, d)
-    WHERE EXISTS (SELECT 1 FROM done)
-    RETURNING pk)`
-	}
-	rejected := `rejected AS (SELECT NULL::int8 AS pk WHERE false)`
-	if shape.rejected {
-		rejected = `rejected AS (
-    INSERT INTO events (type, occurred_at, permit_id, request_id, data)
-    SELECT $12, $13, coalesce((SELECT id FROM permits WHERE id = $14), (SELECT permit_id FROM sessions WHERE id = $15)),
-           done.request_id,
-           jsonb_build_object('request_id', done.request_id, 'type', done.type,
-                              'code', done.error->'code', 'message', done.error->'message')
-    FROM done WHERE $11::bool RETURNING pk)`
-	}
-	o := `o AS (SELECT NULL::int8 AS id, NULL::text AS task_id WHERE false)`
-	if shape.outbox {
-		o = `o AS (
-    INSERT INTO outbox (task_type, task_id, queue, payload, process_at)
-    SELECT t, i, q, p::jsonb, a
-    FROM unnest($16::text[], $17::text[], $18::text[], $19::text[], $20::timestamptz[]) AS x(t, i, q, p, a)
-    WHERE EXISTS (SELECT 1 FROM done)
-    RETURNING id, task_id)`
-	}
-	casts := []string{"$1::text", "$2::jsonb", "$3::jsonb", "$4::text",
-		"$5::text[]", "$6::timestamptz[]", "$7::int8[]", "$8::int8[]", "$9::text[]", "$10::text[]",
-		"$11::bool", "$12::text", "$13::timestamptz", "$14::int8", "$15::int8",
-		"$16::text[]", "$17::text[]", "$18::text[]", "$19::text[]", "$20::timestamptz[]"}
-	casts = append(casts, bookingParamTypes(21)...)
-	for i, t := range []string{"text", "text", "text", "bytea"} {
-		casts = append(casts, "$"+lastParam(i+1)+"::"+t)
-	}
-	q := `
-WITH ` + paramsCTE(casts) + `,
-` + bookingStart + `,
-done AS (
-    INSERT INTO requests AS r (request_id, type, body_hash, status, subject, error, result, updated_at)
-    SELECT $4, $` + lastParam(1) + `, $` + lastParam(2) + `, $1, $` + lastParam(3) + `, $2::jsonb, $3::jsonb, now()
-    WHERE NOT $` + startParam + `::bool OR EXISTS (SELECT 1 FROM started)
-    ON CONFLICT (request_id) DO UPDATE
-    SET status = excluded.status, error = excluded.error, result = excluded.result, task_payload = NULL, updated_at = now()
-    WHERE r.status = '` + RequestPending + `' AND r.type = excluded.type AND r.body_hash = excluded.body_hash
-      AND (r.task_payload IS NULL OR $` + lastParam(4) + `::bytea IS NULL OR r.task_payload = $` + lastParam(4) + `::bytea)
-    RETURNING request_id, type, body_hash, subject, status, error, result),
-notified AS (SELECT pg_notify('` + RequestChannel + `', ` + noticeSQL + `) FROM done),
-` + ev + `,
-` + rejected + `,
-` + o + `,
-` + bookingRest + `,
-n AS (SELECT (SELECT count(*) FROM done) AS done,
-             (SELECT count(*) FROM started) AS started,
-             (SELECT count(*) FROM notified) AS notified,
-             (SELECT count(*) FROM ev) + (SELECT count(*) FROM rejected) AS events,
-             (SELECT count(*) FROM booked_permit) AS booked)
-SELECT o.id, o.task_id, n.done, n.started, n.notified, n.events, n.booked FROM n LEFT JOIN o ON true`
-	finishSQLs.Store(shape, q)
-	return q
-}
-
-// finishShape is which parts a FinishRequest writes: its booking's, a
-// rejection's event, the change's events, outbox rows.
-type finishShape struct {
-	bookingShape
-	rejected, events, outbox bool
-}
-
-// finishSQLs holds finishSQL's statement of each shape met so far.
-var finishSQLs sync.Map
-
-// startParam is the parameter of finishSQL that says whether its booking
-// starts a session (bookingSQL's START, from $21).
-var startParam = fmt.Sprint(21 + slices.Index(bookingParamNames, "START::bool"))
-
-// lastParam is the n-th parameter of finishSQL after the booking's: the
-// request's type, fingerprint, subject and decided task.
-func lastParam(n int) string { return fmt.Sprint(20 + bookingParams + n) }
-
-// nullJSON is a JSON document as a query argument: NULL when empty.
-func nullJSON(b json.RawMessage) any {
-	if len(b) == 0 {
-		return nil
-	}
-	return string(b)
+	return errs[0]
 }
 
 // AnnounceRequest announces request id's recorded outcome on RequestChannel
@@ -452,14 +254,6 @@ func AnnounceRequest(ctx context.Context, tx bun.IDB, id string) error {
 		return fmt.Errorf("announce request %s: %w", id, err)
 	}
 	return rows.Close()
-}
-
-// idOrNil is a decimal ID as a query argument: NULL when it is no ID.
-func idOrNil(s string) any {
-	if id, ok := ParseID(s); ok {
-		return id
-	}
-	return nil
 }
 
 // GetRequest reads a request's outcome.
