@@ -75,7 +75,8 @@ const (
 type unit struct {
 	ctx       context.Context
 	fn        func(ctx context.Context, tx Tx) error
-	pipelined bool // its FinishRequest may be held for the flush (pipeline.go)
+	pipelined bool    // its FinishRequest may be held for the flush (pipeline.go)
+	pre       Prelock // the row it locks first, read ahead with the batch's (prelock.go)
 	state     atomic.Int32
 	done      chan error
 }
@@ -124,9 +125,11 @@ func (c *Coalescer) Do(ctx context.Context, fn func(ctx context.Context, tx Tx) 
 // the batch's others before the commit (pipeline.go): fn must read nothing
 // that another unit's FinishRequest writes except through its permit's lock
 // (LockPermit, LockPermitForStart, LockSessionAndPermit), which the batch
-// gives one unit per permit, or what a constraint guards.
-func (c *Coalescer) DoPipelined(ctx context.Context, fn func(ctx context.Context, tx Tx) error) error {
-	return c.do(ctx, &unit{ctx: ctx, fn: fn, pipelined: true, done: make(chan error, 1)})
+// gives one unit per permit, or what a constraint guards. pre names the row
+// fn locks first, which the batch locks with its other units' in one
+// statement (prelock.go); the zero Prelock names none.
+func (c *Coalescer) DoPipelined(ctx context.Context, fn func(ctx context.Context, tx Tx) error, pre Prelock) error {
+	return c.do(ctx, &unit{ctx: ctx, fn: fn, pipelined: true, pre: pre, done: make(chan error, 1)})
 }
 
 func (c *Coalescer) do(ctx context.Context, u *unit) error {
@@ -233,6 +236,17 @@ func (c *Coalescer) run(batch []*unit) {
 	shared := newSharedTx(tx)
 	failed := false
 	var deferred []*unit
+	var pres []Prelock
+	for _, u := range batch {
+		if u.pipelined {
+			pres = append(pres, u.pre)
+		}
+	}
+	if err := shared.prelock(ctx, Tx{Tx: tx, Locks: FailIfBusy}, pres); err != nil {
+		// The transaction is unusable: every unit runs alone.
+		c.log.Warn("locks of a shared transaction's units refused: they run again alone", "units", len(batch), "err", err)
+		failed = true
+	}
 	// flush sends the held outcomes; a unit whose plate it found parked
 	// wrote nothing, and runs again alone after the commit, where its
 	// refusal is recorded (pipeline.go).
@@ -254,6 +268,9 @@ func (c *Coalescer) run(batch []*unit) {
 		return true
 	}
 	for i, u := range batch {
+		if failed {
+			break
+		}
 		if !u.pipelined && !flush() {
 			// A unit that is not pipelined may read what the held outcomes
 			// write: they go first. One that failed fails the batch.

@@ -36,3 +36,13 @@ func FinishUnits(ctx context.Context, tx bun.IDB, ids []string, fs []Finish) ([]
 	}
 	return finishUnits(ctx, tx, units)
 }
+
+// PrelockQueries are the statements a shared transaction locks its units'
+// rows with (prelock.go), for the test that EXPLAINs them.
+func PrelockQueries(db bun.IDB) (starts, stops string) { return prelockSQL(db, FailIfBusy) }
+
+// FinishQuery is the statement of held outcomes with every part (finish.go),
+// and its parameters' types, for the test that EXPLAINs it.
+func FinishQuery() (string, []string) {
+	return finishSQL(finishShape{true, true, true, true, true, true}), finishParams
+}

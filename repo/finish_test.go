@@ -5,12 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/parkd/parkd/domain"
 	"github.com/parkd/parkd/jobs"
 	"github.com/parkd/parkd/repo"
+	"github.com/parkd/parkd/repo/repotest"
 )
 
 // TestOneStatementOfManyOutcomes: a shared transaction's held outcomes are
@@ -114,4 +116,75 @@ func TestOneStatementOfManyOutcomes(t *testing.T) {
 		t.Errorf("permit of the parked starts: balance %d reserved %d, want 600 and 0", p.BalanceMinutes, p.ReservedMinutes)
 	}
 	w.checkLedger()
+}
+
+// TestPrelocksAreLookupsWhateverTheTablesHold: a shared transaction locks its
+// units' rows in one statement per kind (prelock.go), prepared once per
+// connection. Its generic plan, made on tables as they are then (here empty
+// and never analyzed, as on a fresh database where autovacuum is off), must
+// be a lookup by primary key per ID: a scan of the table would be kept as
+// the table grows, and read all of it for every batch.
+func TestPrelocksAreLookupsWhateverTheTablesHold(t *testing.T) {
+	t.Parallel()
+	st, _ := repotest.NewDB(t)
+	ctx := context.Background()
+	conn, err := st.DB.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, "SET plan_cache_mode = force_generic_plan"); err != nil {
+		t.Fatal(err)
+	}
+	starts, stops := repo.PrelockQueries(st.DB)
+	for name, q := range map[string]string{"starts": starts, "stops": stops} {
+		if _, err := conn.ExecContext(ctx, "PREPARE prelock_"+name+"(int8[]) AS "+q); err != nil {
+			t.Fatal(err)
+		}
+		var plan []string
+		if err := conn.NewRaw("EXPLAIN EXECUTE prelock_"+name+"('{1,2,3}')").Scan(ctx, &plan); err != nil {
+			t.Fatal(err)
+		}
+		text := strings.Join(plan, "\n")
+		if strings.Contains(text, "Seq Scan") || !strings.Contains(text, "Index Scan using permits_pkey") {
+			t.Errorf("the %s' prelock is not a lookup by primary key per ID:\n%s", name, text)
+		}
+	}
+}
+
+// TestHeldOutcomesAreLookupsWhateverTheTablesHold: the statement of a
+// batch's held outcomes (finish.go) is prepared once per connection too;
+// its generic plan, made on empty tables never analyzed, must reach every
+// row of the tables that grow with every request by an index: a scan of
+// sessions, say, would be kept as they grow. (Permits are not among them:
+// they grow with issues, not with parking, so a plan made on them is made
+// on about the number they will have; on an empty permits table Postgres
+// does plan the counters' update as a scan.)
+func TestHeldOutcomesAreLookupsWhateverTheTablesHold(t *testing.T) {
+	t.Parallel()
+	st, _ := repotest.NewDB(t)
+	ctx := context.Background()
+	conn, err := st.DB.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, "SET plan_cache_mode = force_generic_plan"); err != nil {
+		t.Fatal(err)
+	}
+	q, types := repo.FinishQuery()
+	if _, err := conn.ExecContext(ctx, "PREPARE finish("+strings.Join(types, ", ")+") AS "+q); err != nil {
+		t.Fatal(err)
+	}
+	nulls := strings.TrimSuffix(strings.Repeat("NULL, ", len(types)), ", ")
+	var plan []string
+	if err := conn.NewRaw("EXPLAIN EXECUTE finish("+nulls+")").Scan(ctx, &plan); err != nil {
+		t.Fatal(err)
+	}
+	text := strings.Join(plan, "\n")
+	for _, table := range []string{"sessions", "requests", "ledger", "events", "outbox"} {
+		if strings.Contains(text, "Seq Scan on "+table) {
+			t.Errorf("the held outcomes' statement scans %s:\n%s", table, text)
+		}
+	}
 }

@@ -122,7 +122,16 @@ func LockPermit(ctx context.Context, tx Tx, id int64) (*Permit, error) {
 // statement also draws the new session's ID (newSessionIDSQL), so that the
 // session is written with the outcome, in FinishRequest's statement
 // (StartSession), and a start costs no statement of its own for it.
+//
+// In a shared transaction the permit may have been locked and read ahead,
+// with the batch's others (prelock.go).
 func LockPermitForStart(ctx context.Context, tx Tx, id int64) (*Permit, int64, error) {
+	if l, ok := tx.takeStart(id); ok {
+		if err := tx.hold(l.permit.ID); err != nil {
+			return nil, 0, err
+		}
+		return &l.permit, l.sessionID, nil
+	}
 	var rows []struct {
 		Permit    Permit `bun:"embed:p__"`
 		SessionID int64  `bun:"new_session_id"`

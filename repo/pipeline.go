@@ -50,6 +50,10 @@ type sharedTx struct {
 	tx      bun.Tx
 	holders map[int64]int // permit ID → the unit (its index in the batch) that locked it
 	held    []heldUnit
+	// Rows locked and read ahead for the units' lock calls (prelock.go): a
+	// start's permit by its ID, a stop's session by its ID.
+	starts map[int64]startLock
+	stops  map[int64]stopLock
 }
 
 // heldUnit is a FinishRequest held for the flush, and its unit's place in
@@ -60,7 +64,7 @@ type heldUnit struct {
 }
 
 func newSharedTx(tx bun.Tx) *sharedTx {
-	return &sharedTx{tx: tx, holders: map[int64]int{}}
+	return &sharedTx{tx: tx, holders: map[int64]int{}, starts: map[int64]startLock{}, stops: map[int64]stopLock{}}
 }
 
 // hold records that tx's unit locked these permits; a permit an earlier
@@ -95,6 +99,10 @@ func holding(db bun.IDB) (Tx, bool) {
 // must then be rolled back). Once written, the held outcomes are visible to
 // what follows, so every permit is free again.
 func (s *sharedTx) flush(ctx context.Context) (parked []int, err error) {
+	// A unit that is not pipelined may follow, and write any row: what was
+	// read ahead is forgotten (prelock.go), whether or not anything was held.
+	clear(s.starts)
+	clear(s.stops)
 	if len(s.held) == 0 {
 		return nil, nil
 	}

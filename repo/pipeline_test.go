@@ -46,9 +46,9 @@ func TestPipelinedOutcomes(t *testing.T) {
 			return tx.NewRaw("SELECT request_id FROM requests ORDER BY request_id").Scan(ctx, &seen)
 		}
 		errs := make(chan error, 3)
-		go func() { errs <- co.DoPipelined(context.Background(), finishApplied("p1")) }()
+		go func() { errs <- co.DoPipelined(context.Background(), finishApplied("p1"), repo.Prelock{}) }()
 		waitQueued(t, co, 1)
-		go func() { errs <- co.DoPipelined(context.Background(), finishApplied("p2")) }()
+		go func() { errs <- co.DoPipelined(context.Background(), finishApplied("p2"), repo.Prelock{}) }()
 		waitQueued(t, co, 2)
 		go func() { errs <- co.Do(context.Background(), read) }()
 		waitQueued(t, co, 3)
@@ -82,7 +82,7 @@ func TestPipelinedOutcomes(t *testing.T) {
 		done := make(chan int, 3)
 		units := []func(context.Context, repo.Tx) error{finishApplied("twice"), finishApplied("twice"), insertKey("bystander")}
 		for i, u := range units {
-			go func() { errs[i] = co.DoPipelined(context.Background(), u); done <- i }()
+			go func() { errs[i] = co.DoPipelined(context.Background(), u, repo.Prelock{}); done <- i }()
 			waitQueued(t, co, i+1)
 		}
 		close(release)

@@ -100,14 +100,18 @@ func GetSession(ctx context.Context, db bun.IDB, id int64) (*Session, error) {
 // snapshot. A lock another transaction holds is waited for, or ErrBusy, as
 // tx.Locks says.
 func LockSessionAndPermit(ctx context.Context, tx Tx, sessionID int64) (*Session, *Permit, error) {
+	if l, ok := tx.takeStop(sessionID); ok {
+		// Locked and read ahead with the batch's others (prelock.go).
+		if err := tx.hold(l.permit.ID); err != nil {
+			return nil, nil, err
+		}
+		return &l.session, &l.permit, nil
+	}
 	var rows []struct {
 		Permit  Permit  `bun:"embed:p__"`
 		Session Session `bun:"embed:s__"`
 	}
-	if err := scanPrepared(ctx, tx, `SELECT `+lockedPermitColumns(tx, "p__")+`, `+aliasedColumns[Session](tx, "s", "s__")+`
-		FROM permits AS permit JOIN sessions AS s ON s.permit_id = permit.id
-		WHERE s.id = $1 FOR UPDATE OF permit, s`+tx.Locks.skipLocked(),
-		[]any{sessionID}, &rows); err != nil {
+	if err := scanPrepared(ctx, tx, lockSessionsSQL(tx, tx.Locks, "$1"), []any{sessionID}, &rows); err != nil {
 		return nil, nil, fmt.Errorf("lock session %d and its permit: %w", sessionID, err)
 	}
 	if len(rows) == 0 {
@@ -117,6 +121,16 @@ func LockSessionAndPermit(ctx context.Context, tx Tx, sessionID int64) (*Session
 		return nil, nil, err
 	}
 	return &rows[0].Session, &rows[0].Permit, nil
+}
+
+// lockSessionsSQL is the statement that locks the session whose ID is id
+// (a parameter, or a column of an outer query) and its permit, as policy p
+// says, reading the permit's columns prefixed p__ and the session's
+// s__.
+func lockSessionsSQL(db bun.IDB, p LockPolicy, id string) string {
+	return `SELECT ` + lockedPermitColumns(db, "p__") + `, ` + aliasedColumns[Session](db, "s", "s__") + `
+		FROM permits AS permit JOIN sessions AS s ON s.permit_id = permit.id
+		WHERE s.id = ` + id + ` FOR UPDATE OF permit, s` + p.skipLocked()
 }
 
 // LockOpenSessions locks every open session of a permit whose row the caller has

@@ -66,12 +66,13 @@ func (h *Handlers) inTx(ctx context.Context, fn func(ctx context.Context, tx rep
 	return h.Store.InTx(ctx, fn)
 }
 
-// inPipelinedTx is inTx for a unit whose outcome may be held and sent with
-// its batch's others (repo.Coalescer.DoPipelined): fn reads nothing another
-// request's outcome writes except through its permit's lock.
-func (h *Handlers) inPipelinedTx(ctx context.Context, fn func(ctx context.Context, tx repo.Tx) error) error {
+// inPipelinedTx is inTx for a unit whose outcome may be held and written
+// with its batch's others (repo.Coalescer.DoPipelined): fn reads nothing
+// another request's outcome writes except through its permit's lock, and
+// the row that lock takes first (pre) may be locked with the batch's others.
+func (h *Handlers) inPipelinedTx(ctx context.Context, fn func(ctx context.Context, tx repo.Tx) error, pre repo.Prelock) error {
 	if h.Coalescer != nil {
-		return h.Coalescer.DoPipelined(ctx, fn)
+		return h.Coalescer.DoPipelined(ctx, fn, pre)
 	}
 	return h.Store.InTx(ctx, fn)
 }

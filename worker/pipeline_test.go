@@ -200,3 +200,23 @@ func TestUnitsNotPipelinedShareAPermit(t *testing.T) {
 	}
 	l.checkInvariants()
 }
+
+// The rows a shared transaction locks ahead for its starts and stops
+// (repo.Prelock) are forgotten once a unit that is not pipelined has run:
+// it may write them. Here a top-up between two starts buys the second
+// start's permit its only minutes; read ahead and kept, that permit would
+// still have none, and the start would be refused for its balance.
+func TestATopupInABatchIsSeenByTheStartAfterIt(t *testing.T) {
+	l := withClock(setupParallel(t), time.Now())
+	l.zone("PIPE5", domain.ZoneSpec{Name: "Pipe", TimeZone: "Europe/Amsterdam", TariffCentsPerHour: 210})
+	rich, poor := l.newPermit("PIPE5", 10), l.newPermit("PIPE5", 0)
+	first, _ := l.sessionTask(rich.ID, "PIPEC1", nil, nil)
+	topup, _ := l.topupTask(poor.ID, 1, rid("pay"))
+	second, id := l.sessionTask(poor.ID, "PIPEC2", nil, nil)
+	oneBatch(t, l, []*asynq.Task{first, topup, second},
+		[]func(context.Context, *asynq.Task) error{l.h.SessionStart, l.h.PermitTopup, l.h.SessionStart})
+	if code := rejection(t, l.outcome(id, nil)); code != "" {
+		t.Fatalf("the start after the top-up: %s, want applied (it read its permit as it was before the top-up)", code)
+	}
+	l.checkInvariants()
+}

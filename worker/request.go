@@ -263,11 +263,14 @@ func (h *Handlers) apply(ctx context.Context, t *asynq.Task, typ string, req job
 		return err
 	}
 	// A start and a stop read what others write only through their permit's
-	// lock: their outcomes may be held and sent with the batch's
-	// (repo.Coalescer.DoPipelined, one round trip fewer each).
+	// lock: their outcomes may be held and written with the batch's, and the
+	// row they lock first locked with the batch's
+	// (repo.Coalescer.DoPipelined: a statement and a round trip fewer each).
 	run := h.inTx
-	if typ == jobs.TypeSessionStart || typ == jobs.TypeSessionStop {
-		run = h.inPipelinedTx
+	if pre, ok := prelockOf(req); ok {
+		run = func(ctx context.Context, fn func(ctx context.Context, tx repo.Tx) error) error {
+			return h.inPipelinedTx(ctx, fn, pre)
+		}
 	}
 	err := run(ctx, frame)
 	if errors.Is(err, repo.ErrRequestKnown) {
@@ -435,4 +438,19 @@ func notFoundRule(err error, what, id string) error {
 		return domain.Reject(domain.CodeNotFound, "%s %s not found", what, id)
 	}
 	return err
+}
+
+// prelockOf is the row a session's start (its permit) or stop (its session)
+// locks first, and whether req is one of those, whose unit is pipelined. An
+// ID that names nothing names no row: the lock call then says not_found.
+func prelockOf(req jobs.Request) (repo.Prelock, bool) {
+	switch r := req.(type) {
+	case jobs.SessionStart:
+		id, _ := repo.ParseID(r.PermitID)
+		return repo.Prelock{StartPermit: id}, true
+	case jobs.SessionStop:
+		id, _ := repo.ParseID(r.SessionID)
+		return repo.Prelock{Session: id}, true
+	}
+	return repo.Prelock{}, false
 }
