@@ -127,25 +127,9 @@ func TestOneStatementOfManyOutcomes(t *testing.T) {
 func TestPrelocksAreLookupsWhateverTheTablesHold(t *testing.T) {
 	t.Parallel()
 	st, _ := repotest.NewDB(t)
-	ctx := context.Background()
-	conn, err := st.DB.Conn(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	if _, err := conn.ExecContext(ctx, "SET plan_cache_mode = force_generic_plan"); err != nil {
-		t.Fatal(err)
-	}
 	starts, stops := repo.PrelockQueries(st.DB)
 	for name, q := range map[string]string{"starts": starts, "stops": stops} {
-		if _, err := conn.ExecContext(ctx, "PREPARE prelock_"+name+"(int8[]) AS "+q); err != nil {
-			t.Fatal(err)
-		}
-		var plan []string
-		if err := conn.NewRaw("EXPLAIN EXECUTE prelock_"+name+"('{1,2,3}')").Scan(ctx, &plan); err != nil {
-			t.Fatal(err)
-		}
-		text := strings.Join(plan, "\n")
+		text := genericPlan(t, st, q, []string{"int8[]"}, "'{1,2,3}'")
 		if strings.Contains(text, "Seq Scan") || !strings.Contains(text, "Index Scan using permits_pkey") {
 			t.Errorf("the %s' prelock is not a lookup by primary key per ID:\n%s", name, text)
 		}
@@ -163,28 +147,38 @@ func TestPrelocksAreLookupsWhateverTheTablesHold(t *testing.T) {
 func TestHeldOutcomesAreLookupsWhateverTheTablesHold(t *testing.T) {
 	t.Parallel()
 	st, _ := repotest.NewDB(t)
+	q, types := repo.FinishQuery()
+	text := genericPlan(t, st, q, types, strings.TrimSuffix(strings.Repeat("NULL, ", len(types)), ", "))
+	for _, table := range []string{"sessions", "requests", "ledger", "events", "outbox"} {
+		if strings.Contains(text, "Seq Scan on "+table) {
+			t.Errorf("the held outcomes' statement scans %s:\n%s", table, text)
+		}
+	}
+}
+
+// genericPlan is the plan Postgres keeps for q (with parameters of types)
+// once it plans it generically, as it does for a statement prepared once
+// per connection, on st's tables as they are; args are the arguments of the
+// EXPLAIN EXECUTE.
+func genericPlan(t *testing.T, st *repo.Store, q string, types []string, args string) string {
+	t.Helper()
 	ctx := context.Background()
 	conn, err := st.DB.Conn(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
+	// The connection goes back to the pool as it came.
+	defer conn.ExecContext(ctx, "DISCARD ALL") //nolint:errcheck
 	if _, err := conn.ExecContext(ctx, "SET plan_cache_mode = force_generic_plan"); err != nil {
 		t.Fatal(err)
 	}
-	q, types := repo.FinishQuery()
-	if _, err := conn.ExecContext(ctx, "PREPARE finish("+strings.Join(types, ", ")+") AS "+q); err != nil {
+	if _, err := conn.ExecContext(ctx, "PREPARE q("+strings.Join(types, ", ")+") AS "+q); err != nil {
 		t.Fatal(err)
 	}
-	nulls := strings.TrimSuffix(strings.Repeat("NULL, ", len(types)), ", ")
 	var plan []string
-	if err := conn.NewRaw("EXPLAIN EXECUTE finish("+nulls+")").Scan(ctx, &plan); err != nil {
+	if err := conn.NewRaw("EXPLAIN EXECUTE q("+args+")").Scan(ctx, &plan); err != nil {
 		t.Fatal(err)
 	}
-	text := strings.Join(plan, "\n")
-	for _, table := range []string{"sessions", "requests", "ledger", "events", "outbox"} {
-		if strings.Contains(text, "Seq Scan on "+table) {
-			t.Errorf("the held outcomes' statement scans %s:\n%s", table, text)
-		}
-	}
+	return strings.Join(plan, "\n")
 }

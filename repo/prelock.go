@@ -110,9 +110,7 @@ func (tx Tx) takeStart(permitID int64) (startLock, bool) {
 	if tx.shared == nil || !tx.pipelined {
 		return startLock{}, false
 	}
-	l, ok := tx.shared.starts[permitID]
-	delete(tx.shared.starts, permitID)
-	return l, ok
+	return take(tx.shared.starts, permitID)
 }
 
 // takeStop is the session (and permit) read ahead for tx's unit's stop, if
@@ -121,7 +119,12 @@ func (tx Tx) takeStop(sessionID int64) (stopLock, bool) {
 	if tx.shared == nil || !tx.pipelined {
 		return stopLock{}, false
 	}
-	l, ok := tx.shared.stops[sessionID]
-	delete(tx.shared.stops, sessionID)
-	return l, ok
+	return take(tx.shared.stops, sessionID)
+}
+
+// take removes and returns m's entry for id, if any.
+func take[T any](m map[int64]T, id int64) (T, bool) {
+	v, ok := m[id]
+	delete(m, id)
+	return v, ok
 }
