@@ -264,6 +264,16 @@ type finishResult struct {
 // written; an error of the statement, or a count that does not add up, is
 // the second result, and then the transaction must be rolled back.
 func finishUnits(ctx context.Context, tx bun.IDB, units []finishUnit) ([]error, error) {
+	// One request ID twice is a request decided twice: alone, the second
+	// would find the first's row. In one statement Postgres would refuse
+	// the whole of it (a row affected twice); it is said as what it is.
+	seen := make(map[string]bool, len(units))
+	for _, u := range units {
+		if seen[u.id] {
+			return nil, fmt.Errorf("finish %d requests: request %s twice: %w", len(units), u.id, ErrRequestKnown)
+		}
+		seen[u.id] = true
+	}
 	var a finishArgs
 	var shape finishShape
 	for i, u := range units {
@@ -355,19 +365,31 @@ st AS (SELECT NULL::int8 AS unit WHERE false)`
     FROM unnest($14::int[], $15::int8[], $16::int8[], $17::text[], $18::text[], $19::text[], $20::timestamptz[],
                 $21::timestamptz[], $22::int[], $23::text[], $24::text[], $25::text[], $26::int[], $27::timestamptz[])
          AS s(unit, id, permit, zone, plate, country, start_at, planned, mins, notices, request, reg, rv, rca)
+    WHERE (SELECT count(*) FROM settled) >= 0 -- read first: the settlements are written before (see settled)
     ORDER BY unit
     ON CONFLICT DO NOTHING RETURNING id),
 st AS (SELECT s.unit FROM unnest($14::int[], $15::int8[]) AS s(unit, id) JOIN started USING (id))`
 	}
+	// Settled first, before any session is inserted: a start after a stop of
+	// its plate in the same batch then finds that session no longer open, as
+	// it would alone. A settlement does not wait for its request's row: a
+	// unit whose row is refused is ErrRequestKnown, and the caller rolls the
+	// transaction back. Each session is found by a lookup of its ID (LATERAL,
+	// kept apart by OFFSET 0) and updated by its row's address (ctid): a
+	// join of the array with sessions is planned from the table's statistics
+	// when the statement is first prepared, and a generic plan made while
+	// sessions was nearly empty read every open session for each batch.
 	settled := `settled AS (SELECT NULL::int8 AS id WHERE false)`
 	if shape.settle {
 		settled = `settled AS (
     UPDATE sessions SET state = x.state, end_at = x.end_at, charged_minutes = x.charged, settled_at = x.at,
         right_version = right_version + CASE WHEN registration IS NULL THEN 0 ELSE 1 END,
         right_changed_at = CASE WHEN registration IS NULL THEN right_changed_at ELSE x.at END
-    FROM unnest($28::int[], $29::int8[], $30::text[], $31::timestamptz[], $32::int[], $33::timestamptz[])
-         AS x(unit, session, state, end_at, charged, at)
-    WHERE x.unit IN (SELECT n FROM d) AND sessions.id = x.session AND sessions.state = 'open'
+    FROM (SELECT x.*, s.tid
+          FROM unnest($28::int[], $29::int8[], $30::text[], $31::timestamptz[], $32::int[], $33::timestamptz[])
+               AS x(unit, session, state, end_at, charged, at),
+               LATERAL (SELECT ctid AS tid FROM sessions WHERE id = x.session OFFSET 0) AS s) AS x
+    WHERE sessions.ctid = x.tid AND sessions.state = 'open'
     RETURNING sessions.id)`
 	}
 	booked := `go AS (SELECT NULL::int8 AS unit, NULL::int8 AS permit WHERE false),
@@ -375,6 +397,7 @@ booked_permit AS (SELECT NULL::int8 AS id WHERE false)`
 	if shape.book {
 		// A permit is one unit's in a statement (Tx.hold); summed all the
 		// same, so that two units on one permit could never count once.
+		// Found and updated as the settled sessions are (see settled).
 		booked = `go AS (
     SELECT b.* FROM unnest($34::int[], $35::int8[], $36::int8[], $37::text[], $38::timestamptz[], $39::int[], $40::int[],
                            $41::int[], $42::bool[], $43::bool[])
@@ -390,8 +413,10 @@ booked AS (
 booked_permit AS (
     UPDATE permits SET balance_minutes = balance_minutes + g.balance,
         reserved_minutes = reserved_minutes + g.reserved, used_minutes = used_minutes + g.used
-    FROM (SELECT permit, sum(balance) AS balance, sum(reserved) AS reserved, sum(used) AS used FROM go GROUP BY permit) g
-    WHERE permits.id = g.permit RETURNING permits.id)`
+    FROM (SELECT g.*, p.tid
+          FROM (SELECT permit, sum(balance) AS balance, sum(reserved) AS reserved, sum(used) AS used FROM go GROUP BY permit) g,
+               LATERAL (SELECT ctid AS tid FROM permits WHERE id = g.permit OFFSET 0) AS p) AS g
+    WHERE permits.ctid = g.tid RETURNING permits.id)`
 	}
 	var evs []string
 	if shape.events {
@@ -436,6 +461,7 @@ u AS (
                          $9::bool[], $10::bool[], $11::timestamptz[], $12::int8[], $13::int8[])
          WITH ORDINALITY AS u(request_id, status, error, result, type, body_hash, subject, task, start, rejected, at,
                               permit_id, session_id, n)),
+` + settled + `,
 ` + started + `,
 done AS (
     INSERT INTO requests AS r (request_id, type, body_hash, status, subject, error, result, updated_at)
@@ -448,14 +474,13 @@ done AS (
       AND (r.task_payload IS NULL
            OR (SELECT u.task IS NULL OR u.task = r.task_payload FROM u WHERE u.request_id = excluded.request_id))
     RETURNING request_id, type, body_hash, subject, status, error, result),
-d AS (SELECT u.n FROM u JOIN done USING (request_id)),
+d AS (SELECT u.n FROM u JOIN done USING (request_id) WHERE NOT u.start OR u.n IN (SELECT unit FROM st)),
 notified AS (SELECT request_id, pg_notify('` + RequestChannel + `', ` + noticeSQL + `) FROM done),
 ` + ev + `,
 ` + o + `,
-` + settled + `,
 ` + booked + `
 SELECT u.n::int AS unit,
-       (u.request_id IN (SELECT request_id FROM done))::int AS done,
+       (u.n IN (SELECT n FROM d))::int AS done,
        (u.n IN (SELECT unit FROM st))::int AS started,
        (SELECT count(*) FROM notified WHERE notified.request_id = u.request_id)::int AS notified,
        (u.n IN (SELECT go.unit FROM go JOIN booked_permit ON booked_permit.id = go.permit))::int AS booked,

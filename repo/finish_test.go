@@ -136,24 +136,158 @@ func TestPrelocksAreLookupsWhateverTheTablesHold(t *testing.T) {
 	}
 }
 
-// TestHeldOutcomesAreLookupsWhateverTheTablesHold: the statement of a
-// batch's held outcomes (finish.go) is prepared once per connection too;
-// its generic plan, made on empty tables never analyzed, must reach every
-// row of the tables that grow with every request by an index: a scan of
-// sessions, say, would be kept as they grow. (Permits are not among them:
-// they grow with issues, not with parking, so a plan made on them is made
-// on about the number they will have; on an empty permits table Postgres
-// does plan the counters' update as a scan.)
-func TestHeldOutcomesAreLookupsWhateverTheTablesHold(t *testing.T) {
+// TestHeldOutcomesFindTheirRowsAsTablesGrow: the statement of a batch's
+// held outcomes (finish.go) is prepared once per connection too. Its generic
+// plan, made on empty tables never analyzed (a fresh database where
+// autovacuum is off), is kept as the tables grow: a stop run after 20,000
+// open sessions were added must still reach its session and its permit by a
+// lookup (an index or the row's address), not read every open session (as a
+// join of the array with sessions was planned; a colleague's review found
+// it), nor scan the tables that grow with every request.
+func TestHeldOutcomesFindTheirRowsAsTablesGrow(t *testing.T) {
 	t.Parallel()
-	st, _ := repotest.NewDB(t)
+	now := time.Date(2026, 6, 1, 10, 0, 0, 0, time.UTC)
+	w := newWorld(t)
+	w.zone("EV", "Europe/Amsterdam", "01-01")
+	p := w.permit("EV", now, 600)
+	ctx := context.Background()
+	conn, err := w.store.DB.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	defer conn.ExecContext(ctx, "DISCARD ALL") //nolint:errcheck
 	q, types := repo.FinishQuery()
-	text := genericPlan(t, st, q, types, strings.TrimSuffix(strings.Repeat("NULL, ", len(types)), ", "))
-	for _, table := range []string{"sessions", "requests", "ledger", "events", "outbox"} {
+	args := make([]string, len(types))
+	for i := range args {
+		args[i] = "NULL"
+	}
+	for _, s := range []string{"SET plan_cache_mode = force_generic_plan", "PREPARE q(" + strings.Join(types, ", ") + ") AS " + q,
+		// The plan is made at the first EXECUTE, on empty tables.
+		"EXPLAIN EXECUTE q(" + strings.Join(args, ", ") + ")"} {
+		if _, err := conn.ExecContext(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := conn.ExecContext(ctx, `INSERT INTO sessions (permit_id, zone, plate, country, state, start_at, planned_end_at, reserved_minutes, request_id)
+		SELECT ?, 'EV', 'P' || g, 'NL', 'open', ?::timestamptz, ?::timestamptz + interval '1 hour', 60, 'bulk' || g
+		FROM generate_series(1, 20000) g`, p.ID, now, now); err != nil {
+		t.Fatal(err)
+	}
+	var sid int64
+	if err := conn.NewRaw("SELECT max(id) FROM sessions").Scan(ctx, &sid); err != nil {
+		t.Fatal(err)
+	}
+	// One stop: its request, settlement and booking ($1-$13, $28-$46).
+	ts := "'{\"" + now.Format(time.RFC3339) + "\"}'"
+	for n, v := range map[int]string{1: "'{s1}'", 2: "'{applied}'", 4: `'{"{}"}'`, 5: "'{session:stop}'", 6: "'{fp}'",
+		9: "'{f}'", 10: "'{f}'", 11: ts,
+		28: "'{1}'", 29: fmt.Sprintf("'{%d}'", sid), 30: "'{stopped}'", 31: ts, 32: "'{0}'", 33: ts,
+		34: "'{1}'", 35: fmt.Sprintf("'{%d}'", p.ID), 36: fmt.Sprintf("'{%d}'", sid), 37: "'{s1}'", 38: ts,
+		39: "'{0}'", 40: "'{0}'", 41: "'{0}'", 42: "'{t}'", 43: "'{f}'", 44: "'{1}'", 45: "'{release}'", 46: "'{0}'"} {
+		args[n-1] = v
+	}
+	if _, err := conn.ExecContext(ctx, "BEGIN"); err != nil {
+		t.Fatal(err)
+	}
+	defer conn.ExecContext(ctx, "ROLLBACK") //nolint:errcheck
+	var plan []string
+	if err := conn.NewRaw("EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) EXECUTE q("+strings.Join(args, ", ")+")").Scan(ctx, &plan); err != nil {
+		t.Fatal(err)
+	}
+	text := strings.Join(plan, "\n")
+	if !strings.Contains(text, "Update on sessions (actual rows=1") {
+		t.Fatalf("the stop settled nothing:\n%s", text)
+	}
+	for i, l := range plan {
+		if !strings.Contains(l, "Scan") || !(strings.Contains(l, " on sessions") || strings.Contains(l, " on permits")) {
+			continue
+		}
+		if strings.Contains(l, "Seq Scan") || i+1 == len(plan) ||
+			!(strings.Contains(plan[i+1], "Index Cond") || strings.Contains(plan[i+1], "TID Cond")) {
+			t.Errorf("a row of the held outcomes found by a scan, not a lookup:\n%s\n\n%s", l, text)
+		}
+	}
+	for _, table := range []string{"requests", "ledger", "events", "outbox"} {
 		if strings.Contains(text, "Seq Scan on "+table) {
 			t.Errorf("the held outcomes' statement scans %s:\n%s", table, text)
 		}
 	}
+}
+
+// A stop that settles a plate's session and a start of the plate on another
+// permit, in one statement: the settlement is written first, so the start
+// finds the plate free, as it would after the stop alone.
+func TestAStopThenAStartOfItsPlateInOneStatement(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 6, 1, 10, 0, 0, 0, time.UTC)
+	w, _, s := eventWorld(t, now) // AB12CD open
+	p2 := w.permit("EV", now, 600)
+	later := now.Add(10 * time.Minute)
+	err := w.store.InTx(w.ctx, func(ctx context.Context, tx repo.Tx) error {
+		ss, sp, err := repo.LockSessionAndPermit(ctx, tx, s.ID)
+		if err != nil {
+			return err
+		}
+		plan, err := domain.PlanStop(ss.DomainState(), domain.StopRequest{ReceivedAt: later}, later)
+		if err != nil {
+			return err
+		}
+		b := repo.Settle(sp, ss, plan, new("stop1"), later)
+		stop := repo.Finish{Type: jobs.TypeSessionStop, BodyHash: "fp1", Status: repo.RequestApplied, Result: map[string]string{}, Booking: &b}
+		locked, sid, err := repo.LockPermitForStart(ctx, tx, p2.ID)
+		if err != nil {
+			return err
+		}
+		s2, b2 := repo.StartSession(locked, sid, domain.SessionPlan{Plate: "AB12CD", Country: "NL", StartAt: later,
+			PlannedEndAt: later.Add(30 * time.Minute), ReservedMinutes: 30}, nil, "start2", later)
+		start := repo.Finish{Type: jobs.TypeSessionStart, BodyHash: "fp2", Status: repo.RequestApplied, Result: s2.View(later), Booking: &b2,
+			Events: []*repo.Event{repo.SessionEvent(jobs.EventSessionStarted, s2, later, new("start2"), "")}}
+		errs, err := repo.FinishUnits(ctx, tx, []string{"stop1", "start2"}, []repo.Finish{stop, start})
+		if err != nil {
+			return err
+		}
+		return errors.Join(errs...)
+	})
+	if err != nil {
+		t.Fatalf("a stop then a start of its plate in one statement: %v", err)
+	}
+	w.checkLedger()
+}
+
+// Units are matched to what was written of them by their place, never by
+// request ID: a start refused as parked writes nothing, even beside another
+// unit under its ID (which the flush refuses as a whole).
+func TestARefusedUnitWritesNothingBesideItsID(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 6, 1, 10, 0, 0, 0, time.UTC)
+	w, _, _ := eventWorld(t, now) // AB12CD parked
+	p2 := w.permit("EV", now, 600)
+	_ = w.store.InTx(w.ctx, func(ctx context.Context, tx repo.Tx) error {
+		locked, sid, err := repo.LockPermitForStart(ctx, tx, p2.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, b := repo.StartSession(locked, sid, domain.SessionPlan{Plate: "AB12CD", Country: "NL", StartAt: now,
+			PlannedEndAt: now.Add(30 * time.Minute), ReservedMinutes: 30}, nil, "r", now)
+		parked := repo.Finish{Type: jobs.TypeSessionStart, BodyHash: "fa", Status: repo.RequestApplied, Result: s.View(now), Booking: &b,
+			Outbox: []*repo.OutboxTask{{TaskType: jobs.TypeSessionAutoStop, TaskID: "autostop:ghost", Queue: jobs.QueueCritical,
+				Payload: []byte(`{}`), ProcessAt: now}}}
+		other := repo.Finish{Type: jobs.TypeSessionStop, BodyHash: "fb", Status: repo.RequestApplied, Result: map[string]string{}}
+		if _, err := repo.FinishUnits(ctx, tx, []string{"r", "r"}, []repo.Finish{parked, other}); !errors.Is(err, repo.ErrRequestKnown) {
+			t.Errorf("one request ID twice in one statement: %v, want ErrRequestKnown", err)
+		}
+		// And alone, each unit keyed by its place: the parked one writes nothing.
+		errs, err := repo.FinishUnits(ctx, tx, []string{"r", "q"}, []repo.Finish{parked, other})
+		if err != nil || !errors.Is(errs[0], repo.ErrPlateParked) || errs[1] != nil {
+			t.Fatalf("errs %v, err %v", errs, err)
+		}
+		var n int
+		if err := tx.NewRaw("SELECT count(*) FROM outbox WHERE task_id = 'autostop:ghost'").Scan(ctx, &n); err != nil || n != 0 {
+			t.Errorf("%d outbox rows (%v) of a start refused as parked", n, err)
+		}
+		return errors.New("roll back")
+	})
 }
 
 // genericPlan is the plan Postgres keeps for q (with parameters of types)

@@ -49,7 +49,14 @@ type stopLock struct {
 // another transaction holds is skipped), the rows the pipelined units of
 // pres name, and keeps them for their lock calls. Fewer than two rows are
 // not worth a statement: their units lock them themselves.
-func (s *sharedTx) prelock(ctx context.Context, tx Tx, pres []Prelock) error {
+func (s *sharedTx) prelock(ctx context.Context, tx Tx, pres []Prelock) (err error) {
+	// Outside any unit's own recovery: a panic here must end in an error
+	// (every unit then runs alone), not in the committer's end.
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("panic in the locks read ahead: %v", p)
+		}
+	}()
 	var permits, sessions []int64
 	for _, p := range pres {
 		if p.StartPermit != 0 {

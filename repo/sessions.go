@@ -266,8 +266,8 @@ func Settle(p *Permit, s *Session, plan domain.StopPlan, requestID *string, at t
 // as the year's usage): a further reserve entry of -DeltaMinutes when it grew,
 // a release of +|DeltaMinutes| when it shrank. The settlement later releases
 // whatever is then reserved, so the session's entries still net to minus its
-// charge. A new plate overlapping another open session of the plate in the
-// zone is ErrPlateParked, and then nothing is written: the caller's
+// charge. A new plate, or a later end, overlapping another open session of
+// the plate in the zone is ErrPlateParked, and then nothing is written: the caller's
 // transaction is still usable to record the rejection. A registered
 // session's right gets its next version (bumpRight), which s then holds (the
 // update returns the row). (The look comes first
@@ -277,7 +277,9 @@ func ApplyChange(ctx context.Context, tx bun.IDB, p *Permit, s *Session, plan do
 	if !plan.EndChanged && !plan.PlateChanged {
 		return nil
 	}
-	if plan.PlateChanged {
+	// A new plate, or a later end (which may reach a later session of the
+	// same plate, on this permit or another), is looked at.
+	if plan.PlateChanged || plan.PlannedEndAt.After(s.PlannedEndAt) {
 		parked, err := PlateParked(ctx, tx, s.Zone, plan.Plate, domain.Interval{Start: plan.StartAt, End: plan.PlannedEndAt}, s.ID)
 		if err != nil {
 			return fmt.Errorf("change session %d: %w", s.ID, err)

@@ -326,3 +326,24 @@ func TestConcurrentStartsKeepTheSessionCap(t *testing.T) {
 	}
 	l.checkInvariants()
 }
+
+// An extension into a later session of the same plate (on another permit or
+// the same) is plate_already_parked, as a start into it is: the plate's
+// exclusion constraint would refuse the write, and the request must not end
+// as request_failed. (Found by a colleague's attack: only a new plate was
+// looked at.)
+func TestChangeExtendIntoALaterSessionOfThePlate(t *testing.T) {
+	t0 := time.Now().UTC().Truncate(time.Second)
+	l := withClock(setupParallel(t), t0)
+	p, other := l.newPermit("TEST", 10), l.newPermit("TEST", 10)
+	s := l.mustStart(p.ID, "LATER1", nil, ptr(t0.Add(10*time.Minute)))
+	l.mustStart(other.ID, "LATER1", ptr(t0.Add(20*time.Minute)), ptr(t0.Add(40*time.Minute)))
+	if r, _ := l.change(s.ID, ptr(t0.Add(30*time.Minute)), nil); rejection(t, r) != string(domain.CodePlateAlreadyParked) {
+		t.Fatalf("extended into a later session of its plate: %s %s, want %s", r.Status, r.Error, domain.CodePlateAlreadyParked)
+	}
+	// Up to that session's start is fine.
+	if c := l.mustChange(s.ID, ptr(t0.Add(20*time.Minute)), nil); !c.PlannedEndAt.Equal(t0.Add(20 * time.Minute)) {
+		t.Fatalf("extended up to the later session: %+v", c)
+	}
+	l.checkInvariants()
+}
