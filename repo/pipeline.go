@@ -13,9 +13,11 @@ import (
 // answer before the next unit began: a statement and a round trip per
 // request, on top of its lock. A pipelined unit's FinishRequest is held
 // instead, and the held outcomes of the whole batch are written before the
-// COMMIT by one statement (finish.go): a shared transaction of k units makes
-// k+3 round trips instead of 2k+2, and Postgres pays for one statement, not
-// k.
+// COMMIT by one statement (finish.go), and the rows the units lock first are
+// locked before them by two (prelock.go): a shared transaction of k starts
+// and stops makes about five round trips (BEGIN, the two locks, the
+// outcomes, COMMIT) instead of 2k+2, and Postgres pays for three statements,
+// not 2k.
 //
 // Holding a write back is safe only if no unit decides anything from what
 // a held one writes. What FinishRequest writes (a request's row, a session
