@@ -48,6 +48,11 @@ func newFinishUnit(id string, f Finish) (finishUnit, error) {
 	if f.Type == "" || f.BodyHash == "" {
 		return u, fmt.Errorf("finish request %s: its type and fingerprint are required", id)
 	}
+	if b := f.Booking; b != nil && b.Start != nil && b.Settle != nil {
+		// A start found parked writes nothing and its batch commits without
+		// it (pipeline.go); a settlement riding with it would be written.
+		return u, fmt.Errorf("finish request %s: a booking starts a session or settles one, not both", id)
+	}
 	var err error
 	if f.Rejection != nil {
 		if u.errJSON, err = json.Marshal(f.Rejection); err != nil {
@@ -268,11 +273,20 @@ func finishUnits(ctx context.Context, tx bun.IDB, units []finishUnit) ([]error, 
 	// would find the first's row. In one statement Postgres would refuse
 	// the whole of it (a row affected twice); it is said as what it is.
 	seen := make(map[string]bool, len(units))
+	settles := map[int64]bool{}
 	for _, u := range units {
 		if seen[u.id] {
 			return nil, fmt.Errorf("finish %d requests: request %s twice: %w", len(units), u.id, ErrRequestKnown)
 		}
 		seen[u.id] = true
+		// Two settlements of one session would settle it once and book
+		// twice; a session is one unit's (Tx.hold), and this says so.
+		if b := u.f.Booking; b != nil && b.Settle != nil {
+			if settles[b.SessionID] {
+				return nil, fmt.Errorf("finish %d requests: session %d settled twice", len(units), b.SessionID)
+			}
+			settles[b.SessionID] = true
+		}
 	}
 	var a finishArgs
 	var shape finishShape

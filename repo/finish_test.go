@@ -316,3 +316,37 @@ func genericPlan(t *testing.T, st *repo.Store, q string, types []string, args st
 	}
 	return strings.Join(plan, "\n")
 }
+
+// Two settlements of one session in one statement would settle it once and
+// book both (the permit's release and charge counted twice); a session is one
+// unit's per batch (Tx.hold), and the statement refuses it all the same, as
+// it refuses a booking that both starts and settles (a colleague's review).
+func TestOneSessionSettledTwiceInOneStatementIsRefused(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 6, 1, 10, 0, 0, 0, time.UTC)
+	w, _, s := eventWorld(t, now)
+	later := now.Add(10 * time.Minute)
+	_ = w.store.InTx(w.ctx, func(ctx context.Context, tx repo.Tx) error {
+		ss, sp, err := repo.LockSessionAndPermit(ctx, tx, s.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		plan, err := domain.PlanStop(ss.DomainState(), domain.StopRequest{ReceivedAt: later}, later)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stop := func(id string) repo.Finish {
+			b := repo.Settle(sp, ss, plan, new(id), later)
+			return repo.Finish{Type: jobs.TypeSessionStop, BodyHash: "fp-" + id, Status: repo.RequestApplied, Result: map[string]string{}, Booking: &b}
+		}
+		if _, err := repo.FinishUnits(ctx, tx, []string{"a", "b"}, []repo.Finish{stop("a"), stop("b")}); err == nil || !strings.Contains(err.Error(), "settled twice") {
+			t.Errorf("one session settled by two units of a statement: %v, want refused", err)
+		}
+		both := stop("c")
+		both.Booking.Start = ss
+		if _, err := repo.FinishUnits(ctx, tx, []string{"c"}, []repo.Finish{both}); err == nil {
+			t.Error("a booking that starts and settles: written, want refused")
+		}
+		return errors.New("roll back")
+	})
+}
