@@ -165,9 +165,6 @@ booked_permit AS (
         reserved_minutes = reserved_minutes + $RESERVED$, used_minutes = used_minutes + $USED$
     FROM go WHERE go.ok AND permits.id = $PERMIT$ RETURNING $RETURNING$)`
 
-// bookingParams is how many parameters bookingSQL takes.
-var bookingParams = len(bookingParamNames)
-
 // bookingArgs are b's parameters in bookingSQL's order; a nil b books nothing.
 func bookingArgs(b *Booking) []any {
 	book := b != nil
