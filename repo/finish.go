@@ -313,7 +313,10 @@ func finishUnits(ctx context.Context, tx bun.IDB, units []finishUnit) ([]error, 
 	for i, u := range units {
 		r, ok := byUnit[i+1]
 		errs[i] = u.check(r, ok, byTask)
-		if errs[i] == nil {
+		// A unit's events are written with its request's row, whatever
+		// else of it was refused (a settlement that found its session no
+		// longer open is said by its own error, not by this count).
+		if ok && r.Done == 1 {
 			wantEvents += len(u.f.Events)
 			if u.rejected {
 				wantEvents++

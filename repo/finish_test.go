@@ -350,3 +350,37 @@ func TestOneSessionSettledTwiceInOneStatementIsRefused(t *testing.T) {
 		return errors.New("roll back")
 	})
 }
+
+// A settlement that finds its session no longer open is refused as that
+// (Booking.refused), as it was before outcomes were written set-wise: the
+// count of the statement's events, which includes the refused unit's (they
+// ride with its request's row), must not speak over it.
+func TestASettlementOfASessionNoLongerOpenSaysSo(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 6, 1, 10, 0, 0, 0, time.UTC)
+	w, _, s := eventWorld(t, now)
+	later := now.Add(10 * time.Minute)
+	_ = w.store.InTx(w.ctx, func(ctx context.Context, tx repo.Tx) error {
+		ss, sp, err := repo.LockSessionAndPermit(ctx, tx, s.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		plan, err := domain.PlanStop(ss.DomainState(), domain.StopRequest{ReceivedAt: later}, later)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stop := func(id string) repo.Finish {
+			b := repo.Settle(sp, ss, plan, new(id), later)
+			return repo.Finish{Type: jobs.TypeSessionStop, BodyHash: "fp-" + id, Status: repo.RequestApplied, Result: map[string]string{},
+				Booking: &b, Events: []*repo.Event{repo.SessionEvent(jobs.EventSessionStopped, ss, later, new(id), "manual")}}
+		}
+		if errs, err := repo.FinishUnits(ctx, tx, []string{"a"}, []repo.Finish{stop("a")}); err != nil || errs[0] != nil {
+			t.Fatalf("the first stop: %v %v", errs, err)
+		}
+		errs, err := repo.FinishUnits(ctx, tx, []string{"b"}, []repo.Finish{stop("b")})
+		if err != nil || errs[0] == nil || !strings.Contains(errs[0].Error(), "not open") {
+			t.Errorf("a second settlement of the session: %v, %v; want its refusal (not open)", errs, err)
+		}
+		return errors.New("roll back")
+	})
+}
