@@ -12,6 +12,7 @@ import (
 
 	"github.com/MicahParks/keyfunc/v3"
 	"github.com/golang-jwt/jwt/v5"
+	lru "github.com/hashicorp/golang-lru/v2"
 )
 
 // Config configures a Verifier. At least one of Secret and JWKSURL is needed;
@@ -79,6 +80,25 @@ type Verifier struct {
 	// provider checks iss and aud on the key set's tokens; nil when neither
 	// is configured.
 	provider *jwt.Validator
+	// accepted holds the HS256 tokens verified so far (AcceptedTokens at
+	// most), each with its principal: a client sends the same token with
+	// every request, and parsing and checking it again cost a few per cent
+	// of the intake's CPU (docs/BENCHMARKS.md, issue 16). Only HS256 tokens:
+	// their key is the process's secret, fixed for its life, so a token
+	// verified once stays verified until it expires, which is checked on
+	// every use. A key set's tokens are always verified afresh, since a key
+	// the provider withdraws must stop its tokens at once.
+	accepted *lru.Cache[string, acceptedToken]
+}
+
+// AcceptedTokens is how many verified HS256 tokens a Verifier remembers.
+const AcceptedTokens = 4096
+
+// acceptedToken is a verified HS256 token's principal and the instant, leeway
+// included, from which it is refused as expired.
+type acceptedToken struct {
+	p       Principal
+	expires time.Time
 }
 
 // NewVerifier builds a Verifier. With a JWKS URL it fetches the key set once
@@ -88,7 +108,12 @@ func NewVerifier(c Config) (*Verifier, error) {
 	if len(c.Secret) == 0 && c.JWKSURL == "" {
 		return nil, errors.New("identity: neither a secret (HS256) nor a JWKS URL (RS256, ES256): no token could be verified")
 	}
-	v := &Verifier{secret: c.Secret, issuer: c.Issuer, audience: c.Audience, leeway: c.Leeway, now: c.Now, stop: func() {}}
+	accepted, err := lru.New[string, acceptedToken](AcceptedTokens)
+	if err != nil {
+		return nil, err
+	}
+	v := &Verifier{secret: c.Secret, issuer: c.Issuer, audience: c.Audience, leeway: c.Leeway, now: c.Now, stop: func() {},
+		accepted: accepted}
 	if v.leeway == 0 {
 		v.leeway = DefaultLeeway
 	}
@@ -150,7 +175,18 @@ func refuse(reason string, cause error) *Refusal { return &Refusal{Reason: reaso
 // of key (never "none", never HS256 with a public key), unexpired, with an
 // exp, with the configured iss and aud (the key set's tokens), a known role and
 // a sub.
+//
+// An HS256 token verified before is not parsed again: its principal is
+// remembered until the token expires (see Verifier.accepted).
 func (v *Verifier) Verify(ctx context.Context, tok string) (*Principal, error) {
+	if a, ok := v.accepted.Get(tok); ok {
+		if v.now().Before(a.expires) {
+			p := a.p
+			p.Permits = slices.Clone(p.Permits)
+			return &p, nil
+		}
+		v.accepted.Remove(tok) // expired: the full check below says so
+	}
 	var c Claims
 	opts := []jwt.ParserOption{
 		jwt.WithValidMethods(v.algs),
@@ -172,7 +208,15 @@ func (v *Verifier) Verify(ctx context.Context, tok string) (*Principal, error) {
 	case strings.TrimSpace(c.Subject) == "":
 		return nil, refuse("the token has no sub", nil)
 	}
-	return &Principal{Role: c.Role, Sub: c.Subject, Permits: c.Permits, Expires: c.ExpiresAt.Time}, nil
+	p := &Principal{Role: c.Role, Sub: c.Subject, Permits: c.Permits, Expires: c.ExpiresAt.Time}
+	if t.Method.Alg() == jwt.SigningMethodHS256.Alg() {
+		// Refused from the instant the parser's own check would refuse it
+		// (exp plus the leeway).
+		a := acceptedToken{p: *p, expires: c.ExpiresAt.Add(v.leeway)}
+		a.p.Permits = slices.Clone(p.Permits)
+		v.accepted.Add(tok, a)
+	}
+	return p, nil
 }
 
 // keyFor gives each algorithm its own kind of key, so that no token chooses

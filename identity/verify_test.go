@@ -8,6 +8,7 @@ import (
 	"errors"
 	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -298,4 +299,33 @@ func TestBearerToken(t *testing.T) {
 			t.Errorf("BearerToken(%q): %v, want a refusal saying %q", h, err, reason)
 		}
 	}
+}
+
+// TestAcceptedTokenIsRefusedOnceExpired: an HS256 token verified once is
+// remembered (Verifier.accepted) but never past its exp and the leeway, and
+// what one caller does to its principal is not what the next one gets.
+func TestAcceptedTokenIsRefusedOnceExpired(t *testing.T) {
+	t.Parallel()
+	start := time.Now()
+	var mu sync.Mutex
+	now := start
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	set := func(at time.Time) { mu.Lock(); defer mu.Unlock(); now = at }
+	v := newVerifier(t, identity.Config{Secret: testSecret, Now: clock})
+	tok := hs(t, jwt.SigningMethodHS256, testSecret, with(claims(), "iss", nil, "aud", nil,
+		"permits", []string{"7"}, "exp", start.Add(time.Minute).Unix()))
+	for range 2 {
+		p, err := v.Verify(context.Background(), tok)
+		if err != nil || p.Sub != "RES-1" || len(p.Permits) != 1 || p.Permits[0] != "7" {
+			t.Fatalf("verified: %+v %v", p, err)
+		}
+		p.Permits[0] = "8" // a caller's change stays the caller's
+	}
+	set(start.Add(time.Minute + identity.DefaultLeeway - time.Second))
+	if _, err := v.Verify(context.Background(), tok); err != nil {
+		t.Fatalf("within the leeway: %v", err)
+	}
+	set(start.Add(time.Minute + identity.DefaultLeeway + time.Second))
+	refused(t, v, tok, "expired")
+	refused(t, v, tok, "expired") // and stays refused
 }

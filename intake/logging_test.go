@@ -42,7 +42,8 @@ func (l *lineLog) lines(t *testing.T) (raw string, lines []map[string]any) {
 // Starts through the intake and the worker: applied, rejected because the plate
 // is parked already, and rejected for an odd plate. No log line at any level,
 // of the intake, the worker or asynq, shows a plate; the intake's lines carry
-// the request ID and route, the worker's the task ID and request ID.
+// the request ID, method, route and subject, the worker's the task ID and
+// request ID.
 func TestLogsCarryIDsAndNoPlates(t *testing.T) {
 	ll := &lineLog{}
 	e := setup(t, options{log: slog.New(slog.NewJSONHandler(ll, &slog.HandlerOptions{Level: slog.LevelDebug}))})
@@ -73,6 +74,9 @@ func TestLogsCarryIDsAndNoPlates(t *testing.T) {
 		case "request enqueued":
 			if l["task_type"] == "session:start" && l["route"] != "/v1/permits/{permit_id}/sessions" {
 				t.Errorf("intake line without its route: %v", l)
+			}
+			if !strings.Contains(str(l["subject"]), ":") || l["method"] != "POST" {
+				t.Errorf("intake line without who asked and how: %v", l)
 			}
 			enqueued[str(l["request_id"])] = true
 		case "request rejected":
