@@ -82,23 +82,39 @@ type Verifier struct {
 	provider *jwt.Validator
 	// accepted holds the HS256 tokens verified so far (AcceptedTokens at
 	// most), each with its principal: a client sends the same token with
-	// every request, and parsing and checking it again cost a few per cent
-	// of the intake's CPU (docs/BENCHMARKS.md, issue 16). Only HS256 tokens:
-	// their key is the process's secret, fixed for its life, so a token
-	// verified once stays verified until it expires, which is checked on
-	// every use. A key set's tokens are always verified afresh, since a key
-	// the provider withdraws must stop its tokens at once.
+	// every request, and parsing and checking it again was 3.9 % of parkd's
+	// CPU in the max phase's profile (docs/BENCHMARKS.md, issue 16, fifth
+	// session). Only HS256 tokens: their key is the process's secret, fixed
+	// for its life, so what a token's signature, role and sub decided holds
+	// for good; only its time window (iat, nbf, exp, with the leeway) is
+	// checked again on every use, against the clock, which may also step
+	// back. A key set's tokens are always verified afresh, since a key the
+	// provider withdraws must stop its tokens at once.
 	accepted *lru.Cache[string, acceptedToken]
 }
 
 // AcceptedTokens is how many verified HS256 tokens a Verifier remembers.
 const AcceptedTokens = 4096
 
-// acceptedToken is a verified HS256 token's principal and the instant, leeway
-// included, from which it is refused as expired.
+// acceptedToken is a verified HS256 token's principal and its time window,
+// leeway included: refused as not valid yet before from (its iat and nbf, the
+// later), as expired from expires (its exp), as the parser would.
 type acceptedToken struct {
-	p       Principal
-	expires time.Time
+	p             Principal
+	from, expires time.Time
+}
+
+// window is a verified token's time window (see acceptedToken).
+func (v *Verifier) window(c *Claims) (from, expires time.Time) {
+	for _, d := range []*jwt.NumericDate{c.IssuedAt, c.NotBefore} {
+		if d != nil && d.After(from) {
+			from = d.Time
+		}
+	}
+	if !from.IsZero() {
+		from = from.Add(-v.leeway)
+	}
+	return from, c.ExpiresAt.Add(v.leeway)
 }
 
 // NewVerifier builds a Verifier. With a JWKS URL it fetches the key set once
@@ -180,12 +196,12 @@ func refuse(reason string, cause error) *Refusal { return &Refusal{Reason: reaso
 // remembered until the token expires (see Verifier.accepted).
 func (v *Verifier) Verify(ctx context.Context, tok string) (*Principal, error) {
 	if a, ok := v.accepted.Get(tok); ok {
-		if v.now().Before(a.expires) {
+		if now := v.now(); !now.Before(a.from) && now.Before(a.expires) {
 			p := a.p
 			p.Permits = slices.Clone(p.Permits)
 			return &p, nil
 		}
-		v.accepted.Remove(tok) // expired: the full check below says so
+		v.accepted.Remove(tok) // outside its window: the full check below says why
 	}
 	var c Claims
 	opts := []jwt.ParserOption{
@@ -210,9 +226,8 @@ func (v *Verifier) Verify(ctx context.Context, tok string) (*Principal, error) {
 	}
 	p := &Principal{Role: c.Role, Sub: c.Subject, Permits: c.Permits, Expires: c.ExpiresAt.Time}
 	if t.Method.Alg() == jwt.SigningMethodHS256.Alg() {
-		// Refused from the instant the parser's own check would refuse it
-		// (exp plus the leeway).
-		a := acceptedToken{p: *p, expires: c.ExpiresAt.Add(v.leeway)}
+		a := acceptedToken{p: *p}
+		a.from, a.expires = v.window(&c)
 		a.p.Permits = slices.Clone(p.Permits)
 		v.accepted.Add(tok, a)
 	}

@@ -301,10 +301,14 @@ func TestBearerToken(t *testing.T) {
 	}
 }
 
-// TestAcceptedTokenIsRefusedOnceExpired: an HS256 token verified once is
-// remembered (Verifier.accepted) but never past its exp and the leeway, and
-// what one caller does to its principal is not what the next one gets.
-func TestAcceptedTokenIsRefusedOnceExpired(t *testing.T) {
+// TestAcceptedTokenKeepsItsTimeWindow: an HS256 token verified once is
+// remembered (Verifier.accepted) and then accepted without being parsed, but
+// never outside its window: past its exp and the leeway it is refused as
+// expired, and with a clock stepped back before its iat or nbf (less the
+// leeway) as not valid yet, as a fresh Verifier would. What one caller does
+// to its principal is not what the next one gets. A key set's token is never
+// remembered.
+func TestAcceptedTokenKeepsItsTimeWindow(t *testing.T) {
 	t.Parallel()
 	start := time.Now()
 	var mu sync.Mutex
@@ -313,11 +317,16 @@ func TestAcceptedTokenIsRefusedOnceExpired(t *testing.T) {
 	set := func(at time.Time) { mu.Lock(); defer mu.Unlock(); now = at }
 	v := newVerifier(t, identity.Config{Secret: testSecret, Now: clock})
 	tok := hs(t, jwt.SigningMethodHS256, testSecret, with(claims(), "iss", nil, "aud", nil,
-		"permits", []string{"7"}, "exp", start.Add(time.Minute).Unix()))
-	for range 2 {
+		"permits", []string{"7"}, "iat", start.Unix(), "nbf", start.Add(time.Second).Unix(),
+		"exp", start.Add(time.Minute).Unix()))
+	set(start.Add(time.Second))
+	for i := range 2 {
 		p, err := v.Verify(context.Background(), tok)
 		if err != nil || p.Sub != "RES-1" || len(p.Permits) != 1 || p.Permits[0] != "7" {
-			t.Fatalf("verified: %+v %v", p, err)
+			t.Fatalf("verified (call %d): %+v %v", i, p, err)
+		}
+		if n := identity.AcceptedLen(v); n != 1 {
+			t.Fatalf("remembered %d tokens, want 1", n)
 		}
 		p.Permits[0] = "8" // a caller's change stays the caller's
 	}
@@ -328,4 +337,23 @@ func TestAcceptedTokenIsRefusedOnceExpired(t *testing.T) {
 	set(start.Add(time.Minute + identity.DefaultLeeway + time.Second))
 	refused(t, v, tok, "expired")
 	refused(t, v, tok, "expired") // and stays refused
+	if n := identity.AcceptedLen(v); n != 0 {
+		t.Fatalf("an expired token still remembered (%d)", n)
+	}
+
+	// The clock steps back: before nbf less the leeway, refused.
+	set(start.Add(time.Second))
+	if _, err := v.Verify(context.Background(), tok); err != nil || identity.AcceptedLen(v) != 1 {
+		t.Fatalf("verified again: %v", err)
+	}
+	set(start.Add(time.Second - identity.DefaultLeeway - time.Second))
+	refused(t, v, tok, "not valid yet")
+
+	// A key set's token is verified afresh every time.
+	key := identitytest.RSAKey(t, 1, "sig-1")
+	kv := newVerifier(t, identity.Config{JWKSURL: identitytest.NewProvider(t, key).URL, Issuer: testIssuer, Audience: testAudience})
+	accepted(t, kv, key.Sign(t, claims()))
+	if n := identity.AcceptedLen(kv); n != 0 {
+		t.Fatalf("a key set's token remembered (%d)", n)
+	}
 }

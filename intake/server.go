@@ -115,10 +115,11 @@ func (s *Server) baseLog() *slog.Logger {
 	return slog.Default()
 }
 
-// requestLog is a request's logger, made when the request first logs: most
-// requests log nothing, and slog's With formats its attributes at once (a
-// couple of per cent of the intake's CPU under load, docs/BENCHMARKS.md,
-// issue 16).
+// requestLog is a request's logger, made when the request first logs: under
+// load most requests log nothing at the level configured (info), and slog's
+// With formats its attributes at once, whether or not a line follows (2.3 %
+// of parkd's CPU in the max phase's profile, docs/BENCHMARKS.md, issue 16,
+// fifth session).
 type requestLog struct {
 	base  *slog.Logger
 	attrs []any

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"net/http"
 	"strconv"
@@ -206,11 +207,12 @@ func (s *Server) submit(w http.ResponseWriter, r *http.Request, p *identity.Prin
 			s.forget(r, created, id, subject)
 			return errUnavailable("the queue", err)
 		}
-		log := s.logger(r).With("task_type", sub.typ, "task", st.String())
+		// The request's logger is made only for a line that is written
+		// (requestLog): the level is the base logger's.
 		if st == jobs.Rerun {
-			log.Info("request's task was archived: queued again", "wait", sub.wait.String())
-		} else {
-			log.Debug("request enqueued", "wait", sub.wait.String())
+			s.logger(r).Info("request's task was archived: queued again", "task_type", sub.typ, "task", st.String(), "wait", sub.wait.String())
+		} else if s.baseLog().Enabled(r.Context(), slog.LevelDebug) {
+			s.logger(r).Debug("request enqueued", "task_type", sub.typ, "task", st.String(), "wait", sub.wait.String())
 		}
 		// A task under this ID was there already (its outcome may have been
 		// recorded and announced before this request subscribed: a repeat's
