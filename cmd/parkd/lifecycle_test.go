@@ -20,6 +20,7 @@ import (
 	"github.com/parkd/parkd/jobs"
 	"github.com/parkd/parkd/repo"
 	"github.com/parkd/parkd/repo/repotest"
+	"github.com/parkd/parkd/worker"
 )
 
 // drainBound is how long `parkd serve` may take to stop after SIGTERM: the HTTP
@@ -316,4 +317,35 @@ func TestStartupRefusalIsNotWaitedFor(t *testing.T) {
 func tail(s string, n int) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
+
+// TestSchedulerReconcilesAtOnce: a scheduler starting against an empty Redis
+// runs a reconciliation at once, which sets the epoch (worker.EpochKey), so
+// that tasks queued before the next minute are not taken for data Redis lost.
+// The minute's run alone left up to a minute without an epoch.
+func TestSchedulerReconcilesAtOnce(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts parkd processes")
+	}
+	w := newWorld(t, 1, 1)
+	if err := w.rdb.Del(w.ctx, worker.EpochKey).Err(); err != nil {
+		t.Fatal(err)
+	}
+	// Not within a few seconds of a minute's start, when the minute's run
+	// could set it as well.
+	if s := time.Now().Second(); s > 45 {
+		time.Sleep(time.Duration(62-s) * time.Second)
+	}
+	started := time.Now()
+	startParkdLogged(t, append(w.env, fmt.Sprintf("PARKD_METRICS_ADDR=127.0.0.1:%d", freePort(t))), "scheduler")
+	_, logs := startParkdLogged(t, append(w.env, fmt.Sprintf("PARKD_METRICS_ADDR=127.0.0.1:%d", freePort(t))), "worker")
+	waitUntil(t, 12*time.Second, "the epoch set by the first reconciliation", func() bool {
+		return w.rdb.Exists(w.ctx, worker.EpochKey).Val() == 1
+	})
+	if time.Now().Minute() != started.Minute() {
+		t.Skipf("a minute began while waiting (%s): the minute's run may have set the epoch", started.Format(time.TimeOnly))
+	}
+	if strings.Contains(logs.String(), "reconciler repaired") {
+		t.Errorf("a fresh start repaired something:\n%s", logs.String())
+	}
 }

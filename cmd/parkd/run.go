@@ -236,6 +236,16 @@ func (p *process) startScheduler() error {
 		return fmt.Errorf("start scheduler: %w", err)
 	}
 	p.onStop(sched.Shutdown)
+	// A reconciliation at once, not only at the next minute: against a Redis
+	// that is new or lost its data it queues again what Redis lost and sets
+	// the epoch (worker.EpochKey) before load comes. Left to the minute,
+	// its first run found every task queued since the start in flight and
+	// said Redis had lost its data ("reconciler repaired", a WARN line).
+	// Unique for ReconcileUniqueFor, as the minute's: several schedulers
+	// starting at once run it once.
+	if _, err := p.d.client.Enqueue(jobs.NewSessionReconcile()); err != nil && !errors.Is(err, asynq.ErrDuplicateTask) {
+		p.log.Warn("first reconciliation not enqueued; it runs at the next minute", "err", err)
+	}
 	// The rollover needs a task ID per period, which a fixed Scheduler entry
 	// cannot give: its own PeriodicTaskManager renews the entry each period.
 	rollover, err := worker.NewRolloverScheduler(p.d.redisO, worker.RolloverSchedule{}, p.log)
