@@ -205,6 +205,11 @@ func (v *Verifier) Verify(ctx context.Context, tok string) (*Principal, error) {
 	}
 	var c Claims
 	opts := []jwt.ParserOption{
+		// Canonical base64url only: the last character of a segment has
+		// bits no byte uses, and a lenient decoder accepts each signature
+		// under several spellings (a colleague's attack: the last letter
+		// changed, the same token accepted).
+		jwt.WithStrictDecoding(),
 		jwt.WithValidMethods(v.algs),
 		jwt.WithExpirationRequired(),
 		jwt.WithIssuedAt(),

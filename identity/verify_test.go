@@ -357,3 +357,23 @@ func TestAcceptedTokenKeepsItsTimeWindow(t *testing.T) {
 		t.Fatalf("a key set's token remembered (%d)", n)
 	}
 }
+
+// TestSignatureInItsCanonicalSpellingOnly: the last character of an HS256
+// signature (43 base64url characters for 32 bytes) has two bits no byte uses;
+// a token whose last character differs only there decodes to the same
+// signature, and is refused, whether or not the canonical one was accepted
+// (and remembered) before.
+func TestSignatureInItsCanonicalSpellingOnly(t *testing.T) {
+	t.Parallel()
+	v := newVerifier(t, identity.Config{Secret: testSecret})
+	tok := hs(t, jwt.SigningMethodHS256, testSecret, with(claims(), "iss", nil, "aud", nil))
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	last := strings.IndexByte(alphabet, tok[len(tok)-1])
+	if last < 0 || last&3 != 0 {
+		t.Fatalf("the signature's last character %q is not canonical", tok[len(tok)-1])
+	}
+	variant := tok[:len(tok)-1] + string(alphabet[last|1])
+	refused(t, v, variant, "malformed")
+	accepted(t, v, tok)
+	refused(t, v, variant, "malformed")
+}
