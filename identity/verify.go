@@ -193,7 +193,8 @@ func refuse(reason string, cause error) *Refusal { return &Refusal{Reason: reaso
 // a sub.
 //
 // An HS256 token verified before is not parsed again: its principal is
-// remembered until the token expires (see Verifier.accepted).
+// remembered, and only its time window is checked again (see
+// Verifier.accepted).
 func (v *Verifier) Verify(ctx context.Context, tok string) (*Principal, error) {
 	if a, ok := v.accepted.Get(tok); ok {
 		if now := v.now(); !now.Before(a.from) && now.Before(a.expires) {
