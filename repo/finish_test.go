@@ -317,6 +317,29 @@ func genericPlan(t *testing.T, st *repo.Store, q string, types []string, args st
 	return strings.Join(plan, "\n")
 }
 
+// stopsOf locks session id in tx and returns it with a maker of stop
+// outcomes of it at at, one per request ID (with its session.stopped event
+// when events): each settles the session as a stop received at at would.
+func stopsOf(ctx context.Context, t *testing.T, tx repo.Tx, id int64, at time.Time, events bool) (*repo.Session, func(id string) repo.Finish) {
+	t.Helper()
+	ss, sp, err := repo.LockSessionAndPermit(ctx, tx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := domain.PlanStop(ss.DomainState(), domain.StopRequest{ReceivedAt: at}, at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ss, func(rid string) repo.Finish {
+		b := repo.Settle(sp, ss, plan, new(rid), at)
+		f := repo.Finish{Type: jobs.TypeSessionStop, BodyHash: "fp-" + rid, Status: repo.RequestApplied, Result: map[string]string{}, Booking: &b}
+		if events {
+			f.Events = []*repo.Event{repo.SessionEvent(jobs.EventSessionStopped, ss, at, new(rid), "manual")}
+		}
+		return f
+	}
+}
+
 // Two settlements of one session in one statement would settle it once and
 // book both (the permit's release and charge counted twice); a session is one
 // unit's per batch (Tx.hold), and the statement refuses it all the same, as
@@ -327,18 +350,7 @@ func TestOneSessionSettledTwiceInOneStatementIsRefused(t *testing.T) {
 	w, _, s := eventWorld(t, now)
 	later := now.Add(10 * time.Minute)
 	_ = w.store.InTx(w.ctx, func(ctx context.Context, tx repo.Tx) error {
-		ss, sp, err := repo.LockSessionAndPermit(ctx, tx, s.ID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		plan, err := domain.PlanStop(ss.DomainState(), domain.StopRequest{ReceivedAt: later}, later)
-		if err != nil {
-			t.Fatal(err)
-		}
-		stop := func(id string) repo.Finish {
-			b := repo.Settle(sp, ss, plan, new(id), later)
-			return repo.Finish{Type: jobs.TypeSessionStop, BodyHash: "fp-" + id, Status: repo.RequestApplied, Result: map[string]string{}, Booking: &b}
-		}
+		ss, stop := stopsOf(ctx, t, tx, s.ID, later, false)
 		if _, err := repo.FinishUnits(ctx, tx, []string{"a", "b"}, []repo.Finish{stop("a"), stop("b")}); err == nil || !strings.Contains(err.Error(), "settled twice") {
 			t.Errorf("one session settled by two units of a statement: %v, want refused", err)
 		}
@@ -361,19 +373,7 @@ func TestASettlementOfASessionNoLongerOpenSaysSo(t *testing.T) {
 	w, _, s := eventWorld(t, now)
 	later := now.Add(10 * time.Minute)
 	_ = w.store.InTx(w.ctx, func(ctx context.Context, tx repo.Tx) error {
-		ss, sp, err := repo.LockSessionAndPermit(ctx, tx, s.ID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		plan, err := domain.PlanStop(ss.DomainState(), domain.StopRequest{ReceivedAt: later}, later)
-		if err != nil {
-			t.Fatal(err)
-		}
-		stop := func(id string) repo.Finish {
-			b := repo.Settle(sp, ss, plan, new(id), later)
-			return repo.Finish{Type: jobs.TypeSessionStop, BodyHash: "fp-" + id, Status: repo.RequestApplied, Result: map[string]string{},
-				Booking: &b, Events: []*repo.Event{repo.SessionEvent(jobs.EventSessionStopped, ss, later, new(id), "manual")}}
-		}
+		_, stop := stopsOf(ctx, t, tx, s.ID, later, true)
 		if errs, err := repo.FinishUnits(ctx, tx, []string{"a"}, []repo.Finish{stop("a")}); err != nil || errs[0] != nil {
 			t.Fatalf("the first stop: %v %v", errs, err)
 		}
