@@ -46,3 +46,19 @@ func PrelockQueries(db bun.IDB) (starts, stops string) { return prelockSQL(db, F
 func FinishQuery() (string, []string) {
 	return finishSQL(finishShape{true, true, true, true, true, true}), finishParams
 }
+
+// AcknowledgeRightsBatch writes one batch of acknowledgements (session,
+// version, at) as Answers does: each call's result, and whether the batch
+// left it to be written alone (its session was locked).
+func (a *Answers) AcknowledgeRightsBatch(ctx context.Context, sessions []int64, versions []int, at time.Time) ([]RightAcknowledgement, []bool, error) {
+	calls := make([]ackCall, len(sessions))
+	for i := range sessions {
+		calls[i] = ackCall{session: sessions[i], version: versions[i], at: at}
+	}
+	res, errs, err := a.acknowledgeRights(ctx, calls)
+	skipped := make([]bool, len(errs))
+	for i, e := range errs {
+		skipped[i] = e == errBatchSkipped
+	}
+	return res, skipped, err
+}

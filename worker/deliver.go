@@ -149,7 +149,15 @@ func (h *Handlers) deliverer() *deliverer {
 		}
 		tr := cfg.Transport
 		if tr == nil {
-			tr = http.DefaultTransport.(*http.Transport).Clone()
+			// A receiver has up to MaxInFlight calls at once, and keeps that
+			// many connections: the default transport keeps two per host, so
+			// every call beyond two dialled a new one and left it to close
+			// (issue 16: dials were 2 % of a worker's CPU, beside the
+			// receiver's accepts and the sockets left in TIME_WAIT).
+			t := http.DefaultTransport.(*http.Transport).Clone()
+			t.MaxIdleConnsPerHost = cfg.MaxInFlight
+			t.MaxIdleConns = max(t.MaxIdleConns, cfg.MaxInFlight)
+			tr = t
 		}
 		log := h.Log
 		if log == nil {
@@ -306,7 +314,7 @@ func (h *Handlers) EventDeliver(ctx context.Context, t *asynq.Task) error {
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	if err == nil {
-		if err := repo.RecordDelivered(rctx, db, wh.Name, ev.ID, h.now()); err != nil {
+		if err := h.recordDelivered(rctx, wh.Name, ev.ID, h.now()); err != nil {
 			return fmt.Errorf("event %s delivered to webhook %s, not recorded (it will be sent again): %w", ev.ID, wh.Name, err)
 		}
 		h.observeDelivery(wh.Name, DeliveryDelivered)

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -648,4 +649,36 @@ func TestReconcilerRequeuesPendingDeliveriesAfterRedisFlushed(t *testing.T) {
 	if got := r.events(); len(got) != 2 {
 		t.Fatalf("received %+v; want the two pending events", got)
 	}
+}
+
+// A receiver's calls reuse their connections: however many deliveries, it
+// sees at most as many connections as it may have calls at once
+// (DefaultMaxInFlight). The transport used to keep two idle per host, and
+// dialled a new connection for nearly every call beyond them.
+func TestWebhookDeliveriesReuseTheirConnections(t *testing.T) {
+	e := setup(t)
+	var conns atomic.Int64
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		time.Sleep(20 * time.Millisecond) // calls overlap, as under load
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	e.putWebhook("pooled", srv.URL+"/hooks", nil, true)
+	e.addEvents(120, jobs.EventSessionStarted)
+	if n, err := e.sequencer().RunOnce(e.ctx); err != nil || n != 120 {
+		t.Fatalf("sequencer: %d %v", n, err)
+	}
+	e.startOutbound(worker.OutboundConfig{})
+	e.awaitDelivered("pooled", e.feed(), 30*time.Second)
+	if n := conns.Load(); n > worker.DefaultMaxInFlight {
+		t.Fatalf("120 deliveries opened %d connections, want at most %d (one per call in flight)", n, worker.DefaultMaxInFlight)
+	}
+	t.Logf("120 deliveries over %d connections", conns.Load())
 }

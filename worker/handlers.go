@@ -33,6 +33,10 @@ type Handlers struct {
 	// Coalescer, when set, lets requests handled at the same time share one
 	// transaction (and one commit); nil gives each its own.
 	Coalescer *repo.Coalescer
+	// Answers, when set, records the registrar's acknowledgements and the
+	// webhooks' deliveries a batch per statement (repo.Answers); nil writes
+	// each alone.
+	Answers *repo.Answers
 
 	// Registrar, when set, gets the right of every session started in a zone
 	// with register codes (PARKD_REGISTRAR_URL); nil: registration is off.
@@ -75,6 +79,25 @@ func (h *Handlers) inPipelinedTx(ctx context.Context, fn func(ctx context.Contex
 		return h.Coalescer.DoPipelined(ctx, fn, pre)
 	}
 	return h.Store.InTx(ctx, fn)
+}
+
+// acknowledgeRight records the registrar's acknowledgement of version of
+// session sid's right at at: with the others of the moment when Answers is
+// set (repo.Answers.AcknowledgeRight), else alone (repo.AcknowledgeRight).
+func (h *Handlers) acknowledgeRight(ctx context.Context, sid int64, version int, at time.Time) (repo.RightAcknowledgement, error) {
+	if h.Answers != nil {
+		return h.Answers.AcknowledgeRight(ctx, sid, version, at)
+	}
+	return repo.AcknowledgeRight(ctx, h.Store.DB, sid, version, at)
+}
+
+// recordDelivered records a webhook's 2xx for an event at at: with the
+// others of the moment when Answers is set, else alone.
+func (h *Handlers) recordDelivered(ctx context.Context, webhook, eventID string, at time.Time) error {
+	if h.Answers != nil {
+		return h.Answers.RecordDelivered(ctx, webhook, eventID, at)
+	}
+	return repo.RecordDelivered(ctx, h.Store.DB, webhook, eventID, at)
 }
 
 // now is the worker's clock, at Postgres's precision (microseconds), so that an

@@ -108,7 +108,7 @@ func (h *Handlers) RightRegister(ctx context.Context, t *asynq.Task) error {
 	var refusal *Refusal
 	switch {
 	case err == nil || errors.Is(err, ErrSuperseded):
-		ack, uerr := repo.AcknowledgeRight(ctx, h.Store.DB, sid, version, h.now())
+		ack, uerr := h.acknowledgeRight(ctx, sid, version, h.now())
 		if uerr != nil {
 			// Sent again on the retry: the registrar keeps the highest version,
 			// so a repeat changes nothing there.

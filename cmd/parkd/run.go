@@ -148,6 +148,12 @@ func (p *process) startWorker(ctx context.Context) error {
 		p.onStop(func() { co.Close() }) // after the server: its last tasks still need it
 		h.Coalescer = co
 	}
+	// The registrar's and the webhooks' answers are recorded a batch per
+	// statement; closed after the outbound servers, whose last tasks still
+	// record theirs (later calls are written alone).
+	answers := repo.NewAnswers(p.d.store.DB, repo.AnswersConfig{})
+	p.onStop(answers.Close)
+	h.Answers = answers
 	// The relay, which hands what the handlers put in the outbox over to the
 	// queues, stops after the server too: what the last tasks wrote is handed
 	// over now rather than at the next start.

@@ -1,0 +1,203 @@
+package repo_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/parkd/parkd/jobs"
+	"github.com/parkd/parkd/repo"
+	"github.com/parkd/parkd/repo/repotest"
+)
+
+// Acknowledgements recorded through Answers come out as alone: many at
+// once, in any order and with repeats, leave each session at its highest
+// version, acknowledged when that version was; the one call that moved a
+// session to its newest version says so, with when that version was made.
+func TestAnswersAcknowledgeAsAloneDoes(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	a := repo.NewAnswers(w.store.DB, repo.AnswersConfig{MaxBatch: 8})
+	t.Cleanup(a.Close)
+	t0 := time.Now().UTC().Truncate(time.Microsecond)
+	const newest = 4
+	var ids []int64
+	for i := range 6 {
+		id := rightSession(w, fmt.Sprintf("KH%02dAB", i))
+		for range newest {
+			repotest.MarkRightChanged(t, w.store, id, codes, t0)
+		}
+		ids = append(ids, id)
+	}
+	type result struct {
+		session int64
+		version int
+		ack     repo.RightAcknowledgement
+		err     error
+	}
+	results := make(chan result, len(ids)*newest*3)
+	var wg sync.WaitGroup
+	for _, id := range ids {
+		for v := 1; v <= newest; v++ {
+			for range 3 { // each version answered three times
+				wg.Go(func() {
+					ack, err := a.AcknowledgeRight(w.ctx, id, v, t0.Add(time.Duration(v)*time.Second))
+					results <- result{id, v, ack, err}
+				})
+			}
+		}
+	}
+	wg.Wait()
+	close(results)
+	advancedToNewest := map[int64]int{}
+	for r := range results {
+		if r.err != nil {
+			t.Fatalf("session %d version %d: %v", r.session, r.version, r.err)
+		}
+		if r.ack.ChangedAt != nil && (r.version != newest || !r.ack.Advanced || !r.ack.ChangedAt.Equal(t0)) {
+			t.Errorf("session %d version %d: %+v; only the newest version's advance has its change instant", r.session, r.version, r.ack)
+		}
+		if r.version == newest && r.ack.Advanced {
+			advancedToNewest[r.session]++
+			if r.ack.ChangedAt == nil {
+				t.Errorf("session %d: the advance to the newest version without its change instant", r.session)
+			}
+		}
+	}
+	for _, id := range ids {
+		if advancedToNewest[id] != 1 {
+			t.Errorf("session %d: %d calls advanced it to version %d, want exactly 1", id, advancedToNewest[id], newest)
+		}
+		s, err := repo.GetSession(w.ctx, w.store.DB, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := s.RegistrationView()
+		if r.Status != jobs.RegistrationRegistered || s.RightRegisteredVersion != newest || r.RegisteredAt == nil ||
+			!r.RegisteredAt.Equal(t0.Add(newest*time.Second)) {
+			t.Errorf("session %d: registered version %d, %+v; want version %d registered at its answer", id, s.RightRegisteredVersion, r, newest)
+		}
+	}
+}
+
+// A batch never waits for a session another transaction holds (a stop's
+// settlement): the others of the batch are written at once, and the held
+// one is left to its call, which waits its turn alone and is then written.
+func TestAnswersBatchDoesNotWaitForALockedSession(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	a := repo.NewAnswers(w.store.DB, repo.AnswersConfig{})
+	t.Cleanup(a.Close)
+	t0 := time.Now().UTC().Truncate(time.Microsecond)
+	held, free := rightSession(w, "KH01AB"), rightSession(w, "KH02AB")
+	for _, id := range []int64{held, free} {
+		repotest.MarkRightChanged(t, w.store, id, codes, t0)
+	}
+	tx, err := w.store.DB.BeginTx(w.ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(w.ctx, "SELECT 1 FROM sessions WHERE id = ? FOR UPDATE", held); err != nil {
+		t.Fatal(err)
+	}
+
+	ctx, cancel := context.WithTimeout(w.ctx, 5*time.Second)
+	defer cancel()
+	res, skipped, err := a.AcknowledgeRightsBatch(ctx, []int64{held, free}, []int{1, 1}, t0)
+	if err != nil {
+		t.Fatalf("a batch with a locked session: %v (it waited for the lock)", err)
+	}
+	if !skipped[0] || skipped[1] || !res[1].Advanced {
+		t.Fatalf("skipped %v, results %+v; want the held session left out and the other acknowledged", skipped, res)
+	}
+
+	done := make(chan repo.RightAcknowledgement, 1)
+	go func() {
+		ack, err := a.AcknowledgeRight(w.ctx, held, 1, t0)
+		if err != nil {
+			t.Error(err)
+		}
+		done <- ack
+	}()
+	select {
+	case ack := <-done:
+		t.Fatalf("acknowledged %+v while another transaction held the session", ack)
+	case <-time.After(300 * time.Millisecond):
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case ack := <-done:
+		if !ack.Advanced {
+			t.Fatalf("after the lock was released: %+v, want advanced", ack)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the held session's acknowledgement never came")
+	}
+}
+
+// Deliveries recorded through Answers come out as alone: each delivered
+// with one attempt, a delivery recorded twice with two, and a delivery
+// nobody owes is no error and writes nothing.
+func TestAnswersRecordDeliveredAsAloneDoes(t *testing.T) {
+	t.Parallel()
+	st, _ := repotest.NewDB(t)
+	ctx := context.Background()
+	a := repo.NewAnswers(st.DB, repo.AnswersConfig{MaxBatch: 4})
+	t.Cleanup(a.Close)
+	for _, name := range []string{"one", "two"} {
+		if _, err := repo.PutWebhook(ctx, st.DB, &repo.Webhook{Name: name, URL: "http://" + name + ".example/hook", Secret: "s", Active: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 10 {
+		if err := repo.AddEvents(ctx, st.DB, newEvent(jobs.EventSessionStarted, fmt.Sprint(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, _, err := repo.SequenceEvents(ctx, st.DB, 100); err != nil {
+		t.Fatal(err)
+	}
+	evs, err := repo.EventsAfter(ctx, st.DB, 0, nil, 100)
+	if err != nil || len(evs) != 10 {
+		t.Fatal(evs, err)
+	}
+	at := time.Now().UTC().Truncate(time.Microsecond)
+	twice := evs[3].ID
+	var wg sync.WaitGroup
+	record := func(webhook, eventID string) {
+		wg.Go(func() {
+			if err := a.RecordDelivered(ctx, webhook, eventID, at); err != nil {
+				t.Errorf("%s/%s: %v", webhook, eventID, err)
+			}
+		})
+	}
+	for _, ev := range evs {
+		record("one", ev.ID)
+		record("two", ev.ID)
+	}
+	record("one", twice)
+	record("one", uuid.NewString())
+	wg.Wait()
+	for _, ev := range evs {
+		for _, hook := range []string{"one", "two"} {
+			d, err := repo.GetDelivery(ctx, st.DB, hook, ev.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := 1
+			if hook == "one" && ev.ID == twice {
+				want = 2
+			}
+			if d.Status != repo.DeliveryDelivered || d.Attempts != want || d.DeliveredAt == nil || !d.DeliveredAt.Equal(at) {
+				t.Errorf("%s/%s: %+v, want delivered at %s after %d attempts", hook, ev.ID, d, at, want)
+			}
+		}
+	}
+}
