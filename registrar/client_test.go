@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -284,5 +285,45 @@ func TestCheckToken(t *testing.T) {
 		if _, err := registrar.New(registrar.Config{URL: "http://npr.example", Token: c.token}); (err == nil) != (c.ok || c.token == "") {
 			t.Errorf("New with token %q = %v", c.token, err)
 		}
+	}
+}
+
+// Registrations reuse their connections: however many, the registrar sees at
+// most as many connections as calls were in flight at once (Config.Conns),
+// as webhook deliveries do (worker TestWebhookDeliveriesReuseTheirConnections).
+func TestRegistrationsReuseTheirConnections(t *testing.T) {
+	const inFlight = 8
+	var conns atomic.Int64
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		time.Sleep(10 * time.Millisecond) // calls overlap, as under load
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	c, err := registrar.New(registrar.Config{URL: srv.URL, Token: "t", Conns: inFlight})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Waves of calls at once, each wave's connections all idle before the
+	// next: what a pool too small for them closes, the next wave dials again.
+	for range 5 {
+		var wg sync.WaitGroup
+		for range inFlight {
+			wg.Go(func() {
+				if err := c.Register(context.Background(), right()); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+	}
+	if n := conns.Load(); n > inFlight {
+		t.Fatalf("%d registrations opened %d connections, want at most %d", 5*inFlight, n, inFlight)
 	}
 }

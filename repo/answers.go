@@ -24,7 +24,10 @@ import (
 // Coalescer's do.
 //
 // Nothing is weakened: a call returns once its row is committed, or with the
-// error, exactly as the single statement did. A call whose context ends
+// error its own single statement meets: a call its batch leaves out (its
+// row is held by another transaction, or the batch failed as a whole) is
+// written alone, as before Answers. A batch never waits for a row lock, so
+// it cannot deadlock with anything. A call whose context ends
 // while it waits returns the context's error, and its row may still be
 // written: the caller's retry finds it so (an acknowledgement keeps the
 // highest version; a delivery recorded is not sent again).
@@ -96,8 +99,10 @@ type ackCall struct {
 }
 
 // acknowledgeRights writes a batch of acknowledgements in one transaction:
-// one statement locks the sessions (SKIP LOCKED: a session held by a
-// settlement is left to its call alone, errBatchSkipped), one moves each
+// one statement locks the sessions as the UPDATE alone would (FOR NO KEY
+// UPDATE), skipping any another transaction holds (a settlement's): those
+// are left to their calls alone (errBatchSkipped), so a batch never waits
+// for a lock and cannot deadlock with anything; one moves each
 // locked session's right_registered_version up to the highest version of
 // the batch for it. A session twice in the batch is acknowledged once, at
 // its highest version; the lower call's version was not the one that
@@ -137,7 +142,7 @@ func (a *Answers) acknowledgeRights(ctx context.Context, calls []ackCall) ([]Rig
 		// Each ID is a lookup by primary key (LATERAL): a join would be
 		// planned once, from whatever the table held then (prelock.go).
 		if err := scanPrepared(ctx, tx, `SELECT s.id FROM unnest($1::int8[]) AS want(id),
-			LATERAL (SELECT id FROM sessions WHERE id = want.id FOR UPDATE SKIP LOCKED) AS s`, []any{ids}, &rows); err != nil {
+			LATERAL (SELECT id FROM sessions WHERE id = want.id FOR NO KEY UPDATE SKIP LOCKED) AS s`, []any{ids}, &rows); err != nil {
 			return fmt.Errorf("lock %d sessions: %w", len(ids), err)
 		}
 		// Only the rows locked are written: another would wait for its lock.
@@ -221,23 +226,33 @@ func (a *Answers) recordDelivered(ctx context.Context, calls []deliveredCall) ([
 	for k, x := range keys {
 		hooks[k], events[k], ats[k] = x.webhook, x.eventID, Instant(calls[first[x]].at)
 	}
+	// Each delivery is locked as the UPDATE alone would lock it, skipping
+	// one another transaction holds (a webhook being deleted drops its
+	// deliveries in one statement): the batch never waits, so it cannot
+	// deadlock. A row skipped, or changed since this statement's snapshot
+	// (its lock then reads a version the UPDATE does not see), is not
+	// returned, and its call writes it alone. Rows come back by their place
+	// in the arrays, not by their text: the caller's spelling of an event
+	// ID need not be Postgres's.
 	var rows []struct {
-		Webhook string `bun:"webhook"`
-		EventID string `bun:"event_id"`
+		N int `bun:"n"`
 	}
 	err := scanPrepared(ctx, a.db, `UPDATE webhook_deliveries SET status = $4, delivered_at = x.at, attempts = attempts + 1
 		FROM (SELECT x.*, d.tid
-		      FROM unnest($1::text[], $2::uuid[], $3::timestamptz[]) AS x(webhook, event_id, at),
-		           LATERAL (SELECT ctid AS tid FROM webhook_deliveries WHERE webhook = x.webhook AND event_id = x.event_id OFFSET 0) AS d) AS x
+		      FROM unnest($1::text[], $2::uuid[], $3::timestamptz[]) WITH ORDINALITY AS x(webhook, event_id, at, n),
+		           LATERAL (SELECT ctid AS tid FROM webhook_deliveries WHERE webhook = x.webhook AND event_id = x.event_id
+		                    FOR NO KEY UPDATE SKIP LOCKED) AS d) AS x
 		WHERE webhook_deliveries.ctid = x.tid
-		RETURNING webhook_deliveries.webhook, webhook_deliveries.event_id::text`,
+		RETURNING x.n`,
 		[]any{hooks, events, ats, DeliveryDelivered}, &rows)
 	if err != nil {
 		return nil, nil, fmt.Errorf("record %d deliveries: %w", len(keys), err)
 	}
 	written := make(map[key]bool, len(rows))
 	for _, r := range rows {
-		written[key{r.Webhook, r.EventID}] = true
+		if r.N >= 1 && r.N <= len(keys) {
+			written[keys[r.N-1]] = true
+		}
 	}
 	out := make([]bool, len(calls))
 	errs := make([]error, len(calls))
@@ -256,7 +271,8 @@ func (a *Answers) recordDelivered(ctx context.Context, calls []deliveredCall) ([
 }
 
 // errBatchSkipped is a call its batch did not write (its row was busy or
-// not where the batch looked): it is written alone.
+// not where the batch looked, or the batch failed as a whole): it is
+// written alone.
 var errBatchSkipped = errors.New("repo: left out of its batch")
 
 // errBatcherClosed is a call made after Close: it is written alone.
@@ -311,6 +327,16 @@ func (b *batcher[C, R]) do(ctx context.Context, c C) (R, error) {
 		return bc.res, bc.err
 	case <-ctx.Done():
 		return zero, ctx.Err()
+	case <-b.done:
+		// The loop has ended: it answered every call it took before it
+		// did, so one it did not answer (sent as it drained the queue and
+		// left) is written by its caller alone.
+		select {
+		case <-bc.ready:
+			return bc.res, bc.err
+		default:
+			return zero, errBatcherClosed
+		}
 	}
 }
 
@@ -352,7 +378,8 @@ func (b *batcher[C, R]) loop() {
 	}
 }
 
-// write runs one batch and answers its calls; a panic in run fails them.
+// write runs one batch and answers its calls; when the batch fails as a
+// whole (an error or a panic), each call is written alone.
 func (b *batcher[C, R]) write(batch []*batchCall[C, R]) {
 	calls := make([]C, len(batch))
 	for i, c := range batch {
@@ -370,7 +397,10 @@ func (b *batcher[C, R]) write(batch []*batchCall[C, R]) {
 	}()
 	for i, c := range batch {
 		if err != nil {
-			c.err = err
+			// Whatever failed the batch (one call the statement could not
+			// take, a lost connection, the timeout) is not every call's
+			// fault: each is written alone and meets its own outcome.
+			c.err = errBatchSkipped
 		} else {
 			c.res, c.err = res[i], errs[i]
 		}

@@ -3,6 +3,8 @@ package repo_test
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -199,5 +201,128 @@ func TestAnswersRecordDeliveredAsAloneDoes(t *testing.T) {
 				t.Errorf("%s/%s: %+v, want delivered at %s after %d attempts", hook, ev.ID, d, at, want)
 			}
 		}
+	}
+}
+
+// deliveriesOwed makes n events owed to webhook "w" and returns their IDs in
+// the order a batch sorts them.
+func deliveriesOwed(t *testing.T, n int) (*repo.Store, []string) {
+	t.Helper()
+	st, _ := repotest.NewDB(t)
+	ctx := context.Background()
+	if _, err := repo.PutWebhook(ctx, st.DB, &repo.Webhook{Name: "w", URL: "http://w.example/hook", Secret: "s", Active: true}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		if err := repo.AddEvents(ctx, st.DB, newEvent(jobs.EventSessionStarted, fmt.Sprint(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, _, err := repo.SequenceEvents(ctx, st.DB, 100); err != nil {
+		t.Fatal(err)
+	}
+	evs, err := repo.EventsAfter(ctx, st.DB, 0, nil, 100)
+	if err != nil || len(evs) != n {
+		t.Fatal(evs, err)
+	}
+	var ids []string
+	for _, e := range evs {
+		ids = append(ids, e.ID)
+	}
+	slices.Sort(ids)
+	return st, ids
+}
+
+func attempts(t *testing.T, st *repo.Store, eventID string) int {
+	t.Helper()
+	d, err := repo.GetDelivery(context.Background(), st.DB, "w", eventID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d.Attempts
+}
+
+// A delivery batch never waits for a row another transaction holds: a
+// writer of many deliveries at once (DeleteWebhook drops a webhook's in one
+// statement) would otherwise deadlock with it, row against row. The held
+// row is left to its call; the others are written.
+func TestAnswersDeliveryBatchDoesNotWaitForALockedRow(t *testing.T) {
+	t.Parallel()
+	st, ids := deliveriesOwed(t, 2)
+	ctx := context.Background()
+	a := repo.NewAnswers(st.DB, repo.AnswersConfig{})
+	t.Cleanup(a.Close)
+	tx, err := st.DB.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `UPDATE webhook_deliveries SET status = 'dropped' WHERE webhook = 'w' AND event_id = ?::uuid`, ids[1]); err != nil {
+		t.Fatal(err)
+	}
+	bctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	skipped, err := a.RecordDeliveredBatch(bctx, []string{"w", "w"}, ids, time.Now())
+	if err != nil {
+		t.Fatalf("a batch with a held row: %v (it waited for the lock)", err)
+	}
+	if skipped[0] || !skipped[1] || attempts(t, st, ids[0]) != 1 {
+		t.Fatalf("skipped %v; want the held row left to its call and the other written", skipped)
+	}
+}
+
+// A delivery is matched to its row by its place in the batch, not by the
+// text of its event ID: one spelled otherwise than Postgres spells it (upper
+// case) is written once, not written by the batch and again alone.
+func TestAnswersDeliveryOfAnyUUIDSpellingCountsOnce(t *testing.T) {
+	t.Parallel()
+	st, ids := deliveriesOwed(t, 1)
+	a := repo.NewAnswers(st.DB, repo.AnswersConfig{})
+	t.Cleanup(a.Close)
+	if err := a.RecordDelivered(context.Background(), "w", strings.ToUpper(ids[0]), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if n := attempts(t, st, ids[0]); n != 1 {
+		t.Fatalf("one delivery recorded with %d attempts", n)
+	}
+}
+
+// A call the statement cannot take (an event ID that is no UUID) fails the
+// batch, not its batch-mates: each call of a failed batch is written alone,
+// and meets its own outcome.
+func TestAnswersOneBadCallFailsOnlyItself(t *testing.T) {
+	t.Parallel()
+	st, ids := deliveriesOwed(t, 1)
+	a := repo.NewAnswers(st.DB, repo.AnswersConfig{})
+	t.Cleanup(a.Close)
+	skipped, err := a.RecordDeliveredBatch(context.Background(), []string{"w", "w"}, []string{ids[0], "not-a-uuid"}, time.Now())
+	if err == nil {
+		t.Fatalf("a batch with an event ID that is no UUID: skipped %v, no error", skipped)
+	}
+	// Through Answers, the good call is recorded and the bad one is refused.
+	var wg sync.WaitGroup
+	var good, bad error
+	wg.Go(func() { good = a.RecordDelivered(context.Background(), "w", ids[0], time.Now()) })
+	wg.Go(func() { bad = a.RecordDelivered(context.Background(), "w", "not-a-uuid", time.Now()) })
+	wg.Wait()
+	if good != nil || bad == nil || attempts(t, st, ids[0]) != 1 {
+		t.Fatalf("good call: %v, bad call: %v, attempts %d; want the good one recorded once, the bad one refused", good, bad, attempts(t, st, ids[0]))
+	}
+}
+
+// The same delivery twice in one batch (its task run twice at once) counts
+// two attempts, as two calls alone do: the batch writes the first, and
+// leaves the second to be written alone.
+func TestAnswersDeliveryTwiceInOneBatch(t *testing.T) {
+	t.Parallel()
+	st, ids := deliveriesOwed(t, 2)
+	a := repo.NewAnswers(st.DB, repo.AnswersConfig{})
+	t.Cleanup(a.Close)
+	skipped, err := a.RecordDeliveredBatch(context.Background(), []string{"w", "w", "w"}, []string{ids[0], ids[1], ids[0]}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(skipped, []bool{false, false, true}) || attempts(t, st, ids[0]) != 1 || attempts(t, st, ids[1]) != 1 {
+		t.Fatalf("skipped %v; want only the repeat left to be written alone", skipped)
 	}
 }

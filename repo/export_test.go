@@ -62,3 +62,18 @@ func (a *Answers) AcknowledgeRightsBatch(ctx context.Context, sessions []int64, 
 	}
 	return res, skipped, err
 }
+
+// RecordDeliveredBatch writes one batch of deliveries as Answers does, and
+// says which calls the batch left to be written alone.
+func (a *Answers) RecordDeliveredBatch(ctx context.Context, webhooks, events []string, at time.Time) ([]bool, error) {
+	calls := make([]deliveredCall, len(webhooks))
+	for i := range webhooks {
+		calls[i] = deliveredCall{webhook: webhooks[i], eventID: events[i], at: at}
+	}
+	_, errs, err := a.recordDelivered(ctx, calls)
+	skipped := make([]bool, len(errs))
+	for i, e := range errs {
+		skipped[i] = e == errBatchSkipped
+	}
+	return skipped, err
+}

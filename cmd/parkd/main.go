@@ -22,7 +22,10 @@ import (
 	"github.com/spf13/cobra"
 )
 
-func main() { os.Exit(execute(os.Args[1:], os.Stdout, os.Stderr)) }
+func main() {
+	setGCDefaults()
+	os.Exit(execute(os.Args[1:], os.Stdout, os.Stderr))
+}
 
 // Exit statuses: a command line or configuration parkd refuses is 2, as for
 // Go's flag package and most Unix tools; a command that ran and failed, 1.
