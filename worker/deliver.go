@@ -149,14 +149,15 @@ func (h *Handlers) deliverer() *deliverer {
 		}
 		tr := cfg.Transport
 		if tr == nil {
-			// A receiver has up to MaxInFlight calls at once, and keeps that
-			// many connections: the default transport keeps two per host, so
-			// every call beyond two dialled a new one and left it to close
-			// (issue 16: dials were 2 % of a worker's CPU, beside the
-			// receiver's accepts and the sockets left in TIME_WAIT).
+			// A webhook has up to MaxInFlight calls at once, and its host
+			// keeps twice that many connections (two webhooks on one host,
+			// or a last try beyond the slots): the default transport keeps
+			// two per host, so every call beyond two dialled a new one and
+			// left it to close (issue 16: dials were 2 % of a worker's CPU,
+			// beside the receiver's accepts and the sockets in TIME_WAIT).
 			t := http.DefaultTransport.(*http.Transport).Clone()
-			t.MaxIdleConnsPerHost = cfg.MaxInFlight
-			t.MaxIdleConns = max(t.MaxIdleConns, cfg.MaxInFlight)
+			t.MaxIdleConnsPerHost = 2 * cfg.MaxInFlight
+			t.MaxIdleConns = max(t.MaxIdleConns, 2*cfg.MaxInFlight)
 			tr = t
 		}
 		log := h.Log
