@@ -141,8 +141,7 @@ func (a *Answers) acknowledgeRights(ctx context.Context, calls []ackCall) ([]Rig
 		}
 		// Each ID is a lookup by primary key (LATERAL): a join would be
 		// planned once, from whatever the table held then (prelock.go).
-		if err := scanPrepared(ctx, tx, `SELECT s.id FROM unnest($1::int8[]) AS want(id),
-			LATERAL (SELECT id FROM sessions WHERE id = want.id FOR NO KEY UPDATE SKIP LOCKED) AS s`, []any{ids}, &rows); err != nil {
+		if err := scanPrepared(ctx, tx, lockAcknowledgedSQL, []any{ids}, &rows); err != nil {
 			return fmt.Errorf("lock %d sessions: %w", len(ids), err)
 		}
 		// Only the rows locked are written: another would wait for its lock.
@@ -163,12 +162,7 @@ func (a *Answers) acknowledgeRights(ctx context.Context, calls []ackCall) ([]Rig
 		// The rows are ours now, and this statement's snapshot sees their
 		// newest versions: found by ID, updated by address (finish.go).
 		var up []acked
-		if err := scanPrepared(ctx, tx, `UPDATE sessions SET right_registered_version = x.version, right_registered_at = x.at
-			FROM (SELECT x.*, s.tid
-			      FROM unnest($1::int8[], $2::int[], $3::timestamptz[]) AS x(id, version, at),
-			           LATERAL (SELECT ctid AS tid FROM sessions WHERE id = x.id OFFSET 0) AS s) AS x
-			WHERE sessions.ctid = x.tid AND sessions.right_registered_version < x.version
-			RETURNING sessions.id, sessions.right_version, sessions.right_changed_at`,
+		if err := scanPrepared(ctx, tx, acknowledgeSQL,
 			[]any{lids, lversions, lats}, &up); err != nil {
 			return fmt.Errorf("acknowledge the rights of %d sessions: %w", len(lids), err)
 		}
@@ -237,13 +231,7 @@ func (a *Answers) recordDelivered(ctx context.Context, calls []deliveredCall) ([
 	var rows []struct {
 		N int `bun:"n"`
 	}
-	err := scanPrepared(ctx, a.db, `UPDATE webhook_deliveries SET status = $4, delivered_at = x.at, attempts = attempts + 1
-		FROM (SELECT x.*, d.tid
-		      FROM unnest($1::text[], $2::uuid[], $3::timestamptz[]) WITH ORDINALITY AS x(webhook, event_id, at, n),
-		           LATERAL (SELECT ctid AS tid FROM webhook_deliveries WHERE webhook = x.webhook AND event_id = x.event_id
-		                    FOR NO KEY UPDATE SKIP LOCKED) AS d) AS x
-		WHERE webhook_deliveries.ctid = x.tid
-		RETURNING x.n`,
+	err := scanPrepared(ctx, a.db, deliveredSQL,
 		[]any{hooks, events, ats, DeliveryDelivered}, &rows)
 	if err != nil {
 		return nil, nil, fmt.Errorf("record %d deliveries: %w", len(keys), err)
@@ -269,6 +257,31 @@ func (a *Answers) recordDelivered(ctx context.Context, calls []deliveredCall) ([
 	}
 	return out, errs, nil
 }
+
+// The statements of Answers' batches, each a lookup by key per element of
+// its arrays (LATERAL, kept apart from the join planner: prelock.go).
+const (
+	// lockAcknowledgedSQL locks the sessions $1 that no other transaction
+	// holds, as an UPDATE of their right's columns would.
+	lockAcknowledgedSQL = `SELECT s.id FROM unnest($1::int8[]) AS want(id),
+			LATERAL (SELECT id FROM sessions WHERE id = want.id FOR NO KEY UPDATE SKIP LOCKED) AS s`
+	// acknowledgeSQL moves each session $1 (locked) to version $2 acknowledged at $3.
+	acknowledgeSQL = `UPDATE sessions SET right_registered_version = x.version, right_registered_at = x.at
+			FROM (SELECT x.*, s.tid
+			      FROM unnest($1::int8[], $2::int[], $3::timestamptz[]) AS x(id, version, at),
+			           LATERAL (SELECT ctid AS tid FROM sessions WHERE id = x.id OFFSET 0) AS s) AS x
+			WHERE sessions.ctid = x.tid AND sessions.right_registered_version < x.version
+			RETURNING sessions.id, sessions.right_version, sessions.right_changed_at`
+	// deliveredSQL records each delivery ($1 webhook, $2 event) made at $3 as
+	// $4 (delivered), and returns the place of each it wrote.
+	deliveredSQL = `UPDATE webhook_deliveries SET status = $4, delivered_at = x.at, attempts = attempts + 1
+		FROM (SELECT x.*, d.tid
+		      FROM unnest($1::text[], $2::uuid[], $3::timestamptz[]) WITH ORDINALITY AS x(webhook, event_id, at, n),
+		           LATERAL (SELECT ctid AS tid FROM webhook_deliveries WHERE webhook = x.webhook AND event_id = x.event_id
+		                    FOR NO KEY UPDATE SKIP LOCKED) AS d) AS x
+		WHERE webhook_deliveries.ctid = x.tid
+		RETURNING x.n`
+)
 
 // errBatchSkipped is a call its batch did not write (its row was busy or
 // not where the batch looked, or the batch failed as a whole): it is

@@ -326,3 +326,33 @@ func TestAnswersDeliveryTwiceInOneBatch(t *testing.T) {
 		t.Fatalf("skipped %v; want only the repeat left to be written alone", skipped)
 	}
 }
+
+// parkd's connections keep the generic plan of every statement they
+// prepare: Postgres chose a custom plan, made afresh at every run, for
+// statements over arrays (planning was a quarter of its time in these
+// batches). Those generic plans, made on empty tables never analyzed, are
+// lookups by key for each element, whatever the tables come to hold.
+func TestAnswersStatementsAreGenericLookups(t *testing.T) {
+	t.Parallel()
+	st, _ := repotest.NewDB(t)
+	var mode string
+	if err := st.DB.NewRaw("SHOW plan_cache_mode").Scan(context.Background(), &mode); err != nil || mode != "force_generic_plan" {
+		t.Fatalf("the pool's plan_cache_mode %q (%v), want force_generic_plan", mode, err)
+	}
+	lock, ack, delivered := repo.AnswersQueries()
+	for _, c := range []struct {
+		name, q, index string
+		types          []string
+		args           string
+	}{
+		{"lock", lock, "sessions_pkey", []string{"int8[]"}, "'{1,2}'"},
+		{"acknowledge", ack, "sessions_pkey", []string{"int8[]", "int[]", "timestamptz[]"}, "'{1,2}', '{1,1}', '{2026-11-30T00:00:00Z,2026-11-30T00:00:00Z}'"},
+		{"delivered", delivered, "webhook_deliveries_pkey", []string{"text[]", "uuid[]", "timestamptz[]", "text"},
+			"'{a,b}', '{" + uuid.NewString() + "," + uuid.NewString() + "}', '{2026-11-30T00:00:00Z,2026-11-30T00:00:00Z}', 'delivered'"},
+	} {
+		text := genericPlan(t, st, c.q, c.types, c.args)
+		if strings.Contains(text, "Seq Scan") || !strings.Contains(text, "Index Scan using "+c.index) {
+			t.Errorf("%s: not a lookup by key per element:\n%s", c.name, text)
+		}
+	}
+}

@@ -55,6 +55,19 @@ func Open(url string, pool PoolConfig) (*Store, error) {
 	// describe, evict and DEALLOCATE on almost every query (measured: a third of
 	// the worker's CPU). The simple protocol sends the text once, one round trip.
 	cc.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
+	// The statements parkd prepares (prepared.go) are written for their
+	// generic plan: each row of a batch's arrays is a lookup by key. Postgres
+	// would plan a statement over an array afresh at every run (it compares
+	// the generic plan, costed for a hundred elements, with a custom plan
+	// that sees the few a batch has, and keeps choosing the custom one):
+	// planning was a quarter of Postgres's time in the batches of
+	// acknowledgements and deliveries, and in the prelocks (issue 16, sixth
+	// session). Text statements (bun's) are planned with their values
+	// whatever this says. A value the URL gives (options=-c plan_cache_mode=…)
+	// wins.
+	if _, ok := cc.RuntimeParams["plan_cache_mode"]; !ok {
+		cc.RuntimeParams["plan_cache_mode"] = "force_generic_plan"
+	}
 	sqldb := stdlib.OpenDB(*cc)
 	if pool.MaxConns <= 0 {
 		pool.MaxConns = 25

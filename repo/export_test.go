@@ -77,3 +77,10 @@ func (a *Answers) RecordDeliveredBatch(ctx context.Context, webhooks, events []s
 	}
 	return skipped, err
 }
+
+// AnswersQueries are the statements of Answers' batches, for the test that
+// EXPLAINs them: the lock of acknowledged sessions, the acknowledgement, the
+// deliveries.
+func AnswersQueries() (lock, acknowledge, delivered string) {
+	return lockAcknowledgedSQL, acknowledgeSQL, deliveredSQL
+}
