@@ -3,22 +3,28 @@ package main
 import "testing"
 
 // parkd's collector defaults apply unless the operator set GOGC or
-// GOMEMLIMIT, each on its own.
+// GOMEMLIMIT: then parkd sets neither. A GOGC Go cannot read is refused,
+// naming it.
 func TestGCDefaultsYieldToTheEnvironment(t *testing.T) {
 	for _, c := range []struct {
 		env     map[string]string
-		percent int
-		limit   int64
+		set     bool
+		refused bool
 	}{
-		{nil, defaultGCPercent, defaultMemoryLimit},
-		{map[string]string{"GOGC": "100"}, -1, defaultMemoryLimit},
-		{map[string]string{"GOGC": "off"}, -1, defaultMemoryLimit},
-		{map[string]string{"GOMEMLIMIT": "1GiB"}, defaultGCPercent, -1},
-		{map[string]string{"GOGC": "200", "GOMEMLIMIT": "512MiB"}, -1, -1},
+		{nil, true, false},
+		{map[string]string{"GOGC": "100"}, false, false},
+		{map[string]string{"GOGC": "off"}, false, false},
+		{map[string]string{"GOMEMLIMIT": "1GiB"}, false, false},
+		{map[string]string{"GOGC": "200", "GOMEMLIMIT": "512MiB"}, false, false},
+		{map[string]string{"GOGC": "abc"}, false, true},
+		{map[string]string{"GOGC": "40%"}, false, true},
 	} {
-		p, l := gcDefaults(func(k string) string { return c.env[k] })
-		if p != c.percent || l != c.limit {
-			t.Errorf("env %v: percent %d, limit %d; want %d, %d", c.env, p, l, c.percent, c.limit)
+		p, l, ok, err := gcDefaults(func(k string) string { return c.env[k] })
+		if (err != nil) != c.refused || ok != c.set {
+			t.Errorf("env %v: set %v, err %v; want set %v, refused %v", c.env, ok, err, c.set, c.refused)
+		}
+		if ok && (p != defaultGCPercent || l != defaultMemoryLimit) {
+			t.Errorf("env %v: percent %d, limit %d", c.env, p, l)
 		}
 	}
 	if defaultGCPercent <= 100 || defaultMemoryLimit > 150<<20 {

@@ -23,7 +23,10 @@ import (
 )
 
 func main() {
-	setGCDefaults()
+	if err := setGCDefaults(); err != nil {
+		fmt.Fprintln(os.Stderr, "parkd:", err)
+		os.Exit(exitUsage)
+	}
 	os.Exit(execute(os.Args[1:], os.Stdout, os.Stderr))
 }
 
