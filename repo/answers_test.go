@@ -356,3 +356,28 @@ func TestAnswersStatementsAreGenericLookups(t *testing.T) {
 		}
 	}
 }
+
+// A plan_cache_mode the database URL gives, as a parameter or in its
+// options, is the one the pool's connections keep.
+func TestPoolKeepsThePlanCacheModeTheURLGives(t *testing.T) {
+	t.Parallel()
+	_, url := repotest.NewDB(t)
+	sep := "?"
+	if strings.Contains(url, "?") {
+		sep = "&"
+	}
+	for _, suffix := range []string{"plan_cache_mode=auto", "options=-c%20plan_cache_mode%3Dforce_custom_plan"} {
+		st, err := repo.Open(url+sep+suffix, repo.PoolConfig{MaxConns: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var mode string
+		if err := st.DB.NewRaw("SHOW plan_cache_mode").Scan(context.Background(), &mode); err != nil {
+			t.Fatal(err)
+		}
+		st.Close()
+		if want := map[bool]string{true: "auto", false: "force_custom_plan"}[strings.HasPrefix(suffix, "plan")]; mode != want {
+			t.Errorf("URL with %s: plan_cache_mode %s, want %s", suffix, mode, want)
+		}
+	}
+}

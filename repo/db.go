@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"strconv"
 	"sync"
 	"time"
@@ -63,9 +64,13 @@ func Open(url string, pool PoolConfig) (*Store, error) {
 	// planning was a quarter of Postgres's time in the batches of
 	// acknowledgements and deliveries, and in the prelocks (issue 16, sixth
 	// session). Text statements (bun's) are planned with their values
-	// whatever this says. A value the URL gives (options=-c plan_cache_mode=…)
-	// wins.
-	if _, ok := cc.RuntimeParams["plan_cache_mode"]; !ok {
+	// whatever this says. A value the URL gives wins, as a parameter of its
+	// own (?plan_cache_mode=auto) or in its options (-c plan_cache_mode=…,
+	// also from PGOPTIONS): Postgres would apply a separate parameter after
+	// the options. Being the client's, it also wins over the database's own
+	// setting (ALTER DATABASE … SET).
+	_, own := cc.RuntimeParams["plan_cache_mode"]
+	if !own && !strings.Contains(cc.RuntimeParams["options"], "plan_cache_mode") {
 		cc.RuntimeParams["plan_cache_mode"] = "force_generic_plan"
 	}
 	sqldb := stdlib.OpenDB(*cc)

@@ -2,6 +2,7 @@ package repo
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	"github.com/uptrace/bun"
@@ -83,4 +84,15 @@ func (a *Answers) RecordDeliveredBatch(ctx context.Context, webhooks, events []s
 // deliveries.
 func AnswersQueries() (lock, acknowledge, delivered string) {
 	return lockAcknowledgedSQL, acknowledgeSQL, deliveredSQL
+}
+
+// BookQuery is Book's statement for a booking that settles a session, and
+// its parameters' types, for the test that EXPLAINs it.
+func BookQuery(db bun.IDB) (string, []string) {
+	start, rest := bookingSQL(1, columns[Permit](db, "permits"), bookingShape{settle: true, book: true})
+	types := make([]string, len(bookingParamNames))
+	for i, n := range bookingParamNames {
+		_, types[i], _ = strings.Cut(n, "::")
+	}
+	return `WITH ` + paramsCTE(bookingParamTypes(1)) + `, ` + start + `, ` + rest + ` SELECT * FROM booked_permit`, types
 }

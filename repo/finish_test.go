@@ -384,3 +384,29 @@ func TestASettlementOfASessionNoLongerOpenSaysSo(t *testing.T) {
 		return errors.New("roll back")
 	})
 }
+
+// A settlement that Book writes alone (an auto-stop, a permit's end) finds
+// its session by a lookup of its ID and updates it by its row's address,
+// whatever the tables held when its generic plan was made: planned on
+// empty tables, "id = $7 AND state = 'open'" in one WHERE chose the open
+// sessions' partial index and filtered it for the ID, reading every open
+// session at each settlement once the table had grown (a colleague's
+// review, issue 16).
+func TestBookedSettlementIsALookupWhateverTheTablesHold(t *testing.T) {
+	t.Parallel()
+	st, _ := repotest.NewDB(t)
+	q, types := repo.BookQuery(st.DB)
+	args := make([]string, len(types))
+	for i := range args {
+		args[i] = "NULL"
+	}
+	text := genericPlan(t, st, q, types, strings.Join(args, ", "))
+	for _, bad := range []string{"Seq Scan on sessions", "sessions_open_by_end", "sessions_plate_not_parked_twice", "sessions_rights"} {
+		if strings.Contains(text, bad) {
+			t.Errorf("the settlement reads %s:\n%s", bad, text)
+		}
+	}
+	if !strings.Contains(text, "Index Scan using sessions_pkey") || !strings.Contains(text, "Tid Scan on sessions") {
+		t.Errorf("the settlement is not a lookup by ID and an update by address:\n%s", text)
+	}
+}

@@ -19,7 +19,7 @@ import (
 // (docs/BENCHMARKS.md, "Issue 16"). A statement written here with $1…
 // parameters and run through queryPrepared is prepared once per connection
 // (pgx's statement cache, QueryExecModeCacheStatement) and then only bound
-// and executed; after five runs Postgres keeps its generic plan. Everything
+// and executed, on its generic plan (the pool forces it: db.go). Everything
 // else keeps bun's query builder, where it reads better and runs rarely.
 
 // queryPrepared runs query (SQL with $1… parameters) on db as a prepared
