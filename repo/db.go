@@ -8,8 +8,8 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"strings"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
