@@ -34,7 +34,7 @@ import (
 type Answers struct {
 	db         *bun.DB
 	acks       *batcher[ackCall, RightAcknowledgement]
-	deliveries *batcher[deliveredCall, bool]
+	deliveries *batcher[deliveredCall, struct{}]
 }
 
 // AnswersConfig sizes Answers.
@@ -199,7 +199,7 @@ type deliveredCall struct {
 // delivery it did not find (or found changed under it), or found twice, is
 // left to its call alone (errBatchSkipped), which writes it as
 // RecordDelivered always did.
-func (a *Answers) recordDelivered(ctx context.Context, calls []deliveredCall) ([]bool, []error, error) {
+func (a *Answers) recordDelivered(ctx context.Context, calls []deliveredCall) ([]struct{}, []error, error) {
 	type key struct{ webhook, eventID string }
 	first := map[key]int{}
 	for i, c := range calls {
@@ -242,7 +242,6 @@ func (a *Answers) recordDelivered(ctx context.Context, calls []deliveredCall) ([
 			written[keys[r.N-1]] = true
 		}
 	}
-	out := make([]bool, len(calls))
 	errs := make([]error, len(calls))
 	for i, c := range calls {
 		k := key{c.webhook, c.eventID}
@@ -251,11 +250,9 @@ func (a *Answers) recordDelivered(ctx context.Context, calls []deliveredCall) ([
 		// attempt on its own.
 		if !written[k] || first[k] != i {
 			errs[i] = errBatchSkipped
-			continue
 		}
-		out[i] = true
 	}
-	return out, errs, nil
+	return make([]struct{}, len(calls)), errs, nil
 }
 
 // The statements of Answers' batches, each a lookup by key per element of

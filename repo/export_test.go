@@ -57,11 +57,7 @@ func (a *Answers) AcknowledgeRightsBatch(ctx context.Context, sessions []int64, 
 		calls[i] = ackCall{session: sessions[i], version: versions[i], at: at}
 	}
 	res, errs, err := a.acknowledgeRights(ctx, calls)
-	skipped := make([]bool, len(errs))
-	for i, e := range errs {
-		skipped[i] = e == errBatchSkipped
-	}
-	return res, skipped, err
+	return res, skippedOf(errs), err
 }
 
 // RecordDeliveredBatch writes one batch of deliveries as Answers does, and
@@ -72,11 +68,16 @@ func (a *Answers) RecordDeliveredBatch(ctx context.Context, webhooks, events []s
 		calls[i] = deliveredCall{webhook: webhooks[i], eventID: events[i], at: at}
 	}
 	_, errs, err := a.recordDelivered(ctx, calls)
+	return skippedOf(errs), err
+}
+
+// skippedOf says which calls of a batch it left to be written alone.
+func skippedOf(errs []error) []bool {
 	skipped := make([]bool, len(errs))
 	for i, e := range errs {
 		skipped[i] = e == errBatchSkipped
 	}
-	return skipped, err
+	return skipped
 }
 
 // AnswersQueries are the statements of Answers' batches, for the test that
