@@ -37,7 +37,7 @@ type Answers struct {
 	deliveries *batcher[deliveredCall, struct{}]
 }
 
-// AnswersConfig sizes Answers.
+// AnswersConfig sizes Answers' and OutboundReads' batches.
 type AnswersConfig struct {
 	// MaxBatch caps the calls one statement records (default 128).
 	MaxBatch int
@@ -47,16 +47,21 @@ type AnswersConfig struct {
 
 // NewAnswers starts the batch writers over db; Close stops them.
 func NewAnswers(db *bun.DB, cfg AnswersConfig) *Answers {
+	cfg = cfg.withDefaults()
+	a := &Answers{db: db}
+	a.acks = newBatcher(cfg.MaxBatch, cfg.Timeout, a.acknowledgeRights)
+	a.deliveries = newBatcher(cfg.MaxBatch, cfg.Timeout, a.recordDelivered)
+	return a
+}
+
+func (cfg AnswersConfig) withDefaults() AnswersConfig {
 	if cfg.MaxBatch <= 0 {
 		cfg.MaxBatch = 128
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 10 * time.Second
 	}
-	a := &Answers{db: db}
-	a.acks = newBatcher(cfg.MaxBatch, cfg.Timeout, a.acknowledgeRights)
-	a.deliveries = newBatcher(cfg.MaxBatch, cfg.Timeout, a.recordDelivered)
-	return a
+	return cfg
 }
 
 // Close stops taking calls and waits for the batches being written; calls

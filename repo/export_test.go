@@ -97,3 +97,26 @@ func BookQuery(db bun.IDB) (string, []string) {
 	}
 	return `WITH ` + paramsCTE(bookingParamTypes(1)) + `, ` + start + `, ` + rest + ` SELECT * FROM booked_permit`, types
 }
+
+// ReadSessionsBatch reads one batch of sessions as OutboundReads does: each
+// call's session, and whether the batch left it to be read alone.
+func (r *OutboundReads) ReadSessionsBatch(ctx context.Context, ids []int64) ([]*Session, []bool, error) {
+	out, errs, err := r.readSessions(ctx, ids)
+	return out, skippedOf(errs), err
+}
+
+// ReadDeliveriesBatch reads one batch of deliveries as OutboundReads does.
+func (r *OutboundReads) ReadDeliveriesBatch(ctx context.Context, webhooks, events []string) ([]*DeliveryWork, []bool, error) {
+	keys := make([]deliveryKey, len(webhooks))
+	for i := range webhooks {
+		keys[i] = deliveryKey{webhooks[i], events[i]}
+	}
+	out, errs, err := r.readDeliveries(ctx, keys)
+	return out, skippedOf(errs), err
+}
+
+// OutboundReadsQueries are the statements of OutboundReads' batches, for
+// the test that EXPLAINs them.
+func OutboundReadsQueries(db bun.IDB) (sessions, deliveries string) {
+	return sessionsByIDSQL(db), deliveriesWorkSQL(db)
+}

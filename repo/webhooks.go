@@ -108,26 +108,39 @@ type DeliveryWork struct {
 // webhook and the event, in one statement (issue 16: three before, for every
 // event and webhook); ErrNotFound when no such delivery is owed.
 func GetDeliveryWork(ctx context.Context, db bun.IDB, webhook, eventID string) (*DeliveryWork, error) {
-	var rows []struct {
-		DeliveryWork
-		Hook  Webhook `bun:"embed:w__"`
-		Found bool    `bun:"webhook_found"`
-	}
-	q := `SELECT ` + aliasedColumns[WebhookDelivery](db, "d", "d__") + `, ` + aliasedColumns[Event](db, "e", "e__") + `,
-		` + aliasedColumns[Webhook](db, "w", "w__") + `, w.name IS NOT NULL AS webhook_found
-		FROM webhook_deliveries AS d JOIN events AS e ON e.id = d.event_id LEFT JOIN webhooks AS w ON w.name = d.webhook
-		WHERE d.webhook = $1 AND d.event_id = $2::uuid`
-	if err := scanPrepared(ctx, db, q, []any{webhook, eventID}, &rows); err != nil {
+	var rows []deliveryWorkRow
+	if err := scanPrepared(ctx, db, deliveryWorkSQL(db, "$1", "$2::uuid"), []any{webhook, eventID}, &rows); err != nil {
 		return nil, fmt.Errorf("delivery of event %s to webhook %s: %w", eventID, webhook, err)
 	}
 	if len(rows) == 0 {
 		return nil, fmt.Errorf("delivery of event %s to webhook %s: %w", eventID, webhook, ErrNotFound)
 	}
-	w := rows[0].DeliveryWork
-	if rows[0].Found {
-		w.Webhook = &rows[0].Hook
+	return rows[0].work(), nil
+}
+
+// deliveryWorkRow is a row of deliveryWorkSQL.
+type deliveryWorkRow struct {
+	DeliveryWork
+	Hook  Webhook `bun:"embed:w__"`
+	Found bool    `bun:"webhook_found"`
+}
+
+func (r *deliveryWorkRow) work() *DeliveryWork {
+	w := r.DeliveryWork
+	if r.Found {
+		w.Webhook = &r.Hook
 	}
-	return &w, nil
+	return &w
+}
+
+// deliveryWorkSQL selects the delivery of event (an expression of type uuid)
+// to webhook (of type text), with its event and its webhook, as
+// deliveryWorkRow: one row or none.
+func deliveryWorkSQL(db bun.IDB, webhook, event string) string {
+	return `SELECT ` + aliasedColumns[WebhookDelivery](db, "d", "d__") + `, ` + aliasedColumns[Event](db, "e", "e__") + `,
+		` + aliasedColumns[Webhook](db, "w", "w__") + `, w.name IS NOT NULL AS webhook_found
+		FROM webhook_deliveries AS d JOIN events AS e ON e.id = d.event_id LEFT JOIN webhooks AS w ON w.name = d.webhook
+		WHERE d.webhook = ` + webhook + ` AND d.event_id = ` + event
 }
 
 // PendingDeliveries lists, after the delivery (afterWebhook, afterEvent) in

@@ -270,8 +270,9 @@ func (h *Handlers) EventDeliver(ctx context.Context, t *asynq.Task) error {
 		return fmt.Errorf("event:deliver payload without event and webhook (%v): %w", err, asynq.SkipRetry)
 	}
 	db := h.Store.DB
-	// The delivery, its webhook and its event, in one statement.
-	work, err := repo.GetDeliveryWork(ctx, db, p.Webhook, p.EventID)
+	// The delivery, its webhook and its event, in one statement (with the
+	// other deliveries' of the moment when Reads is set).
+	work, err := h.deliveryWork(ctx, p.Webhook, p.EventID)
 	if errors.Is(err, repo.ErrNotFound) {
 		h.logger(ctx).Warn("event:deliver for a delivery nobody owes: nothing to do", "webhook", p.Webhook, "event_id", p.EventID)
 		return nil

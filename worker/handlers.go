@@ -37,6 +37,9 @@ type Handlers struct {
 	// webhooks' deliveries a batch per statement (repo.Answers); nil writes
 	// each alone.
 	Answers *repo.Answers
+	// Reads, when set, reads what right:register and event:deliver start
+	// from a batch per statement (repo.OutboundReads); nil reads each alone.
+	Reads *repo.OutboundReads
 
 	// Registrar, when set, gets the right of every session started in a zone
 	// with register codes (PARKD_REGISTRAR_URL); nil: registration is off.
@@ -89,6 +92,24 @@ func (h *Handlers) acknowledgeRight(ctx context.Context, sid int64, version int,
 		return h.Answers.AcknowledgeRight(ctx, sid, version, at)
 	}
 	return repo.AcknowledgeRight(ctx, h.Store.DB, sid, version, at)
+}
+
+// session reads session sid for right:register: with the others of the
+// moment when Reads is set, else alone.
+func (h *Handlers) session(ctx context.Context, sid int64) (*repo.Session, error) {
+	if h.Reads != nil {
+		return h.Reads.GetSession(ctx, sid)
+	}
+	return repo.GetSession(ctx, h.Store.DB, sid)
+}
+
+// deliveryWork reads a delivery with its event and webhook for
+// event:deliver: with the others of the moment when Reads is set, else alone.
+func (h *Handlers) deliveryWork(ctx context.Context, webhook, eventID string) (*repo.DeliveryWork, error) {
+	if h.Reads != nil {
+		return h.Reads.GetDeliveryWork(ctx, webhook, eventID)
+	}
+	return repo.GetDeliveryWork(ctx, h.Store.DB, webhook, eventID)
 }
 
 // recordDelivered records a webhook's 2xx for an event at at: with the

@@ -103,11 +103,14 @@ func newHarness(t testing.TB, rdb *redis.Client, idx int) *harness {
 	// A horizon of two days: these tests look at the hand-over of a
 	// session's scheduled tasks at the change that sets them, for ends hours
 	// ahead; schedule_test.go tests parkd's own horizon (worker.ScheduleHorizon).
-	// Answers, too: the registrar's and the webhooks' answers are recorded a
-	// batch per statement, as in parkd's worker.
+	// Answers and OutboundReads, too: the registrar's and the webhooks'
+	// answers, and what their tasks read first, are a batch per statement,
+	// as in parkd's worker.
 	answers := repo.NewAnswers(store.DB, repo.AnswersConfig{})
 	t.Cleanup(answers.Close)
-	e.h = &worker.Handlers{Store: store, Client: e.client, Redis: rdb, Log: quietLog(), Coalescer: co, Answers: answers,
+	reads := repo.NewOutboundReads(store.DB, repo.AnswersConfig{})
+	t.Cleanup(reads.Close)
+	e.h = &worker.Handlers{Store: store, Client: e.client, Redis: rdb, Log: quietLog(), Coalescer: co, Answers: answers, Reads: reads,
 		ScheduleHorizon: 48 * time.Hour}
 	// A zone with no invalid weekday, so that tests pass on any day of the week.
 	z, err := domain.CompileZone("TEST", domain.ZoneSpec{Name: "Test", TimeZone: "Europe/Amsterdam", TariffCentsPerHour: 210, InvalidWeekdays: []string{}})

@@ -77,7 +77,7 @@ func (h *Handlers) RightRegister(ctx context.Context, t *asynq.Task) error {
 	if !ok || p.Version < 1 {
 		return fmt.Errorf("right:register: session_id %q, version %d: %w", p.SessionID, p.Version, asynq.SkipRetry)
 	}
-	s, err := repo.GetSession(ctx, h.Store.DB, sid)
+	s, err := h.session(ctx, sid)
 	if errors.Is(err, repo.ErrNotFound) {
 		return fmt.Errorf("right:register: %w: %w", err, asynq.SkipRetry)
 	}

@@ -154,6 +154,10 @@ func (p *process) startWorker(ctx context.Context) error {
 	answers := repo.NewAnswers(p.d.store.DB, repo.AnswersConfig{})
 	p.onStop(answers.Close)
 	h.Answers = answers
+	// So are the reads their tasks start from.
+	reads := repo.NewOutboundReads(p.d.store.DB, repo.AnswersConfig{})
+	p.onStop(reads.Close)
+	h.Reads = reads
 	// The relay, which hands what the handlers put in the outbox over to the
 	// queues, stops after the server too: what the last tasks wrote is handed
 	// over now rather than at the next start.
