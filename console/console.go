@@ -220,7 +220,7 @@ func (m *Console) deny(w http.ResponseWriter, r *http.Request, status int, msg s
 		m.page(w, status, msg)
 		return
 	}
-	// The codes of CONTRACT.md's errors.
+	// The codes of intake/openapi.yaml's errors.
 	code := map[int]string{http.StatusUnauthorized: "unauthenticated", http.StatusForbidden: "forbidden",
 		http.StatusMethodNotAllowed: "method_not_allowed"}[status]
 	w.Header().Set("Content-Type", "application/json")

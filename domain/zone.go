@@ -8,14 +8,14 @@ import (
 	"time"
 )
 
-// ZoneSpec is the one description of a zone: what an operator writes (CONTRACT.md,
-// PUT /v1/admin/zones/{code}), what parkd stores (repo.Zone, a column per field)
-// and, compiled, what it answers. Zero values (a nil list, and null for the
-// pointer fields) mean "the default"; CompileZone fills them in and checks the
-// whole. The zone's Spec is the normalised form: every default filled in, so
-// that it marshals exactly as CONTRACT.md's zone example, every field present
-// and an unset limit null. No field is omitted when marshalled: an empty
-// invalid_weekdays ([], valid every day) must not read back as the default
+// ZoneSpec is the one description of a zone: what an operator writes
+// (intake/openapi.yaml, PUT /v1/admin/zones/{code}), what parkd stores (repo.Zone,
+// a column per field) and, compiled, what it answers. Zero values (a nil list, and
+// null for the pointer fields) mean "the default"; CompileZone fills them in and
+// checks the whole. The zone's Spec is the normalised form: every default filled
+// in, so that it marshals exactly as intake/openapi.yaml's zone example, every
+// field present and an unset limit null. No field is omitted when marshalled: an
+// empty invalid_weekdays ([], valid every day) must not read back as the default
 // Saturday.
 type ZoneSpec struct {
 	Name                     string       `json:"name"`
@@ -47,7 +47,7 @@ type ZoneSpec struct {
 }
 
 // ZoneRegistration is a zone's codes in the national parking register, each
-// 1-10 of [A-Za-z0-9_-] (CONTRACT.md).
+// 1-10 of [A-Za-z0-9_-] (intake/openapi.yaml).
 type ZoneRegistration struct {
 	AreaManagerID string `json:"area_manager_id"`
 	AreaID        string `json:"area_id"`
@@ -63,7 +63,7 @@ type PaidWindow struct {
 	To   string   `json:"to"`
 }
 
-// Defaults of a zone (DOMAIN.md, CONTRACT.md).
+// Defaults of a zone (DOMAIN.md, intake/openapi.yaml).
 const (
 	DefaultTimeZone                 = "Europe/Amsterdam"
 	DefaultMaxSessionMinutes        = 180
@@ -104,7 +104,8 @@ func DefaultPaidHours() []PaidWindow {
 }
 
 // DefaultInvalidWeekdays is what a zone gets when its spec names no
-// invalid_weekdays at all (CONTRACT.md's example, the centre's Saturday).
+// invalid_weekdays at all (intake/openapi.yaml's example, the centre's
+// Saturday).
 func DefaultInvalidWeekdays() []string { return []string{"sat"} }
 
 var (
@@ -246,8 +247,9 @@ func CompileZone(code string, spec ZoneSpec) (*Zone, error) {
 		}
 	}
 	if spec.InvalidWeekdays == nil {
-		// CONTRACT.md: every field but name and tariff has the default shown, and
-		// the example shows Saturday. A zone valid every day says so with [].
+		// intake/openapi.yaml: every field but name and tariff has the default
+		// shown, and the example shows Saturday. A zone valid every day says so
+		// with [].
 		spec.InvalidWeekdays = DefaultInvalidWeekdays()
 	}
 	for _, d := range spec.InvalidWeekdays {

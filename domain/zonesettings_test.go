@@ -120,7 +120,8 @@ func TestZoneSettingsDefaults(t *testing.T) {
 	}
 }
 
-// contractZone is CONTRACT.md's zone example, as written there.
+// contractZone is intake/openapi.yaml's zone example (ZoneSpec), as written
+// there.
 const contractZone = `{"name": "Centrum", "time_zone": "Europe/Amsterdam", "tariff_cents_per_hour": 210,
  "paid_hours": [{"days": ["mon","tue","wed","thu","fri","sat"], "from": "09:00", "to": "21:00"},
                 {"days": ["sun"], "from": "12:00", "to": "17:00"}],
@@ -159,8 +160,9 @@ func specJSON(t *testing.T, code string, spec domain.ZoneSpec) []byte {
 }
 
 // The PUT answer shows every field with its default filled in and unset limits
-// as null (CONTRACT.md): the normalised spec of a zone that names only its name
-// and tariff marshals byte for byte as the contract's example, in its order.
+// as null (intake/openapi.yaml): the normalised spec of a zone that names only
+// its name and tariff marshals byte for byte as the contract's example, in its
+// order.
 func TestZoneSpecMarshalsAsTheContract(t *testing.T) {
 	var want bytes.Buffer
 	if err := json.Compact(&want, []byte(contractZone)); err != nil {

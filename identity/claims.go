@@ -31,7 +31,7 @@ type Principal struct {
 // sub, so that an operator named "alice" is not the resident "alice".
 func (p *Principal) Subject() string { return p.Role + ":" + p.Sub }
 
-// MayActOn is the one rule of a resident's reach (CONTRACT.md, Authentication):
+// MayActOn is the one rule of a resident's reach (README "The HTTP API"):
 // a resident acts on a permit when parkd's records say it holds it (holder is
 // the permit's resident_id) and, if its token carries a permits claim, the
 // claim names it. Any other role, or an unknown permit (holder ""), may not.

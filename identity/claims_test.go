@@ -6,8 +6,9 @@ import (
 	"github.com/parkd/parkd/identity"
 )
 
-// TestResidentActsOnThePermitsItHolds is CONTRACT.md's rule: a resident acts
-// on the permits parkd's records give it; a permits claim only narrows that.
+// TestResidentActsOnThePermitsItHolds is the rule of README "The HTTP API": a
+// resident acts on the permits parkd's records give it; a permits claim only
+// narrows that.
 func TestResidentActsOnThePermitsItHolds(t *testing.T) {
 	t.Parallel()
 	res := func(permits []string) *identity.Principal {

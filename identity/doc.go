@@ -1,6 +1,6 @@
-// Package identity says who sent a request to parkd: the four roles of
-// CONTRACT.md, the claims a bearer token carries, the verification of such a
-// token, and the minting of development tokens.
+// Package identity says who sent a request to parkd: the four roles of README
+// "The HTTP API", the claims a bearer token carries, the verification of such
+// a token, and the minting of development tokens.
 //
 // A Verifier accepts HS256 tokens signed with the shared secret (development,
 // tests, an upstream app that holds the secret) and RS256/ES256 tokens signed

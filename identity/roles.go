@@ -1,6 +1,7 @@
 package identity
 
-// The roles of CONTRACT.md: what a token's role claim may say.
+// The roles of README "The HTTP API" (and intake/openapi.yaml's bearer
+// scheme): what a token's role claim may say.
 const (
 	RoleResident    = "resident"
 	RoleEloket      = "eloket"

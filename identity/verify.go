@@ -59,8 +59,8 @@ const (
 	KeysTimeout = 5 * time.Second
 )
 
-// The algorithms of CONTRACT.md: HS256 with the shared secret, RS256 and ES256
-// with the identity provider's keys.
+// The algorithms of README "The HTTP API": HS256 with the shared secret, RS256
+// and ES256 with the identity provider's keys.
 var (
 	secretAlgs = []string{jwt.SigningMethodHS256.Alg()}
 	keySetAlgs = []string{jwt.SigningMethodRS256.Alg(), jwt.SigningMethodES256.Alg()}

@@ -57,7 +57,7 @@ func (s *Server) putZone(w http.ResponseWriter, r *http.Request, _ *identity.Pri
 
 // givenZoneDefaults refuses a zero or empty value given for a zone setting
 // whose absence means its default (ZoneSpec's zero): left out, the default
-// is filled in (CONTRACT.md), but "ending_notice_minutes": 0 is a value out
+// is filled in (openapi.yaml), but "ending_notice_minutes": 0 is a value out
 // of range, not a request for the default. A number given as 0 is made -1,
 // so that the rule (domain.CompileZone) refuses it in its own words, naming
 // the setting and its range; an empty text is refused here.
@@ -98,8 +98,8 @@ func givenZoneDefaults(body []byte, spec *domain.ZoneSpec) error {
 	return nil
 }
 
-// addressBody is an address of the register (CONTRACT.md). Zone null means the
-// address lies in no permit zone.
+// addressBody is an address of the register (openapi.yaml). Zone null means
+// the address lies in no permit zone.
 type addressBody struct {
 	AddressID   string  `json:"address_id"`
 	Zone        *string `json:"zone"`

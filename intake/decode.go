@@ -21,7 +21,7 @@ import (
 	"github.com/parkd/parkd/repo"
 )
 
-// MaxBodyBytes bounds a request body (CONTRACT.md: larger is 400).
+// MaxBodyBytes bounds a request body (openapi.yaml: larger is 400).
 const MaxBodyBytes = 64 << 10
 
 // readBody reads r's body, at most MaxBodyBytes.
@@ -66,7 +66,7 @@ func decodeOptionalJSON(w http.ResponseWriter, r *http.Request, v any) error {
 // one of v's fields, and no key may appear twice in one object (checkKeys):
 // encoding/json alone would take "URL" for "url" and let the last of two
 // equal keys win, so that what a client meant and what parkd read could differ
-// without a word (CONTRACT.md "Errors": bad input is refused, never guessed).
+// without a word (openapi.yaml: bad input is refused, never guessed).
 func decodeBody(b []byte, v any) error {
 	if err := checkKeys(b, reflect.TypeOf(v)); err != nil {
 		return err
@@ -535,7 +535,7 @@ var waitParam = one("wait")
 // not read (names are case-sensitive), one it reads once given more than once,
 // and a query string that cannot be read at all. net/url would otherwise let
 // the first of two values win and drop what it cannot parse, and an endpoint
-// ignore a typo: ?afer=10 would read the feed from 0 (CONTRACT.md "Errors":
+// ignore a typo: ?afer=10 would read the feed from 0 (openapi.yaml:
 // bad input gets an error naming the problem).
 func checkQuery(r *http.Request, params []queryParam) error {
 	q, err := url.ParseQuery(r.URL.RawQuery)

@@ -11,7 +11,7 @@ import (
 	"github.com/parkd/parkd/repo"
 )
 
-// Error codes of CONTRACT.md that are not rule codes.
+// Error codes of openapi.yaml that are not rule codes.
 const (
 	CodeBadRequest          = string(domain.CodeBadRequest)
 	CodeUnauthenticated     = "unauthenticated"

@@ -15,9 +15,10 @@ import (
 	"github.com/parkd/parkd/repo"
 )
 
-// The event feed and webhook subscriptions (CONTRACT.md "Events and
-// webhooks"), for operators. Both are read and written directly, not queued:
-// the feed is a read, and a subscription is reference data like a zone.
+// The event feed and webhook subscriptions (README "Events and webhooks: how
+// an upstream app subscribes"), for operators. Both are read and written
+// directly, not queued: the feed is a read, and a subscription is reference
+// data like a zone.
 
 // Feed page sizes.
 const (

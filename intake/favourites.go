@@ -12,7 +12,7 @@ import (
 )
 
 // Favourites (DOMAIN.md "Favourites") are written directly, not queued
-// (CONTRACT.md): they change no balance and no right. The {plate} of their
+// (openapi.yaml): they change no balance and no right. The {plate} of their
 // path is a plate like any other: ServeMux hands it over URL-decoded, and
 // domain.NormalizePlate makes "ab-12-cd" and "AB 12 CD" one favourite.
 

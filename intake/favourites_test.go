@@ -12,8 +12,8 @@ import (
 	"github.com/parkd/parkd/jobs"
 )
 
-// TestFavourites: a permit's named plates (DOMAIN.md "Favourites", CONTRACT.md)
-// over HTTP, written directly to Postgres.
+// TestFavourites: a permit's named plates (DOMAIN.md "Favourites",
+// openapi.yaml) over HTTP, written directly to Postgres.
 func TestFavourites(t *testing.T) {
 	e := setup(t, options{})
 	type list struct{ Favourites []jobs.Favourite }

@@ -20,13 +20,13 @@ type PingFunc func(ctx context.Context) error
 func (f PingFunc) Ping(ctx context.Context) error { return f(ctx) }
 
 // Health serves /healthz (200 while the process runs) and /readyz, as
-// CONTRACT.md says: 503 until every dependency has answered (within a second),
-// 200 from then on. A later outage leaves /readyz at 200: the API answers it
-// itself, with 503 unavailable per request, which a client can act on; a
-// readiness that followed the dependencies would take every intake out of its
-// load balancer at once and leave clients the balancer's bare error instead.
-// /readyz still shows each dependency as it is now, for people. Each call to
-// Health has its own readiness.
+// openapi.yaml says: 503 until every dependency has answered (within a
+// second), 200 from then on. A later outage leaves /readyz at 200: the API
+// answers it itself, with 503 unavailable per request, which a client can act
+// on; a readiness that followed the dependencies would take every intake out
+// of its load balancer at once and leave clients the balancer's bare error
+// instead. /readyz still shows each dependency as it is now, for people. Each
+// call to Health has its own readiness.
 func Health(deps map[string]Pinger) http.Handler {
 	var ready atomic.Bool
 	mux := http.NewServeMux()

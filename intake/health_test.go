@@ -24,7 +24,7 @@ import (
 	"github.com/parkd/parkd/repo/repotest"
 )
 
-// /readyz (CONTRACT.md) is 503 until every dependency has answered once and
+// /readyz (openapi.yaml) is 503 until every dependency has answered once and
 // 200 from then on, whatever they do later; its checks show them as they are.
 func TestReadyOnceReachedStaysReady(t *testing.T) {
 	var pgUp, redisUp atomic.Bool

@@ -17,8 +17,8 @@ import (
 
 // TestResidentActsOnWhatItHolds: a resident acts on the permits parkd's own
 // records give it (permits.resident_id = sub) and their sessions, whatever its
-// token claims; a permits claim only narrows that (CONTRACT.md,
-// Authentication). One subtest per family of resident endpoints.
+// token claims; a permits claim only narrows that (README "The HTTP API").
+// One subtest per family of resident endpoints.
 func TestResidentActsOnWhatItHolds(t *testing.T) {
 	e := setup(t, options{})
 	// RES-1 and RES-3 of the issue: two residents, a permit each.

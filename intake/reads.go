@@ -288,7 +288,7 @@ func (s *Server) getRequest(w http.ResponseWriter, r *http.Request, p *identity.
 	}
 	out := jobs.Outcome{RequestID: rec.RequestID, Type: rec.Type, Status: rec.Status, Error: rec.Error, Result: rec.Result}
 	if p.Role == identity.RoleOperator || !mine {
-		// Operators see what a request did, not who parked where (CONTRACT.md):
+		// Operators see what a request did, not who parked where (openapi.yaml):
 		// plates masked as the console and the logs show them.
 		if out.Result, err = masked(rec.Result); err != nil {
 			return fmt.Errorf("request %s: recorded result: %w", id, err)

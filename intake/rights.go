@@ -11,8 +11,9 @@ import (
 	"github.com/parkd/parkd/repo"
 )
 
-// rightBody is the enforcement answer (CONTRACT.md), with the question echoed
-// (the plate as normalised) so that a scan car can log what it was told.
+// rightBody is the enforcement answer (openapi.yaml), with the question
+// echoed (the plate as normalised) so that a scan car can log what it was
+// told.
 type rightBody struct {
 	Valid     bool   `json:"valid"`
 	Reason    string `json:"reason"`

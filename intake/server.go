@@ -137,10 +137,10 @@ func (rl *requestLog) logger() *slog.Logger {
 	return rl.l
 }
 
-// Handler serves every endpoint of CONTRACT.md, /healthz, /readyz and /metrics
-// (unless OpsApart), the OpenAPI document at /v1/openapi.yaml and, when set,
-// the Console. It panics when no token could be verified: neither Identity nor
-// Secret is set.
+// Handler serves every endpoint of openapi.yaml, /healthz, /readyz and
+// /metrics (unless OpsApart), the OpenAPI document at /v1/openapi.yaml and,
+// when set, the Console. It panics when no token could be verified: neither
+// Identity nor Secret is set.
 func (s *Server) Handler() http.Handler {
 	if s.Log == nil {
 		s.Log = slog.Default()

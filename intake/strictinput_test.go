@@ -14,7 +14,7 @@ import (
 	"github.com/parkd/parkd/intake"
 )
 
-// The body reader's key rules, one by one (CONTRACT.md "Errors": unknown
+// The body reader's key rules, one by one (openapi.yaml, bad_request: unknown
 // field, malformed JSON, wrong type are 400 naming the field): a key must be
 // exactly a field's JSON name and appear once in its object; the field is
 // named by its path from the root; what is not a key's fault keeps the answer

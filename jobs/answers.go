@@ -8,8 +8,8 @@ import (
 )
 
 // The answers: what parkd tells its clients about permits, sessions, the
-// ledger and requests (CONTRACT.md), as the HTTP API writes them and as a
-// request's recorded outcome holds them. An upstream app that enqueues a
+// ledger and requests (intake/openapi.yaml), as the HTTP API writes them and
+// as a request's recorded outcome holds them. An upstream app that enqueues a
 // request with this package reads its outcome into these types; fields may be
 // added, never renamed or removed.
 //
@@ -44,7 +44,7 @@ type Session struct {
 	// null.
 	Notices []domain.Notice `json:"notices"`
 	// Registration is where the session's right stands with the national
-	// register (CONTRACT.md "The registrar").
+	// register (README "Pointing parkd at a register").
 	Registration Registration `json:"registration"`
 }
 

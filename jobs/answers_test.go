@@ -43,7 +43,8 @@ func TestAnswersKeepTheirJSON(t *testing.T) {
 			`{"id":"9","kind":"topup","minutes":60,"cents":210,"session_id":"7","request_id":"req-1","payment_ref":"PAY-1","at":"2026-06-10T12:00:00.123456Z"}`},
 		{"bare entry", jobs.LedgerEntry{ID: "9", Kind: "expire", Minutes: -60, At: at},
 			`{"id":"9","kind":"expire","minutes":-60,"at":"2026-06-10T12:00:00.123456Z"}`},
-		// expired_minutes is always there (0 without a cap): CONTRACT.md lists it.
+		// expired_minutes is always there (0 without a cap): intake/openapi.yaml
+		// lists it.
 		{"statement", jobs.Statement{YearStartsAt: at, YearEndsAt: end, PurchasedMinutes: 1, UsedMinutes: 2, CarriedOverMinutes: 3},
 			`{"year_starts_at":"2026-06-10T12:00:00.123456Z","year_ends_at":"2026-06-10T13:00:00.123456Z","purchased_minutes":1,"used_minutes":2,"carried_over_minutes":3,"expired_minutes":0}`},
 		{"capped statement", jobs.Statement{YearStartsAt: at, YearEndsAt: end, PurchasedMinutes: 1, UsedMinutes: 2, CarriedOverMinutes: 3, ExpiredMinutes: 4},

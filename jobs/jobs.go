@@ -15,7 +15,7 @@ import (
 	"github.com/parkd/parkd/domain"
 )
 
-// Task types (CONTRACT.md).
+// Task types (the package doc: what upstream apps enqueue).
 const (
 	TypeSessionStart     = "session:start"
 	TypeSessionStop      = "session:stop"

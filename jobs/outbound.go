@@ -8,9 +8,10 @@ import (
 	"github.com/hibiken/asynq"
 )
 
-// Telling others (DOMAIN.md "Telling others", CONTRACT.md "Events and
-// webhooks", "The registrar"): the tasks that carry parkd's changes out, and
-// the answer types of events and webhooks.
+// Telling others (DOMAIN.md "Telling others", README "Events and webhooks:
+// how an upstream app subscribes", "Pointing parkd at a register"): the tasks
+// that carry parkd's changes out, and the answer types of events and
+// webhooks.
 
 // Task types of the outbound work. None carries a plate: each names a row in
 // Postgres, which the handler reads when it runs.
@@ -33,7 +34,7 @@ func AllQueues() []string {
 	return []string{QueueCritical, QueueDefault, QueueMaintenance, QueueWebhooks, QueueRegistrar}
 }
 
-// Event types (CONTRACT.md "Events and webhooks").
+// Event types (README "Events and webhooks: how an upstream app subscribes").
 const (
 	EventSessionStarted   = "session.started"
 	EventSessionChanged   = "session.changed"

@@ -1,9 +1,10 @@
-// Package registrar speaks the national parking register's protocol
-// (CONTRACT.md "The registrar", DOMAIN.md "Registration") over HTTP: it is the
-// worker.Registrar that `parkd worker` uses when PARKD_REGISTRAR_URL is set.
-// Each right goes out as PUT {URL}/rights/{right_id} with its full state; the
-// answer is sorted into acknowledged, refused for good, or worth retrying, and
-// the retrying itself is the registrar queue's (worker.RegisterRetryDelay).
+// Package registrar speaks the national parking register's protocol (README
+// "Pointing parkd at a register", DOMAIN.md "Registration") over HTTP: it is
+// the worker.Registrar that `parkd worker` uses when PARKD_REGISTRAR_URL is
+// set. Each right goes out as PUT {URL}/rights/{right_id} with its full state;
+// the answer is sorted into acknowledged, refused for good, or worth retrying,
+// and the retrying itself is the registrar queue's
+// (worker.RegisterRetryDelay).
 //
 // It is net/http and encoding/json alone: the exchange is one idempotent PUT
 // whose retries asynq already owns (a retrying HTTP client such as
@@ -33,7 +34,7 @@ import (
 // Defaults of a Client.
 const (
 	// Timeout bounds one registration, from dialling to the answer's body
-	// (CONTRACT.md: 10 s, then retried).
+	// (README "Pointing parkd at a register": 10 s, then retried).
 	Timeout = 10 * time.Second
 	// MaxMessage is the longest refusal message kept (characters): it is
 	// shown to operators beside the session, not a place for a body.
@@ -156,13 +157,13 @@ func New(cfg Config) (*Client, error) {
 // Register sends the right's full state as PUT {URL}/rights/{right_id}: 200,
 // 201 and 204 are nil; 409 is worker.ErrSuperseded (acknowledged: the
 // registrar holds a newer version); any other 4xx but 408 and 429 is a
-// *worker.Refusal (CONTRACT.md "The registrar": not retried, the session shows
-// registration rejected) with the status and what the registrar said (plate
-// masked, at most MaxMessage characters) — for 401, 403 and 404, which judge
-// parkd's token or URL rather than the right, the message says what to check,
-// and once it is fixed an operator sends the refused rights again by running
-// their archived tasks. Anything else is an error to retry: 5xx, 408, 429,
-// another status, a timeout or a connection that failed.
+// *worker.Refusal (README "Pointing parkd at a register": not retried, the
+// session shows registration rejected) with the status and what the registrar
+// said (plate masked, at most MaxMessage characters) — for 401, 403 and 404,
+// which judge parkd's token or URL rather than the right, the message says
+// what to check, and once it is fixed an operator sends the refused rights
+// again by running their archived tasks. Anything else is an error to retry:
+// 5xx, 408, 429, another status, a timeout or a connection that failed.
 func (c *Client) Register(ctx context.Context, r worker.Right) error {
 	body, err := json.Marshal(r)
 	if err != nil {

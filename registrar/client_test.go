@@ -61,8 +61,8 @@ func client(t *testing.T, url, token string, timeout time.Duration) *registrar.C
 	return c
 }
 
-// The protocol's answers (CONTRACT.md "The registrar"): 200, 201, 204
-// acknowledge; 409 is superseded, acknowledged too; a 4xx that judges the
+// The protocol's answers (README "Pointing parkd at a register"): 200, 201,
+// 204 acknowledge; 409 is superseded, acknowledged too; a 4xx that judges the
 // right is a refusal, and so are 401, 403 and 404 (the contract: any other
 // 4xx), saying what to check; 5xx, 408 and 429 are retried.
 func TestRegistrarAnswers(t *testing.T) {

@@ -12,12 +12,12 @@ import (
 	"github.com/parkd/parkd/jobs"
 )
 
-// What an event says (CONTRACT.md "Events and webhooks"): the session or
-// permit as an operator reads it, plates masked, plus "reason" where one
-// applies. The writers build their events here and write them in the
-// transaction of the change: a request's through FinishRequest (in the
-// statement of its outcome), the others (auto-stop, rollover, the ending
-// notice) with AddEvents or in their own statement.
+// What an event says (README "Events and webhooks: how an upstream app
+// subscribes"): the session or permit as an operator reads it, plates masked,
+// plus "reason" where one applies. The writers build their events here and
+// write them in the transaction of the change: a request's through
+// FinishRequest (in the statement of its outcome), the others (auto-stop,
+// rollover, the ending notice) with AddEvents or in their own statement.
 
 // sessionEventData is a session event's data: the session, plus the reason of
 // a session.stopped.

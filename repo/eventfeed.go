@@ -12,13 +12,14 @@ import (
 	"github.com/parkd/parkd/jobs"
 )
 
-// Numbering events and reading them back (CONTRACT.md "Events and webhooks").
-// Writers never number their events: a number drawn inside a transaction (a
-// sequence, the pk) follows the order transactions began writing, not the
-// order they committed, so a consumer that read number 7 could later see a
-// 6 commit and skip it. SequenceEvents numbers only committed events, one pass
-// at a time, which is why docs/ARCHITECTURE.md ("Events") can promise that a
-// later-committing event never gets a smaller number than one already read.
+// Numbering events and reading them back (README "Events and webhooks: how an
+// upstream app subscribes"). Writers never number their events: a number drawn
+// inside a transaction (a sequence, the pk) follows the order transactions
+// began writing, not the order they committed, so a consumer that read number
+// 7 could later see a 6 commit and skip it. SequenceEvents numbers only
+// committed events, one pass at a time, which is why docs/ARCHITECTURE.md
+// ("Events") can promise that a later-committing event never gets a smaller
+// number than one already read.
 
 // sequencerLock names the transaction-scoped advisory lock every sequencing
 // pass takes: whichever process runs it, passes run one after the other.

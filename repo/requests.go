@@ -184,10 +184,10 @@ type Finish struct {
 	// start's session and reservation, a stop's settlement. A settlement of
 	// a session no longer open writes nothing and FinishRequest fails.
 	Booking *Booking
-	// A rejection is an event of its own (request.rejected, CONTRACT.md
-	// "Events and webhooks"), which occurred At and names the permit the
-	// request named, if it exists: PermitID, or the permit of SessionID
-	// (the decimal IDs of the payload; "" or an ID that names nothing:
+	// A rejection is an event of its own (request.rejected, README "Events and
+	// webhooks: how an upstream app subscribes"), which occurred At and names
+	// the permit the request named, if it exists: PermitID, or the permit of
+	// SessionID (the decimal IDs of the payload; "" or an ID that names nothing:
 	// permit_id null).
 	At                  time.Time
 	PermitID, SessionID string

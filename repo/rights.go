@@ -75,9 +75,9 @@ func (s *Store) RightsLookup(ctx context.Context, db bun.IDB, plate, code string
 	return z, Cover{SessionID: *rows[0].SessionID, Country: *rows[0].Country}, true, nil
 }
 
-// A session's right in the national register (CONTRACT.md "The registrar"):
-// the registrar's answers to the versions parkd sent, kept in the session's
-// right_* columns. The worker sends; these record what came back.
+// A session's right in the national register (README "Pointing parkd at a
+// register"): the registrar's answers to the versions parkd sent, kept in the
+// session's right_* columns. The worker sends; these record what came back.
 
 // rightPendingSQL is a right whose newest version the registrar has neither
 // acknowledged nor refused (the partial index sessions_right_pending).

@@ -149,7 +149,7 @@ func LockOpenSessions(ctx context.Context, tx bun.IDB, permitID int64) ([]*Sessi
 // ApplyStart stores a planned session on the locked permit p and reserves its
 // minutes. With reg (the zone's register codes, when a registrar is
 // configured) the session's right is registered: it keeps the codes and its
-// right is at version 1 as of at (CONTRACT.md "The registrar"). An overlap with another open session of the plate in the zone is
+// right is at version 1 as of at (README "Pointing parkd at a register"). An overlap with another open session of the plate in the zone is
 // ErrPlateParked, and then nothing of it is written and the caller's
 // transaction is still usable to record the rejection: the insert meets the
 // exclusion constraint with ON CONFLICT DO NOTHING instead of failing.
@@ -198,8 +198,8 @@ func StartSession(p *Permit, id int64, plan domain.SessionPlan, reg *domain.Zone
 
 // bumpRight adds to a session update the next version of its right, changed
 // at, when the session is registered (registration not null): every change of
-// a registered session is a new version for the registrar (CONTRACT.md "The
-// registrar"), written by the statement of the change itself.
+// a registered session is a new version for the registrar (README "Pointing
+// parkd at a register"), written by the statement of the change itself.
 func bumpRight(q *bun.UpdateQuery, at time.Time) *bun.UpdateQuery {
 	return q.Set("right_version = right_version + CASE WHEN registration IS NULL THEN 0 ELSE 1 END").
 		Set("right_changed_at = CASE WHEN registration IS NULL THEN right_changed_at ELSE ?::timestamptz END", at)

@@ -13,9 +13,10 @@ import (
 	"github.com/parkd/parkd/jobs"
 )
 
-// Webhooks and what each is owed (CONTRACT.md "Events and webhooks"). The
-// subscriptions are written directly by operators (PUT /v1/admin/webhooks);
-// the deliveries by the sequencer (SequenceEvents) and the event:deliver task.
+// Webhooks and what each is owed (README "Events and webhooks: how an upstream
+// app subscribes"). The subscriptions are written directly by operators
+// (PUT /v1/admin/webhooks); the deliveries by the sequencer (SequenceEvents)
+// and the event:deliver task.
 
 // PutWebhook creates the webhook w names, or replaces its url, secret, types
 // and active flag, and returns it as stored. Events already numbered keep the

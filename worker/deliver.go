@@ -24,12 +24,13 @@ import (
 	"github.com/parkd/parkd/repo"
 )
 
-// Delivering events to webhooks (CONTRACT.md "Events and webhooks"): one
-// event:deliver task per event and webhook, on the webhooks queue, which an
-// asynq server of its own serves (NewOutboundServer), so that a slow or dead
-// receiver holds none of the slots sessions need. Within that server a
-// receiver holds at most MaxInFlight slots, and one that keeps failing is
-// skipped by its circuit breaker, so it does not hold up the others either.
+// Delivering events to webhooks (README "Events and webhooks: how an upstream
+// app subscribes"): one event:deliver task per event and webhook, on the
+// webhooks queue, which an asynq server of its own serves
+// (NewOutboundServer), so that a slow or dead receiver holds none of the
+// slots sessions need. Within that server a receiver holds at most
+// MaxInFlight slots, and one that keeps failing is skipped by its circuit
+// breaker, so it does not hold up the others either.
 
 // DeliveryConfig tunes webhook delivery; zero values are the defaults.
 type DeliveryConfig struct {
@@ -94,9 +95,10 @@ func (h *Handlers) observeDelivery(webhook, outcome string) {
 
 // WebhookBackoff bounds the delay before retry n (0: the first) of a
 // delivery: 10 s doubling to a cap of an hour, never less than four fifths of
-// that. The first retry comes within 30 s (CONTRACT.md); with
-// jobs.DeliverMaxRetry retries a delivery is tried for more than 24 hours
-// (at least 24.3, at most 30.4) before it is archived.
+// that. The first retry comes within 30 s (README "Events and webhooks: how
+// an upstream app subscribes"); with jobs.DeliverMaxRetry retries a delivery
+// is tried for more than 24 hours (at least 24.3, at most 30.4) before it is
+// archived.
 func WebhookBackoff(n int) (lo, hi time.Duration) {
 	hi = min(10*time.Second<<min(max(n, 0), 10), time.Hour)
 	return hi * 4 / 5, hi
@@ -362,10 +364,10 @@ func errorText(err error) string {
 // requeueDeliveries queues again the event:deliver task of every delivery
 // still pending to an active webhook, when Redis lost its data: a delivery
 // waiting for its retry lives only in Redis, and without its task it would
-// never be tried again (CONTRACT.md "Events and webhooks": at least once).
-// The task ID is per webhook and event, so a task still in Redis refuses the
-// copy. The requeued task is due at once; a receiver still down makes it
-// back off again.
+// never be tried again (README "Events and webhooks: how an upstream app
+// subscribes": at least once). The task ID is per webhook and event, so a
+// task still in Redis refuses the copy. The requeued task is due at once; a
+// receiver still down makes it back off again.
 func (h *Handlers) requeueDeliveries(ctx context.Context) (int, error) {
 	n := 0
 	var afterWebhook, afterEvent string

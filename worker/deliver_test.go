@@ -45,8 +45,9 @@ func TestStandardWebhooksTestVector(t *testing.T) {
 	}
 }
 
-// CONTRACT.md: the first retry within 30 s, backing off to a cap of an hour,
-// for at least 24 hours before the task is archived.
+// README "Events and webhooks: how an upstream app subscribes": the first
+// retry within 30 s, backing off to a cap of an hour, for at least 24 hours
+// before the task is archived.
 func TestWebhookRetryScheduleLastsADay(t *testing.T) {
 	var least, most time.Duration
 	for n := range jobs.DeliverMaxRetry {

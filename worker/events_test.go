@@ -77,7 +77,8 @@ func wantSessionEvent(t *testing.T, ev repo.Event, typ string, s jobs.Session, r
 
 // Every change of a session writes its event, in the transaction of the
 // change: the session as an operator reads it (plate masked), with the
-// request that made it and the instant (CONTRACT.md "Events and webhooks").
+// request that made it and the instant (README "Events and webhooks: how an
+// upstream app subscribes").
 func TestEveryChangeOfASessionWritesItsEvent(t *testing.T) {
 	t0 := time.Now().UTC().Truncate(time.Second)
 	l := withClock(setupParallel(t), t0)
@@ -570,7 +571,8 @@ func TestAChangeAndItsEventCommitTogether(t *testing.T) {
 // configured is registered: it keeps the codes, its right is at version 1,
 // and every change (a new end, a shortening, a stop, an auto-stop, a permit
 // end) is a new version in the statement of the change, with a right:register
-// task for that version on the registrar queue (CONTRACT.md "The registrar").
+// task for that version on the registrar queue (README "Pointing parkd at a
+// register").
 func TestEveryChangeOfARegisteredSessionIsANewRightVersion(t *testing.T) {
 	t0 := time.Now().UTC().Truncate(time.Second)
 	l := withClock(setupParallel(t), t0)

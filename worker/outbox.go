@@ -169,8 +169,8 @@ func endingOutbox(z *domain.Zone, s *repo.Session, receivedAt time.Time) *repo.O
 
 // rightOutbox is the registration of a registered session's right at the
 // version s holds (the one its change just wrote), due at once (at: the
-// change); nil for a session that is not registered (CONTRACT.md "The
-// registrar").
+// change); nil for a session that is not registered (README "Pointing parkd
+// at a register").
 func rightOutbox(s *repo.Session, at time.Time) *repo.OutboxTask {
 	if s.Registration == nil || s.RightVersion < 1 {
 		return nil

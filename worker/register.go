@@ -16,17 +16,19 @@ import (
 )
 
 // Registering sessions' rights with the national parking register
-// (DOMAIN.md "Registration", CONTRACT.md "The registrar"). Every change of a
-// registered session bumps its right_version and queues a right:register task
-// for that version; the handler sends the session's state as it is when the
-// task runs, so only the newest version ever needs to arrive.
+// (DOMAIN.md "Registration", README "Pointing parkd at a register"). Every
+// change of a registered session bumps its right_version and queues a
+// right:register task for that version; the handler sends the session's state
+// as it is when the task runs, so only the newest version ever needs to
+// arrive.
 
 // DefaultRegistrarIssuer is the issuer of parkd's rights when
 // PARKD_REGISTRAR_ISSUER is unset: the first part of every right ID.
 const DefaultRegistrarIssuer = "parkd"
 
 // RightID is a session's right ID at the registrar, {issuer}-{session_id}:
-// opaque and stable per session, never the plate (CONTRACT.md "The registrar").
+// opaque and stable per session, never the plate (README "Pointing parkd at a
+// register").
 func RightID(issuer, sessionID string) string { return issuer + "-" + sessionID }
 
 // What became of one right:register task, as an Observer is told.

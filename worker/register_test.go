@@ -24,9 +24,9 @@ import (
 	"github.com/parkd/parkd/worker"
 )
 
-// The registrar side of DOMAIN.md "Registration" and CONTRACT.md "The
-// registrar", through the product's HTTP client (package registrar) against a
-// real HTTP server standing in for the register.
+// The registrar side of DOMAIN.md "Registration" and README "Pointing parkd
+// at a register", through the product's HTTP client (package registrar)
+// against a real HTTP server standing in for the register.
 
 var testCodes = domain.ZoneRegistration{AreaManagerID: "363", AreaID: "OOST", UsageID: "BEZOEKP"}
 
@@ -362,10 +362,11 @@ func (s *swapRegistrar) Register(ctx context.Context, r worker.Right) error {
 }
 
 // A wrong PARKD_REGISTRAR_TOKEN (the register answers 401) is a refusal, as
-// the contract has every 4xx but 409 and 429 (CONTRACT.md "The registrar"):
-// the session shows registration rejected and the refusal says to check the
-// token. Once the token is corrected, the operator's run of the archived task
-// sends the right again, with the new token, and the session is registered.
+// the contract has every 4xx but 409 and 429 (README "Pointing parkd at a
+// register"): the session shows registration rejected and the refusal says to
+// check the token. Once the token is corrected, the operator's run of the
+// archived task sends the right again, with the new token, and the session is
+// registered.
 func TestWrongRegistrarTokenIsRefusedAndSentAgainOnceCorrected(t *testing.T) {
 	e := setup(t)
 	reg, obs := e.withRegister(0, always(http.StatusCreated, ""))

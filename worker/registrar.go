@@ -7,23 +7,24 @@ import (
 )
 
 // Registrar registers rights in the national parking register (DOMAIN.md
-// "Telling others", CONTRACT.md "The registrar"). The registrar keeps the
-// highest version of each right, so sending a state again, or late, changes
-// nothing there.
+// "Telling others", README "Pointing parkd at a register"). The registrar
+// keeps the highest version of each right, so sending a state again, or late,
+// changes nothing there.
 type Registrar interface {
 	// Register sends a right's full state. nil means acknowledged (200, 201,
 	// 204, or 409: the registrar holds a newer version; an implementation may
 	// say ErrSuperseded for the 409 instead, which is just as acknowledged and
 	// which metrics count apart); a *Refusal is a refusal of the right that
-	// retrying cannot change (any 4xx but 408, 409 and 429: CONTRACT.md "The
-	// registrar"); any other error is worth retrying (5xx, 408, 429, a timeout,
-	// the registrar unreachable).
+	// retrying cannot change (any 4xx but 408, 409 and 429: README "Pointing
+	// parkd at a register"); any other error is worth retrying (5xx, 408, 429, a
+	// timeout, the registrar unreachable).
 	Register(ctx context.Context, r Right) error
 }
 
 // ErrSuperseded is a registrar's 409: it holds a newer version of the right
-// than the one sent. The right is acknowledged all the same (CONTRACT.md "The
-// registrar"): the newer version was sent by parkd, so it already stands there.
+// than the one sent. The right is acknowledged all the same (README "Pointing
+// parkd at a register"): the newer version was sent by parkd, so it already
+// stands there.
 var ErrSuperseded = errors.New("registrar holds a newer version of the right (409)")
 
 // Right is a session's right as the registrar gets it. RightID is opaque and

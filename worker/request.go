@@ -397,7 +397,7 @@ func (h *Handlers) fail(ctx context.Context, typ string, req jobs.Request, subje
 }
 
 // CodeIdempotencyConflict is the answer to a request whose ID was used for a
-// different request (CONTRACT.md: 409 over HTTP).
+// different request (intake/openapi.yaml: 409 over HTTP).
 const CodeIdempotencyConflict = "idempotency_conflict"
 
 // conflict answers a task whose request ID was already used for a different

@@ -70,7 +70,7 @@ type config struct {
 	LogLevel  slog.Level
 	// RegistrarURL is the national parking register's base URL ("":
 	// registration off); RegistrarToken its bearer token; RegistrarIssuer the
-	// first part of every right ID (CONTRACT.md "The registrar").
+	// first part of every right ID (README "Pointing parkd at a register").
 	RegistrarURL    string
 	RegistrarToken  string
 	RegistrarIssuer string

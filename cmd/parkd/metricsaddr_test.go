@@ -11,8 +11,8 @@ import (
 	"github.com/parkd/parkd/repo/repotest"
 )
 
-// PARKD_METRICS_ADDR (CONTRACT.md): empty, /metrics (with /healthz and
-// /readyz) is served on the HTTP port; set, on that address and not on the
+// PARKD_METRICS_ADDR (README "Configuration"): empty, /metrics (with /healthz
+// and /readyz) is served on the HTTP port; set, on that address and not on the
 // public port, for every role that has one: the intake, serve and the monitor.
 func TestMetricsAddrTakesTheProbesOffThePublicPort(t *testing.T) {
 	if testing.Short() {

@@ -203,11 +203,11 @@ const registrarConcurrency = 32
 
 // startRegistrar serves the registrar queue with an asynq server of its own,
 // so that a slow or dead register holds only its own slots, never a
-// session's (CONTRACT.md "The registrar"), with the registrar's backoff (the
-// first retries within two seconds). Without PARKD_REGISTRAR_URL this process
-// leaves the queue alone: a right:register task waits for a worker that can
-// send it, instead of failing here, and meanwhile shows as pending
-// (parkd_rights_pending, parkd check).
+// session's (README "Pointing parkd at a register"), with the registrar's
+// backoff (the first retries within two seconds). Without PARKD_REGISTRAR_URL
+// this process leaves the queue alone: a right:register task waits for a
+// worker that can send it, instead of failing here, and meanwhile shows as
+// pending (parkd_rights_pending, parkd check).
 func (p *process) startRegistrar(h *worker.Handlers) error {
 	if h.Registrar == nil {
 		p.log.Info("registration off: PARKD_REGISTRAR_URL is not set")

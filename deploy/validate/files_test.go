@@ -33,8 +33,8 @@ var servedOn = map[string]string{
 
 // Numbers the deployment files must respect, from the contract and deploy/README.md.
 const (
-	// minSecretBytes: in production the JWT secret must be at least this long (CONTRACT.md,
-	// Processes); an example secret must be shorter, so that nobody runs with it.
+	// minSecretBytes: in production the JWT secret must be at least this long (README
+	// "Configuration"); an example secret must be shorter, so that nobody runs with it.
 	minSecretBytes = 32
 	// defaultStartupWait is PARKD_STARTUP_WAIT's default: a process listens only after
 	// Postgres and Redis answered, at most this long after it started.

@@ -243,9 +243,9 @@ func FlushRedis(t testing.TB, c *redis.Client) {
 func RedisURL(idx int) string { return fmt.Sprintf("redis://%s/%d", RedisAddr(), idx) }
 
 // MarkRightChanged makes a session's right as a change of the session does
-// (CONTRACT.md "The registrar"): the zone's register codes on the session
-// (kept if it has them), right_version one up, right_changed_at at. It
-// returns the new version. Tests of the registrar use it where the change
+// (README "Pointing parkd at a register"): the zone's register codes on the
+// session (kept if it has them), right_version one up, right_changed_at at.
+// It returns the new version. Tests of the registrar use it where the change
 // itself is not what they test.
 func MarkRightChanged(t testing.TB, st *repo.Store, sessionID int64, reg domain.ZoneRegistration, at time.Time) int {
 	t.Helper()

@@ -18,11 +18,12 @@ import (
 	"github.com/parkd/parkd/worker"
 )
 
-// What parkd tells others (CONTRACT.md "Events and webhooks", "The
-// registrar"), from the lab's side: a register emulator and a webhook
-// receiver in the lab's own process on real loopback ports, the
-// subscription, and reading back what parkd says it sent, so that the chaos
-// run and the bench can hold the one to the other and time it.
+// What parkd tells others (README "Events and webhooks: how an upstream app
+// subscribes", "Pointing parkd at a register"), from the lab's side: a
+// register emulator and a webhook receiver in the lab's own process on real
+// loopback ports, the subscription, and reading back what parkd says it sent,
+// so that the chaos run and the bench can hold the one to the other and time
+// it.
 
 // LabRegistration is the register codes the lab's zones get.
 var LabRegistration = domain.ZoneRegistration{AreaManagerID: "363", AreaID: "LAB01", UsageID: "BEZOEKP"}
@@ -214,7 +215,7 @@ func WaitOutbound(ctx context.Context, st *repo.Store, limit time.Duration, said
 
 // RightOf is the right a register should hold of a registered session once
 // the registrar took its newest version: the wire state parkd sends
-// (CONTRACT.md "The registrar"), under issuer's right ID.
+// (README "Pointing parkd at a register"), under issuer's right ID.
 func RightOf(issuer string, s repo.Session) npr.Right {
 	status, end := worker.RightActive, s.PlannedEndAt
 	switch s.State {

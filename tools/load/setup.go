@@ -82,7 +82,7 @@ type SetupConfig struct {
 	ScanCars    int
 	// Registration, when set, gives the zone its codes in the national
 	// parking register: every session in it is then registered by a parkd
-	// with a registrar (CONTRACT.md "The registrar").
+	// with a registrar (README "Pointing parkd at a register").
 	Registration *domain.ZoneRegistration
 }
 

@@ -1,10 +1,10 @@
 // Package npr is a local stand-in for the national parking register (NPR),
 // for development, tests and the chaos run: it speaks the registrar protocol
-// of CONTRACT.md "The registrar" as a register would, keeping the highest
-// version of each right, and answers enforcement's question (is there a right
-// for this plate in this area at this instant). Its fault knobs make it the
-// register parkd must survive: slow, failing, acknowledging into the void,
-// and letting an older version arrive after a newer one.
+// of README "Pointing parkd at a register" as a register would, keeping the
+// highest version of each right, and answers enforcement's question (is there
+// a right for this plate in this area at this instant). Its fault knobs make
+// it the register parkd must survive: slow, failing, acknowledging into the
+// void, and letting an older version arrive after a newer one.
 //
 // It is an http.Handler:
 //

@@ -1,10 +1,10 @@
 // Package receiver is a webhook receiver for the lab: an upstream app's
-// endpoint as CONTRACT.md "Events and webhooks" describes it, on a real port
-// of the loopback interface. It verifies every delivery's Standard Webhooks
-// signature with the Standard Webhooks library (as an app would), records each
-// event it accepted (the first receipt's instant and how often it came), and
-// can be taken down: answering 503, or refusing connections altogether, and
-// brought back on the same address.
+// endpoint as README "Events and webhooks: how an upstream app subscribes"
+// describes it, on a real port of the loopback interface. It verifies every
+// delivery's Standard Webhooks signature with the Standard Webhooks library
+// (as an app would), records each event it accepted (the first receipt's
+// instant and how often it came), and can be taken down: answering 503, or
+// refusing connections altogether, and brought back on the same address.
 //
 // It imports nothing of parkd: it checks the wire, not parkd's idea of it.
 package receiver
