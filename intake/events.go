@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode"
 
 	"github.com/parkd/parkd/hostport"
 	"github.com/parkd/parkd/identity"
@@ -165,7 +166,9 @@ func (s *Server) putWebhook(w http.ResponseWriter, r *http.Request, _ *identity.
 // webhookURL checks a webhook's url: http or https, with a host (and a port
 // from 1 to 65535 if it gives one: url.Parse takes :99999 and :, which only
 // fail when every delivery is dialled), without a user or password (a secret
-// in a URL ends up in logs) or a fragment (never sent).
+// in a URL ends up in logs), a fragment (never sent) or white space (Go's
+// URL parser takes a raw space in a path, and it would be stored as given
+// and sent percent-encoded: a receiver's URL is written as sent).
 func webhookURL(s *string) (string, error) {
 	v, err := required("url", s)
 	if err != nil {
@@ -188,6 +191,8 @@ func webhookURL(s *string) (string, error) {
 		return "", badRequest("url", "must not carry a user or password")
 	case u.Fragment != "" || strings.Contains(v, "#"):
 		return "", badRequest("url", "must not have a #fragment")
+	case strings.ContainsFunc(v, unicode.IsSpace):
+		return "", badRequest("url", "must not contain white space (percent-encode a space as %%20)")
 	}
 	return v, nil
 }
