@@ -193,12 +193,34 @@ func (d *deliverer) receiver(name, url string) *receiver {
 			ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= failures },
 			IsExcluded:  func(err error) bool { return errors.Is(err, errStopping) },
 			OnStateChange: func(name string, from, to gobreaker.State) {
-				d.log.Warn("webhook receiver circuit breaker", "webhook", name, "from", from.String(), "to", to.String())
+				breakerChanged(d.log, name, from, to)
 			},
 		})}
 	d.byName[name] = r
 	return r
 }
+
+// breakerChanged logs a receiver's breaker changing state: opening after
+// calls that succeeded (closed to open) is the one WARN of an outage and
+// closing again is INFO; the back and forth of a receiver still down (open
+// to half-open to open, every BreakerOpen) is DEBUG, so that a receiver
+// down for hours does not fill the log.
+func breakerChanged(log *slog.Logger, name string, from, to gobreaker.State) {
+	level := slog.LevelDebug
+	switch {
+	case from == gobreaker.StateClosed && to == gobreaker.StateOpen:
+		level = slog.LevelWarn
+	case to == gobreaker.StateClosed:
+		level = slog.LevelInfo
+	}
+	log.Log(context.Background(), level, "webhook receiver circuit breaker", "webhook", name, "from", from.String(), "to", to.String())
+}
+
+// ErrReceiverSkipped is a delivery not tried because its receiver's circuit
+// breaker is open, or half-open with its one trial call out: the task is
+// retried on its schedule, and logged at DEBUG (the breaker's opening is the
+// WARN that tells an operator).
+var ErrReceiverSkipped = errors.New("not called: the receiver failed repeatedly and its circuit breaker is open")
 
 // acquire takes one of the receiver's in-flight slots: at once or not at all,
 // or, for a task's last try (which must not be lost to a busy receiver),
@@ -325,6 +347,11 @@ func (h *Handlers) EventDeliver(ctx context.Context, t *asynq.Task) error {
 		return nil
 	}
 	skipped := errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests)
+	if skipped {
+		// gobreaker's own words ("too many requests" when half-open) read
+		// like a receiver's 429.
+		err = ErrReceiverSkipped
+	}
 	attempted := !skipped && !errors.Is(err, errStopping)
 	if attempted || last {
 		if rerr := repo.RecordDeliveryFailure(rctx, db, wh.Name, ev.ID, errorText(err), attempted, last); rerr != nil {

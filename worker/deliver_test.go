@@ -1,6 +1,7 @@
 package worker_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/rand"
@@ -9,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -20,7 +22,6 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
-	"github.com/sony/gobreaker/v2"
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
 	"github.com/parkd/parkd/jobs"
@@ -400,11 +401,11 @@ func TestWebhookCircuitBreakerSkipsAFailingReceiver(t *testing.T) {
 		d := e.delivery("failing", ev.ID)
 		switch {
 		case i < 3:
-			if err == nil || errors.Is(err, gobreaker.ErrOpenState) || d.Attempts != 1 || *d.LastError != "status 502" {
+			if err == nil || errors.Is(err, worker.ErrReceiverSkipped) || d.Attempts != 1 || *d.LastError != "status 502" {
 				t.Fatalf("event %d: %v, delivery %+v; want a failed attempt", i, err, d)
 			}
 		default:
-			if !errors.Is(err, gobreaker.ErrOpenState) || d.Attempts != 0 || d.Status != repo.DeliveryPending {
+			if !errors.Is(err, worker.ErrReceiverSkipped) || d.Attempts != 0 || d.Status != repo.DeliveryPending {
 				t.Fatalf("event %d: %v, delivery %+v; want skipped while the breaker is open", i, err, d)
 			}
 		}
@@ -430,6 +431,84 @@ func TestWebhookCircuitBreakerSkipsAFailingReceiver(t *testing.T) {
 	}
 }
 
+// A receiver down for a long time logs one WARN, when its breaker opens:
+// the breaker's back and forth while it stays down (a trial call every
+// BreakerOpen, failing) is DEBUG, and so is every delivery the open breaker
+// skips, whose error says what happened in parkd's words (gobreaker's "too
+// many requests", for a call skipped while the trial is out, read like the
+// receiver's 429). Its recovery is INFO.
+func TestDeadReceiverLogsOneWarning(t *testing.T) {
+	e := setupParallel(t)
+	var logs bytes.Buffer
+	var mu sync.Mutex
+	e.h.Log = slog.New(slog.NewTextHandler(&lockedWriter{w: &logs, mu: &mu}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	e.h.Delivery = worker.DeliveryConfig{BreakerFailures: 2, BreakerOpen: 30 * time.Millisecond}
+	var down atomic.Bool
+	down.Store(true)
+	r := newReceiver(t, func(int64) int {
+		if down.Load() {
+			return http.StatusServiceUnavailable
+		}
+		return http.StatusOK
+	})
+	e.subscribe("dead", r, nil)
+	e.addEvents(1, jobs.EventSessionChanged)
+	e.numberOnly()
+	ev := e.feed()[0]
+	skips := 0
+	for cycle := range 6 {
+		for range 4 {
+			err := e.h.EventDeliver(e.ctx, jobs.NewEventDeliver(ev.ID, "dead"))
+			if err == nil {
+				t.Fatal("delivered to a receiver that is down")
+			}
+			if errors.Is(err, worker.ErrReceiverSkipped) {
+				skips++
+			}
+			if strings.Contains(err.Error(), "too many requests") || strings.Contains(err.Error(), "circuit breaker is open") && !errors.Is(err, worker.ErrReceiverSkipped) {
+				t.Fatalf("cycle %d: %v; want parkd's own words for a skipped call", cycle, err)
+			}
+		}
+		time.Sleep(40 * time.Millisecond) // the breaker half-opens
+	}
+	down.Store(false)
+	time.Sleep(40 * time.Millisecond)
+	if err := e.h.EventDeliver(e.ctx, jobs.NewEventDeliver(ev.ID, "dead")); err != nil {
+		t.Fatalf("after the receiver came back: %v", err)
+	}
+	mu.Lock()
+	text := logs.String()
+	mu.Unlock()
+	warns, debugs, infos := 0, 0, 0
+	for _, line := range strings.Split(text, "\n") {
+		if !strings.Contains(line, "circuit breaker") {
+			continue
+		}
+		switch {
+		case strings.Contains(line, "level=WARN"):
+			warns++
+		case strings.Contains(line, "level=DEBUG"):
+			debugs++
+		case strings.Contains(line, "level=INFO"):
+			infos++
+		}
+	}
+	if skips == 0 || warns != 1 || debugs < 4 || infos != 1 {
+		t.Fatalf("%d calls skipped; breaker log lines: %d WARN (want 1), %d DEBUG (want the back and forth), %d INFO (want 1):\n%s", skips, warns, debugs, infos, text)
+	}
+}
+
+type lockedWriter struct {
+	w  io.Writer
+	mu *sync.Mutex
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
 // The breaker does not hold back a receiver that came back for long: with the
 // defaults (5 failures in a row open it for worker.DefaultBreakerOpen, 10 s),
 // a delivery tried after the receiver is back is skipped at first, and made
@@ -449,14 +528,14 @@ func TestWebhookCircuitBreakerLetsAReceiverBackWithinTenSeconds(t *testing.T) {
 	e.numberOnly()
 	feed := e.feed()
 	for _, ev := range feed[:worker.DefaultBreakerFailures] {
-		if err := e.h.EventDeliver(e.ctx, jobs.NewEventDeliver(ev.ID, "flaky")); err == nil || errors.Is(err, gobreaker.ErrOpenState) {
+		if err := e.h.EventDeliver(e.ctx, jobs.NewEventDeliver(ev.ID, "flaky")); err == nil || errors.Is(err, worker.ErrReceiverSkipped) {
 			t.Fatalf("while down: %v, want a failed call", err)
 		}
 	}
 	opened := time.Now()
 	down.Store(false) // back at once
 	last := feed[worker.DefaultBreakerFailures]
-	if err := e.h.EventDeliver(e.ctx, jobs.NewEventDeliver(last.ID, "flaky")); !errors.Is(err, gobreaker.ErrOpenState) {
+	if err := e.h.EventDeliver(e.ctx, jobs.NewEventDeliver(last.ID, "flaky")); !errors.Is(err, worker.ErrReceiverSkipped) {
 		t.Fatalf("just after %d failures: %v, want skipped by the open breaker", worker.DefaultBreakerFailures, err)
 	}
 	for {
@@ -464,7 +543,7 @@ func TestWebhookCircuitBreakerLetsAReceiverBackWithinTenSeconds(t *testing.T) {
 		if err == nil {
 			break
 		}
-		if !errors.Is(err, gobreaker.ErrOpenState) {
+		if !errors.Is(err, worker.ErrReceiverSkipped) {
 			t.Fatalf("%v, want skipped or delivered", err)
 		}
 		if waited := time.Since(opened); waited > 14*time.Second {
