@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/google/uuid"
 	"github.com/uptrace/bun"
 )
 
@@ -53,20 +54,31 @@ func (r *OutboundReads) Close() {
 // ErrNotFound when there is none.
 func (r *OutboundReads) GetSession(ctx context.Context, id int64) (*Session, error) {
 	s, err := r.sessions.do(ctx, id)
-	if errors.Is(err, errBatchSkipped) || errors.Is(err, errBatcherClosed) {
+	switch {
+	case errors.Is(err, errBatchSkipped) || errors.Is(err, errBatcherClosed):
 		return GetSession(ctx, r.db, id)
+	case err != nil:
+		return nil, fmt.Errorf("session %d: %w", id, err) // as GetSession names it
 	}
-	return s, err
+	return s, nil
 }
 
 // GetDeliveryWork is the package's GetDeliveryWork read with the others
 // waiting at the same time; ErrNotFound when no such delivery is owed.
 func (r *OutboundReads) GetDeliveryWork(ctx context.Context, webhook, eventID string) (*DeliveryWork, error) {
-	w, err := r.deliveries.do(ctx, deliveryKey{webhook, eventID})
-	if errors.Is(err, errBatchSkipped) || errors.Is(err, errBatcherClosed) {
+	if uuid.Validate(eventID) != nil {
+		// Postgres would refuse it, and with it the whole batch, at every
+		// retry of its task: read alone, it meets that refusal alone.
 		return GetDeliveryWork(ctx, r.db, webhook, eventID)
 	}
-	return w, err
+	w, err := r.deliveries.do(ctx, deliveryKey{webhook, eventID})
+	switch {
+	case errors.Is(err, errBatchSkipped) || errors.Is(err, errBatcherClosed):
+		return GetDeliveryWork(ctx, r.db, webhook, eventID)
+	case err != nil:
+		return nil, fmt.Errorf("delivery of event %s to webhook %s: %w", eventID, webhook, err) // as GetDeliveryWork names it
+	}
+	return w, nil
 }
 
 // readSessions reads a batch of sessions by ID; an ID twice is read twice
@@ -90,8 +102,9 @@ func (r *OutboundReads) readSessions(ctx context.Context, ids []int64) ([]*Sessi
 
 // readDeliveries reads a batch of deliveries with their events and
 // webhooks; a delivery twice is read twice, one not found is left to its
-// call alone (which names it in its ErrNotFound). An event ID that is not a
-// UUID fails the batch, and each call is then read alone.
+// call alone (which names it in its ErrNotFound). An event ID Postgres does
+// not take as a UUID (GetDeliveryWork reads those Go refuses alone) fails
+// the batch, and each call is then read alone.
 func (r *OutboundReads) readDeliveries(ctx context.Context, keys []deliveryKey) ([]*DeliveryWork, []error, error) {
 	hooks := make([]string, len(keys))
 	events := make([]string, len(keys))

@@ -216,11 +216,18 @@ func breakerChanged(log *slog.Logger, name string, from, to gobreaker.State) {
 	log.Log(context.Background(), level, "webhook receiver circuit breaker", "webhook", name, "from", from.String(), "to", to.String())
 }
 
+// ErrReceiverDown marks a delivery that failed while its receiver's circuit
+// breaker is open: skipped without a call (ErrReceiverSkipped), or the call
+// that opened it again (its trial call, once it half-opened, or the call
+// that opened it). The worker logs such a task's failure at DEBUG: the
+// breaker's opening is the WARN that tells an operator, once an outage, not
+// once every BreakerOpen for as long as the receiver stays down.
+var ErrReceiverDown = errors.New("the receiver failed repeatedly and its circuit breaker is open")
+
 // ErrReceiverSkipped is a delivery not tried because its receiver's circuit
-// breaker is open, or half-open with its one trial call out: the task is
-// retried on its schedule, and logged at DEBUG (the breaker's opening is the
-// WARN that tells an operator).
-var ErrReceiverSkipped = errors.New("not called: the receiver failed repeatedly and its circuit breaker is open")
+// breaker is open, or half-open with its one trial call out; it wraps
+// ErrReceiverDown.
+var ErrReceiverSkipped = fmt.Errorf("not called: %w", ErrReceiverDown)
 
 // acquire takes one of the receiver's in-flight slots: at once or not at all,
 // or, for a task's last try (which must not be lost to a busy receiver),
@@ -353,8 +360,12 @@ func (h *Handlers) EventDeliver(ctx context.Context, t *asynq.Task) error {
 		err = ErrReceiverSkipped
 	}
 	attempted := !skipped && !errors.Is(err, errStopping)
+	recorded := errorText(err)
+	if attempted && rc.breaker.State() != gobreaker.StateClosed {
+		err = fmt.Errorf("%w; %w", err, ErrReceiverDown)
+	}
 	if attempted || last {
-		if rerr := repo.RecordDeliveryFailure(rctx, db, wh.Name, ev.ID, errorText(err), attempted, last); rerr != nil {
+		if rerr := repo.RecordDeliveryFailure(rctx, db, wh.Name, ev.ID, recorded, attempted, last); rerr != nil {
 			h.logger(ctx).Warn("webhook delivery failure not recorded", "webhook", wh.Name, "event_id", ev.ID, "err", rerr)
 		}
 	}

@@ -30,8 +30,8 @@ func (h *Handlers) frame(next asynq.Handler) asynq.Handler {
 		switch {
 		case errors.Is(err, ErrNotTried):
 			l.Debug("task did not try: run again shortly", "err", err)
-		case errors.Is(err, ErrReceiverSkipped):
-			l.Debug("task skipped its receiver: retried on its schedule", "err", err)
+		case errors.Is(err, ErrReceiverDown):
+			l.Debug("task failed while its receiver is down (its circuit breaker is open)", "err", err)
 		case err != nil && !errors.Is(err, asynq.SkipRetry):
 			l.Warn("task failed, will retry", "err", err)
 		}
