@@ -508,13 +508,28 @@ func instant(field string, s *string) (*time.Time, error) {
 // fingerprinted agree. Its errors are 400s naming the field.
 func parseInstant(field, s string) (time.Time, error) {
 	t, err := time.Parse(time.RFC3339Nano, s)
-	if err != nil {
+	if err != nil || !offsetInRange(s) {
 		return time.Time{}, badRequest(field, "want an RFC 3339 instant such as 2026-03-01T14:00:00+01:00")
 	}
 	if !domain.InstantInRange(t) {
 		return time.Time{}, badRequest(field, "%s is outside %s", truncate(s, 40), domain.InstantRange)
 	}
 	return repo.Instant(t), nil
+}
+
+// offsetInRange says whether an RFC 3339 instant's offset, Z or ±hh:mm, has
+// its hours 00-23 and minutes 00-59, as RFC 3339 allows: Go's parser takes
+// +24:00 and +00:60, a day and an hour away from what a typo meant.
+func offsetInRange(s string) bool {
+	if strings.HasSuffix(s, "Z") || len(s) < 6 {
+		return true // Z; or too short for an offset, which Parse has refused
+	}
+	off := s[len(s)-6:]
+	if off[0] != '+' && off[0] != '-' || off[3] != ':' {
+		return true // not an offset Parse took
+	}
+	h, m := off[1:3], off[4:6]
+	return h <= "23" && m <= "59"
 }
 
 // queryParam is a query parameter an endpoint reads (Server.api): every other

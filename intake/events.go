@@ -106,8 +106,11 @@ const (
 
 func webhookName(r *http.Request) (string, error) {
 	name := r.PathValue("name")
-	if !webhookNameRE.MatchString(name) {
-		return "", badRequest("name", "must be 1-64 of A-Z, a-z, 0-9, _, . and -")
+	// "." and ".." match the pattern, but are path segments: only their
+	// percent-encoded forms reach here, and such a webhook could be reached
+	// no other way.
+	if !webhookNameRE.MatchString(name) || name == "." || name == ".." {
+		return "", badRequest("name", "must be 1-64 of A-Z, a-z, 0-9, _, . and -, and not . or ..")
 	}
 	return name, nil
 }
@@ -166,9 +169,11 @@ func (s *Server) putWebhook(w http.ResponseWriter, r *http.Request, _ *identity.
 // webhookURL checks a webhook's url: http or https, with a host (and a port
 // from 1 to 65535 if it gives one: url.Parse takes :99999 and :, which only
 // fail when every delivery is dialled), without a user or password (a secret
-// in a URL ends up in logs), a fragment (never sent) or white space (Go's
-// URL parser takes a raw space in a path, and it would be stored as given
-// and sent percent-encoded: a receiver's URL is written as sent).
+// in a URL ends up in logs), a fragment (never sent), or white space,
+// control or invisible characters (Go's URL parser takes a raw space, a C1
+// control, a zero-width space or a right-to-left override in a path or
+// host, and they would be stored as given: a receiver's URL is written as
+// sent, percent-encoded).
 func webhookURL(s *string) (string, error) {
 	v, err := required("url", s)
 	if err != nil {
@@ -191,8 +196,8 @@ func webhookURL(s *string) (string, error) {
 		return "", badRequest("url", "must not carry a user or password")
 	case u.Fragment != "" || strings.Contains(v, "#"):
 		return "", badRequest("url", "must not have a #fragment")
-	case strings.ContainsFunc(v, unicode.IsSpace):
-		return "", badRequest("url", "must not contain white space (percent-encode a space as %%20)")
+	case strings.ContainsFunc(v, func(r rune) bool { return r == ' ' || !unicode.IsPrint(r) }):
+		return "", badRequest("url", "must not contain white space, control or invisible characters (percent-encode them, a space as %%20)")
 	}
 	return v, nil
 }
@@ -209,7 +214,10 @@ func webhookSecret(s *string) (string, error) {
 		return "", badRequest("secret", "must start with %s", secretPrefix)
 	}
 	key, err := base64.StdEncoding.Strict().DecodeString(b64)
-	if err != nil {
+	// Go's decoder skips line breaks (base64 tools wrap at 76 characters):
+	// the secret is stored as given, so it must be exactly the documented
+	// form, which a receiver's library may read more strictly.
+	if err != nil || strings.ContainsAny(b64, "\r\n") {
 		return "", badRequest("secret", "must be %s followed by standard base64", secretPrefix)
 	}
 	if len(key) < minSecretBytes || len(key) > maxSecretBytes {

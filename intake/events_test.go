@@ -128,6 +128,19 @@ func secretOf(t testing.TB, n int) string {
 	return "whsec_" + base64.StdEncoding.EncodeToString(b)
 }
 
+// wrapped is secret with a line break after every 76 characters of its
+// base64, as base64(1) writes it.
+func wrapped(secret string) string {
+	var b strings.Builder
+	for i, r := range secret {
+		if i > 0 && i%76 == 0 {
+			b.WriteByte('\n')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
 // PUT, GET and DELETE /v1/admin/webhooks: written at once, never showing the
 // secret; DELETE is 204 whether or not there was one.
 func TestWebhookAdmin(t *testing.T) {
@@ -190,8 +203,14 @@ func TestWebhookAdmin(t *testing.T) {
 		{"second", good("url", "https://app.example.nl/"+strings.Repeat("a", 2048)), "url"},
 		{"second", good("url", "http://a b.example/"), "url"},
 		{"second", good("url", "https://app.example.nl/hooks/a b"), "url"},
-		{"second", good("url", "https://app.example.nl/hooks?x=1\t"), "url"},
+		{"second", good("url", "https://app.example.nl/hooks "), "url"},
 		{"second", good("url", "https://app.example.nl/hooks\u00a0"), "url"},
+		{"second", good("url", "https://app.example.nl/a\u2003b"), "url"},
+		{"second", good("url", "https://app.example.nl/\u0080x"), "url"},
+		{"second", good("url", "https://app.example.nl/\u009bx"), "url"},
+		{"second", good("url", "http://exa\u200bmple.nl/x"), "url"},
+		{"second", good("url", "https://app.example.nl/\u202ex"), "url"},
+		{"second", good("url", "https://app.example.nl/\ufeffx"), "url"},
 		{"second", good("url", "https://app.example.nl/\xff"), "url"},
 		{"second", good("url", "http://h:99999/x"), "url"},
 		{"second", good("url", "http://h:0/x"), "url"},
@@ -204,6 +223,8 @@ func TestWebhookAdmin(t *testing.T) {
 		{"second", good("secret", secretOf(t, 16)), "secret"},
 		{"second", good("secret", secretOf(t, 65)), "secret"},
 		{"second", good("secret", 12), "secret"},
+		{"second", good("secret", secretOf(t, 32)+"\n"), "secret"},
+		{"second", good("secret", wrapped(secretOf(t, 60))), "secret"},
 		{"second", good("types", []string{}), "types"},
 		{"second", good("types", []string{jobs.EventSessionStarted, "session.parked"}), "types"},
 		{"second", good("types", jobs.EventSessionStarted), "types"},
@@ -213,6 +234,8 @@ func TestWebhookAdmin(t *testing.T) {
 		{"second", `{"url":`, "body"},
 		{"bad%20name", good("x", nil), "name"},
 		{"bad!", good("x", nil), "name"},
+		{"%2E", good("x", nil), "name"},
+		{"%2E%2E", good("x", nil), "name"},
 		{strings.Repeat("n", 65), good("x", nil), "name"},
 	} {
 		t.Run(c.field, func(t *testing.T) {

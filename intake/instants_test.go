@@ -32,7 +32,11 @@ func TestInstantsOutsideTheYearsAreBadRequests(t *testing.T) {
 			wantError(t, e.do("GET", "/v1/rights?"+q.Encode(), enf, nil), http.StatusBadRequest, intake.CodeBadRequest, "at")
 		})
 	}
-	for _, at := range []string{"2000-01-01T00:00:00Z", "2199-12-31T23:59:59Z"} {
+	t.Run("rights at offset +01:60", func(t *testing.T) {
+		q := url.Values{"plate": {"RANGE1"}, "zone": {e.zone}, "place": {"permit_holder"}, "at": {"2026-12-01T10:00:00+01:60"}}
+		wantError(t, e.do("GET", "/v1/rights?"+q.Encode(), enf, nil), http.StatusBadRequest, intake.CodeBadRequest, "at")
+	})
+	for _, at := range []string{"2000-01-01T00:00:00Z", "2199-12-31T23:59:59Z", "2026-12-01T10:00:00+23:59", "2026-12-01T10:00:00-23:59"} {
 		q := url.Values{"plate": {"RANGE1"}, "zone": {e.zone}, "place": {"permit_holder"}, "at": {at}}
 		e.mustDo("GET", "/v1/rights?"+q.Encode(), enf, nil, http.StatusOK, nil)
 	}
@@ -48,6 +52,11 @@ func TestInstantsOutsideTheYearsAreBadRequests(t *testing.T) {
 		{"stop at year 1", "/v1/sessions/" + s.ID + "/stop", r.token, "at", map[string]any{"at": out[0]}},
 		{"stop at 1999", "/v1/sessions/" + s.ID + "/stop", r.token, "at", map[string]any{"at": out[2]}},
 		{"permit end at 9999 -12:00", "/v1/permits/" + r.permit + "/end", el, "at", map[string]any{"reason": "moved", "at": out[1]}},
+		// Offsets RFC 3339 does not have, which Go's parser takes (a day and
+		// an hour away from what a typo meant).
+		{"start_at offset +24:00", "/v1/permits/" + r.permit + "/sessions", r.token, "start_at", map[string]any{"plate": "AB12CD", "start_at": "2026-12-01T10:00:00+24:00"}},
+		{"end_at offset +00:60", "/v1/permits/" + r.permit + "/sessions", r.token, "end_at", map[string]any{"plate": "AB12CD", "end_at": "2026-12-01T10:00:00+00:60"}},
+		{"stop at offset -24:00", "/v1/sessions/" + s.ID + "/stop", r.token, "at", map[string]any{"at": "2026-12-01T10:00:00.5-24:00"}},
 	}
 	for _, c := range writes {
 		t.Run(c.name, func(t *testing.T) {
