@@ -445,14 +445,7 @@ func TestDeadReceiverLogsOneWarning(t *testing.T) {
 	e.h.Log = slog.New(slog.NewTextHandler(&lockedWriter{w: &logs, mu: &mu}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	const failures = 3
 	e.h.Delivery = worker.DeliveryConfig{BreakerFailures: failures, BreakerOpen: 30 * time.Millisecond}
-	var down atomic.Bool
-	down.Store(true)
-	r := newReceiver(t, func(int64) int {
-		if down.Load() {
-			return http.StatusServiceUnavailable
-		}
-		return http.StatusOK
-	})
+	r, down := downReceiver(t)
 	e.subscribe("dead", r, nil)
 	e.addEvents(1, jobs.EventSessionChanged)
 	e.numberOnly()
@@ -528,14 +521,7 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 // within about 10 s of the breaker opening, not 30.
 func TestWebhookCircuitBreakerLetsAReceiverBackWithinTenSeconds(t *testing.T) {
 	e := setupParallel(t)
-	var down atomic.Bool
-	down.Store(true)
-	r := newReceiver(t, func(int64) int {
-		if down.Load() {
-			return http.StatusServiceUnavailable
-		}
-		return http.StatusOK
-	})
+	r, down := downReceiver(t)
 	e.subscribe("flaky", r, nil)
 	e.addEvents(worker.DefaultBreakerFailures+1, jobs.EventSessionChanged)
 	e.numberOnly()
@@ -570,6 +556,19 @@ func TestWebhookCircuitBreakerLetsAReceiverBackWithinTenSeconds(t *testing.T) {
 	if d := e.delivery("flaky", last.ID); d.Status != repo.DeliveryDelivered {
 		t.Fatalf("delivery %+v", d)
 	}
+}
+
+// downReceiver is a receiver that answers 503 while down holds (as it
+// does at first), 200 once it is cleared.
+func downReceiver(t *testing.T) (*receiver, *atomic.Bool) {
+	down := new(atomic.Bool)
+	down.Store(true)
+	return newReceiver(t, func(int64) int {
+		if down.Load() {
+			return http.StatusServiceUnavailable
+		}
+		return http.StatusOK
+	}), down
 }
 
 func closedURL(t *testing.T) string {
