@@ -78,7 +78,7 @@ func (a *Answers) Close() {
 // alone, where it waits its turn.
 func (a *Answers) AcknowledgeRight(ctx context.Context, sessionID int64, version int, at time.Time) (RightAcknowledgement, error) {
 	ack, err := a.acks.do(ctx, ackCall{session: sessionID, version: version, at: at})
-	if errors.Is(err, errBatchSkipped) || errors.Is(err, errBatcherClosed) {
+	if leftOut(err) {
 		return AcknowledgeRight(ctx, a.db, sessionID, version, at)
 	}
 	return ack, err
@@ -88,7 +88,7 @@ func (a *Answers) AcknowledgeRight(ctx context.Context, sessionID int64, version
 // deliveries waiting at the same time.
 func (a *Answers) RecordDelivered(ctx context.Context, webhook, eventID string, at time.Time) error {
 	_, err := a.deliveries.do(ctx, deliveredCall{webhook: webhook, eventID: eventID, at: at})
-	if errors.Is(err, errBatchSkipped) || errors.Is(err, errBatcherClosed) {
+	if leftOut(err) {
 		return RecordDelivered(ctx, a.db, webhook, eventID, at)
 	}
 	if err != nil {
@@ -292,6 +292,12 @@ var errBatchSkipped = errors.New("repo: left out of its batch")
 
 // errBatcherClosed is a call made after Close: it is written alone.
 var errBatcherClosed = errors.New("repo: batch writer closed")
+
+// leftOut says whether a batched call's error means its batch did not take
+// it (errBatchSkipped, errBatcherClosed): the caller then runs it alone.
+func leftOut(err error) bool {
+	return errors.Is(err, errBatchSkipped) || errors.Is(err, errBatcherClosed)
+}
 
 // batcher runs calls that arrive at the same time as one batch: one
 // goroutine takes the first call waiting and every other one waiting then

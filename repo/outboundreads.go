@@ -2,7 +2,6 @@ package repo
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/google/uuid"
@@ -55,7 +54,7 @@ func (r *OutboundReads) Close() {
 func (r *OutboundReads) GetSession(ctx context.Context, id int64) (*Session, error) {
 	s, err := r.sessions.do(ctx, id)
 	switch {
-	case errors.Is(err, errBatchSkipped) || errors.Is(err, errBatcherClosed):
+	case leftOut(err):
 		return GetSession(ctx, r.db, id)
 	case err != nil:
 		return nil, fmt.Errorf("session %d: %w", id, err) // as GetSession names it
@@ -73,7 +72,7 @@ func (r *OutboundReads) GetDeliveryWork(ctx context.Context, webhook, eventID st
 	}
 	w, err := r.deliveries.do(ctx, deliveryKey{webhook, eventID})
 	switch {
-	case errors.Is(err, errBatchSkipped) || errors.Is(err, errBatcherClosed):
+	case leftOut(err):
 		return GetDeliveryWork(ctx, r.db, webhook, eventID)
 	case err != nil:
 		return nil, fmt.Errorf("delivery of event %s to webhook %s: %w", eventID, webhook, err) // as GetDeliveryWork names it
